@@ -1,0 +1,13 @@
+"""recbole-autodenoise: AutoDenoise (Ge et al.) and its baselines as a RecBole plugin."""
+
+from recbole_autodenoise import compat
+from recbole_autodenoise.evaluation.metrics import register_metrics
+
+compat.apply()
+register_metrics()
+
+from recbole_autodenoise.config import make_config  # noqa: E402
+from recbole_autodenoise.data import create_dataset, data_preparation  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["create_dataset", "data_preparation", "make_config"]

@@ -1,0 +1,93 @@
+"""Make RecBole 1.2.1 work on today's stack, in one place, applied once on import.
+
+RecBole 1.2.1 (the latest release) predates NumPy 2, pandas 3 and torch 2.6. Each fix below is
+the smallest change that restores RecBole's own behaviour; nothing here changes results.
+
+* NumPy 2 removed ``np.float_``, ``np.complex_`` and ``np.unicode_``, which RecBole's
+  ``Config.compatibility_settings`` reads: the aliases are restored when missing.
+* pandas 3 (copy-on-write) turns RecBole's chained ``df[field].fillna(..., inplace=True)`` in
+  ``Dataset._fill_nan`` into a silent no-op: the numeric and token fields are filled by assignment
+  first. (The same idiom in ``_load_feat`` only touches sequence fields, which a missing value
+  still makes fail loudly rather than silently.)
+* ``recbole.quick_start`` imports Ray, which fails on NumPy 2 and has no wheel for Python 3.12+:
+  this package never imports it (a test guards that).
+* torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
+  Our trainer saves plain state dicts instead (see ``trainer.py``); :func:`load_checkpoint` is the
+  one loader we use, always with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+_NUMPY_ALIASES = {"float_": np.float64, "complex_": np.complex128, "unicode_": np.str_}
+
+
+def _restore_numpy_aliases() -> None:
+    for name, target in _NUMPY_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, target)
+
+
+def _patch_fill_nan() -> None:
+    from recbole.data.dataset import Dataset
+    from recbole.utils import FeatureType
+
+    original = Dataset._fill_nan
+    if getattr(original, "_autodenoise_patched", False):
+        return
+
+    def _fill_nan(self) -> None:
+        for feat_name in self.feat_name_list:
+            feat = getattr(self, feat_name)
+            for field in feat:
+                ftype = self.field2type[field]
+                if ftype == FeatureType.TOKEN:
+                    feat[field] = feat[field].fillna(value=0)
+                elif ftype == FeatureType.FLOAT:
+                    feat[field] = feat[field].fillna(value=feat[field].mean())
+        with warnings.catch_warnings():  # its own fillna calls are now no-ops on filled columns
+            warnings.simplefilter("ignore")
+            original(self)
+
+    _fill_nan._autodenoise_patched = True  # type: ignore[attr-defined]
+    Dataset._fill_nan = _fill_nan
+
+
+def apply() -> None:
+    """Apply every fix (idempotent)."""
+    _restore_numpy_aliases()
+    _patch_fill_nan()
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load one of our checkpoints safely: plain tensors, numbers, strings, lists and dicts only."""
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` next to ``path`` and rename it into place, so an interrupted save never
+    leaves a truncated file where a good checkpoint was."""
+    import tempfile
+
+    import torch
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

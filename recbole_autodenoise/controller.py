@@ -1,0 +1,167 @@
+"""The AutoDenoise controller (paper Sec. 4.3) and its REINFORCE gradient (Sec. 4.2, Eq. 10).
+
+State: ``concat(e_u, e_v, loss_uv, epoch)``, everything detached from the recommender; the epoch
+enters as ``epoch / config['epochs']`` so the feature stays in [0, 1]. The trunk is an MLP with two
+ReLU layers of ``controller_hidden_size`` units; the heads follow Eq. 12 (hard) and Eqs. 13-16 (soft).
+The heads start with zero weights, so every sample starts from the same distribution, chosen so the
+expected initial weight is 1 (see ``HardPolicy`` and ``SoftPolicy``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+INV_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)
+
+
+def controller_state(user_repr, item_repr, losses, epoch_fraction: float) -> torch.Tensor:
+    epoch = torch.full_like(losses, float(epoch_fraction))
+    return torch.cat([user_repr, item_repr, losses.unsqueeze(1), epoch.unsqueeze(1)], dim=1).detach()
+
+
+class Policy(nn.Module):
+    """Trunk shared by both controllers: Linear -> ReLU -> Linear -> ReLU."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Linear(input_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size), nn.ReLU()
+        )
+
+    def sample(self, state: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample an action per row; return (action, weight), both detached."""
+        raise NotImplementedError
+
+    def log_prob(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _mean_one_tilt(num_actions: int) -> float:
+    """theta with sum_k k e^{theta k} / sum_k e^{theta k} = 1 (bisection; theta = 0 for A = 3)."""
+
+    def mean(theta: float) -> float:
+        logits = torch.arange(num_actions, dtype=torch.float64) * theta
+        probs = torch.softmax(logits, dim=0)
+        return float((probs * torch.arange(num_actions, dtype=torch.float64)).sum())
+
+    low, high = -20.0, 20.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if mean(mid) < 1.0 else (low, mid)
+    return (low + high) / 2
+
+
+class HardPolicy(Policy):
+    """Categorical over A actions, action k gives weight k (0 drop, 1 keep, 2 duplicate, ...).
+
+    Initial logits are ``theta * k`` with theta chosen so that the expected weight is exactly 1
+    (uniform for A = 3). With A = 2 (drop / keep) a mean of 1 would need "keep" for sure; there the
+    initial keep probability is 0.9.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_actions: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.num_actions = num_actions
+        self.head = nn.Linear(hidden_size, num_actions)
+        theta = math.log(9.0) if num_actions == 2 else _mean_one_tilt(num_actions)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(theta * torch.arange(num_actions, dtype=torch.float32))
+
+    def logits(self, state: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(state))
+
+    def sample(self, state, generator):
+        with torch.no_grad():
+            probs = torch.softmax(self.logits(state), dim=1)
+            action = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return action, action.to(state.dtype)
+
+    def log_prob(self, state, action):
+        return torch.log_softmax(self.logits(state), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
+
+
+def _softplus_mean(mu: float, std: float) -> float:
+    """E[softplus(w)], w ~ N(mu, std^2), by 40-point Gauss-Hermite quadrature."""
+    import numpy as np
+
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    return float((weights * np.logaddexp(0.0, mu + std * nodes)).sum() / weights.sum())
+
+
+class SoftPolicy(Policy):
+    """w ~ N(mu, sigma^2) with a mean head and a softplus variance head; weight = softplus(w).
+
+    Initially sigma = ``init_std`` and mu solves E[softplus(w)] = 1 (mu = log(e - 1) when sigma -> 0).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, init_std: float) -> None:
+        super().__init__(input_size, hidden_size)
+        self.mean_head = nn.Linear(hidden_size, 1)
+        self.var_head = nn.Linear(hidden_size, 1)
+        low, high = -10.0, 10.0
+        for _ in range(100):
+            mid = (low + high) / 2
+            low, high = (mid, high) if _softplus_mean(mid, init_std) < 1.0 else (low, mid)
+        variance = init_std**2
+        for head, bias in ((self.mean_head, (low + high) / 2), (self.var_head, math.log(math.expm1(variance)))):
+            nn.init.zeros_(head.weight)
+            nn.init.constant_(head.bias, bias)
+
+    def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:
+        hidden = self.trunk(state)
+        mean = self.mean_head(hidden).squeeze(1)
+        variance = F.softplus(self.var_head(hidden).squeeze(1))
+        return torch.distributions.Normal(mean, variance.sqrt())
+
+    def sample(self, state, generator):
+        with torch.no_grad():
+            dist = self.distribution(state)
+            noise = torch.randn(dist.mean.shape, generator=generator, device=state.device, dtype=state.dtype)
+            action = dist.mean + dist.stddev * noise
+        return action, F.softplus(action)
+
+    def log_prob(self, state, action):
+        return self.distribution(state).log_prob(action)
+
+
+class ReinforceAccumulator:
+    """Sum of grad log pi(w|s) over the samples since the last reward, in O(|Phi|) memory.
+
+    Phi is fixed while the recommender trains, so sum_j grad log pi(w_j|s_j) can be added up batch
+    by batch and scaled by (R - b) / |D| once the reward is known: identical to Eq. 10 without
+    keeping any batch's graph.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.params = [p for p in policy.parameters()]
+        self.sums = [torch.zeros_like(p) for p in self.params]
+        self.count = 0
+
+    def add(self, log_probs: torch.Tensor) -> None:
+        grads = torch.autograd.grad(log_probs.sum(), self.params, allow_unused=True)
+        for total, grad in zip(self.sums, grads):
+            if grad is not None:
+                total.add_(grad)
+        self.count += log_probs.numel()
+
+    def policy_gradient(self, advantage: float) -> list[torch.Tensor]:
+        """Eq. 10: (R - b) / |D| * sum_j grad log pi(w_j | s_j) (ascent direction)."""
+        return [total * (advantage / self.count) for total in self.sums]
+
+    def reset(self) -> None:
+        for total in self.sums:
+            total.zero_()
+        self.count = 0
+
+    def state_dict(self) -> dict:
+        return {"sums": [t.clone() for t in self.sums], "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        for total, saved in zip(self.sums, state["sums"]):
+            total.copy_(saved)
+        self.count = int(state["count"])

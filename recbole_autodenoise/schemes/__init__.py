@@ -1,0 +1,9 @@
+"""Weighting schemes, one file each, registered by name (``denoise_scheme``).
+
+Add your own with ``@register_scheme("name")`` on a :class:`WeightingScheme` subclass.
+"""
+
+from recbole_autodenoise.schemes import adt_rl, adt_tl, autodenoise_h, autodenoise_s, default, heuristic  # noqa: F401
+from recbole_autodenoise.schemes.base import SCHEMES, Batch, WeightingScheme, register_scheme
+
+__all__ = ["SCHEMES", "Batch", "WeightingScheme", "register_scheme"]

@@ -1,0 +1,19 @@
+"""ADT-RL, reweighted loss (Wang et al.): weight = p^beta with p the model's probability of the
+observed positive. For BPR and cross-entropy losses p = exp(-loss), so weight = exp(-beta * loss)."""
+
+from __future__ import annotations
+
+import torch
+
+from recbole_autodenoise.config import non_negative, read_key
+from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
+
+
+@register_scheme("adt_rl")
+class ReweightedLossScheme(WeightingScheme):
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        self.beta = read_key(config, "adt_beta", non_negative, "a number >= 0")
+
+    def weights(self, batch: Batch) -> torch.Tensor:
+        return torch.exp(-self.beta * batch.losses)

@@ -1,0 +1,21 @@
+"""AutoDenoise-H: hard actions, weight k in {0, ..., A-1} (drop, keep, duplicate for A = 3)."""
+
+from __future__ import annotations
+
+from recbole_autodenoise.config import read_key
+from recbole_autodenoise.controller import HardPolicy
+from recbole_autodenoise.schemes.autodenoise import ControllerScheme
+from recbole_autodenoise.schemes.base import register_scheme
+
+
+@register_scheme("autodenoise_h")
+class HardAutoDenoise(ControllerScheme):
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        self.num_actions = read_key(
+            config, "controller_num_actions", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+            "an integer >= 2 (action k gives weight k)",
+        )
+
+    def build_policy(self, input_size: int) -> HardPolicy:
+        return HardPolicy(input_size, self.hidden_size, self.num_actions)

@@ -1,0 +1,69 @@
+"""The interface every weighting scheme implements, and the registry that finds them by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from recbole_autodenoise.registry import Registry
+
+
+@dataclass
+class Batch:
+    """What a scheme may look at to weight one training batch (all detached from the model)."""
+
+    losses: torch.Tensor  # per-sample training loss, shape [B]
+    item_ids: torch.Tensor  # target item of each sample, shape [B]
+    epoch: int  # current epoch, 0-based
+    epoch_fraction: float  # epoch / config['epochs'], the controller's epoch feature
+    user_repr: torch.Tensor | None = None  # e_u: user embedding or sequence representation
+    item_repr: torch.Tensor | None = None  # e_v: target item embedding
+
+
+class WeightingScheme:
+    """Gives every training sample a weight; the loss is ``mean(w * loss)``.
+
+    Subclasses read their config keys in ``__init__`` (and fail there on bad values), may look at
+    the training set once in ``setup``, return detached weights in ``weights`` (``None`` means
+    "unweighted": the model's own loss is used untouched), may learn from the clean validation
+    result in ``after_evaluation``, and expose everything a resumed run needs in ``state_dict``.
+    """
+
+    name: ClassVar[str] = ""
+    needs_representations: ClassVar[bool] = False  # does ``weights`` need e_u and e_v?
+    learns_from_validation: ClassVar[bool] = False
+
+    def __init__(self, config: Any, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+
+    def setup(self, train_dataset: Any) -> None:
+        """Called once before training with RecBole's training dataset."""
+
+    def weights(self, batch: Batch) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        """Called after each validation; returns values to log (empty when nothing is learned)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme")
+
+
+def register_scheme(name: str):
+    """Class decorator: make a scheme selectable as ``denoise_scheme: <name>``."""
+
+    def decorator(cls: type[WeightingScheme]) -> type[WeightingScheme]:
+        cls.name = name
+        return SCHEMES.register(name)(cls)
+
+    return decorator

@@ -1,0 +1,253 @@
+"""``AutoDenoiseTrainer``: RecBole's ``Trainer`` with per-sample weights from a weighting scheme.
+
+Only the hooks RecBole offers are overridden: ``_train_epoch`` passes a weighted ``loss_func``,
+``_valid_epoch`` lets the scheme learn from the clean validation result, and the checkpoint holds
+plain state dicts plus a ``denoise`` key (loadable with ``torch.load(..., weights_only=True)``),
+written atomically. Evaluation never applies weights.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from time import time
+from typing import Any
+
+import numpy as np
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+from recbole_autodenoise import compat
+from recbole_autodenoise.config import positive, read_key
+from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.schemes import SCHEMES, Batch
+from recbole_autodenoise.schemes.autodenoise import parse_reward_metric
+from recbole_autodenoise.schemes.default import DefaultScheme
+
+
+class WeightStudy:
+    """Mean weight of true-positive (rating >= threshold) and false-positive training samples
+    (paper Sec. 5.4.1, Fig. 2), per epoch and over the whole run."""
+
+    def __init__(self, rating_field: str, threshold: float) -> None:
+        self.rating_field = rating_field
+        self.threshold = threshold
+        self.total = torch.zeros(4, dtype=torch.float64)  # tp weight sum, tp count, fp weight sum, fp count
+        self.epoch = torch.zeros(4, dtype=torch.float64)
+
+    def begin_epoch(self) -> None:
+        self.epoch = torch.zeros(4, dtype=torch.float64)
+
+    def add(self, weights: torch.Tensor | None, interaction) -> None:
+        if self.rating_field not in interaction.interaction:
+            raise ValueError(f"training batches carry no '{self.rating_field}' field (clean_rating_field)")
+        true_positive = (interaction[self.rating_field] >= self.threshold).double()
+        weights = torch.ones_like(true_positive) if weights is None else weights.detach().double()
+        tp_count = true_positive.sum()
+        tp_weight = (weights * true_positive).sum()
+        batch = torch.stack([tp_weight, tp_count, weights.sum() - tp_weight, len(weights) - tp_count]).cpu()
+        self.epoch += batch
+        self.total += batch
+
+    @staticmethod
+    def summary(sums: torch.Tensor) -> dict[str, float]:
+        tp_w, tp_n, fp_w, fp_n = sums.tolist()
+        return {
+            "tp_mean_weight": tp_w / tp_n if tp_n else float("nan"),
+            "fp_mean_weight": fp_w / fp_n if fp_n else float("nan"),
+            "tp_samples": int(tp_n),
+            "fp_samples": int(fp_n),
+        }
+
+
+def _plain(value: Any) -> Any:
+    """Config values as JSON-able plain data (enums, devices and classes become strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def plain_config(config) -> dict[str, Any]:
+    return _plain(dict(config.final_config_dict))
+
+
+class AutoDenoiseTrainer(Trainer):
+    """Trains a RecBole model on ``mean(w * loss)`` with ``w`` from ``denoise_scheme``."""
+
+    def __init__(self, config, model) -> None:
+        if not config["single_spec"] or (config["nproc"] or 1) > 1:
+            raise ValueError(
+                "AutoDenoiseTrainer runs in a single process; multi-process training (nproc > 1) "
+                "is not supported yet: run with nproc: 1"
+            )
+        self.scheme_name = read_key(
+            config, "denoise_scheme", lambda v: v in SCHEMES, f"one of {SCHEMES.names()}"
+        )
+        read_key(config, "learning_rate", positive, "a number > 0")
+        scheme_cls = SCHEMES.get(self.scheme_name)
+        if scheme_cls.learns_from_validation:
+            self._ensure_metric(config, parse_reward_metric(config["reward_metric"], list(config["topk"] or [])))
+        super().__init__(config, model)
+        self.scheme = scheme_cls(config, self.device)
+        self.sample_loss = None if scheme_cls is DefaultScheme else PerSampleLoss(model)
+        if scheme_cls.needs_representations:
+            self.sample_loss.check_representations()
+        self.study = WeightStudy(config["clean_rating_field"], float(config["clean_rating_threshold"]))
+        self.history: list[dict[str, Any]] = []
+        self._epoch = 0
+        self._is_set_up = False
+        self._pending_rng: dict[str, Any] | None = None
+        self._train_data = None
+
+    @staticmethod
+    def _ensure_metric(config, metric_key: str) -> None:
+        """The reward must be computed on validation: add its metric to ``metrics`` if absent."""
+        name = metric_key.split("@")[0]
+        if name not in [m.lower() for m in config["metrics"]]:
+            config["metrics"] = list(config["metrics"]) + [name]
+
+    # --- training -------------------------------------------------------------------------
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        self._train_data = train_data
+        if not self._is_set_up:
+            self.scheme.setup(train_data._dataset)
+            self._is_set_up = True
+        if self._pending_rng is not None:
+            self._restore_rng(self._pending_rng)
+            self._pending_rng = None
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._epoch = epoch_idx
+        self.study.begin_epoch()
+        start = time()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func or self._weighted_loss,
+                                    show_progress=show_progress)
+        record = {"epoch": epoch_idx, "train_seconds": time() - start,
+                  "train_loss": float(sum(loss) if isinstance(loss, tuple) else loss)}
+        record.update(WeightStudy.summary(self.study.epoch))
+        self.history.append(record)
+        return loss
+
+    def _weighted_loss(self, interaction) -> torch.Tensor:
+        if self.sample_loss is None:
+            self.study.add(None, interaction)
+            return self.model.calculate_loss(interaction)
+        sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
+        batch = Batch(
+            losses=sample.losses.detach(),
+            item_ids=interaction[self.model.ITEM_ID],
+            epoch=self._epoch,
+            epoch_fraction=self._epoch / max(self.epochs, 1),
+            user_repr=sample.user_repr,
+            item_repr=sample.item_repr,
+        )
+        weights = self.scheme.weights(batch)
+        self.study.add(weights, interaction)
+        if weights is None:
+            return sample.weighted(torch.ones_like(sample.losses))
+        return sample.weighted(weights)
+
+    def _check_nan(self, loss) -> None:
+        if torch.isnan(loss):
+            raise ValueError(
+                f"training loss is NaN at epoch {self._epoch} (denoise_scheme={self.scheme_name}); "
+                "lower learning_rate or check the data"
+            )
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time()
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        logs = self.scheme.after_evaluation(valid_result, self._epoch)
+        for key, value in logs.items():
+            self.tensorboard.add_scalar(f"AutoDenoise/{key}", value, self._epoch)
+        if logs:
+            self.logger.info(
+                set_color("controller", "blue") + ": " + ", ".join(f"{k}={v:.6f}" for k, v in logs.items())
+            )
+        if self.history:
+            self.history[-1].update(valid_seconds=time() - start, valid_score=float(valid_score),
+                                    **{f"controller_{k}": v for k, v in logs.items()})
+        return valid_score, valid_result
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _rng_state(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)},
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        if self._train_data is not None:
+            state["loader"] = self._train_data.generator.get_state()
+        return state
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"].cpu())
+        numpy_state = state["numpy"]
+        np.random.set_state(("MT19937", numpy_state["keys"].cpu().numpy().astype(np.uint32),
+                             numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+        if "loader" in state and self._train_data is not None:
+            self._train_data.generator.set_state(state["loader"].cpu())
+
+    def denoise_state(self) -> dict[str, Any]:
+        return {
+            "scheme": self.scheme_name,
+            "scheme_state": self.scheme.state_dict(),
+            "study_total": self.study.total.clone(),
+            "history": json.loads(json.dumps(self.history)),
+            "rng": self._rng_state(),
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's checkpoint without the pickled ``Config`` (a plain dict instead), plus ``denoise``."""
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": plain_config(self.config),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "denoise": self.denoise_state(),
+        }
+        compat.atomic_torch_save(state, saved_model_file)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def resume_checkpoint(self, resume_file):
+        checkpoint = compat.load_checkpoint(resume_file, map_location=self.device)
+        denoise = checkpoint.get("denoise")
+        if denoise is None:
+            raise ValueError(f"{resume_file} is not an AutoDenoiseTrainer checkpoint (no 'denoise' key)")
+        if denoise["scheme"] != self.scheme_name:
+            raise ValueError(
+                f"{resume_file} was trained with denoise_scheme={denoise['scheme']!r}, "
+                f"this run uses {self.scheme_name!r}"
+            )
+        super().resume_checkpoint(resume_file)
+        self.scheme.load_state_dict(denoise["scheme_state"])
+        self.study.total = denoise["study_total"].cpu()
+        self.history = list(denoise["history"])
+        self._pending_rng = denoise["rng"]
+
+    # --- results --------------------------------------------------------------------------
+    def weight_study(self) -> dict[str, Any]:
+        overall = WeightStudy.summary(self.study.total)
+        overall["per_epoch"] = [
+            {k: record[k] for k in ("epoch", "tp_mean_weight", "fp_mean_weight")} for record in self.history
+        ]
+        return overall
