@@ -6,8 +6,19 @@ from recbole_autodenoise.evaluation.metrics import register_metrics
 compat.apply()
 register_metrics()
 
-from recbole_autodenoise.config import make_config  # noqa: E402
+from recbole_autodenoise.config import make_config, property_files  # noqa: E402
 from recbole_autodenoise.data import create_dataset, data_preparation  # noqa: E402
+from recbole_autodenoise.schemes import SCHEMES, WeightingScheme, register_scheme  # noqa: E402
+from recbole_autodenoise.trainer import AutoDenoiseTrainer  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["create_dataset", "data_preparation", "make_config"]
+__all__ = [
+    "SCHEMES",
+    "AutoDenoiseTrainer",
+    "WeightingScheme",
+    "create_dataset",
+    "data_preparation",
+    "make_config",
+    "property_files",
+    "register_scheme",
+]

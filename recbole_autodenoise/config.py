@@ -101,6 +101,10 @@ def make_config(
         get_model(model)
     except ValueError as error:
         raise ValueError(f"unknown model '{model}': {error}") from None
+    except (ImportError, AttributeError) as error:
+        # RecBole's search ends in exlib_recommender, whose import needs lightgbm and xgboost;
+        # a wrongly cased name ("bpr") finds the module but not the class.
+        raise ValueError(f"unknown model '{model}': not a RecBole model ({type(error).__name__}: {error})") from None
     overrides = dict(config_dict or {})
     user_keys = set(overrides)
     for file in user_files:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-INV_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)
+_HERMITE = np.polynomial.hermite_e.hermegauss(40)
 
 
 def controller_state(user_repr, item_repr, losses, epoch_fraction: float) -> torch.Tensor:
@@ -87,9 +88,7 @@ class HardPolicy(Policy):
 
 def _softplus_mean(mu: float, std: float) -> float:
     """E[softplus(w)], w ~ N(mu, std^2), by 40-point Gauss-Hermite quadrature."""
-    import numpy as np
-
-    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    nodes, weights = _HERMITE
     return float((weights * np.logaddexp(0.0, mu + std * nodes)).sum() / weights.sum())
 
 

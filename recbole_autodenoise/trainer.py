@@ -92,6 +92,12 @@ class AutoDenoiseTrainer(Trainer):
         scheme_cls = SCHEMES.get(self.scheme_name)
         if scheme_cls.learns_from_validation:
             self._ensure_metric(config, parse_reward_metric(config["reward_metric"], list(config["topk"] or [])))
+        valid_name = str(config["valid_metric"]).split("@")[0].lower()
+        if valid_name not in [m.lower() for m in config["metrics"]]:
+            raise ValueError(
+                f"config key 'valid_metric' = {config['valid_metric']!r} is not among the evaluated "
+                f"metrics {list(config['metrics'])}"
+            )
         super().__init__(config, model)
         self.scheme = scheme_cls(config, self.device)
         self.sample_loss = None if scheme_cls is DefaultScheme else PerSampleLoss(model)

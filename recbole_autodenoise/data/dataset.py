@@ -46,7 +46,7 @@ class CleanFeedbackMixin:
         target = os.path.join(self.dataset_path, f"{self.dataset_name}.inter")
         try:
             super()._download()
-        except (URLError, OSError, EOFError) as error:
+        except (URLError, OSError, EOFError, ValueError) as error:  # ValueError: a name RecBole can't fetch
             raise FileNotFoundError(
                 f"data set [{self.dataset_name}] is not at {target} and could not be downloaded "
                 f"({error}). Place a RecBole atomic file there, for example with "

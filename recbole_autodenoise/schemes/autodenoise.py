@@ -32,7 +32,7 @@ def parse_reward_metric(value: Any, topk: list[int]) -> str:
         raise ValueError(f"config key 'reward_metric' = {value!r} needs '@K' with K in topk {topk}")
     if not needs_k and k:
         raise ValueError(f"config key 'reward_metric' = {value!r}: {name} takes no '@K'")
-    return value.lower()
+    return f"{name}@{int(k)}" if needs_k else name
 
 
 class ControllerScheme(WeightingScheme):

@@ -1,0 +1,77 @@
+"""The compatibility module: RecBole 1.2.1 on NumPy 2, pandas 3 and torch >= 2.6, without Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import recbole_autodenoise as rad
+from recbole_autodenoise import compat
+from tests.conftest import write_inter
+
+
+def test_numpy_aliases_recbole_config_reads_exist():
+    compat.apply()
+    assert np.float_ is np.float64 and np.complex_ is np.complex128 and np.unicode_ is np.str_
+
+
+def test_recbole_config_builds_on_this_numpy():
+    config = rad.make_config("BPR", "ml-100k")
+    assert config["model"] == "BPR" and config["eval_protocol"] == "interaction"
+
+
+def test_importing_the_plugin_and_training_never_imports_ray_or_recbole_quick_start(tmp_path):
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.argv = ["x"]
+        from recbole_autodenoise.quick_start import run
+        run("BPR", "ml-100k", config_dict={"epochs": 1, "show_progress": False, "state": "WARNING",
+            "eval_batch_size": 1048576}, saved=False)
+        bad = [m for m in sys.modules if m == "ray" or m.startswith("ray.") or m.startswith("recbole.quick_start")]
+        print("IMPORTED", bad)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "IMPORTED []" in out.stdout
+
+
+def test_recbole_models_do_not_leave_anomaly_detection_on():
+    import recbole.model.sequential_recommender  # noqa: F401  (SINE switches it on at import)
+
+    compat.apply()
+    assert not torch.is_anomaly_enabled()
+
+
+def test_missing_values_are_filled_under_pandas_copy_on_write(tmp_path):
+    path = write_inter(tmp_path, "holes", [(1, 1, 4, 1), (1, 2, "", 2), (2, 1, 2, 3), (2, 3, 3, 4)])
+    assert path.exists()
+    config = rad.make_config(
+        "BPR", "holes",
+        config_dict={"data_path": str(tmp_path), "user_inter_num_interval": "[0,inf)",
+                     "item_inter_num_interval": "[0,inf)"},
+    )
+    dataset = rad.create_dataset(config)
+    ratings = dataset.inter_feat["rating"]
+    assert not torch.isnan(torch.as_tensor(ratings)).any()
+    assert sorted(torch.as_tensor(ratings).tolist()) == [2.0, 3.0, 3.0, 4.0]  # the hole gets the mean, 3
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    path = tmp_path / "c.pth"
+    compat.atomic_torch_save({"state_dict": {"w": torch.arange(3)}, "meta": {"model": "BPR", "k": [1, 2]}}, path)
+    loaded = compat.load_checkpoint(path)
+    assert loaded["meta"] == {"model": "BPR", "k": [1, 2]}
+    assert torch.equal(loaded["state_dict"]["w"], torch.arange(3))
+
+
+def test_a_pickled_object_is_refused_by_the_safe_loader(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"obj": compat}, path)  # a module reference can only be loaded by unpickling
+    with pytest.raises(Exception):
+        compat.load_checkpoint(path)

@@ -1,0 +1,269 @@
+"""Unit tests for ``PerSampleLoss``: per-sample losses read from a model's own ``calculate_loss``.
+
+Small stand-in models shaped like RecBole's BPR (a ``BPRLoss`` attribute ``loss``) and SASRec /
+GRU4Rec (an ``nn.CrossEntropyLoss`` attribute ``loss_fct``), with hand-set embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from recbole.model.loss import BPRLoss
+from recbole.utils import ModelType
+from torch import nn
+from torch.nn import functional as F
+
+import recbole_autodenoise  # noqa: F401  (compat patches)
+from recbole_autodenoise.losses import PerSampleLoss
+
+USER = torch.tensor([0, 1, 2, 0])
+POS = torch.tensor([1, 2, 3, 4])
+NEG = torch.tensor([2, 1, 4, 3])
+
+
+class FakeBPR(nn.Module):
+    """Like RecBole's BPR: dot-product scores, ``self.loss(pos, neg)``; optional regulariser."""
+
+    type = ModelType.GENERAL
+    USER_ID = "user_id"
+    ITEM_ID = "item_id"
+    NEG_ITEM_ID = "neg_item_id"
+
+    def __init__(self, reg_weight: float = 0.0, calls: int = 1, as_tuple: bool = False) -> None:
+        super().__init__()
+        self.user_embedding = nn.Embedding(3, 2)
+        self.item_embedding = nn.Embedding(5, 2)
+        with torch.no_grad():
+            self.user_embedding.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+            self.item_embedding.weight.copy_(
+                torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, -1.0], [0.5, 0.5], [-3.0, 1.0]])
+            )
+        self.loss = BPRLoss()
+        self.reg_weight = reg_weight
+        self.calls = calls
+        self.as_tuple = as_tuple
+
+    def scores(self, interaction):
+        user = self.user_embedding(interaction[self.USER_ID])
+        pos = (user * self.item_embedding(interaction[self.ITEM_ID])).sum(1)
+        neg = (user * self.item_embedding(interaction[self.NEG_ITEM_ID])).sum(1)
+        return pos, neg
+
+    def regulariser(self, interaction):
+        return self.user_embedding(interaction[self.USER_ID]).pow(2).sum()
+
+    def calculate_loss(self, interaction):
+        pos, neg = self.scores(interaction)
+        loss = self.loss(pos, neg)
+        for _ in range(self.calls - 1):
+            loss = loss + self.loss(pos, neg)
+        if self.as_tuple:
+            return loss, self.reg_weight * self.regulariser(interaction)
+        if self.reg_weight:
+            loss = loss + self.reg_weight * self.regulariser(interaction)
+        return loss
+
+
+class FakeSequential(nn.Module):
+    """Like RecBole's SASRec/GRU4Rec with loss_type CE: ``forward`` gives the sequence representation."""
+
+    type = ModelType.SEQUENTIAL
+    USER_ID = "user_id"
+    ITEM_ID = "item_id"
+    ITEM_SEQ = "item_id_list"
+
+    def __init__(self, loss_fct: nn.Module | None = None) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.item_embedding = nn.Embedding(6, 3)
+        with torch.no_grad():
+            self.item_embedding.weight.copy_(torch.randn(6, 3, generator=generator))
+        self.loss_fct = loss_fct if loss_fct is not None else nn.CrossEntropyLoss()
+
+    def forward(self, item_seq):
+        return self.item_embedding(item_seq).mean(1) * 2.0
+
+    def calculate_loss(self, interaction):
+        seq_output = self.forward(interaction[self.ITEM_SEQ])
+        logits = seq_output @ self.item_embedding.weight.t()
+        return self.loss_fct(logits, interaction[self.ITEM_ID])
+
+
+def bpr_interaction():
+    return {"user_id": USER, "item_id": POS, "neg_item_id": NEG}
+
+
+def seq_interaction():
+    return {
+        "user_id": torch.tensor([0, 1, 2]),
+        "item_id_list": torch.tensor([[1, 2, 0], [3, 3, 4], [5, 1, 2]]),
+        "item_id": torch.tensor([3, 1, 5]),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# BPR
+
+
+def test_bpr_per_sample_exact_values():
+    model = FakeBPR()
+    result = PerSampleLoss(model)(bpr_interaction())
+    # pos - neg, by hand from the embeddings above
+    diffs = [2.0 - 0.0, -1.0 - 0.0, 1.0 - (-2.0), -3.0 - 0.5]
+    expected = torch.tensor([-math.log(1e-10 + 1 / (1 + math.exp(-d))) for d in diffs])
+    torch.testing.assert_close(result.losses, expected, rtol=1e-6, atol=1e-7)
+    assert result.losses.shape == (4,)
+    assert result.extra is None
+    assert result.user_repr is None and result.item_repr is None
+
+
+def test_bpr_gamma_guards_log_of_zero():
+    model = FakeBPR()
+    with torch.no_grad():
+        model.user_embedding.weight[0] = torch.tensor([10.0, 0.0])
+    interaction = {"user_id": torch.tensor([0]), "item_id": torch.tensor([4]), "neg_item_id": torch.tensor([1])}
+    losses = PerSampleLoss(model)(interaction).losses  # pos - neg = -30 - 20 = -50
+    expected = -math.log(1e-10 + 1 / (1 + math.exp(50.0)))  # ~ -log(1e-10) = 23.03, not 50
+    assert losses.item() == pytest.approx(expected, rel=1e-5)
+    assert math.isfinite(losses.item())
+
+
+def test_bpr_mean_equals_model_loss():
+    model = FakeBPR()
+    result = PerSampleLoss(model)(bpr_interaction())
+    original = model.calculate_loss(bpr_interaction())
+    torch.testing.assert_close(result.losses.mean(), original, rtol=0, atol=0)
+    torch.testing.assert_close(result.weighted(torch.ones(4)), original, rtol=0, atol=0)
+
+
+def test_bpr_weighted_loss_and_gradient():
+    model = FakeBPR()
+    weights = torch.tensor([0.0, 2.0, 1.0, 0.5])
+    result = PerSampleLoss(model)(bpr_interaction())
+    assert result.losses.requires_grad
+    weighted = result.weighted(weights)
+    torch.testing.assert_close(weighted, (weights * result.losses).mean(), rtol=0, atol=0)
+    weighted.backward()
+    got = model.item_embedding.weight.grad.clone()
+
+    reference = FakeBPR()
+    pos, neg = reference.scores(bpr_interaction())
+    by_hand = (weights * -torch.log(1e-10 + torch.sigmoid(pos - neg))).mean()
+    by_hand.backward()
+    torch.testing.assert_close(got, reference.item_embedding.weight.grad, rtol=1e-6, atol=1e-7)
+
+
+def test_loss_module_restored_after_call():
+    model = FakeBPR()
+    original = model.loss
+    PerSampleLoss(model)(bpr_interaction())
+    assert model.loss is original
+    assert type(model.loss) is BPRLoss
+    # the model still computes its own (reduced) loss afterwards
+    assert model.calculate_loss(bpr_interaction()).dim() == 0
+
+
+def test_regulariser_kept_unweighted():
+    model = FakeBPR(reg_weight=0.5)
+    interaction = bpr_interaction()
+    reg = model.regulariser(interaction).detach()
+    result = PerSampleLoss(model)(interaction)
+    torch.testing.assert_close(result.extra, 0.5 * reg, rtol=1e-6, atol=1e-6)
+    weights = torch.tensor([0.0, 2.0, 1.0, 0.5])
+    torch.testing.assert_close(
+        result.weighted(weights), (weights * result.losses).mean() + 0.5 * reg, rtol=1e-6, atol=1e-6
+    )
+    torch.testing.assert_close(result.weighted(torch.zeros(4)), 0.5 * reg, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        result.weighted(torch.ones(4)), model.calculate_loss(interaction), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_tuple_loss_is_summed():
+    model = FakeBPR(reg_weight=0.5, as_tuple=True)
+    interaction = bpr_interaction()
+    reg = model.regulariser(interaction).detach()
+    result = PerSampleLoss(model)(interaction)
+    torch.testing.assert_close(result.extra, 0.5 * reg, rtol=1e-6, atol=1e-6)
+
+
+def test_loss_called_twice_raises_and_restores():
+    model = FakeBPR(calls=2)
+    original = model.loss
+    with pytest.raises(ValueError, match="called its loss 2 times"):
+        PerSampleLoss(model)(bpr_interaction())
+    assert model.loss is original
+
+
+def test_model_without_loss_module_raises():
+    model = FakeBPR()
+    del model.loss
+    with pytest.raises(ValueError, match="BPR, GRU4Rec and SASRec"):
+        PerSampleLoss(model)
+
+
+def test_model_with_two_loss_modules_raises():
+    model = FakeBPR()
+    model.other_loss = nn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match="not supported") as info:
+        PerSampleLoss(model)
+    assert "'loss'" in str(info.value) and "'other_loss'" in str(info.value)
+
+
+def test_general_representations_are_embeddings():
+    model = FakeBPR()
+    result = PerSampleLoss(model)(bpr_interaction(), with_representations=True)
+    torch.testing.assert_close(result.user_repr, model.user_embedding.weight[USER].detach(), rtol=0, atol=0)
+    torch.testing.assert_close(result.item_repr, model.item_embedding.weight[POS].detach(), rtol=0, atol=0)
+    assert not result.user_repr.requires_grad and not result.item_repr.requires_grad
+
+
+def test_check_representations():
+    PerSampleLoss(FakeBPR()).check_representations()
+    PerSampleLoss(FakeSequential()).check_representations()  # no user table needed
+    model = FakeBPR()
+    del model.user_embedding
+    with pytest.raises(ValueError, match="user_embedding"):
+        PerSampleLoss(model).check_representations()
+
+
+# --------------------------------------------------------------------------------------------
+# cross-entropy (SASRec / GRU4Rec)
+
+
+def test_cross_entropy_per_sample():
+    model = FakeSequential()
+    interaction = seq_interaction()
+    result = PerSampleLoss(model)(interaction)
+    seq_output = model.forward(interaction["item_id_list"])
+    logits = seq_output @ model.item_embedding.weight.t()
+    expected = F.cross_entropy(logits, interaction["item_id"], reduction="none")
+    torch.testing.assert_close(result.losses, expected, rtol=0, atol=0)
+    by_hand = -torch.log_softmax(logits, dim=1)[torch.arange(3), interaction["item_id"]]
+    torch.testing.assert_close(result.losses, by_hand, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(result.losses.mean(), model.calculate_loss(interaction), rtol=0, atol=1e-7)
+    assert result.extra is None
+    assert type(model.loss_fct) is nn.CrossEntropyLoss
+
+
+def test_cross_entropy_label_smoothing_kept():
+    model = FakeSequential(nn.CrossEntropyLoss(label_smoothing=0.1))
+    interaction = seq_interaction()
+    result = PerSampleLoss(model)(interaction)
+    torch.testing.assert_close(result.losses.mean(), model.calculate_loss(interaction), rtol=0, atol=1e-7)
+    plain = PerSampleLoss(FakeSequential())(interaction).losses
+    assert not torch.allclose(result.losses, plain)
+
+
+def test_sequential_representations_from_forward():
+    model = FakeSequential()
+    interaction = seq_interaction()
+    result = PerSampleLoss(model)(interaction, with_representations=True)
+    expected_user = model.forward(interaction["item_id_list"]).detach()
+    torch.testing.assert_close(result.user_repr, expected_user, rtol=0, atol=0)
+    torch.testing.assert_close(result.item_repr, model.item_embedding(interaction["item_id"]).detach(), rtol=0, atol=0)
+    assert not result.user_repr.requires_grad
+    # the temporary forward hook is gone again
+    assert "forward" not in model.__dict__
