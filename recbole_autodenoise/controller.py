@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+INV_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # the soft mean head's bias as sigma -> 0
 _HERMITE = np.polynomial.hermite_e.hermegauss(40)
 
 

@@ -85,13 +85,16 @@ class AutoDenoiseTrainer(Trainer):
                 "AutoDenoiseTrainer runs in a single process; multi-process training (nproc > 1) "
                 "is not supported yet: run with nproc: 1"
             )
-        self.scheme_name = read_key(
-            config, "denoise_scheme", lambda v: v in SCHEMES, f"one of {SCHEMES.names()}"
-        )
+        self.scheme_name = read_key(config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name")
+        scheme_cls = SCHEMES.get(self.scheme_name)  # an unknown name fails listing the available ones
         read_key(config, "learning_rate", positive, "a number > 0")
-        scheme_cls = SCHEMES.get(self.scheme_name)
         if scheme_cls.learns_from_validation:
             self._ensure_metric(config, parse_reward_metric(config["reward_metric"], list(config["topk"] or [])))
+        num_items = getattr(model, "n_items", None)
+        if num_items is not None and max(config["topk"] or [0]) >= num_items:  # n_items counts the padding id
+            raise ValueError(
+                f"config key 'topk' = {config['topk']} asks for more items than the data set has ({num_items - 1})"
+            )
         valid_name = str(config["valid_metric"]).split("@")[0].lower()
         if valid_name not in [m.lower() for m in config["metrics"]]:
             raise ValueError(

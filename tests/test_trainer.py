@@ -32,7 +32,8 @@ def fresh_model(config, train):
 
 @pytest.fixture(scope="module", params=["BPR", "GRU4Rec", "SASRec"])
 def prepared(request):
-    return build(request.param, epochs=1)
+    # ML-100K's users with at most 60 ratings (a third of the interactions) keep CI short
+    return build(request.param, epochs=1, user_inter_num_interval="[10,60]")
 
 
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
@@ -156,7 +157,8 @@ def test_resume_rejects_a_checkpoint_of_another_scheme():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"denoise_scheme": "magic"}, "autodenoise_h, autodenoise_s, default, heuristic"),
+        ({"denoise_scheme": "magic"}, "adt_rl, adt_tl, autodenoise_h, autodenoise_s, default, heuristic"),
+        ({"topk": [10, 5000]}, "topk"),
         ({"denoise_scheme": "autodenoise_h", "controller_num_actions": 1}, "controller_num_actions"),
         ({"learning_rate": 0}, "learning_rate"),
         ({"denoise_scheme": "autodenoise_s", "controller_learning_rate": -1e-3}, "controller_learning_rate"),

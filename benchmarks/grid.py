@@ -1,0 +1,298 @@
+"""Grid bookkeeping shared by ``table3`` and ``tune``: cells, stable keys, a crash-tolerant JSONL
+store, the resumable grid loop and the default subprocess cell runner.
+
+A cell is one training run. Its key names the data set, model, scheme and seed plus a hash of
+everything else the user set (``--set`` overrides and the *contents* of config files), so a re-run
+with the same settings finds its finished cells and a changed setting never reuses stale ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMES = ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s")
+BASELINES = ("heuristic", "adt_tl", "adt_rl")
+AUTODENOISE = ("autodenoise_h", "autodenoise_s")
+DEFAULT_SEED = 2020  # RecBole's default seed; seeds are DEFAULT_SEED, DEFAULT_SEED + 1, ...
+# Keys that never change what is computed: excluded from the hash so paths and verbosity do not
+# split one experiment into several.
+UNHASHED_KEYS = frozenset({"data_path", "show_progress", "state", "checkpoint_dir", "results_file"})
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid. ``config_files`` are absolute paths; ``overrides`` exclude the seed."""
+
+    dataset: str
+    model: str
+    scheme: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+    config_files: tuple[str, ...] = ()
+    data_path: str | None = None
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    @property
+    def overrides_hash(self) -> str:
+        return overrides_hash(self.overrides, self.config_files)
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}|{self.model}|{self.scheme}|{self.seed}|{self.overrides_hash}"
+
+    def config_dict(self) -> dict[str, Any]:
+        """What ``quick_start.run`` gets as ``config_dict``."""
+        config = dict(self.overrides, denoise_scheme=self.scheme, seed=self.seed)
+        if self.data_path is not None:
+            config["data_path"] = self.data_path
+        return config
+
+    def settings(self) -> dict[str, Any]:
+        """Everything the user set for this cell: config files in order, then overrides."""
+        merged: dict[str, Any] = {}
+        for file in self.config_files:
+            merged.update(yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {})
+        merged.update(self.config_dict())
+        merged.pop("data_path", None)
+        return merged
+
+    def command(self) -> str:
+        """The equivalent single-run CLI command (to reproduce or debug one cell by hand)."""
+        parts = ["python", "run_recbole_denoise.py", f"--model={self.model}", f"--dataset={self.dataset}",
+                 f"--scheme={self.scheme}", f"--seed={self.seed}"]
+        if self.data_path is not None:
+            parts.append(f"--data_path={self.data_path}")
+        if self.config_files:
+            parts.append(f"--config_files={' '.join(self.config_files)}")
+        parts += [f"--{k}={_cli_value(v)}" for k, v in sorted(self.overrides.items())]
+        return shlex.join(parts)
+
+
+def _cli_value(value: Any) -> str:
+    """A ``--key=value`` text that the CLI parses back to ``value``."""
+    from recbole_autodenoise.config import parse_cli_value
+
+    if isinstance(value, str):
+        return value if parse_cli_value(value) == value else repr(value)
+    return repr(value) if isinstance(value, (int, float, list, tuple, dict)) and not isinstance(value, bool) else json.dumps(value)
+
+
+def overrides_hash(overrides: dict[str, Any], config_files: Sequence[str] = ()) -> str:
+    """10 hex digits over the overrides (order-free) and config files' contents (not their paths)."""
+    hashed = {k: v for k, v in overrides.items() if k not in UNHASHED_KEYS}
+    files = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in config_files]
+    blob = json.dumps({"overrides": hashed, "files": files}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def expand_config_files(patterns: Sequence[str], model: str, scheme: str, dataset: str) -> tuple[str, ...]:
+    """Resolve ``{model}``/``{scheme}``/``{dataset}`` placeholders; a templated file that does not
+    exist for this cell is skipped (e.g. no tuned yaml for it), a plain path must exist."""
+    files = []
+    for pattern in patterns:
+        path = Path(pattern.format(model=model, scheme=scheme, dataset=dataset)).resolve()
+        if path.is_file():
+            files.append(str(path))
+        elif pattern == pattern.format(model="", scheme="", dataset=""):
+            raise FileNotFoundError(f"config file not found: {pattern}")
+    return tuple(files)
+
+
+def make_cells(
+    dataset: str,
+    models: Sequence[str],
+    schemes: Sequence[str],
+    seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+    config_files: Sequence[str] = (),
+    data_path: str | None = None,
+) -> list[Cell]:
+    """The grid in run order: model, then seed, then scheme (so every seed's schemes finish
+    together and a partial grid already gives paired comparisons)."""
+    overrides = dict(overrides or {})
+    for key in ("seed", "denoise_scheme", "data_path"):
+        if key in overrides:
+            raise ValueError(f"'{key}' is set by the grid itself; do not pass it with --set")
+    data_path = str(Path(data_path).resolve()) if data_path else None
+    return [
+        Cell(dataset, model, scheme, seed, overrides, expand_config_files(config_files, model, scheme, dataset), data_path)
+        for model, seed, scheme in itertools.product(models, seeds, schemes)
+    ]
+
+
+# --- JSONL store ----------------------------------------------------------------------------
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """All parseable rows; a line that is not valid JSON (a crash mid-write) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "key" in row:
+            rows.append(row)
+    return rows
+
+
+def latest_rows(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last row per cell key (a retried failed cell is superseded by its new result)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        latest[row["key"]] = row
+    return latest
+
+
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one JSON line and flush it to disk, first ending a truncated last line if any."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write((json.dumps(row, allow_nan=True) + "\n").encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# --- machine -------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def host_info() -> dict[str, Any]:
+    return {"hostname": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(), "git_commit": git_commit()}
+
+
+# --- running -------------------------------------------------------------------------------
+Runner = Callable[[Cell], dict[str, Any]]
+"""A cell runner returns ``{"results": quick_start.run's dict, "peak_memory": {...}, "device": {...}}``
+and raises on failure."""
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+class SubprocessRunner:
+    """Runs each cell as ``python -m benchmarks.cell`` in a fresh process and a scratch folder
+    (RecBole writes ./log and ./saved), so peak memory is the cell's own; its output goes to
+    ``log_dir/<cell>.log``."""
+
+    def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable) -> None:
+        self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
+
+    def __call__(self, cell: Cell) -> dict[str, Any]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / (cell.key.replace("|", "_") + ".log")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        with tempfile.TemporaryDirectory(prefix="bench-cell-") as scratch:
+            spec, out = Path(scratch) / "spec.json", Path(scratch) / "out.json"
+            spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset,
+                                        "config_files": list(cell.config_files), "config_dict": cell.config_dict()}))
+            with open(log_path, "w", encoding="utf-8") as log:
+                try:
+                    proc = subprocess.run([self.python, "-m", "benchmarks.cell", str(spec), str(out)], cwd=scratch,
+                                          env=env, stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout)
+                except subprocess.TimeoutExpired:
+                    raise CellFailed(f"timed out after {self.timeout} s; log: {log_path}") from None
+            if proc.returncode != 0 or not out.exists():
+                tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+                raise CellFailed(f"exit status {proc.returncode}; log: {log_path}\n{tail}")
+            return json.loads(out.read_text(encoding="utf-8"))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def run_grid(
+    cells: Sequence[Cell],
+    out: str | Path,
+    runner: Runner,
+    command: str = "",
+    log: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """Run every cell without a finished row in ``out``, appending each result as it ends.
+
+    A failed cell is recorded with its error and the grid goes on; the next run retries it.
+    Returns counts: ran, ok, failed, skipped.
+    """
+    done = {k for k, row in latest_rows(read_rows(out)).items() if row.get("status") == "ok"}
+    todo = [cell for cell in cells if cell.key not in done]
+    counts = {"ran": 0, "ok": 0, "failed": 0, "skipped": len(cells) - len(todo)}
+    log(f"{len(cells)} cells: {counts['skipped']} already finished in {out}, {len(todo)} to run")
+    host = host_info()
+    started = time.time()
+    for index, cell in enumerate(todo, 1):
+        cell_start = time.time()
+        row: dict[str, Any] = {
+            "key": cell.key, "dataset": cell.dataset, "model": cell.model, "scheme": cell.scheme, "seed": cell.seed,
+            "overrides_hash": cell.overrides_hash, "overrides": cell.overrides, "settings": cell.settings(),
+            "config_files": list(cell.config_files), "data_path": cell.data_path,
+            "command": command, "cell_command": cell.command(), "host": host,
+        }
+        try:
+            outcome = runner(cell)
+            results = dict(outcome["results"])
+            results.pop("checkpoint", None)  # lives in the cell's scratch folder, gone afterwards
+            row.update(status="ok", results=results, peak_memory=outcome.get("peak_memory", {}),
+                       device=outcome.get("device", {}), error=None)
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure is recorded and the grid goes on
+            row.update(status="failed", error=f"{type(error).__name__}: {error}")
+        wall = time.time() - cell_start
+        row.update(wall_seconds=wall, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        append_row(out, row)
+        counts["ran"] += 1
+        counts[row["status"]] += 1
+        elapsed = time.time() - started
+        left = len(todo) - index
+        log(f"[{counts['skipped'] + index}/{len(cells)}] {cell.key} {row['status']} in {wall:.1f} s; "
+            f"{left} left, ETA {_duration(elapsed / index * left)}"
+            + (f"\n    {row['error'].splitlines()[0]}" if row["status"] == "failed" else ""))
+    log(f"done: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already finished)")
+    return counts

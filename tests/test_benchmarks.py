@@ -1,0 +1,268 @@
+"""Benchmark harness: grid bookkeeping, resume, tuning and the report, with a fake cell runner
+(synthetic results dicts) so nothing trains except one tiny real ML-100K cell."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks import grid, report, table3, tune
+from benchmarks.grid import SCHEMES, Cell, append_row, latest_rows, make_cells, overrides_hash, read_rows, run_grid
+from benchmarks.paper import METRICS, PAPER_ROWS
+from conftest import write_inter
+
+EFFECT = {"default": 0.0, "heuristic": -0.002, "adt_tl": 0.001, "adt_rl": 0.002, "autodenoise_h": -0.004, "autodenoise_s": 0.01}
+SLOW = {"autodenoise_h": 1.5}  # epoch-time factor: AutoDenoise-H misses the 1.15x target
+
+
+def fake_results(cell: Cell) -> dict:
+    """A results dict shaped like quick_start.run's, with a per-scheme effect and per-seed noise."""
+    rng = random.Random(f"{cell.model}{cell.scheme}{cell.seed}")
+    base = 0.06 + EFFECT.get(cell.scheme, 0.0) + 0.001 * (cell.seed % 7) + rng.gauss(0, 0.0005)
+    test = {f"{m}@{k}": base * (k / 20) ** 0.5 / (k if m == "precision" else 1) for m in ("precision", "recall", "ndcg") for k in (10, 20, 50)}
+    test.update({f"f1@{k}": 2 * test[f"recall@{k}"] / (k + 1) for k in (10, 20, 50)})
+    ad = cell.scheme.startswith("autodenoise")
+    epochs = [{"epoch": e, "train_seconds": 1.0 * SLOW.get(cell.scheme, 1.0), "valid_seconds": 0.2, "valid_score": base + 0.001 * e,
+               "tp_mean_weight": 1.1, "fp_mean_weight": 0.4,
+               **({"controller_reward": 0.8 + 0.01 * e, "controller_baseline": 0.7 + 0.01 * e, "controller_advantage": 0.1} if ad else {})}
+              for e in range(3)]
+    return {"results": {
+        "model": cell.model, "dataset": cell.dataset, "denoise_scheme": cell.scheme, "seed": cell.seed, "eval_protocol": "interaction",
+        "device": "cpu", "data": {}, "best_valid_score": base, "best_valid_result": {"ndcg@20": base}, "test": test,
+        "weight_study": {"tp_mean_weight": 1.2 if ad else 1.0, "fp_mean_weight": 0.3 if ad else 1.0, "per_epoch": []},
+        "timing": {"epochs_trained": 3, "mean_train_seconds_per_epoch": 1.0, "total_seconds": 4.0}, "epochs": epochs,
+        "checkpoint": "/scratch/x.pth"},
+        "peak_memory": {"peak_rss_mb": 500.0 * (1.2 if cell.scheme == "autodenoise_s" else 1.0), "rss_before_run_mb": 300.0,
+                        "cuda_max_allocated_mb": None},
+        "device": {"device": "cpu", "gpu": None, "torch": "x"}}
+
+
+class Counting:
+    def __init__(self, fail: set[str] = frozenset()):
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def __call__(self, cell: Cell) -> dict:
+        self.calls.append(cell.key)
+        if cell.key in self.fail:
+            raise RuntimeError("boom: out of memory")
+        return fake_results(cell)
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+# --- grid bookkeeping -------------------------------------------------------------------------
+def test_cells_enumerated_in_order_with_unique_stable_keys():
+    cells = make_cells("ml-latest-small", ["BPR", "SASRec"], SCHEMES, [2020, 2021, 2022], {"epochs": 5})
+    assert len(cells) == 2 * 6 * 3 and len({c.key for c in cells}) == len(cells)
+    assert [(c.model, c.seed, c.scheme) for c in cells[:7]] == [("BPR", 2020, s) for s in SCHEMES] + [("BPR", 2021, "default")]
+    assert cells[0].key == f"ml-latest-small|BPR|default|2020|{overrides_hash({'epochs': 5})}"
+    assert cells[0].config_dict() == {"epochs": 5, "denoise_scheme": "default", "seed": 2020}
+    # Pinned: changing the hash would silently re-run every finished benchmark.
+    assert overrides_hash({}) == overrides_hash({}, ()) == "0890ec9df6"
+
+
+def test_overrides_hash_order_free_and_sensitive(tmp_path):
+    assert overrides_hash({"a": 1, "b": [10, 20]}) == overrides_hash({"b": [10, 20], "a": 1})
+    assert overrides_hash({"a": 1}) != overrides_hash({"a": 2}) != overrides_hash({})
+    assert overrides_hash({"a": 1, "data_path": "/x", "show_progress": False}) == overrides_hash({"a": 1})
+    file = tmp_path / "p.yaml"
+    file.write_text("learning_rate: 0.001\n")
+    before = overrides_hash({}, [str(file)])
+    assert before != overrides_hash({})
+    file.write_text("learning_rate: 0.005\n")
+    assert overrides_hash({}, [str(file)]) != before
+    a = make_cells("d", ["BPR"], ["default"], [1], {"x": 1}, data_path="here")[0]
+    b = make_cells("d", ["BPR"], ["default"], [1], {"x": 1}, data_path="elsewhere")[0]
+    assert a.key == b.key and a.data_path != b.data_path
+
+
+def test_grid_rejects_keys_it_sets_and_expands_templated_config_files(tmp_path):
+    with pytest.raises(ValueError, match="seed"):
+        make_cells("d", ["BPR"], ["default"], [1], {"seed": 3})
+    (tmp_path / "BPR-default.yaml").write_text("learning_rate: 0.005\n")
+    cells = make_cells("d", ["BPR"], ["default", "adt_rl"], [1], config_files=[str(tmp_path / "{model}-{scheme}.yaml")])
+    assert cells[0].config_files == (str(tmp_path / "BPR-default.yaml"),) and cells[1].config_files == ()
+    assert cells[0].settings()["learning_rate"] == 0.005
+    assert "--config_files=" in cells[0].command() and "--scheme=default" in cells[0].command()
+    with pytest.raises(FileNotFoundError):
+        make_cells("d", ["BPR"], ["default"], [1], config_files=[str(tmp_path / "missing.yaml")])
+
+
+# --- resume -----------------------------------------------------------------------------------
+def test_finished_cells_skipped_and_truncated_line_tolerated(tmp_path):
+    out = tmp_path / "r.jsonl"
+    cells = make_cells("d", ["BPR"], ["default", "autodenoise_s"], [1, 2])
+    first = Counting()
+    assert run_grid(cells, out, first, log=quiet) == {"ran": 4, "ok": 4, "failed": 0, "skipped": 0}
+    rows = read_rows(out)
+    assert len(rows) == 4 and all(r["status"] == "ok" and "checkpoint" not in r["results"] for r in rows)
+    assert rows[0]["results"]["epochs"][0]["train_seconds"] == 1.0 and rows[0]["peak_memory"]["peak_rss_mb"] == 500.0
+    assert rows[0]["wall_seconds"] >= 0 and rows[0]["host"]["cpu"] and rows[0]["cell_command"].startswith("python run_recbole_denoise.py")
+
+    again = Counting()
+    assert run_grid(cells, out, again, log=quiet)["skipped"] == 4 and again.calls == []
+
+    text = out.read_text()
+    out.write_text(text[: len(text) - 40])  # a crash mid-write: the last cell's line is cut short
+    assert len(read_rows(out)) == 3
+    resumed = Counting()
+    run_grid(cells, out, resumed, log=quiet)
+    assert resumed.calls == [cells[-1].key]
+    assert len(read_rows(out)) == 4 and set(latest_rows(read_rows(out))) == {c.key for c in cells}
+
+
+def test_failed_cell_recorded_grid_continues_and_rerun_retries(tmp_path):
+    out = tmp_path / "r.jsonl"
+    cells = make_cells("d", ["BPR"], SCHEMES, [1])
+    bad = cells[2].key
+    messages: list[str] = []
+    counts = run_grid(cells, out, Counting(fail={bad}), log=messages.append)
+    assert counts == {"ran": 6, "ok": 5, "failed": 1, "skipped": 0}
+    failed = latest_rows(read_rows(out))[bad]
+    assert failed["status"] == "failed" and "boom" in failed["error"] and "results" not in failed
+    assert any("ETA" in m and "[6/6]" in m for m in messages) and any("failed" in m and "boom" in m for m in messages)
+    retry = Counting()
+    run_grid(cells, out, retry, log=quiet)
+    assert retry.calls == [bad] and latest_rows(read_rows(out))[bad]["status"] == "ok"
+
+
+def test_append_row_ends_a_truncated_line_first(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"key": "a", "status": "ok"}\n{"key": "b", "sta')
+    append_row(out, {"key": "c", "status": "ok"})
+    assert [r["key"] for r in read_rows(out)] == ["a", "c"]
+
+
+def test_table3_dry_run_lists_cells(tmp_path, capsys):
+    assert table3.main(["--dataset", "d", "--models", "BPR", "--schemes", "default", "adt_rl", "--seeds", "2",
+                        "--set", "epochs=3", "--device", "cpu", "--out", str(tmp_path / "r.jsonl"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(line.split()[0] == "todo" for line in lines)
+    assert "--epochs=3" in lines[0] and "--gpu_id=" in lines[0]
+    with pytest.raises(SystemExit):
+        table3.main(["--dataset", "d", "--schemes", "nope", "--dry-run"])
+
+
+# --- tuning -----------------------------------------------------------------------------------
+def test_tune_selects_by_validation_never_test(tmp_path):
+    def runner(cell: Cell) -> dict:
+        outcome = fake_results(cell)
+        lr = cell.overrides["learning_rate"]
+        outcome["results"]["best_valid_score"] = {1e-3: 0.05, 5e-3: 0.07}[lr]  # 5e-3 wins on validation
+        outcome["results"]["test"]["ndcg@20"] = {1e-3: 0.09, 5e-3: 0.01}[lr]  # ... though it is worse on test
+        return outcome
+
+    assert tune.parse_grid(["learning_rate=1e-3,5e-3", "loss_type=CE,BPR", "topk=[10,20],[10]"]) == {
+        "learning_rate": [1e-3, 5e-3], "loss_type": ["CE", "BPR"], "topk": [[10, 20], [10]]}
+    out_yaml = tmp_path / "props" / "BPR-default.yaml"
+    best, score = tune.tune("d", "BPR", "default", {"learning_rate": [1e-3, 5e-3]}, [1, 2], tmp_path / "t.jsonl", out_yaml,
+                            runner, overrides={"epochs": 2})
+    assert best == {"learning_rate": 5e-3} and score == pytest.approx(0.07)
+    assert yaml.safe_load(out_yaml.read_text()) == {"learning_rate": 5e-3}
+    assert "test never used" in out_yaml.read_text()
+    with pytest.raises(ValueError, match="both tuned"):
+        tune.tune("d", "BPR", "default", {"epochs": [1]}, [1], tmp_path / "t.jsonl", out_yaml, runner, overrides={"epochs": 2})
+
+
+# --- report -----------------------------------------------------------------------------------
+def make_result_set(tmp_path: Path, seeds=(1, 2, 3, 4), fig3: bool = False) -> Path:
+    out = tmp_path / "ml-latest-small.jsonl"
+    run_grid(make_cells("ml-latest-small", ["BPR"], SCHEMES, seeds, {"epochs": 3}, data_path=str(tmp_path)), out, Counting(), log=quiet)
+    if fig3:
+        for a in (2, 4):
+            cells = make_cells("ml-latest-small", ["BPR"], ["autodenoise_h"], seeds, {"epochs": 3, "controller_num_actions": a})
+            run_grid(cells, out, Counting(), log=quiet)
+    run_grid(make_cells("ml-latest-small", ["BPR"], ["default"], [9]), out, Counting(fail={"ml-latest-small|BPR|default|9|" + overrides_hash({})}), log=quiet)
+    return out
+
+
+def test_report_tables_stats_paper_rows_cost_and_csv(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "_pyplot", lambda: None)  # as without matplotlib
+    results = make_result_set(tmp_path)
+    out = tmp_path / "docs" / "results.md"
+    assert report.main([str(results), "--out", str(out)]) == 0
+    md = out.read_text()
+    for heading in ("## Verdict", "## Table 3", "## Relative improvement", "## Paired t-tests", "## Cost", "## Learned weights",
+                    "## Number of hard actions", "## How this was produced"):
+        assert heading in md
+    assert "MF (BPR)-AutoDenoise-S | ours (n=4) | " in md and " ± " in md
+    assert "0.9688" in md and "4.4379" in md and "8.895†" in md  # the paper's MF-Default row beside ours
+    assert "MF (BPR)-AutoDenoise-H: NDCG@20" in md and "**does NOT beat Default** (lower mean)" in md
+    assert "**AutoDenoise does not beat Default**" in md and "MF (BPR)-AutoDenoise-S: NDCG@20" in md
+    assert "**MISS**: time 1.42× > 1.15×" in md  # (1.5 + 0.2) / (1.0 + 0.2)
+    assert "memory 1.20× > 1.1×" in md
+    assert "best baseline (ADT-RL)" in md and "1 cell(s) failed" in md
+    assert "Not run yet" in md and "A = 1 (keep only) is invalid" in md
+    assert "python -m recbole_autodenoise.prepare" in md and "Machines: CPU " in md
+    assert "Figures skipped: matplotlib is not installed" in md and not list(out.parent.glob("*.png"))
+
+    summary = report.build(report.load(results)[1], "ml-latest-small", out, [])
+    assert summary["beats_default"] == {("BPR", "autodenoise_h"): False, ("BPR", "autodenoise_s"): True}
+    p = summary["p_values"][("BPR", "autodenoise_s", "default")]["ndcg@20"]
+    assert 0 <= p < 0.05
+    assert summary["cost"][("BPR", "autodenoise_h")] == ["time 1.42× > 1.15×"] and summary["cost"][("BPR", "autodenoise_s")][0].startswith("memory")
+
+    import csv
+
+    with open(out.with_suffix(".csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 and {r["source"] for r in rows} == {"ours", "paper"}
+    ours_s = next(r for r in rows if r["scheme"] == "autodenoise_s" and r["source"] == "ours")
+    ours_d = next(r for r in rows if r["scheme"] == "default" and r["source"] == "ours")
+    rel = float(ours_s["ndcg@20_rel_vs_default_pct"])
+    assert rel == pytest.approx((float(ours_s["ndcg@20"]) / float(ours_d["ndcg@20"]) - 1) * 100)
+    assert float(ours_s["ndcg@20_p_vs_default"]) == pytest.approx(p) and ours_s["ndcg@20_p_vs_best_baseline"]
+    assert float(ours_s["ndcg@20"]) == pytest.approx(100 * statistics_mean(results, "autodenoise_s", "ndcg@20"))
+    assert float(ours_d["f1@10"]) < 0.1 and float(ours_s["epoch_time_ratio"]) == pytest.approx(1.0)
+
+
+def statistics_mean(results: Path, scheme: str, metric: str) -> float:
+    rows = [r for r in latest_rows(read_rows(results)).values() if r["scheme"] == scheme and r["status"] == "ok"]
+    return sum(r["results"]["test"][metric] for r in rows) / len(rows)
+
+
+def test_report_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    results = make_result_set(tmp_path, seeds=(1, 2), fig3=True)
+    out = tmp_path / "results.md"
+    report.main([str(results), "--out", str(out)])
+    md = out.read_text()
+    for name in ("results-fig2-weights.png", "results-fig3-actions.png", "results-curves.png"):
+        assert (tmp_path / name).stat().st_size > 1000 and f"]({name})" in md
+    assert "| 2 | 2 |" in md and "| 3 | 2 |" in md and "| 4 | 2 |" in md  # A=3 comes from the main cells
+
+
+def test_paper_rows_transcribed_consistently():
+    assert len(PAPER_ROWS) == 18 and all(set(row) == set(METRICS) for row in PAPER_ROWS.values())
+    for (model, scheme), row in PAPER_ROWS.items():
+        for k in (10, 20, 50):
+            p, r, f1 = row[f"precision@{k}"], row[f"recall@{k}"], row[f"f1@{k}"]
+            if p is not None and r is not None:
+                assert p == pytest.approx(r / k, abs=2e-3), (model, scheme, k)
+            if f1 is not None and r is not None and (model, scheme) != ("SASRec", "autodenoise_s"):
+                assert f1 == pytest.approx(2 * r / 100 / (k + 1), abs=1.2e-4), (model, scheme, k)
+
+
+# --- one tiny real cell -----------------------------------------------------------------------
+def test_subprocess_runner_real_tiny_cell(tmp_path):
+    """A synthetic 60-user, 60-item data set, BPR + AutoDenoise-H, 1 epoch, through the real child process."""
+    rng = random.Random(0)
+    rows = [(u, i, rng.randint(1, 5), 1000 * u + t) for u in range(1, 61) for t, i in enumerate(rng.sample(range(1, 61), 30))]
+    write_inter(tmp_path, "tiny", rows)
+    cell = make_cells("tiny", ["BPR"], ["autodenoise_h"], [2020],
+                      {"epochs": 1, "show_progress": False, "state": "WARNING", "gpu_id": ""}, data_path=str(tmp_path))[0]
+    out = tmp_path / "r.jsonl"
+    counts = run_grid([cell], out, grid.SubprocessRunner(tmp_path / "logs", timeout=120), log=quiet)
+    row = read_rows(out)[0]
+    assert counts["ok"] == 1, row.get("error")
+    assert row["results"]["denoise_scheme"] == "autodenoise_h" and row["results"]["timing"]["epochs_trained"] == 1
+    assert math.isfinite(row["results"]["test"]["ndcg@20"]) and "controller_reward" in row["results"]["epochs"][0]
+    assert row["peak_memory"]["peak_rss_mb"] >= row["peak_memory"]["rss_before_run_mb"] > 50
+    assert row["device"]["device"] == "cpu" and (tmp_path / "logs").is_dir()
