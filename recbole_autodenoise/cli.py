@@ -6,7 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
+import yaml
+
 from recbole_autodenoise.config import parse_cli_value
+
+CLI_DEFAULT_SCHEME = "autodenoise_s"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict]:
@@ -17,8 +21,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument("--model", "-m", default="BPR", help="RecBole model: BPR, GRU4Rec, SASRec, ...")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="data set name (ml-100k is embedded)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, applied after ours")
-    parser.add_argument("--scheme", "--denoise_scheme", dest="scheme", default="autodenoise_s",
-                        help="default | heuristic | adt_tl | adt_rl | autodenoise_h | autodenoise_s")
+    parser.add_argument("--scheme", "--denoise_scheme", dest="scheme", default=None,
+                        help="default | heuristic | adt_tl | adt_rl | autodenoise_h | autodenoise_s "
+                             f"(default: the config files' denoise_scheme, else {CLI_DEFAULT_SCHEME})")
     args, rest = parser.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -26,8 +31,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
             parser.error(f"unrecognised argument {item!r}: overrides are written --key=value")
         key, value = item[2:].split("=", 1)
         overrides[key] = parse_cli_value(value)
-    overrides["denoise_scheme"] = args.scheme
+    if args.scheme is not None:
+        overrides["denoise_scheme"] = args.scheme
+    elif not _files_set_scheme(args.config_files):
+        overrides["denoise_scheme"] = CLI_DEFAULT_SCHEME
     return args, overrides
+
+
+def _files_set_scheme(config_files: str | None) -> bool:
+    """Whether a user config file chooses the scheme (malformed files are reported by make_config)."""
+    for file in (config_files or "").split():
+        try:
+            with open(file, encoding="utf-8") as handle:
+                content = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(content, dict) and "denoise_scheme" in content:
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,49 @@
+"""The command line: argument parsing, scheme precedence, errors before training, a real run."""
+
+from __future__ import annotations
+
+import json
+
+from recbole_autodenoise import cli
+
+
+def test_overrides_are_parsed_like_recbole_key_value_arguments():
+    args, overrides = cli.parse_args(["--model=SASRec", "--dataset=ml-1m", "--learning_rate=5e-4",
+                                      "--topk=[10, 20]", "--show_progress=false"])
+    assert (args.model, args.dataset) == ("SASRec", "ml-1m")
+    assert overrides == {"learning_rate": 5e-4, "topk": [10, 20], "show_progress": False,
+                         "denoise_scheme": "autodenoise_s"}
+
+
+def test_scheme_precedence_flag_then_config_file_then_cli_default(tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("denoise_scheme: adt_rl\n", encoding="utf-8")
+    assert cli.parse_args(["--config_files", str(config)])[1] == {}
+    assert cli.parse_args(["--config_files", str(config), "--scheme=heuristic"])[1] == {"denoise_scheme": "heuristic"}
+    assert cli.parse_args(["--denoise_scheme=default"])[1] == {"denoise_scheme": "default"}
+    assert cli.parse_args([])[1] == {"denoise_scheme": "autodenoise_s"}
+
+
+def test_bad_input_exits_2_with_the_reason_and_writes_nothing(tmp_path, capsys):
+    results = tmp_path / "out.json"
+    code = cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=magic", f"--results_file={results}",
+                     "--epochs=1", "--show_progress=False"])
+    assert code == 2
+    assert "unknown denoise_scheme 'magic'" in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_cli_runs_a_scheme_and_writes_the_results_file(tmp_path, capsys):
+    results = tmp_path / "sub" / "bpr.json"
+    code = cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=autodenoise_h", "--epochs=1",
+                     "--show_progress=False", "--state=WARNING", f"--results_file={results}"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "precision" in printed and "@50" in printed
+    payload = json.loads(results.read_text())
+    assert payload["model"] == "BPR" and payload["denoise_scheme"] == "autodenoise_h" and payload["seed"] == 2020
+    assert set(payload["test"]) >= {f"{m}@{k}" for m in ("precision", "recall", "f1", "ndcg") for k in (10, 20, 50)}
+    assert abs(payload["test"]["precision@10"] - payload["test"]["recall@10"] / 10) < 1e-6
+    assert payload["timing"]["epochs_trained"] == 1 and payload["epochs"][0]["train_seconds"] > 0
+    assert {"tp_mean_weight", "fp_mean_weight", "per_epoch"} <= set(payload["weight_study"])
+    assert "controller_reward" in payload["epochs"][0]
