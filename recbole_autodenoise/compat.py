@@ -84,22 +84,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """Write ``obj`` next to ``path`` and rename it into place, so an interrupted save never
-    leaves a truncated file where a good checkpoint was."""
-    import tempfile
-
+    """``torch.save`` through :func:`recbole_autodenoise.files.atomic_write`, so an interrupted save
+    never leaves a truncated file where a good checkpoint was."""
     import torch
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from recbole_autodenoise.files import atomic_write
+
+    with atomic_write(path, binary=True) as handle:
+        torch.save(obj, handle)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from time import time
 from typing import Any, Sequence
@@ -18,6 +17,7 @@ from recbole.utils import get_model, init_logger, init_seed
 
 from recbole_autodenoise.config import make_config
 from recbole_autodenoise.data import create_dataset, data_preparation
+from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.trainer import AutoDenoiseTrainer
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
@@ -37,16 +37,9 @@ def check_results_path(path: Any) -> Path | None:
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, allow_nan=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as handle:
+        json.dump(payload, handle, indent=2, allow_nan=True)
+        handle.write("\n")
 
 
 def results_table(test_result: dict[str, float]) -> str:
