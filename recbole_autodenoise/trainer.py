@@ -46,9 +46,10 @@ class WeightStudy:
         weights = torch.ones_like(true_positive) if weights is None else weights.detach().double()
         tp_count = true_positive.sum()
         tp_weight = (weights * true_positive).sum()
-        batch = torch.stack([tp_weight, tp_count, weights.sum() - tp_weight, len(weights) - tp_count]).cpu()
-        self.epoch += batch
-        self.total += batch
+        # sums stay on the batch's device: no host sync per batch, one per epoch in ``summary``
+        batch = torch.stack([tp_weight, tp_count, weights.sum() - tp_weight, len(weights) - tp_count])
+        self.epoch = self.epoch.to(batch.device) + batch
+        self.total = self.total.to(batch.device) + batch
 
     @staticmethod
     def summary(sums: torch.Tensor) -> dict[str, float]:
@@ -215,7 +216,7 @@ class AutoDenoiseTrainer(Trainer):
         return {
             "scheme": self.scheme_name,
             "scheme_state": self.scheme.state_dict(),
-            "study_total": self.study.total.clone(),
+            "study_total": self.study.total.cpu(),
             "history": json.loads(json.dumps(self.history)),
             "rng": self._rng_state(),
         }
