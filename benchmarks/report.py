@@ -80,9 +80,19 @@ class Group:
             return gpu, "GPU max allocated"
         return [r["peak_memory"]["peak_rss_mb"] for r in self.rows if r.get("peak_memory", {}).get("peak_rss_mb")], "peak RSS"
 
+    @property
+    def machine(self) -> str:
+        """Where the rows ran: the GPU's name, else 'CPU <model>' (several joined by ' + ')."""
+        return " + ".join(sorted({machine(r) for r in self.rows})) or "–"
+
     def weights(self, key: str) -> list[float]:
         vals = [r["results"].get("weight_study", {}).get(key) for r in self.rows]
         return [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+
+
+def machine(row: dict[str, Any]) -> str:
+    gpu = (row.get("device") or {}).get("gpu")
+    return f"GPU {gpu}" if gpu else f"CPU {row.get('host', {}).get('cpu', '?')}"
 
 
 def paired_p(a: dict[int, float], b: dict[int, float]) -> float | None:
@@ -105,22 +115,26 @@ def ratio(a: float, b: float) -> float:
 
 
 # --- loading -------------------------------------------------------------------------------
-def load(path: str | Path, dataset: str | None = None) -> tuple[str, list[dict[str, Any]], list[str]]:
-    """Finished rows of one data set, and notes on what was left out."""
-    rows = [r for r in latest_rows(read_rows(path)).values() if r.get("status") == "ok"]
+def load(paths: str | Path | Sequence[str | Path], dataset: str | None = None) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """Finished rows of one data set from one or more JSONL files, and notes on what was left out."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    every = [row for path in paths for row in read_rows(path)]
+    rows = [r for r in latest_rows(every).values() if r.get("status") == "ok"]
     datasets = sorted({r["dataset"] for r in rows})
     if dataset is None:
         if len(datasets) != 1:
-            raise SystemExit(f"{path} holds data sets {datasets}; pick one with --dataset")
+            raise SystemExit(f"{', '.join(map(str, paths))} hold data sets {datasets}; pick one with --dataset")
         dataset = datasets[0]
-    failed = [r for r in latest_rows(read_rows(path)).values() if r.get("status") == "failed" and r["dataset"] == dataset]
+    failed = [r for r in latest_rows(every).values() if r.get("status") == "failed" and r["dataset"] == dataset]
     notes = [f"{len(failed)} cell(s) failed and are not in the tables: " + ", ".join(r["key"] for r in failed)] if failed else []
     return dataset, [r for r in rows if r["dataset"] == dataset], notes
 
 
-def main_groups(rows: list[dict[str, Any]], notes: list[str]) -> dict[tuple[str, str], Group]:
+def main_groups(rows: list[dict[str, Any]], notes: list[str],
+                others: dict[tuple[str, str, str], Group] | None = None) -> dict[tuple[str, str], Group]:
     """One settings hash per (model, scheme): the one with most finished seeds (then the newest).
-    Cells of the Fig. 3 sweep (``SWEEP_KEYS`` in --set overrides) are left out."""
+    Cells of the Fig. 3 sweep (``SWEEP_KEYS`` in --set overrides) are left out; the groups of the
+    other hashes go to ``others`` keyed (model, scheme, hash), e.g. a short cost run on another machine."""
     by_hash: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if not any(k in r.get("overrides", {}) for k in SWEEP_KEYS):
@@ -129,8 +143,13 @@ def main_groups(rows: list[dict[str, Any]], notes: list[str]) -> dict[tuple[str,
     for key, hashes in by_hash.items():
         chosen = max(hashes, key=lambda h: (len(hashes[h]), max(r.get("finished_at", "") for r in hashes[h])))
         if len(hashes) > 1:
-            notes.append(f"{label(*key)}: used settings {chosen}; ignored " + ", ".join(h for h in hashes if h != chosen))
+            notes.append(f"{label(*key)}: the tables use settings {chosen}; settings "
+                         + ", ".join(h for h in hashes if h != chosen) + " appear only in the cost table of other runs")
         groups[key] = Group(*key, rows=sorted(hashes[chosen], key=lambda r: r["seed"]))
+        if others is not None:
+            for h in hashes:
+                if h != chosen:
+                    others[(*key, h)] = Group(*key, rows=sorted(hashes[h], key=lambda r: r["seed"]))
     return groups
 
 
@@ -250,10 +269,33 @@ def plot_curves(row: dict[str, Any], path: Path) -> bool:
 
 
 # --- the report ------------------------------------------------------------------------------
+def cost_row(g: Group, d: Group | None) -> tuple[list[str], dict[str, Any], list[str] | None]:
+    """One cost-table row of ``g`` against Default ``d`` (same model and settings), its CSV fields,
+    and the missed AutoDenoise targets (None for other schemes)."""
+    ep, tr = mean(g.epoch_seconds()), mean(g.epoch_seconds(train_only=True))
+    mem_values, kind = g.memory_mb()
+    mem = mean(mem_values)
+    r_ep = ratio(ep, mean(d.epoch_seconds())) if d else math.nan
+    r_tr = ratio(tr, mean(d.epoch_seconds(train_only=True))) if d else math.nan
+    r_mem = ratio(mem, mean(d.memory_mb()[0])) if d else math.nan
+    flag, misses = "", None
+    if g.scheme in AUTODENOISE and d:
+        misses = ([f"time {r_ep:.2f}× > {TIME_TARGET}×"] if r_ep > TIME_TARGET else []) + \
+                 ([f"memory {r_mem:.2f}× > {MEMORY_TARGET}×"] if r_mem > MEMORY_TARGET else [])
+        flag = "**MISS**: " + ", ".join(misses) if misses else "ok"
+    fields = {"epoch_seconds": ep, "epoch_time_ratio": r_ep, "train_seconds_per_epoch": tr, "train_time_ratio": r_tr,
+              "memory_mb": mem, "memory_ratio": r_mem, "memory_kind": kind, "machine": g.machine}
+    epochs = mean([r["results"]["timing"]["epochs_trained"] for r in g.rows])
+    cells = [label(g.model, g.scheme), g.machine, f"{epochs:.1f}", f"{tr:.2f}", f"{r_tr:.2f}×", f"{ep:.2f}", f"{r_ep:.2f}×",
+             f"{mem:.0f} ({kind})", f"{r_mem:.2f}×", flag]
+    return cells, fields, misses
+
+
 def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str], source: str = "") -> dict[str, Any]:
     """Write ``out`` (Markdown), its CSV and figures; return a summary (used by the tests)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    groups = main_groups(rows, notes)
+    other_groups: dict[tuple[str, str, str], Group] = {}
+    groups = main_groups(rows, notes, other_groups)
     ordered_groups = ordered(groups)
     models = list(dict.fromkeys(g.model for g in ordered_groups))
     paper = PAPER_ROWS if dataset == PAPER_DATASET else {}
@@ -293,7 +335,7 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
     body = []
     for g in ordered_groups:
         n = len(g.rows)
-        body.append([label(g.model, g.scheme), f"ours (n={n})"] + [fmt_ms(g.values(m), m) for m in METRICS])
+        body.append([label(g.model, g.scheme), f"ours (n={n}, {g.machine})"] + [fmt_ms(g.values(m), m) for m in METRICS])
         if (g.model, g.scheme) in paper:
             pr = paper[(g.model, g.scheme)]
             body.append(["", "paper"] + [("–" if pr[m] is None else f"{pr[m]:.5g}" + ("†" if m in TRUNCATED else "")) for m in METRICS])
@@ -341,27 +383,21 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
               f"Memory: GPU max allocated when run on GPU, else the cell process's peak RSS (includes ~constant "
               f"torch/RecBole import overhead, which dilutes ratios). Targets for AutoDenoise: ≤ {TIME_TARGET}× epoch time, "
               f"≤ {MEMORY_TARGET}× memory.", ""]
+    header = ["Method", "machine", "epochs", "train s/epoch", "ratio", "epoch s", "ratio", "memory MB", "ratio", "target"]
     body, csv_cost = [], {}
     for g in ordered_groups:
-        d = groups.get((g.model, "default"))
-        ep, tr = mean(g.epoch_seconds()), mean(g.epoch_seconds(train_only=True))
-        mem, kind = g.memory_mb()
-        mem = mean(mem)
-        r_ep = ratio(ep, mean(d.epoch_seconds())) if d else math.nan
-        r_tr = ratio(tr, mean(d.epoch_seconds(train_only=True))) if d else math.nan
-        r_mem = ratio(mem, mean(d.memory_mb()[0])) if d else math.nan
-        flag = ""
-        if g.scheme in AUTODENOISE and d:
-            misses = ([f"time {r_ep:.2f}× > {TIME_TARGET}×"] if r_ep > TIME_TARGET else []) + \
-                     ([f"memory {r_mem:.2f}× > {MEMORY_TARGET}×"] if r_mem > MEMORY_TARGET else [])
-            flag = "**MISS**: " + ", ".join(misses) if misses else "ok"
+        cells, csv_cost[(g.model, g.scheme)], misses = cost_row(g, groups.get((g.model, "default")))
+        if misses is not None:
             summary["cost"][(g.model, g.scheme)] = misses
-        csv_cost[(g.model, g.scheme)] = {"epoch_seconds": ep, "epoch_time_ratio": r_ep, "train_seconds_per_epoch": tr,
-                                         "train_time_ratio": r_tr, "memory_mb": mem, "memory_ratio": r_mem, "memory_kind": kind}
-        epochs = mean([r["results"]["timing"]["epochs_trained"] for r in g.rows])
-        body.append([label(g.model, g.scheme), f"{epochs:.1f}", f"{tr:.2f}", f"{r_tr:.2f}×", f"{ep:.2f}", f"{r_ep:.2f}×",
-                     f"{mem:.0f} ({kind})", f"{r_mem:.2f}×", flag])
-    lines += table(["Method", "epochs", "train s/epoch", "ratio", "epoch s", "ratio", "memory MB", "ratio", "target"], body) + [""]
+        body.append(cells)
+    lines += table(header, body) + [""]
+    if other_groups:
+        lines += ["Other runs of the same schemes with other settings (typically a short run on another machine; "
+                  "ratios to Default of the same settings):", ""]
+        body = [cost_row(g, other_groups.get((model, "default", h)))[0] + [h]
+                for (model, scheme, h), g in sorted(other_groups.items(), key=lambda kv: (kv[0][0], kv[0][2], SCHEMES.index(kv[0][1])
+                                                                                           if kv[0][1] in SCHEMES else 99))]
+        lines += table(header + ["settings"], body) + [""]
     misses = [f"{label(*k)} ({', '.join(v)})" for k, v in summary["cost"].items() if v]
     if misses:
         lines += ["Cost targets missed: " + "; ".join(misses) + ".", ""]
@@ -429,7 +465,7 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
     for m in METRICS:
         fields += [m, f"{m}_std", f"{m}_rel_vs_default_pct", f"{m}_p_vs_default", f"{m}_p_vs_best_baseline"]
     fields += ["epoch_seconds", "epoch_time_ratio", "train_seconds_per_epoch", "train_time_ratio", "memory_mb",
-               "memory_ratio", "memory_kind", "tp_mean_weight", "fp_mean_weight"]
+               "memory_ratio", "memory_kind", "machine", "tp_mean_weight", "fp_mean_weight"]
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -453,12 +489,12 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", help="JSONL written by benchmarks.table3")
+    parser.add_argument("results", nargs="+", help="JSONL file(s) written by benchmarks.table3 (rows are merged)")
     parser.add_argument("--out", default="docs/results.md")
     parser.add_argument("--dataset", default=None, help="which data set of the JSONL (default: its only one)")
     args = parser.parse_args(argv)
     dataset, rows, notes = load(args.results, args.dataset)
-    build(rows, dataset, Path(args.out), notes, source=f"{args.results} --out {args.out}")
+    build(rows, dataset, Path(args.out), notes, source=f"{' '.join(args.results)} --out {args.out}")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
     return 0
 

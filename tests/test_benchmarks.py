@@ -192,7 +192,7 @@ def test_report_tables_stats_paper_rows_cost_and_csv(tmp_path, monkeypatch):
     for heading in ("## Verdict", "## Table 3", "## Relative improvement", "## Paired t-tests", "## Cost", "## Learned weights",
                     "## Number of hard actions", "## How this was produced"):
         assert heading in md
-    assert "MF (BPR)-AutoDenoise-S | ours (n=4) | " in md and " ± " in md
+    assert "MF (BPR)-AutoDenoise-S | ours (n=4, CPU " in md and " ± " in md
     assert "0.9688" in md and "4.4379" in md and "8.895†" in md  # the paper's MF-Default row beside ours
     assert "MF (BPR)-AutoDenoise-H: NDCG@20" in md and "**does NOT beat Default** (lower mean)" in md
     assert "**AutoDenoise does not beat Default**" in md and "MF (BPR)-AutoDenoise-S: NDCG@20" in md
@@ -221,6 +221,33 @@ def test_report_tables_stats_paper_rows_cost_and_csv(tmp_path, monkeypatch):
     assert float(ours_s["ndcg@20_p_vs_default"]) == pytest.approx(p) and ours_s["ndcg@20_p_vs_best_baseline"]
     assert float(ours_s["ndcg@20"]) == pytest.approx(100 * statistics_mean(results, "autodenoise_s", "ndcg@20"))
     assert float(ours_d["f1@10"]) < 0.1 and float(ours_s["epoch_time_ratio"]) == pytest.approx(1.0)
+
+
+def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path, monkeypatch):
+    """A 1-seed run on another machine (other settings) must not replace the 4-seed table rows, and
+    its cost ratios are taken against Default of that same run, labelled with its machine."""
+    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    main = make_result_set(tmp_path)
+
+    def on_gpu(cell: Cell) -> dict:
+        outcome = fake_results(cell)
+        outcome["device"] = {"device": "cuda", "gpu": "Fake H100", "torch": "x"}
+        outcome["peak_memory"]["cuda_max_allocated_mb"] = 100.0 * (2.0 if cell.scheme == "autodenoise_s" else 1.0)
+        return outcome
+
+    other = tmp_path / "gpu.jsonl"
+    run_grid(make_cells("ml-latest-small", ["BPR"], ["default", "autodenoise_s"], [1], {"epochs": 1, "gpu_id": "0"}), other, on_gpu, log=quiet)
+    out = tmp_path / "results.md"
+    assert report.main([str(main), str(other), "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "MF (BPR)-AutoDenoise-S | ours (n=4, CPU " in md  # the table keeps the 4-seed settings
+    other_table = md.split("Other runs of the same schemes")[1].split("##")[0]
+    assert "MF (BPR)-AutoDenoise-S | GPU Fake H100 | 3.0 |" in other_table
+    assert "200 (GPU max allocated) | 2.00× | **MISS**: memory 2.00× > 1.1×" in other_table
+    assert "appear only in the cost table of other runs" in md
+    with pytest.raises(SystemExit, match="hold data sets"):
+        run_grid(make_cells("other-data", ["BPR"], ["default"], [1]), other, Counting(), log=quiet)
+        report.load([main, other])
 
 
 def statistics_mean(results: Path, scheme: str, metric: str) -> float:
