@@ -1,10 +1,15 @@
-"""Data protocol: the paper's clean-feedback datasets and evaluation dataloaders."""
+"""Data protocol: the paper's clean-feedback datasets and evaluation dataloaders, plus optional
+noise injection (``noise_rate``) and the guide/select split of clean validation
+(``clean_valid_guide_ratio``)."""
 
 from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS, InteractionFullSortEvalDataLoader, data_preparation
 from recbole_autodenoise.data.dataset import CleanDataset, CleanSequentialDataset, create_dataset
+from recbole_autodenoise.data.noise import INJECTED_FIELD, NOISE_KINDS
 
 __all__ = [
     "EVAL_PROTOCOLS",
+    "INJECTED_FIELD",
+    "NOISE_KINDS",
     "CleanDataset",
     "CleanSequentialDataset",
     "InteractionFullSortEvalDataLoader",

@@ -6,6 +6,9 @@ held-out items. Hence P@K = R@K / K and F1@K = 2 R@K / (K + 1), as in every row 
 Table 3. ``eval_protocol: user`` is RecBole's: one query per user with all of its held-out items
 relevant. RecBole's sequential evaluation is already one query per target row, so the protocol only
 changes general models.
+
+With ``clean_valid_guide_ratio`` > 0 the validation loader covers the *select* part of the clean
+validation set and ``train_data.clean_guide_data`` the *guide* part (see ``guide.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import numpy as np
 import torch
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.data.dataloader import FullSortEvalDataLoader
+from recbole.data.interaction import cat_interactions
+from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
 EVAL_PROTOCOLS = ("interaction", "user")
@@ -57,16 +62,50 @@ class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
         return user_df, (torch.cat(history_u), torch.cat(history_i)), positive_u, targets
 
 
+def _guide_loaders(config, dataset, train_data, valid_data, test_data):
+    """(valid, test, guide) loaders when the clean validation set is split into guide and select.
+
+    RecBole's samplers were built from [train, select, test], so its evaluation would treat the
+    guide items as unseen candidates. The samplers are rebuilt from [train, select + guide, test]:
+    a select query masks the user's guide items like any other held-out item (and a guide query
+    its select items), and the test loader masks exactly what it masks without the split.
+    """
+    train, select, test = train_data._dataset, valid_data._dataset, test_data._dataset
+    guide = train.clean_guide
+    whole_valid = select.copy(cat_interactions([select.inter_feat, guide.inter_feat]))
+    _, valid_sampler, test_sampler = create_samplers(config, dataset, [train, whole_valid, test])
+    valid_data = get_dataloader(config, "valid")(config, select, valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, test, test_sampler, shuffle=False)
+    guide_data = get_dataloader(config, "valid")(config, guide, valid_sampler, shuffle=False)
+    return valid_data, test_data, guide_data
+
+
 def data_preparation(config, dataset):
     """RecBole's ``data_preparation``, with per-interaction evaluation for general models when
-    ``eval_protocol`` is ``interaction``."""
+    ``eval_protocol`` is ``interaction``.
+
+    Also sets ``train_data.clean_guide_data``: an evaluation loader over the guide part of the
+    clean validation set, built like the validation loader (same class, same sampler), or ``None``
+    when ``clean_valid_guide_ratio`` is 0 (then the guide part is the validation set itself).
+    """
     protocol = config["eval_protocol"]
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    if not hasattr(train_data._dataset, "clean_guide"):
+        raise ValueError(
+            f"the training dataset ({type(train_data._dataset).__name__}) has no clean_guide: build the "
+            "dataset with recbole_autodenoise.create_dataset (saved dataloaders from older versions lack it)"
+        )
+    guide_data = None
+    if dataset.clean_valid_guide_ratio > 0:
+        valid_data, test_data, guide_data = _guide_loaders(config, dataset, train_data, valid_data, test_data)
     if protocol == "interaction" and config["MODEL_TYPE"] == ModelType.GENERAL:
         if not isinstance(valid_data, FullSortEvalDataLoader):
             raise ValueError("eval_protocol=interaction needs full-sort evaluation (eval_args.mode: full)")
         valid_data = InteractionFullSortEvalDataLoader(config, valid_data._dataset, valid_data._sampler)
         test_data = InteractionFullSortEvalDataLoader(config, test_data._dataset, test_data._sampler)
+        if guide_data is not None:
+            guide_data = InteractionFullSortEvalDataLoader(config, guide_data._dataset, guide_data._sampler)
+    train_data.clean_guide_data = guide_data
     return train_data, valid_data, test_data

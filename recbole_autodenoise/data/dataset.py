@@ -5,20 +5,54 @@ interactions whose rating is at least ``clean_rating_threshold``. The rating is 
 feature or label, but it stays in the training rows so the learned weights of true and false
 positives can be studied afterwards. Filtering (iterative k-core), the chronological 4:1:1 split
 per user and the sequence histories are RecBole's own, driven by ``properties/overall.yaml``.
+
+Two optional parts of the protocol (off by default, leaving the datasets exactly stock RecBole's):
+``noise_rate`` injects fake training interactions whose truth is known (``noise.py``), and
+``clean_valid_guide_ratio`` splits the clean validation set into a guide part for the denoisers and
+a select part for early stopping (``guide.py``).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
+from typing import Any
 from urllib.error import URLError
 
+import numpy as np
+import torch
 from recbole.data.dataset import Dataset, SequentialDataset
-from recbole.utils import ModelType
+from recbole.data.interaction import Interaction, cat_interactions
+from recbole.utils import FeatureSource, FeatureType, ModelType
+
+from recbole_autodenoise.config import fraction, non_negative, read_key
+from recbole_autodenoise.data.guide import guide_mask
+from recbole_autodenoise.data.noise import (
+    GUIDE_STREAM,
+    INJECTED_FIELD,
+    NOISE_KINDS,
+    NOISE_STREAM,
+    draw_noise,
+    seeded_generator,
+)
+
+
+def _finite_non_negative(value: Any) -> bool:
+    return non_negative(value) and math.isfinite(value)
+
+
+def _seed_value(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class CleanFeedbackMixin:
-    """Adds the rating checks and the clean filter of validation and test to a RecBole dataset."""
+    """Adds the rating checks and the clean filter of validation and test to a RecBole dataset,
+    plus the optional noise injection and guide/select split."""
+
+    # Leading interactions of each user that are never a target row (sequential: the first one,
+    # which only ever appears as history).
+    _history_rows = 0
 
     def __init__(self, config) -> None:
         field = config["clean_rating_field"]
@@ -29,6 +63,20 @@ class CleanFeedbackMixin:
             raise ValueError(f"clean_rating_threshold must be a number, got {threshold!r}")
         self.clean_rating_field = field
         self.clean_rating_threshold = float(threshold)
+        self.noise_rate = float(
+            read_key(config, "noise_rate", _finite_non_negative, "a finite number >= 0 (0 switches injection off)")
+        )
+        self.noise_kind = read_key(config, "noise_kind", lambda v: v in NOISE_KINDS, f"one of {list(NOISE_KINDS)}")
+        self.clean_valid_guide_ratio = float(
+            read_key(config, "clean_valid_guide_ratio", fraction, "a number in [0, 1) (0: no guide/select split)")
+        )
+        self._seed = None
+        if self.noise_rate > 0 or self.clean_valid_guide_ratio > 0:
+            self._seed = read_key(
+                config, "seed", _seed_value, "a non-negative integer (it seeds noise_rate/clean_valid_guide_ratio)"
+            )
+        if self.noise_rate > 0:
+            _check_noise_protocol(config, self.noise_rate)
         super().__init__(config)
 
     def _load_data(self, token, dataset_path):
@@ -56,9 +104,140 @@ class CleanFeedbackMixin:
             ) from error
 
     def build(self):
-        """RecBole's split, then drop the noisy (low-rated) rows from validation and test."""
+        """RecBole's split, then drop the noisy (low-rated) rows from validation and test.
+
+        Returns [train, select, test]: select is the clean validation set minus the guide part
+        (all of it when ``clean_valid_guide_ratio`` is 0). ``train.clean_guide`` is the guide part,
+        a dataset of the validation dataset's class (sequential rows keep their histories); with
+        ratio 0 it is the very validation dataset returned here.
+        """
         train, valid, test = super().build()
-        return [train, self._keep_clean(valid, "validation"), self._keep_clean(test, "test")]
+        valid = self._keep_clean(valid, "validation")
+        test = self._keep_clean(test, "test")
+        guide, select = self._split_guide(valid)
+        train.clean_guide = guide
+        return [train, select, test]
+
+    def _split_guide(self, valid: Dataset) -> tuple[Dataset, Dataset]:
+        """(guide, select) parts of the clean validation set; see ``guide.py``."""
+        ratio = self.clean_valid_guide_ratio
+        if ratio == 0:
+            return valid, valid
+        users = valid.inter_feat[self.uid_field].numpy()
+        mask = guide_mask(users, ratio, seeded_generator(self._seed, GUIDE_STREAM))
+        if not mask.any():
+            raise ValueError(
+                f"clean_valid_guide_ratio={ratio:g} leaves the guide part of [{self.dataset_name}] empty: none "
+                f"of its {len(np.unique(users))} users has 2 or more clean validation rows ({len(users)} rows); "
+                f"use clean_valid_guide_ratio: 0 (one clean validation set)"
+            )
+        guide = valid.copy(valid.inter_feat[np.flatnonzero(mask)])
+        select = valid.copy(valid.inter_feat[np.flatnonzero(~mask)])
+        self.logger.info(
+            f"clean validation of [{self.dataset_name}] split with clean_valid_guide_ratio={ratio:g}: "
+            f"{len(guide)} guide rows (denoisers), {len(select)} select rows (validation)"
+        )
+        return guide, select
+
+    # ------------------------------------------------------------------ noise injection
+
+    def _train_interactions(self, rows: int, ratios: list[float]) -> int:
+        """How many of a user's ``rows`` chronological interactions RecBole's ``RS`` split trains on."""
+        targets = rows - self._history_rows
+        if targets <= 0:
+            return rows
+        return self._history_rows + int(self._calcu_split_ids(tot=targets, ratios=ratios)[0])
+
+    def _split_ratios(self) -> list[float]:
+        ratios = self.config["eval_args"]["split"]["RS"]
+        total = sum(ratios)
+        return [ratio / total for ratio in ratios]  # as RecBole's split_by_ratio normalises them
+
+    def _inject_noise(self) -> None:
+        """Add round(noise_rate * |train|) fake interactions to ``inter_feat`` (already an
+        ``Interaction``, not yet split or augmented), flagged ``noise_injected`` = 1.
+
+        |train| is the number of training rows RecBole's split gives without injection. The split of
+        the real rows is computed here exactly as RecBole will compute it (stable sort by the stored
+        float32 timestamps, per user, ``_calcu_split_ids``); ``split_by_ratio`` below then splits the
+        real rows the same way and sends every fake row to train, so validation and test are
+        unchanged. Each fake row gets a timestamp inside its user's training time span and is placed
+        among that user's training interactions (after real ones with the same timestamp, before every
+        held-out one), so RecBole's later stable sorts keep it there.
+        """
+        if self.noise_rate == 0:
+            return
+        if self.time_field is None or self.field2type.get(self.time_field) != FeatureType.FLOAT:
+            raise ValueError(
+                f"noise_rate={self.noise_rate:g} needs a float timestamp field (load_col inter: timestamp); "
+                f"data set [{self.dataset_name}] has time field {self.time_field!r}"
+            )
+        feat = self.inter_feat
+        users = feat[self.uid_field].numpy()
+        items = feat[self.iid_field].numpy()
+        times = feat[self.time_field].numpy()
+        order = np.argsort(times, kind="stable")
+        order = order[np.argsort(users[order], kind="stable")]
+        _, starts, counts = np.unique(users[order], return_index=True, return_counts=True)
+        rank = np.arange(len(order)) - np.repeat(starts, counts)
+        ratios = self._split_ratios()
+        sizes = {int(n): self._train_interactions(int(n), ratios) for n in np.unique(counts)}
+        in_train = rank < np.repeat([sizes[int(n)] for n in counts], counts)  # in sorted order
+        train_mask = np.zeros(len(order), dtype=bool)
+        train_mask[order] = in_train
+        target_mask = np.zeros(len(order), dtype=bool)
+        target_mask[order] = in_train & (rank >= self._history_rows)
+
+        train_rows = int(target_mask.sum())
+        count = int(round(self.noise_rate * train_rows))
+        injection = draw_noise(
+            users, items, times.astype(np.float64), train_mask, target_mask, self.item_num, count,
+            self.noise_kind, seeded_generator(self._seed, NOISE_STREAM),
+            user_name=lambda uid: repr(str(self.id2token(self.uid_field, uid))),
+        )
+
+        self.set_field_property(INJECTED_FIELD, FeatureType.FLOAT, FeatureSource.INTERACTION, 1)
+        fake = {
+            field: torch.zeros((len(injection),) + tuple(values.shape[1:]), dtype=values.dtype)
+            for field, values in feat.interaction.items()
+        }  # every other field (the rating included) is 0
+        fake[self.uid_field] = torch.from_numpy(injection.users).to(feat[self.uid_field].dtype)
+        fake[self.iid_field] = torch.from_numpy(injection.items).to(feat[self.iid_field].dtype)
+        fake[self.time_field] = torch.from_numpy(injection.timestamps).to(feat[self.time_field].dtype)
+        fake[INJECTED_FIELD] = torch.ones(len(injection))
+        feat[INJECTED_FIELD] = torch.zeros(len(feat))
+        combined = cat_interactions([feat[order], Interaction(fake)])
+
+        is_fake = np.concatenate([np.zeros(len(order), np.int8), np.ones(len(injection), np.int8)])
+        held_out = np.concatenate([~in_train, np.zeros(len(injection), dtype=bool)]).astype(np.int8)
+        index = np.arange(len(combined))
+        for key in (is_fake, combined[self.time_field].numpy(), held_out, combined[self.uid_field].numpy()):
+            index = index[np.argsort(key[index], kind="stable")]  # least significant key first
+        self.inter_feat = combined[index]
+        self.logger.info(
+            f"noise injection: {len(injection)} '{self.noise_kind}' fake interactions (noise_rate="
+            f"{self.noise_rate:g} x {train_rows} training rows) added to the training split of "
+            f"[{self.dataset_name}], flagged {INJECTED_FIELD} = 1"
+        )
+
+    def split_by_ratio(self, ratios, group_by=None):
+        """RecBole's per-user ratio split of the real rows; with noise injected, the fake rows all
+        go to train and the real ones are split as if there were none."""
+        if self.noise_rate == 0:
+            return super().split_by_ratio(ratios, group_by=group_by)
+        total = sum(ratios)
+        ratios = [ratio / total for ratio in ratios]
+        fake = self.inter_feat[INJECTED_FIELD].numpy() > 0
+        next_index: list[list[int]] = [[] for _ in ratios]
+        for grouped_index in self._grouped_index(self.inter_feat[group_by].numpy()):
+            real = [i for i in grouped_index if not fake[i]]
+            split_ids = self._calcu_split_ids(tot=len(real), ratios=ratios)
+            held_out = set(real[split_ids[0]:])
+            next_index[0].extend(i for i in grouped_index if i not in held_out)
+            for index, start, end in zip(next_index[1:], split_ids, split_ids[1:] + [len(real)]):
+                index.extend(real[start:end])
+        self._drop_unused_col()
+        return [self.copy(self.inter_feat[index]) for index in next_index]
 
     def _keep_clean(self, split: Dataset, name: str) -> Dataset:
         ratings = split.inter_feat[self.clean_rating_field]
@@ -72,13 +251,49 @@ class CleanFeedbackMixin:
         return clean
 
 
+def _check_noise_protocol(config, rate: float) -> None:
+    """Injection reproduces RecBole's chronological per-user ratio split; refuse any other."""
+    eval_args = config["eval_args"]
+    split = eval_args["split"]
+    if not (isinstance(split, dict) and list(split) == ["RS"]) or eval_args["order"] != "TO" or eval_args["group_by"] != "user":
+        raise ValueError(
+            f"noise_rate={rate:g} needs eval_args split: {{RS: [...]}}, order: TO, group_by: user "
+            f"(the chronological per-user split); got split={split!r}, order={eval_args['order']!r}, "
+            f"group_by={eval_args['group_by']!r}"
+        )
+    if config["benchmark_filename"] is not None:
+        raise ValueError(
+            f"noise_rate={rate:g} cannot be used with benchmark_filename={config['benchmark_filename']!r} "
+            "(pre-split files); use noise_rate: 0"
+        )
+
+
 class CleanDataset(CleanFeedbackMixin, Dataset):
     """General (user, item) models such as BPR."""
+
+    def _change_feat_format(self) -> None:
+        super()._change_feat_format()
+        self._inject_noise()
 
 
 class CleanSequentialDataset(CleanFeedbackMixin, SequentialDataset):
     """Sequential models such as GRU4Rec and SASRec: the target rows are filtered, histories keep
-    everything."""
+    everything.
+
+    Noise is injected into the chronological interactions *before* RecBole's augmentation turns
+    them into (history, target) rows, so a fake interaction is a training target row like a real
+    click and appears in the histories of its user's later rows. Its timestamp lies inside the
+    user's training span and it never becomes a user's first interaction, so every fake row is a
+    target, in train (``split_by_ratio``); the validation and test target rows (user, item,
+    timestamp) are exactly those without injection. Their *histories* may change: a fake click
+    that precedes them enters the last ``MAX_ITEM_LIST_LENGTH`` items (and can push out the oldest).
+    """
+
+    _history_rows = 1
+
+    def data_augmentation(self) -> None:
+        self._inject_noise()
+        super().data_augmentation()
 
 
 def create_dataset(config) -> Dataset:
