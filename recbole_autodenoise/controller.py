@@ -41,6 +41,10 @@ class Policy(nn.Module):
     def log_prob(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def meta_weights(self, state: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Weights attached to the policy's parameters, for ``controller_credit: meta``."""
+        raise NotImplementedError
+
 
 def _mean_one_tilt(num_actions: int) -> float:
     """theta with sum_k k e^{theta k} / sum_k e^{theta k} = 1 (bisection; theta = 0 for A = 3)."""
@@ -86,6 +90,13 @@ class HardPolicy(Policy):
     def log_prob(self, state, action):
         return torch.log_softmax(self.logits(state), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
 
+    def meta_weights(self, state, generator):
+        """E_pi[k | s]: no pathwise gradient through a categorical sample, and since the
+        first-order clean-loss change is linear in each weight, the gradient of this expectation is
+        the expected per-sample REINFORCE gradient with no sampling noise (draws nothing)."""
+        probs = torch.softmax(self.logits(state), dim=1)
+        return probs @ torch.arange(self.num_actions, dtype=probs.dtype, device=probs.device)
+
 
 def _softplus_mean(mu: float, std: float) -> float:
     """E[softplus(w)], w ~ N(mu, std^2), by 40-point Gauss-Hermite quadrature."""
@@ -127,6 +138,13 @@ class SoftPolicy(Policy):
 
     def log_prob(self, state, action):
         return self.distribution(state).log_prob(action)
+
+    def meta_weights(self, state, generator):
+        """Reparameterised softplus(mu + sigma * eps), eps ~ N(0, 1) from ``generator``: the
+        pathwise gradient reaches both heads."""
+        dist = self.distribution(state)
+        noise = torch.randn(dist.mean.shape, generator=generator, device=state.device, dtype=state.dtype)
+        return F.softplus(dist.mean + dist.stddev * noise)
 
 
 class ReinforceAccumulator:

@@ -23,6 +23,15 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_named(self, name: str) -> Callable[[T], T]:
+        """Class decorator: register the class under ``name`` and set its ``name`` attribute."""
+
+        def decorator(cls: T) -> T:
+            cls.name = name
+            return self.register(name)(cls)
+
+        return decorator
+
     def get(self, name: str) -> T:
         if name not in self._entries:
             raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")

@@ -1,9 +1,11 @@
 """``AutoDenoiseTrainer``: RecBole's ``Trainer`` with per-sample weights from a weighting scheme.
 
 Only the hooks RecBole offers are overridden: ``_train_epoch`` passes a weighted ``loss_func``,
-``_valid_epoch`` lets the scheme learn from the clean validation result, and the checkpoint holds
-plain state dicts plus a ``denoise`` key (loadable with ``torch.load(..., weights_only=True)``),
-written atomically. Evaluation never applies weights.
+``_valid_epoch`` lets the scheme learn from the clean validation result (or from the guide part of
+the clean validation set where the data pipeline split one off), and the checkpoint holds plain
+state dicts plus a ``denoise`` key (loadable with ``torch.load(..., weights_only=True)``), written
+atomically. Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches,
+per-sample alignment, virtual meta steps). Evaluation never applies weights.
 """
 
 from __future__ import annotations
@@ -20,46 +22,58 @@ from recbole.utils import set_color
 
 from recbole_autodenoise import compat
 from recbole_autodenoise.config import positive, read_key
+from recbole_autodenoise.diagnostics import Diagnosis, sample_groups
+from recbole_autodenoise.evaluation.per_user import UserMeans, per_query_auc
+from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from recbole_autodenoise.schemes.autodenoise import parse_reward_metric
+from recbole_autodenoise.schemes.autodenoise import parse_reward_metric, positive_int
 from recbole_autodenoise.schemes.default import DefaultScheme
 
 
 class WeightStudy:
-    """Mean weight of true-positive (rating >= threshold) and false-positive training samples
-    (paper Sec. 5.4.1, Fig. 2), per epoch and over the whole run."""
+    """Mean weight of true-positive (rating >= threshold), false-positive (rating below it) and,
+    where noise was injected (``noise_rate``), injected training samples (paper Sec. 5.4.1, Fig. 2),
+    per epoch and over the whole run. Injected samples are counted apart, never as false positives."""
+
+    SIZE = 6  # tp weight sum, tp count, fp weight sum, fp count, injected weight sum, injected count
 
     def __init__(self, rating_field: str, threshold: float) -> None:
         self.rating_field = rating_field
         self.threshold = threshold
-        self.total = torch.zeros(4, dtype=torch.float64)  # tp weight sum, tp count, fp weight sum, fp count
-        self.epoch = torch.zeros(4, dtype=torch.float64)
+        self.total = torch.zeros(self.SIZE, dtype=torch.float64)
+        self.epoch = torch.zeros(self.SIZE, dtype=torch.float64)
 
     def begin_epoch(self) -> None:
-        self.epoch = torch.zeros(4, dtype=torch.float64)
+        self.epoch = torch.zeros(self.SIZE, dtype=torch.float64)
 
     def add(self, weights: torch.Tensor | None, interaction) -> None:
-        if self.rating_field not in interaction.interaction:
-            raise ValueError(f"training batches carry no '{self.rating_field}' field (clean_rating_field)")
-        true_positive = (interaction[self.rating_field] >= self.threshold).double()
+        groups = sample_groups(interaction, self.rating_field, self.threshold)
+        true_positive, false_positive, injected = groups["tp"], groups["fp"], groups["injected"]
         weights = torch.ones_like(true_positive) if weights is None else weights.detach().double()
-        tp_count = true_positive.sum()
-        tp_weight = (weights * true_positive).sum()
         # sums stay on the batch's device: no host sync per batch, one per epoch in ``summary``
-        batch = torch.stack([tp_weight, tp_count, weights.sum() - tp_weight, len(weights) - tp_count])
+        batch = torch.stack([(weights * true_positive).sum(), true_positive.sum(), (weights * false_positive).sum(),
+                             false_positive.sum(), (weights * injected).sum(), injected.sum()])
         self.epoch = self.epoch.to(batch.device) + batch
         self.total = self.total.to(batch.device) + batch
 
+    def load_total(self, total: torch.Tensor) -> None:
+        """A saved total; checkpoints from before injected samples were counted hold 4 sums."""
+        total = total.detach().cpu().double()
+        self.total = torch.cat([total, torch.zeros(self.SIZE - len(total), dtype=torch.float64)])
+
     @staticmethod
     def summary(sums: torch.Tensor) -> dict[str, float]:
-        tp_w, tp_n, fp_w, fp_n = sums.tolist()
-        return {
+        tp_w, tp_n, fp_w, fp_n, inj_w, inj_n = sums.tolist()
+        out: dict[str, float] = {
             "tp_mean_weight": tp_w / tp_n if tp_n else float("nan"),
             "fp_mean_weight": fp_w / fp_n if fp_n else float("nan"),
             "tp_samples": int(tp_n),
             "fp_samples": int(fp_n),
         }
+        if inj_n:
+            out.update(injected_mean_weight=inj_w / inj_n, injected_samples=int(inj_n))
+        return out
 
 
 def _plain(value: Any) -> Any:
@@ -88,9 +102,16 @@ class AutoDenoiseTrainer(Trainer):
             )
         self.scheme_name = read_key(config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name")
         scheme_cls = SCHEMES.get(self.scheme_name)  # an unknown name fails listing the available ones
-        read_key(config, "learning_rate", positive, "a number > 0")
-        if scheme_cls.learns_from_validation:
-            self._ensure_metric(config, parse_reward_metric(config["reward_metric"], list(config["topk"] or [])))
+        self.guide_learning_rate = float(read_key(config, "learning_rate", positive, "a number > 0"))
+        self.guide_batch_size = read_key(config, "guide_batch_size", positive_int, "a positive integer")
+        self.diagnostics = read_key(config, "denoise_diagnostics", lambda v: isinstance(v, bool), "true or false")
+        # built before RecBole's Trainer so the reward metric can join ``metrics`` if needed
+        self.scheme = scheme_cls(config, config["device"])
+        self.reward_key = None
+        if self.scheme.needs_reward:
+            self.reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
+            if self.reward_key != "gauc":  # GAUC is computed here, cheaper than RecBole's full ranking
+                self._ensure_metric(config, self.reward_key)
         num_items = getattr(model, "n_items", None)
         if num_items is not None and max(config["topk"] or [0]) >= num_items:  # n_items counts the padding id
             raise ValueError(
@@ -103,8 +124,8 @@ class AutoDenoiseTrainer(Trainer):
                 f"metrics {list(config['metrics'])}"
             )
         super().__init__(config, model)
-        self.scheme = scheme_cls(config, self.device)
         self.sample_loss = None if scheme_cls is DefaultScheme else PerSampleLoss(model)
+        self.diagnosis = Diagnosis(model, config, self.device) if self.diagnostics else None
         if scheme_cls.needs_representations:
             self.sample_loss.check_representations()
         self.study = WeightStudy(config["clean_rating_field"], float(config["clean_rating_threshold"]))
@@ -113,6 +134,8 @@ class AutoDenoiseTrainer(Trainer):
         self._is_set_up = False
         self._pending_rng: dict[str, Any] | None = None
         self._train_data = None
+        self.clean_batches: CleanBatches | None = None  # built in fit() for schemes with needs_guidance
+        self._pending_guide: dict[str, Any] | None = None
 
     @staticmethod
     def _ensure_metric(config, metric_key: str) -> None:
@@ -127,6 +150,16 @@ class AutoDenoiseTrainer(Trainer):
         if not self._is_set_up:
             self.scheme.setup(train_data._dataset)
             self._is_set_up = True
+        if self.scheme.needs_guidance and self.clean_batches is None:
+            self.clean_batches = CleanBatches(
+                guide_dataset(train_data, valid_data), self.model, self.guide_batch_size,
+                int(self.config["seed"]), self.device,
+            )
+        if self.diagnosis is not None:
+            self.diagnosis.setup(guide_dataset(train_data, valid_data), self.guide_batch_size)
+        if self._pending_guide is not None and self.clean_batches is not None:
+            self.clean_batches.load_state_dict(self._pending_guide)
+            self._pending_guide = None
         if self._pending_rng is not None:
             self._restore_rng(self._pending_rng)
             self._pending_rng = None
@@ -145,23 +178,37 @@ class AutoDenoiseTrainer(Trainer):
         return loss
 
     def _weighted_loss(self, interaction) -> torch.Tensor:
+        if self.diagnosis is not None:
+            self.diagnosis.observe_training_batch(interaction)
         if self.sample_loss is None:
             self.study.add(None, interaction)
             return self.model.calculate_loss(interaction)
-        sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
-        batch = Batch(
+        if self.clean_batches is None:
+            sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
+            weights = self.scheme.weights(self._batch(interaction, sample))
+        else:
+            # the forward whose graph guidance differentiates twice must avoid cuDNN RNN kernels
+            with double_backward_safe(self.model):
+                sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
+                guidance = Guidance(self.model, self.sample_loss, self.clean_batches, self.guide_learning_rate,
+                                    interaction, sample.losses)
+                weights = self.scheme.weights(self._batch(interaction, sample, guidance))
+        self.study.add(weights, interaction)
+        if weights is None:
+            return sample.weighted(torch.ones_like(sample.losses))
+        return sample.weighted(weights)
+
+    def _batch(self, interaction, sample, guidance: Guidance | None = None) -> Batch:
+        return Batch(
             losses=sample.losses.detach(),
             item_ids=interaction[self.model.ITEM_ID],
             epoch=self._epoch,
             epoch_fraction=self._epoch / max(self.epochs, 1),
             user_repr=sample.user_repr,
             item_repr=sample.item_repr,
+            guidance=guidance,
+            user_ids=interaction[self.model.USER_ID] if self.model.USER_ID in interaction.interaction else None,
         )
-        weights = self.scheme.weights(batch)
-        self.study.add(weights, interaction)
-        if weights is None:
-            return sample.weighted(torch.ones_like(sample.losses))
-        return sample.weighted(weights)
 
     def _check_nan(self, loss) -> None:
         if torch.isnan(loss):
@@ -173,17 +220,56 @@ class AutoDenoiseTrainer(Trainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time()
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
-        logs = self.scheme.after_evaluation(valid_result, self._epoch)
+        # with a guide/select split the scheme learns from the guide part, validation selects
+        guide_loader = getattr(self._train_data, "clean_guide_data", None)
+        source = valid_data if guide_loader is None else guide_loader
+        guide_score = None
+        learn_from = valid_result
+        own_gauc = self.reward_key == "gauc"
+        if own_gauc or self.scheme.needs_user_rewards:
+            gauc, per_user = self.clean_auc(source)
+            if self.scheme.needs_user_rewards:
+                self.scheme.observe_user_rewards(per_user)
+            if own_gauc:
+                learn_from = {**(valid_result if guide_loader is None else {}), "gauc": gauc}
+        elif self.reward_key is not None and guide_loader is not None:
+            guide_score, learn_from = super()._valid_epoch(guide_loader, show_progress=show_progress)
+            self.tensorboard.add_scalar("AutoDenoise/guide_score", guide_score, self._epoch)
+        logs = self.scheme.after_evaluation(learn_from, self._epoch)
         for key, value in logs.items():
             self.tensorboard.add_scalar(f"AutoDenoise/{key}", value, self._epoch)
         if logs:
             self.logger.info(
                 set_color("controller", "blue") + ": " + ", ".join(f"{k}={v:.6f}" for k, v in logs.items())
             )
+        diagnostics = {} if self.diagnosis is None else self.diagnosis.run()
         if self.history:
             self.history[-1].update(valid_seconds=time() - start, valid_score=float(valid_score),
-                                    **{f"controller_{k}": v for k, v in logs.items()})
+                                    **{f"controller_{k}": v for k, v in logs.items()}, **diagnostics)
+            if guide_score is not None:
+                self.history[-1]["guide_score"] = float(guide_score)
         return valid_score, valid_result
+
+    @torch.no_grad()
+    def clean_auc(self, loader) -> tuple[float, torch.Tensor]:
+        """RecBole's GAUC over ``loader`` and each user's mean AUC ([num_users], NaN where none),
+        from the same full-sort scores as RecBole's evaluation, without its full ranking.
+
+        RecBole's GAUC weights each evaluated row by its positives, so it is the mean AUC over
+        (row, positive) pairs (``evaluation.per_user.per_query_auc``); a test checks the equality.
+        """
+        self.model.eval()
+        means = UserMeans(self._train_data._dataset.user_num, self.device)
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for batched_data in loader:
+            interaction, scores, positive_u, positive_i = self._full_sort_batch_eval(batched_data)
+            users = interaction[self.model.USER_ID].to(self.device)[positive_u.to(self.device)]
+            auc = per_query_auc(scores, positive_u, positive_i)
+            means.add(users, auc)
+            finite = torch.isfinite(auc)
+            total += torch.stack([auc[finite].double().sum(), finite.double().sum()])
+        auc_sum, pairs = total.tolist()
+        return (auc_sum / pairs if pairs else float("nan")), means.means()
 
     # --- checkpoints ----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, Any]:
@@ -213,13 +299,18 @@ class AutoDenoiseTrainer(Trainer):
             self._train_data.generator.set_state(state["loader"].cpu())
 
     def denoise_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "scheme": self.scheme_name,
             "scheme_state": self.scheme.state_dict(),
             "study_total": self.study.total.cpu(),
             "history": json.loads(json.dumps(self.history)),
             "rng": self._rng_state(),
         }
+        if self.clean_batches is not None:
+            state["guide"] = self.clean_batches.state_dict()
+        if self.diagnosis is not None:
+            state["diagnosis"] = self.diagnosis.state_dict()
+        return state
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         """RecBole's checkpoint without the pickled ``Config`` (a plain dict instead), plus ``denoise``."""
@@ -250,14 +341,18 @@ class AutoDenoiseTrainer(Trainer):
             )
         super().resume_checkpoint(resume_file)
         self.scheme.load_state_dict(denoise["scheme_state"])
-        self.study.total = denoise["study_total"].cpu()
+        self.study.load_total(denoise["study_total"])
         self.history = list(denoise["history"])
         self._pending_rng = denoise["rng"]
+        self._pending_guide = denoise.get("guide")
+        if self.diagnosis is not None and denoise.get("diagnosis") is not None:
+            self.diagnosis.load_state_dict(denoise["diagnosis"])
 
     # --- results --------------------------------------------------------------------------
     def weight_study(self) -> dict[str, Any]:
         overall = WeightStudy.summary(self.study.total)
         overall["per_epoch"] = [
-            {k: record[k] for k in ("epoch", "tp_mean_weight", "fp_mean_weight")} for record in self.history
+            {k: record[k] for k in ("epoch", "tp_mean_weight", "fp_mean_weight", "injected_mean_weight") if k in record}
+            for record in self.history
         ]
         return overall

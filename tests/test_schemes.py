@@ -22,7 +22,7 @@ from recbole_autodenoise.schemes.default import DefaultScheme
 from recbole_autodenoise.schemes.heuristic import HeuristicScheme, inverse_frequency_weights
 
 CPU = torch.device("cpu")
-ALL_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "default", "heuristic"]
+ALL_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "default", "heuristic", "l2rw"]
 
 
 class FakeConfig:

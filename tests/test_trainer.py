@@ -14,7 +14,7 @@ import recbole_autodenoise as rad
 from recbole_autodenoise import compat
 from tests.conftest import FAST
 
-ALL_SCHEMES = ["default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s"]
+ALL_SCHEMES = ["default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s", "l2rw"]
 
 
 def build(model: str, **overrides):
@@ -87,23 +87,22 @@ def _stop_after(epoch):
     return callback
 
 
-@pytest.mark.parametrize("scheme", ["autodenoise_s", "autodenoise_h", "adt_tl"])
-def test_resumed_run_continues_exactly_where_it_stopped(scheme):
-    overrides = dict(epochs=4, denoise_scheme=scheme, stopping_step=10)
-    config, train, valid, test = build("BPR", **overrides)
-
+def assert_resume_reproduces(model: str, stop_after: int = 1, **overrides) -> None:
+    """Train uninterrupted; train again, interrupted after epoch ``stop_after``, and resume from
+    its checkpoint: losses, weight study and clean-test metrics must be identical."""
+    config, train, valid, test = build(model, **overrides)
     uninterrupted = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     uninterrupted.fit(train, valid)
     expected = uninterrupted.evaluate(test)
 
-    config, train, valid, test = build("BPR", **overrides)
+    config, train, valid, test = build(model, **overrides)
     interrupted = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     with pytest.raises(Interrupt):
-        interrupted.fit(train, valid, callback_fn=_stop_after(1))
+        interrupted.fit(train, valid, callback_fn=_stop_after(stop_after))
     checkpoint = compat.load_checkpoint(interrupted.saved_model_file)
     stopped_at = checkpoint["epoch"]
 
-    config, train, valid, test = build("BPR", **overrides)
+    config, train, valid, test = build(model, **overrides)
     resumed = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     resumed.resume_checkpoint(interrupted.saved_model_file)
     assert resumed.start_epoch == stopped_at + 1
@@ -113,6 +112,11 @@ def test_resumed_run_continues_exactly_where_it_stopped(scheme):
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in uninterrupted.history]
     assert resumed.weight_study()["tp_mean_weight"] == uninterrupted.weight_study()["tp_mean_weight"]
     assert actual == expected
+
+
+@pytest.mark.parametrize("scheme", ["autodenoise_s", "autodenoise_h", "adt_tl"])
+def test_resumed_run_continues_exactly_where_it_stopped(scheme):
+    assert_resume_reproduces("BPR", epochs=4, denoise_scheme=scheme, stopping_step=10)
 
 
 def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path):

@@ -3,7 +3,9 @@
 Add your own with ``@register_scheme("name")`` on a :class:`WeightingScheme` subclass.
 """
 
-from recbole_autodenoise.schemes import adt_rl, adt_tl, autodenoise_h, autodenoise_s, default, heuristic  # noqa: F401
+from recbole_autodenoise.schemes import (  # noqa: F401  (registers the built-in schemes)
+    adt_rl, adt_tl, autodenoise_h, autodenoise_s, default, heuristic, l2rw,
+)
 from recbole_autodenoise.schemes.base import SCHEMES, Batch, WeightingScheme, register_scheme
 
 __all__ = ["SCHEMES", "Batch", "WeightingScheme", "register_scheme"]

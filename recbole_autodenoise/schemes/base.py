@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from recbole_autodenoise.registry import Registry
+
+if TYPE_CHECKING:
+    from recbole_autodenoise.guidance import Guidance
 
 
 @dataclass
@@ -20,6 +23,8 @@ class Batch:
     epoch_fraction: float  # epoch / config['epochs'], the controller's epoch feature
     user_repr: torch.Tensor | None = None  # e_u: user embedding or sequence representation
     item_repr: torch.Tensor | None = None  # e_v: target item embedding
+    guidance: Guidance | None = None  # the clean set's view of this batch, for schemes with needs_guidance
+    user_ids: torch.Tensor | None = None  # user of each sample, shape [B]
 
 
 class WeightingScheme:
@@ -29,11 +34,20 @@ class WeightingScheme:
     the training set once in ``setup``, return detached weights in ``weights`` (``None`` means
     "unweighted": the model's own loss is used untouched), may learn from the clean validation
     result in ``after_evaluation``, and expose everything a resumed run needs in ``state_dict``.
+    With ``needs_guidance`` the trainer fills ``Batch.guidance`` (per-sample alignment with the
+    clean gradient, virtual meta steps; ``recbole_autodenoise.guidance``).
     """
 
     name: ClassVar[str] = ""
     needs_representations: ClassVar[bool] = False  # does ``weights`` need e_u and e_v?
     learns_from_validation: ClassVar[bool] = False
+    # does ``weights`` need ``batch.guidance`` (clean batches, alignments, meta steps)? A class
+    # default that an instance may override where its config decides (controller_credit)
+    needs_guidance: bool = False
+    # does ``after_evaluation`` read the reward (``reward_metric``) from the clean validation result?
+    needs_reward: bool = False
+    # does ``after_evaluation`` need each user's clean-validation reward (``observe_user_rewards``)?
+    needs_user_rewards: bool = False
 
     def __init__(self, config: Any, device: torch.device) -> None:
         self.config = config
@@ -44,6 +58,10 @@ class WeightingScheme:
 
     def weights(self, batch: Batch) -> torch.Tensor | None:
         raise NotImplementedError
+
+    def observe_user_rewards(self, rewards: torch.Tensor) -> None:
+        """Each user's clean-validation AUC ([num_users], NaN where none), just before
+        ``after_evaluation``; only called where ``needs_user_rewards``."""
 
     def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
         """Called after each validation; returns values to log (empty when nothing is learned)."""
@@ -61,9 +79,4 @@ SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme")
 
 def register_scheme(name: str):
     """Class decorator: make a scheme selectable as ``denoise_scheme: <name>``."""
-
-    def decorator(cls: type[WeightingScheme]) -> type[WeightingScheme]:
-        cls.name = name
-        return SCHEMES.register(name)(cls)
-
-    return decorator
+    return SCHEMES.register_named(name)

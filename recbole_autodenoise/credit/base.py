@@ -1,0 +1,64 @@
+"""The interface of a credit-assignment mode and the registry that finds modes by name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from recbole_autodenoise.registry import Registry
+
+if TYPE_CHECKING:
+    from recbole_autodenoise.schemes.autodenoise import ControllerScheme
+    from recbole_autodenoise.schemes.base import Batch
+
+
+class Credit:
+    """Turns what the controller did into updates of the controller.
+
+    Owned by a ``ControllerScheme``, which calls, in this order: ``on_build`` once the policy and
+    its optimiser exist (first batch, or loading a state that has them); per batch
+    ``before_weights`` (may update the controller before the batch's weights are drawn) and
+    ``record`` (the batch's states and the actions drawn for them); ``after_evaluation`` after each
+    validation (returns values to log). ``state_dict`` holds whatever a resumed run needs; it is
+    merged into the scheme's state, so keys must not clash with the scheme's own (``generator``,
+    ``policy``, ``optimizer``, ``input_size``, ``credit``). Config keys are read by the scheme.
+    """
+
+    name: ClassVar[str] = ""
+    needs_guidance: ClassVar[bool] = False  # does ``before_weights`` need ``batch.guidance``?
+    needs_user_rewards: ClassVar[bool] = False  # does ``after_evaluation`` need per-user rewards?
+    needs_reward: ClassVar[bool] = False  # does ``after_evaluation`` read ``reward_metric`` from the result?
+
+    def __init__(self, scheme: ControllerScheme) -> None:
+        self.scheme = scheme
+
+    def on_build(self) -> None:
+        """The scheme's ``policy`` and ``optimizer`` have just been built."""
+
+    def before_weights(self, state: torch.Tensor, batch: Batch) -> None:
+        """React to a batch before its weights are drawn."""
+
+    def record(self, state: torch.Tensor, action: torch.Tensor, batch: Batch) -> None:
+        """The controller drew ``action`` for each row of ``state``."""
+
+    def observe_user_rewards(self, rewards: torch.Tensor) -> None:
+        """Each user's clean-validation reward ([num_users], NaN where none), just before
+        ``after_evaluation``; only called where ``needs_user_rewards``."""
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (after ``on_build`` where the state has a policy)."""
+
+
+CREDITS: Registry[type[Credit]] = Registry("controller_credit")
+
+
+def register_credit(name: str):
+    """Class decorator: make a mode selectable as ``controller_credit: <name>``."""
+    return CREDITS.register_named(name)

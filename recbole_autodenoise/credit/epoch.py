@@ -1,0 +1,71 @@
+"""``controller_credit: epoch``, the paper's Eq. 10: one scalar reward per validation.
+
+Sum of grad log pi(w|s) over every sample since the last validation, scaled by (R - b) / |D|
+with R the clean-validation ``reward_metric`` and b its moving average (0 at the start, as in
+Algorithm 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+
+from recbole_autodenoise.controller import ReinforceAccumulator
+from recbole_autodenoise.credit.base import Credit, register_credit
+
+# the controller's logger since before credit modes existed: filters set on it keep working
+logger = logging.getLogger("recbole_autodenoise.schemes.autodenoise")
+
+
+@register_credit("epoch")
+class EpochCredit(Credit):
+    needs_reward = True
+
+    def __init__(self, scheme) -> None:
+        super().__init__(scheme)
+        self.baseline = 0.0
+        self.accumulator: ReinforceAccumulator | None = None
+
+    def on_build(self) -> None:
+        self.accumulator = ReinforceAccumulator(self.scheme.policy)
+
+    def record(self, state: torch.Tensor, action: torch.Tensor, batch) -> None:
+        self.accumulator.add(self.scheme.policy.log_prob(state, action))
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        if self.accumulator is None or self.accumulator.count == 0:
+            return {}
+        reward_key = self.scheme.reward_key
+        reward = float(valid_result[reward_key])
+        if not math.isfinite(reward):
+            logger.warning(
+                "epoch %d: reward %s = %r is not finite; controller update skipped (controller and baseline unchanged)",
+                epoch, reward_key, reward,
+            )
+            self.accumulator.reset()
+            return {"reward": reward, "skipped": 1.0}
+        advantage = reward - self.baseline
+        optimizer = self.scheme.optimizer
+        optimizer.zero_grad()
+        for param, ascent in zip(self.accumulator.params, self.accumulator.policy_gradient(advantage)):
+            param.grad = -ascent
+        optimizer.step()
+        self.accumulator.reset()
+        used_baseline = self.baseline
+        decay = self.scheme.baseline_decay
+        self.baseline = decay * self.baseline + (1 - decay) * reward
+        return {"reward": reward, "baseline": used_baseline, "advantage": advantage}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"baseline": self.baseline}
+        if self.accumulator is not None:
+            state["accumulator"] = self.accumulator.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.baseline = float(state["baseline"])
+        if "accumulator" in state and self.accumulator is not None:
+            self.accumulator.load_state_dict(state["accumulator"])

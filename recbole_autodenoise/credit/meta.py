@@ -1,0 +1,89 @@
+"""``controller_credit: meta``: per-batch meta-gradient from the clean set (Learning to Reweight).
+
+Every ``meta_interval`` batches (the first one included) the controller proposes weights for the
+batch, the recommender takes a virtual SGD step on the weighted loss (alpha = ``learning_rate``),
+and the controller is updated by Adam on the gradient of the clean loss after that step, taken
+through the weights (``guidance.meta_step``). The real step then uses weights drawn from the
+*updated* controller. Between those batches the controller is used as is. Validation teaches it
+nothing here; ``after_evaluation`` reports what the meta steps saw since the last validation.
+
+Estimators (see ``Policy.meta_weights``):
+
+- soft: pathwise, w = softplus(mu + sigma * eps) with eps drawn from the scheme's generator, so
+  mu and sigma both get d L_clean / d w. Unbiased for the expected clean loss after the step.
+- hard: a categorical action has no pathwise gradient. The virtual step uses the expected weight
+  E_pi[k | s], and the gradient is -(alpha / B) sum_i a_i grad_phi E_pi[k_i | s_i] with
+  a_i = <grad l_i(theta), grad L_clean(theta')>: exactly the expectation over actions of
+  per-sample REINFORCE with first-order credit r_i = alpha * a_i * (k_i - E[k_i]) / B (because
+  sum_k (k - E[k]) grad pi_k = grad E[k]); no sampling noise at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from recbole_autodenoise.credit.base import Credit, register_credit
+
+
+@register_credit("meta")
+class MetaCredit(Credit):
+    needs_guidance = True
+
+    def __init__(self, scheme) -> None:
+        super().__init__(scheme)
+        self.interval: int = scheme.meta_interval
+        self.batches = 0
+        # since the last evaluation: updates, sum of clean loss after the virtual step, sum of
+        # alignments, count of positive alignments, samples (kept on the device: no sync per batch)
+        self.stats = torch.zeros(5, dtype=torch.float64)
+
+    def before_weights(self, state: torch.Tensor, batch) -> None:
+        guidance = batch.guidance
+        if guidance is None:
+            raise ValueError(
+                "controller_credit: meta needs the clean set's guidance for each batch; "
+                "train with AutoDenoiseTrainer (it provides Batch.guidance)"
+            )
+        due = self.batches % self.interval == 0
+        self.batches += 1
+        if not due:
+            return
+        policy, optimizer = self.scheme.policy, self.scheme.optimizer
+        params = list(policy.parameters())
+        weights = policy.meta_weights(state, self.scheme.generator)
+        step = guidance.meta_step(weights, params)
+        optimizer.zero_grad()
+        for param, grad in zip(params, step.controller_grads):
+            param.grad = grad
+        optimizer.step()
+        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta'
+        alignment = step.weight_grads * (-len(weights) / guidance.learning_rate)
+        update = torch.stack([
+            torch.ones((), dtype=torch.float64, device=alignment.device),
+            step.clean_loss.double(),
+            alignment.double().sum(),
+            (alignment > 0).double().sum(),
+            torch.tensor(float(len(alignment)), dtype=torch.float64, device=alignment.device),
+        ])
+        self.stats = self.stats.to(update.device) + update
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        updates, loss_sum, alignment_sum, positive, samples = self.stats.tolist()
+        self.stats = torch.zeros_like(self.stats)
+        if not updates:
+            return {}
+        return {
+            "meta_updates": updates,
+            "clean_loss_after_step": loss_sum / updates,
+            "mean_alignment": alignment_sum / samples,
+            "aligned_fraction": positive / samples,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"meta_batches": self.batches, "meta_stats": self.stats.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batches = int(state["meta_batches"])
+        self.stats = state["meta_stats"].cpu().double()

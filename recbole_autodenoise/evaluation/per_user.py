@@ -1,0 +1,50 @@
+"""Per-user clean-validation rewards for ``controller_credit: user``.
+
+RecBole's GAUC is the mean over users of each user's AUC; its evaluator only returns the mean. The
+``user`` credit needs the per-user values, so they are computed here from the same full-sort scores
+RecBole's ``Trainer._full_sort_batch_eval`` gives (history and padding already at -inf).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """AUC of every (row, positive item) pair against the row's negatives.
+
+    .. math::
+        \\mathrm{AUC}_{r,i} = \\frac{|\\{j \\in N_r : s_{rj} < s_{ri}\\}| + \\tfrac12 |\\{j \\in N_r : s_{rj} = s_{ri}\\}|}{|N_r|}
+
+    with :math:`N_r` the row's candidates (finite score) that are not among its positives.
+    ``scores`` is [rows, items]; returns [pairs], NaN for a row without negatives.
+    """
+    positive_u = positive_u.to(scores.device)
+    positive_i = positive_i.to(scores.device)
+    is_positive = torch.zeros_like(scores, dtype=torch.bool)
+    is_positive[positive_u, positive_i] = True
+    rows = scores[positive_u]  # [pairs, items]
+    negative = torch.isfinite(rows) & ~is_positive[positive_u]
+    own = scores[positive_u, positive_i].unsqueeze(1)
+    below = ((rows < own) & negative).sum(1).double()
+    ties = ((rows == own) & negative).sum(1).double()
+    count = negative.sum(1).double()
+    return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+
+
+class UserMeans:
+    """Running per-user mean of per-query values (a user's AUC averaged over its clean queries)."""
+
+    def __init__(self, num_users: int, device: torch.device | str = "cpu") -> None:
+        self.sums = torch.zeros(num_users, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(num_users, dtype=torch.float64, device=device)
+
+    def add(self, users: torch.Tensor, values: torch.Tensor) -> None:
+        keep = torch.isfinite(values)
+        users, values = users.to(self.sums.device)[keep], values.to(self.sums.device)[keep]
+        self.sums.index_add_(0, users, values.double())
+        self.counts.index_add_(0, users, torch.ones_like(values, dtype=torch.float64))
+
+    def means(self) -> torch.Tensor:
+        """[num_users]; NaN for users without a query."""
+        return torch.where(self.counts > 0, self.sums / self.counts.clamp(min=1), torch.full_like(self.sums, float("nan")))

@@ -1,0 +1,266 @@
+"""Per-sample credit from the clean validation set (Ren et al. 2018, "Learning to Reweight").
+
+The clean set says, for every training sample i, whether a step on it helps: the alignment
+``a_i = <grad_theta l_i(theta), grad_theta L_clean(theta)>`` is (up to -alpha / B) the derivative of
+the clean loss after one SGD step with respect to the sample's weight. ``per_sample_alignment``
+computes all a_i of a batch exactly with two extra backward passes and no per-sample gradients;
+``meta_step`` differentiates the clean loss after a virtual step through the weights (and so
+through whatever produced them, the controller). ``CleanBatches`` feeds both with training-format
+batches of clean interactions; ``Guidance`` is what a scheme sees of them for one batch.
+
+Train mode, not eval mode: the model stays in the mode the trainer put it in. The training losses
+are those of the real step's own forward pass (the trainer hands them over), so a_i describes the
+gradient with the dropout mask the step really uses; the clean pass draws its own mask, a
+stochastic estimate of the clean gradient under the same regularisation the training sees. No
+forward pass is repeated, so there is no pair of masks to keep consistent.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import torch
+from recbole.data.interaction import Interaction
+from recbole.model.loss import BPRLoss
+from torch import nn
+from torch.func import functional_call
+
+from recbole_autodenoise.losses import PerSampleLoss
+
+
+def guide_dataset(train_data: Any, valid_data: Any) -> Any:
+    """The clean rows that guide training: the guide part of a guide/select split of the clean
+    validation set where the data pipeline made one (``train_data._dataset.clean_guide``), else
+    the whole clean validation set (the validation loader's ``_dataset``)."""
+    guide = getattr(getattr(train_data, "_dataset", None), "clean_guide", None)
+    if guide is not None:
+        return guide
+    if valid_data is None:
+        raise ValueError(
+            "this denoise_scheme / controller_credit learns from the clean validation set: "
+            "fit() needs valid_data (or a training dataset with a clean_guide split)"
+        )
+    return valid_data._dataset
+
+
+@contextmanager
+def double_backward_safe(model: nn.Module) -> Iterator[None]:
+    """cuDNN's RNN kernels have no double backward: run RNN models on CUDA without cuDNN.
+
+    The kernel is chosen in the forward pass, so the training forward whose graph is
+    differentiated twice must run inside this context too (the trainer does that)."""
+    uses_cudnn_rnn = torch.backends.cudnn.enabled and any(
+        isinstance(module, nn.RNNBase) and any(p.is_cuda for p in module.parameters()) for module in model.modules()
+    )
+    if not uses_cudnn_rnn:
+        yield
+        return
+    torch.backends.cudnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.enabled = True
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+
+
+def clean_loss(model: nn.Module, interaction: Interaction) -> torch.Tensor:
+    """The model's own (mean) loss on a clean batch, regularisers included."""
+    loss = model.calculate_loss(interaction)
+    return sum(loss) if isinstance(loss, tuple) else loss
+
+
+class CleanBatches:
+    """Endless, seeded stream of training-format batches of clean interactions.
+
+    Rows are drawn without replacement in a fresh random order per pass (an incomplete last batch
+    of a pass is skipped); a batch holds ``min(batch_size, rows)`` rows. Models trained with a BPR
+    loss get a uniformly random ``NEG_ITEM_ID`` per row (ids 1 .. item_num - 1; 0 is padding), so
+    ``model.calculate_loss`` works on the batch as on a training batch; sequential clean rows
+    already carry their ``item_id_list`` and ``item_length``. The random state lives in
+    ``state_dict`` so a resumed run draws the same batches.
+    """
+
+    def __init__(self, dataset: Any, model: nn.Module, batch_size: int, seed: int, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        # the clean rows stay on the model's device: a batch is one gather there, no host copy
+        self.rows = {field: values.to(self.device) for field, values in dataset.inter_feat.interaction.items()}
+        self.num_rows = len(dataset.inter_feat)
+        if self.num_rows == 0:
+            raise ValueError("the clean guide set is empty")
+        self.batch_size = min(int(batch_size), self.num_rows)
+        self.num_items = int(dataset.item_num)
+        needs_negatives = any(isinstance(module, BPRLoss) for module in model.children())
+        self.neg_field: str | None = getattr(model, "NEG_ITEM_ID", None) if needs_negatives else None
+        if needs_negatives and self.neg_field is None:
+            raise ValueError(f"model {type(model).__name__} has a BPR loss but no NEG_ITEM_ID field name")
+        self.generator = torch.Generator()
+        self.generator.manual_seed(int(seed))
+        self.order: torch.Tensor | None = None
+        self.position = 0
+
+    def __iter__(self) -> "CleanBatches":
+        return self
+
+    def __next__(self) -> Interaction:
+        if self.order is None or self.position + self.batch_size > self.num_rows:
+            self.order = torch.randperm(self.num_rows, generator=self.generator)
+            self.position = 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        index = index.to(self.device)
+        batch = {field: values[index] for field, values in self.rows.items()}
+        if self.neg_field is not None:
+            negatives = torch.randint(1, self.num_items, (len(index),), generator=self.generator)
+            batch[self.neg_field] = negatives.to(self.device)
+        return Interaction(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.get_state(),
+            "order": None if self.order is None else self.order.clone(),
+            "position": self.position,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu())
+        self.order = None if state["order"] is None else state["order"].cpu()
+        self.position = int(state["position"])
+
+
+def per_sample_alignment(
+    model: nn.Module,
+    sample_loss_fn: PerSampleLoss,
+    train_interaction: Interaction | None,
+    clean_interaction: Interaction,
+    train_losses: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """a_i = <grad_theta l_i, grad_theta L_clean> over all trainable parameters, shape [B], detached.
+
+    With eps = 0 (requiring grad), G(eps) = grad_theta sum_i eps_i l_i is linear in eps, and
+    d/d eps_i <G(eps), g_v> = <grad l_i, g_v>: one backward with ``create_graph`` and one through
+    it, never B gradients. ``train_losses`` (attached to the graph, e.g. from the real step's own
+    forward pass) replaces the forward on ``train_interaction``; its graph is kept for the caller.
+    """
+    params = [param for _, param in trainable_parameters(model)]
+    with double_backward_safe(model):
+        clean_grads = torch.autograd.grad(clean_loss(model, clean_interaction), params, allow_unused=True)
+        if train_losses is None:
+            train_losses = sample_loss_fn(train_interaction).losses
+        eps = torch.zeros_like(train_losses, requires_grad=True)
+        grads = torch.autograd.grad((eps * train_losses).sum(), params, create_graph=True, allow_unused=True)
+        dot = sum(
+            (grad * clean.detach()).sum()
+            for grad, clean in zip(grads, clean_grads)
+            if grad is not None and clean is not None
+        )
+        if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+            return torch.zeros_like(train_losses).detach()
+        (alignment,) = torch.autograd.grad(dot, eps, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(eps).detach() if alignment is None else alignment.detach()
+
+
+class _CleanLossModule(nn.Module):
+    """``forward`` = the model's clean loss, so ``functional_call`` can evaluate it at theta'."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, interaction: Interaction) -> torch.Tensor:
+        return clean_loss(self.model, interaction)
+
+
+@dataclass
+class MetaStep:
+    controller_grads: list[torch.Tensor]  # d L_clean(theta') / d phi, one per controller parameter
+    weight_grads: torch.Tensor  # d L_clean(theta') / d w_i = -alpha / B * <grad l_i(theta), grad L_clean(theta')>
+    clean_loss: torch.Tensor  # L_clean(theta'), detached
+
+
+def meta_step(
+    model: nn.Module,
+    sample_loss_fn: PerSampleLoss,
+    train_interaction: Interaction | None,
+    weights: torch.Tensor,
+    clean_interaction: Interaction,
+    learning_rate: float,
+    controller_params: Sequence[torch.Tensor],
+    train_losses: torch.Tensor | None = None,
+) -> MetaStep:
+    """Virtual SGD step theta' = theta - alpha * grad_theta mean_i(w_i l_i) (kept differentiable),
+    the clean loss at theta' (via ``functional_call``), and its gradient with respect to the
+    controller parameters through ``weights``. The recommender itself is not changed.
+
+    alpha is the recommender's ``learning_rate``. The real optimiser is usually Adam, whose step
+    is not alpha * g; the SGD step is Learning-to-Reweight's first-order model of "one step on
+    these weights", and alpha only scales the meta-gradient (which an Adam-trained controller
+    does not see). ``train_losses`` as in ``per_sample_alignment``; its graph is kept.
+    """
+    named = trainable_parameters(model)
+    params = [param for _, param in named]
+    with double_backward_safe(model):
+        if train_losses is None:
+            train_losses = sample_loss_fn(train_interaction).losses
+        inner = (weights * train_losses).mean()
+        grads = torch.autograd.grad(inner, params, create_graph=True, allow_unused=True)
+        updated = {
+            f"model.{name}": param if grad is None else param - learning_rate * grad
+            for (name, param), grad in zip(named, grads)
+        }
+        loss = functional_call(_CleanLossModule(model), updated, (clean_interaction,))
+        inputs = [weights, *controller_params]
+        found = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
+    weight_grads = torch.zeros_like(weights) if found[0] is None else found[0]
+    controller_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(controller_params, found[1:])]
+    return MetaStep(controller_grads, weight_grads.detach(), loss.detach())
+
+
+class Guidance:
+    """The clean set's view of one training batch, handed to schemes with ``needs_guidance``.
+
+    One clean batch is drawn lazily (batches that never ask draw none) and shared by
+    ``alignment`` and ``meta_step``; the alignment is computed once.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sample_loss: PerSampleLoss,
+        clean_batches: CleanBatches,
+        learning_rate: float,
+        interaction: Interaction,
+        train_losses: torch.Tensor,
+    ) -> None:
+        self.model = model
+        self.sample_loss = sample_loss
+        self.clean_batches = clean_batches
+        self.learning_rate = learning_rate
+        self.interaction = interaction
+        self.train_losses = train_losses
+        self._clean: Interaction | None = None
+        self._alignment: torch.Tensor | None = None
+
+    def clean_batch(self) -> Interaction:
+        if self._clean is None:
+            self._clean = next(self.clean_batches)
+        return self._clean
+
+    def alignment(self) -> torch.Tensor:
+        """a_i for every sample of the batch, shape [B], detached."""
+        if self._alignment is None:
+            self._alignment = per_sample_alignment(
+                self.model, self.sample_loss, self.interaction, self.clean_batch(), train_losses=self.train_losses
+            )
+        return self._alignment
+
+    def meta_step(self, weights: torch.Tensor, controller_params: Sequence[torch.Tensor]) -> MetaStep:
+        """``meta_step`` on this batch with the given (controller-attached) weights."""
+        return meta_step(
+            self.model, self.sample_loss, self.interaction, weights, self.clean_batch(), self.learning_rate,
+            controller_params, train_losses=self.train_losses,
+        )

@@ -1,0 +1,54 @@
+"""Learning to Reweight (Ren et al. 2018) without a controller: each sample's weight is its
+alignment with the clean gradient, a_i = <grad l_i, grad L_clean> on a fresh clean batch, clipped
+at 0 and normalised to mean 1 over the batch (all ones when no sample is aligned)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
+
+
+def l2rw_weights(alignment: torch.Tensor) -> torch.Tensor:
+    """relu(a) / mean(relu(a)); uniform where every a_i <= 0 (no host sync)."""
+    clipped = torch.relu(alignment)
+    total = clipped.sum()
+    scale = alignment.numel() / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, clipped * scale, torch.ones_like(clipped))
+
+
+@register_scheme("l2rw")
+class LearningToReweight(WeightingScheme):
+    learns_from_validation = True  # uses the clean set (batch by batch, not the validation result)
+    needs_guidance = True
+
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        # since the last evaluation: sum of alignments, kept (a_i > 0) samples, samples
+        self.stats = torch.zeros(3, dtype=torch.float64)
+
+    def weights(self, batch: Batch) -> torch.Tensor:
+        if batch.guidance is None:
+            raise ValueError("denoise_scheme l2rw needs the clean set's guidance; train with AutoDenoiseTrainer")
+        alignment = batch.guidance.alignment()
+        update = torch.stack([
+            alignment.double().sum(), (alignment > 0).double().sum(),
+            torch.tensor(float(alignment.numel()), dtype=torch.float64, device=alignment.device),
+        ])
+        self.stats = self.stats.to(update.device) + update
+        return l2rw_weights(alignment)
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        alignment_sum, kept, samples = self.stats.tolist()
+        self.stats = torch.zeros_like(self.stats)
+        if not samples:
+            return {}
+        return {"mean_alignment": alignment_sum / samples, "kept_fraction": kept / samples}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats = state["stats"].cpu().double()

@@ -1,0 +1,559 @@
+"""Guidance from the clean set: clean batches, per-sample alignment (exact against a loop of
+per-sample gradients), the meta step (against finite differences), the l2rw scheme, the ``meta``
+controller credit, its config keys, and end-to-end runs with resume on ML-100K."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from itertools import repeat
+from types import SimpleNamespace
+
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+from torch import nn
+from torch.nn import functional as F
+
+import recbole_autodenoise as rad
+from recbole_autodenoise.controller import HardPolicy, SoftPolicy, controller_state
+from recbole_autodenoise.guidance import (
+    CleanBatches,
+    Guidance,
+    clean_loss,
+    guide_dataset,
+    meta_step,
+    per_sample_alignment,
+)
+from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.schemes import SCHEMES, Batch
+from recbole_autodenoise.schemes.l2rw import l2rw_weights
+from tests.test_controller import FakeConfig
+from tests.test_losses import FakeBPR, FakeSequential, bpr_interaction, seq_interaction
+from tests.test_trainer import assert_resume_reproduces, build, fresh_model
+
+CPU = torch.device("cpu")
+SMALL = {"epochs": 1, "user_inter_num_interval": "[10,60]"}
+
+
+def direct_alignment(model, train_interaction, clean_interaction) -> torch.Tensor:
+    """<grad l_i, grad L_clean> one sample at a time: the definition, B backward passes."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    clean_grads = torch.autograd.grad(clean_loss(model, clean_interaction), params, allow_unused=True)
+    losses = PerSampleLoss(model)(train_interaction).losses
+    values = []
+    for i in range(len(losses)):
+        grads = torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
+        values.append(sum((g * c).sum() for g, c in zip(grads, clean_grads) if g is not None and c is not None))
+    return torch.stack(values).detach()
+
+
+def saved(state: dict) -> dict:
+    """Through torch.save and back, as in a checkpoint (optimizer state dicts share tensors)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def perturbed(model: nn.Module, seed: int) -> nn.Module:
+    """The hand-set test models in float64 with random weights (so no gradient is trivially 0)."""
+    model = copy.deepcopy(model).double()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float64))
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# per-sample alignment
+
+
+def test_alignment_equals_direct_computation_bpr():
+    model = perturbed(FakeBPR(), 0)
+    train = bpr_interaction()
+    clean = {"user_id": torch.tensor([0, 1, 2, 2]), "item_id": torch.tensor([1, 3, 2, 4]),
+             "neg_item_id": torch.tensor([4, 2, 1, 0])}
+    got = per_sample_alignment(model, PerSampleLoss(model), train, clean)
+    expected = direct_alignment(model, train, clean)
+    assert got.shape == (4,) and not got.requires_grad
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-10)
+    assert float(expected.abs().min()) > 1e-3  # a non-trivial comparison
+
+
+def test_alignment_equals_direct_computation_cross_entropy():
+    model = perturbed(FakeSequential(), 1)
+    train = seq_interaction()
+    clean = {"item_id_list": torch.tensor([[2, 1, 0], [4, 4, 5]]), "item_id": torch.tensor([2, 3])}
+    got = per_sample_alignment(model, PerSampleLoss(model), train, clean)
+    torch.testing.assert_close(got, direct_alignment(model, train, clean), rtol=1e-5, atol=1e-10)
+
+
+def test_alignment_reuses_given_losses_and_keeps_their_graph():
+    model = perturbed(FakeBPR(), 2)
+    sample = PerSampleLoss(model)(bpr_interaction())
+    clean = bpr_interaction()
+    got = per_sample_alignment(model, PerSampleLoss(model), None, clean, train_losses=sample.losses)
+    torch.testing.assert_close(got, direct_alignment(model, bpr_interaction(), clean), rtol=1e-5, atol=1e-10)
+    sample.losses.mean().backward()  # the real step's graph is still there
+
+
+@pytest.mark.parametrize("model_name", ["BPR", "GRU4Rec", "SASRec"])
+def test_alignment_on_recbole_models(model_name):
+    """RecBole's own models (eval mode: the loop must see the same function as the eps trick)."""
+    config, train, valid, _ = build(model_name, **SMALL)
+    model = fresh_model(config, train).double().eval()
+    batch = next(iter(train))
+    train_batch = Interaction({k: v[:12] for k, v in batch.interaction.items()})
+    clean = next(CleanBatches(valid._dataset, model, 64, 0, CPU))
+    got = per_sample_alignment(model, PerSampleLoss(model), train_batch, clean)
+    expected = direct_alignment(model, train_batch, clean)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-12)
+    assert float(expected.abs().max()) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# meta step
+
+
+class TinyController(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 1).double()
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.tensor([[0.3, -0.7, 0.2]], dtype=torch.float64))
+            self.linear.bias.fill_(0.1)
+
+    def forward(self, state):
+        return F.softplus(self.linear(state)).squeeze(1)
+
+
+def clean_loss_after_step(model, controller, states, train, clean, lr) -> float:
+    """L_clean(theta - lr * grad mean(w * l)) computed directly on a copy of the model."""
+    stepped = copy.deepcopy(model)
+    params = [p for p in stepped.parameters() if p.requires_grad]
+    with torch.no_grad():
+        weights = controller(states)
+    losses = PerSampleLoss(stepped)(train).losses
+    grads = torch.autograd.grad((weights * losses).mean(), params)
+    with torch.no_grad():
+        for param, grad in zip(params, grads):
+            param.sub_(lr * grad)
+        return float(clean_loss(stepped, clean))
+
+
+@pytest.mark.parametrize("kind", ["bpr", "ce"])
+def test_meta_gradient_equals_finite_differences(kind):
+    if kind == "bpr":
+        model, train = perturbed(FakeBPR(), 3), bpr_interaction()
+        clean = {"user_id": torch.tensor([0, 1, 2]), "item_id": torch.tensor([1, 3, 2]),
+                 "neg_item_id": torch.tensor([4, 2, 1])}
+    else:
+        model, train = perturbed(FakeSequential(), 4), seq_interaction()
+        clean = {"item_id_list": torch.tensor([[2, 1, 0], [4, 4, 5]]), "item_id": torch.tensor([2, 3])}
+    size = len(train["item_id"])
+    states = torch.randn(size, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    controller = TinyController()
+    lr = 0.3
+    params = list(controller.parameters())
+    before = [p.detach().clone() for p in model.parameters()]
+    step = meta_step(model, PerSampleLoss(model), train, controller(states), clean, lr, params)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the step was virtual
+    assert step.clean_loss.item() == pytest.approx(clean_loss_after_step(model, controller, states, train, clean, lr))
+    h = 1e-6
+    for param, grad in zip(params, step.controller_grads):
+        numeric = torch.zeros_like(param)
+        for index in range(param.numel()):
+            flat = param.data.view(-1)
+            original = flat[index].item()
+            flat[index] = original + h
+            up = clean_loss_after_step(model, controller, states, train, clean, lr)
+            flat[index] = original - h
+            down = clean_loss_after_step(model, controller, states, train, clean, lr)
+            flat[index] = original
+            numeric.view(-1)[index] = (up - down) / (2 * h)
+        torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=1e-9)
+        assert float(numeric.abs().max()) > 1e-4
+    assert step.weight_grads.shape == (size,)
+
+
+def test_meta_weight_gradient_is_minus_lr_over_b_times_alignment_at_theta_prime():
+    """d L_clean(theta') / d w_i = -(alpha / B) <grad l_i(theta), grad L_clean(theta')>."""
+    model, train = perturbed(FakeBPR(), 6), bpr_interaction()
+    clean = bpr_interaction()
+    weights = torch.tensor([1.0, 0.5, 2.0, 1.5], dtype=torch.float64, requires_grad=True)
+    lr = 0.2
+    step = meta_step(model, PerSampleLoss(model), train, weights, clean, lr, [])
+    stepped = copy.deepcopy(model)
+    losses = PerSampleLoss(stepped)(train).losses
+    grads = torch.autograd.grad((weights.detach() * losses).mean(), list(stepped.parameters()))
+    with torch.no_grad():
+        for param, grad in zip(stepped.parameters(), grads):
+            param.sub_(lr * grad)
+    clean_grads = torch.autograd.grad(clean_loss(stepped, clean), list(stepped.parameters()))
+    per_sample = PerSampleLoss(model)(train).losses
+    expected = []
+    for i in range(4):
+        g = torch.autograd.grad(per_sample[i], list(model.parameters()), retain_graph=True)
+        expected.append(-lr / 4 * sum((a * b).sum() for a, b in zip(g, clean_grads)))
+    torch.testing.assert_close(step.weight_grads, torch.stack(expected).detach(), rtol=1e-6, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# clean batches
+
+
+def fake_dataset(rows: int, sequential: bool = False) -> SimpleNamespace:
+    fields = {"user_id": torch.arange(rows) % 3, "item_id": torch.arange(rows) % 4 + 1,
+              "rating": torch.full((rows,), 4.0)}
+    if sequential:
+        fields["item_id_list"] = torch.arange(rows * 3).view(rows, 3) % 5
+        fields["item_length"] = torch.full((rows,), 3)
+    return SimpleNamespace(inter_feat=Interaction(fields), item_num=5)  # FakeBPR's 5 ids, 0 = padding
+
+
+def test_clean_batches_add_uniform_negatives_for_bpr():
+    stream = CleanBatches(fake_dataset(10), FakeBPR(), 4, seed=1, device=CPU)
+    batch = next(stream)
+    assert set(batch.interaction) == {"user_id", "item_id", "rating", "neg_item_id"}
+    assert len(batch) == 4
+    negatives = torch.cat([next(stream)["neg_item_id"] for _ in range(200)])
+    assert int(negatives.min()) == 1 and int(negatives.max()) == 4  # 0 is padding
+    assert FakeBPR().calculate_loss(batch).item() > 0
+
+
+def test_clean_batches_sequential_rows_go_as_they_are():
+    stream = CleanBatches(fake_dataset(6, sequential=True), FakeSequential(), 4, seed=1, device=CPU)
+    batch = next(stream)
+    assert "neg_item_id" not in batch.interaction and batch["item_id_list"].shape == (4, 3)
+    FakeSequential().calculate_loss(batch)
+
+
+def test_clean_batches_cover_each_pass_and_are_seeded():
+    dataset = fake_dataset(9)
+    stream = CleanBatches(dataset, FakeBPR(), 3, seed=7, device=CPU)
+    batches = [next(stream) for _ in range(3)]
+    assert sorted(stream.order.tolist()) == list(range(9))  # one pass = a permutation of the rows
+    assert sorted(torch.cat([b["item_id"] for b in batches]).tolist()) == sorted(dataset.inter_feat["item_id"].tolist())
+    again = CleanBatches(dataset, FakeBPR(), 3, seed=7, device=CPU)
+    assert all(torch.equal(b["user_id"], next(again)["user_id"]) for b in batches)
+    other = CleanBatches(dataset, FakeBPR(), 3, seed=8, device=CPU)
+    assert any(not torch.equal(b["item_id"], next(other)["item_id"]) for b in batches)
+    # larger than the set: the whole set per batch
+    assert len(next(CleanBatches(dataset, FakeBPR(), 2048, seed=7, device=CPU))) == 9
+
+
+def test_clean_batches_state_round_trip():
+    dataset = fake_dataset(10)
+    stream = CleanBatches(dataset, FakeBPR(), 4, seed=3, device=CPU)
+    for _ in range(3):
+        next(stream)
+    resumed = CleanBatches(dataset, FakeBPR(), 4, seed=99, device=CPU)
+    resumed.load_state_dict(saved(stream.state_dict()))
+    for _ in range(5):
+        a, b = next(stream), next(resumed)
+        assert all(torch.equal(a[k], b[k]) for k in a.interaction)
+
+
+def test_guide_dataset_prefers_the_guide_split():
+    guide, valid = object(), SimpleNamespace(_dataset=object())
+    assert guide_dataset(SimpleNamespace(_dataset=SimpleNamespace(clean_guide=guide)), valid) is guide
+    assert guide_dataset(SimpleNamespace(_dataset=SimpleNamespace()), valid) is valid._dataset
+    with pytest.raises(ValueError, match="valid_data"):
+        guide_dataset(SimpleNamespace(_dataset=SimpleNamespace()), None)
+
+
+# --------------------------------------------------------------------------------------------
+# l2rw
+
+
+def test_l2rw_weights_relu_mean_one():
+    weights = l2rw_weights(torch.tensor([-1.0, 0.0, 2.0, 1.0]))
+    torch.testing.assert_close(weights, torch.tensor([0.0, 0.0, 8 / 3, 4 / 3]))
+    assert weights.mean().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("values", [[0.0, 0.0, 0.0], [-1.0, -2.0, 0.0]])
+def test_l2rw_weights_uniform_when_nothing_aligned(values):
+    assert torch.equal(l2rw_weights(torch.tensor(values)), torch.ones(3))
+
+
+class DisjointBPR(FakeBPR):
+    """FakeBPR with one user per pair of items, so users' gradients never overlap."""
+
+    def __init__(self, users: int) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.user_embedding = nn.Embedding(users, 2)
+        self.item_embedding = nn.Embedding(2 * users + 1, 2)
+        with torch.no_grad():
+            self.user_embedding.weight.copy_(torch.randn(users, 2, generator=gen))
+            self.item_embedding.weight.copy_(torch.randn(2 * users + 1, 2, generator=gen))
+
+
+def flipped_problem(users: int = 8):
+    """Clean: user u prefers item 2u+1 over 2u+2. Training: every user once as in the clean set
+    and once flipped ("marked": a false positive against the clean preference)."""
+    model = DisjointBPR(users)
+    user = torch.arange(users)
+    good, bad = 2 * user + 1, 2 * user + 2
+    clean = {"user_id": user, "item_id": good, "neg_item_id": bad}
+    train = {"user_id": torch.cat([user, user]), "item_id": torch.cat([good, bad]),
+             "neg_item_id": torch.cat([bad, good])}
+    marked = torch.arange(2 * users) >= users
+    return model, train, clean, marked
+
+
+def guidance_for(model, train, clean, lr: float = 0.1) -> Guidance:
+    sample_loss = PerSampleLoss(model)
+    return Guidance(model, sample_loss, repeat(clean), lr, train, sample_loss(train).losses)
+
+
+def test_l2rw_down_weights_samples_against_the_clean_gradient():
+    model, train, clean, marked = flipped_problem()
+    scheme = SCHEMES.get("l2rw")(FakeConfig(), CPU)
+    assert scheme.needs_guidance and scheme.learns_from_validation
+    guidance = guidance_for(model, train, clean)
+    batch = Batch(losses=guidance.train_losses.detach(), item_ids=train["item_id"], epoch=0, epoch_fraction=0.0,
+                  guidance=guidance)
+    weights = scheme.weights(batch)
+    assert torch.all(weights[marked] == 0) and torch.all(weights[~marked] > 0)
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert (guidance.alignment()[marked] < 0).all()
+    logs = scheme.after_evaluation({}, 0)
+    assert logs["kept_fraction"] == 0.5 and logs["mean_alignment"] == pytest.approx(float(guidance.alignment().mean()))
+    assert scheme.after_evaluation({}, 1) == {}
+
+
+def test_l2rw_without_guidance_fails_clearly():
+    scheme = SCHEMES.get("l2rw")(FakeConfig(), CPU)
+    with pytest.raises(ValueError, match="guidance"):
+        scheme.weights(Batch(losses=torch.ones(2), item_ids=torch.ones(2, dtype=torch.long), epoch=0,
+                             epoch_fraction=0.0))
+
+
+# --------------------------------------------------------------------------------------------
+# controller_credit: meta
+
+
+def meta_config(**overrides) -> FakeConfig:
+    values = dict(controller_credit="meta", controller_learning_rate=0.02, controller_hidden_size=16,
+                  controller_init_std=0.5)
+    values.update(overrides)
+    return FakeConfig(**values)
+
+
+def toy_meta_batch(model, train, clean, marked) -> Batch:
+    guidance = guidance_for(model, train, clean)
+    size = len(marked)
+    return Batch(
+        losses=guidance.train_losses.detach(),
+        item_ids=train["item_id"],
+        epoch=0,
+        epoch_fraction=0.0,
+        user_repr=torch.where(marked, 1.0, -1.0).unsqueeze(1).to(torch.float32),
+        item_repr=torch.zeros(size, 1),
+        guidance=guidance,
+    )
+
+
+def mean_weights(scheme, marked) -> tuple[float, float]:
+    states = torch.tensor([[1.0, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]]).repeat(20000, 1)
+    _, weights = scheme.policy.sample(states, torch.Generator().manual_seed(0))
+    marked_mean, unmarked_mean = weights.view(20000, 2).mean(0).tolist()
+    return marked_mean, unmarked_mean
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+def test_meta_credit_learns_to_down_weight_label_flipped_samples(name):
+    model, train, clean, marked = flipped_problem()
+    scheme = SCHEMES.get(name)(meta_config(), CPU)
+    assert scheme.needs_guidance
+    for _ in range(30):
+        # the toy's state is the marker only (losses are zeroed so the state does not leak them)
+        batch = toy_meta_batch(model, train, clean, marked)
+        batch.losses = torch.zeros_like(batch.losses)
+        weights = scheme.weights(batch)
+        assert weights.shape == (len(marked),)
+    marked_mean, unmarked_mean = mean_weights(scheme, marked)
+    assert marked_mean < 0.8 * unmarked_mean
+    assert marked_mean < 0.8  # started at 1
+    logs = scheme.after_evaluation({"gauc": 0.5}, 0)
+    assert logs["meta_updates"] == 30
+    assert logs["aligned_fraction"] == pytest.approx(0.5)
+    assert scheme.after_evaluation({"gauc": 0.5}, 1) == {}  # nothing since, no REINFORCE update
+
+
+def test_meta_interval_updates_every_kth_batch():
+    model, train, clean, marked = flipped_problem()
+    scheme = SCHEMES.get("autodenoise_s")(meta_config(meta_interval=3), CPU)
+    changed = []
+    for _ in range(7):
+        before = [p.detach().clone() for p in scheme.policy.parameters()] if scheme.policy is not None else None
+        scheme.weights(toy_meta_batch(model, train, clean, marked))
+        after = list(scheme.policy.parameters())
+        changed.append(before is None or any(not torch.equal(a, b) for a, b in zip(before, after)))
+    assert changed == [True, False, False, True, False, False, True]
+    assert scheme.after_evaluation({}, 0)["meta_updates"] == 3
+
+
+def clone(scheme, config):
+    copy_ = SCHEMES.get(scheme.name)(config, CPU)
+    copy_.load_state_dict(saved(scheme.state_dict()))
+    return copy_
+
+
+def test_real_step_uses_the_updated_controller():
+    model, train, clean, marked = flipped_problem()
+    config = meta_config(controller_learning_rate=0.5)
+    scheme = SCHEMES.get("autodenoise_s")(config, CPU)
+    scheme.weights(toy_meta_batch(model, train, clean, marked))  # builds the policy, one update
+    replay, stale = clone(scheme, config), clone(scheme, config)
+    batch = toy_meta_batch(model, train, clean, marked)
+    weights = scheme.weights(batch)
+    state = controller_state(batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction)
+    replay.credit.before_weights(state, toy_meta_batch(model, train, clean, marked))
+    after_update = replay.generator.get_state()
+    _, expected = replay.policy.sample(state, replay.generator)
+    assert torch.equal(weights, expected)
+    stale.generator.set_state(after_update)
+    _, stale_weights = stale.policy.sample(state, stale.generator)
+    assert not torch.allclose(stale_weights, weights)
+
+
+def test_meta_without_guidance_fails_clearly():
+    scheme = SCHEMES.get("autodenoise_h")(meta_config(), CPU)
+    batch = toy_meta_batch(*flipped_problem())
+    batch.guidance = None
+    with pytest.raises(ValueError, match="guidance"):
+        scheme.weights(batch)
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+def test_meta_state_round_trip(name):
+    model, train, clean, marked = flipped_problem()
+    scheme = SCHEMES.get(name)(meta_config(meta_interval=2), CPU)
+    for _ in range(3):
+        scheme.weights(toy_meta_batch(model, train, clean, marked))
+    state = saved(scheme.state_dict())
+    assert state["credit"] == "meta" and "accumulator" not in state
+    resumed = SCHEMES.get(name)(meta_config(meta_interval=2), CPU)
+    resumed.load_state_dict(state)
+    for _ in range(3):
+        a = scheme.weights(toy_meta_batch(model, train, clean, marked))
+        b = resumed.weights(toy_meta_batch(model, train, clean, marked))
+        assert torch.equal(a, b)
+    assert resumed.after_evaluation({}, 0) == scheme.after_evaluation({}, 0)
+    epoch_scheme = SCHEMES.get(name)(FakeConfig(), CPU)
+    with pytest.raises(ValueError, match="controller_credit='meta'"):
+        epoch_scheme.load_state_dict(state)
+
+
+def test_hard_meta_weights_are_the_expected_action():
+    policy = HardPolicy(4, 8, 3)
+    state = torch.randn(5, 4)
+    expected = (torch.softmax(policy.logits(state), dim=1) * torch.arange(3.0)).sum(1)
+    torch.testing.assert_close(policy.meta_weights(state, torch.Generator()), expected)
+    soft = SoftPolicy(4, 8, 0.5)
+    weights = soft.meta_weights(state, torch.Generator().manual_seed(1))
+    assert weights.requires_grad and bool((weights > 0).all())
+
+
+# --------------------------------------------------------------------------------------------
+# config keys
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+@pytest.mark.parametrize(
+    "key, value",
+    [("controller_credit", "bogus"), ("controller_credit", None),
+     ("meta_interval", 0), ("meta_interval", 1.5), ("meta_interval", True), ("meta_interval", "2")],
+)
+def test_bad_credit_keys_raise(name, key, value):
+    with pytest.raises(ValueError, match=key):
+        SCHEMES.get(name)(FakeConfig(**{key: value}), CPU)
+
+
+def test_default_credit_is_epoch():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(), CPU)
+    assert scheme.credit_mode == "epoch" and not scheme.needs_guidance
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, "2048", True])
+def test_bad_guide_batch_size_fails_before_training(value):
+    config, train, _, _ = build("BPR", **SMALL)
+    config["guide_batch_size"] = value
+    with pytest.raises(ValueError, match="guide_batch_size"):
+        rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+
+
+# --------------------------------------------------------------------------------------------
+# end to end on ML-100K (l2rw on every model runs in test_trainer's every-scheme test)
+
+
+@pytest.mark.parametrize("model", ["BPR", "SASRec"])
+@pytest.mark.parametrize("scheme", ["autodenoise_s", "autodenoise_h"])
+def test_meta_credit_trains_end_to_end(model, scheme):
+    config, train, valid, test = build(model, denoise_scheme=scheme, controller_credit="meta", **SMALL)
+    trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+    trainer.fit(train, valid, saved=False)
+    result = trainer.evaluate(test, load_best_model=False)
+    assert all(math.isfinite(v) for v in result.values())
+    assert 0.0 < result["ndcg@20"] < 1.0
+    record = trainer.history[-1]
+    assert record["controller_meta_updates"] == len(train)
+    assert math.isfinite(record["controller_mean_alignment"]) and 0 <= record["controller_aligned_fraction"] <= 1
+    assert "controller_reward" not in record  # no REINFORCE update in meta mode
+    study = trainer.weight_study()
+    assert math.isfinite(study["tp_mean_weight"]) and math.isfinite(study["fp_mean_weight"])
+
+
+def test_guide_split_result_goes_to_the_scheme(monkeypatch):
+    """With clean_valid_guide_ratio > 0 the scheme learns from the guide part's evaluation (its
+    score is in the history), validation keeps selecting, and clean batches come from the guide."""
+    config, train, valid, test = build("BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3, **SMALL)
+    guide_loader = train.clean_guide_data
+    assert guide_loader is not None and len(train._dataset.clean_guide) < len(valid._dataset)
+    trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+    seen = []
+    original = trainer.scheme.after_evaluation
+    monkeypatch.setattr(trainer.scheme, "after_evaluation",
+                        lambda result, epoch: seen.append(result) or original(result, epoch))
+    trainer.fit(train, valid, saved=False)
+    guide_gauc, _ = trainer.clean_auc(guide_loader)
+    assert seen == [{"gauc": guide_gauc}]  # the GAUC reward of the guide part, nothing of validation
+    assert guide_gauc != trainer.clean_auc(valid)[0]
+    record = trainer.history[-1]
+    assert record["valid_score"] == pytest.approx(trainer.evaluate(valid, load_best_model=False)["ndcg@20"])
+    assert record["controller_reward"] == pytest.approx(guide_gauc)
+    assert trainer.clean_batches is None  # epoch credit draws no clean batches
+    # a reward RecBole computes: the guide part is evaluated by RecBole, its score recorded
+    config, train, valid, test = build("BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3,
+                                       reward_metric="NDCG@20", **SMALL)
+    ndcg = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+    ndcg.fit(train, valid, saved=False)
+    expected = ndcg.evaluate(train.clean_guide_data, load_best_model=False)
+    assert ndcg.history[-1]["guide_score"] == pytest.approx(expected["ndcg@20"])
+    assert ndcg.history[-1]["controller_reward"] == pytest.approx(expected["ndcg@20"])
+    assert ndcg.history[-1]["valid_score"] != ndcg.history[-1]["guide_score"]
+    config["denoise_scheme"] = "l2rw"
+    l2rw = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+    l2rw.fit(train, valid, saved=False)
+    assert l2rw.clean_batches.num_rows == len(train._dataset.clean_guide)
+    assert "guide_score" not in l2rw.history[-1]  # l2rw needs no reward: no guide evaluation
+
+
+def test_no_guide_split_means_no_guide_evaluation():
+    config, train, valid, _ = build("BPR", denoise_scheme="autodenoise_s", **SMALL)
+    assert train.clean_guide_data is None
+    trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+    trainer.fit(train, valid, saved=False)
+    assert "guide_score" not in trainer.history[-1]
+
+
+@pytest.mark.parametrize("scheme", ["autodenoise_s", "l2rw"])
+def test_resume_reproduces_an_uninterrupted_guided_run(scheme):
+    assert_resume_reproduces("BPR", epochs=3, denoise_scheme=scheme, controller_credit="meta", meta_interval=2,
+                             stopping_step=10, user_inter_num_interval="[10,60]")
