@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable, Sequence
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMES = ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s")
+SCHEMES = ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s")  # the paper's Table 3
+EXTRA_SCHEMES = ("l2rw",)  # beyond the paper (issue 5): runnable by name, not part of 'all'
 BASELINES = ("heuristic", "adt_tl", "adt_rl")
 AUTODENOISE = ("autodenoise_h", "autodenoise_s")
 DEFAULT_SEED = 2020  # RecBole's default seed; seeds are DEFAULT_SEED, DEFAULT_SEED + 1, ...

@@ -25,7 +25,7 @@ from benchmarks.paper import METRICS, PAPER_DATASET, PAPER_ROWS, PAPER_WEIGHTS, 
 
 MODEL_LABEL = {"BPR": "MF (BPR)"}
 SCHEME_LABEL = {"default": "Default", "heuristic": "Heuristic", "adt_tl": "ADT-TL", "adt_rl": "ADT-RL",
-                "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S"}
+                "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW"}
 MAIN_METRIC = "ndcg@20"
 TIME_TARGET, MEMORY_TARGET = 1.15, 1.10  # AutoDenoise cost targets, as ratios to Default
 SWEEP_KEYS = ("controller_num_actions",)  # cells setting these belong to Fig. 3, not to the table
@@ -447,6 +447,11 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
                   f"{label(ad_rows[0]['model'], ad_rows[0]['scheme'])}, seed {ad_rows[0]['seed']}.", "", f"![curves]({curves.name})", ""]
     if _pyplot() is None:
         lines += ["(Figures skipped: matplotlib is not installed; `pip install matplotlib`.)", ""]
+
+    # Beyond the paper: noise, credit modes, diagnostics (cells setting a study key).
+    from benchmarks.study import study_section
+
+    lines += study_section(rows, stem)
 
     # Reproduction.
     hosts = sorted({(r["host"].get("cpu"), r["host"].get("cpu_count"), (r.get("device") or {}).get("gpu"),

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.grid import DEFAULT_SEED, SCHEMES, SubprocessRunner, make_cells, run_grid
+from benchmarks.grid import DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, SubprocessRunner, make_cells, run_grid
 from recbole_autodenoise.config import parse_cli_value
 
 DEVICE_OVERRIDES = {"cpu": {"gpu_id": ""}, "cuda": {"gpu_id": "0"}}  # RecBole 1.2.1 picks the device from gpu_id
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
     parser.add_argument("--models", nargs="+", default=["BPR", "GRU4Rec", "SASRec"])
-    parser.add_argument("--schemes", nargs="+", default=["all"], help=f"'all' or some of {', '.join(SCHEMES)}")
+    parser.add_argument("--schemes", nargs="+", default=["all"], help=f"'all' (the paper's six) or some of {', '.join(SCHEMES + EXTRA_SCHEMES)}")
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds per (model, scheme)")
     parser.add_argument("--seed-base", type=int, default=DEFAULT_SEED, help="first seed; seeds are consecutive")
     parser.add_argument("--out", default=None, help="JSONL results (default benchmarks/results/<dataset>.jsonl)")
@@ -63,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     schemes = list(SCHEMES) if args.schemes == ["all"] else args.schemes
-    unknown = sorted(set(schemes) - set(SCHEMES))
+    unknown = sorted(set(schemes) - set(SCHEMES + EXTRA_SCHEMES))
     if unknown:
-        parser.error(f"unknown scheme(s) {unknown}; choose from {SCHEMES} or 'all'")
+        parser.error(f"unknown scheme(s) {unknown}; choose from {SCHEMES + EXTRA_SCHEMES} or 'all'")
     out = Path(args.out or f"benchmarks/results/{args.dataset}.jsonl")
     cells = make_cells(args.dataset, args.models, schemes, range(args.seed_base, args.seed_base + args.seeds),
                        overrides_from(args), args.config_files, args.data_path)

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from benchmarks.grid import DEFAULT_SEED, SCHEMES, Runner, SubprocessRunner, latest_rows, make_cells, read_rows, run_grid
+from benchmarks.grid import DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, Runner, SubprocessRunner, latest_rows, make_cells, read_rows, run_grid
 from benchmarks.table3 import add_common_arguments, overrides_from
 from recbole_autodenoise.config import parse_cli_value
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--scheme", default="default", choices=SCHEMES)
+    parser.add_argument("--scheme", default="default", choices=SCHEMES + EXTRA_SCHEMES)
     parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2", help="values to try (repeatable)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--seed-base", type=int, default=DEFAULT_SEED)

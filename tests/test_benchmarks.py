@@ -293,3 +293,50 @@ def test_subprocess_runner_real_tiny_cell(tmp_path):
     assert math.isfinite(row["results"]["test"]["ndcg@20"]) and "controller_reward" in row["results"]["epochs"][0]
     assert row["peak_memory"]["peak_rss_mb"] >= row["peak_memory"]["rss_before_run_mb"] > 50
     assert row["device"]["device"] == "cpu" and (tmp_path / "logs").is_dir()
+
+
+def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_path, monkeypatch):
+    """Issue 5's section from a tiny fake study: noise survey, the comparison per condition, recovered
+    fraction and the diagnostics table; the study cells stay out of the paper's table."""
+    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    out_jsonl = tmp_path / "study.jsonl"
+    NOISY = {"noise_kind": "random", "noise_rate": 0.2}
+
+    def runner(cell: Cell) -> dict:
+        outcome = fake_results(cell)
+        noisy = "noise_rate" in cell.overrides
+        credit = cell.overrides.get("controller_credit", "epoch")
+        effect = {"default": 0.0, "l2rw": 0.002, "autodenoise_s": {"epoch": 0.0, "user": 0.001, "meta": 0.004}[credit]}[cell.scheme]
+        base = 0.06 - (0.006 if noisy else 0.0) + (effect if noisy else 0.0) + 0.0001 * cell.seed
+        outcome["results"]["test"] = {k: base for k in outcome["results"]["test"]}
+        study = outcome["results"]["weight_study"]
+        study.update(tp_mean_weight=1.0, fp_mean_weight=1.0)
+        if noisy:
+            study.update(injected_mean_weight=0.4 if cell.scheme != "default" else 1.0, injected_samples=10)
+        for e in outcome["results"]["epochs"]:
+            e.update(diag_tp_alignment=3e-5, diag_tp_helpful_fraction=0.6, diag_tp_loss=0.5,
+                     diag_fp_alignment=1e-5, diag_fp_helpful_fraction=0.5, diag_fp_loss=0.6)
+            if noisy:
+                e.update(diag_injected_alignment=-4e-6, diag_injected_helpful_fraction=0.3, diag_injected_loss=0.7)
+        return outcome
+
+    common = {"clean_valid_guide_ratio": 0.5, "denoise_diagnostics": True}
+    for noise in ({}, NOISY):
+        run_grid(make_cells("ml-latest-small", ["BPR"], ["default", "l2rw"], [1, 2, 3], {**common, **noise}), out_jsonl, runner, log=quiet)
+        for credit in ("epoch", "user", "meta"):
+            run_grid(make_cells("ml-latest-small", ["BPR"], ["autodenoise_s"], [1, 2, 3], {**common, **noise, "controller_credit": credit}),
+                     out_jsonl, runner, log=quiet)
+    out = tmp_path / "results.md"
+    assert report.main([str(out_jsonl), "--out", str(out)]) == 0
+    md = out.read_text()
+    section = md.split("## Beyond the paper (issue 5)")[1]
+    noise = section.split("### What injected noise costs Default")[1].split("###")[0]
+    assert "| BPR | CPU " in noise and "| random | 20% | 3 | 5.420 ± 0.010 | 6.020 ± 0.010 | -10.0% | <0.001 |" in noise
+    assert "most harmful here is `random` at 20%" in noise
+    noisy = section.split("#### BPR, random 20%")[1].split("####")[0]
+    assert "| AutoDenoise-S (meta) | 5.820 | +7.4% | <0.001 | <0.001 | 67% |" in noisy  # (5.82 - 5.42) / (6.02 - 5.42)
+    assert "| L2RW | 5.620 |" in noisy and "| 0.4000 | 0.40 | 1.00× |" in noisy  # injected weight, injected/TP
+    assert "#### BPR, clean" in section and "n/a" not in section.split("#### BPR, clean")[1].split("####")[0].split("recovered")[0]
+    diag = section.split("### What the clean set says")[1]
+    assert "| BPR | random 20% | last | injected | -4 | 0.30 | 0.700 |" in diag and "| BPR | clean | first | tp | 30 | 0.60 | 0.500 |" in diag
+    assert "## Table 3" in md and "ours (n=" not in md.split("## Table 3")[1].split("##")[0]  # study cells are not Table 3

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Issue 5's study on BPR (CPU): what injected noise costs Default, then Default / ADT-RL / l2rw /
+# AutoDenoise-S with epoch, user and meta credit, on clean data and under the most harmful noise.
+# Every cell uses the guide/select split (clean_valid_guide_ratio 0.5): learners learn from the
+# guide half, every scheme (Default included) early-stops on the same select half.
+#
+#   bash benchmarks/credit_study.sh DATA_DIR [SEEDS] [NOISE_KIND] [NOISE_RATE]
+#
+# Without NOISE_KIND it runs the noise survey (3 kinds x 10 % / 20 %, Default) and stops; with it,
+# the comparison. Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
+set -eu
+data=${1:?DATA_DIR} seeds=${2:-5} kind=${3:-} rate=${4:-0.2}
+out=benchmarks/results/ml-latest-small-study.jsonl
+common=(--dataset ml-latest-small --data-path "$data" --models BPR --seeds "$seeds" --out "$out"
+        --set show_progress=False --set epochs=100 --set clean_valid_guide_ratio=0.5 --set denoise_diagnostics=True
+        --config-files 'benchmarks/properties/{dataset}/{model}-default.yaml' 'benchmarks/properties/{dataset}/controller.yaml')
+
+if [[ -z $kind ]]; then
+  python -m benchmarks.table3 "${common[@]}" --schemes default
+  for k in random popular foreign; do for r in 0.1 0.2; do
+    python -m benchmarks.table3 "${common[@]}" --schemes default --set noise_kind=$k --set noise_rate=$r
+  done; done
+  exit 0
+fi
+
+for noise in "" "--set noise_kind=$kind --set noise_rate=$rate"; do
+  # shellcheck disable=SC2086
+  python -m benchmarks.table3 "${common[@]}" $noise --schemes default adt_rl l2rw
+  for credit in epoch user meta; do
+    # shellcheck disable=SC2086
+    python -m benchmarks.table3 "${common[@]}" $noise --schemes autodenoise_s --set controller_credit=$credit
+  done
+done
