@@ -23,7 +23,7 @@ from recbole.utils import set_color
 from recbole_autodenoise import compat
 from recbole_autodenoise.config import positive, read_key
 from recbole_autodenoise.diagnostics import Diagnosis, sample_groups
-from recbole_autodenoise.evaluation.per_user import UserMeans, per_query_auc
+from recbole_autodenoise.evaluation.per_user import CleanAUC
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES, Batch
@@ -136,6 +136,7 @@ class AutoDenoiseTrainer(Trainer):
         self._train_data = None
         self.clean_batches: CleanBatches | None = None  # built in fit() for schemes with needs_guidance
         self._pending_guide: dict[str, Any] | None = None
+        self._collect_auc: CleanAUC | None = None
 
     @staticmethod
     def _ensure_metric(config, metric_key: str) -> None:
@@ -219,15 +220,21 @@ class AutoDenoiseTrainer(Trainer):
 
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time()
-        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         # with a guide/select split the scheme learns from the guide part, validation selects
         guide_loader = getattr(self._train_data, "clean_guide_data", None)
-        source = valid_data if guide_loader is None else guide_loader
+        own_gauc = self.reward_key == "gauc"
+        wants_auc = own_gauc or self.scheme.needs_user_rewards
+        if wants_auc and guide_loader is None:  # computed during the validation pass itself
+            self._collect_auc = self._clean_auc_accumulator()
+        try:
+            valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+            collected, self._collect_auc = self._collect_auc, None
+        finally:
+            self._collect_auc = None
         guide_score = None
         learn_from = valid_result
-        own_gauc = self.reward_key == "gauc"
-        if own_gauc or self.scheme.needs_user_rewards:
-            gauc, per_user = self.clean_auc(source)
+        if wants_auc:
+            gauc, per_user = collected.result() if guide_loader is None else self.clean_auc(guide_loader)
             if self.scheme.needs_user_rewards:
                 self.scheme.observe_user_rewards(per_user)
             if own_gauc:
@@ -250,26 +257,26 @@ class AutoDenoiseTrainer(Trainer):
                 self.history[-1]["guide_score"] = float(guide_score)
         return valid_score, valid_result
 
+    def _clean_auc_accumulator(self) -> CleanAUC:
+        return CleanAUC(self._train_data._dataset.user_num, self.model.USER_ID, self.device)
+
     @torch.no_grad()
     def clean_auc(self, loader) -> tuple[float, torch.Tensor]:
         """RecBole's GAUC over ``loader`` and each user's mean AUC ([num_users], NaN where none),
-        from the same full-sort scores as RecBole's evaluation, without its full ranking.
-
-        RecBole's GAUC weights each evaluated row by its positives, so it is the mean AUC over
-        (row, positive) pairs (``evaluation.per_user.per_query_auc``); a test checks the equality.
-        """
+        from the same full-sort scores as RecBole's evaluation, without its full ranking
+        (``evaluation.per_user.CleanAUC``; a test checks the equality with RecBole's GAUC)."""
         self.model.eval()
-        means = UserMeans(self._train_data._dataset.user_num, self.device)
-        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        accumulator = self._clean_auc_accumulator()
         for batched_data in loader:
-            interaction, scores, positive_u, positive_i = self._full_sort_batch_eval(batched_data)
-            users = interaction[self.model.USER_ID].to(self.device)[positive_u.to(self.device)]
-            auc = per_query_auc(scores, positive_u, positive_i)
-            means.add(users, auc)
-            finite = torch.isfinite(auc)
-            total += torch.stack([auc[finite].double().sum(), finite.double().sum()])
-        auc_sum, pairs = total.tolist()
-        return (auc_sum / pairs if pairs else float("nan")), means.means()
+            accumulator.add(*self._full_sort_batch_eval(batched_data))
+        return accumulator.result()
+
+    def _full_sort_batch_eval(self, batched_data):
+        """RecBole's, plus the clean AUC of the scores while a validation pass collects it."""
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self._collect_auc is not None:
+            self._collect_auc.add(interaction, scores, positive_u, positive_i)
+        return interaction, scores, positive_u, positive_i
 
     # --- checkpoints ----------------------------------------------------------------------
     def _rng_state(self) -> dict[str, Any]:

@@ -220,3 +220,18 @@ def test_diagnostics_key_is_checked():
 def test_resume_reproduces_user_credit_with_noise_and_diagnostics():
     assert_resume_reproduces("BPR", epochs=3, denoise_scheme="autodenoise_s", controller_credit="user", stopping_step=10,
                              noise_rate=0.1, denoise_diagnostics=True, user_inter_num_interval="[10,60]")
+
+
+def test_one_positive_per_row_fast_path_equals_the_general_computation():
+    from recbole_autodenoise.evaluation.per_user import _any_positives_auc, _one_positive_per_row_auc
+
+    gen = generator(3)
+    scores = torch.randint(0, 5, (50, 30), generator=gen).float()  # many ties
+    scores[torch.rand(50, 30, generator=gen) < 0.2] = -INF  # masked history
+    scores[:, 0] = -INF  # padding
+    positive_i = torch.randint(1, 30, (50,), generator=gen)
+    scores[torch.arange(50), positive_i] = torch.randint(0, 5, (50,), generator=gen).float()  # positives are candidates
+    rows = torch.arange(50)
+    fast = _one_positive_per_row_auc(scores, positive_i)
+    assert torch.allclose(fast, _any_positives_auc(scores, rows, positive_i), equal_nan=True)
+    assert torch.equal(per_query_auc(scores, rows, positive_i), fast)

@@ -21,6 +21,12 @@ def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
     """
     positive_u = positive_u.to(scores.device)
     positive_i = positive_i.to(scores.device)
+    if len(positive_u) == len(scores) and bool((positive_u == torch.arange(len(scores), device=scores.device)).all()):
+        return _one_positive_per_row_auc(scores, positive_i)
+    return _any_positives_auc(scores, positive_u, positive_i)
+
+
+def _any_positives_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
     is_positive = torch.zeros_like(scores, dtype=torch.bool)
     is_positive[positive_u, positive_i] = True
     rows = scores[positive_u]  # [pairs, items]
@@ -30,6 +36,39 @@ def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
     ties = ((rows == own) & negative).sum(1).double()
     count = negative.sum(1).double()
     return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+
+
+def _one_positive_per_row_auc(scores: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """Row r's only positive is ``positive_i[r]`` (the per-interaction protocol, sequential models):
+    no copy of the score matrix and no positive mask; -inf entries (masked) are never candidates."""
+    own = scores.gather(1, positive_i.unsqueeze(1))
+    masked = torch.isinf(scores).sum(1).double()  # -inf only: history, padding
+    below = (scores < own).sum(1).double() - masked  # every -inf is below a finite score
+    ties = (scores == own).sum(1).double() - 1  # the positive itself
+    count = scores.shape[1] - masked - 1
+    return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+
+
+class CleanAUC:
+    """Accumulates, batch by batch of full-sort scores, RecBole's GAUC (the mean AUC over (row,
+    positive) pairs: RecBole weights each row's AUC by its positives) and each user's mean AUC."""
+
+    def __init__(self, num_users: int, user_field: str, device: torch.device | str = "cpu") -> None:
+        self.user_field = user_field
+        self.means = UserMeans(num_users, device)
+        self.total = torch.zeros(2, dtype=torch.float64, device=device)
+
+    def add(self, interaction, scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> None:
+        device = self.total.device
+        auc = per_query_auc(scores, positive_u, positive_i).to(device)
+        self.means.add(interaction[self.user_field].to(device)[positive_u.to(device)], auc)
+        finite = torch.isfinite(auc)
+        self.total += torch.stack([auc[finite].double().sum(), finite.double().sum()])
+
+    def result(self) -> tuple[float, torch.Tensor]:
+        """(GAUC, [num_users] mean AUC per user, NaN where none)."""
+        auc_sum, pairs = self.total.tolist()
+        return (auc_sum / pairs if pairs else float("nan")), self.means.means()
 
 
 class UserMeans:
