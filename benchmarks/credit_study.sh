@@ -7,7 +7,9 @@
 #   bash benchmarks/credit_study.sh DATA_DIR [SEEDS] [NOISE_KIND] [NOISE_RATE]
 #
 # Without NOISE_KIND it runs the noise survey (3 kinds x 10 % / 20 %, Default) and stops; with it,
-# the comparison. Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
+# the comparison: first the controller learning rate of the user and meta credit modes is tuned on
+# the select half under that noise (seed 2020; benchmarks/properties/study-<mode>/), then every
+# method runs SEEDS seeds. Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
 set -eu
 data=${1:?DATA_DIR} seeds=${2:-5} kind=${3:-} rate=${4:-0.2}
 out=benchmarks/results/ml-latest-small-study.jsonl
@@ -23,11 +25,22 @@ if [[ -z $kind ]]; then
   exit 0
 fi
 
+tuning=(--dataset ml-latest-small --data-path "$data" --model BPR --scheme autodenoise_s
+        --set show_progress=False --set epochs=100 --set clean_valid_guide_ratio=0.5 --set denoise_diagnostics=True
+        --set noise_kind="$kind" --set noise_rate="$rate" --grid controller_learning_rate=1e-4,1e-3,1e-2
+        --config-files 'benchmarks/properties/{dataset}/{model}-default.yaml' 'benchmarks/properties/{dataset}/controller.yaml')
+for credit in user meta; do
+  python -m benchmarks.tune "${tuning[@]}" --set controller_credit=$credit --properties-dir "benchmarks/properties/study-$credit"
+done
+
 for noise in "" "--set noise_kind=$kind --set noise_rate=$rate"; do
   # shellcheck disable=SC2086
   python -m benchmarks.table3 "${common[@]}" $noise --schemes default adt_rl l2rw
   for credit in epoch user meta; do
+    tuned=()
+    [[ $credit == epoch ]] || tuned=(--config-files 'benchmarks/properties/{dataset}/{model}-default.yaml'
+      'benchmarks/properties/{dataset}/controller.yaml' "benchmarks/properties/study-$credit/{dataset}/{model}-autodenoise_s.yaml")
     # shellcheck disable=SC2086
-    python -m benchmarks.table3 "${common[@]}" $noise --schemes autodenoise_s --set controller_credit=$credit
+    python -m benchmarks.table3 "${common[@]}" $noise --schemes autodenoise_s --set controller_credit=$credit "${tuned[@]}"
   done
 done
