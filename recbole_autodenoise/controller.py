@@ -123,10 +123,13 @@ class SoftPolicy(Policy):
             nn.init.zeros_(head.weight)
             nn.init.constant_(head.bias, bias)
 
+    MIN_VARIANCE = 1e-12  # softplus underflows to 0 once a row's variance collapses
+
     def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:
         hidden = self.trunk(state)
         mean = self.mean_head(hidden).squeeze(1)
-        variance = F.softplus(self.var_head(hidden).squeeze(1))
+        # a collapsed (deterministic) row is a legitimate policy state, but Normal needs std > 0
+        variance = F.softplus(self.var_head(hidden).squeeze(1)).clamp_min(self.MIN_VARIANCE)
         return torch.distributions.Normal(mean, variance.sqrt())
 
     def sample(self, state, generator):

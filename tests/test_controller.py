@@ -538,3 +538,17 @@ def test_parse_reward_metric_gauc_takes_no_k():
 def test_parse_reward_metric_rejects_non_string(value):
     with pytest.raises(ValueError, match="reward_metric"):
         parse_reward_metric(value, TOPK)
+
+
+def test_soft_policy_survives_a_collapsed_variance():
+    """Found by the benchmark: with controller_credit meta and a large controller learning rate the
+    variance head's softplus underflowed to exactly 0 and Normal(mean, 0) raised mid-training."""
+    policy = SoftPolicy(4, 8, 0.1)
+    with torch.no_grad():
+        policy.var_head.bias.fill_(-800.0)  # softplus(-800) == 0 in float32
+    state = torch.randn(16, 4, generator=generator(1))
+    dist = policy.distribution(state)
+    assert torch.all(dist.stddev > 0) and torch.all(dist.stddev <= 1e-5)
+    action, weight = policy.sample(state, generator(2))
+    assert torch.isfinite(weight).all() and torch.isfinite(policy.log_prob(state, action)).all()
+    assert torch.isfinite(policy.meta_weights(state, generator(3))).all()
