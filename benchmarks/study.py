@@ -169,8 +169,12 @@ def diagnostics(rows: list[dict[str, Any]], stem: Path) -> list[str]:
     lines += table(["model", "data", "epoch", "group", "alignment ×10⁶", "helpful fraction", "mean loss"], body) + [""]
     plt = _pyplot()
     if plt is not None and curves:
-        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
-        for ax, ((model, cond), series) in zip(axes[0], sorted(curves.items())):
+        cols = min(3, len(curves))
+        rows_n = math.ceil(len(curves) / cols)
+        fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.5 * rows_n), squeeze=False)
+        for ax in axes.flat[len(curves):]:
+            ax.set_visible(False)
+        for ax, ((model, cond), series) in zip(axes.flat, sorted(curves.items())):
             for group, values in series.items():
                 if any(math.isfinite(v) for v in values):
                     ax.plot(range(len(values)), values, label=group)
