@@ -47,3 +47,20 @@ def test_cli_runs_a_scheme_and_writes_the_results_file(tmp_path, capsys):
     assert payload["timing"]["epochs_trained"] == 1 and payload["epochs"][0]["train_seconds"] > 0
     assert {"tp_mean_weight", "fp_mean_weight", "per_epoch"} <= set(payload["weight_study"])
     assert "controller_reward" in payload["epochs"][0]
+
+
+def test_cli_runs_the_beyond_the_paper_keys_on_gru4rec(tmp_path):
+    """Issue 5 from the command line: meta credit, guide/select split, injected noise and the
+    diagnostics together, on the model that needs cuDNN-free double backward on a GPU."""
+    results = tmp_path / "gru.json"
+    code = cli.main(["--model=GRU4Rec", "--dataset=ml-100k", "--scheme=autodenoise_s", "--controller_credit=meta",
+                     "--clean_valid_guide_ratio=0.5", "--noise_rate=0.1", "--noise_kind=foreign",
+                     "--denoise_diagnostics=True", "--epochs=1", "--user_inter_num_interval=[10,60]",
+                     "--show_progress=False", "--state=WARNING", f"--results_file={results}"])
+    assert code == 0
+    payload = json.loads(results.read_text())
+    study, epoch = payload["weight_study"], payload["epochs"][0]
+    assert study["injected_samples"] > 0 and study["injected_mean_weight"] > 0
+    assert epoch["controller_meta_updates"] > 0 and "guide_score" not in epoch  # meta learns per batch
+    assert {f"diag_{g}_alignment" for g in ("tp", "fp", "injected")} <= set(epoch)
+    assert 0 < payload["test"]["ndcg@20"] < 1

@@ -493,7 +493,7 @@ def test_bad_guide_batch_size_fails_before_training(value):
 # end to end on ML-100K (l2rw on every model runs in test_trainer's every-scheme test)
 
 
-@pytest.mark.parametrize("model", ["BPR", "SASRec"])
+@pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 @pytest.mark.parametrize("scheme", ["autodenoise_s", "autodenoise_h"])
 def test_meta_credit_trains_end_to_end(model, scheme):
     config, train, valid, test = build(model, denoise_scheme=scheme, controller_credit="meta", **SMALL)

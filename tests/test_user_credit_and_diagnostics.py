@@ -145,7 +145,7 @@ def test_user_credit_learns_to_down_weight_marked_samples(name):
 # end to end on ML-100K
 
 
-@pytest.mark.parametrize("model", ["BPR", "SASRec"])
+@pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 def test_user_credit_trains_end_to_end(model):
     config, train, valid, test = build(model, denoise_scheme="autodenoise_s", controller_credit="user", **SMALL)
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
