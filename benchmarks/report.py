@@ -503,8 +503,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("results", nargs="+", help="JSONL file(s) written by benchmarks.table3 (rows are merged)")
     parser.add_argument("--out", default="docs/results.md")
     parser.add_argument("--dataset", default=None, help="which data set of the JSONL (default: its only one)")
+    parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable), "
+                        "e.g. how a device run was launched")
     args = parser.parse_args(argv)
     dataset, rows, notes = load(args.results, args.dataset)
+    notes = list(args.note) + notes
     build(rows, dataset, Path(args.out), notes, source=f"{' '.join(args.results)} --out {args.out}")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
     return 0

@@ -238,8 +238,9 @@ def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path
     other = tmp_path / "gpu.jsonl"
     run_grid(make_cells("ml-latest-small", ["BPR"], ["default", "autodenoise_s"], [1], {"epochs": 1, "gpu_id": "0"}), other, on_gpu, log=quiet)
     out = tmp_path / "results.md"
-    assert report.main([str(main), str(other), "--out", str(out)]) == 0
+    assert report.main([str(main), str(other), "--out", str(out), "--note", "GPU cells: bash benchmarks/device_table3.sh"]) == 0
     md = out.read_text()
+    assert "- GPU cells: bash benchmarks/device_table3.sh" in md.split("Notes:")[1]
     assert "MF (BPR)-AutoDenoise-S | ours (n=4, CPU " in md  # the table keeps the 4-seed settings
     other_table = md.split("Other runs of the same schemes")[1].split("##")[0]
     assert "MF (BPR)-AutoDenoise-S | GPU Fake H100 | 3.0 |" in other_table
