@@ -88,24 +88,19 @@ def fake(dataset) -> list[tuple]:
 # --------------------------------------------------------------------------- bad values
 
 
-@pytest.mark.parametrize("value", [-0.1, "high", True, None, float("nan"), float("inf"), [0.1]])
-def test_bad_noise_rate(tmp_path, value):
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [("noise_rate", v, ">= 0") for v in (-0.1, "high", True, None, float("nan"), float("inf"), [0.1])]
+    # noise_kind is checked even with noise off (noise_rate 0, the default)
+    + [("noise_kind", v, "foreign") for v in ("gaussian", "Random", 3, None)],
+)
+def test_bad_noise_keys(tmp_path, key, value, allowed):
     write_inter(tmp_path, "noisy", RAW)
-    config = recbole_autodenoise.make_config("BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, "noise_rate": value})
+    config = recbole_autodenoise.make_config("BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, key: value})
     with pytest.raises(ValueError) as info:
         create_dataset(config)
     message = str(info.value)
-    assert "'noise_rate'" in message and repr(value) in message and ">= 0" in message
-
-
-@pytest.mark.parametrize("value", ["gaussian", "Random", 3, None])
-def test_bad_noise_kind_even_with_noise_off(tmp_path, value):
-    write_inter(tmp_path, "noisy", RAW)
-    config = recbole_autodenoise.make_config("BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, "noise_kind": value})
-    with pytest.raises(ValueError) as info:
-        create_dataset(config)
-    message = str(info.value)
-    assert "'noise_kind'" in message and repr(value) in message and "foreign" in message
+    assert f"'{key}'" in message and repr(value) in message and allowed in message
 
 
 @pytest.mark.parametrize("value", [1, 1.0, 1.5, -0.1, "half", True, None, float("nan")])
