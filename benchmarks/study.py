@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmarks.report import (
     MAIN_METRIC, METRICS, METRIC_HEAD, STUDY_KEYS, Group, _pyplot, fmt, fmt_ms, fmt_p, fmt_rel, machine, mean, paired_p,
-    ratio, rel, std, table,
+    ratio, rel, table,
 )
 
 NOISE_KEYS = ("noise_rate", "noise_kind")
@@ -56,12 +56,10 @@ def noise_cost(rows: list[dict[str, Any]]) -> list[str]:
     survey = [r for r in rows if r["scheme"] == "default" and float(r["settings"].get("noise_rate") or 0) > 0]
     if not survey:
         return []
-    clean: dict[tuple[str, str], Group] = defaultdict(lambda: Group("", "default"))
+    clean: dict[tuple[str, str], Group] = {}
     for r in rows:
         if r["scheme"] == "default" and not float(r["settings"].get("noise_rate") or 0):
-            g = clean[(r["model"], signature(r, NOISE_KEYS))]
-            g.model = r["model"]
-            g.rows.append(r)
+            clean.setdefault((r["model"], signature(r, NOISE_KEYS)), Group(r["model"], "default")).rows.append(r)
     cells: dict[tuple[str, str, str, float], Group] = {}
     for r in survey:
         key = (r["model"], signature(r, NOISE_KEYS), r["settings"]["noise_kind"], float(r["settings"]["noise_rate"]))
@@ -90,7 +88,7 @@ def noise_cost(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def comparison(rows: list[dict[str, Any]], stem: Path) -> list[str]:
+def comparison(rows: list[dict[str, Any]]) -> list[str]:
     study = [r for r in rows if "clean_valid_guide_ratio" in r.get("overrides", {})]
     if not study:
         return []
@@ -197,7 +195,5 @@ def study_section(rows: list[dict[str, Any]], stem: Path) -> list[str]:
     if not study:
         return []
     lines = ["## Beyond the paper (issue 5)", ""]
-    return lines + noise_cost(rows) + comparison(rows, stem) + diagnostics(rows, stem)
+    return lines + noise_cost(rows) + comparison(rows) + diagnostics(rows, stem)
 
-
-__all__ = ["study_section", "std"]

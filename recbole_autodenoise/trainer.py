@@ -224,17 +224,17 @@ class AutoDenoiseTrainer(Trainer):
         guide_loader = getattr(self._train_data, "clean_guide_data", None)
         own_gauc = self.reward_key == "gauc"
         wants_auc = own_gauc or self.scheme.needs_user_rewards
-        if wants_auc and guide_loader is None:  # computed during the validation pass itself
-            self._collect_auc = self._clean_auc_accumulator()
+        # without a guide part the reward comes from the validation pass itself
+        collector = self._clean_auc_accumulator() if wants_auc and guide_loader is None else None
+        self._collect_auc = collector
         try:
             valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
-            collected, self._collect_auc = self._collect_auc, None
         finally:
             self._collect_auc = None
         guide_score = None
         learn_from = valid_result
         if wants_auc:
-            gauc, per_user = collected.result() if guide_loader is None else self.clean_auc(guide_loader)
+            gauc, per_user = collector.result() if collector is not None else self.clean_auc(guide_loader)
             if self.scheme.needs_user_rewards:
                 self.scheme.observe_user_rewards(per_user)
             if own_gauc:
