@@ -28,6 +28,7 @@ from recbole_autodenoise.guidance import (
 )
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES, Batch
+from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 from recbole_autodenoise.schemes.l2rw import l2rw_weights
 from tests.test_controller import FakeConfig
 from tests.test_losses import FakeBPR, FakeSequential, bpr_interaction, seq_interaction
@@ -144,8 +145,10 @@ def clean_loss_after_step(model, controller, states, train, clean, lr) -> float:
         return float(clean_loss(stepped, clean))
 
 
+@pytest.mark.parametrize("normalized", [False, True])
 @pytest.mark.parametrize("kind", ["bpr", "ce"])
-def test_meta_gradient_equals_finite_differences(kind):
+def test_meta_gradient_equals_finite_differences(kind, normalized):
+    """Also through the rescaling to mean 1 (``meta_normalize_weights``)."""
     if kind == "bpr":
         model, train = perturbed(FakeBPR(), 3), bpr_interaction()
         clean = {"user_id": torch.tensor([0, 1, 2]), "item_id": torch.tensor([1, 3, 2]),
@@ -155,9 +158,10 @@ def test_meta_gradient_equals_finite_differences(kind):
         clean = {"item_id_list": torch.tensor([[2, 1, 0], [4, 4, 5]]), "item_id": torch.tensor([2, 3])}
     size = len(train["item_id"])
     states = torch.randn(size, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    controller = TinyController()
+    tiny = TinyController()
+    controller = (lambda state: mean_one(tiny(state))) if normalized else tiny
     lr = 0.3
-    params = list(controller.parameters())
+    params = list(tiny.parameters())
     before = [p.detach().clone() for p in model.parameters()]
     step = meta_step(model, PerSampleLoss(model), train, controller(states), clean, lr, params)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the step was virtual
@@ -219,9 +223,37 @@ def test_clean_batches_add_uniform_negatives_for_bpr():
     batch = next(stream)
     assert set(batch.interaction) == {"user_id", "item_id", "rating", "neg_item_id"}
     assert len(batch) == 4
-    negatives = torch.cat([next(stream)["neg_item_id"] for _ in range(200)])
+    batches = [next(stream) for _ in range(200)]
+    negatives = torch.cat([b["neg_item_id"] for b in batches])
     assert int(negatives.min()) == 1 and int(negatives.max()) == 4  # 0 is padding
+    assert not any(bool((b["neg_item_id"] == b["item_id"]).any()) for b in batches)  # never the row's own item
     assert FakeBPR().calculate_loss(batch).item() > 0
+
+
+def train_set(pairs: list[tuple[int, int]]) -> SimpleNamespace:
+    users, items = zip(*pairs)
+    return SimpleNamespace(inter_feat=Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(items)}))
+
+
+def test_clean_batch_negatives_avoid_the_users_training_items():
+    """As RecBole's training sampler: a user's negative is none of their training items."""
+    known = {0: {1, 2}, 1: {3}, 2: set()}
+    exclude = train_set([(u, i) for u, items in known.items() for i in items])
+    stream = CleanBatches(fake_dataset(12), FakeBPR(), 4, seed=5, device=CPU, exclude=exclude)
+    seen = {0: set(), 1: set(), 2: set()}
+    for _ in range(300):
+        batch = next(stream)
+        for user, item, negative in zip(*(batch[k].tolist() for k in ("user_id", "item_id", "neg_item_id"))):
+            assert negative not in known[user] and negative != item
+            seen[user].add(negative)
+    assert seen == {0: {3, 4}, 1: {1, 2, 4}, 2: {1, 2, 3, 4}}  # everything else is drawn
+
+
+def test_clean_batch_negatives_fail_clearly_for_a_user_with_every_item():
+    exclude = train_set([(0, 1), (0, 2), (0, 3)])  # user 0's clean rows hold item 4 too
+    stream = CleanBatches(fake_dataset(12), FakeBPR(), 12, seed=5, device=CPU, exclude=exclude)
+    with pytest.raises(ValueError, match=r"user\(s\) \[0\].*every item"):
+        next(stream)
 
 
 def test_clean_batches_sequential_rows_go_as_they_are():
@@ -280,6 +312,22 @@ def test_l2rw_weights_uniform_when_nothing_aligned(values):
     assert torch.equal(l2rw_weights(torch.tensor(values)), torch.ones(3))
 
 
+def test_mean_one_rescales_and_has_no_gradient_along_the_scale():
+    torch.testing.assert_close(mean_one(torch.tensor([1.0, 3.0])), torch.tensor([0.5, 1.5]))
+    assert torch.equal(mean_one(torch.zeros(3)), torch.ones(3))
+    weights = torch.tensor([0.5, 2.0, 1.5], requires_grad=True)
+    (grad,) = torch.autograd.grad((mean_one(weights) * torch.tensor([1.0, -2.0, 4.0])).sum(), weights)
+    assert float((grad * weights).sum()) == pytest.approx(0.0, abs=1e-6)  # scaling w changes nothing
+
+
+@pytest.mark.parametrize(
+    "weights, expected",
+    [([1.0, 1.0, 1.0, 1.0], 1.0), ([4.0, 0.0, 0.0, 0.0], 0.25), ([1.0, 3.0], 16 / 20), ([0.0, 0.0], 1.0)],
+)
+def test_effective_fraction(weights, expected):
+    assert float(effective_fraction(torch.tensor(weights))) == pytest.approx(expected)
+
+
 class DisjointBPR(FakeBPR):
     """FakeBPR with one user per pair of items, so users' gradients never overlap."""
 
@@ -324,6 +372,8 @@ def test_l2rw_down_weights_samples_against_the_clean_gradient():
     assert (guidance.alignment()[marked] < 0).all()
     logs = scheme.after_evaluation({}, 0)
     assert logs["kept_fraction"] == 0.5 and logs["mean_alignment"] == pytest.approx(float(guidance.alignment().mean()))
+    assert logs["effective_fraction"] == pytest.approx(float(effective_fraction(weights)))
+    assert logs["effective_fraction"] <= 0.5 + 1e-9  # half the batch carries all the weight
     assert scheme.after_evaluation({}, 1) == {}
 
 
@@ -417,10 +467,29 @@ def test_real_step_uses_the_updated_controller():
     replay.credit.before_weights(state, toy_meta_batch(model, train, clean, marked))
     after_update = replay.generator.get_state()
     _, expected = replay.policy.sample(state, replay.generator)
-    assert torch.equal(weights, expected)
+    assert torch.equal(weights, mean_one(expected))
     stale.generator.set_state(after_update)
     _, stale_weights = stale.policy.sample(state, stale.generator)
-    assert not torch.allclose(stale_weights, weights)
+    assert not torch.allclose(mean_one(stale_weights), weights)
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+def test_normalized_meta_weights_learn_a_mix_not_a_step_size(name):
+    """Every training sample is a clean sample (the batch's gradient is the clean gradient), so
+    the clean loss only asks for a larger step: raw weights grow, normalised ones stay at mean 1."""
+    model, train, _, marked = flipped_problem()
+    clean = {key: value[~marked] for key, value in train.items()}
+    train = dict(clean)
+    means = {}
+    for normalize in (False, True):
+        scheme = SCHEMES.get(name)(meta_config(meta_normalize_weights=normalize, controller_learning_rate=0.05), CPU)
+        for _ in range(30):
+            batch = toy_meta_batch(model, train, clean, torch.zeros(len(train["item_id"]), dtype=torch.bool))
+            weights = scheme.weights(batch)
+        means[normalize] = float(weights.mean())
+        assert scheme.after_evaluation({}, 0)["effective_fraction"] <= 1.0
+    assert means[True] == pytest.approx(1.0)
+    assert means[False] > 1.2
 
 
 def test_meta_without_guidance_fails_clearly():
@@ -469,7 +538,8 @@ def test_hard_meta_weights_are_the_expected_action():
 @pytest.mark.parametrize(
     "key, value",
     [("controller_credit", "bogus"), ("controller_credit", None),
-     ("meta_interval", 0), ("meta_interval", 1.5), ("meta_interval", True), ("meta_interval", "2")],
+     ("meta_interval", 0), ("meta_interval", 1.5), ("meta_interval", True), ("meta_interval", "2"),
+     ("meta_normalize_weights", "yes"), ("meta_normalize_weights", 1), ("meta_normalize_weights", None)],
 )
 def test_bad_credit_keys_raise(name, key, value):
     with pytest.raises(ValueError, match=key):

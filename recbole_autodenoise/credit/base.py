@@ -18,8 +18,9 @@ class Credit:
 
     Owned by a ``ControllerScheme``, which calls, in this order: ``on_build`` once the policy and
     its optimiser exist (first batch, or loading a state that has them); per batch
-    ``before_weights`` (may update the controller before the batch's weights are drawn) and
-    ``record`` (the batch's states and the actions drawn for them); ``after_evaluation`` after each
+    ``before_weights`` (may update the controller before the batch's weights are drawn),
+    ``record`` (the batch's states and the actions drawn for them) and ``real_weights`` (may
+    transform the drawn weights before the step uses them); ``after_evaluation`` after each
     validation (returns values to log). ``state_dict`` holds whatever a resumed run needs; it is
     merged into the scheme's state, so keys must not clash with the scheme's own (``generator``,
     ``policy``, ``optimizer``, ``input_size``, ``credit``). Config keys are read by the scheme.
@@ -41,6 +42,10 @@ class Credit:
 
     def record(self, state: torch.Tensor, action: torch.Tensor, batch: Batch) -> None:
         """The controller drew ``action`` for each row of ``state``."""
+
+    def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weights the real training step uses, from those the controller drew."""
+        return weights
 
     def observe_user_rewards(self, rewards: torch.Tensor) -> None:
         """Each user's clean-validation reward ([num_users], NaN where none), just before

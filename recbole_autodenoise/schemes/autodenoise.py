@@ -56,6 +56,9 @@ class ControllerScheme(WeightingScheme):
             config, "controller_credit", lambda v: isinstance(v, str) and v in CREDITS, f"one of {CREDITS.names()}"
         )
         self.meta_interval = read_key(config, "meta_interval", positive_int, "a positive integer")
+        self.meta_normalize_weights = read_key(
+            config, "meta_normalize_weights", lambda v: isinstance(v, bool), "true or false"
+        )
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(config["seed"]))
         self.policy: Policy | None = None
@@ -94,7 +97,7 @@ class ControllerScheme(WeightingScheme):
         self.credit.before_weights(state, batch)
         action, weight = self.policy.sample(state, self.generator)
         self.credit.record(state, action, batch)
-        return weight
+        return self.credit.real_weights(weight)
 
     def observe_user_rewards(self, rewards: torch.Tensor) -> None:
         self.credit.observe_user_rewards(rewards)

@@ -74,6 +74,24 @@ class WeightingScheme:
         """Restore what ``state_dict`` returned."""
 
 
+def mean_one(weights: torch.Tensor) -> torch.Tensor:
+    """``weights * B / sum(weights)``: the batch's weights rescaled to mean 1, differentiable;
+    all ones where the weights sum to 0 (no host sync). Removes the one direction in which a
+    weighting can change the step size instead of the mix of samples."""
+    total = weights.sum()
+    scale = weights.numel() / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, weights * scale, torch.ones_like(weights))
+
+
+def effective_fraction(weights: torch.Tensor) -> torch.Tensor:
+    """Kish's effective sample size over the batch size, (sum w)^2 / (B sum w^2), in (0, 1]:
+    1 for uniform weights, 1 / B when one sample carries all the weight (1 for all zeros)."""
+    weights = weights.detach().double()
+    squares = (weights * weights).sum()
+    safe = torch.where(squares > 0, squares, torch.ones_like(squares))
+    return torch.where(squares > 0, weights.sum() ** 2 / (weights.numel() * safe), torch.ones_like(squares))
+
+
 SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme")
 
 

@@ -8,15 +8,12 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
+from recbole_autodenoise.schemes.base import Batch, WeightingScheme, effective_fraction, mean_one, register_scheme
 
 
 def l2rw_weights(alignment: torch.Tensor) -> torch.Tensor:
     """relu(a) / mean(relu(a)); uniform where every a_i <= 0 (no host sync)."""
-    clipped = torch.relu(alignment)
-    total = clipped.sum()
-    scale = alignment.numel() / torch.where(total > 0, total, torch.ones_like(total))
-    return torch.where(total > 0, clipped * scale, torch.ones_like(clipped))
+    return mean_one(torch.relu(alignment))
 
 
 @register_scheme("l2rw")
@@ -26,29 +23,34 @@ class LearningToReweight(WeightingScheme):
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        # since the last evaluation: sum of alignments, kept (a_i > 0) samples, samples
-        self.stats = torch.zeros(3, dtype=torch.float64)
+        # since the last evaluation: sum of alignments, kept (a_i > 0) samples, samples, batches,
+        # sum of the batches' effective fractions
+        self.stats = torch.zeros(5, dtype=torch.float64)
 
     def weights(self, batch: Batch) -> torch.Tensor:
         if batch.guidance is None:
             raise ValueError("denoise_scheme l2rw needs the clean set's guidance; train with AutoDenoiseTrainer")
         alignment = batch.guidance.alignment()
+        weights = l2rw_weights(alignment)
+        one = torch.ones((), dtype=torch.float64, device=alignment.device)
         update = torch.stack([
-            alignment.double().sum(), (alignment > 0).double().sum(),
-            torch.tensor(float(alignment.numel()), dtype=torch.float64, device=alignment.device),
+            alignment.double().sum(), (alignment > 0).double().sum(), one * alignment.numel(), one,
+            effective_fraction(weights),
         ])
         self.stats = self.stats.to(update.device) + update
-        return l2rw_weights(alignment)
+        return weights
 
     def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
-        alignment_sum, kept, samples = self.stats.tolist()
+        alignment_sum, kept, samples, batches, effective = self.stats.tolist()
         self.stats = torch.zeros_like(self.stats)
         if not samples:
             return {}
-        return {"mean_alignment": alignment_sum / samples, "kept_fraction": kept / samples}
+        return {"mean_alignment": alignment_sum / samples, "kept_fraction": kept / samples,
+                "effective_fraction": effective / batches}
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.stats = state["stats"].cpu().double()
+        saved = state["stats"].cpu().double()  # states from before the effective fraction hold 3 sums
+        self.stats = torch.cat([saved, torch.zeros(len(self.stats) - len(saved), dtype=torch.float64)])
