@@ -55,9 +55,10 @@ class Diagnosis:
         self.rows: Interaction | None = None
         self.clean: Interaction | None = None
 
-    def setup(self, clean_dataset: Any, batch_size: int) -> None:
+    def setup(self, clean_dataset: Any, batch_size: int, train_dataset: Any | None = None) -> None:
         if self.clean is None:
-            self.clean = next(CleanBatches(clean_dataset, self.model, batch_size, self.seed, self.device))
+            self.clean = next(CleanBatches(clean_dataset, self.model, batch_size, self.seed, self.device,
+                                           exclude=train_dataset))
 
     def observe_training_batch(self, interaction: Interaction) -> None:
         if self.rows is None:

@@ -79,13 +79,19 @@ class CleanBatches:
 
     Rows are drawn without replacement in a fresh random order per pass (an incomplete last batch
     of a pass is skipped); a batch holds ``min(batch_size, rows)`` rows. Models trained with a BPR
-    loss get a uniformly random ``NEG_ITEM_ID`` per row (ids 1 .. item_num - 1; 0 is padding), so
-    ``model.calculate_loss`` works on the batch as on a training batch; sequential clean rows
-    already carry their ``item_id_list`` and ``item_length``. The random state lives in
-    ``state_dict`` so a resumed run draws the same batches.
+    loss get a random ``NEG_ITEM_ID`` per row, uniform over ids 1 .. item_num - 1 (0 is padding)
+    except the row's own item and, given ``exclude`` (the training dataset), the user's training
+    items, as RecBole's training sampler draws them; so ``model.calculate_loss`` works on the batch
+    as on a training batch. Sequential clean rows already carry their ``item_id_list`` and
+    ``item_length``. The random state lives in ``state_dict`` so a resumed run draws the same batches.
     """
 
-    def __init__(self, dataset: Any, model: nn.Module, batch_size: int, seed: int, device: torch.device | str) -> None:
+    MAX_REDRAWS = 1000  # rounds of redrawing the negatives that hit a user's own items
+
+    def __init__(
+        self, dataset: Any, model: nn.Module, batch_size: int, seed: int, device: torch.device | str,
+        exclude: Any | None = None,
+    ) -> None:
         self.device = torch.device(device)
         # the clean rows stay on the model's device: a batch is one gather there, no host copy
         self.rows = {field: values.to(self.device) for field, values in dataset.inter_feat.interaction.items()}
@@ -98,6 +104,14 @@ class CleanBatches:
         self.neg_field: str | None = getattr(model, "NEG_ITEM_ID", None) if needs_negatives else None
         if needs_negatives and self.neg_field is None:
             raise ValueError(f"model {type(model).__name__} has a BPR loss but no NEG_ITEM_ID field name")
+        self.user_field: str = getattr(model, "USER_ID", "user_id")
+        self.item_field: str = getattr(model, "ITEM_ID", "item_id")
+        # the (user, item) pairs a negative must avoid, as sorted keys user * num_items + item
+        self.known: torch.Tensor | None = None
+        if self.neg_field is not None and exclude is not None:
+            train = exclude.inter_feat
+            keys = train[self.user_field].long() * self.num_items + train[self.item_field].long()
+            self.known = torch.unique(keys).to(self.device)
         self.generator = torch.Generator()
         self.generator.manual_seed(int(seed))
         self.order: torch.Tensor | None = None
@@ -115,9 +129,28 @@ class CleanBatches:
         index = index.to(self.device)
         batch = {field: values[index] for field, values in self.rows.items()}
         if self.neg_field is not None:
-            negatives = torch.randint(1, self.num_items, (len(index),), generator=self.generator)
-            batch[self.neg_field] = negatives.to(self.device)
+            batch[self.neg_field] = self._negatives(batch[self.user_field], batch[self.item_field])
         return Interaction(batch)
+
+    def _negatives(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Uniform ids in 1 .. num_items - 1, redrawn where they hit the row's item or (with
+        ``exclude``) one of the user's training items."""
+        negatives = torch.randint(1, self.num_items, (len(users),), generator=self.generator).to(self.device)
+        for _ in range(self.MAX_REDRAWS):
+            hit = negatives == items
+            if self.known is not None and len(self.known):
+                keys = users.long() * self.num_items + negatives
+                position = torch.searchsorted(self.known, keys).clamp_max(len(self.known) - 1)
+                hit |= self.known[position] == keys
+            rows = hit.nonzero().squeeze(1)
+            if len(rows) == 0:
+                return negatives
+            redrawn = torch.randint(1, self.num_items, (len(rows),), generator=self.generator).to(self.device)
+            negatives[rows] = redrawn
+        raise ValueError(
+            f"could not draw a negative item for user(s) {users[rows].unique().tolist()[:5]} in "
+            f"{self.MAX_REDRAWS} rounds: they have (almost) every item"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -154,10 +154,10 @@ class AutoDenoiseTrainer(Trainer):
         if self.scheme.needs_guidance and self.clean_batches is None:
             self.clean_batches = CleanBatches(
                 guide_dataset(train_data, valid_data), self.model, self.guide_batch_size,
-                int(self.config["seed"]), self.device,
+                int(self.config["seed"]), self.device, exclude=train_data._dataset,
             )
         if self.diagnosis is not None:
-            self.diagnosis.setup(guide_dataset(train_data, valid_data), self.guide_batch_size)
+            self.diagnosis.setup(guide_dataset(train_data, valid_data), self.guide_batch_size, train_data._dataset)
         if self._pending_guide is not None and self.clean_batches is not None:
             self.clean_batches.load_state_dict(self._pending_guide)
             self._pending_guide = None
