@@ -30,7 +30,8 @@ MAIN_METRIC = "ndcg@20"
 TIME_TARGET, MEMORY_TARGET = 1.15, 1.10  # AutoDenoise cost targets, as ratios to Default
 SWEEP_KEYS = ("controller_num_actions",)  # cells setting these belong to Fig. 3, not to the table
 # cells setting these belong to the beyond-the-paper studies (issue 5), not to the paper's table
-STUDY_KEYS = ("noise_rate", "noise_kind", "clean_valid_guide_ratio", "controller_credit", "meta_interval")
+STUDY_KEYS = ("noise_rate", "noise_kind", "clean_valid_guide_ratio", "controller_credit", "meta_interval",
+              "meta_normalize_weights")
 DEFAULT_NUM_ACTIONS = 3
 ALPHA = 0.05
 

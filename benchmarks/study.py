@@ -18,14 +18,22 @@ from benchmarks.report import (
 
 NOISE_KEYS = ("noise_rate", "noise_kind")
 GROUPS = ("tp", "fp", "injected")
+RAW_META = "meta, raw weights"
 METHOD_ORDER = ("default", "adt_rl", "l2rw", "autodenoise_s/epoch", "autodenoise_s/user", "autodenoise_s/meta",
-                "autodenoise_h/epoch", "autodenoise_h/user", "autodenoise_h/meta")
+                f"autodenoise_s/{RAW_META}", "autodenoise_h/epoch", "autodenoise_h/user", "autodenoise_h/meta",
+                f"autodenoise_h/{RAW_META}")
 METHOD_LABEL = {"default": "Default", "adt_rl": "ADT-RL", "l2rw": "L2RW", "heuristic": "Heuristic", "adt_tl": "ADT-TL"}
 
 
 def method(row: dict[str, Any]) -> str:
+    """scheme, or scheme/credit for AutoDenoise; meta credit without ``meta_normalize_weights``
+    (set false, or a row from before the key existed: no ``plugin_config``) is its own method."""
     if row["scheme"].startswith("autodenoise"):
-        return f"{row['scheme']}/{row['settings'].get('controller_credit', 'epoch')}"
+        credit = row["settings"].get("controller_credit", "epoch")
+        plugin = (row.get("results") or {}).get("plugin_config", {})
+        if credit == "meta" and not plugin.get("meta_normalize_weights", False):
+            credit = RAW_META
+        return f"{row['scheme']}/{credit}"
     return row["scheme"]
 
 

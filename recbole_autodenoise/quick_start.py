@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 from recbole.utils import get_model, init_logger, init_seed
 
-from recbole_autodenoise.config import make_config
+from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.files import atomic_write
-from recbole_autodenoise.trainer import AutoDenoiseTrainer
+from recbole_autodenoise.trainer import AutoDenoiseTrainer, plain_config
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
 
@@ -105,6 +105,8 @@ def run(
             "total_seconds": time() - started,
         },
         "epochs": trainer.history,
+        # every plugin key as this run read it (defaults included): reports tell runs apart by these
+        "plugin_config": {k: v for k, v in sorted(plain_config(config).items()) if k in plugin_keys()},
         "checkpoint": trainer.saved_model_file if saved else None,
     }
     print(results_table(test))

@@ -308,6 +308,9 @@ def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_p
         noisy = "noise_rate" in cell.overrides
         credit = cell.overrides.get("controller_credit", "epoch")
         effect = {"default": 0.0, "l2rw": 0.002, "autodenoise_s": {"epoch": 0.0, "user": 0.001, "meta": 0.004}[credit]}[cell.scheme]
+        normalize = cell.overrides.get("meta_normalize_weights", True)
+        outcome["results"]["plugin_config"] = {"meta_normalize_weights": normalize}
+        effect = effect if normalize else -0.001
         base = 0.06 - (0.006 if noisy else 0.0) + (effect if noisy else 0.0) + 0.0001 * cell.seed
         outcome["results"]["test"] = {k: base for k in outcome["results"]["test"]}
         study = outcome["results"]["weight_study"]
@@ -327,6 +330,9 @@ def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_p
         for credit in ("epoch", "user", "meta"):
             run_grid(make_cells("ml-latest-small", ["BPR"], ["autodenoise_s"], [1, 2, 3], {**common, **noise, "controller_credit": credit}),
                      out_jsonl, runner, log=quiet)
+    # meta credit without normalisation (also what rows from before the key look like) is its own method
+    run_grid(make_cells("ml-latest-small", ["BPR"], ["autodenoise_s"], [1, 2, 3],
+                        {**common, **NOISY, "controller_credit": "meta", "meta_normalize_weights": False}), out_jsonl, runner, log=quiet)
     out = tmp_path / "results.md"
     assert report.main([str(out_jsonl), "--out", str(out)]) == 0
     md = out.read_text()
@@ -336,6 +342,8 @@ def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_p
     assert "most harmful here is `random` at 20%" in noise
     noisy = section.split("#### BPR, random 20%")[1].split("####")[0]
     assert "| AutoDenoise-S (meta) | 5.820 | +7.4% | <0.001 | <0.001 | 67% |" in noisy  # (5.82 - 5.42) / (6.02 - 5.42)
+    assert "| AutoDenoise-S (meta, raw weights) | 5.320 | -1.8% |" in noisy
+    assert noisy.index("AutoDenoise-S (meta) ") < noisy.index("AutoDenoise-S (meta, raw weights)")
     assert "| L2RW | 5.620 |" in noisy and "| 0.4000 | 0.40 | 1.00× |" in noisy  # injected weight, injected/TP
     assert "#### BPR, clean" in section and "n/a" not in section.split("#### BPR, clean")[1].split("####")[0].split("recovered")[0]
     diag = section.split("### What the clean set says")[1]

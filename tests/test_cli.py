@@ -47,6 +47,9 @@ def test_cli_runs_a_scheme_and_writes_the_results_file(tmp_path, capsys):
     assert payload["timing"]["epochs_trained"] == 1 and payload["epochs"][0]["train_seconds"] > 0
     assert {"tp_mean_weight", "fp_mean_weight", "per_epoch"} <= set(payload["weight_study"])
     assert "controller_reward" in payload["epochs"][0]
+    plugin = payload["plugin_config"]
+    assert plugin["denoise_scheme"] == "autodenoise_h" and plugin["controller_credit"] == "epoch"
+    assert "learning_rate" not in plugin  # RecBole's own keys stay out
 
 
 def test_cli_runs_the_beyond_the_paper_keys_on_gru4rec(tmp_path):
@@ -62,5 +65,7 @@ def test_cli_runs_the_beyond_the_paper_keys_on_gru4rec(tmp_path):
     study, epoch = payload["weight_study"], payload["epochs"][0]
     assert study["injected_samples"] > 0 and study["injected_mean_weight"] > 0
     assert epoch["controller_meta_updates"] > 0 and "guide_score" not in epoch  # meta learns per batch
+    assert 0 < epoch["controller_effective_fraction"] <= 1
+    assert payload["plugin_config"]["meta_normalize_weights"] is True
     assert {f"diag_{g}_alignment" for g in ("tp", "fp", "injected")} <= set(epoch)
     assert 0 < payload["test"]["ndcg@20"] < 1
