@@ -9,7 +9,9 @@
 # Without NOISE_KIND it runs the noise survey (3 kinds x 10 % / 20 %, Default) and stops; with it,
 # the comparison: first the controller learning rate of the user and meta credit modes is tuned on
 # the select half under that noise (seed 2020; benchmarks/properties/study-<mode>/), then every
-# method runs SEEDS seeds. Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
+# method runs SEEDS seeds. Meta credit runs with meta_interval META_INTERVAL (default 2: BPR's
+# epoch is so short that a meta step every batch costs 2.46x Default's training time on 2 CPU
+# cores, every second batch 1.55x). Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
 set -eu
 data=${1:?DATA_DIR} seeds=${2:-5} kind=${3:-} rate=${4:-0.2}
 out=benchmarks/results/ml-latest-small-study.jsonl
@@ -29,8 +31,13 @@ tuning=(--dataset ml-latest-small --data-path "$data" --model BPR --scheme autod
         --set show_progress=False --set epochs=100 --set clean_valid_guide_ratio=0.5 --set denoise_diagnostics=True
         --set noise_kind="$kind" --set noise_rate="$rate" --grid controller_learning_rate=1e-4,1e-3,1e-2
         --config-files 'benchmarks/properties/{dataset}/{model}-default.yaml' 'benchmarks/properties/{dataset}/controller.yaml')
+credit_args() {  # the --set arguments of one credit mode
+  echo "--set controller_credit=$1"
+  [[ $1 != meta ]] || echo "--set meta_interval=${META_INTERVAL:-2}"
+}
 for credit in user meta; do
-  python -m benchmarks.tune "${tuning[@]}" --set controller_credit=$credit --properties-dir "benchmarks/properties/study-$credit"
+  # shellcheck disable=SC2046
+  python -m benchmarks.tune "${tuning[@]}" $(credit_args $credit) --properties-dir "benchmarks/properties/study-$credit"
 done
 
 for noise in "" "--set noise_kind=$kind --set noise_rate=$rate"; do
@@ -40,7 +47,7 @@ for noise in "" "--set noise_kind=$kind --set noise_rate=$rate"; do
     tuned=()
     [[ $credit == epoch ]] || tuned=(--config-files 'benchmarks/properties/{dataset}/{model}-default.yaml'
       'benchmarks/properties/{dataset}/controller.yaml' "benchmarks/properties/study-$credit/{dataset}/{model}-autodenoise_s.yaml")
-    # shellcheck disable=SC2086
-    python -m benchmarks.table3 "${common[@]}" $noise --schemes autodenoise_s --set controller_credit=$credit "${tuned[@]}"
+    # shellcheck disable=SC2086,SC2046
+    python -m benchmarks.table3 "${common[@]}" $noise --schemes autodenoise_s $(credit_args $credit) "${tuned[@]}"
   done
 done
