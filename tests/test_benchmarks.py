@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -349,3 +352,43 @@ def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_p
     diag = section.split("### What the clean set says")[1]
     assert "| BPR | random 20% | last | injected | -4 | 0.30 | 0.700 |" in diag and "| BPR | clean | first | tp | 30 | 0.60 | 0.500 |" in diag
     assert "## Table 3" in md and "ours (n=" not in md.split("## Table 3")[1].split("##")[0]  # study cells are not Table 3
+
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# stands in for `python -m benchmarks.table3 ...`: one row naming its seed, scheme and noise
+seed= out= scheme= noise=clean
+while (( $# )); do
+  case $1 in
+    --seed-base) seed=$2; shift ;;
+    --out) out=$2; shift ;;
+    --schemes) scheme=$2; shift ;;
+    noise_kind=*) noise=${1#noise_kind=} ;;
+    controller_credit=*) scheme="$scheme/${1#controller_credit=}" ;;
+  esac
+  shift
+done
+[[ $seed == 2021 && $scheme == l2rw && $noise == clean ]] && sleep 30  # a cell that overruns its wave
+echo "{\\"seed\\": $seed, \\"method\\": \\"$scheme\\", \\"noise\\": \\"$noise\\"}" >> "$out"
+"""
+
+
+def test_device_study_runs_one_wave_per_seed_and_returns_every_finished_row(tmp_path):
+    """benchmarks/device_study.sh with a stand-in python: 12 cells per seed, each seed's wave cut at
+    its deadline (a stuck cell loses only itself), all rows merged into OUT_DIR."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "python").write_text(FAKE_PYTHON)
+    (fake_bin / "python").chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "WAVE_SECONDS": "3", "TOTAL_SECONDS": "60"}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "benchmarks/device_study.sh"), str(tmp_path / "data"), str(out), "2020,2021", "2"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "seed 2020: wave of 3 s done" in done.stdout and "seed 2021: wave of 3 s done" in done.stdout
+    rows = [json.loads(line) for line in (out / "gpu-study.jsonl").read_text().splitlines()]
+    methods = {"default", "adt_rl", "l2rw", "autodenoise_s/epoch", "autodenoise_s/user", "autodenoise_s/meta"}
+    expected = {(seed, m, noise) for seed in (2020, 2021) for m in methods for noise in ("clean", "foreign")}
+    expected.discard((2021, "l2rw", "clean"))  # stopped at its wave's deadline
+    assert {(r["seed"], r["method"], r["noise"]) for r in rows} == expected and len(rows) == 23
+    assert (out / "study-logs.tgz").is_file()
