@@ -100,23 +100,26 @@ def comparison(rows: list[dict[str, Any]]) -> list[str]:
     study = [r for r in rows if "clean_valid_guide_ratio" in r.get("overrides", {})]
     if not study:
         return []
-    experiments: dict[tuple[str, str], dict[str, Group]] = defaultdict(dict)
+    # one experiment per model, machine and condition: seeds run on different machines never pair up
+    experiments: dict[tuple[str, str, str], dict[str, Group]] = defaultdict(dict)
     for r in study:
-        exp = (r["model"], condition(r))
+        exp = (r["model"], machine(r), condition(r))
         experiments[exp].setdefault(method(r), Group(r["model"], r["scheme"])).rows.append(r)
-    clean_default = {model: groups.get("default") for (model, cond), groups in experiments.items() if cond == "clean"}
+    clean_default = {(model, where): groups.get("default")
+                     for (model, where, cond), groups in experiments.items() if cond == "clean"}
     lines = ["### Credit modes and baselines, with the guide/select split", "",
              "Every cell splits each user's clean validation interactions in half (`clean_valid_guide_ratio: 0.5`): "
              "L2RW and AutoDenoise learn from the guide half; every method, Default included, early-stops on the "
              "select half. Test is the clean test set. p = paired t-test over seeds. Recovered = (method − noisy "
              "Default) / (clean Default − noisy Default) in NDCG@20. Train s/epoch ratio: training batches only, "
              "to Default of the same condition.", ""]
-    for (model, cond), groups in sorted(experiments.items(), key=lambda kv: (kv[0][0], kv[0][1] != "clean", kv[0][1])):
+    for (model, where, cond), groups in sorted(experiments.items(),
+                                               key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "clean", kv[0][2])):
         if len(groups) < 2:  # Default alone: a noise-survey cell, shown above
             continue
         names = sorted(groups, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else 99)
         d, l2rw = groups.get("default"), groups.get("l2rw")
-        ref_clean = clean_default.get(model)
+        ref_clean = clean_default.get((model, where))
         lines += [f"#### {model}, {cond} ({groups[names[0]].machine})", ""]
         body = [[method_label(n), str(len(groups[n].rows))] + [fmt_ms(groups[n].values(m), m) for m in METRICS] for n in names]
         lines += table(["Method", "seeds"] + METRIC_HEAD, body) + [""]
@@ -150,7 +153,7 @@ def diagnostics(rows: list[dict[str, Any]], stem: Path) -> list[str]:
         return []
     by_condition: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in diag:
-        by_condition[(r["model"], condition(r))].append(r)
+        by_condition[(f"{r['model']} ({machine(r)})", condition(r))].append(r)
     lines = ["### What the clean set says about each kind of sample (`denoise_diagnostics`)", "",
              "Default's runs, on a fixed subsample (the first training batch) and a fixed clean batch, at every "
              "validation: mean alignment ⟨∇ℓ_i, ∇L_clean⟩ (× 10⁶), the fraction of samples with positive alignment "
@@ -185,7 +188,7 @@ def diagnostics(rows: list[dict[str, Any]], stem: Path) -> list[str]:
                 if any(math.isfinite(v) for v in values):
                     ax.plot(range(len(values)), values, label=group)
             ax.axhline(0, color="grey", linewidth=0.5)
-            ax.set_title(f"{model}-Default, {cond}")
+            ax.set_title(f"{model}: Default, {cond}")
             ax.set_xlabel("epoch")
             ax.set_ylabel("alignment with clean gradient (×1e6)")
             ax.legend()

@@ -350,7 +350,8 @@ def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_p
     assert "| L2RW | 5.620 |" in noisy and "| 0.4000 | 0.40 | 1.00× |" in noisy  # injected weight, injected/TP
     assert "#### BPR, clean" in section and "n/a" not in section.split("#### BPR, clean")[1].split("####")[0].split("recovered")[0]
     diag = section.split("### What the clean set says")[1]
-    assert "| BPR | random 20% | last | injected | -4 | 0.30 | 0.700 |" in diag and "| BPR | clean | first | tp | 30 | 0.60 | 0.500 |" in diag
+    assert ") | random 20% | last | injected | -4 | 0.30 | 0.700 |" in diag and "| BPR (CPU " in diag  # model (machine)
+    assert ") | clean | first | tp | 30 | 0.60 | 0.500 |" in diag
     assert "## Table 3" in md and "ours (n=" not in md.split("## Table 3")[1].split("##")[0]  # study cells are not Table 3
 
 
@@ -392,3 +393,19 @@ def test_device_study_runs_one_wave_per_seed_and_returns_every_finished_row(tmp_
     expected.discard((2021, "l2rw", "clean"))  # stopped at its wave's deadline
     assert {(r["seed"], r["method"], r["noise"]) for r in rows} == expected and len(rows) == 23
     assert (out / "study-logs.tgz").is_file()
+
+
+def test_study_comparison_never_pairs_seeds_across_machines():
+    """The same model and seeds on a CPU and on a GPU are two experiments, each with its own Default."""
+    from benchmarks import study
+
+    def row(scheme: str, seed: int, gpu: str | None, value: float) -> dict:
+        return {"model": "SASRec", "scheme": scheme, "seed": seed, "overrides": {"clean_valid_guide_ratio": 0.5},
+                "settings": {"clean_valid_guide_ratio": 0.5}, "device": {"gpu": gpu}, "host": {"cpu": "Test CPU"},
+                "results": {"test": {m: value for m in report.METRICS}, "weight_study": {}, "epochs": [{"train_seconds": 1.0}]}}
+
+    rows = [row(s, seed, gpu, v + 0.001 * seed) for seed in (1, 2, 3) for s, v in (("default", 0.05), ("l2rw", 0.06))
+            for gpu in (None, "H200")]
+    lines = "\n".join(study.comparison(rows))
+    assert "#### SASRec, clean (CPU Test CPU)" in lines and "#### SASRec, clean (GPU H200)" in lines
+    assert lines.count("| Default | 3 |") == 2 and lines.count("| L2RW | 3 |") == 2
