@@ -11,10 +11,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from benchmarks import grid, report, table3, tune
 from benchmarks.grid import SCHEMES, Cell, append_row, latest_rows, make_cells, overrides_hash, read_rows, run_grid
+from benchmarks.l2rw_probe import popularity_cross_entropy
 from benchmarks.paper import METRICS, PAPER_ROWS
 from conftest import write_inter
 
@@ -409,3 +411,9 @@ def test_study_comparison_never_pairs_seeds_across_machines():
     lines = "\n".join(study.comparison(rows))
     assert "#### SASRec, clean (CPU Test CPU)" in lines and "#### SASRec, clean (GPU H200)" in lines
     assert lines.count("| Default | 3 |") == 2 and lines.count("| L2RW | 3 |") == 2
+
+
+def test_popularity_cross_entropy_by_hand():
+    """Targets 1, 1, 2, 3: p = (1/2, 1/4, 1/4), H = 1/2 ln 2 + 2 * 1/4 ln 4 = 1.5 ln 2."""
+    assert popularity_cross_entropy(torch.tensor([1, 1, 2, 3])) == pytest.approx(1.5 * math.log(2))
+    assert popularity_cross_entropy(torch.tensor([4, 4, 4])) == pytest.approx(0.0)

@@ -1,6 +1,11 @@
 """Learning to Reweight (Ren et al. 2018) without a controller: each sample's weight is its
 alignment with the clean gradient, a_i = <grad l_i, grad L_clean> on a fresh clean batch, clipped
-at 0 and normalised to mean 1 over the batch (all ones when no sample is aligned)."""
+at 0 and normalised to mean 1 over the batch (all ones when no sample is aligned).
+
+``effective_fraction`` in the log (Kish's effective sample size / B, averaged over the batches since
+the last validation) shows how unevenly the weights fall: 0.22-0.30 on SASRec / ml-latest-small,
+single batches down to 0.03. There L2RW stops learning at the loss of a popularity-only predictor
+(docs/results.md): the clean gradient of other users' sequences only guides the global direction."""
 
 from __future__ import annotations
 
