@@ -13,7 +13,8 @@ a mix: as long as the batch's gradient points the clean loss downhill, scaling *
 lowers the clean loss after the virtual step, so the meta-gradient mostly raises all weights
 together (measured: SASRec, ml-latest-small, mean weight ~11 for true positives, false positives and
 injected samples alike, on an H200). Normalising removes that one direction; the meta-gradient is
-taken through the rescaling, so only the relative weights are learned.
+taken through the rescaling, so only the relative weights are learned. With the hard controller
+the real step's weights become k / mean(k), no longer whole drops and duplicates.
 
 Estimators (see ``Policy.meta_weights``):
 
