@@ -10,8 +10,9 @@
 # the comparison: first the controller learning rate of the user and meta credit modes is tuned on
 # the select half under that noise (seed 2020; benchmarks/properties/study-<mode>/), then every
 # method runs SEEDS seeds. Meta credit runs with meta_interval META_INTERVAL (default 2: BPR's
-# epoch is so short that a meta step every batch costs 2.46x Default's training time on 2 CPU
-# cores, every second batch 1.55x). Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
+# epoch is so short that a meta step every batch took 2.17x / 2.43x Default's training time per
+# epoch on 2 CPU cores, clean / noisy, in this study at commit c009dde; every second batch 1.64x /
+# 1.87x, docs/results.md). Results: benchmarks/results/ml-latest-small-study.jsonl (resumable).
 set -eu
 data=${1:?DATA_DIR} seeds=${2:-5} kind=${3:-} rate=${4:-0.2}
 out=benchmarks/results/ml-latest-small-study.jsonl

@@ -84,6 +84,7 @@ def run(
     test = {key.lower(): float(value) for key, value in test_result.items()}
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
+    keys = plugin_keys()
     results = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -106,7 +107,7 @@ def run(
         },
         "epochs": trainer.history,
         # every plugin key as this run read it (defaults included): reports tell runs apart by these
-        "plugin_config": {k: v for k, v in sorted(plain_config(config).items()) if k in plugin_keys()},
+        "plugin_config": {k: v for k, v in sorted(plain_config(config).items()) if k in keys},
         "checkpoint": trainer.saved_model_file if saved else None,
     }
     print(results_table(test))

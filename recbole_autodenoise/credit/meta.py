@@ -46,10 +46,11 @@ class MetaCredit(Credit):
         self.interval: int = scheme.meta_interval
         self.normalize: bool = scheme.meta_normalize_weights
         self.batches = 0
-        # since the last evaluation: updates, sum of clean loss after the virtual step, sum of
-        # alignments, count of positive alignments, samples, batches weighted, sum of the real
-        # weights' effective fractions (kept on the device: no sync per batch)
-        self.stats = torch.zeros(7, dtype=torch.float64)
+        # since the last evaluation (kept on the device: no sync per batch): updates, sum of clean
+        # loss after the virtual step, sum of alignments, count of positive alignments, samples;
+        # and batches weighted, sum of the real weights' effective fractions
+        self.stats = torch.zeros(5, dtype=torch.float64)
+        self.spread = torch.zeros(2, dtype=torch.float64)
 
     def before_weights(self, state: torch.Tensor, batch) -> None:
         guidance = batch.guidance
@@ -80,23 +81,20 @@ class MetaCredit(Credit):
             alignment.double().sum(),
             (alignment > 0).double().sum(),
             torch.tensor(float(len(alignment)), dtype=torch.float64, device=alignment.device),
-            torch.zeros((), dtype=torch.float64, device=alignment.device),
-            torch.zeros((), dtype=torch.float64, device=alignment.device),
         ])
         self.stats = self.stats.to(update.device) + update
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
         if self.normalize:
             weights = mean_one(weights)
-        update = torch.zeros(7, dtype=torch.float64, device=weights.device)
-        update[5] = 1.0
-        update[6] = effective_fraction(weights)
-        self.stats = self.stats.to(update.device) + update
+        effective = effective_fraction(weights)
+        self.spread = self.spread.to(effective.device) + torch.stack([torch.ones_like(effective), effective])
         return weights
 
     def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
-        updates, loss_sum, alignment_sum, positive, samples, batches, effective = self.stats.tolist()
-        self.stats = torch.zeros_like(self.stats)
+        updates, loss_sum, alignment_sum, positive, samples = self.stats.tolist()
+        batches, effective = self.spread.tolist()
+        self.stats, self.spread = torch.zeros_like(self.stats), torch.zeros_like(self.spread)
         if not updates:
             return {}
         return {
@@ -108,9 +106,10 @@ class MetaCredit(Credit):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"meta_batches": self.batches, "meta_stats": self.stats.cpu()}
+        return {"meta_batches": self.batches, "meta_stats": self.stats.cpu(), "meta_spread": self.spread.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches = int(state["meta_batches"])
-        saved = state["meta_stats"].cpu().double()  # states from before the effective fraction hold 5 sums
-        self.stats = torch.cat([saved, torch.zeros(len(self.stats) - len(saved), dtype=torch.float64)])
+        self.stats = state["meta_stats"].cpu().double()
+        # states from before the effective fraction have no spread
+        self.spread = state.get("meta_spread", torch.zeros(2, dtype=torch.float64)).cpu().double()
