@@ -10,12 +10,12 @@ from __future__ import annotations
 import ast
 import difflib
 import os
-import sys
-from contextlib import contextmanager
+import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import yaml
+from recbole.config import Config
 
 from recbole_autodenoise import compat
 from recbole_autodenoise.evaluation.metrics import register_metrics
@@ -49,15 +49,55 @@ def property_files(model: str, dataset: str) -> list[str]:
     return [str(path) for path in files if path.exists()]
 
 
-@contextmanager
-def _argv_hidden() -> Iterator[None]:
-    """RecBole's Config parses ``sys.argv``; hide it (pytest's or the caller's) while it does."""
-    saved = sys.argv
-    sys.argv = saved[:1] if saved else ["recbole_autodenoise"]
+# RecBole's float resolver (1e-3 is a float, not YAML 1.1's string), on a *safe* loader.
+_RECBOLE_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _SafeRecBoleLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no ``!!python/...`` tags) reading numbers as RecBole's loader does."""
+
+
+_SafeRecBoleLoader.add_implicit_resolver("tag:yaml.org,2002:float", _RECBOLE_FLOAT, list("-+0123456789."))
+
+# what RecBole's own conversion keeps from an evaluated string; anything else stays text
+_LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)
+
+
+def parse_literal(text: str) -> Any:
+    """A config string as RecBole's ``_convert_config_dict`` reads it, without ``eval``: a Python
+    literal (1e-3, [10, 20], None), else true/false (any case), else the text itself."""
     try:
-        yield
-    finally:
-        sys.argv = saved
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return {"true": True, "false": False}.get(text.lower(), text)
+    return value if value is None or isinstance(value, _LITERAL_TYPES) else text
+
+
+class SafeConfig(Config):
+    """RecBole's ``Config`` with every route by which it runs code from input closed.
+
+    RecBole ``eval()``s the string values of ``config_dict`` and of the command line, loads yaml
+    with ``yaml.FullLoader`` (``!!python/name:...`` tags) and parses ``sys.argv`` itself. Here
+    strings are read by :func:`parse_literal`, yaml by a safe loader, and the command line only by
+    our ``cli`` (RecBole would otherwise read pytest's or a caller's argv).
+    """
+
+    def _build_yaml_loader(self):
+        return _SafeRecBoleLoader
+
+    def _convert_config_dict(self, config_dict):
+        return {key: parse_literal(value) if isinstance(value, str) else value for key, value in config_dict.items()}
+
+    def _load_cmd_line(self):
+        return {}
 
 
 def _check_yaml_files(files: Iterable[str]) -> None:
@@ -92,7 +132,6 @@ def make_config(
     """A RecBole ``Config`` with our defaults under the user's files and overrides."""
     compat.apply()
     register_metrics()
-    from recbole.config import Config
     from recbole.utils import get_model
 
     user_files = [str(f) for f in (config_files or [])]
@@ -111,21 +150,23 @@ def make_config(
         with open(file, encoding="utf-8") as handle:
             user_keys |= set(yaml.safe_load(handle) or {})
     check_key_spelling(user_keys, plugin_keys())
-    with _argv_hidden():
-        config = Config(
+    try:
+        return SafeConfig(
             model=model,
             dataset=dataset,
             config_file_list=property_files(model, dataset) + user_files,
             config_dict=overrides,
         )
-    return config
+    except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
+        raise ValueError(f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}") from None
 
 
 def parse_cli_value(text: str) -> Any:
-    """``--key=value`` values: Python literals (1e-3, [10, 20], None), then YAML (true), else text."""
+    """``--key=value`` values: Python literals (1e-3, [10, 20], None), then safe YAML (true), else
+    text; never evaluated."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
     try:
         value = yaml.safe_load(text)

@@ -1,0 +1,98 @@
+"""Issue 10: no code runs from input (config values, yaml, pickled caches), no stale split, an
+unwritable results_file refused before any work, results files in strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import recbole
+
+from recbole_autodenoise import cli, quick_start
+from recbole_autodenoise.config import make_config
+from recbole_autodenoise.data import create_dataset, data_preparation
+from conftest import FAST
+
+
+class _Stop(Exception):
+    """Raised in place of loading data: everything the test checks happens before it."""
+
+
+def _payload(marker: Path) -> str:
+    """Python source that would create ``marker`` if anything evaluated it."""
+    return f"__import__('pathlib').Path({str(marker)!r}).touch()"
+
+
+@pytest.fixture
+def stop_before_data(monkeypatch):
+    """Record the config ``run`` built, then stop before any data is loaded."""
+    seen = {}
+
+    def _create_dataset(config):
+        seen["config"] = config
+        raise _Stop
+
+    monkeypatch.setattr(quick_start, "create_dataset", _create_dataset)
+    return seen
+
+
+class _PicklePayload:
+    """Unpickling this creates the folder ``marker`` (what a planted cache could do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _plant(path: Path, marker: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(_PicklePayload(marker)))
+
+
+# --- 1. no code runs from config values ---------------------------------------------------------
+
+def test_command_line_payload_runs_nothing_and_stays_text(tmp_path, stop_before_data):
+    marker = tmp_path / "pwned"
+    with pytest.raises(_Stop):
+        cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=default", f"--epochs={_payload(marker)}"])
+    assert not marker.exists()
+    assert stop_before_data["config"]["epochs"] == _payload(marker)
+
+
+def test_config_dict_payload_runs_nothing_and_literals_still_parse(tmp_path, stop_before_data):
+    marker = tmp_path / "pwned"
+    overrides = {"epochs": _payload(marker), "learning_rate": "5e-4", "topk": "[10, 20]",
+                 "show_progress": "FALSE", "denoise_scheme": "default"}
+    with pytest.raises(_Stop):
+        quick_start.run("BPR", "ml-100k", config_dict=overrides)
+    config = stop_before_data["config"]
+    assert not marker.exists()
+    assert config["epochs"] == _payload(marker)
+    assert (config["learning_rate"], config["topk"], config["show_progress"]) == (5e-4, [10, 20], False)
+
+
+def test_yaml_file_payload_runs_nothing(tmp_path, stop_before_data):
+    marker = tmp_path / "pwned"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f'epochs: "{_payload(marker)}"\nlearning_rate: 5e-4\n', encoding="utf-8")
+    with pytest.raises(_Stop):
+        cli.main(["--model=BPR", "--dataset=ml-100k", f"--config_files={mine}"])
+    assert not marker.exists()
+    assert (stop_before_data["config"]["epochs"], stop_before_data["config"]["learning_rate"]) == (_payload(marker), 5e-4)
+
+
+def test_python_yaml_tags_are_refused_in_recbole_property_files(tmp_path):
+    """RecBole reads ``properties/dataset/<dataset>.yaml`` (a dataset name may climb out of the
+    package) with ``yaml.FullLoader``, which builds live Python objects from ``!!python`` tags."""
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("seed: !!python/name:os.system\n", encoding="utf-8")
+    recbole_dataset_dir = Path(recbole.__file__).resolve().parent / "properties" / "dataset"
+    dataset = os.path.relpath(tmp_path / "evil", recbole_dataset_dir)
+    with pytest.raises(ValueError, match="python/name:os.system"):
+        make_config("BPR", dataset)
