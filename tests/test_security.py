@@ -96,3 +96,65 @@ def test_python_yaml_tags_are_refused_in_recbole_property_files(tmp_path):
     dataset = os.path.relpath(tmp_path / "evil", recbole_dataset_dir)
     with pytest.raises(ValueError, match="python/name:os.system"):
         make_config("BPR", dataset)
+
+
+# --- 2. no pickled cache is ever read; caches refused -------------------------------------------
+
+def _numbers(results: dict) -> tuple:
+    return results["data"], results["test"], results["best_valid_score"]
+
+
+def test_planted_cache_pickles_are_never_loaded(tmp_path, monkeypatch):
+    one_epoch = dict(FAST, epochs=1, denoise_scheme="default")
+    (tmp_path / "clean").mkdir()
+    monkeypatch.chdir(tmp_path / "clean")
+    expected = _numbers(quick_start.run("BPR", "ml-100k", config_dict=one_epoch, saved=False))
+
+    (tmp_path / "planted").mkdir()
+    monkeypatch.chdir(tmp_path / "planted")
+    marker = tmp_path / "pwned"
+    for name in ("ml-100k-for-BPR-dataloader.pth", "ml-100k-Dataset.pth", "ml-100k-CleanDataset.pth"):
+        _plant(Path("saved") / name, marker)
+    got = _numbers(quick_start.run("BPR", "ml-100k", config_dict=one_epoch, saved=False))
+    assert not marker.exists()
+    assert got == expected
+
+
+@pytest.mark.parametrize("key, value", [("save_dataset", True), ("save_dataloaders", True),
+                                        ("dataset_save_path", "cache.pth"), ("dataloaders_save_path", "cache.pth")])
+def test_cache_settings_are_refused_before_any_work(tmp_path, stop_before_data, key, value):
+    marker = tmp_path / "pwned"
+    _plant(tmp_path / "cache.pth", marker)
+    with pytest.raises(ValueError, match=f"caches are off: they are pickles and ignore the plugin's keys; got {{'{key}'"):
+        quick_start.run("BPR", "ml-100k", config_dict={key: value, "denoise_scheme": "default"})
+    assert "config" not in stop_before_data
+    assert not marker.exists()
+
+
+def test_cache_settings_are_refused_by_the_data_api_too():
+    config = make_config("BPR", "ml-100k", config_dict={"save_dataloaders": True, "denoise_scheme": "default"})
+    with pytest.raises(ValueError, match="caches are off"):
+        create_dataset(config)
+    with pytest.raises(ValueError, match="caches are off"):
+        data_preparation(config, None)
+
+
+# --- 3. a changed key never reuses a stale split ------------------------------------------------
+
+def test_a_saved_split_of_another_threshold_is_never_reused():
+    from recbole.data.utils import save_split_dataloaders
+
+    keys = {"denoise_scheme": "default", "state": "WARNING"}
+    config3 = make_config("BPR", "ml-100k", config_dict=keys)
+    loaders3 = data_preparation(config3, create_dataset(config3))
+    sizes3 = [len(loader._dataset) for loader in loaders3[1:]]
+    assert sizes3 == [12822, 12146]  # README's table
+    save_split_dataloaders(config3, loaders3)  # what RecBole's save_dataloaders left in saved/
+    assert Path("saved/ml-100k-for-BPR-dataloader.pth").is_file()
+
+    config5 = make_config("BPR", "ml-100k", config_dict=dict(keys, clean_rating_threshold=5))
+    loaders5 = data_preparation(config5, create_dataset(config5))
+    for loader, size3 in zip(loaders5[1:], sizes3):
+        ratings = loader._dataset.inter_feat["rating"]
+        assert 0 < len(ratings) < size3
+        assert bool((ratings >= 5).all())

@@ -15,13 +15,26 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from recbole.data import data_preparation as recbole_data_preparation
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.data.interaction import cat_interactions
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
 EVAL_PROTOCOLS = ("interaction", "user")
+# RecBole's dataset/dataloader caches: pickles (loading one runs whatever it holds) whose
+# staleness check ignores the plugin's keys (a changed clean_rating_threshold reused the old split)
+CACHE_KEYS = ("save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path")
+
+
+def check_no_caches(config) -> None:
+    """Refuse every RecBole cache setting, before any work: the split is always built afresh."""
+    set_keys = {key: config[key] for key in CACHE_KEYS if config[key] not in (None, False)}
+    if set_keys:
+        raise ValueError(
+            f"caches are off: they are pickles and ignore the plugin's keys; got {set_keys}, allowed: "
+            "save_dataset and save_dataloaders False, dataset_save_path and dataloaders_save_path unset "
+            "(the split is rebuilt on every run and never read from saved/)"
+        )
 
 
 class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
@@ -80,6 +93,17 @@ def _guide_loaders(config, dataset, train_data, valid_data, test_data):
     return valid_data, test_data, guide_data
 
 
+def _build_split(config, dataset):
+    """RecBole's ``data_preparation`` without its cache: never reads (unpickles) or writes
+    ``saved/<dataset>-for-<model>-dataloader.pth``; the loaders are built from ``dataset``."""
+    built = dataset.build()
+    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
+    train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=config["shuffle"])
+    valid_data = get_dataloader(config, "valid")(config, built[1], valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, built[2], test_sampler, shuffle=False)
+    return train_data, valid_data, test_data
+
+
 def data_preparation(config, dataset):
     """RecBole's ``data_preparation``, with per-interaction evaluation for general models when
     ``eval_protocol`` is ``interaction``.
@@ -88,14 +112,15 @@ def data_preparation(config, dataset):
     clean validation set, built like the validation loader (same class, same sampler), or ``None``
     when ``clean_valid_guide_ratio`` is 0 (then the guide part is the validation set itself).
     """
+    check_no_caches(config)
     protocol = config["eval_protocol"]
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
-    train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    train_data, valid_data, test_data = _build_split(config, dataset)
     if not hasattr(train_data._dataset, "clean_guide"):
         raise ValueError(
             f"the training dataset ({type(train_data._dataset).__name__}) has no clean_guide: build the "
-            "dataset with recbole_autodenoise.create_dataset (saved dataloaders from older versions lack it)"
+            "dataset with recbole_autodenoise.create_dataset"
         )
     guide_data = None
     if dataset.clean_valid_guide_ratio > 0:

@@ -297,7 +297,11 @@ class CleanSequentialDataset(CleanFeedbackMixin, SequentialDataset):
 
 
 def create_dataset(config) -> Dataset:
-    """Build the clean-feedback dataset that matches the model type in ``config``."""
+    """Build the clean-feedback dataset that matches the model type in ``config`` (never from
+    RecBole's pickled dataset cache, whose settings are refused)."""
+    from recbole_autodenoise.data.dataloader import check_no_caches
+
+    check_no_caches(config)
     model_type = config["MODEL_TYPE"]
     if model_type == ModelType.GENERAL:
         return CleanDataset(config)
