@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import tempfile
 from pathlib import Path
 from time import time
 from typing import Any, Sequence
@@ -17,6 +19,7 @@ from recbole.utils import get_model, init_logger, init_seed
 
 from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import create_dataset, data_preparation
+from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.trainer import AutoDenoiseTrainer, plain_config
 
@@ -24,22 +27,57 @@ TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
 
 
 def check_results_path(path: Any) -> Path | None:
-    """Fail before training on a results_file that could not be written."""
+    """Fail before loading data or training on a results_file that could not be written: one
+    ValueError naming the path and the reason. Creates missing parent folders."""
     if path is None:
         return None
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ValueError(f"config key 'results_file' = {path!r} is invalid: expected a file path")
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"results_file {path} is a directory; expected a .json file path")
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise _unwritable(path, "it is a directory; expected a .json file path")
+    if path.exists() and not path.is_file():
+        raise _unwritable(path, "it exists and is not a regular file")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise _unwritable(path, f"its parent {parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=path.parent)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as error:
+        raise _unwritable(path, f"its folder {path.parent} is not writable ({error.strerror or error})") from None
     return path
 
 
+def _unwritable(path: Path, reason: str) -> ValueError:
+    return ValueError(f"results_file {path} cannot be written: {reason}")
+
+
+def strict_json_payload(payload: Any, where: str = "", non_finite: list[str] | None = None) -> Any:
+    """``payload`` with every non-finite float (NaN, +-inf) replaced by ``None``; the dotted path of
+    each (list items by index: ``epochs.0.loss``) is appended to ``non_finite``."""
+    if isinstance(payload, dict):
+        return {k: strict_json_payload(v, f"{where}.{k}" if where else str(k), non_finite) for k, v in payload.items()}
+    if isinstance(payload, (list, tuple)):
+        return [strict_json_payload(v, f"{where}.{i}" if where else str(i), non_finite) for i, v in enumerate(payload)]
+    if isinstance(payload, float) and not math.isfinite(payload):
+        if non_finite is not None:
+            non_finite.append(where)
+        return None
+    return payload
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Strict JSON: non-finite floats are written as null and listed under ``"non_finite"``."""
+    non_finite: list[str] = []
+    clean = strict_json_payload(payload, non_finite=non_finite)
+    if non_finite:
+        clean["non_finite"] = non_finite
+    text = json.dumps(clean, indent=2, allow_nan=False)
     with atomic_write(path) as handle:
-        json.dump(payload, handle, indent=2, allow_nan=True)
-        handle.write("\n")
+        handle.write(text + "\n")
 
 
 def results_table(test_result: dict[str, float]) -> str:
@@ -64,6 +102,7 @@ def run(
     """Train ``model`` on ``dataset`` with the configured scheme; return (and write) the results."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
+    check_no_caches(config)
     results_path = check_results_path(config["results_file"])
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     init_logger(config)

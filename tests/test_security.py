@@ -158,3 +158,69 @@ def test_a_saved_split_of_another_threshold_is_never_reused():
         ratings = loader._dataset.inter_feat["rating"]
         assert 0 < len(ratings) < size3
         assert bool((ratings >= 5).all())
+
+
+# --- 4. results_file checked before any work ----------------------------------------------------
+
+def _bad_results_paths(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    return {
+        "directory": (tmp_path / "folder.json", "it is a directory"),
+        "parent is a file": (tmp_path / "afile" / "r.json", f"its parent {tmp_path / 'afile'} is a file"),
+        "ancestor is a file": (tmp_path / "afile" / "sub" / "r.json", f"its parent {tmp_path / 'afile'} is a file"),
+        "/proc": (Path("/proc/self/r.json"), "its folder /proc/self is not writable"),
+        "/proc, new folder": (Path("/proc/autodenoise/r.json"), "its folder /proc/autodenoise is not writable"),
+    }
+
+
+@pytest.mark.parametrize("case", ["directory", "parent is a file", "ancestor is a file", "/proc", "/proc, new folder"])
+def test_unwritable_results_file_is_refused_before_loading_data(tmp_path, stop_before_data, case):
+    path, reason = _bad_results_paths(tmp_path)[case]
+    with pytest.raises(ValueError) as error:
+        quick_start.run("BPR", "ml-100k", config_dict={"results_file": str(path), "denoise_scheme": "default"})
+    assert str(error.value).startswith(f"results_file {path} cannot be written: {reason}")
+    assert "config" not in stop_before_data
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_results_folder_is_refused(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(ValueError, match=f"results_file {folder / 'r.json'} cannot be written: its folder"):
+            quick_start.check_results_path(str(folder / "r.json"))
+    finally:
+        folder.chmod(0o700)
+
+
+# --- 5. strict JSON -----------------------------------------------------------------------------
+
+def _strict_loads(text: str):
+    def _refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=_refuse)
+
+
+def test_non_finite_values_become_null_and_are_listed(tmp_path):
+    path = tmp_path / "r.json"
+    quick_start.write_json_atomic(path, {"a": math.nan, "b": [1.0, math.inf, {"c": -math.inf}], "d": {"e": 0.5, "f": None}})
+    assert _strict_loads(path.read_text(encoding="utf-8")) == {
+        "a": None, "b": [1.0, None, {"c": None}], "d": {"e": 0.5, "f": None}, "non_finite": ["a", "b.1", "b.2.c"],
+    }
+    quick_start.write_json_atomic(path, {"a": 1.0, "b": [2, "x"]})  # all finite: no flag
+    assert _strict_loads(path.read_text(encoding="utf-8")) == {"a": 1.0, "b": [2, "x"]}
+
+
+def test_a_run_with_no_noisy_rows_writes_strict_json(tmp_path):
+    """clean_rating_threshold=0: no false positives, so their mean weight is NaN."""
+    path = tmp_path / "new" / "r.json"
+    results = quick_start.run("BPR", "ml-100k", saved=False, config_dict=dict(
+        FAST, epochs=1, denoise_scheme="default", clean_rating_threshold=0, results_file=str(path)))
+    assert math.isnan(results["weight_study"]["fp_mean_weight"])
+    written = _strict_loads(path.read_text(encoding="utf-8"))
+    assert written["weight_study"]["fp_mean_weight"] is None
+    assert "weight_study.fp_mean_weight" in written["non_finite"]
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no probe or temp file left
