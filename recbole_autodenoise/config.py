@@ -1,16 +1,22 @@
 """Building a RecBole ``Config`` with the plugin's property files, and strict reading of our keys.
 
 RecBole silently returns ``None`` for a key nobody set and never complains about a misspelt one;
-here every plugin key has a default in ``properties/overall.yaml``, is read once and checked, and a
-key that looks like a misspelling of ours is an error.
+here every plugin key has a default in ``properties/overall.yaml``, is read once and checked; a key
+one typo from a RecBole, model, data set or plugin key is an error; the RecBole keys users set most
+are type- and range-checked; a model name that is not RecBole's gets the close ones; and keys the
+chosen scheme does not read are reported once as a warning. All before any data loads.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import importlib
+import inspect
 import os
 import re
+import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -29,18 +35,71 @@ def plugin_defaults() -> dict[str, Any]:
         return yaml.safe_load(handle)
 
 
-def plugin_keys() -> set[str]:
-    """Keys the plugin introduces: those in our overall.yaml that RecBole's own defaults lack."""
+# RecBole's model packages, without exlib_recommender (its import needs lightgbm and xgboost)
+MODEL_PACKAGES = ("general_recommender", "sequential_recommender", "context_aware_recommender",
+                  "knowledge_aware_recommender")
+
+
+def _recbole_properties() -> Path:
     import recbole
 
-    recbole_overall = Path(recbole.__file__).resolve().parent / "properties" / "overall.yaml"
-    with open(recbole_overall, encoding="utf-8") as handle:
-        recbole_keys = set(yaml.safe_load(handle))
+    return Path(recbole.__file__).resolve().parent / "properties"
+
+
+def _yaml_keys(path: Path) -> set[str]:
+    with open(path, encoding="utf-8") as handle:
+        return set(yaml.safe_load(handle) or {})
+
+
+@lru_cache(maxsize=1)
+def recbole_keys() -> frozenset[str]:
+    """RecBole's general keys: its overall.yaml and ``recbole.utils.argument_list``."""
     from recbole.utils import argument_list
 
+    keys = _yaml_keys(_recbole_properties() / "overall.yaml")
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
-        recbole_keys |= set(getattr(argument_list, name))
-    return {key for key in plugin_defaults() if key not in recbole_keys}
+        keys |= set(getattr(argument_list, name))
+    return frozenset(keys)
+
+
+@lru_cache(maxsize=1)
+def known_keys() -> frozenset[str]:
+    """Every key someone defines: RecBole's, every RecBole and plugin model / data set yaml, ours."""
+    files = [*_recbole_properties().glob("**/*.yaml"), *PROPERTIES_DIR.glob("**/*.yaml")]
+    return recbole_keys().union(*(_yaml_keys(path) for path in files))
+
+
+def plugin_keys() -> set[str]:
+    """Keys the plugin introduces: those in our overall.yaml that RecBole's own defaults lack."""
+    return {key for key in plugin_defaults() if key not in recbole_keys()}
+
+
+@lru_cache(maxsize=1)
+def recbole_model_names() -> tuple[str, ...]:
+    """The model classes of RecBole's model packages (``get_model`` finds each by its name)."""
+    from recbole.model.abstract_recommender import AbstractRecommender
+
+    names = set()
+    for package in MODEL_PACKAGES:
+        module = importlib.import_module(f"recbole.model.{package}")
+        names |= {
+            name for name, obj in vars(module).items()
+            if inspect.isclass(obj) and issubclass(obj, AbstractRecommender)
+            and obj.__module__.startswith(f"recbole.model.{package}.")
+        }
+    return tuple(sorted(names))
+
+
+def check_model(model: str) -> None:
+    """Fail on a name that is not one of RecBole's models, naming the close ones."""
+    names = recbole_model_names()
+    if model in names:
+        return
+    by_case = [name for name in names if name.lower() == str(model).lower()]
+    close = by_case or difflib.get_close_matches(str(model), names, n=3, cutoff=0.6)
+    hint = (f"did you mean {' or '.join(repr(name) for name in close)}?" if close
+            else f"RecBole's models include {', '.join(names[:12])}, ... (recbole.model)")
+    raise ValueError(f"unknown model {model!r}: not a RecBole model; {hint}")
 
 
 def property_files(model: str, dataset: str) -> list[str]:
@@ -113,14 +172,31 @@ def _check_yaml_files(files: Iterable[str]) -> None:
             raise ValueError(f"config file {file} must hold a mapping of key: value, got {type(content).__name__}")
 
 
-def check_key_spelling(keys: Iterable[str], known: set[str]) -> None:
-    """Fail on a key that is not ours but is one typo away from one of ours."""
+def check_key_spelling(keys: Iterable[str], known: Iterable[str]) -> None:
+    """Fail on a key that nobody defines but is one typo away from a known one."""
+    known = sorted(known)
     for key in keys:
         if key in known:
             continue
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.85)
         if close:
             raise ValueError(f"unknown config key '{key}'; did you mean '{close[0]}'?")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive(value: Any) -> bool:
+    return is_number(value) and value > 0
+
+
+def non_negative(value: Any) -> bool:
+    return is_number(value) and value >= 0
+
+
+def fraction(value: Any) -> bool:
+    return is_number(value) and 0 <= value < 1
 
 
 def make_config(
@@ -132,26 +208,22 @@ def make_config(
     """A RecBole ``Config`` with our defaults under the user's files and overrides."""
     compat.apply()
     register_metrics()
-    from recbole.utils import get_model
 
     user_files = [str(f) for f in (config_files or [])]
     _check_yaml_files(user_files)
-    try:
-        get_model(model)
-    except ValueError as error:
-        raise ValueError(f"unknown model '{model}': {error}") from None
-    except (ImportError, AttributeError) as error:
-        # RecBole's search ends in exlib_recommender, whose import needs lightgbm and xgboost;
-        # a wrongly cased name ("bpr") finds the module but not the class.
-        raise ValueError(f"unknown model '{model}': not a RecBole model ({type(error).__name__}: {error})") from None
-    overrides = dict(config_dict or {})
-    user_keys = set(overrides)
+    check_model(model)
+    # strings read as SafeConfig reads them, so the checks below see the values RecBole will
+    overrides = {k: parse_literal(v) if isinstance(v, str) else v for k, v in (config_dict or {}).items()}
+    user_values: dict[str, Any] = {}
     for file in user_files:
         with open(file, encoding="utf-8") as handle:
-            user_keys |= set(yaml.safe_load(handle) or {})
-    check_key_spelling(user_keys, plugin_keys())
+            user_values.update(yaml.safe_load(handle) or {})
+    user_values.update(overrides)
+    check_key_spelling(user_values, known_keys())
+    if "topk" in user_values:  # before RecBole compares its entries with 0
+        check_topk(user_values["topk"])
     try:
-        return SafeConfig(
+        config = SafeConfig(
             model=model,
             dataset=dataset,
             config_file_list=property_files(model, dataset) + user_files,
@@ -159,6 +231,60 @@ def make_config(
         )
     except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
         raise ValueError(f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}") from None
+    check_values(config)
+    warn_ignored_keys(config["denoise_scheme"], set(user_values))
+    return config
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_int(value: Any) -> bool:
+    return is_int(value) and value >= 1
+
+
+# RecBole's keys users set most, checked here because RecBole checks none of them
+VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (positive_int, "an integer >= 1"),
+    "learning_rate": (positive, "a number > 0"),
+    "train_batch_size": (positive_int, "an integer >= 1"),
+    "eval_batch_size": (positive_int, "an integer >= 1"),
+    "stopping_step": (positive_int, "an integer >= 1"),
+    "embedding_size": (positive_int, "an integer >= 1"),
+    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+}
+
+
+def check_topk(value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(positive_int(k) for k in values):
+        raise ValueError(f"config key 'topk' = {value!r} is invalid: expected an integer >= 1 or a list of them")
+
+
+def check_values(config) -> None:
+    """Types and ranges of ``VALUE_CHECKS``, and ``valid_metric``'s @K among ``topk``."""
+    for key, (check, allowed) in VALUE_CHECKS.items():
+        if key in config.final_config_dict:
+            read_key(config, key, check, allowed)
+    metric = config["valid_metric"]
+    if isinstance(metric, str) and "@" in metric:
+        k = metric.split("@", 1)[1]
+        if not k.isdigit() or int(k) not in config["topk"]:
+            raise ValueError(
+                f"config key 'valid_metric' = {metric!r} is invalid: its @K must be one of topk {config['topk']}"
+            )
+
+
+def warn_ignored_keys(scheme: Any, user_keys: set[str]) -> None:
+    """One warning naming the plugin keys the user set that the chosen scheme does not read."""
+    from recbole_autodenoise.schemes import SCHEMES, ignored_keys
+
+    if not isinstance(scheme, str) or scheme not in SCHEMES:
+        return  # the trainer reports an unknown scheme, listing the available ones
+    ignored = ignored_keys(scheme, user_keys)
+    if ignored:
+        warnings.warn(f"config keys {ignored} are ignored by denoise_scheme {scheme!r}", UserWarning, stacklevel=3)
 
 
 def parse_cli_value(text: str) -> Any:
@@ -183,19 +309,3 @@ def read_key(config, key: str, check: Callable[[Any], bool], allowed: str) -> An
     if not check(value):
         raise ValueError(f"config key '{key}' = {value!r} is invalid: expected {allowed}")
     return value
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def positive(value: Any) -> bool:
-    return is_number(value) and value > 0
-
-
-def non_negative(value: Any) -> bool:
-    return is_number(value) and value >= 0
-
-
-def fraction(value: Any) -> bool:
-    return is_number(value) and 0 <= value < 1

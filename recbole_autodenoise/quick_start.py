@@ -92,6 +92,35 @@ def results_table(test_result: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def table_heading(results: dict[str, Any]) -> str:
+    """What the table is: the clean test set of which run, and its units."""
+    return (
+        f"clean test set: model {results['model']}, data set {results['dataset']}, "
+        f"scheme {results['denoise_scheme']}, eval protocol {results['eval_protocol']}; "
+        "values are fractions (x100 for %)"
+    )
+
+
+def start_logging(config) -> str | None:
+    """RecBole's ``init_logger``; returns the file it logs to, ``None`` where the root logger was
+    configured before (``logging.basicConfig`` then adds nothing, as under pytest)."""
+    before = list(logging.getLogger().handlers)
+    init_logger(config)
+    added = [h for h in logging.getLogger().handlers if h not in before and isinstance(h, logging.FileHandler)]
+    return added[-1].baseFilename if added else None
+
+
+def output_locations(results_path: Path | None, checkpoint: str | None, log: str | None, tensorboard: str | None) -> str:
+    """Where the run's files went, one per line."""
+    rows = [
+        ("results file", str(results_path) if results_path else "not written (set results_file to keep one)"),
+        ("checkpoint", checkpoint or "not saved (saved=False)"),
+        ("log", log or "none"),
+        ("tensorboard", tensorboard or "none"),
+    ]
+    return "\n".join(f"{name + ':':<14}{where}" for name, where in rows)
+
+
 def run(
     model: str,
     dataset: str,
@@ -105,7 +134,7 @@ def run(
     check_no_caches(config)
     results_path = check_results_path(config["results_file"])
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    init_logger(config)
+    log = start_logging(config)
     logger = logging.getLogger()
     logger.info(config)
 
@@ -149,8 +178,10 @@ def run(
         "plugin_config": {k: v for k, v in sorted(plain_config(config).items()) if k in keys},
         "checkpoint": trainer.saved_model_file if saved else None,
     }
+    print(table_heading(results))
     print(results_table(test))
     if results_path is not None:
         write_json_atomic(results_path, results)
-        print(f"results written to {results_path}")
+    tensorboard = getattr(getattr(trainer, "tensorboard", None), "log_dir", None)
+    print(output_locations(results_path, results["checkpoint"], log, tensorboard))
     return results

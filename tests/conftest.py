@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -31,3 +32,17 @@ def write_inter(directory: Path, name: str, rows: list[tuple]) -> Path:
         for user, item, rating, timestamp in rows:
             handle.write(f"{user}\t{item}\t{rating}\t{timestamp}\n")
     return path
+
+
+def float_tolerance(dtype: torch.dtype, magnitude: float = 1.0, steps: int = 16) -> float:
+    """``steps`` units of ``dtype``'s resolution at ``magnitude`` (at least 1: inputs of order one):
+    room for what another CPU's float kernels (SIMD width, summation order) may change, never a
+    fixed 1e-7 that is below one float32 step near 2."""
+    return steps * torch.finfo(dtype).eps * max(abs(float(magnitude)), 1.0)
+
+
+def assert_float_close(actual: torch.Tensor, expected, steps: int = 16, magnitude: float | None = None) -> None:
+    """``actual == expected`` up to ``float_tolerance`` at the expected values' magnitude."""
+    expected = torch.as_tensor(expected, dtype=actual.dtype).detach()
+    scale = float(expected.abs().max()) if magnitude is None else magnitude
+    torch.testing.assert_close(actual, expected, rtol=0, atol=float_tolerance(actual.dtype, scale, steps))

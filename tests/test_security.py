@@ -60,31 +60,38 @@ def _plant(path: Path, marker: Path) -> None:
 def test_command_line_payload_runs_nothing_and_stays_text(tmp_path, stop_before_data):
     marker = tmp_path / "pwned"
     with pytest.raises(_Stop):
-        cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=default", f"--epochs={_payload(marker)}"])
+        cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=default", f"--my_note={_payload(marker)}"])
     assert not marker.exists()
-    assert stop_before_data["config"]["epochs"] == _payload(marker)
+    assert stop_before_data["config"]["my_note"] == _payload(marker)
+
+
+def test_payload_in_a_checked_key_is_refused_as_text_before_any_work(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    assert cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=default", f"--epochs={_payload(marker)}"]) == 2
+    assert not marker.exists()
+    assert f"config key 'epochs' = {_payload(marker)!r} is invalid" in capsys.readouterr().err
 
 
 def test_config_dict_payload_runs_nothing_and_literals_still_parse(tmp_path, stop_before_data):
     marker = tmp_path / "pwned"
-    overrides = {"epochs": _payload(marker), "learning_rate": "5e-4", "topk": "[10, 20]",
+    overrides = {"my_note": _payload(marker), "learning_rate": "5e-4", "topk": "[10, 20]",
                  "show_progress": "FALSE", "denoise_scheme": "default"}
     with pytest.raises(_Stop):
         quick_start.run("BPR", "ml-100k", config_dict=overrides)
     config = stop_before_data["config"]
     assert not marker.exists()
-    assert config["epochs"] == _payload(marker)
+    assert config["my_note"] == _payload(marker)
     assert (config["learning_rate"], config["topk"], config["show_progress"]) == (5e-4, [10, 20], False)
 
 
 def test_yaml_file_payload_runs_nothing(tmp_path, stop_before_data):
     marker = tmp_path / "pwned"
     mine = tmp_path / "mine.yaml"
-    mine.write_text(f'epochs: "{_payload(marker)}"\nlearning_rate: 5e-4\n', encoding="utf-8")
+    mine.write_text(f'my_note: "{_payload(marker)}"\nlearning_rate: 5e-4\n', encoding="utf-8")
     with pytest.raises(_Stop):
         cli.main(["--model=BPR", "--dataset=ml-100k", f"--config_files={mine}"])
     assert not marker.exists()
-    assert (stop_before_data["config"]["epochs"], stop_before_data["config"]["learning_rate"]) == (_payload(marker), 5e-4)
+    assert (stop_before_data["config"]["my_note"], stop_before_data["config"]["learning_rate"]) == (_payload(marker), 5e-4)
 
 
 def test_python_yaml_tags_are_refused_in_recbole_property_files(tmp_path):

@@ -11,6 +11,7 @@ import torch
 import recbole_autodenoise as rad
 from recbole_autodenoise.evaluation.per_user import UserMeans, per_query_auc
 from recbole_autodenoise.schemes import SCHEMES, Batch
+from conftest import assert_float_close
 from tests.test_controller import CPU, FakeConfig, generator
 from tests.test_trainer import assert_resume_reproduces, build, fresh_model
 
@@ -97,7 +98,7 @@ def test_user_credit_equals_the_naive_per_sample_sum(name):
     logs = scheme.after_evaluation({}, 1)
     for old, new, grad in zip(before, scheme.policy.parameters(), expected):
         ascent = torch.zeros_like(old) if grad is None else grad
-        assert torch.allclose(new.detach() - old, ascent, atol=1e-6)
+        assert_float_close(new.detach() - old, ascent)
     assert logs["credited_fraction"] == pytest.approx(3 / 6)  # users 1 and 2's samples
     assert logs["positive_advantage_fraction"] == pytest.approx(0.5)
     baseline = scheme.credit.baseline.tolist()

@@ -11,6 +11,8 @@ from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_sc
 
 @register_scheme("adt_rl")
 class ReweightedLossScheme(WeightingScheme):
+    config_keys = ("adt_beta",)
+
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
         self.beta = read_key(config, "adt_beta", non_negative, "a number >= 0")

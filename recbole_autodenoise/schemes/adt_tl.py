@@ -32,6 +32,8 @@ def truncation_weights(losses: torch.Tensor, drop_rate: float) -> torch.Tensor:
 
 @register_scheme("adt_tl")
 class TruncatedLossScheme(WeightingScheme):
+    config_keys = ("adt_max_drop_rate", "adt_num_gradual")
+
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
         self.max_drop_rate = read_key(config, "adt_max_drop_rate", fraction, "a number in [0, 1)")

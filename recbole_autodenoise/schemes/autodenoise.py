@@ -12,14 +12,10 @@ import torch
 from recbole.evaluator import register
 from recbole.utils import EvaluatorType
 
-from recbole_autodenoise.config import fraction, non_negative, positive, read_key
+from recbole_autodenoise.config import fraction, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme
-
-
-def positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def parse_reward_metric(value: Any, topk: list[int]) -> str:
@@ -42,6 +38,10 @@ class ControllerScheme(WeightingScheme):
     """Shared by the hard and soft controllers; subclasses only build their policy. Credit
     assignment is delegated to a ``Credit`` object chosen by ``controller_credit``."""
 
+    config_keys = (
+        "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
+        "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
+    )
     needs_representations = True
     learns_from_validation = True
 

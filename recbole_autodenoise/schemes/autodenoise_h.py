@@ -10,6 +10,8 @@ from recbole_autodenoise.schemes.base import register_scheme
 
 @register_scheme("autodenoise_h")
 class HardAutoDenoise(ControllerScheme):
+    config_keys = ("controller_num_actions",)
+
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
         self.num_actions = read_key(

@@ -10,6 +10,8 @@ from recbole_autodenoise.schemes.base import register_scheme
 
 @register_scheme("autodenoise_s")
 class SoftAutoDenoise(ControllerScheme):
+    config_keys = ("controller_init_std",)
+
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
         self.init_std = read_key(config, "controller_init_std", positive, "a number > 0")

@@ -39,6 +39,9 @@ class WeightingScheme:
     """
 
     name: ClassVar[str] = ""
+    # the plugin keys this class reads (its bases' come on top; ``read_keys``): a user who sets
+    # another scheme's key gets a warning that it is ignored
+    config_keys: ClassVar[tuple[str, ...]] = ()
     needs_representations: ClassVar[bool] = False  # does ``weights`` need e_u and e_v?
     learns_from_validation: ClassVar[bool] = False
     # does ``weights`` need ``batch.guidance`` (clean batches, alignments, meta steps)? A class
@@ -52,6 +55,11 @@ class WeightingScheme:
     def __init__(self, config: Any, device: torch.device) -> None:
         self.config = config
         self.device = device
+
+    @classmethod
+    def read_keys(cls) -> frozenset[str]:
+        """``config_keys`` of this class and its bases."""
+        return frozenset(key for klass in cls.__mro__ for key in vars(klass).get("config_keys", ()))
 
     def setup(self, train_dataset: Any) -> None:
         """Called once before training with RecBole's training dataset."""
@@ -93,6 +101,12 @@ def effective_fraction(weights: torch.Tensor) -> torch.Tensor:
 
 
 SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme")
+
+
+def ignored_keys(scheme: str, user_keys: set[str]) -> list[str]:
+    """The keys the user set that some scheme reads but ``scheme`` does not."""
+    read_by_any = frozenset().union(*(SCHEMES.get(name).read_keys() for name in SCHEMES.names()))
+    return sorted((user_keys & read_by_any) - SCHEMES.get(scheme).read_keys())
 
 
 def register_scheme(name: str):
