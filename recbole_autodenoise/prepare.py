@@ -64,8 +64,12 @@ class PrepareError(ValueError):
     """Bad input or refused output; the message is meant for the user as is."""
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived while writing; the temp file has been removed."""
+class Terminated(SystemExit):
+    """SIGTERM arrived while writing; the temp file has been removed. Uncaught, the process exits
+    with status 143 (128 + SIGTERM), as it would have without the handler."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -315,7 +319,7 @@ def _sigterm_raises() -> Iterator[None]:
         return
 
     def handler(signum, frame):
-        raise Terminated("terminated by SIGTERM")
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

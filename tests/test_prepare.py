@@ -520,3 +520,28 @@ def test_real_amazon_electronics_sample(tmp_path: Path) -> None:
     summary = prepare(src, "amazon-electronics", tmp_path / "dataset")
     assert (summary.rows, summary.users, summary.items, summary.warnings) == (50_698, 47_141, 3_529, ())
     assert _lines(summary.path)[1] == "AKM1MP6P0OYPR\t0132793040\t5.0\t1365811200"
+
+
+def test_sigterm_in_process_raises_terminated_and_restores_the_handler(tmp_path: Path, monkeypatch) -> None:
+    import signal
+
+    import recbole_autodenoise.prepare as module
+
+    write_rows = module._write_rows
+
+    def kill_midway(out, rows, dedupe):
+        def gen():
+            for row in rows:
+                yield row
+                os.kill(os.getpid(), signal.SIGTERM)
+        return write_rows(out, gen(), dedupe)
+
+    monkeypatch.setattr(module, "_write_rows", kill_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    data = tmp_path / "d"
+    (data / "toy").mkdir(parents=True)
+    with pytest.raises(module.Terminated) as exc:
+        prepare(_write(tmp_path, *CASES["ml100k"][:2]), "toy", data)
+    assert exc.value.code == 143
+    assert list((data / "toy").iterdir()) == []  # existing folder kept, temp file gone
+    assert signal.getsignal(signal.SIGTERM) is before
