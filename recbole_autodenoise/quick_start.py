@@ -54,6 +54,10 @@ def results_table(test_result: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _lowered(result: dict[str, Any]) -> dict[str, float]:
+    return {key.lower(): float(value) for key, value in result.items()}
+
+
 def run(
     model: str,
     dataset: str,
@@ -81,7 +85,12 @@ def run(
     show_progress = bool(config["show_progress"])
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
-    test = {key.lower(): float(value) for key, value in test_result.items()}
+    test = _lowered(test_result)
+    test_by_protocol = {
+        name: test if loader is test_data
+        else _lowered(trainer.evaluate(loader, load_best_model=False, show_progress=show_progress))
+        for name, loader in test_data.by_protocol.items()
+    }  # the same trained model under every protocol
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
     keys = plugin_keys()
@@ -99,6 +108,7 @@ def run(
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},
         "test": test,
+        "test_by_protocol": test_by_protocol,
         "weight_study": trainer.weight_study(),
         "timing": {
             "epochs_trained": len(train_seconds),
