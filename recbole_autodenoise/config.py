@@ -93,18 +93,12 @@ def make_config(
     compat.apply()
     register_metrics()
     from recbole.config import Config
-    from recbole.utils import get_model
+
+    from recbole_autodenoise.model import get_model
 
     user_files = [str(f) for f in (config_files or [])]
     _check_yaml_files(user_files)
-    try:
-        get_model(model)
-    except ValueError as error:
-        raise ValueError(f"unknown model '{model}': {error}") from None
-    except (ImportError, AttributeError) as error:
-        # RecBole's search ends in exlib_recommender, whose import needs lightgbm and xgboost;
-        # a wrongly cased name ("bpr") finds the module but not the class.
-        raise ValueError(f"unknown model '{model}': not a RecBole model ({type(error).__name__}: {error})") from None
+    model_class = get_model(model)  # the plugin's models first, then RecBole's; unknown: ValueError
     overrides = dict(config_dict or {})
     user_keys = set(overrides)
     for file in user_files:
@@ -113,7 +107,7 @@ def make_config(
     check_key_spelling(user_keys, plugin_keys())
     with _argv_hidden():
         config = Config(
-            model=model,
+            model=model_class,  # RecBole's Config takes a class where the name is not RecBole's
             dataset=dataset,
             config_file_list=property_files(model, dataset) + user_files,
             config_dict=overrides,

@@ -13,11 +13,12 @@ from pathlib import Path
 from time import time
 from typing import Any, Sequence
 
-from recbole.utils import get_model, init_logger, init_seed
+from recbole.utils import init_logger, init_seed
 
 from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.files import atomic_write
+from recbole_autodenoise.model import get_model
 from recbole_autodenoise.trainer import AutoDenoiseTrainer, plain_config
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
