@@ -90,16 +90,25 @@ def recbole_model_names() -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def check_model(model: str) -> None:
-    """Fail on a name that is not one of RecBole's models, naming the close ones."""
+def check_model(model: Any) -> type:
+    """The model class called ``model``: the plugin's own first, then RecBole's; an unknown name
+    fails naming the close ones (never RecBole's import errors of its optional models)."""
+    from recbole_autodenoise.model import PLUGIN_MODELS
+
+    if isinstance(model, str) and model in PLUGIN_MODELS:
+        return PLUGIN_MODELS[model]
     names = recbole_model_names()
-    if model in names:
-        return
-    by_case = [name for name in names if name.lower() == str(model).lower()]
-    close = by_case or difflib.get_close_matches(str(model), names, n=3, cutoff=0.6)
+    if isinstance(model, str) and model in names:
+        from recbole.utils import get_model
+
+        return get_model(model)
+    known = sorted(names + tuple(PLUGIN_MODELS))
+    by_case = [name for name in known if name.lower() == str(model).lower()]
+    close = by_case or difflib.get_close_matches(str(model), known, n=3, cutoff=0.6)
     hint = (f"did you mean {' or '.join(repr(name) for name in close)}?" if close
-            else f"RecBole's models include {', '.join(names[:12])}, ... (recbole.model)")
-    raise ValueError(f"unknown model {model!r}: not a RecBole model; {hint}")
+            else f"RecBole's models include {', '.join(names[:12])}, ... (recbole.model); "
+                 f"the plugin's: {', '.join(sorted(PLUGIN_MODELS))}")
+    raise ValueError(f"unknown model {model!r}: not a RecBole or plugin model; {hint}")
 
 
 def property_files(model: str, dataset: str) -> list[str]:
@@ -211,7 +220,7 @@ def make_config(
 
     user_files = [str(f) for f in (config_files or [])]
     _check_yaml_files(user_files)
-    check_model(model)
+    model_class = check_model(model)
     # strings read as SafeConfig reads them, so the checks below see the values RecBole will
     overrides = {k: parse_literal(v) if isinstance(v, str) else v for k, v in (config_dict or {}).items()}
     user_values: dict[str, Any] = {}
@@ -224,7 +233,7 @@ def make_config(
         check_topk(user_values["topk"])
     try:
         config = SafeConfig(
-            model=model,
+            model=model_class,  # RecBole's Config takes a class where the name is not RecBole's
             dataset=dataset,
             config_file_list=property_files(model, dataset) + user_files,
             config_dict=overrides,

@@ -15,12 +15,13 @@ from pathlib import Path
 from time import time
 from typing import Any, Sequence
 
-from recbole.utils import get_model, init_logger, init_seed
+from recbole.utils import init_logger, init_seed
 
 from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
+from recbole_autodenoise.model import get_model
 from recbole_autodenoise.trainer import AutoDenoiseTrainer, plain_config
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
@@ -121,6 +122,10 @@ def output_locations(results_path: Path | None, checkpoint: str | None, log: str
     return "\n".join(f"{name + ':':<14}{where}" for name, where in rows)
 
 
+def _lowered(result: dict[str, Any]) -> dict[str, float]:
+    return {key.lower(): float(value) for key, value in result.items()}
+
+
 def run(
     model: str,
     dataset: str,
@@ -149,7 +154,12 @@ def run(
     show_progress = bool(config["show_progress"])
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
-    test = {key.lower(): float(value) for key, value in test_result.items()}
+    test = _lowered(test_result)
+    test_by_protocol = {
+        name: test if loader is test_data
+        else _lowered(trainer.evaluate(loader, load_best_model=False, show_progress=show_progress))
+        for name, loader in test_data.by_protocol.items()
+    }  # the same trained model under every protocol
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
     keys = plugin_keys()
@@ -167,6 +177,7 @@ def run(
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},
         "test": test,
+        "test_by_protocol": test_by_protocol,
         "weight_study": trainer.weight_study(),
         "timing": {
             "epochs_trained": len(train_seconds),

@@ -1,8 +1,9 @@
 """``AutoDenoiseTrainer``: RecBole's ``Trainer`` with per-sample weights from a weighting scheme.
 
 Only the hooks RecBole offers are overridden: ``_train_epoch`` passes a weighted ``loss_func``,
-``_valid_epoch`` lets the scheme learn from the clean validation result (or from the guide part of
-the clean validation set where the data pipeline split one off), and the checkpoint holds plain
+``_valid_epoch`` lets the scheme learn from the clean validation result (or from
+``train_data.clean_guide_data``: the guide part of the clean validation set where the data
+pipeline split one off, the whole clean validation set under ``eval_protocol: user_first``), and the checkpoint holds plain
 state dicts plus a ``denoise`` key (loadable with ``torch.load(..., weights_only=True)``), written
 atomically. Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches,
 per-sample alignment, virtual meta steps). Evaluation never applies weights.
@@ -220,7 +221,9 @@ class AutoDenoiseTrainer(Trainer):
 
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time()
-        # with a guide/select split the scheme learns from the guide part, validation selects
+        # the scheme learns from ``clean_guide_data`` where the data pipeline made one: the guide part
+        # of a guide/select split, or (eval_protocol user_first, whose validation loader holds one
+        # query per user) every clean validation interaction; validation selects
         guide_loader = getattr(self._train_data, "clean_guide_data", None)
         own_gauc = self.reward_key == "gauc"
         wants_auc = own_gauc or self.scheme.needs_user_rewards

@@ -24,7 +24,7 @@ def test_numpy_aliases_recbole_config_reads_exist():
 
 def test_recbole_config_builds_on_this_numpy():
     config = rad.make_config("BPR", "ml-100k")
-    assert config["model"] == "BPR" and config["eval_protocol"] == "interaction"
+    assert config["model"] == "BPR" and config["eval_protocol"] == "user_first"
 
 
 def test_importing_the_plugin_and_training_never_imports_ray_or_recbole_quick_start(tmp_path):

@@ -136,7 +136,7 @@ def test_defaults_are_the_papers(tmp_path):
     assert config["eval_args"]["split"] == {"RS": [4, 1, 1]} and config["eval_args"]["order"] == "TO"
     assert config["eval_args"]["mode"] == {"valid": "full", "test": "full"} and config["eval_args"]["group_by"] == "user"
     assert config["clean_rating_threshold"] == 3 and config["clean_rating_field"] == "rating"
-    assert config["eval_protocol"] == "interaction"
+    assert config["eval_protocol"] == "user_first"
     assert config["topk"] == [10, 20, 50]
     assert config["normalize_all"] is False  # RecBole's ml-100k yaml would normalise ratings
     assert config["train_neg_sample_args"]["sample_num"] == 1  # BPR.yaml

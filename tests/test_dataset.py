@@ -205,7 +205,8 @@ def test_kcore_is_configurable(tmp_path):
     config = recbole_autodenoise.make_config(
         "BPR", "kcore",
         config_dict={"data_path": str(tmp_path), "state": "WARNING",
-                     "user_inter_num_interval": "[9,inf)", "item_inter_num_interval": "[9,inf)"},
+                     "user_inter_num_interval": "[9,inf)", "item_inter_num_interval": "[9,inf)",
+                     "eval_protocol": "interaction"},  # loaders over every clean held-out row
     )
     dataset = create_dataset(config)
     assert (dataset.inter_num, dataset.user_num, dataset.item_num) == (139, 13, 14)  # nothing removed
@@ -319,7 +320,7 @@ def test_ml_latest_small_matches_the_paper(tmp_path):
     summary = prepare(ML_LATEST_SMALL, "ml-latest-small", data_path=tmp_path)
     assert summary.rows == 100836
     config = recbole_autodenoise.make_config(
-        "BPR", "ml-latest-small", config_dict={"data_path": str(tmp_path), "state": "WARNING"}
+        "BPR", "ml-latest-small", config_dict={"data_path": str(tmp_path), "state": "WARNING", "eval_protocol": "interaction"}
     )
     dataset = create_dataset(config)
     # Paper Table 2 (10-core): 81,109 interactions, 609 users and 2,269 items (+1 padding id each).

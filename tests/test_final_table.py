@@ -50,7 +50,7 @@ def test_a_run_prints_the_heading_the_table_and_where_its_files_went(tmp_path, c
     code = cli.main(["--model=BPR", "--scheme=default", "--epochs=1", f"--results_file={results}", *overrides])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    start = lines.index(table_heading({**RESULTS, "denoise_scheme": "default"}))
+    start = lines.index(table_heading({**RESULTS, "denoise_scheme": "default", "eval_protocol": "user_first"}))
     assert lines[start + 1].startswith("metric ") and lines[start + 3].startswith("precision ")
     payload = json.loads(results.read_text())
     where = dict(line.split(":", 1) for line in lines[-4:])

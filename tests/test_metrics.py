@@ -143,7 +143,7 @@ def protocol_rows():
 def protocol_config(tmp_path, **overrides):
     write_inter(tmp_path, "proto", protocol_rows())
     return recbole_autodenoise.make_config(
-        "BPR", "proto", config_dict={"data_path": str(tmp_path), **NO_FILTER, "eval_batch_size": 4096, **overrides}
+        "BPR", "proto", config_dict={"data_path": str(tmp_path), **NO_FILTER, "eval_batch_size": 4096, "eval_protocol": "interaction", **overrides}
     )
 
 

@@ -58,7 +58,7 @@ def train_interactions(user: str, sequential: bool) -> list[tuple[float, str]]:
 def make(tmp_path: Path, model: str = "BPR", name: str = "noisy", rows: list[tuple] | None = None, **overrides):
     if not (tmp_path / name).exists():
         write_inter(tmp_path, name, RAW if rows is None else rows)
-    config = recbole_autodenoise.make_config(model, name, config_dict={"data_path": str(tmp_path), **NO_FILTER, **overrides})
+    config = recbole_autodenoise.make_config(model, name, config_dict={"data_path": str(tmp_path), **NO_FILTER, "eval_protocol": "interaction", **overrides})
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
     return config, dataset, train, valid, test

@@ -18,7 +18,8 @@ ALL_SCHEMES = ["default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "aut
 
 
 def build(model: str, **overrides):
-    config = rad.make_config(model, "ml-100k", config_dict={**FAST, **overrides})
+    # written for the per-interaction protocol; user_first's loaders: tests/test_user_first.py
+    config = rad.make_config(model, "ml-100k", config_dict={**FAST, "eval_protocol": "interaction", **overrides})
     init_seed(config["seed"], config["reproducibility"])
     dataset = rad.create_dataset(config)
     train, valid, test = rad.data_preparation(config, dataset)

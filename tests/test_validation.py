@@ -111,12 +111,12 @@ def test_good_values_pass_through():
 
 
 def test_a_wrongly_cased_model_names_the_right_one():
-    assert config_error(model="bpr") == "unknown model 'bpr': not a RecBole model; did you mean 'BPR'?"
+    assert config_error(model="bpr") == "unknown model 'bpr': not a RecBole or plugin model; did you mean 'BPR'?"
 
 
 def test_an_unknown_model_lists_models_without_an_import_error():
     message = config_error(model="Foo")
-    assert message.startswith("unknown model 'Foo': not a RecBole model; RecBole's models include ")
+    assert message.startswith("unknown model 'Foo': not a RecBole or plugin model; RecBole's models include ")
     assert "BPR" in message and "lightgbm" not in message and "Error" not in message
 
 

@@ -2,7 +2,14 @@
 noise injection (``noise_rate``) and the guide/select split of clean validation
 (``clean_valid_guide_ratio``)."""
 
-from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS, InteractionFullSortEvalDataLoader, data_preparation
+from recbole_autodenoise.data.dataloader import (
+    EVAL_PROTOCOLS,
+    InteractionFullSortEvalDataLoader,
+    UserFirstFullSortEvalDataLoader,
+    data_preparation,
+    first_rows,
+    test_protocols,
+)
 from recbole_autodenoise.data.dataset import CleanDataset, CleanSequentialDataset, create_dataset
 from recbole_autodenoise.data.noise import INJECTED_FIELD, NOISE_KINDS
 
@@ -13,6 +20,9 @@ __all__ = [
     "CleanDataset",
     "CleanSequentialDataset",
     "InteractionFullSortEvalDataLoader",
+    "UserFirstFullSortEvalDataLoader",
     "create_dataset",
     "data_preparation",
+    "first_rows",
+    "test_protocols",
 ]

@@ -1,11 +1,17 @@
-"""Dataloaders for the two evaluation protocols.
+"""Dataloaders for the three evaluation protocols.
 
-``eval_protocol: interaction`` (the paper's): every clean held-out interaction (u, v) is one query
-with exactly one relevant item v, ranked against all items except u's history and u's *other*
-held-out items. Hence P@K = R@K / K and F1@K = 2 R@K / (K + 1), as in every row of the paper's
-Table 3. ``eval_protocol: user`` is RecBole's: one query per user with all of its held-out items
-relevant. RecBole's sequential evaluation is already one query per target row, so the protocol only
-changes general models.
+``eval_protocol: user_first`` (the paper's, the default): one query per user, the user's
+chronologically first clean interaction of the held-out period (validation for validation, test
+for test), ranked against all items except the user's history: every training and validation
+interaction (clean or not) and the user's other test interactions (clean or not). A tie in the
+first timestamp goes to the earliest row in RecBole's stable order (its time-ordered split).
+Hence P@K = R@K / K and F1@K = 2 R@K / (K + 1), and every recall is a multiple of 1 / #users,
+as in every row of the paper's Table 3. ``eval_protocol: interaction``: every clean held-out
+interaction (u, v) is one query with exactly one relevant item v, ranked against all items except
+u's history and u's *other* held-out items (more queries, lower variance). ``eval_protocol:
+user`` is RecBole's: one query per user with all of its held-out items relevant. RecBole's
+sequential evaluation is already one query per target row, so ``interaction`` and ``user`` leave
+sequential models alone, and ``user_first`` keeps one target row per user (see ``first_rows``).
 
 With ``clean_valid_guide_ratio`` > 0 the validation loader covers the *select* part of the clean
 validation set and ``train_data.clean_guide_data`` the *guide* part (see ``guide.py``).
@@ -20,7 +26,7 @@ from recbole.data.interaction import cat_interactions
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
-EVAL_PROTOCOLS = ("interaction", "user")
+EVAL_PROTOCOLS = ("user_first", "interaction", "user")
 # RecBole's dataset/dataloader caches: pickles (loading one runs whatever it holds) whose
 # staleness check ignores the plugin's keys (a changed clean_rating_threshold reused the old split)
 CACHE_KEYS = ("save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path")
@@ -75,6 +81,76 @@ class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
         return user_df, (torch.cat(history_u), torch.cat(history_i)), positive_u, targets
 
 
+def first_rows(dataset):
+    """A copy of ``dataset`` holding each user's chronologically first row (the ``user_first`` query).
+
+    Timestamps are compared as RecBole stores them; a tie goes to the earliest row in the
+    dataset's order, which RecBole's stable sorts keep chronological per user (its split sorts by
+    time, its loaders re-sort by user stably). For a sequential dataset the row is the user's first
+    target row of the period, whose history RecBole's augmentation built: the
+    ``MAX_ITEM_LIST_LENGTH`` items before it.
+    """
+    time_field = dataset.time_field
+    if time_field is None or time_field not in dataset.inter_feat.columns:
+        raise ValueError(
+            f"eval_protocol=user_first needs a timestamp field (load_col inter: timestamp) to find each "
+            f"user's first held-out interaction; data set [{dataset.dataset_name}] has time field {time_field!r}"
+        )
+    users = dataset.inter_feat[dataset.uid_field].numpy()
+    order = np.argsort(dataset.inter_feat[time_field].numpy(), kind="stable")
+    order = order[np.argsort(users[order], kind="stable")]
+    sorted_users = users[order]
+    first = order[np.r_[True, sorted_users[1:] != sorted_users[:-1]]] if len(order) else order
+    return dataset.copy(dataset.inter_feat[torch.from_numpy(np.sort(first))])
+
+
+def items_by_user(inter, uid_field: str, iid_field: str) -> dict[int, torch.Tensor]:
+    """{user id: its distinct items} over the rows of ``inter``."""
+    users, items = inter[uid_field].numpy(), inter[iid_field].numpy()
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, dtype=np.int64)
+    return {
+        int(users[start]): torch.from_numpy(np.unique(group)).long()
+        for start, group in zip(starts, np.split(items, starts[1:]))
+    }
+
+
+class UserFirstFullSortEvalDataLoader(FullSortEvalDataLoader):
+    """General models under ``user_first``: RecBole's per-user full-sort loader over each user's
+    first clean held-out row, whose history also masks ``held_out``: the held-out rows up to this
+    period, clean or not (RecBole's samplers only saw the clean ones)."""
+
+    def __init__(self, config, dataset, sampler, held_out, shuffle=False):
+        super().__init__(config, first_rows(dataset), sampler, shuffle=shuffle)
+        extra = items_by_user(held_out, self.uid_field, self.iid_field)
+        empty = torch.zeros(0, dtype=torch.int64)
+        for uid in self.uid_list.tolist():
+            masked = torch.unique(torch.cat([self.uid2history_item[uid], extra.get(uid, empty)]))
+            self.uid2history_item[uid] = masked[~torch.isin(masked, self.uid2positive_item[uid])]
+
+
+def protocol_loader(protocol: str, config, loader, held_out):
+    """RecBole's full-sort ``loader`` over a clean held-out set, rebuilt for ``protocol``.
+
+    ``held_out``: every held-out row up to the loader's period (validation; validation and test),
+    clean or not, masked under ``user_first`` for general models. Sequential models keep RecBole's
+    full-sort evaluation, which masks no history (RecBole's behaviour, kept): ``user_first`` only
+    keeps each user's first target row.
+    """
+    general = config["MODEL_TYPE"] == ModelType.GENERAL
+    rebuilt = protocol == "user_first" or (protocol == "interaction" and general)
+    if rebuilt and not isinstance(loader, FullSortEvalDataLoader):
+        raise ValueError(f"eval_protocol={protocol} needs full-sort evaluation (eval_args.mode: full)")
+    if protocol == "user_first" and general:
+        return UserFirstFullSortEvalDataLoader(config, loader._dataset, loader._sampler, held_out)
+    if protocol == "user_first":
+        return type(loader)(config, first_rows(loader._dataset), loader._sampler, shuffle=False)
+    if protocol == "interaction" and general:
+        return InteractionFullSortEvalDataLoader(config, loader._dataset, loader._sampler)
+    return loader
+
+
 def _guide_loaders(config, dataset, train_data, valid_data, test_data):
     """(valid, test, guide) loaders when the clean validation set is split into guide and select.
 
@@ -93,6 +169,11 @@ def _guide_loaders(config, dataset, train_data, valid_data, test_data):
     return valid_data, test_data, guide_data
 
 
+def test_protocols(config) -> tuple[str, ...]:
+    """The protocols ``quick_start.run`` reports on test: ``user`` is ``interaction`` for sequential models."""
+    return EVAL_PROTOCOLS if config["MODEL_TYPE"] == ModelType.GENERAL else ("user_first", "interaction")
+
+
 def _build_split(config, dataset):
     """RecBole's ``data_preparation`` without its cache: never reads (unpickles) or writes
     ``saved/<dataset>-for-<model>-dataloader.pth``; the loaders are built from ``dataset``."""
@@ -105,32 +186,42 @@ def _build_split(config, dataset):
 
 
 def data_preparation(config, dataset):
-    """RecBole's ``data_preparation``, with per-interaction evaluation for general models when
-    ``eval_protocol`` is ``interaction``.
+    """RecBole's ``data_preparation`` with the validation and test loaders of ``eval_protocol``.
 
-    Also sets ``train_data.clean_guide_data``: an evaluation loader over the guide part of the
-    clean validation set, built like the validation loader (same class, same sampler), or ``None``
-    when ``clean_valid_guide_ratio`` is 0 (then the guide part is the validation set itself).
+    Also sets ``train_data.clean_guide_data``: the loader the denoisers learn from. It covers the
+    guide part of the clean validation set where ``clean_valid_guide_ratio`` > 0, the whole clean
+    validation set (one query per interaction) under ``user_first``, whose validation loader sees
+    one interaction per user, and is ``None`` otherwise (the validation loader covers the whole
+    clean validation set). ``test_data.by_protocol`` maps each of ``test_protocols(config)`` to a
+    test loader (the configured one is ``test_data`` itself), for reporting every protocol; with
+    sampled (not full-sort) evaluation it holds the configured protocol only.
     """
     check_no_caches(config)
     protocol = config["eval_protocol"]
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
     train_data, valid_data, test_data = _build_split(config, dataset)
-    if not hasattr(train_data._dataset, "clean_guide"):
+    train = train_data._dataset
+    if not (hasattr(train, "clean_guide") and hasattr(train, "held_out")):
         raise ValueError(
-            f"the training dataset ({type(train_data._dataset).__name__}) has no clean_guide: build the "
+            f"the training dataset ({type(train).__name__}) has no clean_guide/held_out: build the "
             "dataset with recbole_autodenoise.create_dataset"
         )
     guide_data = None
     if dataset.clean_valid_guide_ratio > 0:
         valid_data, test_data, guide_data = _guide_loaders(config, dataset, train_data, valid_data, test_data)
-    if protocol == "interaction" and config["MODEL_TYPE"] == ModelType.GENERAL:
-        if not isinstance(valid_data, FullSortEvalDataLoader):
-            raise ValueError("eval_protocol=interaction needs full-sort evaluation (eval_args.mode: full)")
-        valid_data = InteractionFullSortEvalDataLoader(config, valid_data._dataset, valid_data._sampler)
-        test_data = InteractionFullSortEvalDataLoader(config, test_data._dataset, test_data._sampler)
-        if guide_data is not None:
-            guide_data = InteractionFullSortEvalDataLoader(config, guide_data._dataset, guide_data._sampler)
+    valid_held_out = train.held_out["valid"]
+    test_held_out = cat_interactions([train.held_out["valid"], train.held_out["test"]])
+    # the reward covers every clean validation interaction, whatever the validation queries are
+    guide_protocol = "interaction" if protocol == "user_first" else protocol
+    if guide_data is not None:
+        guide_data = protocol_loader(guide_protocol, config, guide_data, valid_held_out)
+    elif protocol == "user_first":
+        guide_data = protocol_loader(guide_protocol, config, valid_data, valid_held_out)
+    names = test_protocols(config) if isinstance(test_data, FullSortEvalDataLoader) else (protocol,)
+    by_protocol = {name: protocol_loader(name, config, test_data, test_held_out) for name in names}
+    valid_data = protocol_loader(protocol, config, valid_data, valid_held_out)
+    test_data = by_protocol[protocol]
+    test_data.by_protocol = by_protocol
     train_data.clean_guide_data = guide_data
     return train_data, valid_data, test_data

@@ -142,9 +142,12 @@ class CleanFeedbackMixin:
         Returns [train, select, test]: select is the clean validation set minus the guide part
         (all of it when ``clean_valid_guide_ratio`` is 0). ``train.clean_guide`` is the guide part,
         a dataset of the validation dataset's class (sequential rows keep their histories); with
-        ratio 0 it is the very validation dataset returned here.
+        ratio 0 it is the very validation dataset returned here. ``train.held_out`` keeps every
+        held-out row, clean or not (``{"valid": Interaction, "test": Interaction}``), for the
+        ``user_first`` protocol's history masks.
         """
         train, valid, test = super().build()
+        train.held_out = {"valid": valid.inter_feat, "test": test.inter_feat}
         valid = self._keep_clean(valid, "validation")
         test = self._keep_clean(test, "test")
         guide, select = self._split_guide(valid)
