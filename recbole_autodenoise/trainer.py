@@ -149,6 +149,7 @@ class AutoDenoiseTrainer(Trainer):
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._train_data = train_data
         if not self._is_set_up:
+            self.scheme.batches_per_epoch = len(train_data)
             self.scheme.setup(train_data._dataset)
             self._is_set_up = True
         if self.scheme.needs_guidance and self.clean_batches is None:
@@ -209,7 +210,11 @@ class AutoDenoiseTrainer(Trainer):
             item_repr=sample.item_repr,
             guidance=guidance,
             user_ids=interaction[self.model.USER_ID] if self.model.USER_ID in interaction.interaction else None,
+            true_positive=self._true_positive(interaction) if self.scheme.reads_ratings else None,
         )
+
+    def _true_positive(self, interaction) -> torch.Tensor:
+        return sample_groups(interaction, self.study.rating_field, self.study.threshold)["tp"]
 
     def _check_nan(self, loss) -> None:
         if torch.isnan(loss):
