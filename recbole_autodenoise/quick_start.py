@@ -100,6 +100,7 @@ def run(
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},
         "test": test,
         "weight_study": trainer.weight_study(),
+        "stopping": trainer.stopping_summary(),
         "timing": {
             "epochs_trained": len(train_seconds),
             "mean_train_seconds_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
