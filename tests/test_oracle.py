@@ -66,3 +66,14 @@ def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
     assert study["fp_samples"] > 0 and study["injected_samples"] > 0
     assert study["fp_mean_weight"] == 0.0 and study["injected_mean_weight"] == 0.0
     assert study["tp_mean_weight"] > 1.0  # mean 1 per batch over fewer kept samples
+
+
+def test_controller_oracle_state_end_to_end_on_bpr():
+    """The trainer fills the flag for the controller: BPR's state is e_u, e_v (64 each), loss, epoch, flag."""
+    config, train, valid, _ = build("BPR", epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="autodenoise_s",
+                                    controller_oracle_state=True, baseline_init="first_reward")
+    trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
+    trainer.fit(train, valid, saved=False)
+    assert trainer.scheme.input_size == 2 * config["embedding_size"] + 3
+    assert trainer.history[-1]["controller_advantage"] == 0.0
+    assert trainer.scheme.batches_per_epoch == sum(1 for _ in train) == 3  # what adt_gradual_unit: epoch counts
