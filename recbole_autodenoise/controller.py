@@ -20,9 +20,14 @@ INV_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # the soft mean head's bias as sig
 _HERMITE = np.polynomial.hermite_e.hermegauss(40)
 
 
-def controller_state(user_repr, item_repr, losses, epoch_fraction: float) -> torch.Tensor:
+def controller_state(user_repr, item_repr, losses, epoch_fraction: float, true_positive=None) -> torch.Tensor:
+    """``[e_u, e_v, loss, epoch]`` per sample, plus the true-positive flag as a last column where
+    given (``controller_oracle_state``, a diagnostic)."""
     epoch = torch.full_like(losses, float(epoch_fraction))
-    return torch.cat([user_repr, item_repr, losses.unsqueeze(1), epoch.unsqueeze(1)], dim=1).detach()
+    columns = [user_repr, item_repr, losses.unsqueeze(1), epoch.unsqueeze(1)]
+    if true_positive is not None:
+        columns.append(true_positive.to(losses.dtype).unsqueeze(1))
+    return torch.cat(columns, dim=1).detach()
 
 
 class Policy(nn.Module):

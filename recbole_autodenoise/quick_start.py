@@ -179,6 +179,7 @@ def run(
         "test": test,
         "test_by_protocol": test_by_protocol,
         "weight_study": trainer.weight_study(),
+        "stopping": trainer.stopping_summary(),
         "timing": {
             "epochs_trained": len(train_seconds),
             "mean_train_seconds_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,

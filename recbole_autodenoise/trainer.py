@@ -7,6 +7,11 @@ pipeline split one off, the whole clean validation set under ``eval_protocol: us
 state dicts plus a ``denoise`` key (loadable with ``torch.load(..., weights_only=True)``), written
 atomically. Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches,
 per-sample alignment, virtual meta steps). Evaluation never applies weights.
+
+Early stopping is RecBole's (``stopping_step`` validations without gain) with one guard: it cannot
+fire before ``stopping_min_epochs`` epochs have trained, so a run whose first validations happen to
+be its best cannot end as an untrained model by accident. ``stopping_summary`` says how a run
+ended (best epoch, stopped early, or ran into the ``epochs`` cap).
 """
 
 from __future__ import annotations
@@ -106,6 +111,10 @@ class AutoDenoiseTrainer(Trainer):
         self.guide_learning_rate = float(read_key(config, "learning_rate", positive, "a number > 0"))
         self.guide_batch_size = read_key(config, "guide_batch_size", positive_int, "a positive integer")
         self.diagnostics = read_key(config, "denoise_diagnostics", lambda v: isinstance(v, bool), "true or false")
+        self.stopping_min_epochs = read_key(
+            config, "stopping_min_epochs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "an integer >= 0 (0: no minimum)",
+        )
         # built before RecBole's Trainer so the reward metric can join ``metrics`` if needed
         self.scheme = scheme_cls(config, config["device"])
         self.reward_key = None
@@ -150,6 +159,7 @@ class AutoDenoiseTrainer(Trainer):
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         self._train_data = train_data
         if not self._is_set_up:
+            self.scheme.batches_per_epoch = len(train_data)
             self.scheme.setup(train_data._dataset)
             self._is_set_up = True
         if self.scheme.needs_guidance and self.clean_batches is None:
@@ -210,7 +220,11 @@ class AutoDenoiseTrainer(Trainer):
             item_repr=sample.item_repr,
             guidance=guidance,
             user_ids=interaction[self.model.USER_ID] if self.model.USER_ID in interaction.interaction else None,
+            true_positive=self._true_positive(interaction) if self.scheme.reads_ratings else None,
         )
+
+    def _true_positive(self, interaction) -> torch.Tensor:
+        return sample_groups(interaction, self.study.rating_field, self.study.threshold)["tp"]
 
     def _check_nan(self, loss) -> None:
         if torch.isnan(loss):
@@ -258,7 +272,31 @@ class AutoDenoiseTrainer(Trainer):
                                     **{f"controller_{k}": v for k, v in logs.items()}, **diagnostics)
             if guide_score is not None:
                 self.history[-1]["guide_score"] = float(guide_score)
+        self._hold_early_stopping()
         return valid_score, valid_result
+
+    def _hold_early_stopping(self) -> None:
+        """Before ``stopping_min_epochs`` epochs have trained, keep RecBole's patience counter
+        (``cur_step``, which its ``fit`` passes to ``early_stopping`` right after this validation)
+        one short of running out. The kept count is min(true count, stopping_step), so from the
+        minimum on the stop fires exactly where the true count exceeds ``stopping_step``."""
+        if self._epoch + 1 < self.stopping_min_epochs:
+            self.cur_step = min(self.cur_step, self.stopping_step - 1)
+
+    def stopping_summary(self) -> dict[str, Any]:
+        """How the run ended: ``best_epoch`` (RecBole's rule: the last validation at least as good
+        as every earlier one; None without validation), ``epochs_trained``, ``hit_epoch_cap`` (it
+        ran all ``epochs``: it may not have converged) and ``stopped_early`` (early stopping ended it)."""
+        best_epoch, best = None, None
+        for record in self.history:
+            score = record.get("valid_score")
+            if score is None:
+                continue
+            if best is None or (score >= best if self.valid_metric_bigger else score <= best):
+                best_epoch, best = record["epoch"], score
+        epochs_trained = self.history[-1]["epoch"] + 1 if self.history else 0
+        return {"best_epoch": best_epoch, "epochs_trained": epochs_trained, "hit_epoch_cap": epochs_trained >= self.epochs,
+                "stopped_early": 0 < epochs_trained < self.epochs, "stopping_min_epochs": self.stopping_min_epochs}
 
     def _clean_auc_accumulator(self) -> CleanAUC:
         return CleanAUC(self._train_data._dataset.user_num, self.model.USER_ID, self.device)

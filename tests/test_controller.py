@@ -553,3 +553,71 @@ def test_soft_policy_survives_a_collapsed_variance():
     action, weight = policy.sample(state, generator(2))
     assert torch.isfinite(weight).all() and torch.isfinite(policy.log_prob(state, action)).all()
     assert torch.isfinite(policy.meta_weights(state, generator(3))).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Fig. 2 diagnostics: the true-positive flag in the state, and the baseline's start
+
+
+def test_controller_state_oracle_column():
+    user = torch.tensor([[1.0, 2.0], [3.0, 4.0], [7.0, 8.0]])
+    item = torch.tensor([[5.0], [6.0], [9.0]])
+    losses = torch.tensor([0.5, 0.25, 2.0])
+    true_positive = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    state = controller_state(user, item, losses, 0.5, true_positive)
+    expected = torch.tensor([[1.0, 2.0, 5.0, 0.5, 0.5, 1.0], [3.0, 4.0, 6.0, 0.25, 0.5, 0.0],
+                             [7.0, 8.0, 9.0, 2.0, 0.5, 1.0]])
+    assert state.dtype == torch.float32 and torch.equal(state, expected)
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+def test_oracle_state_widens_the_controller_input_by_one(name):
+    plain = SCHEMES.get(name)(FakeConfig(), CPU)
+    oracle = SCHEMES.get(name)(FakeConfig(controller_oracle_state=True), CPU)
+    assert not plain.reads_ratings and oracle.reads_ratings  # the trainer fills batch.true_positive only then
+    batch = toy_batch(4)
+    plain.weights(batch)
+    batch.true_positive = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    oracle.weights(batch)
+    assert plain.input_size == 3 + 3 + 2 and oracle.input_size == plain.input_size + 1
+    assert oracle.policy.trunk[0].in_features == 9
+
+
+def test_first_reward_baseline_gives_a_zero_first_advantage():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(baseline_init="first_reward", baseline_decay=0.9), CPU)
+    scheme.weights(toy_batch(4, seed=0))
+    before = snapshot(scheme)
+    assert scheme.after_evaluation({"gauc": 0.5}, 0) == {"reward": 0.5, "baseline": 0.5, "advantage": 0.0}
+    for got, expected in zip(snapshot(scheme), before):
+        assert torch.equal(got, expected)  # a zero advantage moves nothing (Adam's first step of a zero gradient)
+    assert scheme.baseline == 0.5
+    scheme.weights(toy_batch(4, seed=1))
+    logs = scheme.after_evaluation({"gauc": 0.7}, 1)
+    assert logs["baseline"] == 0.5 and logs["advantage"] == pytest.approx(0.2, abs=4 * torch.finfo(torch.float64).eps)
+    assert scheme.baseline == pytest.approx(0.9 * 0.5 + 0.1 * 0.7, abs=4 * torch.finfo(torch.float64).eps)
+    resumed = SCHEMES.get("autodenoise_s")(FakeConfig(baseline_init="first_reward"), CPU)
+    resumed.load_state_dict(scheme.state_dict())
+    assert resumed.credit.rewarded and resumed.baseline == scheme.baseline
+
+
+def test_first_reward_baseline_skips_a_non_finite_first_reward():
+    scheme = SCHEMES.get("autodenoise_h")(FakeConfig(baseline_init="first_reward"), CPU)
+    scheme.weights(toy_batch(4))
+    assert scheme.after_evaluation({"gauc": float("nan")}, 0)["skipped"] == 1.0
+    scheme.weights(toy_batch(4, seed=1))
+    assert scheme.after_evaluation({"gauc": 0.6}, 1)["advantage"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("controller_oracle_state", 1), ("controller_oracle_state", "true"), ("baseline_init", "first"),
+     ("baseline_init", None), ("baseline_init", 0)],
+)
+def test_bad_diagnostic_keys_raise_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=f"'{key}' = {value!r}"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(**{key: value}), CPU)
+
+
+def test_first_reward_baseline_needs_epoch_credit():
+    with pytest.raises(ValueError, match="'baseline_init' = 'first_reward' applies to controller_credit 'epoch' only"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(baseline_init="first_reward", controller_credit="user"), CPU)

@@ -23,7 +23,7 @@ from recbole_autodenoise.schemes.heuristic import HeuristicScheme, inverse_frequ
 from conftest import assert_float_close, float_tolerance
 
 CPU = torch.device("cpu")
-ALL_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "default", "heuristic", "l2rw"]
+ALL_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "default", "heuristic", "l2rw", "oracle"]
 
 
 class FakeConfig:
@@ -263,3 +263,74 @@ def test_reweighted_exact_values():
 def test_reweighted_rejects_bad_beta(value):
     with pytest.raises(ValueError, match="adt_beta"):
         SCHEMES.get("adt_rl")(FakeConfig(adt_beta=value), CPU)
+
+
+# --------------------------------------------------------------------------------------------
+# heuristic_alpha: weight proportional to f^-alpha, mean 1 over the training samples
+
+
+def test_tempered_inverse_frequency_exact_values():
+    items = torch.tensor([1, 1, 1, 1, 2, 3, 3])  # f = 4, 1, 2 over N = 7 samples
+    # alpha = 0.5: sum_j f_j^(1 - alpha) = 2 + 1 + sqrt(2); w_i = 7 f_i^-0.5 / that
+    norm = 3 + math.sqrt(2)
+    expected = torch.tensor([0.0, 7 / 2 / norm, 7 / norm, 7 / math.sqrt(2) / norm, 0.0])
+    table = inverse_frequency_weights(items, 5, alpha=0.5)
+    eps = torch.finfo(torch.float32).eps
+    torch.testing.assert_close(table, expected.float(), rtol=2 * eps, atol=0)
+    assert table[items].double().mean().item() == pytest.approx(1.0, abs=8 * eps)
+
+
+def test_alpha_zero_is_default_and_one_is_the_paper():
+    items = torch.tensor([1, 1, 1, 2, 3, 3])
+    assert torch.equal(inverse_frequency_weights(items, 5, alpha=0.0), torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))
+    torch.testing.assert_close(inverse_frequency_weights(items, 5, alpha=1.0),
+                               torch.tensor([0.0, 6 / 9, 2.0, 1.0, 0.0]), rtol=torch.finfo(torch.float32).eps, atol=0)
+
+
+def test_heuristic_scheme_reads_alpha():
+    dataset = SimpleNamespace(inter_feat={"item_id": torch.tensor([1, 1, 1, 1, 2])}, iid_field="item_id", item_num=3)
+    scheme = SCHEMES.get("heuristic")(FakeConfig(heuristic_alpha=2.0), CPU)
+    scheme.setup(dataset)
+    # f = 4, 1; sum_j f_j^-1 = 1.25; w = 5 f^-2 / 1.25 -> 0.25 and 4
+    assert torch.equal(scheme.weights(make_batch([1.0, 1.0], item_ids=[1, 2])), torch.tensor([0.25, 4.0]))
+
+
+@pytest.mark.parametrize("value", [-0.5, "1", None, True])
+def test_heuristic_rejects_bad_alpha(value):
+    with pytest.raises(ValueError, match="'heuristic_alpha'"):
+        SCHEMES.get("heuristic")(FakeConfig(heuristic_alpha=value), CPU)
+
+
+# --------------------------------------------------------------------------------------------
+# adt_gradual_unit: the drop-rate schedule counted in epochs
+
+
+def test_truncated_schedule_in_epochs():
+    scheme = SCHEMES.get("adt_tl")(FakeConfig(adt_max_drop_rate=0.5, adt_num_gradual=1, adt_gradual_unit="epoch"), CPU)
+    scheme.batches_per_epoch = 3  # the trainer sets it before setup
+    scheme.setup(None)
+    assert scheme.gradual_iterations == 3
+    losses = [4.0, 1.0, 3.0, 2.0]
+    # rates 0, 0.25, 0.5 over the first epoch's 3 batches (linspace(0, 0.5, 3)), then 0.5
+    keeps = [4, 3, 2, 2]
+    for keep in keeps:
+        assert int((scheme.weights(make_batch(losses)) > 0).sum()) == keep
+
+
+def test_truncated_schedule_in_iterations_is_the_default():
+    scheme = SCHEMES.get("adt_tl")(FakeConfig(), CPU)
+    scheme.batches_per_epoch = 27
+    scheme.setup(None)
+    assert scheme.gradual_unit == "iteration" and scheme.gradual_iterations == 30000
+
+
+def test_truncated_schedule_in_epochs_needs_batches_per_epoch():
+    scheme = SCHEMES.get("adt_tl")(FakeConfig(adt_gradual_unit="epoch"), CPU)
+    with pytest.raises(ValueError, match="batches per epoch"):
+        scheme.setup(None)
+
+
+@pytest.mark.parametrize("value", ["epochs", "", None, 1])
+def test_truncated_rejects_bad_unit(value):
+    with pytest.raises(ValueError, match="'adt_gradual_unit'"):
+        SCHEMES.get("adt_tl")(FakeConfig(adt_gradual_unit=value), CPU)

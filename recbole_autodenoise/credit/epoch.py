@@ -2,7 +2,7 @@
 
 Sum of grad log pi(w|s) over every sample since the last validation, scaled by (R - b) / |D|
 with R the clean-validation ``reward_metric`` and b its moving average (0 at the start, as in
-Algorithm 1).
+Algorithm 1, or the first reward with ``baseline_init: first_reward``, making the first advantage 0).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class EpochCredit(Credit):
     def __init__(self, scheme) -> None:
         super().__init__(scheme)
         self.baseline = 0.0
+        self.rewarded = False  # has a finite reward been seen (``baseline_init: first_reward``)?
         self.accumulator: ReinforceAccumulator | None = None
 
     def on_build(self) -> None:
@@ -47,6 +48,9 @@ class EpochCredit(Credit):
             )
             self.accumulator.reset()
             return {"reward": reward, "skipped": 1.0}
+        if not self.rewarded and self.scheme.baseline_init == "first_reward":
+            self.baseline = reward
+        self.rewarded = True
         advantage = reward - self.baseline
         optimizer = self.scheme.optimizer
         optimizer.zero_grad()
@@ -60,12 +64,13 @@ class EpochCredit(Credit):
         return {"reward": reward, "baseline": used_baseline, "advantage": advantage}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"baseline": self.baseline}
+        state: dict[str, Any] = {"baseline": self.baseline, "rewarded": self.rewarded}
         if self.accumulator is not None:
             state["accumulator"] = self.accumulator.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.baseline = float(state["baseline"])
+        self.rewarded = bool(state.get("rewarded", True))  # older states: a saved baseline had its rewards
         if "accumulator" in state and self.accumulator is not None:
             self.accumulator.load_state_dict(state["accumulator"])

@@ -4,6 +4,11 @@ As in the ADT authors' code: in each batch the ``drop_rate`` fraction of samples
 loss is dropped, ``drop_rate`` growing linearly (``np.linspace(0, max, num_gradual)``) and then
 staying at ``adt_max_drop_rate``; the loss is the mean over the kept samples, so kept samples get
 weight B / kept.
+
+``adt_gradual_unit`` says what ``adt_num_gradual`` counts: ``iteration`` (the ADT authors' unit,
+30,000 by default, chosen for million-interaction sets) or ``epoch`` (the scheme converts epochs
+to iterations with the number of training batches per epoch, known at ``setup``), so the schedule
+can fit a small data set: ``adt_num_gradual: 5`` with ``epoch`` reaches the maximum after 5 epochs.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 
 from recbole_autodenoise.config import fraction, read_key
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
+
+GRADUAL_UNITS = ("iteration", "epoch")
 
 
 def drop_rate_at(iteration: int, max_drop_rate: float, num_gradual: int) -> float:
@@ -41,10 +48,19 @@ class TruncatedLossScheme(WeightingScheme):
             config, "adt_num_gradual", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
             "a positive integer",
         )
+        self.gradual_unit = read_key(config, "adt_gradual_unit", lambda v: v in GRADUAL_UNITS, f"one of {list(GRADUAL_UNITS)}")
+        self.gradual_iterations = self.num_gradual if self.gradual_unit == "iteration" else None
         self.iteration = 0
 
+    def setup(self, train_dataset) -> None:
+        if self.gradual_unit == "epoch":
+            if self.batches_per_epoch is None:
+                raise ValueError("adt_gradual_unit 'epoch' needs the number of training batches per epoch; "
+                                 "set the scheme's batches_per_epoch before setup (AutoDenoiseTrainer does)")
+            self.gradual_iterations = self.num_gradual * self.batches_per_epoch
+
     def weights(self, batch: Batch) -> torch.Tensor:
-        rate = drop_rate_at(self.iteration, self.max_drop_rate, self.num_gradual)
+        rate = drop_rate_at(self.iteration, self.max_drop_rate, self.gradual_iterations)
         self.iteration += 1
         return truncation_weights(batch.losses, rate)
 

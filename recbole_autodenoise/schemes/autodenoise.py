@@ -2,7 +2,13 @@
 from the clean validation set. How it gets credit is ``controller_credit`` (``recbole_autodenoise.credit``):
 ``epoch``, the paper's REINFORCE after each validation with a moving-average baseline b (b = 0 at
 the start, as in Algorithm 1), ``user``, REINFORCE with each user's own clean reward and baseline,
-or ``meta``, per-batch meta-gradients through a virtual step."""
+or ``meta``, per-batch meta-gradients through a virtual step.
+
+Two diagnostics for the paper's Fig. 2 question (can Algorithm 1 separate true from false
+positives?): ``controller_oracle_state: true`` appends each sample's true-positive flag (rating >=
+``clean_rating_threshold``, not injected) to the controller's state, so the answer is in its
+input; ``baseline_init: first_reward`` starts the epoch credit's baseline b at the first reward
+instead of the paper's 0 (with b = 0 every early advantage R - b is positive)."""
 
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from recbole_autodenoise.config import fraction, non_negative, positive, positiv
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme
+
+BASELINE_INITS = ("zero", "first_reward")
 
 
 def parse_reward_metric(value: Any, topk: list[int]) -> str:
@@ -59,6 +67,16 @@ class ControllerScheme(WeightingScheme):
         self.meta_normalize_weights = read_key(
             config, "meta_normalize_weights", lambda v: isinstance(v, bool), "true or false"
         )
+        self.oracle_state = read_key(config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false")
+        self.reads_ratings = self.oracle_state
+        self.baseline_init = read_key(
+            config, "baseline_init", lambda v: isinstance(v, str) and v in BASELINE_INITS, f"one of {list(BASELINE_INITS)}"
+        )
+        if self.baseline_init != "zero" and self.credit_mode != "epoch":
+            raise ValueError(
+                f"config key 'baseline_init' = {self.baseline_init!r} applies to controller_credit 'epoch' only "
+                f"(this run uses {self.credit_mode!r}); leave it at 'zero'"
+            )
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(config["seed"]))
         self.policy: Policy | None = None
@@ -91,7 +109,8 @@ class ControllerScheme(WeightingScheme):
         self.credit.on_build()
 
     def weights(self, batch: Batch) -> torch.Tensor:
-        state = controller_state(batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction)
+        state = controller_state(batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction,
+                                 batch.true_positive if self.oracle_state else None)
         if self.policy is None:
             self._build(state.shape[1])
         self.credit.before_weights(state, batch)

@@ -25,6 +25,9 @@ class Batch:
     item_repr: torch.Tensor | None = None  # e_v: target item embedding
     guidance: Guidance | None = None  # the clean set's view of this batch, for schemes with needs_guidance
     user_ids: torch.Tensor | None = None  # user of each sample, shape [B]
+    # 1.0 where the sample is a true positive (rating >= clean_rating_threshold, not injected), else
+    # 0.0, shape [B]; filled only for schemes with ``reads_ratings`` (diagnostics, never methods)
+    true_positive: torch.Tensor | None = None
 
 
 class WeightingScheme:
@@ -51,6 +54,10 @@ class WeightingScheme:
     needs_reward: bool = False
     # does ``after_evaluation`` need each user's clean-validation reward (``observe_user_rewards``)?
     needs_user_rewards: bool = False
+    # does ``weights`` read ``batch.true_positive`` (the ratings)? Only diagnostics do (oracle)
+    reads_ratings: bool = False
+    # training batches per epoch, set by the trainer before ``setup``
+    batches_per_epoch: int | None = None
 
     def __init__(self, config: Any, device: torch.device) -> None:
         self.config = config

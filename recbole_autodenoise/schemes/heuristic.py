@@ -1,29 +1,37 @@
-"""Heuristic (paper Sec. 5.2.2): weight each sample by the inverse training frequency of its item."""
+"""Heuristic (paper Sec. 5.2.2): weight each sample by the inverse training frequency of its item,
+``heuristic_alpha`` tempering it: w_i proportional to f_i^-alpha, mean 1 over the training samples
+(alpha = 1 is the paper's literal definition, alpha = 0 is Default)."""
 
 from __future__ import annotations
 
 import torch
 
+from recbole_autodenoise.config import non_negative, read_key
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 
-def inverse_frequency_weights(item_ids: torch.Tensor, num_items: int) -> torch.Tensor:
-    """Per-item weight 1/f_i, scaled so the mean weight over the training samples is 1.
+def inverse_frequency_weights(item_ids: torch.Tensor, num_items: int, alpha: float = 1.0) -> torch.Tensor:
+    """Per-item weight f_i^-alpha, scaled so the mean weight over the training samples is 1.
 
-    Since sum over samples of 1/f_i is the number of distinct items, w_i = N / (n_distinct * f_i).
+    The samples' weights sum to sum over distinct items of f_i^(1 - alpha), so
+    w_i = N f_i^-alpha / sum_j f_j^(1 - alpha); with alpha = 1, w_i = N / (n_distinct * f_i).
     """
     counts = torch.bincount(item_ids, minlength=num_items).double()
     seen = counts > 0
     table = torch.zeros(num_items, dtype=torch.float64)
-    table[seen] = len(item_ids) / (int(seen.sum()) * counts[seen])
+    table[seen] = len(item_ids) * counts[seen] ** -alpha / (counts[seen] ** (1 - alpha)).sum()
     return table.float()
 
 
 @register_scheme("heuristic")
 class HeuristicScheme(WeightingScheme):
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        self.alpha = float(read_key(config, "heuristic_alpha", non_negative, "a number >= 0 (1: the paper's 1/f)"))
+
     def setup(self, train_dataset) -> None:
         items = train_dataset.inter_feat[train_dataset.iid_field]
-        self.table = inverse_frequency_weights(items, train_dataset.item_num).to(self.device)
+        self.table = inverse_frequency_weights(items, train_dataset.item_num, self.alpha).to(self.device)
 
     def weights(self, batch: Batch) -> torch.Tensor:
         return self.table[batch.item_ids]
