@@ -187,6 +187,20 @@ def test_latest_state_after_every_finished_epoch_beside_the_best_model(tmp_path)
     assert not torch.equal(best["state_dict"]["item_embedding.weight"], latest["state_dict"]["item_embedding.weight"])
 
 
+@pytest.mark.parametrize("overrides", [
+    {"denoise_scheme": name} for name in ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "l2rw")
+] + [
+    {"denoise_scheme": "autodenoise_s", "controller_credit": credit, "denoise_diagnostics": True}
+    for credit in ("epoch", "user", "meta")
+], ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_every_scheme_state_round_trips_through_a_checksummed_checkpoint(tmp_path, overrides):
+    trainer, train, valid = tiny_trainer(tmp_path, epochs=1, **overrides)
+    trainer.fit(train, valid)
+    latest = compat.load_checkpoint(trainer.latest_model_file)
+    assert latest["denoise"]["scheme"] == overrides["denoise_scheme"]
+    assert checkpoints.checksum(latest) == torch.load(trainer.latest_model_file, weights_only=True)["checksum"]
+
+
 def test_nothing_is_written_without_saving(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=2, checkpoint_dir=str(tmp_path / "ck"))
     trainer.fit(train, valid, saved=False)
@@ -261,6 +275,13 @@ def test_resume_refuses_another_run_or_a_finished_one(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         check_resumable(checkpoint, "x.pth", RUN)
     check_resumable(fake_checkpoint(epoch=2, cur_step=2), "x.pth", RUN)  # one epoch left, not stopped: fine
+
+
+def test_resume_is_a_cli_option_not_a_config_override():
+    args, overrides = cli.parse_args(["--model=BPR", "--resume=saved/BPR-x-latest.pth", "--epochs=5"])
+    assert args.resume == "saved/BPR-x-latest.pth"
+    assert overrides == {"epochs": 5, "denoise_scheme": "autodenoise_s"}
+    assert cli.parse_args([])[0].resume is None
 
 
 def test_cli_resume_of_a_bad_file_exits_2_before_loading_data(tmp_path, capsys):
