@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -218,13 +222,15 @@ def test_evaluate_refuses_a_corrupt_best_model(tmp_path):
         trainer.evaluate(valid)
 
 
-def only_epoch_0_is_best(monkeypatch) -> None:
+_VALIDATE = AutoDenoiseTrainer._valid_epoch
+
+
+def scored_by_epoch(self, valid_data, show_progress=False):
     """Early stopping sees -epoch as the validation score: epoch 0 stays the best, later epochs never improve."""
-    validate = AutoDenoiseTrainer._valid_epoch
+    return -float(self._epoch), _VALIDATE(self, valid_data, show_progress)[1]
 
-    def scored_by_epoch(self, valid_data, show_progress=False):
-        return -float(self._epoch), validate(self, valid_data, show_progress)[1]
 
+def only_epoch_0_is_best(monkeypatch) -> None:
     monkeypatch.setattr(AutoDenoiseTrainer, "_valid_epoch", scored_by_epoch)
 
 
@@ -300,31 +306,36 @@ def test_run_resume_refuses_a_checkpoint_of_another_scheme_before_loading_data(t
 
 
 # --- killed and resumed on ML-100K ----------------------------------------------------------
-class Killed(Exception):
-    pass
+KILLED_IN_EPOCH_2 = """
+import os, signal, sys
+from recbole_autodenoise import cli
+from recbole_autodenoise.trainer import AutoDenoiseTrainer
+from tests.test_checkpoints import scored_by_epoch
+train = AutoDenoiseTrainer._train_epoch
+def killed_in_epoch_2(self, train_data, epoch_idx, *rest, **kwargs):
+    if epoch_idx == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return train(self, train_data, epoch_idx, *rest, **kwargs)
+AutoDenoiseTrainer._valid_epoch, AutoDenoiseTrainer._train_epoch = scored_by_epoch, killed_in_epoch_2
+cli.main(sys.argv[1:])
+"""
 
 
 def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninterrupted_one(monkeypatch):
-    """BPR + AutoDenoise-S, 3 epochs; the run dies while training epoch 2. In all three runs the
-    score early stopping sees is -epoch, so the best epoch is 0 and resuming from the best model
-    would rewind: the latest state must be used, and the results must equal the uninterrupted run's."""
+    """BPR + AutoDenoise-S, 3 epochs; a run is killed (SIGKILL) while training epoch 2. In all three
+    runs the score early stopping sees is -epoch, so the best epoch is 0 and resuming from the best
+    model would rewind: the latest state must be used, and the results must equal the uninterrupted run's."""
     only_epoch_0_is_best(monkeypatch)
     settings = {**FAST, "epochs": 3, "stopping_step": 10, "user_inter_num_interval": "[10,60]"}
     args = ["--model=BPR", "--dataset=ml-100k", "--scheme=autodenoise_s", *(f"--{k}={v}" for k, v in settings.items())]
     assert cli.main([*args, "--checkpoint_dir=whole", "--results_file=whole.json"]) == 0
     expected = json.loads(Path("whole.json").read_text())
 
-    original = AutoDenoiseTrainer._train_epoch
-
-    def dies_in_epoch_2(self, train_data, epoch_idx, *rest, **kwargs):
-        if epoch_idx == 2:
-            raise Killed
-        return original(self, train_data, epoch_idx, *rest, **kwargs)
-
-    with monkeypatch.context() as patch, pytest.raises(Killed):
-        patch.setattr(AutoDenoiseTrainer, "_train_epoch", dies_in_epoch_2)
-        cli.main([*args, "--checkpoint_dir=killed", "--results_file=killed.json"])
-    assert not Path("killed.json").exists()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILLED_IN_EPOCH_2, *args, "--checkpoint_dir=killed",
+                             "--results_file=killed.json"], env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not Path("killed.json").exists() and not list(Path("killed").glob(".tmp-*"))
     [latest] = Path("killed").glob("*-latest.pth")
     best = checkpoints.best_file(latest)
     assert (compat.load_checkpoint(best)["epoch"], compat.load_checkpoint(latest)["epoch"]) == (0, 1)
