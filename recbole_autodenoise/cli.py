@@ -24,6 +24,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument("--scheme", "--denoise_scheme", dest="scheme", default=None,
                         help="default | heuristic | adt_tl | adt_rl | autodenoise_h | autodenoise_s | l2rw | oracle (diagnostic) "
                              f"(default: the config files' denoise_scheme, else {CLI_DEFAULT_SCHEME})")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                        help="continue a run of the same model, data set and scheme from its checkpoint: "
+                             "saved/<name>-latest.pth resumes after the last finished epoch")
     args, rest = parser.parse_known_args(argv)
     overrides = {}
     for item in rest:
@@ -57,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config_files = args.config_files.split() if args.config_files else None
     try:
-        run(args.model, args.dataset, config_files=config_files, config_dict=overrides)
+        run(args.model, args.dataset, config_files=config_files, config_dict=overrides, resume=args.resume)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,8 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
   this package never imports it (a test guards that).
 * torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
   Our trainer saves plain state dicts instead (see ``trainer.py``); :func:`load_checkpoint` is the
-  one loader we use, always with ``weights_only=True``.
+  one loader we use, always with ``weights_only=True``, and checks the checksum
+  :func:`atomic_torch_save` adds (``checkpoints.py``).
 """
 
 from __future__ import annotations
@@ -77,18 +78,40 @@ def apply() -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load one of our checkpoints safely: plain tensors, numbers, strings, lists and dicts only."""
+    """Load one of our checkpoints safely (plain tensors, numbers, strings, lists and dicts only,
+    ``weights_only=True``) and verify its checksum; the checksum entry is not returned. A missing,
+    empty, truncated, foreign or corrupt file is one ``ValueError`` naming it."""
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    from recbole_autodenoise.checkpoints import CHECKSUM_KEY, checksum
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint: no such file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # EOFError, zip, unpickling and key errors alike: the file is not ours or cut short
+        raise ValueError(
+            f"{os.fspath(path)} is not a readable checkpoint ({type(error).__name__}: {str(error)[:200]})"
+        ) from None
+    if not isinstance(state, dict) or CHECKSUM_KEY not in state:
+        raise ValueError(
+            f"{os.fspath(path)} is not a readable checkpoint: it carries no checksum "
+            "(not written by recbole_autodenoise, or by a version before checksums)"
+        )
+    if state[CHECKSUM_KEY] != checksum(state):
+        raise ValueError(f"{os.fspath(path)} failed its checksum: the file is corrupt")
+    return {key: value for key, value in state.items() if key != CHECKSUM_KEY}
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through :func:`recbole_autodenoise.files.atomic_write`, so an interrupted save
-    never leaves a truncated file where a good checkpoint was."""
+def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` of ``state`` plus its checksum through :func:`recbole_autodenoise.files.atomic_write`,
+    so an interrupted save never leaves a truncated file where a good checkpoint was."""
     import torch
 
+    from recbole_autodenoise.checkpoints import CHECKSUM_KEY, checksum
     from recbole_autodenoise.files import atomic_write
 
+    if not isinstance(state, dict) or CHECKSUM_KEY in state:
+        raise TypeError(f"a checkpoint is a dict without a {CHECKSUM_KEY!r} key")
     with atomic_write(path, binary=True) as handle:
-        torch.save(obj, handle)
+        torch.save({**state, CHECKSUM_KEY: checksum(state)}, handle)

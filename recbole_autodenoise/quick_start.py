@@ -17,12 +17,13 @@ from typing import Any, Sequence
 
 from recbole.utils import init_logger, init_seed
 
+from recbole_autodenoise.checkpoints import check_checkpoint_dir
 from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.model import get_model
-from recbole_autodenoise.trainer import AutoDenoiseTrainer, plain_config
+from recbole_autodenoise.trainer import AutoDenoiseTrainer, load_resumable, plain_config
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
 
@@ -132,12 +133,18 @@ def run(
     config_files: Sequence[str] | None = None,
     config_dict: dict[str, Any] | None = None,
     saved: bool = True,
+    resume: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with the configured scheme; return (and write) the results."""
+    """Train ``model`` on ``dataset`` with the configured scheme; return (and write) the results.
+    ``resume``: a checkpoint of an earlier run with the same model, data set and scheme
+    (``<name>-latest.pth`` continues after its last finished epoch)."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
     check_no_caches(config)
     results_path = check_results_path(config["results_file"])
+    check_checkpoint_dir(config)
+    if resume is not None:  # fail before loading any data
+        load_resumable(resume, config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     log = start_logging(config)
     logger = logging.getLogger()
@@ -150,6 +157,8 @@ def run(
     recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
     trainer = AutoDenoiseTrainer(config, recommender)
+    if resume is not None:
+        trainer.resume_checkpoint(resume)
 
     show_progress = bool(config["show_progress"])
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
@@ -189,6 +198,7 @@ def run(
         # every plugin key as this run read it (defaults included): reports tell runs apart by these
         "plugin_config": {k: v for k, v in sorted(plain_config(config).items()) if k in keys},
         "checkpoint": trainer.saved_model_file if saved else None,
+        "resumed_from": trainer.resumed_from,
     }
     print(table_heading(results))
     print(results_table(test))

@@ -5,8 +5,11 @@ Only the hooks RecBole offers are overridden: ``_train_epoch`` passes a weighted
 ``train_data.clean_guide_data``: the guide part of the clean validation set where the data
 pipeline split one off, the whole clean validation set under ``eval_protocol: user_first``), and the checkpoint holds plain
 state dicts plus a ``denoise`` key (loadable with ``torch.load(..., weights_only=True)``), written
-atomically. Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches,
-per-sample alignment, virtual meta steps). Evaluation never applies weights.
+atomically with a checksum (``checkpoints.py``). Beside RecBole's best-model file ``<name>.pth``
+(saved on improvement, read by ``evaluate(load_best_model=True)``), ``<name>-latest.pth`` holds
+the full state after every finished epoch, from which ``resume_checkpoint`` continues exactly.
+Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches, per-sample
+alignment, virtual meta steps). Evaluation never applies weights.
 
 Early stopping is RecBole's (``stopping_step`` validations without gain) with one guard: it cannot
 fire before ``stopping_min_epochs`` epochs have trained, so a run whose first validations happen to
@@ -17,6 +20,7 @@ ended (best epoch, stopped early, or ran into the ``epochs`` cap).
 from __future__ import annotations
 
 import json
+import os
 import random
 from time import time
 from typing import Any
@@ -27,6 +31,13 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_autodenoise import compat
+from recbole_autodenoise.checkpoints import (
+    best_file,
+    check_checkpoint_dir,
+    check_writable_folder,
+    latest_file,
+    unique_checkpoint_file,
+)
 from recbole_autodenoise.config import positive, read_key
 from recbole_autodenoise.diagnostics import Diagnosis, sample_groups
 from recbole_autodenoise.evaluation.per_user import CleanAUC
@@ -133,7 +144,17 @@ class AutoDenoiseTrainer(Trainer):
                 f"config key 'valid_metric' = {config['valid_metric']!r} is not among the evaluated "
                 f"metrics {list(config['metrics'])}"
             )
+        check_checkpoint_dir(config)  # before RecBole's ensure_dir, which fails with a bare OSError
         super().__init__(config, model)
+        # RecBole's <model>-<local time>.pth is shared by two runs started in the same second
+        self.saved_model_file = unique_checkpoint_file(self.checkpoint_dir, config["model"])
+        self.latest_model_file = latest_file(self.saved_model_file)
+        self.best_epoch: int | None = None
+        self.resumed_from: str | None = None
+        self._saving = False
+        self._trained_epoch: int | None = None  # the last epoch trained by this process
+        self._latest_epoch: int | None = None  # the epoch whose state latest_model_file holds
+        self._last_valid_result = None
         self.sample_loss = None if scheme_cls is DefaultScheme else PerSampleLoss(model)
         self.diagnosis = Diagnosis(model, config, self.device) if self.diagnostics else None
         if scheme_cls.needs_representations:
@@ -175,9 +196,26 @@ class AutoDenoiseTrainer(Trainer):
         if self._pending_rng is not None:
             self._restore_rng(self._pending_rng)
             self._pending_rng = None
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        self._saving = saved
+        result = super().fit(train_data, valid_data, verbose, saved, show_progress,
+                             self._after_validation(callback_fn, verbose))
+        if self._trained_epoch is not None:
+            self._save_latest(self._trained_epoch, verbose)
+        return result
+
+    def _after_validation(self, callback_fn, verbose):
+        """RecBole calls this after a validation's early-stopping update: the epoch is finished."""
+
+        def callback(epoch_idx, valid_score):
+            self._save_latest(epoch_idx, verbose)
+            if callback_fn is not None:
+                callback_fn(epoch_idx, valid_score)
+
+        return callback
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self._trained_epoch is not None:  # an epoch without validation (eval_step > 1) is finished too
+            self._save_latest(self._trained_epoch, verbose=False)
         self._epoch = epoch_idx
         self.study.begin_epoch()
         start = time()
@@ -187,6 +225,7 @@ class AutoDenoiseTrainer(Trainer):
                   "train_loss": float(sum(loss) if isinstance(loss, tuple) else loss)}
         record.update(WeightStudy.summary(self.study.epoch))
         self.history.append(record)
+        self._trained_epoch = epoch_idx
         return loss
 
     def _weighted_loss(self, interaction) -> torch.Tensor:
@@ -273,6 +312,7 @@ class AutoDenoiseTrainer(Trainer):
             if guide_score is not None:
                 self.history[-1]["guide_score"] = float(guide_score)
         self._hold_early_stopping()
+        self._last_valid_result = valid_result
         return valid_score, valid_result
 
     def _hold_early_stopping(self) -> None:
@@ -360,34 +400,81 @@ class AutoDenoiseTrainer(Trainer):
             state["diagnosis"] = self.diagnosis.state_dict()
         return state
 
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        """RecBole's checkpoint without the pickled ``Config`` (a plain dict instead), plus ``denoise``."""
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+    def _state(self, kind: str, epoch: int, best_valid_result) -> dict[str, Any]:
+        """RecBole's checkpoint without the pickled ``Config`` (a plain dict instead), plus what an
+        exact resume needs: the best result so far, the losses per epoch and ``denoise``."""
+        return {
+            "kind": kind,
             "config": plain_config(self.config),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": None if best_valid_result is None else
+            {str(k): float(v) for k, v in best_valid_result.items()},
+            "best_epoch": self.best_epoch,
+            "train_loss_dict": {int(k): float(v) for k, v in self.train_loss_dict.items()},
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
             "denoise": self.denoise_state(),
         }
-        compat.atomic_torch_save(state, saved_model_file)
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """The best model so far (RecBole calls this on improvement), to ``saved_model_file``."""
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        self.best_epoch = epoch
+        compat.atomic_torch_save(self._state("best", epoch, self._last_valid_result), saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _save_latest(self, epoch: int, verbose: bool = True) -> None:
+        """The state after the finished ``epoch``, to ``latest_model_file`` (once per epoch)."""
+        if not self._saving or self._latest_epoch == epoch:
+            return
+        compat.atomic_torch_save(self._state("latest", epoch, self.best_valid_result), self.latest_model_file)
+        self._latest_epoch = epoch
+        if verbose:
+            self.logger.info(set_color("Saving latest", "blue") + f": {self.latest_model_file}")
+
     def resume_checkpoint(self, resume_file):
-        checkpoint = compat.load_checkpoint(resume_file, map_location=self.device)
-        denoise = checkpoint.get("denoise")
-        if denoise is None:
-            raise ValueError(f"{resume_file} is not an AutoDenoiseTrainer checkpoint (no 'denoise' key)")
-        if denoise["scheme"] != self.scheme_name:
-            raise ValueError(
-                f"{resume_file} was trained with denoise_scheme={denoise['scheme']!r}, "
-                f"this run uses {self.scheme_name!r}"
+        """Continue from a checkpoint: ``<name>-latest.pth`` (the last finished epoch; the best model
+        stays in ``<name>.pth``) or a best-model file (its epoch, as RecBole does). RecBole's own
+        ``resume_checkpoint`` is not called: it reads the file again with torch's default loader
+        (full unpickling before torch 2.6) and only warns when the model differs."""
+        resume_file = os.fspath(resume_file)
+        checkpoint = load_resumable(resume_file, self.config, map_location=self.device)
+        if checkpoint["kind"] == "latest":
+            best, latest = best_file(resume_file), resume_file
+            if checkpoint["best_epoch"] is not None and not os.path.isfile(best):
+                raise ValueError(f"{resume_file} continues a run whose best-model file {best} is missing")
+        else:
+            best, latest = resume_file, latest_file(resume_file)
+            self._warn_if_later_state(latest, checkpoint["epoch"])
+        self._load_training_state(checkpoint, resume_file)
+        self.saved_model_file, self.latest_model_file, self.resumed_from = best, latest, resume_file
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    def _warn_if_later_state(self, latest: str, epoch: int) -> None:
+        if os.path.isfile(latest) and compat.load_checkpoint(latest)["epoch"] > epoch:
+            self.logger.warning(
+                f"resuming from the best epoch {epoch}; the run's last finished epoch is in {latest}: "
+                "resume from that file to continue where it stopped"
             )
-        super().resume_checkpoint(resume_file)
+
+    def _load_training_state(self, checkpoint: dict[str, Any], resume_file: str) -> None:
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+        except RuntimeError as error:
+            raise ValueError(f"{resume_file} does not fit this model: {error}") from None
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.best_valid_result = checkpoint["best_valid_result"]
+        self.best_epoch = checkpoint["best_epoch"]
+        self.train_loss_dict = dict(checkpoint["train_loss_dict"])
+        denoise = checkpoint["denoise"]
         self.scheme.load_state_dict(denoise["scheme_state"])
         self.study.load_total(denoise["study_total"])
         self.history = list(denoise["history"])
@@ -395,6 +482,16 @@ class AutoDenoiseTrainer(Trainer):
         self._pending_guide = denoise.get("guide")
         if self.diagnosis is not None and denoise.get("diagnosis") is not None:
             self.diagnosis.load_state_dict(denoise["diagnosis"])
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        """RecBole's, with the best model read through the checksummed, ``weights_only`` loader."""
+        if load_best_model and eval_data:
+            checkpoint_file = model_file or self.saved_model_file
+            checkpoint = compat.load_checkpoint(checkpoint_file, map_location=self.device)
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     # --- results --------------------------------------------------------------------------
     def weight_study(self) -> dict[str, Any]:
@@ -404,3 +501,33 @@ class AutoDenoiseTrainer(Trainer):
             for record in self.history
         ]
         return overall
+
+
+def load_resumable(path: str | os.PathLike, config, map_location: Any = "cpu") -> dict[str, Any]:
+    """A verified checkpoint this run can continue, in a folder the run can write to."""
+    path = os.fspath(path)
+    checkpoint = compat.load_checkpoint(path, map_location=map_location)
+    check_resumable(checkpoint, path, config)
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {path}")
+    return checkpoint
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str, config) -> None:
+    """A checkpoint this run can continue: ours, same model, data set and scheme, not finished."""
+    if "denoise" not in checkpoint or "kind" not in checkpoint:
+        raise ValueError(f"{path} is not an AutoDenoiseTrainer checkpoint (no 'denoise' state)")
+    saved = {**checkpoint["config"], "denoise_scheme": checkpoint["denoise"]["scheme"]}
+    for key in ("model", "dataset", "denoise_scheme"):
+        if saved.get(key) != config[key]:
+            raise ValueError(
+                f"{path} was trained with {key}={saved.get(key)!r}, this run uses {config[key]!r}: "
+                f"resume with the same {key}"
+            )
+    epoch, epochs = checkpoint["epoch"], config["epochs"]
+    if epoch + 1 >= epochs:
+        raise ValueError(f"{path} holds epoch {epoch}, the last of epochs={epochs}: nothing left to train "
+                         "(raise epochs to train on)")
+    if checkpoint["cur_step"] > config["stopping_step"]:
+        raise ValueError(f"{path} holds epoch {epoch}, where early stopping ended the run "
+                         f"(stopping_step={config['stopping_step']}): nothing left to train "
+                         "(raise stopping_step to train on)")
