@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Table 3 on the paper's own terms (issue 12), on the CPU, resumable: every step skips what its
+# JSONL already holds, so the study can be split across sessions and its rows merge.
+#
+#   bash benchmarks/paper_protocol_study.sh DATA_DIR STEP [SEEDS]
+#
+# DATA_DIR holds ml-latest-small/ml-latest-small.inter (python -m recbole_autodenoise.prepare).
+# STEP: tune   - SoftmaxMF's learning rate, then every baseline's and AutoDenoise's settings on
+#                BPR (a BPR epoch costs 1/10 of a SoftmaxMF or GRU4Rec epoch on this CPU), on the clean
+#                validation set under the precise `interaction` protocol (one seed; 604 user_first
+#                queries are too noisy to rank settings), written to
+#                benchmarks/properties/paper-protocol/ml-latest-small/ and copied for the other models
+#       bpr    - BPR x (the paper's six schemes + oracle) x SEEDS (default 5)
+#       softmaxmf, gru - SoftmaxMF / GRU4Rec x (default, adt_rl, autodenoise_s, oracle; SCHEMES=all
+#                for the paper's six + oracle) x SEEDS (default 3)
+#       sasrec - SASRec x (default, adt_rl, autodenoise_s, oracle) x SEEDS (default 1; a GPU runs more)
+# Validation and early stopping use eval_protocol user_first (the paper's, the default); every run
+# also reports its test set under `interaction` (results' test_by_protocol), so one run gives both
+# protocols. Runs end by early stopping (stopping_step 6, never before stopping_min_epochs 10);
+# `epochs` 300 is a safety cap the report flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:?DATA_DIR}
+step=${2:?STEP: tune | bpr | softmaxmf | gru | sasrec}
+props=benchmarks/properties/paper-protocol
+dataset=ml-latest-small
+out=benchmarks/results/$dataset-paper-protocol.jsonl
+common=(--dataset "$dataset" --data-path "$data" --device cpu --set show_progress=False)
+files=(--config-files "$props/{dataset}/{model}-default.yaml" "$props/{dataset}/{model}-{scheme}.yaml")
+
+tune() {  # tune MODEL SCHEME GRID... (config files: the model's tuned learning rate)
+  local model=$1 scheme=$2; shift 2
+  local grids=(); for g in "$@"; do grids+=(--grid "$g"); done
+  python -m benchmarks.tune "${common[@]}" --set eval_protocol=interaction --properties-dir "$props" \
+    --model "$model" --scheme "$scheme" "${grids[@]}" --config-files "$props/{dataset}/{model}-default.yaml"
+}
+
+case "$step" in
+  tune)
+    for model in BPR GRU4Rec SASRec; do  # learning rates tuned earlier (benchmarks/properties/<dataset>/)
+      { echo "# copied from benchmarks/properties/$dataset/$model-default.yaml"; cat "benchmarks/properties/$dataset/$model-default.yaml"; } \
+        > "$props/$dataset/$model-default.yaml"
+    done
+    tune SoftmaxMF default learning_rate=5e-3,1e-2
+    tune BPR adt_rl adt_beta=0.05,0.1,0.2,0.4
+    tune BPR adt_tl adt_gradual_unit=epoch adt_num_gradual=1,5,10 adt_max_drop_rate=0.1,0.2
+    tune BPR heuristic heuristic_alpha=0.25,0.5,1
+    tune BPR autodenoise_s controller_learning_rate=1e-3,1e-2 controller_weight_decay=0,1e-4
+    cp "$props/$dataset/BPR-autodenoise_s.yaml" "$props/$dataset/BPR-autodenoise_h.yaml"
+    for model in SoftmaxMF GRU4Rec SASRec; do  # the scheme settings tuned on BPR, used for every model
+      for scheme in adt_rl adt_tl heuristic autodenoise_s autodenoise_h; do
+        { echo "# copied from BPR-$scheme.yaml (tuned on BPR only: the CPU budget)";
+          cat "$props/$dataset/BPR-$scheme.yaml"; } > "$props/$dataset/$model-$scheme.yaml"
+      done
+    done ;;
+  bpr)
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models BPR \
+      --schemes default heuristic adt_tl adt_rl autodenoise_h autodenoise_s oracle --seeds "${3:-5}" ;;
+  softmaxmf|gru)  # the key comparison first; the rest of the six with SCHEMES=all
+    model=$([ "$step" = gru ] && echo GRU4Rec || echo SoftmaxMF)
+    schemes=${SCHEMES:-default adt_rl autodenoise_s oracle}
+    [ "$schemes" = all ] && schemes="default heuristic adt_tl adt_rl autodenoise_h autodenoise_s oracle"
+    # shellcheck disable=SC2086
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models "$model" \
+      --schemes $schemes --seeds "${3:-3}" ;;
+  sasrec)
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models SASRec \
+      --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" ;;
+  *) echo "unknown step $step (tune | bpr | softmaxmf | gru | sasrec)" >&2; exit 2 ;;
+esac
