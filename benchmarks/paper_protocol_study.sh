@@ -37,6 +37,7 @@ tune() {  # tune MODEL SCHEME GRID... (config files: the model's tuned learning 
 
 case "$step" in
   tune)
+    mkdir -p "$props/$dataset"
     for model in BPR GRU4Rec SASRec; do  # learning rates tuned earlier (benchmarks/properties/<dataset>/)
       { echo "# copied from benchmarks/properties/$dataset/$model-default.yaml"; cat "benchmarks/properties/$dataset/$model-default.yaml"; } \
         > "$props/$dataset/$model-default.yaml"
