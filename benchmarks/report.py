@@ -23,9 +23,11 @@ from scipy import stats
 from benchmarks.grid import AUTODENOISE, BASELINES, SCHEMES, latest_rows, read_rows
 from benchmarks.paper import METRICS, PAPER_DATASET, PAPER_ROWS, PAPER_WEIGHTS, TRUNCATED
 
-MODEL_LABEL = {"BPR": "MF (BPR)"}
+MODEL_LABEL = {"BPR": "MF (BPR)", "SoftmaxMF": "MF (softmax)"}
+MODEL_ORDER = ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")
+PAPER_MODEL = {"SoftmaxMF": "BPR"}  # the paper's MF rows are keyed "BPR"; both our MF rows sit beside them
 SCHEME_LABEL = {"default": "Default", "heuristic": "Heuristic", "adt_tl": "ADT-TL", "adt_rl": "ADT-RL",
-                "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW"}
+                "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW", "oracle": "Oracle"}
 MAIN_METRIC = "ndcg@20"
 TIME_TARGET, MEMORY_TARGET = 1.15, 1.10  # AutoDenoise cost targets, as ratios to Default
 SWEEP_KEYS = ("controller_num_actions",)  # cells setting these belong to Fig. 3, not to the table
@@ -157,7 +159,7 @@ def main_groups(rows: list[dict[str, Any]], notes: list[str],
 
 
 def ordered(groups: dict[tuple[str, str], Group]) -> list[Group]:
-    models = list(dict.fromkeys(m for m in ("BPR", "GRU4Rec", "SASRec") if any(k[0] == m for k in groups)))
+    models = list(dict.fromkeys(m for m in MODEL_ORDER if any(k[0] == m for k in groups)))
     models += sorted({k[0] for k in groups} - set(models))
     order = {s: i for i, s in enumerate(SCHEMES)}
     return [groups[k] for k in sorted(groups, key=lambda k: (models.index(k[0]), order.get(k[1], 99), k[1]))]
@@ -294,6 +296,67 @@ def cost_row(g: Group, d: Group | None) -> tuple[list[str], dict[str, Any], list
     return cells, fields, misses
 
 
+def paper_rows(dataset: str) -> dict[tuple[str, str], dict[str, float | None]]:
+    """The paper's rows for ``dataset``, its MF rows also beside our SoftmaxMF."""
+    if dataset != PAPER_DATASET:
+        return {}
+    rows = dict(PAPER_ROWS)
+    for ours, theirs in PAPER_MODEL.items():
+        rows.update({(ours, scheme): row for (model, scheme), row in PAPER_ROWS.items() if model == theirs})
+    return rows
+
+
+def select_protocol(rows: list[dict[str, Any]], protocol: str, notes: list[str]) -> list[dict[str, Any]]:
+    """Rows whose ``test`` is their test set under ``protocol`` (``results.test_by_protocol``);
+    rows without it (older runs) are left out with a note."""
+    kept = []
+    for row in rows:
+        by_protocol = row["results"].get("test_by_protocol") or {}
+        if protocol in by_protocol:
+            kept.append({**row, "results": {**row["results"], "test": by_protocol[protocol]}})
+    if len(kept) < len(rows):
+        notes.append(f"{len(rows) - len(kept)} finished cell(s) have no test results under eval protocol "
+                     f"'{protocol}' (older runs) and are not in these tables")
+    return kept
+
+
+def stopping_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Flags runs that hit the epoch cap (may not have converged) or kept their epoch-0 model."""
+    capped = [r["key"] for r in rows if (r["results"].get("stopping") or {}).get("hit_epoch_cap")]
+    at_zero = [r["key"] for r in rows if (r["results"].get("stopping") or {}).get("best_epoch") == 0]
+    known = sum(1 for r in rows if r["results"].get("stopping"))
+    notes = [f"Stopping: {known} of {len(rows)} cells record how they stopped; {len(capped)} hit the epoch cap"
+             + (f" ({', '.join(capped)})" if capped else "") + f", {len(at_zero)} kept their epoch-0 model"
+             + (f" ({', '.join(at_zero)})" if at_zero else "") + "."]
+    return notes
+
+
+def headroom_lines(groups: dict[tuple[str, str], Group], models: Sequence[str]) -> list[str]:
+    """Per model: what a perfect denoiser (oracle) changes against Default, and the share of it each
+    scheme recovered ((scheme - Default) / (oracle - Default))."""
+    lines = []
+    for model in models:
+        d, o = groups.get((model, "default")), groups.get((model, "oracle"))
+        if d is None or o is None:
+            continue
+        m_d, m_o = mean(d.values(MAIN_METRIC)), mean(o.values(MAIN_METRIC))
+        p = paired_p(o.by_seed(MAIN_METRIC), d.by_seed(MAIN_METRIC))
+        gap = m_o - m_d
+        recovered = []
+        for scheme in BASELINES + AUTODENOISE:
+            g = groups.get((model, scheme))
+            if g is not None and gap != 0:
+                recovered.append(f"{SCHEME_LABEL[scheme]} {100 * (mean(g.values(MAIN_METRIC)) - m_d) / gap:+.0f} %")
+        lines.append(f"- {MODEL_LABEL.get(model, model)}: oracle {fmt(m_o)} vs Default {fmt(m_d)} NDCG@20, headroom "
+                     f"{fmt_rel(rel(m_o, m_d))} (p {fmt_p(p) if p is None or p < 0.001 else '= ' + fmt_p(p)}, "
+                     f"n = {len(set(o.by_seed(MAIN_METRIC)) & set(d.by_seed(MAIN_METRIC)))})"
+                     + (f"; share of it recovered: {', '.join(recovered)}" if recovered else "") + ".")
+    if not lines:
+        return []
+    return ["## Headroom: the oracle (drops every training sample rated below the threshold)", "",
+            "A diagnostic that reads the ratings, not a method: how much perfect denoising changes clean-test NDCG@20.", ""] + lines + [""]
+
+
 def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str], source: str = "") -> dict[str, Any]:
     """Write ``out`` (Markdown), its CSV and figures; return a summary (used by the tests)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +364,7 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
     groups = main_groups(rows, notes, other_groups)
     ordered_groups = ordered(groups)
     models = list(dict.fromkeys(g.model for g in ordered_groups))
-    paper = PAPER_ROWS if dataset == PAPER_DATASET else {}
+    paper = paper_rows(dataset)
     lines = [f"# AutoDenoise benchmark: {dataset}", "",
              f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `python -m benchmarks.report {source}`"
              f" from {len(rows)} finished cells. Test metrics on the clean test set; Precision, Recall, NDCG in %, "
@@ -329,6 +392,9 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
                   + ", ".join(losers) + ". The paper (Sec. 5.3.2) reports AutoDenoise better than Default in every setting.", ""]
     elif summary["beats_default"]:
         lines += [f"AutoDenoise beats Default significantly (NDCG@20, p < {ALPHA}) for every model measured.", ""]
+
+    lines += headroom_lines(groups, models)
+    notes = notes + stopping_notes(rows)
 
     # Table 3, ours beside the paper's.
     lines += ["## Table 3 (ours vs. the paper)", "",
@@ -506,10 +572,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None, help="which data set of the JSONL (default: its only one)")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable), "
                         "e.g. how a device run was launched")
+    parser.add_argument("--protocol", default=None, help="report each run's test set under this eval protocol "
+                        "(results' test_by_protocol: user_first, interaction, user) instead of its configured one")
     args = parser.parse_args(argv)
     dataset, rows, notes = load(args.results, args.dataset)
     notes = list(args.note) + notes
-    build(rows, dataset, Path(args.out), notes, source=f"{' '.join(args.results)} --out {args.out}")
+    if args.protocol:
+        rows = select_protocol(rows, args.protocol, notes)
+    protocol = f" --protocol {args.protocol}" if args.protocol else ""
+    build(rows, dataset, Path(args.out), notes, source=f"{' '.join(args.results)}{protocol} --out {args.out}")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
     return 0
 

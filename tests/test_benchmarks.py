@@ -417,3 +417,36 @@ def test_popularity_cross_entropy_by_hand():
     """Targets 1, 1, 2, 3: p = (1/2, 1/4, 1/4), H = 1/2 ln 2 + 2 * 1/4 ln 4 = 1.5 ln 2."""
     assert popularity_cross_entropy(torch.tensor([1, 1, 2, 3])) == pytest.approx(1.5 * math.log(2))
     assert popularity_cross_entropy(torch.tensor([4, 4, 4])) == pytest.approx(0.0)
+
+
+def _protocol_row(model: str, scheme: str, seed: int, ndcg: float, stopping: dict | None = None) -> dict:
+    test = {"ndcg@20": ndcg, "recall@20": 2 * ndcg}
+    results = {"test": test, "test_by_protocol": {"user_first": test, "interaction": {"ndcg@20": ndcg / 2}}}
+    if stopping is not None:
+        results["stopping"] = stopping
+    return {"key": f"d|{model}|{scheme}|{seed}|h", "model": model, "scheme": scheme, "seed": seed, "results": results}
+
+
+def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_headroom():
+    rows = [_protocol_row("BPR", "default", 1, 0.04, {"hit_epoch_cap": True, "best_epoch": 299}),
+            _protocol_row("BPR", "default", 2, 0.05, {"hit_epoch_cap": False, "best_epoch": 0})]
+    old = {"key": "d|BPR|default|3|h", "model": "BPR", "scheme": "default", "seed": 3, "results": {"test": {"ndcg@20": 1.0}}}
+    notes: list[str] = []
+    chosen = report.select_protocol(rows + [old], "interaction", notes)
+    assert [r["results"]["test"]["ndcg@20"] for r in chosen] == [0.02, 0.025]
+    assert notes == ["1 finished cell(s) have no test results under eval protocol 'interaction' (older runs) and are not in these tables"]
+    assert report.stopping_notes(rows + [old]) == [
+        "Stopping: 2 of 3 cells record how they stopped; 1 hit the epoch cap (d|BPR|default|1|h), "
+        "1 kept their epoch-0 model (d|BPR|default|2|h)."]
+    paper = report.paper_rows("ml-latest-small")
+    assert paper[("SoftmaxMF", "default")] is PAPER_ROWS[("BPR", "default")] and report.paper_rows("ml-1m") == {}
+
+    groups = {(m, s): report.Group(m, s, rows=[_protocol_row(m, s, seed, v) for seed, v in enumerate(values)])
+              for (m, s), values in {("GRU4Rec", "default"): (0.05, 0.06, 0.07), ("GRU4Rec", "oracle"): (0.06, 0.07, 0.09),
+                                     ("GRU4Rec", "adt_rl"): (0.055, 0.065, 0.075)}.items()}
+    lines = report.headroom_lines(groups, ["GRU4Rec"])
+    assert lines[0].startswith("## Headroom")
+    # oracle 7.33 vs Default 6.00 (+22.2 %); ADT-RL recovered (6.5 - 6.0) / (7.333 - 6.0) = 37.5 %, printed +37 %
+    p = __import__("scipy").stats.ttest_rel([0.06, 0.07, 0.09], [0.05, 0.06, 0.07]).pvalue
+    assert lines[4] == (f"- GRU4Rec: oracle 7.333 vs Default 6.000 NDCG@20, headroom +22.2% (p = {p:.3f}, n = 3); "
+                        "share of it recovered: ADT-RL +37 %.")
