@@ -259,7 +259,8 @@ VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": (positive, "a number > 0"),
     "train_batch_size": (positive_int, "an integer >= 1"),
     "eval_batch_size": (positive_int, "an integer >= 1"),
-    "stopping_step": (positive_int, "an integer >= 1"),
+    # 0: stop at the first validation without gain (RecBole's early_stopping stops when steps > it)
+    "stopping_step": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "embedding_size": (positive_int, "an integer >= 1"),
     "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
 }
