@@ -119,14 +119,12 @@ def bert4rec_losses(model: nn.Module, interaction) -> tuple[torch.Tensor, None]:
             "supports BERT4Rec with loss_type: CE"
         )
     with recording(F.cross_entropy) as outputs:
-        total = model.calculate_loss(interaction)
+        model.calculate_loss(interaction)  # its value is losses.mean() below, from the same graph
     if len(outputs) != 1 or outputs[0].dim() != 1:
         raise ValueError(f"BERT4Rec computed {len(outputs)} cross-entropies per batch; expected one unreduced")
     targets = (interaction[model.MASK_INDEX] > 0).to(outputs[0].dtype)
     per_row = (outputs[0].view_as(targets) * targets).sum(1)
-    losses = per_row * (per_row.numel() / targets.sum())
-    del total  # the same value as losses.mean(), from the same graph
-    return losses, None
+    return per_row * (per_row.numel() / targets.sum()), None
 
 
 def bert4rec_representations(model: nn.Module, interaction) -> tuple[torch.Tensor, torch.Tensor]:

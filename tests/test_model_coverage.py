@@ -162,3 +162,12 @@ def test_traditional_models_are_refused(model, tiny):
     config = tiny_config(model, "default", tiny)
     with pytest.raises(ValueError, match=f"model \\[{model}\\] is a traditional model"):
         data_preparation(config, create_dataset(config))
+
+
+@pytest.mark.parametrize("model, reason", [("NeuMF", "trains pointwise"), ("DMF", "trains pointwise"),
+                                           ("BERT4Rec", "trains on masked sequences")])
+def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, reason, tiny):
+    config, recommender, (train_data, valid_data, _) = build(model, "l2rw", tiny)
+    trainer = AutoDenoiseTrainer(config, recommender)
+    with pytest.raises(ValueError, match=f"model {model} {reason}"):
+        trainer.fit(train_data, valid_data, saved=False, verbose=False)
