@@ -6,6 +6,7 @@ from recbole_autodenoise.evaluation.metrics import register_metrics
 compat.apply()
 register_metrics()
 
+from recbole_autodenoise.adapters import register_loss_adapter, register_representations  # noqa: E402
 from recbole_autodenoise.config import make_config, property_files  # noqa: E402
 from recbole_autodenoise.data import create_dataset, data_preparation  # noqa: E402
 from recbole_autodenoise.schemes import SCHEMES, WeightingScheme, register_scheme  # noqa: E402
@@ -20,5 +21,7 @@ __all__ = [
     "data_preparation",
     "make_config",
     "property_files",
+    "register_loss_adapter",
+    "register_representations",
     "register_scheme",
 ]

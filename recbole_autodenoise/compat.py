@@ -13,6 +13,9 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
   ``torch.autograd.set_detect_anomaly(True)`` for the whole process, which makes every backward
   pass several times slower (SASRec, one ML-100K epoch on a busy 2-core CPU: 55 s with it, 16 s without):
   the models are imported here and anomaly detection is switched back off.
+* SciPy >= 1.12 dropped ``dok_matrix._update`` (a ``dict.update`` without index checks), with
+  which RecBole's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF, KGIN, MCCLK) build their
+  adjacency matrix: it is restored as an update of the matrix's own dict, as it was.
 * ``recbole.quick_start`` imports Ray, which fails on NumPy 2 and has no wheel for Python 3.12+:
   this package never imports it (a test guards that).
 * torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
@@ -63,6 +66,16 @@ def _patch_fill_nan() -> None:
     Dataset._fill_nan = _fill_nan
 
 
+def _restore_dok_update() -> None:
+    from scipy.sparse import dok_matrix
+
+    if not hasattr(dok_matrix, "_update"):
+        def _update(self, data: dict) -> None:
+            self._dict.update(data)
+
+        dok_matrix._update = _update
+
+
 def _undo_global_anomaly_detection() -> None:
     import torch
     import recbole.model.sequential_recommender  # noqa: F401  (its SINE module turns detection on)
@@ -74,6 +87,7 @@ def apply() -> None:
     """Apply every fix (idempotent)."""
     _restore_numpy_aliases()
     _patch_fill_nan()
+    _restore_dok_update()
     _undo_global_anomaly_detection()
 
 

@@ -158,14 +158,36 @@ class SafeConfig(Config):
     our ``cli`` (RecBole would otherwise read pytest's or a caller's argv).
     """
 
+    def __init__(self, *args, user_keys: Iterable[str] = (), **kwargs) -> None:
+        self._user_keys = frozenset(user_keys)  # keys the user set (files, overrides): never replaced
+        super().__init__(*args, **kwargs)
+
     def _build_yaml_loader(self):
         return _SafeRecBoleLoader
+
+    def _get_final_config_dict(self):
+        final = super()._get_final_config_dict()
+        negatives_follow_loss_type(final, self.model_class, self._user_keys)
+        return final
 
     def _convert_config_dict(self, config_dict):
         return {key: parse_literal(value) if isinstance(value, str) else value for key, value in config_dict.items()}
 
     def _load_cmd_line(self):
         return {}
+
+
+def negatives_follow_loss_type(final: dict[str, Any], model_class: type, user_keys: Iterable[str]) -> None:
+    """Training negatives as the model's ``loss_type`` needs them, unless the user set
+    ``train_neg_sample_args``: a sequential model whose input type comes from ``loss_type`` (RecBole's
+    rule) gets none with ``CE`` (RecBole refuses negatives there) and RecBole's default (one uniform
+    negative) otherwise. Models with a fixed ``input_type`` keep RecBole's default."""
+    from recbole.utils import ModelType
+
+    if "train_neg_sample_args" in user_keys or hasattr(model_class, "input_type"):
+        return
+    if getattr(model_class, "type", None) == ModelType.SEQUENTIAL and final.get("loss_type") == "CE":
+        final["train_neg_sample_args"] = None
 
 
 def _check_yaml_files(files: Iterable[str]) -> None:
@@ -237,6 +259,7 @@ def make_config(
             dataset=dataset,
             config_file_list=property_files(model, dataset) + user_files,
             config_dict=overrides,
+            user_keys=set(user_values),
         )
     except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
         raise ValueError(f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}") from None

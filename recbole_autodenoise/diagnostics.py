@@ -24,9 +24,13 @@ from recbole_autodenoise.losses import PerSampleLoss
 GROUPS = ("tp", "fp", "injected")
 
 
-def sample_groups(interaction: Interaction, rating_field: str, threshold: float) -> dict[str, torch.Tensor]:
+def sample_groups(
+    interaction: Interaction, rating_field: str, threshold: float, label_field: str | None = None
+) -> dict[str, torch.Tensor]:
     """Float 0/1 masks of true positives (rating >= threshold), false positives (below it) and
-    injected samples (``noise_injected``; never counted as true or false positives)."""
+    injected samples (``noise_injected``; never counted as true or false positives). Where the
+    batch has ``label_field`` (pointwise models: NeuMF, DMF), rows labelled 0 are sampled
+    negatives, which carry their positive's rating: they belong to no group."""
     if rating_field not in interaction.interaction:
         raise ValueError(f"training batches carry no '{rating_field}' field (clean_rating_field)")
     rating = interaction[rating_field]
@@ -34,8 +38,13 @@ def sample_groups(interaction: Interaction, rating_field: str, threshold: float)
         injected = (interaction[INJECTED_FIELD] > 0.5).double()
     else:
         injected = torch.zeros_like(rating, dtype=torch.float64)
-    true_positive = (rating >= threshold).double() * (1 - injected)
-    return {"tp": true_positive, "fp": 1 - true_positive - injected, "injected": injected}
+    if label_field is not None and label_field in interaction.interaction:
+        observed = (interaction[label_field] > 0.5).double()
+    else:
+        observed = torch.ones_like(rating, dtype=torch.float64)
+    true_positive = (rating >= threshold).double() * (1 - injected) * observed
+    injected = injected * observed
+    return {"tp": true_positive, "fp": observed - true_positive - injected, "injected": injected}
 
 
 def _plain_interaction(interaction: Interaction) -> dict[str, torch.Tensor]:

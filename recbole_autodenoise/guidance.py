@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from recbole.data.interaction import Interaction
 from recbole.model.loss import BPRLoss
+from recbole.utils import InputType
 from torch import nn
 from torch.func import functional_call
 
@@ -74,6 +75,23 @@ def clean_loss(model: nn.Module, interaction: Interaction) -> torch.Tensor:
     return sum(loss) if isinstance(loss, tuple) else loss
 
 
+def check_clean_batches_fit(model: nn.Module) -> None:
+    """Clean batches are held-out positives in the training format of BPR / CE models: refuse the
+    models whose training rows need what they cannot carry."""
+    name = type(model).__name__
+    if getattr(model, "input_type", None) == InputType.POINTWISE:
+        raise ValueError(
+            f"model {name} trains pointwise (label 1 positives and label 0 sampled negatives); clean "
+            "guiding batches (l2rw, controller_credit: meta, denoise_diagnostics) are positives only and "
+            "support BPR and cross-entropy models"
+        )
+    if hasattr(model, "MASK_ITEM_SEQ"):
+        raise ValueError(
+            f"model {name} trains on masked sequences built by a batch transform; clean guiding batches "
+            "(l2rw, controller_credit: meta, denoise_diagnostics) carry no masked positions"
+        )
+
+
 class CleanBatches:
     """Endless, seeded stream of training-format batches of clean interactions.
 
@@ -92,6 +110,7 @@ class CleanBatches:
         self, dataset: Any, model: nn.Module, batch_size: int, seed: int, device: torch.device | str,
         exclude: Any | None = None,
     ) -> None:
+        check_clean_batches_fit(model)
         self.device = torch.device(device)
         # the clean rows stay on the model's device: a batch is one gather there, no host copy
         self.rows = {field: values.to(self.device) for field, values in dataset.inter_feat.interaction.items()}

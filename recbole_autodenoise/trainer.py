@@ -31,6 +31,7 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from recbole_autodenoise import compat
+from recbole_autodenoise.adapters import USER_LEVEL_MODELS
 from recbole_autodenoise.checkpoints import (
     best_file,
     check_checkpoint_dir,
@@ -55,9 +56,10 @@ class WeightStudy:
 
     SIZE = 6  # tp weight sum, tp count, fp weight sum, fp count, injected weight sum, injected count
 
-    def __init__(self, rating_field: str, threshold: float) -> None:
+    def __init__(self, rating_field: str, threshold: float, label_field: str | None = None) -> None:
         self.rating_field = rating_field
         self.threshold = threshold
+        self.label_field = label_field  # pointwise models: sampled negatives (label 0) are not studied
         self.total = torch.zeros(self.SIZE, dtype=torch.float64)
         self.epoch = torch.zeros(self.SIZE, dtype=torch.float64)
 
@@ -65,7 +67,7 @@ class WeightStudy:
         self.epoch = torch.zeros(self.SIZE, dtype=torch.float64)
 
     def add(self, weights: torch.Tensor | None, interaction) -> None:
-        groups = sample_groups(interaction, self.rating_field, self.threshold)
+        groups = sample_groups(interaction, self.rating_field, self.threshold, self.label_field)
         true_positive, false_positive, injected = groups["tp"], groups["fp"], groups["injected"]
         weights = torch.ones_like(true_positive) if weights is None else weights.detach().double()
         # sums stay on the batch's device: no host sync per batch, one per epoch in ``summary``
@@ -159,7 +161,10 @@ class AutoDenoiseTrainer(Trainer):
         self.diagnosis = Diagnosis(model, config, self.device) if self.diagnostics else None
         if scheme_cls.needs_representations:
             self.sample_loss.check_representations()
-        self.study = WeightStudy(config["clean_rating_field"], float(config["clean_rating_threshold"]))
+        self.study = WeightStudy(config["clean_rating_field"], float(config["clean_rating_threshold"]),
+                                 config["LABEL_FIELD"])
+        # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no ratings to study
+        self._rows_are_interactions = config["model"] not in USER_LEVEL_MODELS
         self.history: list[dict[str, Any]] = []
         self._epoch = 0
         self._is_set_up = False
@@ -232,7 +237,8 @@ class AutoDenoiseTrainer(Trainer):
         if self.diagnosis is not None:
             self.diagnosis.observe_training_batch(interaction)
         if self.sample_loss is None:
-            self.study.add(None, interaction)
+            if self._rows_are_interactions:
+                self.study.add(None, interaction)
             return self.model.calculate_loss(interaction)
         if self.clean_batches is None:
             sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)

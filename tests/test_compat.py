@@ -79,3 +79,34 @@ def test_a_pickled_object_is_refused_by_the_safe_loader(tmp_path):
     torch.save({"obj": Path("x")}, path)  # an arbitrary class instance can only be loaded by unpickling
     with pytest.raises(Exception):
         compat.load_checkpoint(path)
+
+
+def test_dok_update_restored_as_an_unchecked_dict_update():
+    from scipy.sparse import dok_matrix
+
+    compat.apply()
+    matrix = dok_matrix((2, 3), dtype=np.float32)
+    matrix._update({(0, 2): 1, (1, 0): 1})
+    assert matrix.toarray().tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    assert matrix.nnz == 2
+
+
+def test_graph_models_build_their_normalised_adjacency():
+    """LightGCN's (and NGCF's) own ``get_norm_adj_mat`` on 2 users x 2 items, u0-i0, u0-i1, u1-i1:
+    L = D^-1/2 A D^-1/2 over the (user + item) graph, degrees u0 2, u1 1, i0 1, i1 2."""
+    from types import SimpleNamespace
+
+    from recbole.model.general_recommender import NGCF, LightGCN
+    from scipy.sparse import coo_matrix
+
+    compat.apply()
+    inter = coo_matrix((np.ones(3, dtype=np.float32), ([0, 0, 1], [0, 1, 1])), shape=(2, 2))
+    fake = SimpleNamespace(n_users=2, n_items=2, interaction_matrix=inter)
+    half, eps = 1 / np.sqrt(2), torch.finfo(torch.float32).eps * 4
+    expected = torch.tensor(
+        [[0, 0, half, 0.5], [0, 0, 0, half], [half, 0, 0, 0], [0.5, half, 0, 0]], dtype=torch.float32
+    )
+    torch.testing.assert_close(LightGCN.get_norm_adj_mat(fake).to_dense(), expected, rtol=0, atol=eps)
+    ngcf = NGCF.get_norm_adj_mat(fake)
+    ngcf = ngcf.to_dense() if ngcf.is_sparse else ngcf
+    torch.testing.assert_close(ngcf, expected, rtol=0, atol=eps)

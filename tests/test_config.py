@@ -146,7 +146,7 @@ def test_model_yaml_is_loaded_for_sasrec():
     config = make_config("SASRec", "ml-100k")
     assert config["MAX_ITEM_LIST_LENGTH"] == 10
     assert config["loss_type"] == "CE"
-    assert config["train_neg_sample_args"]["distribution"] == "none"  # our "~", as RecBole spells it
+    assert config["train_neg_sample_args"]["distribution"] == "none"  # CE: none, as RecBole spells it
 
 
 def test_argv_does_not_leak(monkeypatch):

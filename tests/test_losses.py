@@ -197,7 +197,7 @@ def test_loss_called_twice_raises_and_restores():
 def test_model_without_loss_module_raises():
     model = FakeBPR()
     del model.loss
-    with pytest.raises(ValueError, match="BPR, GRU4Rec and SASRec"):
+    with pytest.raises(ValueError, match=r"found none\); register_loss_adapter\(FakeBPR, fn\)"):
         PerSampleLoss(model)
 
 
@@ -264,3 +264,240 @@ def test_sequential_representations_from_forward():
     assert not result.user_repr.requires_grad
     # the temporary forward hook is gone again
     assert "forward" not in model.__dict__
+
+
+# --------------------------------------------------------------------------------------------
+# pointwise BCE (NeuMF, DMF)
+
+EPS32 = torch.finfo(torch.float32).eps
+
+
+class FakePointwise(nn.Module):
+    """Like RecBole's NeuMF (``nn.BCEWithLogitsLoss`` on logits) or, with ``probabilities``, a model
+    with ``nn.BCELoss`` on sigmoid outputs; one score per (user, item) row."""
+
+    type = ModelType.GENERAL
+    USER_ID = "user_id"
+    ITEM_ID = "item_id"
+    LABEL = "label"
+
+    def __init__(self, loss: nn.Module, probabilities: bool = False) -> None:
+        super().__init__()
+        self.user_embedding = nn.Embedding(3, 1)
+        self.item_embedding = nn.Embedding(5, 1)
+        with torch.no_grad():
+            self.user_embedding.weight.copy_(torch.tensor([[1.0], [-1.0], [2.0]]))
+            self.item_embedding.weight.copy_(torch.tensor([[0.0], [2.0], [1.0], [-0.5], [3.0]]))
+        self.loss = loss
+        self.probabilities = probabilities
+
+    def calculate_loss(self, interaction):
+        score = (self.user_embedding(interaction[self.USER_ID]) * self.item_embedding(interaction[self.ITEM_ID])).sum(1)
+        return self.loss(torch.sigmoid(score) if self.probabilities else score, interaction[self.LABEL])
+
+
+def pointwise_interaction():
+    # scores u*i: 1*2 = 2, -1*1 = -1, 2*-0.5 = -1, 1*3 = 3; labels 1, 0, 1, 0
+    return {"user_id": torch.tensor([0, 1, 2, 0]), "item_id": torch.tensor([1, 2, 3, 4]),
+            "label": torch.tensor([1.0, 0.0, 1.0, 0.0])}
+
+
+def bce_by_hand(scores, labels):
+    return torch.tensor([-math.log(1 / (1 + math.exp(-s))) if y else -math.log(1 - 1 / (1 + math.exp(-s)))
+                         for s, y in zip(scores, labels)])
+
+
+@pytest.mark.parametrize("loss, probabilities", [(nn.BCEWithLogitsLoss(), False), (nn.BCELoss(), True)])
+def test_bce_per_sample_exact_values(loss, probabilities):
+    model = FakePointwise(loss, probabilities)
+    result = PerSampleLoss(model)(pointwise_interaction())
+    expected = bce_by_hand([2.0, -1.0, -1.0, 3.0], [1, 0, 1, 0])
+    torch.testing.assert_close(result.losses, expected, rtol=0, atol=EPS32 * 8)
+    assert result.extra is None
+    torch.testing.assert_close(result.weighted(torch.ones(4)), model.calculate_loss(pointwise_interaction()),
+                               rtol=0, atol=EPS32 * 8)
+    assert model.loss is loss
+
+
+def test_bce_pos_weight_kept():
+    model = FakePointwise(nn.BCEWithLogitsLoss(pos_weight=torch.tensor(3.0)))
+    result = PerSampleLoss(model)(pointwise_interaction())
+    plain = bce_by_hand([2.0, -1.0, -1.0, 3.0], [1, 0, 1, 0])
+    expected = plain * torch.tensor([3.0, 1.0, 3.0, 1.0])  # positives' term scaled by pos_weight
+    torch.testing.assert_close(result.losses, expected, rtol=0, atol=EPS32 * 16)
+
+
+def test_loss_module_not_reduced_by_mean_is_refused():
+    model = FakePointwise(nn.BCEWithLogitsLoss(reduction="sum"))
+    with pytest.raises(ValueError, match=r"FakePointwise's loss module 'loss' has reduction='sum'"):
+        PerSampleLoss(model)
+
+
+# --------------------------------------------------------------------------------------------
+# adapters: users' own models, refusals, BERT4Rec
+
+
+@pytest.fixture
+def clean_registries(monkeypatch):
+    from recbole_autodenoise import adapters
+
+    adapters.register_recbole_models()
+    monkeypatch.setattr(adapters, "LOSS_ADAPTERS", dict(adapters.LOSS_ADAPTERS))
+    monkeypatch.setattr(adapters, "REPRESENTATIONS", dict(adapters.REPRESENTATIONS))
+    monkeypatch.setattr(adapters, "register_recbole_models", lambda: None)
+    return adapters
+
+
+class InlineHinge(nn.Module):
+    """A user's model with an inline loss (no loss module): mean hinge + a regulariser."""
+
+    type = ModelType.GENERAL
+    USER_ID = "user_id"
+    ITEM_ID = "item_id"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Embedding(5, 1)
+        with torch.no_grad():
+            self.table.weight.copy_(torch.tensor([[0.0], [2.0], [0.5], [-1.0], [1.0]]))
+
+    def hinge(self, interaction):
+        return torch.relu(1 - self.table(interaction[self.ITEM_ID]).squeeze(1))
+
+    def calculate_loss(self, interaction):
+        return self.hinge(interaction).mean() + 0.1 * self.table.weight.pow(2).sum()
+
+
+def test_registered_loss_adapter_is_used_and_inherited(clean_registries):
+    with pytest.raises(ValueError, match="found none"):
+        PerSampleLoss(InlineHinge())
+    clean_registries.register_loss_adapter(
+        InlineHinge, lambda model, inter: (model.hinge(inter), 0.1 * model.table.weight.pow(2).sum())
+    )
+
+    class Child(InlineHinge):
+        pass
+
+    interaction = {"user_id": USER, "item_id": POS}  # items 1, 2, 3, 4: hinge 0, 0.5, 2, 0
+    for model in (InlineHinge(), Child()):
+        result = PerSampleLoss(model)(interaction)
+        torch.testing.assert_close(result.losses, torch.tensor([0.0, 0.5, 2.0, 0.0]), rtol=0, atol=0)
+        reg = 0.1 * (4 + 0.25 + 1 + 1)
+        weights = torch.tensor([1.0, 2.0, 0.0, 1.0])
+        torch.testing.assert_close(result.weighted(weights), torch.tensor(1.0 / 4 + reg), rtol=0, atol=EPS32 * 4)
+        torch.testing.assert_close(result.weighted(torch.ones(4)), model.calculate_loss(interaction),
+                                   rtol=0, atol=EPS32 * 4)
+
+
+def test_registered_representations_replace_the_tables(clean_registries):
+    model = InlineHinge()
+    clean_registries.register_loss_adapter(InlineHinge, lambda m, inter: (m.hinge(inter), None))
+    with pytest.raises(ValueError, match=r"register_representations\(InlineHinge, fn\)"):
+        PerSampleLoss(model).check_representations()
+    clean_registries.register_representations(
+        InlineHinge, lambda m, inter: (m.table(inter["user_id"]) * 2, m.table(inter["item_id"]))
+    )
+    sample = PerSampleLoss(model)
+    sample.check_representations()
+    result = sample({"user_id": USER, "item_id": POS}, with_representations=True)
+    torch.testing.assert_close(result.user_repr, torch.tensor([[0.0], [4.0], [1.0], [0.0]]), rtol=0, atol=0)
+    torch.testing.assert_close(result.item_repr, torch.tensor([[2.0], [0.5], [-1.0], [1.0]]), rtol=0, atol=0)
+    assert not result.user_repr.requires_grad
+
+
+def test_register_refuses_a_non_module_class(clean_registries):
+    with pytest.raises(ValueError, match="model_class = 'BPR' is invalid: expected a torch.nn.Module subclass"):
+        clean_registries.register_loss_adapter("BPR", lambda m, i: None)
+    with pytest.raises(ValueError, match="expected a torch.nn.Module subclass"):
+        clean_registries.register_representations(int, lambda m, i: None)
+
+
+def test_user_level_and_inline_models_are_refused_with_the_reason(clean_registries):
+    for name in ("MultiVAE", "ENMF"):
+        user_level = type(name, (FakeBPR,), {})
+        with pytest.raises(ValueError, match=f"model {name} is not supported.*user-level batches"):
+            PerSampleLoss(user_level())
+    mine = type("MyVAE", (type("MultiVAE", (FakeBPR,), {}),), {})
+    with pytest.raises(ValueError, match="model MyVAE is not supported.*user-level batches"):
+        PerSampleLoss(mine())
+    simplex = type("SimpleX", (FakeBPR,), {})
+    with pytest.raises(ValueError, match=r"SimpleX is not supported.*computed inline.*register_loss_adapter"):
+        PerSampleLoss(simplex())
+    # a registered adapter wins over the refusal
+    clean_registries.register_loss_adapter(simplex, lambda model, inter: (torch.zeros(2), None))
+    assert PerSampleLoss(simplex())(bpr_interaction()).losses.tolist() == [0.0, 0.0]
+
+
+def test_sequential_forward_without_one_row_per_sample_is_refused():
+    class Blocks(FakeSequential):
+        def forward(self, item_seq):
+            return self.item_embedding(item_seq)  # [B, L, d], not one representation per row
+
+        def calculate_loss(self, interaction):
+            seq_output = self.forward(interaction[self.ITEM_SEQ])[:, -1]
+            return self.loss_fct(seq_output @ self.item_embedding.weight.t(), interaction[self.ITEM_ID])
+
+    sample = PerSampleLoss(Blocks())
+    sample(seq_interaction())  # the losses alone are fine
+    with pytest.raises(ValueError, match=r"Blocks's forward does not return one sequence representation"):
+        sample(seq_interaction(), with_representations=True)
+
+
+class FakeBERT4Rec(nn.Module):
+    """RecBole's BERT4Rec CE loss: an inline ``nn.CrossEntropyLoss(reduction="none")`` over the masked
+    positions ``[B, mask_len]``, summed where ``MASK_INDEX > 0`` and divided by their count."""
+
+    type = ModelType.SEQUENTIAL
+    USER_ID, ITEM_ID, ITEM_SEQ, ITEM_SEQ_LEN = "user_id", "item_id", "item_id_list", "item_length"
+    MASK_ITEM_SEQ, POS_ITEMS, MASK_INDEX = "Mask_item_id_list", "Pos_item_id", "MASK_INDEX"
+    loss_type = "CE"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.item_embedding = nn.Embedding(4, 2)
+        with torch.no_grad():
+            self.item_embedding.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+
+    def calculate_loss(self, interaction):
+        logits = self.item_embedding.weight[interaction[self.POS_ITEMS]] @ self.item_embedding.weight.t()
+        targets = (interaction[self.MASK_INDEX] > 0).float().view(-1)
+        loss_fct = nn.CrossEntropyLoss(reduction="none")
+        return torch.sum(loss_fct(logits.view(-1, 4), interaction[self.POS_ITEMS].view(-1)) * targets) / targets.sum()
+
+
+def test_bert4rec_rows_share_the_masked_positions_loss():
+    from recbole_autodenoise.adapters import bert4rec_losses
+
+    model = FakeBERT4Rec()
+    # row 0: two masked positions, row 1: one, row 2: none (padding 0 at index 0)
+    interaction = {"Pos_item_id": torch.tensor([[1, 2], [0, 3], [0, 0]]),
+                   "MASK_INDEX": torch.tensor([[1, 3], [0, 2], [0, 0]])}
+    losses, extra = bert4rec_losses(model, interaction)
+    logits = model.item_embedding.weight @ model.item_embedding.weight.t()
+    ce = -torch.log_softmax(logits, dim=1)  # ce[i, i]: the loss of predicting item i
+    rows = torch.stack([ce[1, 1] + ce[2, 2], ce[3, 3], torch.tensor(0.0)]) * (3 / 3)  # B = 3 rows, 3 masked
+    torch.testing.assert_close(losses, rows, rtol=0, atol=EPS32 * 8)
+    assert extra is None and losses.requires_grad
+    torch.testing.assert_close(losses.mean(), model.calculate_loss(interaction), rtol=0, atol=EPS32 * 8)
+
+
+def test_bert4rec_with_bpr_loss_is_refused():
+    from recbole_autodenoise.adapters import bert4rec_losses
+
+    model = FakeBERT4Rec()
+    model.loss_type = "BPR"
+    with pytest.raises(ValueError, match="supports BERT4Rec with loss_type: CE"):
+        bert4rec_losses(model, {})
+
+
+def test_recording_sees_functional_losses_inside_the_block():
+    from recbole_autodenoise.adapters import recording
+
+    logits, target = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])
+    with recording(F.cross_entropy) as outputs:
+        nn.CrossEntropyLoss(reduction="none")(logits, target)
+        F.mse_loss(logits, logits)
+    assert len(outputs) == 1
+    torch.testing.assert_close(outputs[0], F.cross_entropy(logits, target, reduction="none"), rtol=0, atol=0)
+    F.cross_entropy(logits, target)
+    assert len(outputs) == 1  # nothing recorded outside the block
