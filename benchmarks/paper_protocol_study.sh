@@ -14,6 +14,8 @@
 #       softmaxmf, gru - SoftmaxMF / GRU4Rec x (default, adt_rl, autodenoise_s, oracle; SCHEMES=all
 #                for the paper's six + oracle) x SEEDS (default 3)
 #       sasrec - SASRec x (default, adt_rl, autodenoise_s, oracle) x SEEDS (default 1; a GPU runs more)
+# DATASET (default ml-latest-small), DEVICE (cpu | cuda) and OUT (the JSONL) may be set; --seed-base
+# style splits: SEED_BASE (default 2020) lets several processes share a GPU, each on its own seeds.
 # Validation and early stopping use eval_protocol user_first (the paper's, the default); every run
 # also reports its test set under `interaction` (results' test_by_protocol), so one run gives both
 # protocols. Runs end by early stopping (stopping_step 6, never before stopping_min_epochs 10);
@@ -23,9 +25,10 @@ cd "$(dirname "$0")/.."
 data=${1:?DATA_DIR}
 step=${2:?STEP: tune | bpr | softmaxmf | gru | sasrec}
 props=benchmarks/properties/paper-protocol
-dataset=ml-latest-small
-out=benchmarks/results/$dataset-paper-protocol.jsonl
-common=(--dataset "$dataset" --data-path "$data" --device cpu --set show_progress=False)
+dataset=${DATASET:-ml-latest-small}
+device=${DEVICE:-cpu}
+out=${OUT:-benchmarks/results/$dataset-paper-protocol.jsonl}
+common=(--dataset "$dataset" --data-path "$data" --device "$device" --set show_progress=False)
 files=(--config-files "$props/{dataset}/{model}-default.yaml" "$props/{dataset}/{model}-{scheme}.yaml")
 
 tune() {  # tune MODEL SCHEME GRID... (config files: the model's tuned learning rate)
@@ -56,16 +59,16 @@ case "$step" in
     done ;;
   bpr)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models BPR \
-      --schemes default heuristic adt_tl adt_rl autodenoise_h autodenoise_s oracle --seeds "${3:-5}" ;;
+      --schemes default heuristic adt_tl adt_rl autodenoise_h autodenoise_s oracle --seeds "${3:-5}" --seed-base "${SEED_BASE:-2020}" ;;
   softmaxmf|gru)  # the key comparison first; the rest of the six with SCHEMES=all
     model=$([ "$step" = gru ] && echo GRU4Rec || echo SoftmaxMF)
     schemes=${SCHEMES:-default adt_rl autodenoise_s oracle}
     [ "$schemes" = all ] && schemes="default heuristic adt_tl adt_rl autodenoise_h autodenoise_s oracle"
     # shellcheck disable=SC2086
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models "$model" \
-      --schemes $schemes --seeds "${3:-3}" ;;
+      --schemes $schemes --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}" ;;
   sasrec)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models SASRec \
-      --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" ;;
+      --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" --seed-base "${SEED_BASE:-2020}" ;;
   *) echo "unknown step $step (tune | bpr | softmaxmf | gru | sasrec)" >&2; exit 2 ;;
 esac
