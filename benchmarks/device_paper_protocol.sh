@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 12's GPU cells in one device call (a 10-minute limit): SASRec and GRU4Rec on
+# ml-latest-small under the paper's protocol (validation user_first, early stopping; every run's test
+# set also under `interaction`), Default / ADT-RL / AutoDenoise-S / oracle (SCHEMES to change),
+# one process per (model, seed) sharing the GPU, each stopped at the deadline so finished rows always
+# come back; then, if ML1M_DATA_DIR holds ml-1m/ml-1m.inter, the same four schemes on ML-1M for
+# SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each.
+#
+#   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
+#
+# Settings: benchmarks/properties/paper-protocol/<dataset>/ (written by
+# `bash benchmarks/paper_protocol_study.sh DATA_DIR tune`; ML-1M uses ml-latest-small's files, copied
+# into a scratch properties folder). Env: TOTAL_SECONDS (default 540), ML1M_DATA_DIR.
+set -u
+data=${1:?DATA_DIR} out=${2:?OUT_DIR} seeds=${3:-5}
+mkdir -p "$out"
+work=$(mktemp -d)
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no GPU"; } | tee "$out/gpu.txt"
+deadline=$(( $(date +%s) + ${TOTAL_SECONDS:-540} ))
+schemes=${SCHEMES:-default adt_rl autodenoise_s oracle}
+props=benchmarks/properties/paper-protocol
+n=0
+launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS
+  # shellcheck disable=SC2086
+  timeout -s INT -k 10 $(( deadline - $(date +%s) )) python -m benchmarks.table3 --dataset "$1" --data-path "$2" \
+    --device cuda --set show_progress=False --models "$3" --schemes $schemes --seed-base "$4" --seeds "$5" \
+    --config-files "$props/{dataset}/{model}-default.yaml" "$props/{dataset}/{model}-{scheme}.yaml" \
+    --out "$work/cells-$n.jsonl" >"$work/cells-$n.log" 2>&1 &
+  n=$((n + 1))
+}
+for model in SASRec GRU4Rec; do
+  for seed in $(seq 2020 $((2020 + seeds - 1))); do launch ml-latest-small "$data" "$model" "$seed" 1; done
+done
+if [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then
+  mkdir -p "$props/ml-1m" && cp -n "$props/ml-latest-small/"*.yaml "$props/ml-1m/"
+  for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1; done
+fi
+wait
+cat "$work"/cells-*.jsonl >"$out/gpu-paper-protocol.jsonl" 2>/dev/null
+grep -h -E "^\[|done:" "$work"/cells-*.log
+tar czf "$out/cells-logs.tgz" -C "$work" .
+wc -l "$out/gpu-paper-protocol.jsonl"
