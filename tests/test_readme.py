@@ -50,7 +50,7 @@ def test_license_is_the_mit_license_setup_cfg_names():
 
 def test_the_research_log_left_the_readme():
     log = (ROOT / "docs" / "research-log.md").read_text(encoding="utf-8")
-    for heading in ("## Beyond the paper: credit the controller can learn from", "## Measured (docs/results.md)"):
+    for heading in ("## Beyond the paper: credit the controller can learn from", "## Measured (docs/results-2026-11-26.md)"):
         assert heading in log and heading not in README
     assert "p = " not in README and "issue 5" not in README and "H100" not in README
 
