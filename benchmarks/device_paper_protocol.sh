@@ -10,7 +10,7 @@
 #
 # Settings: benchmarks/properties/paper-protocol/<dataset>/ (written by
 # `bash benchmarks/paper_protocol_study.sh DATA_DIR tune`; ML-1M uses ml-latest-small's files, copied
-# into a scratch properties folder). Env: TOTAL_SECONDS (default 540), ML1M_DATA_DIR.
+# into a scratch folder). Env: TOTAL_SECONDS (default 540), ML1M_DATA_DIR.
 set -u
 data=${1:?DATA_DIR} out=${2:?OUT_DIR} seeds=${3:-5}
 mkdir -p "$out"
@@ -21,20 +21,20 @@ deadline=$(( $(date +%s) + ${TOTAL_SECONDS:-540} ))
 schemes=${SCHEMES:-default adt_rl autodenoise_s oracle}
 props=benchmarks/properties/paper-protocol
 n=0
-launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS
+launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR
   # shellcheck disable=SC2086
   timeout -s INT -k 10 $(( deadline - $(date +%s) )) python -m benchmarks.table3 --dataset "$1" --data-path "$2" \
     --device cuda --set show_progress=False --models "$3" --schemes $schemes --seed-base "$4" --seeds "$5" \
-    --config-files "$props/{dataset}/{model}-default.yaml" "$props/{dataset}/{model}-{scheme}.yaml" \
+    --config-files "$6/{dataset}/{model}-default.yaml" "$6/{dataset}/{model}-{scheme}.yaml" \
     --out "$work/cells-$n.jsonl" >"$work/cells-$n.log" 2>&1 &
   n=$((n + 1))
 }
 for model in SASRec GRU4Rec; do
-  for seed in $(seq 2020 $((2020 + seeds - 1))); do launch ml-latest-small "$data" "$model" "$seed" 1; done
+  for seed in $(seq 2020 $((2020 + seeds - 1))); do launch ml-latest-small "$data" "$model" "$seed" 1 "$props"; done
 done
 if [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then
-  mkdir -p "$props/ml-1m" && cp -n "$props/ml-latest-small/"*.yaml "$props/ml-1m/"
-  for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1; done
+  mkdir -p "$work/props/ml-1m" && cp "$props/ml-latest-small/"*.yaml "$work/props/ml-1m/" 2>/dev/null
+  for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1 "$work/props"; done
 fi
 wait
 cat "$work"/cells-*.jsonl >"$out/gpu-paper-protocol.jsonl" 2>/dev/null

@@ -450,3 +450,43 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
     p = __import__("scipy").stats.ttest_rel([0.06, 0.07, 0.09], [0.05, 0.06, 0.07]).pvalue
     assert lines[4] == (f"- GRU4Rec: oracle 7.333 vs Default 6.000 NDCG@20, headroom +22.2% (p = {p:.3f}, n = 3); "
                         "share of it recovered: ADT-RL +37 %.")
+
+
+FAKE_TABLE3 = """#!/usr/bin/env bash
+# stands in for `python -m benchmarks.table3 ...`: one row naming its data set, model and seed
+dataset= model= seed= out=
+while (( $# )); do
+  case $1 in
+    --dataset) dataset=$2; shift ;;
+    --models) model=$2; shift ;;
+    --seed-base) seed=$2; shift ;;
+    --out) out=$2; shift ;;
+  esac
+  shift
+done
+[[ $model == GRU4Rec && $seed == 2021 ]] && sleep 30  # a cell that overruns the deadline
+echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $seed}" >> "$out"
+"""
+
+
+def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_returns_finished_rows(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "python").write_text(FAKE_TABLE3)
+    (fake_bin / "python").chmod(0o755)
+    ml1m = tmp_path / "ml1m"
+    (ml1m / "ml-1m").mkdir(parents=True)
+    (ml1m / "ml-1m" / "ml-1m.inter").write_text("x")
+    out = tmp_path / "out"
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "TOTAL_SECONDS": "4", "ML1M_DATA_DIR": str(ml1m)}
+    root = Path(__file__).resolve().parents[1]
+    before = sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*"))
+    done = subprocess.run(["bash", str(root / "benchmarks/device_paper_protocol.sh"), str(tmp_path / "data"), str(out), "2"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
+    rows = {(r["dataset"], r["model"], r["seed"]) for r in map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines())}
+    expected = {("ml-latest-small", m, s) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021)} - {("ml-latest-small", "GRU4Rec", 2021)}
+    expected |= {("ml-1m", m, 2020) for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
+    assert rows == expected
+    assert (out / "cells-logs.tgz").is_file()
