@@ -32,6 +32,7 @@ from recbole.utils import set_color
 
 from recbole_autodenoise import compat
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
+from recbole_autodenoise.loss_store import ROW_FIELD
 from recbole_autodenoise.checkpoints import (
     best_file,
     check_checkpoint_dir,
@@ -266,6 +267,7 @@ class AutoDenoiseTrainer(Trainer):
             guidance=guidance,
             user_ids=interaction[self.model.USER_ID] if self.model.USER_ID in interaction.interaction else None,
             true_positive=self._true_positive(interaction) if self.scheme.reads_ratings else None,
+            row_ids=interaction[ROW_FIELD] if ROW_FIELD in interaction.interaction else None,
         )
 
     def _true_positive(self, interaction) -> torch.Tensor:

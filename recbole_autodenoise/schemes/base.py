@@ -28,6 +28,8 @@ class Batch:
     # 1.0 where the sample is a true positive (rating >= clean_rating_threshold, not injected), else
     # 0.0, shape [B]; filled only for schemes with ``reads_ratings`` (diagnostics, never methods)
     true_positive: torch.Tensor | None = None
+    # stable training-row id (``loss_store.ROW_FIELD``), where the scheme's setup added it, shape [B]
+    row_ids: torch.Tensor | None = None
 
 
 class WeightingScheme:
