@@ -8,7 +8,15 @@ Two diagnostics for the paper's Fig. 2 question (can Algorithm 1 separate true f
 positives?): ``controller_oracle_state: true`` appends each sample's true-positive flag (rating >=
 ``clean_rating_threshold``, not injected) to the controller's state, so the answer is in its
 input; ``baseline_init: first_reward`` starts the epoch credit's baseline b at the first reward
-instead of the paper's 0 (with b = 0 every early advantage R - b is positive)."""
+instead of the paper's 0 (with b = 0 every early advantage R - b is positive).
+
+``controller_state: loss_features`` replaces the paper's state (embeddings, loss, epoch) by seven
+loss-derived features per training row kept in a ``LossStore`` (``recbole_autodenoise.loss_store``,
+16 bytes per training interaction). ``controller_prior: adt_rl`` multiplies the controller's weight
+by ADT-RL's exp(-adt_beta * loss) and rescales each batch to mean 1 (``mean_one``); the soft
+controller starts with expected output exactly 1, so training starts at ADT-RL. The hard
+controller's weights {0, 1, 2, ...} cannot start at 1 for every sample, and the meta credit's
+virtual step does not apply the prior: both are refused with the prior."""
 
 from __future__ import annotations
 
@@ -21,9 +29,11 @@ from recbole.utils import EvaluatorType
 from recbole_autodenoise.config import fraction, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
-from recbole_autodenoise.schemes.base import Batch, WeightingScheme
+from recbole_autodenoise.loss_store import STATES, LossStore, add_row_ids
+from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
 BASELINE_INITS = ("zero", "first_reward")
+PRIORS = ("none", "adt_rl")
 
 
 def parse_reward_metric(value: Any, topk: list[int]) -> str:
@@ -49,6 +59,7 @@ class ControllerScheme(WeightingScheme):
     config_keys = (
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
+        "controller_state", "loss_ema_decay", "controller_prior", "adt_beta",
     )
     needs_representations = True
     learns_from_validation = True
@@ -77,6 +88,7 @@ class ControllerScheme(WeightingScheme):
                 f"config key 'baseline_init' = {self.baseline_init!r} applies to controller_credit 'epoch' only "
                 f"(this run uses {self.credit_mode!r}); leave it at 'zero'"
             )
+        self._read_loss_keys(config)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(config["seed"]))
         self.policy: Policy | None = None
@@ -86,6 +98,38 @@ class ControllerScheme(WeightingScheme):
         self.needs_guidance = self.credit.needs_guidance
         self.needs_user_rewards = self.credit.needs_user_rewards
         self.needs_reward = self.credit.needs_reward
+
+    def _read_loss_keys(self, config) -> None:
+        """``controller_state``, ``loss_ema_decay``, ``controller_prior`` and ``adt_beta``."""
+        self.state_kind = read_key(
+            config, "controller_state", lambda v: isinstance(v, str) and v in STATES, f"one of {list(STATES)}"
+        )
+        self.loss_ema_decay = read_key(config, "loss_ema_decay", fraction, "a number in [0, 1)")
+        self.prior = read_key(
+            config, "controller_prior", lambda v: isinstance(v, str) and v in PRIORS, f"one of {list(PRIORS)}"
+        )
+        self.beta = read_key(config, "adt_beta", non_negative, "a number >= 0")
+        if self.prior != "none" and self.credit_mode == "meta":
+            raise ValueError(
+                f"config key 'controller_prior' = {self.prior!r} is not supported with controller_credit 'meta' "
+                "(its virtual step would ignore the prior); allowed there: 'none'"
+            )
+        if self.state_kind == "loss_features":
+            self.needs_representations = False  # the loss features replace e_u and e_v
+        self.loss_store: LossStore | None = None
+        self._pending_store: dict[str, Any] | None = None
+
+    def setup(self, train_dataset: Any) -> None:
+        """With ``loss_features``: give every training row an id and build its loss store."""
+        if self.state_kind != "loss_features":
+            return
+        add_row_ids(train_dataset)
+        inter_feat = train_dataset.inter_feat
+        self.loss_store = LossStore(inter_feat[train_dataset.uid_field], inter_feat[train_dataset.iid_field],
+                                    train_dataset.user_num, train_dataset.item_num, self.loss_ema_decay)
+        if self._pending_store is not None:
+            self.loss_store.load_state_dict(self._pending_store)
+            self._pending_store = None
 
     # the epoch credit's REINFORCE state, where the tests and older callers look for it
     @property
@@ -108,15 +152,33 @@ class ControllerScheme(WeightingScheme):
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         self.credit.on_build()
 
+    def _state(self, batch: Batch) -> torch.Tensor:
+        true_positive = batch.true_positive if self.oracle_state else None
+        if self.state_kind == "paper":
+            return controller_state(batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction,
+                                    true_positive)
+        if self.loss_store is None or batch.row_ids is None or batch.user_ids is None:
+            raise ValueError(
+                "controller_state 'loss_features' needs the training rows' ids and users: train with "
+                "AutoDenoiseTrainer (the scheme's setup adds the row ids) on a model whose batches hold the user id"
+            )
+        state = self.loss_store.features(batch.row_ids, batch.user_ids, batch.item_ids, batch.losses,
+                                         batch.epoch, batch.epoch_fraction)
+        if true_positive is not None:
+            state = torch.cat([state, true_positive.to(state.dtype).unsqueeze(1)], dim=1)
+        return state
+
     def weights(self, batch: Batch) -> torch.Tensor:
-        state = controller_state(batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction,
-                                 batch.true_positive if self.oracle_state else None)
+        state = self._state(batch)
         if self.policy is None:
             self._build(state.shape[1])
         self.credit.before_weights(state, batch)
         action, weight = self.policy.sample(state, self.generator)
         self.credit.record(state, action, batch)
-        return self.credit.real_weights(weight)
+        weight = self.credit.real_weights(weight)
+        if self.prior == "adt_rl":
+            return mean_one(torch.exp(-self.beta * batch.losses) * weight)
+        return weight
 
     def observe_user_rewards(self, rewards: torch.Tensor) -> None:
         self.credit.observe_user_rewards(rewards)
@@ -131,6 +193,8 @@ class ControllerScheme(WeightingScheme):
             state.update(
                 input_size=self.input_size, policy=self.policy.state_dict(), optimizer=self.optimizer.state_dict()
             )
+        if self.loss_store is not None:
+            state["loss_store"] = self.loss_store.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -146,3 +210,8 @@ class ControllerScheme(WeightingScheme):
             self.policy.load_state_dict(state["policy"])
             self.optimizer.load_state_dict(state["optimizer"])
         self.credit.load_state_dict(state)
+        if "loss_store" in state:
+            if self.loss_store is None:  # a resumed run loads before the trainer's setup
+                self._pending_store = state["loss_store"]
+            else:
+                self.loss_store.load_state_dict(state["loss_store"])

@@ -18,6 +18,11 @@ class HardAutoDenoise(ControllerScheme):
             config, "controller_num_actions", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
             "an integer >= 2 (action k gives weight k)",
         )
+        if self.prior != "none":
+            raise ValueError(
+                f"config key 'controller_prior' = {self.prior!r} is not supported by autodenoise_h (its weights "
+                "0, 1, 2, ... cannot start at 1 for every sample); allowed: 'none', or use autodenoise_s"
+            )
 
     def build_policy(self, input_size: int) -> HardPolicy:
         return HardPolicy(input_size, self.hidden_size, self.num_actions)
