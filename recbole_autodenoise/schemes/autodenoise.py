@@ -187,7 +187,8 @@ class ControllerScheme(WeightingScheme):
         return self.credit.after_evaluation(valid_result, epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"generator": self.generator.get_state(), "credit": self.credit_mode}
+        state: dict[str, Any] = {"generator": self.generator.get_state(), "credit": self.credit_mode,
+                                 "controller_state": self.state_kind}
         state.update(self.credit.state_dict())
         if self.policy is not None:
             state.update(
@@ -203,6 +204,11 @@ class ControllerScheme(WeightingScheme):
             raise ValueError(
                 f"the saved controller was trained with controller_credit={saved_mode!r}, "
                 f"this run uses {self.credit_mode!r}"
+            )
+        saved_kind = state.get("controller_state", "paper")  # states from before loss features are the paper's
+        if saved_kind != self.state_kind:
+            raise ValueError(
+                f"the saved controller was trained with controller_state={saved_kind!r}, this run uses {self.state_kind!r}"
             )
         self.generator.set_state(state["generator"].cpu())
         if "policy" in state:
