@@ -112,9 +112,23 @@ def check_model(model: Any) -> type:
 
 
 def property_files(model: str, dataset: str) -> list[str]:
-    """overall.yaml, then the model's and the data set's yaml where we ship one."""
-    files = [OVERALL_FILE, PROPERTIES_DIR / "model" / f"{model}.yaml", PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"]
+    """overall.yaml, then the model's yaml where we ship one (else its model type's), then the data
+    set's."""
+    model_file = PROPERTIES_DIR / "model" / f"{model}.yaml"
+    if not model_file.exists():
+        model_file = PROPERTIES_DIR / "model_type" / f"{_model_type(model) or 'none'}.yaml"
+    files = [OVERALL_FILE, model_file, PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"]
     return [str(path) for path in files if path.exists()]
+
+
+def _model_type(model: str) -> str:
+    """'general', 'sequential', ... (RecBole's ModelType, lower case); '' for a name that is not a
+    RecBole or plugin model (a user's own class: it brings its own yaml)."""
+    try:
+        model_type = getattr(check_model(model), "type", None)
+    except ValueError:
+        return ""
+    return model_type.name.lower() if model_type is not None else ""
 
 
 # RecBole's float resolver (1e-3 is a float, not YAML 1.1's string), on a *safe* loader.

@@ -149,6 +149,21 @@ def test_model_yaml_is_loaded_for_sasrec():
     assert config["train_neg_sample_args"]["distribution"] == "none"  # CE: none, as RecBole spells it
 
 
+def test_general_models_without_a_yaml_get_the_general_eval_batch():
+    # RecBole's 4096 scores a batch is about one ML-100K user: validation slower than training
+    assert make_config("NeuMF", "ml-100k")["eval_batch_size"] == 262144
+    assert make_config("LightGCN", "ml-100k")["eval_batch_size"] == 262144
+    assert make_config("BPR", "ml-100k")["eval_batch_size"] == 1048576  # its own yaml wins
+    assert make_config("GRU4Rec", "ml-100k")["eval_batch_size"] == 1024  # sequential: its own yaml
+    assert make_config("NARM", "ml-100k")["eval_batch_size"] == 4096  # sequential: RecBole's default
+    assert make_config("NeuMF", "ml-100k", config_dict={"eval_batch_size": 512})["eval_batch_size"] == 512
+
+
+def test_property_files_of_a_users_own_model_name_are_ours_only():
+    files = recbole_autodenoise.property_files("MyOwnModel", "ml-100k")
+    assert [f.rsplit("/", 2)[-1] for f in files] == ["overall.yaml", "ml-100k.yaml"]
+
+
 def test_argv_does_not_leak(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["prog", "--epochs=99", "--learning_rate=0.5"])
     config = make_config("BPR", "ml-100k")
