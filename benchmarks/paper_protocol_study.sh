@@ -14,6 +14,9 @@
 #       softmaxmf, gru - SoftmaxMF / GRU4Rec x (default, adt_rl, autodenoise_s, oracle; SCHEMES=all
 #                for the paper's six + oracle) x SEEDS (default 3)
 #       sasrec - SASRec x (default, adt_rl, autodenoise_s, oracle) x SEEDS (default 1; a GPU runs more)
+#       models - issue 16's check of models beyond the paper's: LightGCN and NeuMF x (default, adt_rl,
+#                autodenoise_s) x SEEDS (default 3), RecBole's default learning rate, the scheme
+#                settings tuned on BPR
 # DATASET (default ml-latest-small), DEVICE (cpu | cuda) and OUT (the JSONL) may be set; --seed-base
 # style splits: SEED_BASE (default 2020) lets several processes share a GPU, each on its own seeds.
 # Validation and early stopping use eval_protocol user_first (the paper's, the default); every run
@@ -23,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:?DATA_DIR}
-step=${2:?STEP: tune | bpr | softmaxmf | gru | sasrec}
+step=${2:?STEP: tune | bpr | softmaxmf | gru | sasrec | models}
 props=benchmarks/properties/paper-protocol
 dataset=${DATASET:-ml-latest-small}
 device=${DEVICE:-cpu}
@@ -70,5 +73,8 @@ case "$step" in
   sasrec)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models SASRec \
       --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" --seed-base "${SEED_BASE:-2020}" ;;
-  *) echo "unknown step $step (tune | bpr | softmaxmf | gru | sasrec)" >&2; exit 2 ;;
+  models)
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models LightGCN NeuMF \
+      --schemes default adt_rl autodenoise_s --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}" ;;
+  *) echo "unknown step $step (tune | bpr | softmaxmf | gru | sasrec | models)" >&2; exit 2 ;;
 esac
