@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -299,7 +300,7 @@ def read_virtual_step(config: Any, credit_mode: str) -> str:
 
 def _sgd_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict) -> torch.Tensor:
     """torch.optim.SGD without momentum: p - lr * (g + weight_decay * p)."""
-    if group["momentum"] or group["maximize"]:
+    if group["momentum"] or group.get("maximize", False):
         raise ValueError("meta_virtual_step 'optimizer' follows SGD without momentum or maximize (RecBole's 'sgd')")
     if group["weight_decay"]:
         grad = grad + group["weight_decay"] * param
@@ -309,19 +310,23 @@ def _sgd_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict)
 def _root(values: torch.Tensor) -> torch.Tensor:
     """sqrt with gradient 0 (not 0 * inf) where the value is 0: entries no gradient ever reached."""
     positive = values > 0
-    return torch.where(positive, torch.where(positive, values, torch.ones_like(values)).sqrt(), torch.zeros_like(values))
+    safe = torch.where(positive, values, torch.ones_like(values))
+    return torch.where(positive, safe.sqrt(), torch.zeros_like(values))
 
 
-def _adam_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict) -> torch.Tensor:
+def _adam_step(
+    param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict, decoupled: bool = False
+) -> torch.Tensor:
     """torch.optim.Adam / AdamW's next step on ``grad`` from ``state`` (empty: its first step):
-    m, v updated by grad, bias corrections at step + 1, p - lr * m_hat / (sqrt(v_hat) + eps)."""
-    if group["amsgrad"] or group["maximize"]:
+    m, v updated by grad, bias corrections at step + 1, p - lr * m_hat / (sqrt(v_hat) + eps);
+    weight decay decoupled (AdamW: p * (1 - lr * decay) first) or added to the gradient (Adam)."""
+    if group.get("amsgrad", False) or group.get("maximize", False):
         raise ValueError("meta_virtual_step 'optimizer' follows Adam without amsgrad or maximize (RecBole's 'adam')")
     beta1, beta2 = group["betas"]
     lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
     step = float(state["step"]) + 1 if state else 1.0
     base = param
-    if decay and group.get("decoupled_weight_decay", False):
+    if decay and (decoupled or group.get("decoupled_weight_decay", False)):
         base = param * (1 - lr * decay)
     elif decay:
         grad = grad + decay * param
@@ -332,8 +337,8 @@ def _adam_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict
 
 
 def _step_rule(optimizer: torch.optim.Optimizer):
-    if isinstance(optimizer, torch.optim.Adam):  # AdamW included
-        return _adam_step
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):  # AdamW subclasses Adam in recent torch only
+        return partial(_adam_step, decoupled=isinstance(optimizer, torch.optim.AdamW))
     if type(optimizer) is torch.optim.SGD:
         return _sgd_step
     raise ValueError(
@@ -347,7 +352,8 @@ def virtual_parameters(
 ) -> list[torch.Tensor]:
     """The parameters after the step ``optimizer`` would take next with gradients ``grads``,
     differentiable with respect to the grads (and so to whatever they depend on); the optimiser's
-    state is read, never written. A parameter without gradient stays, as the real step skips it."""
+    state is read, never written. A parameter without gradient stays, as the real step skips it.
+    RecBole's ``clip_grad_norm`` (off by default) is not applied to the virtual step."""
     rule = _step_rule(optimizer)
     groups = {param: group for group in optimizer.param_groups for param in group["params"]}
     stepped = []

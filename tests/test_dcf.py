@@ -115,7 +115,8 @@ def test_running_mean_bound_and_drops_against_the_authors_computation():
     unlike_the_loss = []
     for epoch, (rows, losses) in enumerate(batches):
         scheme.store.begin(epoch, 4)
-        _, lower = scheme.store.lower_bounds(torch.tensor(rows), torch.tensor(losses), epoch, scheme.co_lambda_at(epoch))
+        lam = scheme.co_lambda_at(epoch)
+        _, lower = scheme.store.lower_bounds(torch.tensor(rows), torch.tensor(losses), epoch, lam)
         assert_float_close(lower, expected_lower[epoch])
         weights = scheme.weights(batch_of(rows, losses, epoch))
         assert torch.equal(weights, torch.tensor(expected_weights[epoch], dtype=torch.float32))

@@ -57,7 +57,9 @@ def confidence_bound(counts: torch.Tensor, epoch: int, co_lambda: float) -> torc
     return co_lambda * (s + co_lambda * math.log(2 * s) / (s * s)) / (counts + 1 - co_lambda)
 
 
-def dcf_selection(lower_bounds: torch.Tensor, drop_rate: float, relabel_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dcf_selection(
+    lower_bounds: torch.Tensor, drop_rate: float, relabel_ratio: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights (B / used on the kept and relabelled samples, 0 on the dropped) and the mask of
     the samples below the relabel cut, from the lower bounds, as their ``PLC_uncertain_discard``."""
     size = lower_bounds.numel()
@@ -88,7 +90,9 @@ class DCFStore:
             self.count.fill_(1.0)
             self.cycle_epoch = epoch
 
-    def lower_bounds(self, rows: torch.Tensor, losses: torch.Tensor, epoch: int, co_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def lower_bounds(
+        self, rows: torch.Tensor, losses: torch.Tensor, epoch: int, co_lambda: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each sample's updated running mean and its lower bound relu(mean - bound)."""
         s = epoch + 1
         mean = (self.mean[rows].to(losses.dtype) * s + damped(losses)) / (s + 1)
