@@ -5,7 +5,7 @@
 #   bash benchmarks/paper_protocol_study.sh DATA_DIR STEP [SEEDS]
 #
 # DATA_DIR holds ml-latest-small/ml-latest-small.inter (python -m recbole_autodenoise.prepare).
-# STEP: tune   - SoftmaxMF's learning rate, then every baseline's and AutoDenoise's settings on
+# STEP: tune   - SoftmaxMF's learning rate, then every baseline's (DCF's too) and AutoDenoise's settings on
 #                BPR (a BPR epoch costs 1/10 of a SoftmaxMF or GRU4Rec epoch on this CPU), on the clean
 #                validation set under the precise `interaction` protocol (one seed; 604 user_first
 #                queries are too noisy to rank settings), written to
@@ -52,10 +52,14 @@ case "$step" in
     tune BPR adt_rl adt_beta=0.05,0.1,0.2,0.4
     tune BPR adt_tl adt_gradual_unit=epoch adt_num_gradual=1,5,10 adt_max_drop_rate=0.1,0.2
     tune BPR heuristic heuristic_alpha=0.25,0.5,1
+    # DCF (issue 13): ADT's schedule keys as for adt_tl, lambda around the authors' 1e-4 and one that
+    # bounds (lambda * s / (n + 1), about 0.05 at epoch 20 against damped losses of 0.1-0.7); their time_step, relabel ratio
+    tune BPR dcf adt_gradual_unit=epoch adt_num_gradual=1,5 adt_max_drop_rate=0.1,0.2 dcf_co_lambda=1e-4,1e-2 \
+      dcf_time_step=3 dcf_relabel_ratio=0.05
     tune BPR autodenoise_s controller_learning_rate=1e-3,1e-2 controller_weight_decay=0,1e-4
     cp "$props/$dataset/BPR-autodenoise_s.yaml" "$props/$dataset/BPR-autodenoise_h.yaml"
     for model in SoftmaxMF GRU4Rec SASRec; do  # the scheme settings tuned on BPR, used for every model
-      for scheme in adt_rl adt_tl heuristic autodenoise_s autodenoise_h; do
+      for scheme in adt_rl adt_tl dcf heuristic autodenoise_s autodenoise_h; do
         { echo "# copied from BPR-$scheme.yaml (tuned on BPR only: the CPU budget)";
           cat "$props/$dataset/BPR-$scheme.yaml"; } > "$props/$dataset/$model-$scheme.yaml"
       done

@@ -27,7 +27,8 @@ MODEL_LABEL = {"BPR": "MF (BPR)", "SoftmaxMF": "MF (softmax)"}
 MODEL_ORDER = ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")
 PAPER_MODEL = {"SoftmaxMF": "BPR"}  # the paper's MF rows are keyed "BPR"; both our MF rows sit beside them
 SCHEME_LABEL = {"default": "Default", "heuristic": "Heuristic", "adt_tl": "ADT-TL", "adt_rl": "ADT-RL",
-                "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW", "oracle": "Oracle"}
+                "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW", "oracle": "Oracle",
+                "dcf": "DCF"}
 MAIN_METRIC = "ndcg@20"
 TIME_TARGET, MEMORY_TARGET = 1.15, 1.10  # AutoDenoise cost targets, as ratios to Default
 SWEEP_KEYS = ("controller_num_actions",)  # cells setting these belong to Fig. 3, not to the table

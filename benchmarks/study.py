@@ -22,7 +22,8 @@ RAW_META = "meta, raw weights"
 METHOD_ORDER = ("default", "adt_rl", "l2rw", "autodenoise_s/epoch", "autodenoise_s/user", "autodenoise_s/meta",
                 f"autodenoise_s/{RAW_META}", "autodenoise_h/epoch", "autodenoise_h/user", "autodenoise_h/meta",
                 f"autodenoise_h/{RAW_META}")
-METHOD_LABEL = {"default": "Default", "adt_rl": "ADT-RL", "l2rw": "L2RW", "heuristic": "Heuristic", "adt_tl": "ADT-TL"}
+METHOD_LABEL = {"default": "Default", "adt_rl": "ADT-RL", "l2rw": "L2RW", "heuristic": "Heuristic", "adt_tl": "ADT-TL",
+                "dcf": "DCF"}
 
 
 def method(row: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The loss-aware controller state (``controller_state: loss_features``) and its per-row store.
 
 Each training interaction gets a stable row id, the column ``ROW_FIELD`` added to the training
-dataset's ``inter_feat`` by the scheme's ``setup`` (``add_row_ids``). RecBole's training loader
+dataset's ``inter_feat`` by the scheme's ``setup`` (``add_row_ids``; DCF's store uses the same
+ids, and ``load_rows`` restores either store). RecBole's training loader
 indexes ``inter_feat`` and its negative sampling repeats whole rows (one per negative), so the id
 follows every copy of a row; sequential data sets are augmented before the split, so each
 augmented (prefix, target) row gets its own id.
@@ -28,6 +29,19 @@ def add_row_ids(train_dataset: Any) -> int:
     count = len(inter_feat)
     inter_feat.interaction[ROW_FIELD] = torch.arange(count, dtype=torch.long)
     return count
+
+
+def load_rows(store: Any, state: dict[str, Any], names: tuple[str, ...], what: str) -> None:
+    """Copy the saved per-row tensors ``names`` into ``store``'s (in place, on their device),
+    refusing a state saved on another training set (another number of rows)."""
+    for name in names:
+        target, saved = getattr(store, name), state[name]
+        if saved.shape != target.shape:
+            raise ValueError(
+                f"the saved {what}'s {name} has shape {tuple(saved.shape)}, this training set needs "
+                f"{tuple(target.shape)}: resume on the same data and split"
+            )
+        target.copy_(saved.to(target.device))
 
 
 def standardise_within_users(losses: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
@@ -136,12 +150,5 @@ class LossStore:
                 "item_rank": self.item_rank.clone(), "rank_epoch": self.rank_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("ema", "deviation", "user_rank", "item_rank"):
-            saved = state[name].cpu()
-            if saved.shape != getattr(self, name).shape:
-                raise ValueError(
-                    f"the saved loss store's {name} has shape {tuple(saved.shape)}, this training set needs "
-                    f"{tuple(getattr(self, name).shape)}: resume on the same data and split"
-                )
-            getattr(self, name).copy_(saved)
+        load_rows(self, state, ("ema", "deviation", "user_rank", "item_rank"), "loss store")
         self.rank_epoch = int(state["rank_epoch"])

@@ -249,7 +249,7 @@ class AutoDenoiseTrainer(Trainer):
             with double_backward_safe(self.model):
                 sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
                 guidance = Guidance(self.model, self.sample_loss, self.clean_batches, self.guide_learning_rate,
-                                    interaction, sample.losses)
+                                    interaction, sample.losses, self.optimizer)
                 weights = self.scheme.weights(self._batch(interaction, sample, guidance))
         self.study.add(weights, interaction)
         if weights is None:

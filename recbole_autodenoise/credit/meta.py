@@ -1,10 +1,10 @@
 """``controller_credit: meta``: per-batch meta-gradient from the clean set (Learning to Reweight).
 
 Every ``meta_interval`` batches (the first one included) the controller proposes weights for the
-batch, the recommender takes a virtual SGD step on the weighted loss (alpha = ``learning_rate``),
-and the controller is updated by Adam on the gradient of the clean loss after that step, taken
-through the weights (``guidance.meta_step``). The real step then uses weights drawn from the
-*updated* controller. Between those batches the controller is used as is. Validation teaches it
+batch, the recommender takes a virtual step on the weighted loss (``meta_virtual_step``), and the
+controller is updated by Adam on the gradient of the clean loss after that step, taken through
+the weights (``guidance.meta_step``). The real step then uses weights drawn from the *updated*
+controller. Between those batches the controller is used as is. Validation teaches it
 nothing here; ``after_evaluation`` reports what the meta steps saw since the last validation.
 
 With ``meta_normalize_weights`` (the default) the weights of both steps are rescaled to mean 1 over
@@ -15,6 +15,16 @@ together (measured: SASRec, ml-latest-small, mean weight ~11 for true positives,
 injected samples alike, on an H200). Normalising removes that one direction; the meta-gradient is
 taken through the rescaling, so only the relative weights are learned. With the hard controller
 the real step's weights become k / mean(k), no longer whole drops and duplicates.
+
+The virtual step (``meta_virtual_step``): ``sgd`` (default), theta - alpha * g with alpha =
+``learning_rate``, Learning to Reweight's model of one step whatever the real optimiser is; or
+``optimizer``, the step the recommender's real optimiser would take next on g from its current
+state (``guidance.virtual_parameters``): for Adam / AdamW lr * m_hat / (sqrt(v_hat) + eps) with m
+and v updated by g and bias correction at step + 1 (the first step when Adam has no state yet),
+for SGD exactly the SGD step (weight decay included). Other learners are refused at construction.
+Adam's first step is close to lr * sign(g), which rescaling g does not change, so its meta-gradient
+is near 0 until the moments carry history. The logged alignment is -B / alpha * d L_clean / d w_i
+(for SGD exactly a_i; for Adam the same sign convention: positive where up-weighting helps).
 
 Estimators (see ``Policy.meta_weights``):
 
@@ -45,6 +55,7 @@ class MetaCredit(Credit):
         super().__init__(scheme)
         self.interval: int = scheme.meta_interval
         self.normalize: bool = scheme.meta_normalize_weights
+        self.follow_optimizer: bool = scheme.meta_virtual_step == "optimizer"
         self.batches = 0
         # since the last evaluation (kept on the device: no sync per batch): updates, sum of clean
         # loss after the virtual step, sum of alignments, count of positive alignments, samples;
@@ -68,12 +79,13 @@ class MetaCredit(Credit):
         weights = policy.meta_weights(state, self.scheme.generator)
         if self.normalize:
             weights = mean_one(weights)
-        step = guidance.meta_step(weights, params)
+        step = guidance.meta_step(weights, params, follow_optimizer=self.follow_optimizer)
         optimizer.zero_grad()
         for param, grad in zip(params, step.controller_grads):
             param.grad = grad
         optimizer.step()
-        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta'
+        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta' (after an optimizer
+        # step: -B / alpha * d L / d w_i, the same sign convention, positive where up-weighting helps)
         alignment = step.weight_grads * (-len(weights) / guidance.learning_rate)
         update = torch.stack([
             torch.ones((), dtype=torch.float64, device=alignment.device),

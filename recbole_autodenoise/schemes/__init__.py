@@ -4,7 +4,7 @@ Add your own with ``@register_scheme("name")`` on a :class:`WeightingScheme` sub
 """
 
 from recbole_autodenoise.schemes import (  # noqa: F401  (registers the built-in schemes)
-    adt_rl, adt_tl, autodenoise_h, autodenoise_s, default, heuristic, l2rw, oracle,
+    adt_rl, adt_tl, autodenoise_h, autodenoise_s, dcf, default, heuristic, l2rw, oracle,
 )
 from recbole_autodenoise.schemes.base import SCHEMES, Batch, WeightingScheme, ignored_keys, register_scheme
 

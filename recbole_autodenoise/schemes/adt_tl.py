@@ -39,7 +39,7 @@ def truncation_weights(losses: torch.Tensor, drop_rate: float) -> torch.Tensor:
 
 @register_scheme("adt_tl")
 class TruncatedLossScheme(WeightingScheme):
-    config_keys = ("adt_max_drop_rate", "adt_num_gradual")
+    config_keys = ("adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit")
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
@@ -59,10 +59,14 @@ class TruncatedLossScheme(WeightingScheme):
                                  "set the scheme's batches_per_epoch before setup (AutoDenoiseTrainer does)")
             self.gradual_iterations = self.num_gradual * self.batches_per_epoch
 
-    def weights(self, batch: Batch) -> torch.Tensor:
+    def next_drop_rate(self) -> float:
+        """This batch's drop rate on the schedule; counts the batch."""
         rate = drop_rate_at(self.iteration, self.max_drop_rate, self.gradual_iterations)
         self.iteration += 1
-        return truncation_weights(batch.losses, rate)
+        return rate
+
+    def weights(self, batch: Batch) -> torch.Tensor:
+        return truncation_weights(batch.losses, self.next_drop_rate())
 
     def state_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration}

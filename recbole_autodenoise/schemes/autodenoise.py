@@ -29,6 +29,7 @@ from recbole.utils import EvaluatorType
 from recbole_autodenoise.config import fraction, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
+from recbole_autodenoise.guidance import read_virtual_step
 from recbole_autodenoise.loss_store import STATES, LossStore, add_row_ids
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
@@ -59,7 +60,7 @@ class ControllerScheme(WeightingScheme):
     config_keys = (
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
-        "controller_state", "loss_ema_decay", "controller_prior", "adt_beta",
+        "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "meta_virtual_step",
     )
     needs_representations = True
     learns_from_validation = True
@@ -78,6 +79,7 @@ class ControllerScheme(WeightingScheme):
         self.meta_normalize_weights = read_key(
             config, "meta_normalize_weights", lambda v: isinstance(v, bool), "true or false"
         )
+        self.meta_virtual_step = read_virtual_step(config, self.credit_mode)
         self.oracle_state = read_key(config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false")
         self.reads_ratings = self.oracle_state
         self.baseline_init = read_key(
