@@ -23,7 +23,7 @@ from recbole_autodenoise.schemes.heuristic import HeuristicScheme, inverse_frequ
 from conftest import assert_float_close, float_tolerance
 
 CPU = torch.device("cpu")
-ALL_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "default", "heuristic", "l2rw", "oracle"]
+ALL_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "dcf", "default", "heuristic", "l2rw", "oracle"]
 
 
 class FakeConfig:
