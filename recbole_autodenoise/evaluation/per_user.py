@@ -7,6 +7,8 @@ RecBole's ``Trainer._full_sort_batch_eval`` gives (history and padding already a
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -27,6 +29,59 @@ def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
 
 
 def _any_positives_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """Several positives per row: from each row sorted once (``_sorted_auc``) where every score is
+    finite or -inf (masked) and the pairs are distinct, else by comparing every pair's row."""
+    auc = _sorted_auc(scores, positive_u, positive_i)
+    return _compared_auc(scores, positive_u, positive_i) if auc is None else auc
+
+
+def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor | None:
+    """``_compared_auc``'s values (the same integer counts, the same division) without a
+    [pairs, items] copy: each row's positives are sorted (p_0 <= p_1 <= ...), every score s of the
+    row is placed among them by binary search, and a histogram of the places counts, for each
+    p_k, the scores below it (s < p_k iff #{p <= s} <= k) and those up to it (s <= p_k iff
+    #{p < s} <= k). The positives' own places and the masked -inf scores are taken off.
+    ``None`` where a row holds NaN or +inf, a positive's score is not finite, or a pair repeats
+    (the comparison handles those)."""
+    rows, items = scores.shape
+    own = scores[positive_u, positive_i]
+    keys = positive_u * items + positive_i
+    if len(own) == 0 or not bool(torch.isfinite(own).all()) or len(torch.unique(keys)) != len(keys):
+        return None
+    if not bool(scores.amax() < math.inf):  # NaN propagates through amax
+        return None
+    # the row's positives side by side, sorted, padded with +inf (above every finite score)
+    counts = torch.bincount(positive_u, minlength=rows)
+    order = torch.argsort(positive_u, stable=True)
+    row, slot = positive_u[order], torch.arange(len(order), device=scores.device) - (torch.cumsum(counts, 0) - counts)[positive_u[order]]
+    width = int(counts.max())
+    padded = torch.full((rows, width), math.inf, dtype=scores.dtype, device=scores.device)
+    padded[row, slot] = own[order]
+    positives = torch.sort(padded, dim=1).values
+    below = _places_below(positives, scores, right=True) - _places_below(positives, positives, right=True)
+    upto = _places_below(positives, scores, right=False) - _places_below(positives, positives, right=False)
+    # counts at each sorted positive, read back at each pair's rank among its row's positives
+    rank = torch.searchsorted(positives, padded)
+    masked = torch.isneginf(scores).sum(1, keepdim=True)
+    below_pair = (below.gather(1, rank) - masked)[row, slot].double()  # -inf is below every positive
+    ties = (upto.gather(1, rank) - below.gather(1, rank))[row, slot].double()
+    count = (items - masked.squeeze(1) - counts)[row].double()
+    auc_sorted = torch.where(count > 0, (below_pair + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+    auc = torch.empty_like(auc_sorted)
+    auc[order] = auc_sorted
+    return auc
+
+
+def _places_below(positives: torch.Tensor, values: torch.Tensor, right: bool) -> torch.Tensor:
+    """[rows, K]: for each sorted positive p_k, how many of the row's ``values`` are below it
+    (``right``: s < p_k, counted as #{p <= s} <= k) or up to it (not ``right``: s <= p_k)."""
+    place = torch.searchsorted(positives, values, right=right)
+    histogram = torch.zeros((len(positives), positives.shape[1] + 1), dtype=torch.int64, device=positives.device)
+    histogram.scatter_add_(1, place, torch.ones_like(place))
+    return torch.cumsum(histogram, 1)[:, :-1]
+
+
+def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
     is_positive = torch.zeros_like(scores, dtype=torch.bool)
     is_positive[positive_u, positive_i] = True
     rows = scores[positive_u]  # [pairs, items]
