@@ -221,13 +221,15 @@ class SubprocessRunner:
     (RecBole writes ./log and ./saved), so peak memory is the cell's own; its output goes to
     ``log_dir/<cell>.log``."""
 
-    def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable) -> None:
+    def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
+                 root: Path = REPO_ROOT) -> None:
         self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
+        self.root = Path(root)  # the checkout whose plugin and benchmarks.cell the cell imports
 
     def __call__(self, cell: Cell) -> dict[str, Any]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / (cell.key.replace("|", "_") + ".log")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])))
         with tempfile.TemporaryDirectory(prefix="bench-cell-") as scratch:
             spec, out = Path(scratch) / "spec.json", Path(scratch) / "out.json"
             spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset,

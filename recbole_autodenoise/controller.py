@@ -45,7 +45,7 @@ def _trunk_backward(trunk: nn.Sequential, values: list[torch.Tensor], grad: torc
     for index in range(len(trunk) - 1, -1, -1):
         layer, given, output = trunk[index], values[index], values[index + 1]
         if isinstance(layer, nn.ReLU):
-            grad = torch.where(output > 0, grad, torch.zeros_like(grad))  # autograd's threshold_backward
+            grad = torch.ops.aten.threshold_backward(grad, output, 0)  # autograd's own ReLU backward
         elif isinstance(layer, nn.Linear):
             grads[:0] = [grad.t() @ given, grad.sum(0)]
             if index > 0:

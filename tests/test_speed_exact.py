@@ -162,6 +162,15 @@ def test_auc_pairs_in_any_order_and_random_ties():
     assert_same_auc(scores, positive_u, positive_i)
 
 
+def test_auc_without_any_tie():
+    gen = seeded(22)
+    scores = torch.randn(12, 40, generator=gen)
+    scores[:, 0] = -float("inf")
+    positive_u = torch.tensor([0, 0, 3, 5, 5, 5, 11])
+    positive_i = torch.tensor([4, 9, 1, 2, 3, 39, 7])
+    assert_same_auc(scores, positive_u, positive_i)
+
+
 @pytest.mark.parametrize("case", ["nan", "posinf", "masked_positive", "repeated_pair"])
 def test_auc_falls_back_to_the_comparison(case):
     from recbole_autodenoise.evaluation.per_user import _any_positives_auc, _compared_auc, _sorted_auc

@@ -37,12 +37,11 @@ def _any_positives_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_
 
 def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor | None:
     """``_compared_auc``'s values (the same integer counts, the same division) without a
-    [pairs, items] copy: each row's positives are sorted (p_0 <= p_1 <= ...), every score s of the
-    row is placed among them by binary search, and a histogram of the places counts, for each
-    p_k, the scores below it (s < p_k iff #{p <= s} <= k) and those up to it (s <= p_k iff
-    #{p < s} <= k). The positives' own places and the masked -inf scores are taken off.
-    ``None`` where a row holds NaN or +inf, a positive's score is not finite, or a pair repeats
-    (the comparison handles those)."""
+    [pairs, items] copy: each row's positives are sorted, every score of the row is placed among
+    them by one binary search, and histograms of the places count, for each positive, the scores
+    below it and tied with it (``_counts_at``). The positives' own counts and the masked -inf
+    scores are taken off. ``None`` where a row holds NaN or +inf, a positive's score is not
+    finite, or a pair repeats (the comparison handles those)."""
     rows, items = scores.shape
     own = scores[positive_u, positive_i]
     keys = positive_u * items + positive_i
@@ -53,32 +52,44 @@ def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torc
     # the row's positives side by side, sorted, padded with +inf (above every finite score)
     counts = torch.bincount(positive_u, minlength=rows)
     order = torch.argsort(positive_u, stable=True)
-    row, slot = positive_u[order], torch.arange(len(order), device=scores.device) - (torch.cumsum(counts, 0) - counts)[positive_u[order]]
-    width = int(counts.max())
-    padded = torch.full((rows, width), math.inf, dtype=scores.dtype, device=scores.device)
+    row = positive_u[order]
+    slot = torch.arange(len(order), device=scores.device) - (torch.cumsum(counts, 0) - counts)[row]
+    padded = torch.full((rows, int(counts.max())), math.inf, dtype=scores.dtype, device=scores.device)
     padded[row, slot] = own[order]
     positives = torch.sort(padded, dim=1).values
-    below = _places_below(positives, scores, right=True) - _places_below(positives, positives, right=True)
-    upto = _places_below(positives, scores, right=False) - _places_below(positives, positives, right=False)
-    # counts at each sorted positive, read back at each pair's rank among its row's positives
-    rank = torch.searchsorted(positives, padded)
-    masked = torch.isneginf(scores).sum(1, keepdim=True)
-    below_pair = (below.gather(1, rank) - masked)[row, slot].double()  # -inf is below every positive
-    ties = (upto.gather(1, rank) - below.gather(1, rank))[row, slot].double()
-    count = (items - masked.squeeze(1) - counts)[row].double()
-    auc_sorted = torch.where(count > 0, (below_pair + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+    below_all, tied_all = _counts_at(positives, scores)
+    below_pos, tied_pos = _counts_at(positives, positives)
+    # each pair reads the counts at the first of its row's positives with its score
+    rank = torch.searchsorted(positives, padded)[row, slot]
+    masked = torch.isneginf(scores).sum(1)  # -inf is below every positive
+    below = (below_all[row, rank] - below_pos[row, rank] - masked[row]).double()
+    ties = (tied_all[row, rank] - tied_pos[row, rank]).double()
+    count = (items - masked - counts)[row].double()
+    auc_sorted = torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
     auc = torch.empty_like(auc_sorted)
     auc[order] = auc_sorted
     return auc
 
 
-def _places_below(positives: torch.Tensor, values: torch.Tensor, right: bool) -> torch.Tensor:
-    """[rows, K]: for each sorted positive p_k, how many of the row's ``values`` are below it
-    (``right``: s < p_k, counted as #{p <= s} <= k) or up to it (not ``right``: s <= p_k)."""
-    place = torch.searchsorted(positives, values, right=right)
-    histogram = torch.zeros((len(positives), positives.shape[1] + 1), dtype=torch.int64, device=positives.device)
-    histogram.scatter_add_(1, place, torch.ones_like(place))
-    return torch.cumsum(histogram, 1)[:, :-1]
+def _counts_at(positives: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row's sorted positives p_0 <= p_1 <= ... ([rows, K]) and the row's ``values``
+    ([rows, N], none NaN): ([rows, K] #values < p_k, [rows, K] #values == p_k), the latter at the
+    first index of each run of equal positives. A value v with L = #{p < v} and R = #{p <= v} is
+    below p_k iff R <= k, and equal to the run starting at L iff p_L == v."""
+    rows, width = positives.shape
+    place = torch.searchsorted(positives, values)  # L
+    first = positives.gather(1, place.clamp(max=width - 1))
+    tied = first == values
+    base = (torch.arange(rows, device=values.device) * (width + 1)).unsqueeze(1)
+    size = rows * (width + 1)
+    if bool(tied.any()):
+        run = torch.searchsorted(positives, positives, right=True) - torch.searchsorted(positives, positives)
+        after = place + torch.where(tied, run.gather(1, place.clamp(max=width - 1)), torch.zeros_like(place))  # R
+        ties = torch.bincount((base + place)[tied], minlength=size).view(rows, width + 1)[:, :-1]
+    else:
+        after, ties = place, torch.zeros((rows, width), dtype=torch.int64, device=values.device)
+    histogram = torch.bincount((base + after).flatten(), minlength=size).view(rows, width + 1)
+    return torch.cumsum(histogram, 1)[:, :-1], ties
 
 
 def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
