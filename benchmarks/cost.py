@@ -46,22 +46,24 @@ def parse_models(items: Sequence[str]) -> list[tuple[str, int]]:
     return models
 
 
-def parse_code(items: Sequence[str]) -> dict[str, Path]:
-    """``NAME=PATH`` checkouts; ``this`` (this repository) comes first unless named."""
-    code = {}
+def parse_code(items: Sequence[str], name: str = "this") -> dict[str, Path]:
+    """``NAME=PATH`` checkouts, after this repository (called ``name``)."""
+    code = {name: REPO_ROOT}
     for item in items:
         name, _, path = item.partition("=")
         if not name or not path or not (Path(path) / "recbole_autodenoise").is_dir():
             raise SystemExit(f"--code expects NAME=PATH with PATH a checkout holding recbole_autodenoise/, got {item!r}")
         code[name] = Path(path).resolve()
-    return code if any(p == REPO_ROOT for p in code.values()) else {"this": REPO_ROOT, **code}
+    return code
 
 
-def schedule(models, schemes, variants, repetitions: int) -> list[tuple[int, str, int, str, str]]:
+def schedule(models, schemes, variants, repetitions: int, other_schemes=None) -> list[tuple[int, str, int, str, str]]:
     """(repetition, model, epochs, variant, scheme) in run order: per repetition and model, every
-    (variant, scheme) once, the order rotated by the repetition."""
+    (variant, scheme) once, the order rotated by the repetition. Variants after the first run
+    ``other_schemes`` only (all where None)."""
     order = []
-    pairs = [(variant, scheme) for scheme in schemes for variant in variants]
+    pairs = [(variant, scheme) for scheme in schemes for i, variant in enumerate(variants)
+             if i == 0 or other_schemes is None or scheme in other_schemes]
     for repetition in range(repetitions):
         shift = repetition % len(pairs)
         for model, epochs in models:
@@ -79,12 +81,12 @@ def cell_times(results: dict[str, Any]) -> dict[str, float]:
 
 
 def run(args) -> int:
-    models, code = parse_models(args.models), parse_code(args.code)
+    models, code = parse_models(args.models), parse_code(args.code, args.name)
     out = Path(args.out)
     overrides = {"stopping_step": 1000, "stopping_min_epochs": 0, "show_progress": False, **parse_sets(args.sets)}
     command = shlex.join(["python", "-m", "benchmarks.cost", *sys.argv[1:]])
     host = host_info()
-    order = schedule(models, args.schemes, list(code), args.repetitions)
+    order = schedule(models, args.schemes, list(code), args.repetitions, args.code_schemes)
     print(f"{len(order)} cells, results appended to {out}")
     for index, (repetition, model, epochs, variant, scheme) in enumerate(order, 1):
         cell = Cell(args.dataset, model, scheme, args.seed, {**overrides, "epochs": epochs}, (),
@@ -154,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--code", action="append", default=[], metavar="NAME=PATH",
                         help="another checkout of the plugin to time beside this one (repeatable)")
+    parser.add_argument("--code-schemes", nargs="+", default=None, metavar="SCHEME",
+                        help="the schemes the --code checkouts run (default: all; 'default' is always needed)")
+    parser.add_argument("--name", default="this", help="this checkout's name in the table")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--cell-timeout", type=float, default=None)
     parser.add_argument("--out", default="benchmarks/results/cost.jsonl")
@@ -162,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.summarise:
         print(summarise(read_rows(args.summarise)))
         return 0
-    if "default" not in args.schemes:
-        parser.error("--schemes needs 'default': the ratios are taken against it")
+    if "default" not in args.schemes or (args.code_schemes is not None and "default" not in args.code_schemes):
+        parser.error("--schemes and --code-schemes need 'default': the ratios are taken against it")
     return run(args)
 
 
