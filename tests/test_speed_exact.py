@@ -237,3 +237,58 @@ def test_ml100k_run_equals_the_reference(scheme, overrides):
         assert_float_close(got, expected, steps=256)
     for got, expected in zip(fast.model.parameters(), slow.model.parameters()):
         assert_float_close(got.detach(), expected.detach(), steps=256)
+
+
+# --------------------------------------------------------------------------------------------
+# benchmarks.cost: the schedule and the table (no training)
+
+
+def test_cost_schedule_interleaves_and_rotates():
+    from benchmarks.cost import schedule
+
+    order = schedule([("BPR", 3), ("GRU4Rec", 2)], ["default", "adt_rl", "autodenoise_s"], ["after", "before"], 2,
+                     ["default", "autodenoise_s"])
+    first = [(v, s) for r, m, _, v, s in order if r == 0 and m == "BPR"]
+    assert first == [("after", "default"), ("before", "default"), ("after", "adt_rl"),
+                     ("after", "autodenoise_s"), ("before", "autodenoise_s")]
+    second = [(v, s) for r, m, _, v, s in order if r == 1 and m == "BPR"]
+    assert second == first[1:] + first[:1]
+    assert len(order) == 2 * 2 * 5 and {e for _, m, e, _, _ in order if m == "GRU4Rec"} == {2}
+
+
+def test_cost_cell_times_skip_the_first_epoch():
+    from benchmarks.cost import cell_times
+
+    epochs = [{"train_seconds": 9.0, "valid_seconds": 9.0}, {"train_seconds": 1.0, "valid_seconds": 0.5},
+              {"train_seconds": 3.0, "valid_seconds": 0.25}, {"train_seconds": 2.0, "valid_seconds": 0.75}]
+    assert cell_times({"epochs": epochs}) == {"train": 2.0, "valid": 0.5, "total": 2.5}
+
+
+def test_cost_summary_pairs_ratios_by_repetition():
+    from benchmarks.cost import summarise
+
+    def row(scheme, repetition, train, valid, rss, variant="after"):
+        return {"status": "ok", "variant": variant, "model": "BPR", "scheme": scheme, "repetition": repetition,
+                "times": {"train": train, "valid": valid, "total": train + valid}, "peak_memory": {"peak_rss_mb": rss}}
+
+    rows = [row("default", 0, 1.0, 1.0, 100.0), row("autodenoise_s", 0, 1.5, 1.0, 100.0),
+            row("default", 1, 2.0, 1.0, 100.0), row("autodenoise_s", 1, 2.2, 1.2, 110.0),
+            {"status": "failed", "variant": "after", "model": "BPR", "scheme": "adt_rl", "repetition": 0}]
+    table = summarise(rows).splitlines()
+    line = next(l for l in table if "autodenoise_s" in l)
+    # train 1.5 and 1.1 -> median 1.30; valid 1.0 and 1.2; total 1.25 and 1.133...; RSS 1.0 and 1.1
+    assert line == ("| after | BPR | autodenoise_s | 1.850 | 1.100 | 1.30x (1.10-1.50) | 1.10x (1.00-1.20) | "
+                    "1.19x (1.13-1.25) | 1.05x (1.00-1.10) |")
+    assert not any("adt_rl" in l for l in table)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "BPR"], "MODEL:EPOCHS"), (["--models", "BPR:1"], "MODEL:EPOCHS"),
+    (["--code", "old=/nonexistent"], "NAME=PATH"), (["--schemes", "adt_rl"], "need 'default'"),
+])
+def test_cost_refuses_bad_arguments(argv, message, capsys):
+    from benchmarks.cost import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert message in str(raised.value) + capsys.readouterr().err
