@@ -11,10 +11,12 @@ repetition, so a load that drifts on a shared machine touches every scheme alike
 NAME=PATH`` (repeatable) runs the same cells on other checkouts of the plugin too (e.g. the
 commit before a speed-up), interleaved with this one, as variants of the same table.
 
-Per cell: the median over epochs after the first of ``train_seconds`` and ``valid_seconds``
-(``AutoDenoiseTrainer.history``; validation includes the controller's reward pass and update)
-and the peak RSS. Ratios are taken against Default of the same variant, model and repetition
-(paired) and reported as the median over repetitions with their range (min-max).
+Per cell (``benchmarks/cost_cell.py``): the median over epochs after the first of the process CPU
+seconds of each training and validation phase (validation includes the controller's reward pass
+and update; CPU seconds count the work where other jobs share the cores: run with
+OMP_NUM_THREADS=1), of the wall seconds (``AutoDenoiseTrainer.history``) and the peak RSS.
+Ratios are taken against Default of the same variant, model and repetition (paired) and reported
+as the median over repetitions with their range (min-max).
 """
 
 from __future__ import annotations
@@ -73,11 +75,19 @@ def schedule(models, schemes, variants, repetitions: int, other_schemes=None) ->
 
 
 def cell_times(results: dict[str, Any]) -> dict[str, float]:
-    """Median seconds per epoch after the first: train, validation and their sum."""
+    """Median wall seconds per epoch after the first: train, validation and their sum."""
     epochs = results["epochs"][1:]
-    train = statistics.median(r["train_seconds"] for r in epochs)
-    valid = statistics.median(r["valid_seconds"] for r in epochs)
-    return {"train": train, "valid": valid, "total": train + valid}
+    return _phases([r["train_seconds"] for r in epochs], [r["valid_seconds"] for r in epochs])
+
+
+def cpu_times(cpu_seconds: dict[str, list[float]]) -> dict[str, float]:
+    """Median process CPU seconds per epoch after the first (``cost_cell``)."""
+    return _phases(cpu_seconds["train"][1:], cpu_seconds["valid"][1:])
+
+
+def _phases(train: list[float], valid: list[float]) -> dict[str, float]:
+    train_median, valid_median = statistics.median(train), statistics.median(valid)
+    return {"train": train_median, "valid": valid_median, "total": train_median + valid_median}
 
 
 def run(args) -> int:
@@ -91,14 +101,16 @@ def run(args) -> int:
     for index, (repetition, model, epochs, variant, scheme) in enumerate(order, 1):
         cell = Cell(args.dataset, model, scheme, args.seed, {**overrides, "epochs": epochs}, (),
                     str(Path(args.data_path).resolve()) if args.data_path else None)
-        runner = SubprocessRunner(out.with_suffix(".logs") / variant, timeout=args.cell_timeout, root=code[variant])
+        runner = SubprocessRunner(out.with_suffix(".logs") / variant, timeout=args.cell_timeout, root=code[variant],
+                                  cell=[str(Path(__file__).resolve().parent / "cost_cell.py")])
         started = time.time()
         row: dict[str, Any] = {"key": f"{cell.key}|{variant}|{repetition}", "model": model, "scheme": scheme,
                                "variant": variant, "code": str(code[variant]), "repetition": repetition,
                                "epochs": epochs, "command": command, "cell_command": cell.command(), "host": host}
         try:
             outcome = runner(cell)
-            row.update(status="ok", times=cell_times(outcome["results"]), peak_memory=outcome["peak_memory"],
+            row.update(status="ok", times=cell_times(outcome["results"]), cpu=cpu_times(outcome["cpu_seconds"]),
+                       peak_memory=outcome["peak_memory"], cpu_seconds=outcome["cpu_seconds"],
                        per_epoch=[{k: r.get(k) for k in ("epoch", "train_seconds", "valid_seconds")}
                                   for r in outcome["results"]["epochs"]])
         except Exception as error:  # noqa: BLE001 - recorded, the run goes on
@@ -119,31 +131,36 @@ def _spread(values: list[float]) -> str:
 
 
 def summarise(rows: list[dict[str, Any]]) -> str:
-    """Markdown table: per variant, model and scheme, the median seconds per epoch and the ratios
-    to Default (median over repetitions, min-max), train, validation, total, peak RSS."""
+    """Markdown table: per variant, model and scheme, the median CPU seconds per epoch and the
+    ratios to Default (median over repetitions, min-max) of CPU seconds (train, validation,
+    total), of wall seconds (total) and of the peak RSS."""
     ok = [r for r in rows if r.get("status") == "ok"]
     default = {(r["variant"], r["model"], r["repetition"]): r for r in ok if r["scheme"] == "default"}
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in ok:
         groups.setdefault((row["variant"], row["model"], row["scheme"]), []).append(row)
-    lines = ["| variant | model | scheme | train s | valid s | train | valid | train + valid | peak RSS |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | model | scheme | train CPU s | valid CPU s | train | valid | train + valid | "
+             "train + valid, wall | peak RSS |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     rank = {name: i for i, name in enumerate(SCHEMES)}
     for (variant, model, scheme), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], rank.get(kv[0][2], 99))):
-        ratios: dict[str, list[float]] = {phase: [] for phase in (*PHASES, "rss")}
+        ratios: dict[str, list[float]] = {key: [] for key in (*PHASES, "wall", "rss")}
         for row in group:
             base = default.get((variant, model, row["repetition"]))
             if base is None:
                 continue
             for phase in PHASES:
-                ratios[phase].append(row["times"][phase] / base["times"][phase])
+                ratios[phase].append(row["cpu"][phase] / base["cpu"][phase])
+            ratios["wall"].append(row["times"]["total"] / base["times"]["total"])
             ratios["rss"].append(row["peak_memory"]["peak_rss_mb"] / base["peak_memory"]["peak_rss_mb"])
-        train = statistics.median(r["times"]["train"] for r in group)
-        valid = statistics.median(r["times"]["valid"] for r in group)
+        train = statistics.median(r["cpu"]["train"] for r in group)
+        valid = statistics.median(r["cpu"]["valid"] for r in group)
         lines.append(f"| {variant} | {model} | {scheme} | {train:.3f} | {valid:.3f} | {_spread(ratios['train'])} | "
-                     f"{_spread(ratios['valid'])} | {_spread(ratios['total'])} | {_spread(ratios['rss'])} |")
+                     f"{_spread(ratios['valid'])} | {_spread(ratios['total'])} | {_spread(ratios['wall'])} | "
+                     f"{_spread(ratios['rss'])} |")
     reps = sorted({r["repetition"] for r in ok})
-    return "\n".join(lines) + f"\n\n{len(ok)} cells, repetitions {reps}; ratios against Default of the same variant, model and repetition"
+    return ("\n".join(lines) + f"\n\n{len(ok)} cells, repetitions {reps}; seconds per epoch: median over the epochs "
+            "after the first; ratios against Default of the same variant, model and repetition: median (min-max)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -222,9 +222,10 @@ class SubprocessRunner:
     ``log_dir/<cell>.log``."""
 
     def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
-                 root: Path = REPO_ROOT) -> None:
+                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell")) -> None:
         self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
-        self.root = Path(root)  # the checkout whose plugin and benchmarks.cell the cell imports
+        self.root = Path(root)  # the checkout whose plugin (and benchmarks.cell) the cell imports
+        self.cell = list(cell)  # how the child is started: a module or a script path
 
     def __call__(self, cell: Cell) -> dict[str, Any]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +237,7 @@ class SubprocessRunner:
                                         "config_files": list(cell.config_files), "config_dict": cell.config_dict()}))
             with open(log_path, "w", encoding="utf-8") as log:
                 try:
-                    proc = subprocess.run([self.python, "-m", "benchmarks.cell", str(spec), str(out)], cwd=scratch,
+                    proc = subprocess.run([self.python, *self.cell, str(spec), str(out)], cwd=scratch,
                                           env=env, stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout)
                 except subprocess.TimeoutExpired:
                     raise CellFailed(f"timed out after {self.timeout} s; log: {log_path}") from None
