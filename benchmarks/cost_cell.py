@@ -10,14 +10,9 @@ module: it runs the plugin of whichever checkout PYTHONPATH names first (``--cod
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def count_cpu(trainer_class, cpu: dict[str, list[float]]) -> None:
@@ -37,26 +32,14 @@ def count_cpu(trainer_class, cpu: dict[str, list[float]]) -> None:
 
 def main(argv: list[str]) -> int:
     spec_path, out_path = argv
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    import torch
+    from cell import run_cell, write_outcome  # this script's sibling, whichever plugin PYTHONPATH names
 
-    from recbole_autodenoise.quick_start import run
     from recbole_autodenoise.trainer import AutoDenoiseTrainer
 
     cpu: dict[str, list[float]] = {"train": [], "valid": []}
     count_cpu(AutoDenoiseTrainer, cpu)
-    before = _rss_mb()
-    results = run(spec["model"], spec["dataset"], config_files=spec["config_files"] or None,
-                  config_dict=spec["config_dict"], saved=True)
-    outcome = {
-        "results": results,
-        "cpu_seconds": cpu,
-        "peak_memory": {"peak_rss_mb": _rss_mb(), "rss_before_run_mb": before},
-        "device": {"device": results.get("device"), "torch": torch.__version__, "threads": torch.get_num_threads()},
-    }
-    tmp = Path(out_path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome, allow_nan=True), encoding="utf-8")
-    tmp.replace(out_path)
+    outcome = run_cell(json.loads(Path(spec_path).read_text(encoding="utf-8")))
+    write_outcome(out_path, {**outcome, "cpu_seconds": cpu})
     return 0
 
 
