@@ -151,7 +151,9 @@ def test_auc_by_hand_ties_and_masks():
     assert_same_auc(scores, positive_u, positive_i)
 
 
-def test_auc_pairs_in_any_order_and_random_ties():
+@pytest.mark.parametrize("block", [2**18, 50, 120])  # one block; one row per block; two rows per block
+def test_auc_pairs_in_any_order_and_random_ties(block, monkeypatch):
+    monkeypatch.setattr("recbole_autodenoise.evaluation.per_user.BLOCK_ELEMENTS", block)
     gen = seeded(21)
     scores = torch.randint(0, 7, (30, 50), generator=gen).float()  # many ties
     scores[torch.rand(30, 50, generator=gen) < 0.2] = -float("inf")

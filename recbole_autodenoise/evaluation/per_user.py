@@ -35,13 +35,17 @@ def _any_positives_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_
     return _compared_auc(scores, positive_u, positive_i) if auc is None else auc
 
 
+BLOCK_ELEMENTS = 2**18  # scores per block of rows in ``_sorted_auc``: bounds its int64 temporaries (~2 MB each)
+
+
 def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor | None:
     """``_compared_auc``'s values (the same integer counts, the same division) without a
     [pairs, items] copy: each row's positives are sorted, every score of the row is placed among
     them by one binary search, and histograms of the places count, for each positive, the scores
-    below it and tied with it (``_counts_at``). The positives' own counts and the masked -inf
-    scores are taken off. ``None`` where a row holds NaN or +inf, a positive's score is not
-    finite, or a pair repeats (the comparison handles those)."""
+    below it and tied with it (``_counts_at``). Rows go in blocks of similar numbers of positives
+    (fewest first), so a block's binary searches span its own widest row. ``None`` where a row
+    holds NaN or +inf, a positive's score is not finite, or a pair repeats (the comparison
+    handles those)."""
     rows, items = scores.shape
     own = scores[positive_u, positive_i]
     keys = positive_u * items + positive_i
@@ -49,6 +53,23 @@ def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torc
         return None
     if not bool(scores.amax() < math.inf):  # NaN propagates through amax
         return None
+    counts = torch.bincount(positive_u, minlength=rows)
+    by_count = torch.argsort(counts, stable=True)
+    by_count = by_count[counts[by_count] > 0]
+    auc = torch.empty(len(own), dtype=torch.float64, device=scores.device)
+    local = torch.full((rows,), -1, dtype=torch.long, device=scores.device)
+    for block in by_count.split(max(1, BLOCK_ELEMENTS // max(items, 1))):
+        local[block] = torch.arange(len(block), device=scores.device)
+        pairs = (local[positive_u] >= 0).nonzero().squeeze(1)
+        auc[pairs] = _block_auc(scores[block], local[positive_u[pairs]], positive_i[pairs])
+        local[block] = -1
+    return auc
+
+
+def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """``_sorted_auc`` on rows that all hold a positive, past its checks."""
+    rows, items = scores.shape
+    own = scores[positive_u, positive_i]
     # the row's positives side by side, sorted, padded with +inf (above every finite score)
     counts = torch.bincount(positive_u, minlength=rows)
     order = torch.argsort(positive_u, stable=True)
