@@ -12,15 +12,15 @@ import json
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def main(argv: list[str]) -> int:
-    spec_path, out_path = argv
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """One ``quick_start.run`` of ``spec``: its results, the process's peak memory and the device."""
     import torch
 
     from recbole_autodenoise.quick_start import run
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     results = run(spec["model"], spec["dataset"], config_files=spec["config_files"] or None,
                   config_dict=spec["config_dict"], saved=True)
     on_gpu = str(results.get("device", "")).startswith("cuda")  # fresh process: peak since start
-    outcome = {
+    return {
         "results": results,
         "peak_memory": {
             "peak_rss_mb": _rss_mb(),
@@ -43,9 +43,17 @@ def main(argv: list[str]) -> int:
             "threads": torch.get_num_threads(),
         },
     }
+
+
+def write_outcome(out_path: str, outcome: dict[str, Any]) -> None:
     tmp = Path(out_path).with_suffix(".tmp")
     tmp.write_text(json.dumps(outcome, allow_nan=True), encoding="utf-8")
     tmp.replace(out_path)
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path = argv
+    write_outcome(out_path, run_cell(json.loads(Path(spec_path).read_text(encoding="utf-8"))))
     return 0
 
 

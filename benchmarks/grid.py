@@ -221,20 +221,23 @@ class SubprocessRunner:
     (RecBole writes ./log and ./saved), so peak memory is the cell's own; its output goes to
     ``log_dir/<cell>.log``."""
 
-    def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable) -> None:
+    def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
+                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell")) -> None:
         self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
+        self.root = Path(root)  # the checkout whose plugin (and benchmarks.cell) the cell imports
+        self.cell = list(cell)  # how the child is started: a module or a script path
 
     def __call__(self, cell: Cell) -> dict[str, Any]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / (cell.key.replace("|", "_") + ".log")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])))
         with tempfile.TemporaryDirectory(prefix="bench-cell-") as scratch:
             spec, out = Path(scratch) / "spec.json", Path(scratch) / "out.json"
             spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset,
                                         "config_files": list(cell.config_files), "config_dict": cell.config_dict()}))
             with open(log_path, "w", encoding="utf-8") as log:
                 try:
-                    proc = subprocess.run([self.python, "-m", "benchmarks.cell", str(spec), str(out)], cwd=scratch,
+                    proc = subprocess.run([self.python, *self.cell, str(spec), str(out)], cwd=scratch,
                                           env=env, stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout)
                 except subprocess.TimeoutExpired:
                     raise CellFailed(f"timed out after {self.timeout} s; log: {log_path}") from None

@@ -30,6 +30,36 @@ def controller_state(user_repr, item_repr, losses, epoch_fraction: float, true_p
     return torch.cat(columns, dim=1).detach()
 
 
+def _trunk_inputs(trunk: nn.Sequential, state: torch.Tensor) -> list[torch.Tensor]:
+    """The input of every layer of ``trunk`` and, last, its output (the same calls as ``trunk(state)``)."""
+    values = [state]
+    for layer in trunk:
+        values.append(layer(values[-1]))
+    return values
+
+
+def _trunk_backward(trunk: nn.Sequential, values: list[torch.Tensor], grad: torch.Tensor) -> list[torch.Tensor]:
+    """Sum over rows of d(sum_j grad_j . out_j) / d parameters of a Linear / ReLU trunk, in
+    ``trunk.parameters()`` order, from ``_trunk_inputs``' values."""
+    grads: list[torch.Tensor] = []
+    for index in range(len(trunk) - 1, -1, -1):
+        layer, given, output = trunk[index], values[index], values[index + 1]
+        if isinstance(layer, nn.ReLU):
+            grad = torch.ops.aten.threshold_backward(grad, output, 0)  # autograd's own ReLU backward
+        elif isinstance(layer, nn.Linear):
+            grads[:0] = [grad.t() @ given, grad.sum(0)]
+            if index > 0:
+                grad = grad @ layer.weight
+        else:
+            raise TypeError(f"no hand-written backward for {type(layer).__name__} in the controller's trunk")
+    return grads
+
+
+def _linear_score(hidden: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
+    """Sum over rows of d(grad . head(hidden)) / d (head.weight, head.bias); ``grad`` is [B, out]."""
+    return [grad.t() @ hidden, grad.sum(0)]
+
+
 class Policy(nn.Module):
     """Trunk shared by both controllers: Linear -> ReLU -> Linear -> ReLU."""
 
@@ -41,6 +71,35 @@ class Policy(nn.Module):
 
     def sample(self, state: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample an action per row; return (action, weight), both detached."""
+        with torch.no_grad():
+            return self._draw(self._heads(self.trunk(state)), generator)
+
+    def sample_scored(
+        self, state: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``sample`` (the same draws from the same generator) plus sum_j grad_phi log pi(a_j | s_j)
+        over the rows, one tensor per parameter in ``parameters()`` order, from the sampling
+        forward pass itself: the heads' score has a closed form in their outputs and the trunk is
+        back-propagated by hand (no autograd graph, no second forward)."""
+        with torch.no_grad():
+            inputs = _trunk_inputs(self.trunk, state)
+            hidden = inputs[-1]
+            outputs = self._heads(hidden)
+            action, weight = self._draw(outputs, generator)
+            head_grads, grad_hidden = self._head_score(hidden, outputs, action)
+            grads = _trunk_backward(self.trunk, inputs, grad_hidden) + head_grads
+        return action, weight, grads
+
+    def _heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def _draw(self, outputs: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _head_score(
+        self, hidden: torch.Tensor, outputs: tuple[torch.Tensor, ...], action: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(sum over rows of d log pi / d head parameters, in order; d log pi / d hidden per row)."""
         raise NotImplementedError
 
     def log_prob(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -86,11 +145,21 @@ class HardPolicy(Policy):
     def logits(self, state: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(state))
 
-    def sample(self, state, generator):
-        with torch.no_grad():
-            probs = torch.softmax(self.logits(state), dim=1)
-            action = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        return action, action.to(state.dtype)
+    def _heads(self, hidden):
+        return (self.head(hidden),)
+
+    def _draw(self, outputs, generator):
+        (logits,) = outputs
+        probs = torch.softmax(logits, dim=1)
+        action = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return action, action.to(logits.dtype)
+
+    def _head_score(self, hidden, outputs, action):
+        """d log softmax(z)_a / d z = onehot(a) - softmax(z)."""
+        (logits,) = outputs
+        grad = -torch.softmax(logits, dim=1)
+        grad.scatter_add_(1, action.unsqueeze(1), torch.ones_like(grad[:, :1]))
+        return _linear_score(hidden, grad), grad @ self.head.weight
 
     def log_prob(self, state, action):
         return torch.log_softmax(self.logits(state), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
@@ -131,18 +200,39 @@ class SoftPolicy(Policy):
     MIN_VARIANCE = 1e-12  # softplus underflows to 0 once a row's variance collapses
 
     def distribution(self, state: torch.Tensor) -> torch.distributions.Normal:
-        hidden = self.trunk(state)
-        mean = self.mean_head(hidden).squeeze(1)
-        # a collapsed (deterministic) row is a legitimate policy state, but Normal needs std > 0
-        variance = F.softplus(self.var_head(hidden).squeeze(1)).clamp_min(self.MIN_VARIANCE)
-        return torch.distributions.Normal(mean, variance.sqrt())
+        mean, _, std = self._heads(self.trunk(state))
+        return torch.distributions.Normal(mean, std)
 
-    def sample(self, state, generator):
-        with torch.no_grad():
-            dist = self.distribution(state)
-            noise = torch.randn(dist.mean.shape, generator=generator, device=state.device, dtype=state.dtype)
-            action = dist.mean + dist.stddev * noise
+    def _heads(self, hidden):
+        """(mean, raw variance-head output, std)."""
+        mean = self.mean_head(hidden).squeeze(1)
+        raw = self.var_head(hidden).squeeze(1)
+        # a collapsed (deterministic) row is a legitimate policy state, but Normal needs std > 0
+        variance = F.softplus(raw).clamp_min(self.MIN_VARIANCE)
+        return mean, raw, variance.sqrt()
+
+    def _draw(self, outputs, generator):
+        mean, _, std = outputs
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        action = mean + std * noise
         return action, F.softplus(action)
+
+    def _head_score(self, hidden, outputs, action):
+        """log N(a; m, s) = -(a - m)^2 / (2 s^2) - log s - log sqrt(2 pi): d/dm = (a - m) / s^2,
+        d/ds = (a - m)^2 / s^3 - 1 / s; s = sqrt(max(softplus(r), MIN)): ds/dr = sigmoid(r) / (2 s)
+        where softplus(r) >= MIN (autograd's clamp_min passes the gradient there), else 0."""
+        mean, raw, std = outputs
+        diff = action - mean
+        variance = std * std
+        grad_mean = diff / variance
+        grad_std = diff * diff / (variance * std) - 1.0 / std
+        # softplus' backward: 1 above its threshold (20), sigmoid below
+        slope = torch.where(raw > 20.0, torch.ones_like(raw), torch.sigmoid(raw))
+        open_clamp = F.softplus(raw) >= self.MIN_VARIANCE
+        grad_raw = torch.where(open_clamp, grad_std / (2.0 * std) * slope, torch.zeros_like(raw))
+        grads = _linear_score(hidden, grad_mean.unsqueeze(1)) + _linear_score(hidden, grad_raw.unsqueeze(1))
+        grad_hidden = grad_mean.unsqueeze(1) * self.mean_head.weight + grad_raw.unsqueeze(1) * self.var_head.weight
+        return grads, grad_hidden
 
     def log_prob(self, state, action):
         return self.distribution(state).log_prob(action)
@@ -174,6 +264,12 @@ class ReinforceAccumulator:
             if grad is not None:
                 total.add_(grad)
         self.count += log_probs.numel()
+
+    def add_grads(self, grads: list[torch.Tensor], rows: int) -> None:
+        """Add sum_j grad log pi(w_j|s_j) over ``rows`` samples, already computed (``Policy.sample_scored``)."""
+        for total, grad in zip(self.sums, grads):
+            total.add_(grad)
+        self.count += rows
 
     def policy_gradient(self, advantage: float) -> list[torch.Tensor]:
         """Eq. 10: (R - b) / |D| * sum_j grad log pi(w_j | s_j) (ascent direction)."""

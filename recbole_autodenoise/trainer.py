@@ -41,6 +41,7 @@ from recbole_autodenoise.checkpoints import (
     unique_checkpoint_file,
 )
 from recbole_autodenoise.config import positive, read_key
+from recbole_autodenoise.data.dataloader import InteractionFullSortEvalDataLoader
 from recbole_autodenoise.diagnostics import Diagnosis, sample_groups
 from recbole_autodenoise.evaluation.per_user import CleanAUC
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
@@ -356,7 +357,9 @@ class AutoDenoiseTrainer(Trainer):
         (``evaluation.per_user.CleanAUC``; a test checks the equality with RecBole's GAUC)."""
         self.model.eval()
         accumulator = self._clean_auc_accumulator()
-        for batched_data in loader:
+        # one query per interaction of a general model: the same pairs from one score row per user
+        batches = loader.user_batches() if isinstance(loader, InteractionFullSortEvalDataLoader) else loader
+        for batched_data in batches:
             accumulator.add(*self._full_sort_batch_eval(batched_data))
         return accumulator.result()
 

@@ -19,7 +19,8 @@ class Credit:
     Owned by a ``ControllerScheme``, which calls, in this order: ``on_build`` once the policy and
     its optimiser exist (first batch, or loading a state that has them); per batch
     ``before_weights`` (may update the controller before the batch's weights are drawn),
-    ``record`` (the batch's states and the actions drawn for them) and ``real_weights`` (may
+    ``record`` (the batch's states and the actions drawn for them; ``record_score`` instead where
+    ``records_score``) and ``real_weights`` (may
     transform the drawn weights before the step uses them); ``after_evaluation`` after each
     validation (returns values to log). ``state_dict`` holds whatever a resumed run needs; it is
     merged into the scheme's state, so keys must not clash with the scheme's own (``generator``,
@@ -30,6 +31,9 @@ class Credit:
     needs_guidance: ClassVar[bool] = False  # does ``before_weights`` need ``batch.guidance``?
     needs_user_rewards: ClassVar[bool] = False  # does ``after_evaluation`` need per-user rewards?
     needs_reward: ClassVar[bool] = False  # does ``after_evaluation`` read ``reward_metric`` from the result?
+    # does the mode want sum_j grad log pi(a_j | s_j) of each batch (``record_score``, from the
+    # sampling pass itself) instead of the states and actions (``record``)?
+    records_score: ClassVar[bool] = False
 
     def __init__(self, scheme: ControllerScheme) -> None:
         self.scheme = scheme
@@ -42,6 +46,10 @@ class Credit:
 
     def record(self, state: torch.Tensor, action: torch.Tensor, batch: Batch) -> None:
         """The controller drew ``action`` for each row of ``state``."""
+
+    def record_score(self, grads: list[torch.Tensor], rows: int) -> None:
+        """Where ``records_score``: sum over the batch's ``rows`` of grad log pi(a_j | s_j), one
+        tensor per policy parameter (``Policy.sample_scored``), in place of ``record``."""
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
         """The weights the real training step uses, from those the controller drew."""

@@ -33,8 +33,10 @@ class EpochCredit(Credit):
     def on_build(self) -> None:
         self.accumulator = ReinforceAccumulator(self.scheme.policy)
 
-    def record(self, state: torch.Tensor, action: torch.Tensor, batch) -> None:
-        self.accumulator.add(self.scheme.policy.log_prob(state, action))
+    records_score = True
+
+    def record_score(self, grads: list[torch.Tensor], rows: int) -> None:
+        self.accumulator.add_grads(grads, rows)
 
     def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
         if self.accumulator is None or self.accumulator.count == 0:

@@ -80,6 +80,14 @@ class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
         positive_u = torch.arange(len(index))
         return user_df, (torch.cat(history_u), torch.cat(history_i)), positive_u, targets
 
+    def user_batches(self):
+        """The same (user, item) pairs as RecBole's per-user batches: one score row per user, all
+        its held-out items positive, its history masked. A pair's AUC against the non-positive
+        candidates is the same as from its own query (whose mask holds the user's other positives),
+        so GAUC and the per-user AUCs come from a pass over users, not interactions."""
+        for start in range(0, len(self.uid_list), self.step):
+            yield FullSortEvalDataLoader.collate_fn(self, np.arange(start, min(start + self.step, len(self.uid_list))))
+
 
 def first_rows(dataset):
     """A copy of ``dataset`` holding each user's chronologically first row (the ``user_first`` query).

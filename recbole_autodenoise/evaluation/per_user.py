@@ -7,6 +7,8 @@ RecBole's ``Trainer._full_sort_batch_eval`` gives (history and padding already a
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -27,6 +29,91 @@ def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
 
 
 def _any_positives_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """Several positives per row: from each row sorted once (``_sorted_auc``) where every score is
+    finite or -inf (masked) and the pairs are distinct, else by comparing every pair's row."""
+    auc = _sorted_auc(scores, positive_u, positive_i)
+    return _compared_auc(scores, positive_u, positive_i) if auc is None else auc
+
+
+BLOCK_ELEMENTS = 2**18  # scores per block of rows in ``_sorted_auc``: bounds its int64 temporaries (~2 MB each)
+
+
+def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor | None:
+    """``_compared_auc``'s values (the same integer counts, the same division) without a
+    [pairs, items] copy: each row's positives are sorted, every score of the row is placed among
+    them by one binary search, and histograms of the places count, for each positive, the scores
+    below it and tied with it (``_counts_at``). Rows go in blocks of similar numbers of positives
+    (fewest first), so a block's binary searches span its own widest row. ``None`` where a row
+    holds NaN or +inf, a positive's score is not finite, or a pair repeats (the comparison
+    handles those)."""
+    rows, items = scores.shape
+    own = scores[positive_u, positive_i]
+    keys = positive_u * items + positive_i
+    if len(own) == 0 or not bool(torch.isfinite(own).all()) or len(torch.unique(keys)) != len(keys):
+        return None
+    if not bool(scores.amax() < math.inf):  # NaN propagates through amax
+        return None
+    counts = torch.bincount(positive_u, minlength=rows)
+    by_count = torch.argsort(counts, stable=True)
+    by_count = by_count[counts[by_count] > 0]
+    auc = torch.empty(len(own), dtype=torch.float64, device=scores.device)
+    local = torch.full((rows,), -1, dtype=torch.long, device=scores.device)
+    for block in by_count.split(max(1, BLOCK_ELEMENTS // max(items, 1))):
+        local[block] = torch.arange(len(block), device=scores.device)
+        pairs = (local[positive_u] >= 0).nonzero().squeeze(1)
+        auc[pairs] = _block_auc(scores[block], local[positive_u[pairs]], positive_i[pairs])
+        local[block] = -1
+    return auc
+
+
+def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+    """``_sorted_auc`` on rows that all hold a positive, past its checks."""
+    rows, items = scores.shape
+    own = scores[positive_u, positive_i]
+    # the row's positives side by side, sorted, padded with +inf (above every finite score)
+    counts = torch.bincount(positive_u, minlength=rows)
+    order = torch.argsort(positive_u, stable=True)
+    row = positive_u[order]
+    slot = torch.arange(len(order), device=scores.device) - (torch.cumsum(counts, 0) - counts)[row]
+    padded = torch.full((rows, int(counts.max())), math.inf, dtype=scores.dtype, device=scores.device)
+    padded[row, slot] = own[order]
+    positives = torch.sort(padded, dim=1).values
+    below_all, tied_all = _counts_at(positives, scores)
+    below_pos, tied_pos = _counts_at(positives, positives)
+    # each pair reads the counts at the first of its row's positives with its score
+    rank = torch.searchsorted(positives, padded)[row, slot]
+    masked = torch.isneginf(scores).sum(1)  # -inf is below every positive
+    below = (below_all[row, rank] - below_pos[row, rank] - masked[row]).double()
+    ties = (tied_all[row, rank] - tied_pos[row, rank]).double()
+    count = (items - masked - counts)[row].double()
+    auc_sorted = torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+    auc = torch.empty_like(auc_sorted)
+    auc[order] = auc_sorted
+    return auc
+
+
+def _counts_at(positives: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row's sorted positives p_0 <= p_1 <= ... ([rows, K]) and the row's ``values``
+    ([rows, N], none NaN): ([rows, K] #values < p_k, [rows, K] #values == p_k), the latter at the
+    first index of each run of equal positives. A value v with L = #{p < v} and R = #{p <= v} is
+    below p_k iff R <= k, and equal to the run starting at L iff p_L == v."""
+    rows, width = positives.shape
+    place = torch.searchsorted(positives, values)  # L
+    first = positives.gather(1, place.clamp(max=width - 1))
+    tied = first == values
+    base = (torch.arange(rows, device=values.device) * (width + 1)).unsqueeze(1)
+    size = rows * (width + 1)
+    if bool(tied.any()):
+        run = torch.searchsorted(positives, positives, right=True) - torch.searchsorted(positives, positives)
+        after = place + torch.where(tied, run.gather(1, place.clamp(max=width - 1)), torch.zeros_like(place))  # R
+        ties = torch.bincount((base + place)[tied], minlength=size).view(rows, width + 1)[:, :-1]
+    else:
+        after, ties = place, torch.zeros((rows, width), dtype=torch.int64, device=values.device)
+    histogram = torch.bincount((base + after).flatten(), minlength=size).view(rows, width + 1)
+    return torch.cumsum(histogram, 1)[:, :-1], ties
+
+
+def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
     is_positive = torch.zeros_like(scores, dtype=torch.bool)
     is_positive[positive_u, positive_i] = True
     rows = scores[positive_u]  # [pairs, items]

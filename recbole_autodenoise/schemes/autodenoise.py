@@ -175,8 +175,12 @@ class ControllerScheme(WeightingScheme):
         if self.policy is None:
             self._build(state.shape[1])
         self.credit.before_weights(state, batch)
-        action, weight = self.policy.sample(state, self.generator)
-        self.credit.record(state, action, batch)
+        if self.credit.records_score:  # the score's gradient from the sampling pass: no autograd graph
+            action, weight, grads = self.policy.sample_scored(state, self.generator)
+            self.credit.record_score(grads, len(action))
+        else:
+            action, weight = self.policy.sample(state, self.generator)
+            self.credit.record(state, action, batch)
         weight = self.credit.real_weights(weight)
         if self.prior == "adt_rl":
             return mean_one(torch.exp(-self.beta * batch.losses) * weight)
