@@ -1,0 +1,202 @@
+"""RecBole's multi-process (DDP) mode on 2 CPU processes with gloo (``distributed.py``).
+
+End-to-end runs spawn two ranks on ML-100K (BPR, 2 epochs, FAST settings): after every epoch the
+ranks' digests of model, controller and baseline b agree, the 2-process run's test and validation
+metrics equal a 1-process evaluation of its saved model, one results file and one checkpoint pair
+are written, and the weight study counts every rank's samples. A killed rank, and a rank whose
+peer never comes, stop the run with an error instead of a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from recbole.utils import init_seed
+
+import recbole_autodenoise as rad
+from recbole_autodenoise import distributed
+from recbole_autodenoise.distributed import RankFailed
+from recbole_autodenoise.model import get_model
+from recbole_autodenoise.quick_start import run
+from tests.conftest import FAST
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {**FAST, "ddp_backend": "gloo", "stopping_min_epochs": 0}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ddp_overrides(scheme: str, **extra) -> dict:
+    return {**BASE, "denoise_scheme": scheme, "nproc": 2, "port": free_port(), "results_file": "r.json", **extra}
+
+
+# --- settings, no processes ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"ddp_backend": "mpi"}, r"'ddp_backend' = 'mpi' is invalid: expected one of \['auto', 'gloo', 'nccl'\]"),
+        ({"ddp_timeout": 0}, "'ddp_timeout' = 0 is invalid"),
+        ({"nproc": 0}, "'nproc' = 0 is invalid"),
+        ({"world_size": 0}, "'world_size' = 0 is invalid"),
+        ({"nproc": 2, "world_size": 3, "offset": 2}, r"ranks up to 3, but 'world_size' = 3"),
+        ({"port": "http"}, "'port' = 'http' is invalid"),
+    ],
+)
+def test_bad_multi_process_settings_fail_naming_the_key(overrides, message):
+    config = rad.make_config("BPR", "ml-100k", None, {**FAST, **overrides})
+    with pytest.raises(ValueError, match=message):
+        distributed.process_counts(config)
+        distributed.backend(config)
+        distributed.timeout(config)
+
+
+def test_backend_auto_is_gloo_without_cuda_and_nccl_needs_a_gpu():
+    config = rad.make_config("BPR", "ml-100k", None, {**FAST, "use_gpu": False})
+    assert distributed.backend(config) == "gloo"
+    config["ddp_backend"] = "nccl"
+    with pytest.raises(ValueError, match="'ddp_backend' = 'nccl' needs CUDA GPUs"):
+        distributed.backend(config)
+
+
+def test_single_process_defaults_launch_nothing():
+    config = rad.make_config("BPR", "ml-100k", None, FAST)
+    assert (distributed.process_counts(config), distributed.wants_processes(config)) == ((1, 1), False)
+    assert (distributed.global_rank(config), distributed.rank_seed(config)) == (0, config["seed"])
+    config["world_size"] = 2  # one process of a two-machine run (RecBole's rule)
+    assert distributed.wants_processes(config)
+
+
+def test_resume_is_refused_before_any_process_starts(tmp_path):
+    with pytest.raises(ValueError, match="resume is single-process only"):
+        run("BPR", "ml-100k", config_dict=ddp_overrides("default"), resume=tmp_path / "x-latest.pth")
+
+
+# --- two ranks, end to end -------------------------------------------------------------------
+def one_process_evaluation(overrides: dict, checkpoint: str) -> tuple[dict, dict]:
+    """The saved model evaluated by a single process on the same data: (valid, test)."""
+    single = {k: v for k, v in overrides.items() if k not in ("nproc", "port", "results_file")}
+    config = rad.make_config("BPR", "ml-100k", None, single)
+    init_seed(config["seed"], config["reproducibility"])
+    train, valid, test = rad.data_preparation(config, rad.create_dataset(config))
+    model = get_model("BPR")(config, train._dataset).to(config["device"])
+    trainer = rad.AutoDenoiseTrainer(config, model)
+    lowered = [{k.lower(): float(v) for k, v in trainer.evaluate(data, model_file=checkpoint).items()}
+               for data in (valid, test)]
+    return lowered[0], lowered[1]
+
+
+@pytest.mark.parametrize("scheme", ["autodenoise_s", "autodenoise_h", "adt_rl"])
+def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme):
+    overrides = ddp_overrides(scheme)
+    results = run("BPR", "ml-100k", config_dict=overrides)
+
+    # one results file (rank 0's), one best model and its latest state
+    assert sorted(p.name for p in tmp_path.rglob("*.json")) == ["r.json"]
+    assert json.loads((tmp_path / "r.json").read_text())["test"] == results["test"]
+    checkpoint = results["checkpoint"]
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
+        [Path(checkpoint).name, Path(checkpoint).name[:-4] + "-latest.pth"])
+    assert results["plugin_config"]["world_size"] == 2 and results["device"] == "cpu"
+
+    # after every epoch both ranks hold the same model, controller and baseline, bit for bit
+    epochs = results["epochs"]
+    assert [record["epoch"] for record in epochs] == [0, 1]
+    for record in epochs:
+        first, second = record["rank_digests"]
+        assert len(first) == 64 and first == second
+    assert epochs[0]["rank_digests"][0] != epochs[1]["rank_digests"][0]
+    if scheme != "adt_rl":  # the controller learned from a finite reward, with the same b on both ranks
+        assert [math.isfinite(record["controller_reward"]) for record in epochs] == [True, True]
+        assert epochs[0]["controller_baseline"] == 0.0
+        assert epochs[1]["controller_baseline"] == pytest.approx(0.1 * epochs[0]["controller_reward"], rel=1e-12)
+
+    # the weight study counts both ranks' samples: every training row once, plus the sampler's padding
+    train_rows = results["data"]["train"]
+    for record in epochs:
+        assert record["tp_samples"] + record["fp_samples"] == 2 * math.ceil(train_rows / 2)
+
+    # exact evaluation: equal to a single process evaluating the saved best model
+    valid, test = one_process_evaluation(overrides, checkpoint)
+    assert results["test"] == test
+    assert results["best_valid_result"] == valid
+
+
+def test_a_rank_failing_on_bad_input_stops_the_run_with_its_error(tmp_path):
+    overrides = ddp_overrides("autodenoise_s", controller_state="loss_features", epochs=1)
+    with pytest.raises(RankFailed, match="controller_state' = 'loss_features' is single-process only"):
+        run("BPR", "ml-100k", config_dict=overrides)
+    assert not (tmp_path / "r.json").exists()
+
+
+def _rank_processes(parent: int) -> list[int]:
+    """The spawned ranks under ``parent`` (multiprocessing's ``spawn_main`` children), oldest first."""
+    found = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks through Linux's /proc")
+def test_a_killed_rank_stops_the_run_with_a_clear_error(tmp_path):
+    command = [sys.executable, str(REPO / "run_recbole_denoise.py"), "--model=BPR", "--dataset=ml-100k",
+               "--scheme=adt_rl", "--nproc=2", f"--port={free_port()}", "--ddp_backend=gloo", "--epochs=100",
+               "--show_progress=False", "--state=WARNING", "--results_file=r.json"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ranks: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(ranks) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            ranks = _rank_processes(process.pid)
+        assert len(ranks) == 2, process.stderr.read() if process.poll() is not None else "ranks never started"
+        time.sleep(3)  # the ranks are importing, loading or training: wherever they are, the run must stop
+        os.kill(ranks[1], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)  # a hang fails here
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2
+    assert "error: rank 1 of 2 died (signal SIGKILL); the other ranks were stopped" in stderr
+    assert not (tmp_path / "r.json").exists()
+    assert all(not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split()[2]
+               for pid in ranks)
+
+
+def test_a_rank_whose_peer_never_comes_stops_after_ddp_timeout(tmp_path):
+    # one process of a two-machine run, the other machine never starts: rank 0 waits ddp_timeout
+    overrides = {**BASE, "world_size": 2, "port": free_port(), "ddp_timeout": 3}
+    with pytest.raises(RankFailed, match="a rank failed"):
+        run("BPR", "ml-100k", config_dict=overrides)
+
+
+def test_ranks_that_disagree_stop_the_run(monkeypatch):
+    monkeypatch.setattr(distributed, "gather_objects", lambda value: [value, "0" * 64])
+    with pytest.raises(ValueError, match=r"ranks diverged: the controller differs between ranks \(\['ab', '0{64}'\]\)"):
+        distributed.check_agreement("the controller", "ab")
+    assert distributed.check_agreement("the controller", "0" * 64) == ["0" * 64, "0" * 64]
+
+
+def test_digest_is_bitwise():
+    import torch
+
+    one = torch.tensor([1.0, 2.0])
+    assert distributed.digest({"w": one}, 0.5) == distributed.digest({"w": one.clone()}, 0.5)
+    assert distributed.digest({"w": one}, 0.5) != distributed.digest({"w": torch.nextafter(one, one + 1)}, 0.5)
+    assert distributed.digest({"w": one}, 0.5) != distributed.digest({"w": one}, 0.5000000000000001)
