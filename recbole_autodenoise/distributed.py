@@ -18,7 +18,11 @@ is not imported: it imports Ray). What RecBole 1.2.1 lacks, added here:
   sample counts are all-reduced before the update (``controller_credit: epoch``) or its gradient
   (``user``), so the update, and the baseline b, are identical on every rank. After every
   validation the ranks compare a digest of what must agree (model, controller, b): a mismatch
-  stops the run.
+  stops the run. The weight study and the logged training loss are summed over ranks.
+* ADT-TL's drop-rate schedule counts global iterations as it stands: a global step is one step
+  of every rank on its shard (``train_batch_size / world_size`` rows), so each rank's count is
+  the global one. Only rank 0 writes checkpoints, ``results_file`` and the table; every rank
+  reads rank 0's best model for the test.
 * Refused under DDP, with the reason: schemes that need per-batch guidance (``l2rw``,
   ``controller_credit: meta``, ``denoise_diagnostics``: virtual steps on each rank's model copy
   outside DDP's gradient hooks), ``controller_state: loss_features`` (its per-row loss history
@@ -43,8 +47,9 @@ BACKENDS = ("auto", "gloo", "nccl")
 
 
 def is_distributed(config) -> bool:
-    """Whether this process is one rank of a multi-process run (RecBole's ``single_spec`` false)."""
-    return not config["single_spec"]
+    """Whether this process is one rank of a multi-process run (RecBole's ``single_spec`` false;
+    a config without the key, as RecBole's ``Config`` always sets it, is a single process)."""
+    return config["single_spec"] is False
 
 
 def global_rank(config) -> int:

@@ -98,9 +98,10 @@ def one_process_evaluation(overrides: dict, checkpoint: str) -> tuple[dict, dict
     return lowered[0], lowered[1]
 
 
-@pytest.mark.parametrize("scheme", ["autodenoise_s", "autodenoise_h", "adt_rl"])
-def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme):
-    overrides = ddp_overrides(scheme)
+@pytest.mark.parametrize("scheme, credit", [("autodenoise_s", "epoch"), ("autodenoise_h", "epoch"),
+                                            ("adt_rl", None), ("autodenoise_h", "user")])
+def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme, credit):
+    overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}))
     results = run("BPR", "ml-100k", config_dict=overrides)
 
     # one results file (rank 0's), one best model and its latest state
@@ -118,7 +119,10 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
         first, second = record["rank_digests"]
         assert len(first) == 64 and first == second
     assert epochs[0]["rank_digests"][0] != epochs[1]["rank_digests"][0]
-    if scheme != "adt_rl":  # the controller learned from a finite reward, with the same b on both ranks
+    if credit == "user":  # every rank rewards the users of the whole clean validation set
+        rewarded = [record["controller_users_rewarded"] for record in epochs]
+        assert rewarded[0] == rewarded[1] and 0 < rewarded[0] <= results["data"]["users"]
+    if credit == "epoch":  # the controller learned from a finite reward, with the same b on both ranks
         assert [math.isfinite(record["controller_reward"]) for record in epochs] == [True, True]
         assert epochs[0]["controller_baseline"] == 0.0
         assert epochs[1]["controller_baseline"] == pytest.approx(0.1 * epochs[0]["controller_reward"], rel=1e-12)
