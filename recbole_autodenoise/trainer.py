@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from recbole.trainer import Trainer
-from torch.utils.data.distributed import DistributedSampler
 from recbole.utils import set_color
+from torch.utils.data.distributed import DistributedSampler
 
 from recbole_autodenoise import compat, distributed
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
@@ -234,8 +234,8 @@ class AutoDenoiseTrainer(Trainer):
         train_loss = float(sum(loss) if isinstance(loss, tuple) else loss)
         if distributed.is_distributed(self.config):  # every rank's samples: the weight study and mean loss
             self.study.sum_over_ranks()
-            world = self.config["world_size"]
-            train_loss = float(distributed.all_reduce_sum(torch.tensor(train_loss, dtype=torch.float64, device=self.device))) / world
+            summed = distributed.all_reduce_sum(torch.tensor(train_loss, dtype=torch.float64, device=self.device))
+            train_loss = float(summed) / self.config["world_size"]
         record = {"epoch": epoch_idx, "train_seconds": time() - start, "train_loss": train_loss}
         record.update(WeightStudy.summary(self.study.epoch))
         self.history.append(record)

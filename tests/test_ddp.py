@@ -204,3 +204,16 @@ def test_digest_is_bitwise():
     assert distributed.digest({"w": one}, 0.5) == distributed.digest({"w": one.clone()}, 0.5)
     assert distributed.digest({"w": one}, 0.5) != distributed.digest({"w": torch.nextafter(one, one + 1)}, 0.5)
     assert distributed.digest({"w": one}, 0.5) != distributed.digest({"w": one}, 0.5000000000000001)
+
+
+def test_a_sharded_evaluation_loader_is_refused_under_ddp():
+    from torch.utils.data.distributed import DistributedSampler
+
+    from recbole_autodenoise.trainer import check_whole_set
+
+    class Loader:
+        sampler = DistributedSampler(list(range(10)), num_replicas=2, rank=0)
+
+    check_whole_set(Loader(), {"single_spec": True})  # a single process may evaluate any loader
+    with pytest.raises(ValueError, match="every rank evaluates the whole set"):
+        check_whole_set(Loader(), {"single_spec": False})
