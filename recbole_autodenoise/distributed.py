@@ -26,8 +26,9 @@ is not imported: it imports Ray). What RecBole 1.2.1 lacks, added here:
 * Refused under DDP, with the reason: schemes that need per-batch guidance (``l2rw``,
   ``controller_credit: meta``, ``denoise_diagnostics``: virtual steps on each rank's model copy
   outside DDP's gradient hooks), ``controller_state: loss_features`` (its per-row loss history
-  would be split across ranks as the shards change every epoch) and ``resume`` (a checkpoint
-  holds rank 0's random state only).
+  would be split across ranks as the shards change every epoch).
+* Resume: a multi-process checkpoint holds every rank's random state and scheme state (its
+  controller's generator) under ``denoise.ranks``; it resumes on the same number of ranks.
 
 ``DistributedSampler`` pads the shards to equal length (at most ``world_size - 1`` repeated
 training samples an epoch), as in RecBole: those samples are trained and counted twice.
@@ -253,6 +254,18 @@ def check_agreement(what: str, value: str) -> list[str]:
     if len(set(values)) > 1:
         raise ValueError(f"ranks diverged: {what} differs between ranks ({values})")
     return values
+
+
+def own_rank_state(denoise: dict[str, Any], config, path: str) -> dict[str, Any]:
+    """This rank's random state and scheme state from a checkpoint's ``denoise`` entry: a
+    multi-process checkpoint holds every rank's (``ranks``), resumed on as many ranks."""
+    ranks = denoise.get("ranks")
+    saved = 1 if ranks is None else len(ranks)
+    world = int(config["world_size"]) if is_distributed(config) else 1
+    if saved != world:
+        raise ValueError(f"{path} was written by a run of {saved} process(es), this run has {world}: "
+                         f"resume with as many (nproc / world_size = {saved})")
+    return {"rng": denoise["rng"], "scheme_state": denoise["scheme_state"]} if ranks is None else ranks[global_rank(config)]
 
 
 def check_supported(config, scheme, diagnostics: bool) -> None:

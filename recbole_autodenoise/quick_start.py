@@ -146,28 +146,25 @@ def run(
     check_no_caches(config)
     results_path = check_results_path(config["results_file"])
     check_checkpoint_dir(config)
-    if distributed.wants_processes(config):
-        if resume is not None:
-            raise ValueError("resume is single-process only: a checkpoint holds rank 0's random state, "
-                             "not every rank's; resume with nproc: 1 and world_size: -1")
-        return _launch(config, model, dataset, config_files, config_dict, saved)
     if resume is not None:  # fail before loading any data
         load_resumable(resume, config)
+    if distributed.wants_processes(config):
+        return _launch(config, model, dataset, config_files, config_dict, saved, resume)
     return _train_and_test(config, saved, resume, started, results_path)
 
 
-def _launch(config, model, dataset, config_files, config_dict, saved) -> dict[str, Any] | None:
+def _launch(config, model, dataset, config_files, config_dict, saved, resume) -> dict[str, Any] | None:
     """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results back."""
     import torch.multiprocessing as mp
 
     nproc, world_size = distributed.process_counts(config)
     queue = mp.get_context("spawn").SimpleQueue()
     overrides = {**(config_dict or {}), "world_size": world_size}
-    distributed.launch(_run_rank, nproc, (model, dataset, config_files, overrides, saved, queue))
+    distributed.launch(_run_rank, nproc, (model, dataset, config_files, overrides, saved, resume, queue))
     return None if queue.empty() else queue.get()
 
 
-def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved, queue) -> None:
+def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved, resume, queue) -> None:
     """One rank: its config joins the process group (``SafeConfig._init_device``); rank 0 writes."""
     import torch.distributed as dist
 
@@ -176,7 +173,7 @@ def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved,
     try:
         writer = distributed.is_writer(config)
         results_path = check_results_path(config["results_file"]) if writer else None
-        results = _train_and_test(config, saved, None, started, results_path)
+        results = _train_and_test(config, saved, resume, started, results_path)
     finally:
         dist.destroy_process_group()
     if writer:

@@ -425,6 +425,8 @@ class AutoDenoiseTrainer(Trainer):
             "history": json.loads(json.dumps(self.history)),
             "rng": self._rng_state(),
         }
+        if distributed.is_distributed(self.config):  # each rank's own draws, for a resume on as many ranks
+            state["ranks"] = distributed.gather_objects({"rng": state["rng"], "scheme_state": state["scheme_state"]})
         if self.clean_batches is not None:
             state["guide"] = self.clean_batches.state_dict()
         if self.diagnosis is not None:
@@ -454,9 +456,10 @@ class AutoDenoiseTrainer(Trainer):
         """The best model so far (RecBole calls this on improvement), to ``saved_model_file``."""
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         self.best_epoch = epoch
+        state = self._state("best", epoch, self._last_valid_result)  # every rank: it gathers their states
         if not distributed.is_writer(self.config):
             return
-        compat.atomic_torch_save(self._state("best", epoch, self._last_valid_result), saved_model_file)
+        compat.atomic_torch_save(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
@@ -464,10 +467,11 @@ class AutoDenoiseTrainer(Trainer):
         """The state after the finished ``epoch``, to ``latest_model_file`` (once per epoch)."""
         if not self._saving or self._latest_epoch == epoch:
             return
+        state = self._state("latest", epoch, self.best_valid_result)  # every rank: it gathers their states
         if not distributed.is_writer(self.config):
             self._latest_epoch = epoch
             return
-        compat.atomic_torch_save(self._state("latest", epoch, self.best_valid_result), self.latest_model_file)
+        compat.atomic_torch_save(state, self.latest_model_file)
         self._latest_epoch = epoch
         if verbose:
             self.logger.info(set_color("Saving latest", "blue") + f": {self.latest_model_file}")
@@ -477,9 +481,6 @@ class AutoDenoiseTrainer(Trainer):
         stays in ``<name>.pth``) or a best-model file (its epoch, as RecBole does). RecBole's own
         ``resume_checkpoint`` is not called: it reads the file again with torch's default loader
         (full unpickling before torch 2.6) and only warns when the model differs."""
-        if distributed.is_distributed(self.config):
-            raise ValueError("resume is single-process only: a checkpoint holds rank 0's random state, "
-                             "not every rank's; resume with nproc: 1")
         resume_file = os.fspath(resume_file)
         checkpoint = load_resumable(resume_file, self.config, map_location=self.device)
         if checkpoint["kind"] == "latest":
@@ -514,10 +515,11 @@ class AutoDenoiseTrainer(Trainer):
         self.best_epoch = checkpoint["best_epoch"]
         self.train_loss_dict = dict(checkpoint["train_loss_dict"])
         denoise = checkpoint["denoise"]
-        self.scheme.load_state_dict(denoise["scheme_state"])
+        own = distributed.own_rank_state(denoise, self.config, resume_file)
+        self.scheme.load_state_dict(own["scheme_state"])
         self.study.load_total(denoise["study_total"])
         self.history = list(denoise["history"])
-        self._pending_rng = denoise["rng"]
+        self._pending_rng = own["rng"]
         self._pending_guide = denoise.get("guide")
         if self.diagnosis is not None and denoise.get("diagnosis") is not None:
             self.diagnosis.load_state_dict(denoise["diagnosis"])

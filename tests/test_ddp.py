@@ -79,9 +79,12 @@ def test_single_process_defaults_launch_nothing():
     assert distributed.wants_processes(config)
 
 
-def test_resume_is_refused_before_any_process_starts(tmp_path):
-    with pytest.raises(ValueError, match="resume is single-process only"):
-        run("BPR", "ml-100k", config_dict=ddp_overrides("default"), resume=tmp_path / "x-latest.pth")
+def test_a_multi_process_checkpoint_resumes_on_as_many_ranks_only(tmp_path):
+    config = rad.make_config("BPR", "ml-100k", None, FAST)
+    one_rank = {"rng": "r", "scheme_state": "s"}
+    assert distributed.own_rank_state(one_rank, config, "x.pth") == one_rank
+    with pytest.raises(ValueError, match=r"x.pth was written by a run of 2 process\(es\), this run has 1"):
+        distributed.own_rank_state({**one_rank, "ranks": [one_rank, one_rank]}, config, "x.pth")
 
 
 # --- two ranks, end to end -------------------------------------------------------------------
@@ -217,3 +220,17 @@ def test_a_sharded_evaluation_loader_is_refused_under_ddp():
     check_whole_set(Loader(), {"single_spec": True})  # a single process may evaluate any loader
     with pytest.raises(ValueError, match="every rank evaluates the whole set"):
         check_whole_set(Loader(), {"single_spec": False})
+
+
+def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path):
+    """Stopped after epoch 0 and resumed, a run reaches the state (digest) and test metrics of the
+    same run trained without a break: every rank's random state and controller generator come back."""
+    straight = run("BPR", "ml-100k", config_dict={**ddp_overrides("autodenoise_s"), "results_file": "a.json"})
+    first = run("BPR", "ml-100k", config_dict={**ddp_overrides("autodenoise_s"), "epochs": 1, "results_file": "b.json"})
+    latest = first["checkpoint"][:-4] + "-latest.pth"
+    resumed = run("BPR", "ml-100k", config_dict={**ddp_overrides("autodenoise_s"), "results_file": "c.json"},
+                  resume=latest)
+    assert resumed["resumed_from"] == latest
+    assert [r["epoch"] for r in resumed["epochs"]] == [0, 1]
+    assert resumed["epochs"][1]["rank_digests"] == straight["epochs"][1]["rank_digests"]
+    assert resumed["test"] == straight["test"]
