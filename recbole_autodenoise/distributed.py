@@ -152,19 +152,29 @@ class RankFailed(RuntimeError):
     """A rank of a multi-process run died or raised: the others were stopped."""
 
 
-def launch(fn: Callable, nproc: int, args: tuple) -> None:
-    """``torch.multiprocessing.spawn(fn, args, nproc)`` as RecBole's ``run`` does; when a rank
-    dies or raises, spawn stops the others and this raises one ``RankFailed`` saying which."""
+def launch(fn: Callable, nproc: int, args: tuple) -> Any:
+    """``torch.multiprocessing.spawn(fn, args + (queue,), nproc)`` as RecBole's ``run`` does; returns
+    what a rank put on ``queue`` (rank 0's results; ``None`` if none did). The queue is read while
+    the ranks run: a message bigger than the pipe's buffer would otherwise block its writer for
+    ever. When a rank dies or raises, spawn stops the others and this raises one ``RankFailed``."""
     import torch.multiprocessing as mp
 
+    queue = mp.get_context("spawn").SimpleQueue()
+    result = None
     try:
-        mp.spawn(fn, args=args, nprocs=nproc, join=True)
+        context = mp.spawn(fn, args=(*args, queue), nprocs=nproc, join=False)
+        while not context.join(timeout=0.5):
+            if result is None and not queue.empty():
+                result = queue.get()
     except mp.ProcessExitedException as error:
         how = f"signal {error.signal_name}" if error.signal_name else f"exit code {error.exit_code}"
         raise RankFailed(f"rank {error.error_index} of {nproc} died ({how}); the other ranks were stopped") from None
     except mp.ProcessRaisedException as error:
         last = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise RankFailed(f"a rank failed ({last}); the other ranks were stopped\n{error}") from None
+    if result is None and not queue.empty():
+        result = queue.get()
+    return result
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -155,13 +155,9 @@ def run(
 
 def _launch(config, model, dataset, config_files, config_dict, saved, resume) -> dict[str, Any] | None:
     """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results back."""
-    import torch.multiprocessing as mp
-
     nproc, world_size = distributed.process_counts(config)
-    queue = mp.get_context("spawn").SimpleQueue()
     overrides = {**(config_dict or {}), "world_size": world_size}
-    distributed.launch(_run_rank, nproc, (model, dataset, config_files, overrides, saved, resume, queue))
-    return None if queue.empty() else queue.get()
+    return distributed.launch(_run_rank, nproc, (model, dataset, config_files, overrides, saved, resume))
 
 
 def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved, resume, queue) -> None:

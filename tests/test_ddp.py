@@ -234,3 +234,13 @@ def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path):
     assert [r["epoch"] for r in resumed["epochs"]] == [0, 1]
     assert resumed["epochs"][1]["rank_digests"] == straight["epochs"][1]["rank_digests"]
     assert resumed["test"] == straight["test"]
+
+
+def _put_large_result(rank: int, size: int, queue) -> None:
+    if rank == 0:
+        queue.put({"history": "x" * size})
+
+
+def test_the_launcher_returns_a_result_far_bigger_than_a_pipe_buffer():
+    # rank 0's results grow with the epochs; a pipe holds 64 KiB: read while the ranks run, or hang
+    assert distributed.launch(_put_large_result, 2, (4 * 1024 * 1024,)) == {"history": "x" * 4 * 1024 * 1024}
