@@ -21,8 +21,8 @@ is not imported: it imports Ray). What RecBole 1.2.1 lacks, added here:
   stops the run. The weight study and the logged training loss are summed over ranks.
 * ADT-TL's drop-rate schedule counts global iterations as it stands: a global step is one step
   of every rank on its shard (``train_batch_size / world_size`` rows), so each rank's count is
-  the global one. Only rank 0 writes checkpoints, ``results_file`` and the table; every rank
-  reads rank 0's best model for the test.
+  the global one. Only rank 0 writes checkpoints, ``results_file`` and the table; for the test
+  rank 0 reads its best model and broadcasts it (no shared folder needed across machines).
 * Refused under DDP, with the reason: schemes that need per-batch guidance (``l2rw``,
   ``controller_credit: meta``, ``denoise_diagnostics``: virtual steps on each rank's model copy
   outside DDP's gradient hooks), ``controller_state: loss_features`` (its per-row loss history

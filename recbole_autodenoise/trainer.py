@@ -525,15 +525,19 @@ class AutoDenoiseTrainer(Trainer):
             self.diagnosis.load_state_dict(denoise["diagnosis"])
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        """RecBole's, with the best model read through the checksummed, ``weights_only`` loader."""
+        """RecBole's, with the best model read through the checksummed, ``weights_only`` loader.
+        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files)."""
         check_whole_set(eval_data, self.config)
         if load_best_model and eval_data:
-            distributed.barrier()  # rank 0 has written the best model
             checkpoint_file = model_file or self.saved_model_file
-            checkpoint = compat.load_checkpoint(checkpoint_file, map_location=self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
-            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            if distributed.is_writer(self.config):
+                checkpoint = compat.load_checkpoint(checkpoint_file, map_location=self.device)
+                self.model.load_state_dict(checkpoint["state_dict"])
+                self.model.load_other_parameter(checkpoint.get("other_parameter"))
+                self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            if distributed.is_distributed(self.config):
+                distributed.broadcast_module(self.model)
+                self.model.load_other_parameter(distributed.broadcast_object(self.model.other_parameter()))
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     # --- results --------------------------------------------------------------------------
