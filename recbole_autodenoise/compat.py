@@ -19,6 +19,9 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
 * RecBole's multi-process mode wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which torch refuses for a model on the CPU (gloo ranks,
   ``distributed.py``): ``device_ids`` is dropped there, as torch's documentation asks for CPU modules.
+* RecBole's ``ensure_dir`` checks, then creates: two ranks starting together (``./log``) race,
+  and the loser fails with ``FileExistsError``. It creates with ``exist_ok`` here, wherever
+  RecBole imported it by name.
 * ``recbole.quick_start`` imports Ray, which fails on NumPy 2 and has no wheel for Python 3.12+:
   this package never imports it (a test guards that).
 * torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
@@ -101,6 +104,24 @@ def _let_ddp_wrap_cpu_models() -> None:
     recbole_trainer.DistributedDataParallel = DistributedDataParallel
 
 
+# the RecBole modules that bound ``ensure_dir`` by name
+_ENSURE_DIR_MODULES = ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                       "recbole.data.utils", "recbole.data.dataset.dataset")
+
+
+def _race_free_ensure_dir() -> None:
+    import importlib
+
+    def ensure_dir(dir_path):
+        if not os.path.exists(dir_path):  # RecBole's check (an existing file passes), then a race-free create
+            os.makedirs(dir_path, exist_ok=True)
+
+    for name in _ENSURE_DIR_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "ensure_dir"):
+            module.ensure_dir = ensure_dir
+
+
 def apply() -> None:
     """Apply every fix (idempotent)."""
     _restore_numpy_aliases()
@@ -108,6 +129,7 @@ def apply() -> None:
     _restore_dok_update()
     _undo_global_anomaly_detection()
     _let_ddp_wrap_cpu_models()
+    _race_free_ensure_dir()
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

@@ -244,3 +244,14 @@ def _put_large_result(rank: int, size: int, queue) -> None:
 def test_the_launcher_returns_a_result_far_bigger_than_a_pipe_buffer():
     # rank 0's results grow with the epochs; a pipe holds 64 KiB: read while the ranks run, or hang
     assert distributed.launch(_put_large_result, 2, (4 * 1024 * 1024,)) == {"history": "x" * 4 * 1024 * 1024}
+
+
+def test_recbole_creates_its_folders_without_a_race(tmp_path, monkeypatch):
+    # two ranks: the first's exists-check says "missing", then the other creates the folder
+    import recbole.utils.logger as logger_module
+
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda path: False if str(path).endswith("racy") else real_exists(path))
+    (tmp_path / "racy").mkdir()
+    logger_module.ensure_dir(str(tmp_path / "racy"))  # RecBole's own raised FileExistsError here
+    assert (tmp_path / "racy").is_dir()
