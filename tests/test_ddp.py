@@ -3,8 +3,9 @@
 End-to-end runs spawn two ranks on ML-100K (BPR, 2 epochs, FAST settings): after every epoch the
 ranks' digests of model, controller and baseline b agree, the 2-process run's test and validation
 metrics equal a 1-process evaluation of its saved model, one results file and one checkpoint pair
-are written, and the weight study counts every rank's samples. A killed rank, and a rank whose
-peer never comes, stop the run with an error instead of a hang.
+are written, and the weight study counts every rank's samples; a run stopped and resumed on two
+ranks ends where the uninterrupted run does. A killed rank, a failing rank and a rank whose peer
+never comes stop the run with an error instead of a hang.
 """
 
 from __future__ import annotations
