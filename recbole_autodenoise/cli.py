@@ -56,12 +56,13 @@ def _files_set_scheme(config_files: str | None) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parse_args(argv)
+    from recbole_autodenoise.distributed import RankFailed
     from recbole_autodenoise.quick_start import run
 
     config_files = args.config_files.split() if args.config_files else None
     try:
         run(args.model, args.dataset, config_files=config_files, config_dict=overrides, resume=args.resume)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, RankFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,12 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
 * SciPy >= 1.12 dropped ``dok_matrix._update`` (a ``dict.update`` without index checks), with
   which RecBole's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF, KGIN, MCCLK) build their
   adjacency matrix: it is restored as an update of the matrix's own dict, as it was.
+* RecBole's multi-process mode wraps the model in ``DistributedDataParallel(model,
+  device_ids=[local_rank])``, which torch refuses for a model on the CPU (gloo ranks,
+  ``distributed.py``): ``device_ids`` is dropped there, as torch's documentation asks for CPU modules.
+* RecBole's ``ensure_dir`` checks, then creates: two ranks starting together (``./log``) race,
+  and the loser fails with ``FileExistsError``. It creates with ``exist_ok`` here, wherever
+  RecBole imported it by name.
 * ``recbole.quick_start`` imports Ray, which fails on NumPy 2 and has no wheel for Python 3.12+:
   this package never imports it (a test guards that).
 * torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
@@ -83,12 +89,47 @@ def _undo_global_anomaly_detection() -> None:
     torch.autograd.set_detect_anomaly(False)
 
 
+def _let_ddp_wrap_cpu_models() -> None:
+    import recbole.trainer.trainer as recbole_trainer
+
+    original = recbole_trainer.DistributedDataParallel
+    if getattr(original, "_autodenoise_patched", False):
+        return
+
+    def DistributedDataParallel(module, device_ids=None, **kwargs):  # noqa: N802 (RecBole's name)
+        on_cpu = all(p.device.type == "cpu" for p in module.parameters())
+        return original(module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+    DistributedDataParallel._autodenoise_patched = True  # type: ignore[attr-defined]
+    recbole_trainer.DistributedDataParallel = DistributedDataParallel
+
+
+# the RecBole modules that bound ``ensure_dir`` by name
+_ENSURE_DIR_MODULES = ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
+                       "recbole.data.utils", "recbole.data.dataset.dataset")
+
+
+def _race_free_ensure_dir() -> None:
+    import importlib
+
+    def ensure_dir(dir_path):
+        if not os.path.exists(dir_path):  # RecBole's check (an existing file passes), then a race-free create
+            os.makedirs(dir_path, exist_ok=True)
+
+    for name in _ENSURE_DIR_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "ensure_dir"):
+            module.ensure_dir = ensure_dir
+
+
 def apply() -> None:
     """Apply every fix (idempotent)."""
     _restore_numpy_aliases()
     _patch_fill_nan()
     _restore_dok_update()
     _undo_global_anomaly_detection()
+    _let_ddp_wrap_cpu_models()
+    _race_free_ensure_dir()
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

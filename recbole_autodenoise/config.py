@@ -62,11 +62,15 @@ def recbole_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
+# set by the multi-process launcher for each rank, never a default (RecBole reads its presence as "a rank")
+LAUNCHER_KEYS = frozenset({"local_rank"})
+
+
 @lru_cache(maxsize=1)
 def known_keys() -> frozenset[str]:
     """Every key someone defines: RecBole's, every RecBole and plugin model / data set yaml, ours."""
     files = [*_recbole_properties().glob("**/*.yaml"), *PROPERTIES_DIR.glob("**/*.yaml")]
-    return recbole_keys().union(*(_yaml_keys(path) for path in files))
+    return recbole_keys().union(LAUNCHER_KEYS, *(_yaml_keys(path) for path in files))
 
 
 def plugin_keys() -> set[str]:
@@ -189,6 +193,18 @@ class SafeConfig(Config):
 
     def _load_cmd_line(self):
         return {}
+
+    def _init_device(self):
+        """RecBole's, except for a rank of a multi-process run (``local_rank`` set by the launcher):
+        ``distributed.join_process_group`` joins with ``ddp_backend`` (gloo on CPUs) instead of NCCL."""
+        final = self.final_config_dict
+        local_rank = final.pop("local_rank", None)
+        super()._init_device()  # gpu_id, CUDA_VISIBLE_DEVICES, single-process device
+        if local_rank is not None:
+            from recbole_autodenoise import distributed
+
+            final["local_rank"] = local_rank
+            distributed.join_process_group(self)
 
 
 def negatives_follow_loss_type(final: dict[str, Any], model_class: type, user_keys: Iterable[str]) -> None:

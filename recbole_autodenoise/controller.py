@@ -271,6 +271,14 @@ class ReinforceAccumulator:
             total.add_(grad)
         self.count += rows
 
+    def sum_over_ranks(self) -> None:
+        """Under DDP: the sums and the sample count of every rank (no-op in a single process)."""
+        from recbole_autodenoise import distributed
+
+        for total in self.sums:
+            total.copy_(distributed.all_reduce_sum(total))
+        self.count = int(distributed.all_reduce_sum(torch.tensor(self.count, dtype=torch.int64, device=self.sums[0].device)))
+
     def policy_gradient(self, advantage: float) -> list[torch.Tensor]:
         """Eq. 10: (R - b) / |D| * sum_j grad log pi(w_j | s_j) (ascent direction)."""
         return [total * (advantage / self.count) for total in self.sums]

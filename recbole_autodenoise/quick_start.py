@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from recbole.utils import init_logger, init_seed
 
+from recbole_autodenoise import distributed
 from recbole_autodenoise.checkpoints import check_checkpoint_dir
 from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import create_dataset, data_preparation
@@ -137,7 +138,9 @@ def run(
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with the configured scheme; return (and write) the results.
     ``resume``: a checkpoint of an earlier run with the same model, data set and scheme
-    (``<name>-latest.pth`` continues after its last finished epoch)."""
+    (``<name>-latest.pth`` continues after its last finished epoch). With ``nproc`` > 1 or
+    ``world_size`` > 1, RecBole's multi-process mode (``distributed.py``): rank 0's results are
+    returned (``None`` on a machine without rank 0)."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
     check_no_caches(config)
@@ -145,7 +148,38 @@ def run(
     check_checkpoint_dir(config)
     if resume is not None:  # fail before loading any data
         load_resumable(resume, config)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    if distributed.wants_processes(config):
+        return _launch(config, model, dataset, config_files, config_dict, saved, resume)
+    return _train_and_test(config, saved, resume, started, results_path)
+
+
+def _launch(config, model, dataset, config_files, config_dict, saved, resume) -> dict[str, Any] | None:
+    """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results back."""
+    nproc, world_size = distributed.process_counts(config)
+    overrides = {**(config_dict or {}), "world_size": world_size}
+    return distributed.launch(_run_rank, nproc, (model, dataset, config_files, overrides, saved, resume))
+
+
+def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved, resume, queue) -> None:
+    """One rank: its config joins the process group (``SafeConfig._init_device``); rank 0 writes."""
+    import torch.distributed as dist
+
+    started = time()
+    config = make_config(model, dataset, config_files, {**config_dict, "local_rank": local_rank})
+    try:
+        writer = distributed.is_writer(config)
+        results_path = check_results_path(config["results_file"]) if writer else None
+        results = _train_and_test(config, saved, resume, started, results_path)
+    finally:
+        dist.destroy_process_group()
+    if writer:
+        queue.put(results)
+
+
+def _train_and_test(config, saved: bool, resume, started: float, results_path: Path | None) -> dict[str, Any]:
+    """Data, model, training and the clean test of a run whose config is made; only the writer
+    (rank 0, or the single process) prints the table and writes ``results_path``."""
+    init_seed(distributed.rank_seed(config), config["reproducibility"])
     log = start_logging(config)
     logger = logging.getLogger()
     logger.info(config)
@@ -153,7 +187,7 @@ def run(
     data = create_dataset(config)
     logger.info(data)
     train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    init_seed(distributed.rank_seed(config), config["reproducibility"])
     recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
     trainer = AutoDenoiseTrainer(config, recommender)
@@ -200,6 +234,8 @@ def run(
         "checkpoint": trainer.saved_model_file if saved else None,
         "resumed_from": trainer.resumed_from,
     }
+    if not distributed.is_writer(config):
+        return results
     print(table_heading(results))
     print(results_table(test))
     if results_path is not None:

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
+from torch.utils.data.distributed import DistributedSampler
 
-from recbole_autodenoise import compat
+from recbole_autodenoise import compat, distributed
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
 from recbole_autodenoise.loss_store import ROW_FIELD
 from recbole_autodenoise.checkpoints import (
@@ -78,6 +79,12 @@ class WeightStudy:
         self.epoch = self.epoch.to(batch.device) + batch
         self.total = self.total.to(batch.device) + batch
 
+    def sum_over_ranks(self) -> None:
+        """Under DDP, after an epoch: this epoch's sums become every rank's (the total follows)."""
+        summed = distributed.all_reduce_sum(self.epoch)
+        self.total = self.total + (summed - self.epoch).to(self.total.device)
+        self.epoch = summed
+
     def load_total(self, total: torch.Tensor) -> None:
         """A saved total; checkpoints from before injected samples were counted hold 4 sums."""
         total = total.detach().cpu().double()
@@ -116,11 +123,6 @@ class AutoDenoiseTrainer(Trainer):
     """Trains a RecBole model on ``mean(w * loss)`` with ``w`` from ``denoise_scheme``."""
 
     def __init__(self, config, model) -> None:
-        if not config["single_spec"] or (config["nproc"] or 1) > 1:
-            raise ValueError(
-                "AutoDenoiseTrainer runs in a single process; multi-process training (nproc > 1) "
-                "is not supported yet: run with nproc: 1"
-            )
         self.scheme_name = read_key(config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name")
         scheme_cls = SCHEMES.get(self.scheme_name)  # an unknown name fails listing the available ones
         self.guide_learning_rate = float(read_key(config, "learning_rate", positive, "a number > 0"))
@@ -132,6 +134,7 @@ class AutoDenoiseTrainer(Trainer):
         )
         # built before RecBole's Trainer so the reward metric can join ``metrics`` if needed
         self.scheme = scheme_cls(config, config["device"])
+        distributed.check_supported(config, self.scheme, self.diagnostics)
         self.reward_key = None
         if self.scheme.needs_reward:
             self.reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
@@ -151,7 +154,8 @@ class AutoDenoiseTrainer(Trainer):
         check_checkpoint_dir(config)  # before RecBole's ensure_dir, which fails with a bare OSError
         super().__init__(config, model)
         # RecBole's <model>-<local time>.pth is shared by two runs started in the same second
-        self.saved_model_file = unique_checkpoint_file(self.checkpoint_dir, config["model"])
+        # under DDP every rank reads the best model rank 0 writes
+        self.saved_model_file = distributed.broadcast_object(unique_checkpoint_file(self.checkpoint_dir, config["model"]))
         self.latest_model_file = latest_file(self.saved_model_file)
         self.best_epoch: int | None = None
         self.resumed_from: str | None = None
@@ -228,8 +232,12 @@ class AutoDenoiseTrainer(Trainer):
         start = time()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func or self._weighted_loss,
                                     show_progress=show_progress)
-        record = {"epoch": epoch_idx, "train_seconds": time() - start,
-                  "train_loss": float(sum(loss) if isinstance(loss, tuple) else loss)}
+        train_loss = float(sum(loss) if isinstance(loss, tuple) else loss)
+        if distributed.is_distributed(self.config):  # every rank's samples: the weight study and mean loss
+            self.study.sum_over_ranks()
+            summed = distributed.all_reduce_sum(torch.tensor(train_loss, dtype=torch.float64, device=self.device))
+            train_loss = float(summed) / self.config["world_size"]
+        record = {"epoch": epoch_idx, "train_seconds": time() - start, "train_loss": train_loss}
         record.update(WeightStudy.summary(self.study.epoch))
         self.history.append(record)
         self._trained_epoch = epoch_idx
@@ -315,6 +323,9 @@ class AutoDenoiseTrainer(Trainer):
                 set_color("controller", "blue") + ": " + ", ".join(f"{k}={v:.6f}" for k, v in logs.items())
             )
         diagnostics = {} if self.diagnosis is None else self.diagnosis.run()
+        if distributed.is_distributed(self.config):
+            diagnostics["rank_digests"] = distributed.check_agreement(
+                f"the model, controller and baseline after epoch {self._epoch}", self.shared_state_digest())
         if self.history:
             self.history[-1].update(valid_seconds=time() - start, valid_score=float(valid_score),
                                     **{f"controller_{k}": v for k, v in logs.items()}, **diagnostics)
@@ -323,6 +334,18 @@ class AutoDenoiseTrainer(Trainer):
         self._hold_early_stopping()
         self._last_valid_result = valid_result
         return valid_score, valid_result
+
+    def shared_state_digest(self) -> str:
+        """sha256 of what every rank must hold identically: the model's parameters, the scheme's
+        learned state (controller parameters, its optimiser, baseline b) without its generator,
+        whose draws are each rank's own."""
+        scheme_state = {k: v for k, v in self.scheme.state_dict().items() if k != "generator"}
+        return distributed.digest(self.model.state_dict(), scheme_state)
+
+    def _map_reduce(self, result, num_sample):
+        """RecBole averages the ranks' metrics; here every rank evaluated the whole set
+        (``data_preparation`` builds whole-set evaluation loaders): the result is already exact."""
+        return result
 
     def _hold_early_stopping(self) -> None:
         """Before ``stopping_min_epochs`` epochs have trained, keep RecBole's patience counter
@@ -405,6 +428,8 @@ class AutoDenoiseTrainer(Trainer):
             "history": json.loads(json.dumps(self.history)),
             "rng": self._rng_state(),
         }
+        if distributed.is_distributed(self.config):  # each rank's own draws, for a resume on as many ranks
+            state["ranks"] = distributed.gather_objects({"rng": state["rng"], "scheme_state": state["scheme_state"]})
         if self.clean_batches is not None:
             state["guide"] = self.clean_batches.state_dict()
         if self.diagnosis is not None:
@@ -434,7 +459,10 @@ class AutoDenoiseTrainer(Trainer):
         """The best model so far (RecBole calls this on improvement), to ``saved_model_file``."""
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         self.best_epoch = epoch
-        compat.atomic_torch_save(self._state("best", epoch, self._last_valid_result), saved_model_file)
+        state = self._state("best", epoch, self._last_valid_result)  # every rank: it gathers their states
+        if not distributed.is_writer(self.config):
+            return
+        compat.atomic_torch_save(state, saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
@@ -442,7 +470,11 @@ class AutoDenoiseTrainer(Trainer):
         """The state after the finished ``epoch``, to ``latest_model_file`` (once per epoch)."""
         if not self._saving or self._latest_epoch == epoch:
             return
-        compat.atomic_torch_save(self._state("latest", epoch, self.best_valid_result), self.latest_model_file)
+        state = self._state("latest", epoch, self.best_valid_result)  # every rank: it gathers their states
+        if not distributed.is_writer(self.config):
+            self._latest_epoch = epoch
+            return
+        compat.atomic_torch_save(state, self.latest_model_file)
         self._latest_epoch = epoch
         if verbose:
             self.logger.info(set_color("Saving latest", "blue") + f": {self.latest_model_file}")
@@ -486,22 +518,29 @@ class AutoDenoiseTrainer(Trainer):
         self.best_epoch = checkpoint["best_epoch"]
         self.train_loss_dict = dict(checkpoint["train_loss_dict"])
         denoise = checkpoint["denoise"]
-        self.scheme.load_state_dict(denoise["scheme_state"])
+        own = distributed.own_rank_state(denoise, self.config, resume_file)
+        self.scheme.load_state_dict(own["scheme_state"])
         self.study.load_total(denoise["study_total"])
         self.history = list(denoise["history"])
-        self._pending_rng = denoise["rng"]
+        self._pending_rng = own["rng"]
         self._pending_guide = denoise.get("guide")
         if self.diagnosis is not None and denoise.get("diagnosis") is not None:
             self.diagnosis.load_state_dict(denoise["diagnosis"])
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        """RecBole's, with the best model read through the checksummed, ``weights_only`` loader."""
+        """RecBole's, with the best model read through the checksummed, ``weights_only`` loader.
+        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files)."""
+        check_whole_set(eval_data, self.config)
         if load_best_model and eval_data:
             checkpoint_file = model_file or self.saved_model_file
-            checkpoint = compat.load_checkpoint(checkpoint_file, map_location=self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
-            self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            if distributed.is_writer(self.config):
+                checkpoint = compat.load_checkpoint(checkpoint_file, map_location=self.device)
+                self.model.load_state_dict(checkpoint["state_dict"])
+                self.model.load_other_parameter(checkpoint.get("other_parameter"))
+                self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
+            if distributed.is_distributed(self.config):
+                distributed.broadcast_module(self.model)
+                self.model.load_other_parameter(distributed.broadcast_object(self.model.other_parameter()))
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     # --- results --------------------------------------------------------------------------
@@ -512,6 +551,13 @@ class AutoDenoiseTrainer(Trainer):
             for record in self.history
         ]
         return overall
+
+
+def check_whole_set(eval_data, config) -> None:
+    """Under DDP evaluation must see the whole set on every rank (see ``_map_reduce``)."""
+    if distributed.is_distributed(config) and isinstance(getattr(eval_data, "sampler", None), DistributedSampler):
+        raise ValueError("under multi-process training every rank evaluates the whole set: build the loaders "
+                         "with recbole_autodenoise.data_preparation (its evaluation loaders are not sharded)")
 
 
 def load_resumable(path: str | os.PathLike, config, map_location: Any = "cpu") -> dict[str, Any]:

@@ -169,7 +169,6 @@ def test_resume_rejects_a_checkpoint_of_another_scheme():
         ({"learning_rate": 0}, "learning_rate"),
         ({"denoise_scheme": "autodenoise_s", "controller_learning_rate": -1e-3}, "controller_learning_rate"),
         ({"denoise_scheme": "autodenoise_s", "reward_metric": "NDCG@7"}, "reward_metric"),
-        ({"nproc": 2}, "nproc"),
         ({"valid_metric": "GAUC"}, "valid_metric"),
     ],
 )

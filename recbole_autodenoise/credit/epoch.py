@@ -39,6 +39,8 @@ class EpochCredit(Credit):
         self.accumulator.add_grads(grads, rows)
 
     def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        if self.accumulator is not None:
+            self.accumulator.sum_over_ranks()  # under DDP: Eq. 10 over every rank's samples
         if self.accumulator is None or self.accumulator.count == 0:
             return {}
         reward_key = self.scheme.reward_key

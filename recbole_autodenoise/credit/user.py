@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from recbole_autodenoise import distributed
 from recbole_autodenoise.credit.base import Credit, register_credit
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ class UserCredit(Credit):
         seen = torch.isfinite(rewards)
         fresh = seen & torch.isnan(self.baseline)
         advantage = torch.where(seen & ~fresh, rewards - self.baseline, torch.zeros_like(rewards))
-        samples = sum(len(u) for u in self.users)
+        local_samples = sum(len(u) for u in self.users)
+        # under DDP: |D| and the gradient over every rank's samples (rewards are the whole clean set's)
+        samples = int(distributed.all_reduce_sum(torch.tensor(local_samples, dtype=torch.int64, device=device)))
         credited = 0
         if bool((advantage != 0).any()):
             policy, optimizer = self.scheme.policy, self.scheme.optimizer
@@ -77,6 +80,9 @@ class UserCredit(Credit):
                 credited += int((adv != 0).sum())
                 # gradient ascent on sum_j adv_j log pi(a_j | s_j) / |D|, accumulated chunk by chunk
                 (-(adv * policy.log_prob(state, action)).sum() / samples).backward()
+            for param in policy.parameters():
+                if param.grad is not None:  # every head takes part in log_prob: the same on every rank
+                    param.grad = distributed.all_reduce_sum(param.grad)
             optimizer.step()
         decay = self.scheme.baseline_decay
         updated = torch.where(fresh, rewards, decay * self.baseline + (1 - decay) * rewards)
@@ -91,7 +97,7 @@ class UserCredit(Credit):
             "users_rewarded": float(seen.sum()),
             "mean_abs_advantage": float(used.abs().mean()) if len(used) else 0.0,
             "positive_advantage_fraction": float((used > 0).double().mean()) if len(used) else math.nan,
-            "credited_fraction": credited / samples,
+            "credited_fraction": credited / local_samples,
         }
 
     def state_dict(self) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from recbole.data.interaction import cat_interactions
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.utils import ModelType
 
+from recbole_autodenoise import distributed
+
 EVAL_PROTOCOLS = ("user_first", "interaction", "user")
 # RecBole's dataset/dataloader caches: pickles (loading one runs whatever it holds) whose
 # staleness check ignores the plugin's keys (a changed clean_rating_threshold reused the old split)
@@ -202,12 +204,19 @@ def data_preparation(config, dataset):
     one interaction per user, and is ``None`` otherwise (the validation loader covers the whole
     clean validation set). ``test_data.by_protocol`` maps each of ``test_protocols(config)`` to a
     test loader (the configured one is ``test_data`` itself), for reporting every protocol; with
-    sampled (not full-sort) evaluation it holds the configured protocol only.
+    sampled (not full-sort) evaluation it holds the configured protocol only. Under RecBole's
+    multi-process mode only the training loader is sharded (``distributed.py``).
     """
     check_no_caches(config)
     protocol = config["eval_protocol"]
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
+    with distributed.whole_sets(config):  # under DDP every rank evaluates whole sets: exact metrics
+        train_data, valid_data, test_data = _prepare(config, dataset, protocol)
+    return distributed.shard_training(config, train_data), valid_data, test_data
+
+
+def _prepare(config, dataset, protocol):
     train_data, valid_data, test_data = _build_split(config, dataset)
     train = train_data._dataset
     if not (hasattr(train, "clean_guide") and hasattr(train, "held_out")):

@@ -26,6 +26,7 @@ import torch
 from recbole.evaluator import register
 from recbole.utils import EvaluatorType
 
+from recbole_autodenoise import distributed
 from recbole_autodenoise.config import fraction, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
@@ -92,7 +93,7 @@ class ControllerScheme(WeightingScheme):
             )
         self._read_loss_keys(config)
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(int(config["seed"]))
+        self.generator.manual_seed(distributed.rank_seed(config))  # under DDP each rank draws its own shard's weights
         self.policy: Policy | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.input_size: int | None = None
@@ -150,6 +151,7 @@ class ControllerScheme(WeightingScheme):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.config["seed"]))
             self.policy = self.build_policy(input_size).to(self.device)
+        distributed.broadcast_module(self.policy)  # under DDP every rank starts from rank 0's controller
         self.input_size = input_size
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         self.credit.on_build()
