@@ -163,7 +163,7 @@ def test_resume_rejects_a_checkpoint_of_another_scheme():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"denoise_scheme": "magic"}, "adt_rl, adt_tl, autodenoise_h, autodenoise_s, default, heuristic"),
+        ({"denoise_scheme": "magic"}, "adt_rl, adt_tl, autodenoise_h, autodenoise_s, dcf, default, heuristic"),
         ({"topk": [10, 5000]}, "topk"),
         ({"denoise_scheme": "autodenoise_h", "controller_num_actions": 1}, "controller_num_actions"),
         ({"learning_rate": 0}, "learning_rate"),
