@@ -28,7 +28,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMES = ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s")  # the paper's Table 3
 EXTRA_SCHEMES = ("l2rw", "oracle", "dcf")  # beyond the paper (issues 5, 17, 13): runnable by name, not part of 'all'
-BASELINES = ("heuristic", "adt_tl", "adt_rl")
+BASELINES = ("heuristic", "adt_tl", "adt_rl", "dcf")  # DCF (issue 13): beyond the paper, a baseline for the learned denoisers
 AUTODENOISE = ("autodenoise_h", "autodenoise_s")
 DEFAULT_SEED = 2020  # RecBole's default seed; seeds are DEFAULT_SEED, DEFAULT_SEED + 1, ...
 # Keys that never change what is computed: excluded from the hash so paths and verbosity do not

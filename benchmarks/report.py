@@ -429,7 +429,7 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
     # Significance.
     lines += ["## Paired t-tests over seeds (p-values)", "",
               "scipy.stats.ttest_rel over the seeds both cells finished; best baseline = best of "
-              "Heuristic / ADT-TL / ADT-RL by mean NDCG@20 for that model; n/a = fewer than 2 pairs or identical results.", ""]
+              "Heuristic / ADT-TL / ADT-RL / DCF (those run) by mean NDCG@20 for that model; n/a = fewer than 2 pairs or identical results.", ""]
     body, pvals = [], {}
     for g in ordered_groups:
         comparisons = []
