@@ -28,7 +28,7 @@ def test_the_test_extra_holds_what_the_suite_imports():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     extra = {re.split(r"[<>=]", line.strip())[0] for line in cfg["options.extras_require"]["test"].splitlines() if line}
-    assert extra == {"pytest", "pytest-xdist", "matplotlib"}  # xdist: pyproject's addopts run two workers
+    assert extra == {"pytest", "matplotlib"}
 
 
 def test_readme_is_short_and_its_links_and_figure_exist():
