@@ -1,6 +1,7 @@
 """RecBole's multi-process (DDP) mode on 2 CPU processes with gloo (``distributed.py``).
 
-End-to-end runs spawn two ranks on ML-100K (BPR, 2 epochs, FAST settings): after every epoch the
+End-to-end runs spawn two ranks on ML-100K (BPR, 2 epochs, FAST settings; AutoDenoise-S with epoch
+credit, AutoDenoise-H with user credit, ADT-RL): after every epoch the
 ranks' digests of model, controller and baseline b agree, the 2-process run's test and validation
 metrics equal a 1-process evaluation of its saved model, one results file and one checkpoint pair
 are written, and the weight study counts every rank's samples; a run stopped and resumed on two
@@ -102,11 +103,29 @@ def one_process_evaluation(overrides: dict, checkpoint: str) -> tuple[dict, dict
     return lowered[0], lowered[1]
 
 
-@pytest.mark.parametrize("scheme, credit", [("autodenoise_s", "epoch"), ("autodenoise_h", "epoch"),
-                                            ("adt_rl", None), ("autodenoise_h", "user")])
-def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme, credit):
-    overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}))
-    results = run("BPR", "ml-100k", config_dict=overrides)
+@pytest.fixture(scope="module")
+def soft_run(tmp_path_factory):
+    """AutoDenoise-S (epoch credit) on two ranks, 2 epochs, run once for this module: (folder,
+    overrides, results). The resume test compares against it."""
+    folder = tmp_path_factory.mktemp("ddp-soft")
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        overrides = ddp_overrides("autodenoise_s", controller_credit="epoch")
+        return folder, overrides, run("BPR", "ml-100k", config_dict=overrides)
+    finally:
+        os.chdir(here)
+
+
+# AutoDenoise-S with the paper's epoch credit, AutoDenoise-H with user credit (each credit's
+# all-reduce once, each controller head once) and a baseline without a controller
+@pytest.mark.parametrize("scheme, credit", [("autodenoise_s", "epoch"), ("autodenoise_h", "user"), ("adt_rl", None)])
+def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme, credit, request):
+    if scheme == "autodenoise_s":
+        tmp_path, overrides, results = request.getfixturevalue("soft_run")
+    else:
+        overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}))
+        results = run("BPR", "ml-100k", config_dict=overrides)
 
     # one results file (rank 0's), one best model and its latest state
     assert sorted(p.name for p in tmp_path.rglob("*.json")) == ["r.json"]
@@ -137,7 +156,7 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
         assert record["tp_samples"] + record["fp_samples"] == 2 * math.ceil(train_rows / 2)
 
     # exact evaluation: equal to a single process evaluating the saved best model
-    valid, test = one_process_evaluation(overrides, checkpoint)
+    valid, test = one_process_evaluation(overrides, str(tmp_path / checkpoint))
     assert results["test"] == test
     assert results["best_valid_result"] == valid
 
@@ -223,13 +242,13 @@ def test_a_sharded_evaluation_loader_is_refused_under_ddp():
         check_whole_set(Loader(), {"single_spec": False})
 
 
-def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path):
+def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path, soft_run):
     """Stopped after epoch 0 and resumed, a run reaches the state (digest) and test metrics of the
     same run trained without a break: every rank's random state and controller generator come back."""
-    straight = run("BPR", "ml-100k", config_dict={**ddp_overrides("autodenoise_s"), "results_file": "a.json"})
-    first = run("BPR", "ml-100k", config_dict={**ddp_overrides("autodenoise_s"), "epochs": 1, "results_file": "b.json"})
+    _, soft, straight = soft_run
+    first = run("BPR", "ml-100k", config_dict={**soft, "port": free_port(), "epochs": 1, "results_file": "b.json"})
     latest = first["checkpoint"][:-4] + "-latest.pth"
-    resumed = run("BPR", "ml-100k", config_dict={**ddp_overrides("autodenoise_s"), "results_file": "c.json"},
+    resumed = run("BPR", "ml-100k", config_dict={**soft, "port": free_port(), "results_file": "c.json"},
                   resume=latest)
     assert resumed["resumed_from"] == latest
     assert [r["epoch"] for r in resumed["epochs"]] == [0, 1]
