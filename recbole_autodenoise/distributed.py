@@ -288,6 +288,10 @@ def check_supported(config, scheme, diagnostics: bool) -> None:
             "denoise_diagnostics) is single-process only: its virtual steps run on each rank's model copy "
             "outside DDP's gradient synchronisation; run with nproc: 1"
         )
+    reason = getattr(getattr(scheme, "credit", None), "single_process_reason", None)
+    if reason:
+        raise ValueError(f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only ({reason}); "
+                         "run with nproc: 1")
     if getattr(scheme, "state_kind", None) == "loss_features":
         raise ValueError(
             "config key 'controller_state' = 'loss_features' is single-process only: its per-row loss history "

@@ -34,6 +34,8 @@ class Credit:
     # does the mode want sum_j grad log pi(a_j | s_j) of each batch (``record_score``, from the
     # sampling pass itself) instead of the states and actions (``record``)?
     records_score: ClassVar[bool] = False
+    reads_ratings: ClassVar[bool] = False  # does ``before_weights`` read ``batch.true_positive``? (diagnostics only)
+    single_process_reason: ClassVar[str | None] = None  # why the mode cannot run under DDP, if it cannot
 
     def __init__(self, scheme: ControllerScheme) -> None:
         self.scheme = scheme

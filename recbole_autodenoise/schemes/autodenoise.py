@@ -82,7 +82,6 @@ class ControllerScheme(WeightingScheme):
         )
         self.meta_virtual_step = read_virtual_step(config, self.credit_mode)
         self.oracle_state = read_key(config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false")
-        self.reads_ratings = self.oracle_state
         self.baseline_init = read_key(
             config, "baseline_init", lambda v: isinstance(v, str) and v in BASELINE_INITS, f"one of {list(BASELINE_INITS)}"
         )
@@ -98,6 +97,7 @@ class ControllerScheme(WeightingScheme):
         self.optimizer: torch.optim.Optimizer | None = None
         self.input_size: int | None = None
         self.credit: Credit = CREDITS.get(self.credit_mode)(self)
+        self.reads_ratings = self.oracle_state or self.credit.reads_ratings
         self.needs_guidance = self.credit.needs_guidance
         self.needs_user_rewards = self.credit.needs_user_rewards
         self.needs_reward = self.credit.needs_reward
@@ -112,10 +112,11 @@ class ControllerScheme(WeightingScheme):
             config, "controller_prior", lambda v: isinstance(v, str) and v in PRIORS, f"one of {list(PRIORS)}"
         )
         self.beta = read_key(config, "adt_beta", non_negative, "a number >= 0")
-        if self.prior != "none" and self.credit_mode == "meta":
+        if self.prior != "none" and self.credit_mode in ("meta", "supervised"):
+            why = "its virtual step would ignore the prior" if self.credit_mode == "meta" else "it fits the ratings alone"
             raise ValueError(
-                f"config key 'controller_prior' = {self.prior!r} is not supported with controller_credit 'meta' "
-                "(its virtual step would ignore the prior); allowed there: 'none'"
+                f"config key 'controller_prior' = {self.prior!r} is not supported with controller_credit "
+                f"{self.credit_mode!r} ({why}); allowed there: 'none'"
             )
         if self.state_kind == "loss_features":
             self.needs_representations = False  # the loss features replace e_u and e_v
