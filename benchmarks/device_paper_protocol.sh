@@ -9,8 +9,8 @@
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
 # Settings: benchmarks/properties/paper-protocol/<dataset>/ (written by
-# `bash benchmarks/paper_protocol_study.sh DATA_DIR tune`; ML-1M uses ml-latest-small's files, copied
-# into a scratch folder). Env: TOTAL_SECONDS (default 540), ML1M_DATA_DIR.
+# `bash benchmarks/paper_protocol_study.sh DATA_DIR tune`; ML-1M's are ml-latest-small's, copied, with
+# the paper's 20-core filter). Env: TOTAL_SECONDS (default 540), ML1M_DATA_DIR.
 set -u
 data=${1:?DATA_DIR} out=${2:?OUT_DIR} seeds=${3:-5}
 mkdir -p "$out"
@@ -33,8 +33,7 @@ for model in SASRec GRU4Rec; do
   for seed in $(seq 2020 $((2020 + seeds - 1))); do launch ml-latest-small "$data" "$model" "$seed" 1 "$props"; done
 done
 if [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then
-  mkdir -p "$work/props/ml-1m" && cp "$props/ml-latest-small/"*.yaml "$work/props/ml-1m/" 2>/dev/null
-  for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1 "$work/props"; done
+  for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1 "$props"; done
 fi
 wait
 cat "$work"/cells-*.jsonl >"$out/gpu-paper-protocol.jsonl" 2>/dev/null

@@ -490,3 +490,16 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
     expected |= {("ml-1m", m, 2020) for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
     assert rows == expected
     assert (out / "cells-logs.tgz").is_file()
+
+
+def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
+    """ML-1M runs (CPU study, device script) read benchmarks/properties/paper-protocol/ml-1m/: the
+    settings tuned on ml-latest-small, plus the 20-core filter that gives the paper's Table 2 sizes."""
+    root = Path(__file__).resolve().parents[1] / "benchmarks/properties/paper-protocol"
+    for model in ("BPR", "SoftmaxMF", "GRU4Rec", "SASRec"):
+        for source in sorted((root / "ml-latest-small").glob(f"{model}-*.yaml")):
+            copied = yaml.safe_load((root / "ml-1m" / source.name).read_text())
+            expected = yaml.safe_load(source.read_text()) or {}
+            if source.name.endswith("-default.yaml"):
+                expected.update(user_inter_num_interval="[20,inf)", item_inter_num_interval="[20,inf)")
+            assert copied == expected, source.name
