@@ -284,7 +284,7 @@ def check_supported(config, scheme, diagnostics: bool) -> None:
         return
     if scheme.needs_guidance or diagnostics:
         raise ValueError(
-            f"denoise_scheme {config['denoise_scheme']!r} with per-batch guidance (l2rw, controller_credit 'meta', "
+            f"denoise_scheme {config['denoise_scheme']!r} with per-batch guidance (l2rw, controller_credit 'meta' or 'explicit', "
             "denoise_diagnostics) is single-process only: its virtual steps run on each rank's model copy "
             "outside DDP's gradient synchronisation; run with nproc: 1"
         )

@@ -34,10 +34,17 @@ from recbole_autodenoise.config import read_key
 from recbole_autodenoise.losses import PerSampleLoss
 
 
-def guide_dataset(train_data: Any, valid_data: Any) -> Any:
+def guide_dataset(train_data: Any, valid_data: Any, rows: str = "clean") -> Any:
     """The clean rows that guide training: the guide part of a guide/select split of the clean
     validation set where the data pipeline made one (``train_data._dataset.clean_guide``), else
-    the whole clean validation set (the validation loader's ``_dataset``)."""
+    the whole clean validation set (the validation loader's ``_dataset``). ``rows="explicit"``:
+    the validation period's rated rows, high and low (``train_data._dataset.explicit_guide``)."""
+    if rows == "explicit":
+        explicit = getattr(getattr(train_data, "_dataset", None), "explicit_guide", None)
+        if explicit is None:
+            raise ValueError("controller_credit 'explicit' needs the validation period's low-rated rows: build the "
+                             "data with recbole_autodenoise.create_dataset and data_preparation")
+        return explicit
     guide = getattr(getattr(train_data, "_dataset", None), "clean_guide", None)
     if guide is not None:
         return guide

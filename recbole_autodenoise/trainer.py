@@ -196,7 +196,7 @@ class AutoDenoiseTrainer(Trainer):
             self._is_set_up = True
         if self.scheme.needs_guidance and self.clean_batches is None:
             self.clean_batches = CleanBatches(
-                guide_dataset(train_data, valid_data), self.model, self.guide_batch_size,
+                guide_dataset(train_data, valid_data, self.scheme.guide_rows), self.model, self.guide_batch_size,
                 int(self.config["seed"]), self.device, exclude=train_data._dataset,
             )
         if self.diagnosis is not None:

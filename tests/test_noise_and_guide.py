@@ -463,3 +463,40 @@ def test_injection_logs_one_info_line(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "noise injection" in r.getMessage()]
     assert len(lines) == 1
     assert "12 'popular' fake interactions" in lines[0] and "48 training rows" in lines[0]
+
+
+# --------------------------------------------------------------------------- explicit rows (controller_credit: explicit)
+
+
+def rated(dataset) -> Counter:
+    """(user, clean?) -> rows, from a split dataset's ratings (threshold 3)."""
+    feat = dataset.inter_feat
+    users = tokens(dataset, dataset.uid_field, feat[dataset.uid_field])
+    return Counter((u, r >= 3) for u, r in zip(users, feat["rating"].tolist()))
+
+
+def test_explicit_rows_are_every_rated_validation_row_without_a_guide_split(tmp_path):
+    _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows())
+    explicit = train._dataset.explicit_guide
+    assert rated(explicit) == {("g1", True): 4, ("g2", True): 2, ("g2", False): 2, ("g3", True): 1,
+                               ("g3", False): 1, ("g4", False): 2}
+    assert real(valid._dataset) < real(explicit)  # the clean validation rows and the low-rated ones
+
+
+@pytest.mark.parametrize(("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})])
+def test_explicit_rows_with_a_guide_split_are_the_guide_part_and_the_low_rated_rows(tmp_path, ratio, guide_sizes):
+    _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio)
+    explicit = train._dataset.explicit_guide
+    low = {("g2", False): 2, ("g3", False): 1, ("g4", False): 2}
+    assert rated(explicit) == {**low, **{(u, True): n for u, n in guide_sizes.items()}}
+    assert real(train._dataset.clean_guide) < real(explicit)
+    assert not real(valid._dataset) & real(explicit)  # validation selects on rows no learner saw
+
+
+def test_sequential_explicit_rows_keep_their_histories(tmp_path):
+    _, _, train, _, _ = make(tmp_path, model="GRU4Rec", name="guide", rows=guide_rows())
+    explicit, held_out = train._dataset.explicit_guide, train._dataset.held_out["valid"]
+    assert len(explicit) == len(held_out) == 8  # every validation target row, clean or not
+    for field in ("user_id", "item_id", "rating", "item_id_list", "item_length"):
+        assert torch.equal(explicit.inter_feat[field], held_out[field])
+    assert (explicit.inter_feat["rating"] < 3).sum() == 1 and (explicit.inter_feat["item_length"] > 0).all()

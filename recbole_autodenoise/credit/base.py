@@ -29,6 +29,9 @@ class Credit:
 
     name: ClassVar[str] = ""
     needs_guidance: ClassVar[bool] = False  # does ``before_weights`` need ``batch.guidance``?
+    # which rows guidance draws: "clean" (the clean guide set) or "explicit" (the validation
+    # period's rated rows, high and low: ``guidance.guide_dataset``)
+    guide_rows: ClassVar[str] = "clean"
     needs_user_rewards: ClassVar[bool] = False  # does ``after_evaluation`` need per-user rewards?
     needs_reward: ClassVar[bool] = False  # does ``after_evaluation`` read ``reward_metric`` from the result?
     # does the mode want sum_j grad log pi(a_j | s_j) of each batch (``record_score``, from the

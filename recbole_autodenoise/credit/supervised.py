@@ -36,12 +36,20 @@ class SupervisedCredit(Credit):
         self.stats = torch.zeros(3, dtype=torch.float64)
 
     def before_weights(self, state: torch.Tensor, batch) -> None:
+        self.fit(*self.examples(state, batch))
+
+    def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states, 0/1 labels) the controller is fitted to before this batch's weights are drawn."""
         if batch.true_positive is None:
             raise ValueError("controller_credit 'supervised' needs batch.true_positive: train with "
                              "AutoDenoiseTrainer, which fills it from clean_rating_field for schemes that read ratings")
+        return state, batch.true_positive
+
+    def fit(self, state: torch.Tensor, labels: torch.Tensor) -> None:
+        """One Adam step of the controller on mean((w(state) - label)^2), w differentiable."""
         policy, optimizer = self.scheme.policy, self.scheme.optimizer
         weights = policy.meta_weights(state, self.scheme.generator)
-        error = F.mse_loss(weights, batch.true_positive.to(weights.dtype))
+        error = F.mse_loss(weights, labels.to(weights.dtype))
         optimizer.zero_grad()
         error.backward()
         optimizer.step()

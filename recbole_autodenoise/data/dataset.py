@@ -144,21 +144,36 @@ class CleanFeedbackMixin:
         a dataset of the validation dataset's class (sequential rows keep their histories); with
         ratio 0 it is the very validation dataset returned here. ``train.held_out`` keeps every
         held-out row, clean or not (``{"valid": Interaction, "test": Interaction}``), for the
-        ``user_first`` protocol's history masks.
+        ``user_first`` protocol's history masks. ``train.explicit_guide`` holds the validation rows
+        rated below ``clean_rating_threshold`` and the guide part's clean rows, in validation order
+        (``controller_credit: explicit``).
         """
         train, valid, test = super().build()
         train.held_out = {"valid": valid.inter_feat, "test": test.inter_feat}
+        rated = valid
         valid = self._keep_clean(valid, "validation")
         test = self._keep_clean(test, "test")
-        guide, select = self._split_guide(valid)
+        guide, select, in_guide = self._split_guide(valid)
         train.clean_guide = guide
+        train.explicit_guide = self._explicit_rows(rated, in_guide)
         return [train, select, test]
 
-    def _split_guide(self, valid: Dataset) -> tuple[Dataset, Dataset]:
-        """(guide, select) parts of the clean validation set; see ``guide.py``."""
+    def _explicit_rows(self, rated: Dataset, in_guide: np.ndarray | None) -> Dataset:
+        """The validation rows rated below the threshold, plus the clean ones in the guide part
+        (``in_guide`` over the clean rows; ``None``: all of them)."""
+        keep = (rated.inter_feat[self.clean_rating_field] < self.clean_rating_threshold).numpy()
+        if in_guide is None:
+            keep[:] = True
+        else:
+            keep[np.flatnonzero(~keep)[in_guide]] = True
+        return rated.copy(rated.inter_feat[np.flatnonzero(keep)])
+
+    def _split_guide(self, valid: Dataset) -> tuple[Dataset, Dataset, np.ndarray | None]:
+        """(guide, select) parts of the clean validation set, and which clean rows are in the guide
+        part (``None``: the whole set guides and selects); see ``guide.py``."""
         ratio = self.clean_valid_guide_ratio
         if ratio == 0:
-            return valid, valid
+            return valid, valid, None
         users = valid.inter_feat[self.uid_field].numpy()
         mask = guide_mask(users, ratio, seeded_generator(self._seed, GUIDE_STREAM))
         if not mask.any():
@@ -173,7 +188,7 @@ class CleanFeedbackMixin:
             f"clean validation of [{self.dataset_name}] split with clean_valid_guide_ratio={ratio:g}: "
             f"{len(guide)} guide rows (denoisers), {len(select)} select rows (validation)"
         )
-        return guide, select
+        return guide, select, mask
 
     # ------------------------------------------------------------------ noise injection
 

@@ -99,6 +99,7 @@ class ControllerScheme(WeightingScheme):
         self.credit: Credit = CREDITS.get(self.credit_mode)(self)
         self.reads_ratings = self.oracle_state or self.credit.reads_ratings
         self.needs_guidance = self.credit.needs_guidance
+        self.guide_rows = self.credit.guide_rows
         self.needs_user_rewards = self.credit.needs_user_rewards
         self.needs_reward = self.credit.needs_reward
 

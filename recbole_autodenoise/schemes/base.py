@@ -52,6 +52,9 @@ class WeightingScheme:
     # does ``weights`` need ``batch.guidance`` (clean batches, alignments, meta steps)? A class
     # default that an instance may override where its config decides (controller_credit)
     needs_guidance: bool = False
+    # the rows those clean batches come from: "clean" (the clean guide set) or "explicit" (the
+    # validation period's rated rows, high and low); see ``guidance.guide_dataset``
+    guide_rows: str = "clean"
     # does ``after_evaluation`` read the reward (``reward_metric``) from the clean validation result?
     needs_reward: bool = False
     # does ``after_evaluation`` need each user's clean-validation reward (``observe_user_rewards``)?

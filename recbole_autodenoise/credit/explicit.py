@@ -1,0 +1,51 @@
+"""``controller_credit: explicit``: the controller learns from a small slice of explicit feedback.
+
+The paper's premise is a platform with much implicit feedback and a little explicit feedback
+(ratings). Here the explicit slice is the validation period's rated interactions, high *and* low
+(the clean validation set keeps only those rated >= ``clean_rating_threshold``; the data pipeline
+keeps the low-rated ones apart for this credit, ``train_data._dataset.explicit_guide``; with
+``clean_valid_guide_ratio`` > 0 only the guide part's clean rows join them, so validation selects on
+rows no learner saw). Before each training batch the controller takes one Adam step of
+``supervised`` credit's regression on a batch of ``guide_batch_size`` explicit rows: its
+differentiable weight against 1 (rated >= the threshold) or 0 (rated below), the rows' state
+(``controller_state: paper``: e_u, e_v and loss under the current recommender, the epoch) read as
+for training rows. Its weights tend to P(rated >= threshold | state), applied to the implicit
+training rows and rescaled to mean 1 per batch. Never reads a training row's rating: a method,
+not a diagnostic. ``controller_prior: adt_rl`` multiplies ADT-RL's exp(-adt_beta * loss) in.
+Single-process only (it draws clean batches, as ``l2rw`` and ``meta`` do)."""
+
+from __future__ import annotations
+
+import torch
+
+from recbole_autodenoise.controller import controller_state
+from recbole_autodenoise.credit.base import register_credit
+from recbole_autodenoise.credit.supervised import SupervisedCredit
+
+
+@register_credit("explicit")
+class ExplicitCredit(SupervisedCredit):
+    reads_ratings = False  # the validation period's ratings, never a training row's
+    needs_guidance = True
+    guide_rows = "explicit"
+
+    def __init__(self, scheme) -> None:
+        super().__init__(scheme)
+        if scheme.state_kind != "paper":
+            raise ValueError(
+                f"config key 'controller_state' = {scheme.state_kind!r} is not supported with controller_credit "
+                "'explicit' (its loss history exists for training rows only); allowed there: 'paper'"
+            )
+        self.rating_field = scheme.config["clean_rating_field"]
+        self.threshold = float(scheme.config["clean_rating_threshold"])
+
+    def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        guidance = batch.guidance
+        if guidance is None:
+            raise ValueError("controller_credit 'explicit' needs the explicit rows' batches: train with "
+                             "AutoDenoiseTrainer (it provides Batch.guidance)")
+        rows = guidance.clean_batch()
+        with torch.no_grad():
+            sample = guidance.sample_loss(rows, with_representations=True)
+        explicit = controller_state(sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction)
+        return explicit, (rows[self.rating_field] >= self.threshold).to(explicit.dtype)

@@ -1,0 +1,110 @@
+"""``controller_credit: explicit``: the controller fitted to the validation period's explicit
+ratings (high and low), then weighting the implicit training rows. A hand-built toy where the
+state carries the answer, the refusals, and short runs."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from recbole.data.interaction import Interaction
+
+import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
+from recbole_autodenoise.schemes import SCHEMES, Batch
+from recbole_autodenoise.schemes.base import mean_one
+from test_checkpoints import tiny_trainer
+from test_controller import CPU, FakeConfig
+
+EXPLICIT = {"controller_credit": "explicit"}
+
+
+def signal_repr(good: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """4-d representations whose first column is 3 for good rows, 0 for bad ones."""
+    values = torch.randn(len(good), 4, generator=gen)
+    values[:, 0] = 3.0 * good
+    return values
+
+
+class FakeGuidance:
+    """What the credit reads of ``Batch.guidance``: explicit rows (rating 5 or 1) and their state."""
+
+    def __init__(self, seed: int, rows: int = 60) -> None:
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        self.good = (torch.rand(rows, generator=gen) < 0.7).float()
+        self.rows = Interaction({"rating": torch.where(self.good > 0, 5.0, 1.0)})
+        self.sample = SimpleNamespace(losses=torch.rand(rows, generator=gen), user_repr=signal_repr(self.good, gen),
+                                      item_repr=torch.randn(rows, 4, generator=gen))
+        self.asked = 0
+
+    def clean_batch(self) -> Interaction:
+        return self.rows
+
+    def sample_loss(self, rows: Interaction, with_representations: bool = False):
+        assert rows is self.rows and with_representations
+        self.asked += 1
+        return self.sample
+
+
+def training_batch(seed: int, guidance=None, rows: int = 40) -> tuple[Batch, torch.Tensor]:
+    gen = torch.Generator()
+    gen.manual_seed(10_000 + seed)
+    good = (torch.arange(rows) % 4 != 0).float()
+    batch = Batch(losses=torch.rand(rows, generator=gen), item_ids=torch.arange(rows), epoch=0, epoch_fraction=0.0,
+                  user_repr=signal_repr(good, gen), item_repr=torch.randn(rows, 4, generator=gen), guidance=guidance)
+    return batch, good
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+def test_a_controller_taught_by_explicit_rows_down_weights_bad_training_rows(name):
+    scheme = SCHEMES.get(name)(FakeConfig(**EXPLICIT, controller_learning_rate=0.01), CPU)
+    assert scheme.reads_ratings is False and scheme.needs_guidance and scheme.guide_rows == "explicit"
+    gaps = []
+    for step in range(150):
+        guidance = FakeGuidance(step)
+        batch, good = training_batch(step, guidance)
+        weights = scheme.weights(batch)
+        assert guidance.asked == 1 and batch.true_positive is None
+        assert weights.mean().item() == pytest.approx(1.0, abs=1e-5)
+        gaps.append((weights[good > 0].mean() - weights[good == 0].mean()).item())
+    assert abs(sum(gaps[:3]) / 3) < 0.3  # blind at first
+    assert min(gaps[-10:]) > 0.5, gaps[-10:]  # the training rows' weights follow what the explicit rows taught
+    assert scheme.after_evaluation({}, 0)["fit_mse"] < 0.1
+
+
+def test_the_prior_multiplies_the_fitted_weights():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, controller_prior="adt_rl", adt_beta=0.5,
+                                                     controller_init_std=1e-6), CPU)
+    batch, _ = training_batch(0, FakeGuidance(0))
+    weights = scheme.weights(batch)
+    # one small fitting step from an expected weight of 1 everywhere: close to ADT-RL's weights
+    torch.testing.assert_close(weights, mean_one(torch.exp(-0.5 * batch.losses)), rtol=0, atol=0.05)
+
+
+def test_loss_features_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="'controller_state' = 'loss_features' is not supported with controller_credit "
+                                         "'explicit' \\(its loss history exists for training rows only\\); allowed there: 'paper'"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(controller_state="loss_features", **EXPLICIT), CPU)
+
+
+def test_without_guidance_it_fails_clearly():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT), CPU)
+    with pytest.raises(ValueError, match="controller_credit 'explicit' needs the explicit rows' batches"):
+        scheme.weights(training_batch(0)[0])
+
+
+def test_a_short_run_learns_from_the_explicit_rows(tmp_path):
+    """(The explicit rows under a guide/select split: tests/test_noise_and_guide.py.)"""
+    trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2,
+                                         controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
+    explicit = train._dataset.explicit_guide
+    assert trainer.scheme.reads_ratings is False
+    trainer.fit(train, valid, saved=False)
+    assert trainer.clean_batches.num_rows == len(explicit)
+    assert (explicit.inter_feat["rating"] < 3).any() and (explicit.inter_feat["rating"] >= 3).any()
+    logged = [r for r in trainer.history if "controller_fit_mse" in r]
+    assert len(logged) == 2 and all(0 <= r["controller_fit_mse"] < 1.5 for r in logged)
+    record = trainer.history[-1]
+    assert math.isfinite(record["tp_mean_weight"]) and math.isfinite(record["fp_mean_weight"])
