@@ -173,6 +173,24 @@ def test_auc_without_any_tie():
     assert_same_auc(scores, positive_u, positive_i)
 
 
+def test_auc_with_signed_zeros_and_ties_at_zero():
+    """-0.0 == 0.0: NumPy's sort may put either first; the counts come from comparisons alike."""
+    scores = torch.tensor([[-float("inf"), 0.0, -0.0, 0.0, -0.0, 1.0, -1.0], [-0.0, 0.0, 0.0, -0.0, 2.0, 0.0, -0.0]])
+    positive_u, positive_i = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 2, 0, 4])
+    assert_same_auc(scores, positive_u, positive_i)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.int64])
+def test_sort_rows_equals_torch_sort(dtype):
+    from recbole_autodenoise.evaluation.per_user import sort_rows
+
+    gen = seeded(23)
+    values = (torch.randn(9, 31, generator=gen) * 3).round().to(dtype)  # ties
+    if dtype.is_floating_point:
+        values[values > 2] = -float("inf")
+    assert torch.equal(sort_rows(values), torch.sort(values, dim=1).values)
+
+
 @pytest.mark.parametrize("case", ["nan", "posinf", "masked_positive", "repeated_pair"])
 def test_auc_falls_back_to_the_comparison(case):
     from recbole_autodenoise.evaluation.per_user import _any_positives_auc, _compared_auc, _sorted_auc

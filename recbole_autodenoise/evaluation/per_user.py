@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -40,10 +41,9 @@ BLOCK_ELEMENTS = 2**18  # scores per block of rows in ``_sorted_auc``: bounds it
 
 def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor | None:
     """``_compared_auc``'s values (the same integer counts, the same division) without a
-    [pairs, items] copy: each row's positives are sorted, every score of the row is placed among
-    them by one binary search, and histograms of the places count, for each positive, the scores
-    below it and tied with it (``_counts_at``). Rows go in blocks of similar numbers of positives
-    (fewest first), so a block's binary searches span its own widest row. ``None`` where a row
+    [pairs, items] copy: each row is sorted once and its positives are found in it by binary
+    search (``_block_auc``). Rows go in blocks of similar numbers of positives (fewest first), so
+    a block's padded positives span its own widest row. ``None`` where a row
     holds NaN or +inf, a positive's score is not finite, or a pair repeats (the comparison
     handles those)."""
     rows, items = scores.shape
@@ -67,7 +67,9 @@ def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torc
 
 
 def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
-    """``_sorted_auc`` on rows that all hold a positive, past its checks."""
+    """``_sorted_auc`` on rows that all hold a positive, past its checks. Each row is sorted once;
+    two binary searches of its positives in it count the scores below and tied with each, and two
+    in the row's sorted positives count the positives among them."""
     rows, items = scores.shape
     own = scores[positive_u, positive_i]
     # the row's positives side by side, sorted, padded with +inf (above every finite score)
@@ -78,10 +80,9 @@ def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch
     padded = torch.full((rows, int(counts.max())), math.inf, dtype=scores.dtype, device=scores.device)
     padded[row, slot] = own[order]
     positives = torch.sort(padded, dim=1).values
-    below_all, tied_all = _counts_at(positives, scores)
-    below_pos, tied_pos = _counts_at(positives, positives)
-    # each pair reads the counts at the first of its row's positives with its score
-    rank = torch.searchsorted(positives, padded)[row, slot]
+    below_all, tied_all = _counts_in(sort_rows(scores), positives)
+    below_pos, tied_pos = _counts_in(positives, positives)
+    rank = torch.searchsorted(positives, padded)[row, slot]  # a pair reads its row's first equal positive
     masked = torch.isneginf(scores).sum(1)  # -inf is below every positive
     below = (below_all[row, rank] - below_pos[row, rank] - masked[row]).double()
     ties = (tied_all[row, rank] - tied_pos[row, rank]).double()
@@ -92,25 +93,20 @@ def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch
     return auc
 
 
-def _counts_at(positives: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each row's sorted positives p_0 <= p_1 <= ... ([rows, K]) and the row's ``values``
-    ([rows, N], none NaN): ([rows, K] #values < p_k, [rows, K] #values == p_k), the latter at the
-    first index of each run of equal positives. A value v with L = #{p < v} and R = #{p <= v} is
-    below p_k iff R <= k, and equal to the run starting at L iff p_L == v."""
-    rows, width = positives.shape
-    place = torch.searchsorted(positives, values)  # L
-    first = positives.gather(1, place.clamp(max=width - 1))
-    tied = first == values
-    base = (torch.arange(rows, device=values.device) * (width + 1)).unsqueeze(1)
-    size = rows * (width + 1)
-    if bool(tied.any()):
-        run = torch.searchsorted(positives, positives, right=True) - torch.searchsorted(positives, positives)
-        after = place + torch.where(tied, run.gather(1, place.clamp(max=width - 1)), torch.zeros_like(place))  # R
-        ties = torch.bincount((base + place)[tied], minlength=size).view(rows, width + 1)[:, :-1]
-    else:
-        after, ties = place, torch.zeros((rows, width), dtype=torch.int64, device=values.device)
-    histogram = torch.bincount((base + after).flatten(), minlength=size).view(rows, width + 1)
-    return torch.cumsum(histogram, 1)[:, :-1], ties
+def sort_rows(values: torch.Tensor) -> torch.Tensor:
+    """Each row sorted ascending. On the CPU by NumPy, whose vectorised sort is about 10x faster
+    than ``torch.sort`` there (a 610 x 2,270 score matrix: 0.03 s against 0.28 s); the sorted
+    values, and so every count taken from them, are the same."""
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.sort(values.detach().numpy(), axis=1))
+    return torch.sort(values, dim=1).values
+
+
+def _counts_in(ordered: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows ``ordered`` ([rows, N], ascending, no NaN) and ``queries`` ([rows, K]):
+    (#values < q, #values == q) per query, by a left and a right binary search."""
+    below = torch.searchsorted(ordered, queries)
+    return below, torch.searchsorted(ordered, queries, right=True) - below
 
 
 def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
