@@ -4,7 +4,8 @@
 # set also under `interaction`), Default / ADT-RL / AutoDenoise-S / oracle (SCHEMES to change),
 # one process per (model, seed) sharing the GPU, each stopped at the deadline so finished rows always
 # come back; then, if ML1M_DATA_DIR holds ml-1m/ml-1m.inter, the same four schemes on ML-1M for
-# SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each.
+# SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
+# AutoDenoise-S with controller_credit explicit (issue 13; EXPLICIT=0 leaves it out).
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
@@ -21,16 +22,21 @@ deadline=$(( $(date +%s) + ${TOTAL_SECONDS:-540} ))
 schemes=${SCHEMES:-default adt_rl autodenoise_s oracle}
 props=benchmarks/properties/paper-protocol
 n=0
-launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR
+launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]
+  local cell_schemes=${7:-$schemes}
   # shellcheck disable=SC2086
   timeout -s INT -k 10 $(( deadline - $(date +%s) )) python -m benchmarks.table3 --dataset "$1" --data-path "$2" \
-    --device cuda --set show_progress=False --models "$3" --schemes $schemes --seed-base "$4" --seeds "$5" \
-    --config-files "$6/{dataset}/{model}-default.yaml" "$6/{dataset}/{model}-{scheme}.yaml" \
+    --device cuda --set show_progress=False --models "$3" --schemes $cell_schemes --seed-base "$4" --seeds "$5" \
+    --config-files "$6/{dataset}/{model}-default.yaml" "$6/{dataset}/{model}-{scheme}.yaml" "${@:8}" \
     --out "$work/cells-$n.jsonl" >"$work/cells-$n.log" 2>&1 &
   n=$((n + 1))
 }
 for model in SASRec GRU4Rec; do
-  for seed in $(seq 2020 $((2020 + seeds - 1))); do launch ml-latest-small "$data" "$model" "$seed" 1 "$props"; done
+  for seed in $(seq 2020 $((2020 + seeds - 1))); do
+    launch ml-latest-small "$data" "$model" "$seed" 1 "$props"
+    # issue 13: AutoDenoise-S taught by the validation period's explicit ratings (EXPLICIT=0 skips it)
+    [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s --set controller_credit=explicit
+  done
 done
 if [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then
   for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1 "$props"; done

@@ -453,19 +453,20 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
 
 
 FAKE_TABLE3 = """#!/usr/bin/env bash
-# stands in for `python -m benchmarks.table3 ...`: one row naming its data set, model and seed
-dataset= model= seed= out=
+# stands in for `python -m benchmarks.table3 ...`: one row naming its data set, model, seed and credit
+dataset= model= seed= out= credit=epoch
 while (( $# )); do
   case $1 in
     --dataset) dataset=$2; shift ;;
     --models) model=$2; shift ;;
     --seed-base) seed=$2; shift ;;
     --out) out=$2; shift ;;
+    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; shift ;;
   esac
   shift
 done
 [[ $model == GRU4Rec && $seed == 2021 ]] && sleep 30  # a cell that overruns the deadline
-echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $seed}" >> "$out"
+echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $seed, \\"credit\\": \\"$credit\\"}" >> "$out"
 """
 
 
@@ -485,10 +486,12 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
                           cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
-    rows = {(r["dataset"], r["model"], r["seed"]) for r in map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines())}
-    expected = {("ml-latest-small", m, s) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021)} - {("ml-latest-small", "GRU4Rec", 2021)}
-    expected |= {("ml-1m", m, 2020) for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
-    assert rows == expected
+    rows = [(r["dataset"], r["model"], r["seed"], r["credit"])
+            for r in map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines())]
+    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit")
+                if (m, s) != ("GRU4Rec", 2021)}
+    expected |= {("ml-1m", m, 2020, "epoch") for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
+    assert sorted(rows) == sorted(expected)  # each cell once
     assert (out / "cells-logs.tgz").is_file()
 
 
