@@ -89,10 +89,11 @@ def check_clean_batches_fit(model: nn.Module) -> None:
     """Clean batches are held-out positives in the training format of BPR / CE models: refuse the
     models whose training rows need what they cannot carry."""
     name = type(model).__name__
-    if getattr(model, "input_type", None) == InputType.POINTWISE:
+    cross_entropy = any(isinstance(module, nn.CrossEntropyLoss) for module in model.children())
+    if getattr(model, "input_type", None) == InputType.POINTWISE and not cross_entropy:
         raise ValueError(
             f"model {name} trains pointwise (label 1 positives and label 0 sampled negatives); clean "
-            "guiding batches (l2rw, controller_credit: meta, denoise_diagnostics) are positives only and "
+            "guiding batches (l2rw, controller_credit: meta or explicit, denoise_diagnostics) are positives only and "
             "support BPR and cross-entropy models"
         )
     if hasattr(model, "MASK_ITEM_SEQ"):

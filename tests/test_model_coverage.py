@@ -10,10 +10,11 @@ import random
 
 import pytest
 import torch
-from recbole.utils import get_model, init_seed
+from recbole.utils import init_seed
 
 from recbole_autodenoise import create_dataset, data_preparation, make_config
 from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.model import get_model
 from recbole_autodenoise.trainer import AutoDenoiseTrainer
 from tests.conftest import write_inter
 
@@ -78,16 +79,16 @@ def tiny(tmp_path_factory):
     return str(root)
 
 
-def tiny_config(model: str, scheme: str, data_path: str):
+def tiny_config(model: str, scheme: str, data_path: str, **overrides):
     return make_config(model, "tiny", config_dict={
         "data_path": data_path, "epochs": 1, "show_progress": False, "state": "ERROR", "denoise_scheme": scheme,
         "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "train_batch_size": 256,
-        "eval_batch_size": 4096, "topk": [5, 10], "valid_metric": "NDCG@10", "seed": 7, **SMALL,
+        "eval_batch_size": 4096, "topk": [5, 10], "valid_metric": "NDCG@10", "seed": 7, **SMALL, **overrides,
     })
 
 
-def build(model: str, scheme: str, data_path: str):
-    config = tiny_config(model, scheme, data_path)
+def build(model: str, scheme: str, data_path: str, **overrides):
+    config = tiny_config(model, scheme, data_path, **overrides)
     init_seed(config["seed"], config["reproducibility"])
     train_data, valid_data, test_data = data_preparation(config, create_dataset(config))
     init_seed(config["seed"], config["reproducibility"])
@@ -173,3 +174,13 @@ def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, rea
     trainer = AutoDenoiseTrainer(config, recommender)
     with pytest.raises(ValueError, match=f"model {model} {reason}"):
         trainer.fit(train_data, valid_data, saved=False, verbose=False)
+
+
+def test_clean_guided_schemes_take_a_pointwise_model_with_a_cross_entropy_loss(tiny):
+    """SoftmaxMF is pointwise (no sampled negatives) but its loss is cross-entropy over all items:
+    clean batches of positives feed it (explicit credit, one epoch)."""
+    config, recommender, (train_data, valid_data, _) = build("SoftmaxMF", "autodenoise_s", tiny,
+                                                             controller_credit="explicit")
+    trainer = AutoDenoiseTrainer(config, recommender)
+    trainer.fit(train_data, valid_data, saved=False, verbose=False)
+    assert trainer.clean_batches is not None and math.isfinite(trainer.history[-1]["controller_fit_mse"])
