@@ -59,7 +59,7 @@ DEFAULT_ONLY = {  # trains under default; per-sample weighting refused with this
     "ENMF": "user-level batches",
 }
 TRADITIONAL = ["Pop", "ItemKNN"]
-SCHEMES = ["default", "adt_rl", "autodenoise_s", "dcf"]
+SCHEMES = ["default", "adt_rl", "autodenoise_s", "dcf", "oracle"]
 # small layers so the whole matrix stays fast on 2 cores
 SMALL = {"embedding_size": 8, "hidden_size": 8, "inner_size": 16, "n_layers": 1, "mlp_hidden_size": [8],
          "user_hidden_size_list": [8], "item_hidden_size_list": [8], "hidden_dimension": [8, 8],
@@ -145,6 +145,8 @@ def test_supported_model_trains_with_every_scheme(model, scheme, tiny):
         assert 0 < tp < 1 and 0 < fp < 1
     elif scheme == "dcf":  # 0 for a dropped row, B / kept otherwise (epoch 0 drops nothing yet)
         assert tp == fp == 1.0
+    elif scheme == "oracle":  # 0 below the threshold, B / #true positives above it
+        assert fp == 0.0 and tp > 1.0
     else:  # softplus of a Gaussian around the mean-1 initialisation
         assert 0 < tp < 10 and 0 < fp < 10
 
