@@ -21,6 +21,7 @@ import torch
 from recbole_autodenoise.controller import controller_state
 from recbole_autodenoise.credit.base import register_credit
 from recbole_autodenoise.credit.supervised import SupervisedCredit
+from recbole_autodenoise.diagnostics import sample_groups
 
 
 @register_credit("explicit")
@@ -48,4 +49,4 @@ class ExplicitCredit(SupervisedCredit):
         with torch.no_grad():
             sample = guidance.sample_loss(rows, with_representations=True)
         explicit = controller_state(sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction)
-        return explicit, (rows[self.rating_field] >= self.threshold).to(explicit.dtype)
+        return explicit, sample_groups(rows, self.rating_field, self.threshold)["tp"].to(explicit.dtype)

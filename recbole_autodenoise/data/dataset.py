@@ -161,11 +161,10 @@ class CleanFeedbackMixin:
     def _explicit_rows(self, rated: Dataset, in_guide: np.ndarray | None) -> Dataset:
         """The validation rows rated below the threshold, plus the clean ones in the guide part
         (``in_guide`` over the clean rows; ``None``: all of them)."""
-        keep = (rated.inter_feat[self.clean_rating_field] < self.clean_rating_threshold).numpy()
         if in_guide is None:
-            keep[:] = True
-        else:
-            keep[np.flatnonzero(~keep)[in_guide]] = True
+            return rated
+        keep = (rated.inter_feat[self.clean_rating_field] < self.clean_rating_threshold).numpy()
+        keep[np.flatnonzero(~keep)[in_guide]] = True
         return rated.copy(rated.inter_feat[np.flatnonzero(keep)])
 
     def _split_guide(self, valid: Dataset) -> tuple[Dataset, Dataset, np.ndarray | None]:
