@@ -138,10 +138,12 @@ class CleanBatches:
         self.item_field: str = getattr(model, "ITEM_ID", "item_id")
         # the (user, item) pairs a negative must avoid, as sorted keys user * num_items + item
         self.known: torch.Tensor | None = None
-        if self.neg_field is not None and exclude is not None:
+        self.train_items: torch.Tensor | None = None  # the training rows' items (``unobserved``)
+        if exclude is not None:
             train = exclude.inter_feat
             keys = train[self.user_field].long() * self.num_items + train[self.item_field].long()
             self.known = torch.unique(keys).to(self.device)
+            self.train_items = train[self.item_field].long().cpu()
         self.generator = torch.Generator()
         self.generator.manual_seed(int(seed))
         self.order: torch.Tensor | None = None
@@ -165,7 +167,26 @@ class CleanBatches:
     def _negatives(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Uniform ids in 1 .. num_items - 1, redrawn where they hit the row's item or (with
         ``exclude``) one of the user's training items."""
-        negatives = torch.randint(1, self.num_items, (len(users),), generator=self.generator).to(self.device)
+        return self._avoiding(users, items, lambda n: torch.randint(1, self.num_items, (n,), generator=self.generator))
+
+    def unobserved(self, batch: Interaction, copies: int) -> Interaction:
+        """``copies`` copies of ``batch`` (rows repeated in order) whose item is replaced by one the
+        user never trained on: the item of a uniformly drawn training row (so drawn in proportion
+        to its popularity, as a stray click on the catalogue would be), redrawn where it is the
+        row's own item or one of the user's training items. Everything else, the sequential
+        history and a BPR negative included, is the source row's. Draws from this stream's generator."""
+        if self.train_items is None:
+            raise ValueError("unobserved items need the training dataset: build CleanBatches with exclude=")
+        rows = {field: values.repeat(copies, *([1] * (values.dim() - 1))) for field, values in batch.interaction.items()}
+        users, items = rows[self.user_field], rows[self.item_field]
+        draw = lambda n: self.train_items[torch.randint(len(self.train_items), (n,), generator=self.generator)]  # noqa: E731
+        rows[self.item_field] = self._avoiding(users, items, draw).to(items.dtype)
+        return Interaction(rows)
+
+    def _avoiding(self, users: torch.Tensor, items: torch.Tensor, draw) -> torch.Tensor:
+        """``draw(n)`` (n item ids, on the CPU) per row, redrawn where it hits the row's item or
+        (with ``exclude``) one of the user's training items."""
+        negatives = draw(len(users)).to(self.device)
         for _ in range(self.MAX_REDRAWS):
             hit = negatives == items
             if self.known is not None and len(self.known):
@@ -175,8 +196,7 @@ class CleanBatches:
             rows = hit.nonzero().squeeze(1)
             if len(rows) == 0:
                 return negatives
-            redrawn = torch.randint(1, self.num_items, (len(rows),), generator=self.generator).to(self.device)
-            negatives[rows] = redrawn
+            negatives[rows] = draw(len(rows)).to(self.device)
         raise ValueError(
             f"could not draw a negative item for user(s) {users[rows].unique().tolist()[:5]} in "
             f"{self.MAX_REDRAWS} rounds: they have (almost) every item"

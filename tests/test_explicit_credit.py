@@ -108,3 +108,50 @@ def test_a_short_run_learns_from_the_explicit_rows(tmp_path):
     assert len(logged) == 2 and all(0 <= r["controller_fit_mse"] < 1.5 for r in logged)
     record = trainer.history[-1]
     assert math.isfinite(record["tp_mean_weight"]) and math.isfinite(record["fp_mean_weight"])
+
+
+class FakeStream:
+    """``CleanBatches.unobserved`` stand-in: ``copies`` copies of the rows, rated 5 (a rating the
+    credit must not read: stray rows are labelled 0 whatever they carry)."""
+
+    def unobserved(self, rows: Interaction, copies: int) -> Interaction:
+        self.copies = copies
+        return Interaction({"rating": torch.full((len(rows) * copies,), 5.0)})
+
+
+def test_explicit_negatives_join_the_fit_labelled_zero():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=2), CPU)
+    guidance = FakeGuidance(0, rows=5)
+    guidance.clean_batches = FakeStream()
+    seen = {}
+
+    def sample_loss(rows, with_representations=False):
+        seen["rows"] = len(rows)
+        gen = torch.Generator().manual_seed(1)
+        return SimpleNamespace(losses=torch.rand(len(rows), generator=gen), user_repr=torch.randn(len(rows), 4, generator=gen),
+                               item_repr=torch.randn(len(rows), 4, generator=gen))
+
+    guidance.sample_loss = sample_loss
+    state, labels = scheme.credit.examples(None, training_batch(0, guidance)[0])
+    assert guidance.clean_batches.copies == 2 and seen["rows"] == 15 and state.shape == (15, 10)
+    torch.testing.assert_close(labels, torch.cat([guidance.good, torch.zeros(10)]))
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "1"])
+def test_explicit_negatives_must_be_a_count(value):
+    with pytest.raises(ValueError, match=f"config key 'explicit_negatives' = {value!r} is invalid: expected an integer >= 0"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=value), CPU)
+
+
+def test_explicit_negatives_belong_to_explicit_credit():
+    with pytest.raises(ValueError, match="'explicit_negatives' = 1 applies to controller_credit 'explicit' only "
+                                         "\\(this run uses 'epoch'\\); leave it at 0"):
+        SCHEMES.get("autodenoise_h")(FakeConfig(explicit_negatives=1), CPU)
+
+
+def test_a_short_run_with_stray_rows(tmp_path):
+    trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=1, explicit_negatives=1,
+                                         controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
+    trainer.fit(train, valid, saved=False)
+    assert 0 <= trainer.history[-1]["controller_fit_mse"] < 1.5
+    assert math.isfinite(trainer.history[-1]["tp_mean_weight"])

@@ -257,6 +257,33 @@ def test_clean_batch_negatives_fail_clearly_for_a_user_with_every_item():
         next(stream)
 
 
+def test_unobserved_rows_take_items_the_user_never_trained_on_in_proportion_to_popularity():
+    # training rows: item 3 fills eight, items 1, 2 and 4 one each; user 0 trained on 1 and 3,
+    # user 1 on 2 and 3, user 2 on 4. The clean rows (user, item): (0,1) (1,2) (2,3) (0,4) (1,1) (2,2)
+    exclude = train_set([(0, 1), (1, 2), (2, 4)] + [(0, 3)] * 4 + [(1, 3)] * 4)
+    stream = CleanBatches(fake_dataset(6, sequential=True), FakeSequential(), 6, seed=4, device=CPU, exclude=exclude)
+    batch = next(stream)
+    fake = stream.unobserved(batch, 3)
+    assert len(fake) == 18 and torch.equal(fake["user_id"], batch["user_id"].repeat(3))
+    assert torch.equal(fake["item_id_list"], batch["item_id_list"].repeat(3, 1))  # history kept
+    assert torch.equal(fake["item_length"], batch["item_length"].repeat(3))
+    drawn: dict[tuple[int, int], list[int]] = {}
+    for _ in range(300):
+        fake = stream.unobserved(batch, 3)
+        for user, source, item in zip(fake["user_id"].tolist(), batch["item_id"].repeat(3).tolist(), fake["item_id"].tolist()):
+            drawn.setdefault((user, source), []).append(item)
+    allowed = {(0, 1): {2, 4}, (0, 4): {2}, (1, 2): {1, 4}, (1, 1): {4}, (2, 3): {1, 2}, (2, 2): {1, 3}}
+    assert {key: set(items) for key, items in drawn.items()} == allowed  # never trained on, never the row's own
+    popular = drawn[(2, 2)]
+    assert popular.count(3) > 4 * popular.count(1)  # 8 training rows against 1
+
+
+def test_unobserved_rows_need_the_training_set():
+    stream = CleanBatches(fake_dataset(6), FakeBPR(), 4, seed=1, device=CPU)
+    with pytest.raises(ValueError, match="unobserved items need the training dataset"):
+        stream.unobserved(next(stream), 1)
+
+
 def test_clean_batches_sequential_rows_go_as_they_are():
     stream = CleanBatches(fake_dataset(6, sequential=True), FakeSequential(), 4, seed=1, device=CPU)
     batch = next(stream)

@@ -12,11 +12,16 @@ differentiable weight against 1 (rated >= the threshold) or 0 (rated below), the
 for training rows. Its weights tend to P(rated >= threshold | state), applied to the implicit
 training rows and rescaled to mean 1 per batch. Never reads a training row's rating: a method,
 not a diagnostic. ``controller_prior: adt_rl`` multiplies ADT-RL's exp(-adt_beta * loss) in.
+``explicit_negatives`` k > 0 adds, per explicit row, k rows of the same user and moment with an
+item the user never trained on (drawn as the item of a random training row: in proportion to its
+popularity), labelled 0: the stray clicks a rating slice cannot show, so the controller also
+learns to down-weight implicit rows that look like them (``CleanBatches.unobserved``).
 Single-process only (it draws clean batches, as ``l2rw`` and ``meta`` do)."""
 
 from __future__ import annotations
 
 import torch
+from recbole.data.interaction import cat_interactions
 
 from recbole_autodenoise.controller import controller_state
 from recbole_autodenoise.credit.base import register_credit
@@ -46,7 +51,12 @@ class ExplicitCredit(SupervisedCredit):
             raise ValueError("controller_credit 'explicit' needs the explicit rows' batches: train with "
                              "AutoDenoiseTrainer (it provides Batch.guidance)")
         rows = guidance.clean_batch()
+        labels = sample_groups(rows, self.rating_field, self.threshold)["tp"]
+        copies = self.scheme.explicit_negatives
+        if copies:  # stray clicks: the same users and moments with items they never trained on, label 0
+            rows = cat_interactions([rows, guidance.clean_batches.unobserved(rows, copies)])
+            labels = torch.cat([labels, labels.new_zeros(len(labels) * copies)])
         with torch.no_grad():
             sample = guidance.sample_loss(rows, with_representations=True)
         explicit = controller_state(sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction)
-        return explicit, sample_groups(rows, self.rating_field, self.threshold)["tp"].to(explicit.dtype)
+        return explicit, labels.to(explicit.dtype)

@@ -27,7 +27,7 @@ from recbole.evaluator import register
 from recbole.utils import EvaluatorType
 
 from recbole_autodenoise import distributed
-from recbole_autodenoise.config import fraction, non_negative, positive, positive_int, read_key
+from recbole_autodenoise.config import fraction, is_int, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
 from recbole_autodenoise.guidance import read_virtual_step
@@ -62,6 +62,7 @@ class ControllerScheme(WeightingScheme):
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
         "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "meta_virtual_step",
+        "explicit_negatives",
     )
     needs_representations = True
     learns_from_validation = True
@@ -91,6 +92,12 @@ class ControllerScheme(WeightingScheme):
                 f"(this run uses {self.credit_mode!r}); leave it at 'zero'"
             )
         self._read_loss_keys(config)
+        self.explicit_negatives = read_key(config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        if self.explicit_negatives and self.credit_mode != "explicit":
+            raise ValueError(
+                f"config key 'explicit_negatives' = {self.explicit_negatives!r} applies to controller_credit 'explicit' "
+                f"only (this run uses {self.credit_mode!r}); leave it at 0"
+            )
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(distributed.rank_seed(config))  # under DDP each rank draws its own shard's weights
         self.policy: Policy | None = None
