@@ -1,0 +1,129 @@
+"""Paired comparisons of study variants: ``python -m benchmarks.compare FILE.jsonl ... [--model BPR]``.
+
+``benchmarks.report`` tables the paper's schemes; the studies beyond the paper (explicit credit,
+noise, guide splits) set ``--set`` overrides, which the report leaves out. Here every finished row
+joins a variant: its model, its noise (``noise_kind`` / ``noise_rate``) and its scheme with the
+overrides that scheme reads (an override the scheme ignores, e.g. ``controller_credit`` on a
+Default row, does not change the run and so does not split a variant). Each variant is compared,
+seed by seed, with each reference scheme (``--against``, default: Default, ADT-RL and DCF) run
+without overrides on the same model and noise: mean ± sample std of each metric under each test
+protocol the rows hold (``results.test_by_protocol``), the change in % and the paired t-test p over
+the seeds both finished. Mean weights of true / false positives (/ injected rows) come beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from typing import Any, Sequence
+
+from benchmarks.grid import latest_rows, read_rows
+from benchmarks.report import SCHEME_LABEL, fmt_p, mean, paired_p, rel, std
+
+IGNORED = ("show_progress", "gpu_id")  # never change what a run computes
+NOISE = ("noise_kind", "noise_rate")
+PROTOCOLS = ("user_first", "interaction")
+METRICS = ("ndcg@20", "recall@20")
+WEIGHTS = ("tp_mean_weight", "fp_mean_weight", "injected_mean_weight")
+
+
+def variant(row: dict[str, Any]) -> tuple[str, tuple, str]:
+    """(model, noise, label): the label is the scheme and the overrides it reads, sorted."""
+    from recbole_autodenoise.schemes import SCHEMES  # registers every scheme
+    from recbole_autodenoise.schemes.base import ignored_keys
+
+    overrides = {k: v for k, v in row.get("overrides", {}).items() if k not in IGNORED}
+    noise = tuple((k, overrides.pop(k)) for k in NOISE if k in overrides)
+    scheme = row["scheme"]
+    read = set(overrides) - set(ignored_keys(scheme, set(overrides))) if scheme in SCHEMES.names() else set(overrides)
+    label = SCHEME_LABEL.get(scheme, scheme) + "".join(f" {k}={overrides[k]}" for k in sorted(read))
+    return row["model"], noise, label
+
+
+def groups(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, tuple, str], dict[int, dict[str, Any]]]:
+    """Finished rows by variant, then seed (a later row of the same cell key wins)."""
+    out: dict[tuple[str, tuple, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for row in latest_rows(rows).values():
+        if row.get("status") == "ok":
+            out[variant(row)][row["seed"]] = row
+    return out
+
+
+def values(group: dict[int, dict[str, Any]], protocol: str, metric: str) -> dict[int, float]:
+    """Seed -> the metric in % under the protocol, where the row has it."""
+    found = {}
+    for seed, row in group.items():
+        result = row["results"].get("test_by_protocol", {}).get(protocol, {})
+        if metric in result:
+            found[seed] = 100.0 * result[metric]
+    return found
+
+
+def cell(group, reference, protocol: str, metric: str) -> str:
+    mine = values(group, protocol, metric)
+    if not mine:
+        return ""
+    text = f"{mean(list(mine.values())):.3f} ± {std(list(mine.values())):.3f}"
+    if reference is None:
+        return text
+    theirs = values(reference, protocol, metric)
+    seeds = sorted(set(mine) & set(theirs))
+    change = rel(mean([mine[s] for s in seeds]), mean([theirs[s] for s in seeds])) if seeds else None
+    if change is None:
+        return text
+    return f"{text} ({change:+.1f} %, p = {fmt_p(paired_p(mine, theirs))})"
+
+
+def weights(group: dict[int, dict[str, Any]]) -> str:
+    means = []
+    for key in WEIGHTS:
+        found = [r["results"].get("weight_study", {}).get(key) for r in group.values()]
+        found = [v for v in found if isinstance(v, (int, float))]
+        if found:
+            means.append(f"{mean(found):.3f}")
+    return " / ".join(means)
+
+
+def table(found, model: str, noise: tuple, against: str) -> list[str]:
+    """One Markdown table: every variant of (model, noise) against the reference scheme."""
+    reference = found.get((model, noise, SCHEME_LABEL.get(against, against)))
+    columns = [f"{m.replace('ndcg', 'NDCG').replace('recall', 'Recall')} `{p}`" for m in METRICS for p in PROTOCOLS]
+    lines = [f"| variant | seeds | {' | '.join(columns)} | weights TP / FP (/ injected) |",
+             "| --- | ---: |" + " ---: |" * len(columns) + " ---: |"]
+    for key in sorted(k for k in found if k[:2] == (model, noise)):
+        group = found[key]
+        ref = None if key[2] == SCHEME_LABEL.get(against, against) else reference
+        cells = [cell(group, ref, p, m) for m in METRICS for p in PROTOCOLS]
+        lines.append(f"| {key[2]} | {len(group)} | {' | '.join(cells)} | {weights(group)} |")
+    return lines
+
+
+def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]) -> str:
+    found = groups(rows)
+    out = []
+    for model, noise in sorted({k[:2] for k in found if not models or k[0] in models}, key=str):
+        noise_text = ", ".join(f"{k}={v}" for k, v in noise) or "no injected noise"
+        for reference in against:
+            if (model, noise, SCHEME_LABEL.get(reference, reference)) not in found:
+                continue
+            out += [f"### {model}, {noise_text}: against {SCHEME_LABEL.get(reference, reference)}", "",
+                    "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).", ""]
+            out += table(found, model, noise, reference) + [""]
+    if not out:
+        raise SystemExit("no finished rows with a reference scheme to compare against")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", help="JSONL rows of benchmarks.table3 (several merge)")
+    parser.add_argument("--model", nargs="*", help="only these models")
+    parser.add_argument("--against", nargs="+", default=["default", "adt_rl", "dcf"], help="reference schemes")
+    args = parser.parse_args(argv)
+    rows = [row for path in args.files for row in read_rows(path)]
+    print(render(rows, args.model, args.against))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

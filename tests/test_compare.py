@@ -1,0 +1,62 @@
+"""``benchmarks.compare``: study variants paired with reference schemes, by seed, from hand-built rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats
+
+from benchmarks import compare
+
+PROTOCOLS = ("user_first", "interaction")
+
+
+def row(scheme: str, seed: int, ndcg: float, overrides: dict | None = None, tp: float = 1.0, fp: float = 1.0) -> dict:
+    """A finished cell: NDCG@20 = ``ndcg`` under user_first, half of it under interaction."""
+    overrides = {"show_progress": False, "gpu_id": "", **(overrides or {})}
+    results = {p: {"ndcg@20": ndcg * (1 if p == "user_first" else 0.5), "recall@20": 2 * ndcg} for p in PROTOCOLS}
+    return {"key": f"d|BPR|{scheme}|{seed}|{sorted(overrides.items())}", "dataset": "d", "model": "BPR", "scheme": scheme,
+            "seed": seed, "overrides": overrides, "status": "ok",
+            "results": {"test_by_protocol": results, "weight_study": {"tp_mean_weight": tp, "fp_mean_weight": fp}}}
+
+
+EXPLICIT = {"controller_credit": "explicit"}
+DEFAULT = [0.040, 0.042, 0.041, 0.039]
+MINE = [0.044, 0.043, 0.045, 0.041]
+
+
+def rows() -> list[dict]:
+    found = [row("default", 2020 + i, v, EXPLICIT) for i, v in enumerate(DEFAULT)]  # ignored key: still Default
+    found += [row("autodenoise_s", 2020 + i, v, EXPLICIT, tp=1.02, fp=0.86) for i, v in enumerate(MINE)]
+    found += [row("autodenoise_s", 2020, 0.05, {**EXPLICIT, "noise_kind": "foreign", "noise_rate": 0.2})]
+    found.append({**row("autodenoise_s", 2030, 0.9, EXPLICIT), "status": "failed"})  # failed cells stay out
+    return found
+
+
+def test_variants_keep_the_keys_a_scheme_reads_and_split_by_noise():
+    found = compare.groups(rows())
+    assert set(found) == {("BPR", (), "Default"), ("BPR", (), "AutoDenoise-S controller_credit=explicit"),
+                          ("BPR", (("noise_kind", "foreign"), ("noise_rate", 0.2)), "AutoDenoise-S controller_credit=explicit")}
+    assert sorted(found[("BPR", (), "Default")]) == [2020, 2021, 2022, 2023]
+    assert sorted(found[("BPR", (), "AutoDenoise-S controller_credit=explicit")]) == [2020, 2021, 2022, 2023]
+
+
+def test_the_table_holds_the_paired_change_and_p():
+    text = compare.render(rows(), None, ["default"])
+    line = next(l for l in text.splitlines() if l.startswith("| AutoDenoise-S controller_credit=explicit | 4 |"))
+    p = stats.ttest_rel([100 * v for v in MINE], [100 * v for v in DEFAULT]).pvalue
+    change = (sum(MINE) / sum(DEFAULT) - 1) * 100
+    mean_pct = 100 * sum(MINE) / 4
+    assert f"{mean_pct:.3f} ± " in line and f"({change:+.1f} %, p = {p:.3f})" in line
+    assert f"{mean_pct / 2:.3f} ± " in line  # the interaction column
+    assert line.endswith("| 1.020 / 0.860 |")
+    default = next(l for l in text.splitlines() if l.startswith("| Default | 4 |"))
+    assert "%" not in default  # the reference itself carries no change
+    assert "noise_kind=foreign, noise_rate=0.2" not in text  # no reference under that noise: no table
+
+
+def test_no_reference_fails_clearly():
+    with pytest.raises(SystemExit, match="no finished rows with a reference scheme"):
+        compare.render(rows(), None, ["dcf"])
+    assert math.isfinite(compare.mean([1.0]))
