@@ -63,7 +63,7 @@ def cell(group, reference, protocol: str, metric: str) -> str:
     mine = values(group, protocol, metric)
     if not mine:
         return ""
-    text = f"{mean(list(mine.values())):.3f} ± {std(list(mine.values())):.3f}"
+    text = f"{mean(list(mine.values())):.3f}" + (f" ± {std(list(mine.values())):.3f}" if len(mine) > 1 else "")
     if reference is None:
         return text
     theirs = values(reference, protocol, metric)

@@ -54,6 +54,8 @@ def test_the_table_holds_the_paired_change_and_p():
     default = next(l for l in text.splitlines() if l.startswith("| Default | 4 |"))
     assert "%" not in default  # the reference itself carries no change
     assert "noise_kind=foreign, noise_rate=0.2" not in text  # no reference under that noise: no table
+    single = compare.render(rows() + [row("default", 2020, 0.05, {"noise_kind": "foreign", "noise_rate": 0.2})], None, ["default"])
+    assert "| AutoDenoise-S controller_credit=explicit | 1 | 5.000 (+0.0 %, p = n/a) |" in single  # one seed: no std
 
 
 def test_no_reference_fails_clearly():
