@@ -2,11 +2,12 @@
 
 ``benchmarks.report`` tables the paper's schemes; the studies beyond the paper (explicit credit,
 noise, guide splits) set ``--set`` overrides, which the report leaves out. Here every finished row
-joins a variant: its model, its noise (``noise_kind`` / ``noise_rate``) and its scheme with the
+joins a variant: its model, its data condition (``noise_kind`` / ``noise_rate``,
+``clean_valid_guide_ratio``) and its scheme with the
 overrides that scheme reads (an override the scheme ignores, e.g. ``controller_credit`` on a
 Default row, does not change the run and so does not split a variant). Each variant is compared,
 seed by seed, with each reference scheme (``--against``, default: Default, ADT-RL and DCF) run
-without overrides on the same model and noise: mean ± sample std of each metric under each test
+under the same model and condition and no other override: mean ± sample std of each metric under each test
 protocol the rows hold (``results.test_by_protocol``), the change in % and the paired t-test p over
 the seeds both finished. Mean weights of true / false positives (/ injected rows) come beside.
 """
@@ -21,23 +22,24 @@ from benchmarks.grid import latest_rows, read_rows
 from benchmarks.report import SCHEME_LABEL, fmt_p, mean, paired_p, rel, std
 
 IGNORED = ("show_progress", "gpu_id")  # never change what a run computes
-NOISE = ("noise_kind", "noise_rate")
+# the data a run sees: its references must have seen the same (injected noise, the guide/select split)
+CONDITION = ("noise_kind", "noise_rate", "clean_valid_guide_ratio")
 PROTOCOLS = ("user_first", "interaction")
 METRICS = ("ndcg@20", "recall@20")
 WEIGHTS = ("tp_mean_weight", "fp_mean_weight", "injected_mean_weight")
 
 
 def variant(row: dict[str, Any]) -> tuple[str, tuple, str]:
-    """(model, noise, label): the label is the scheme and the overrides it reads, sorted."""
+    """(model, condition, label): the label is the scheme and the overrides it reads, sorted."""
     from recbole_autodenoise.schemes import SCHEMES  # registers every scheme
     from recbole_autodenoise.schemes.base import ignored_keys
 
     overrides = {k: v for k, v in row.get("overrides", {}).items() if k not in IGNORED}
-    noise = tuple((k, overrides.pop(k)) for k in NOISE if k in overrides)
+    condition = tuple((k, overrides.pop(k)) for k in CONDITION if k in overrides)
     scheme = row["scheme"]
     read = set(overrides) - set(ignored_keys(scheme, set(overrides))) if scheme in SCHEMES.names() else set(overrides)
     label = SCHEME_LABEL.get(scheme, scheme) + "".join(f" {k}={overrides[k]}" for k in sorted(read))
-    return row["model"], noise, label
+    return row["model"], condition, label
 
 
 def groups(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, tuple, str], dict[int, dict[str, Any]]]:
@@ -84,13 +86,13 @@ def weights(group: dict[int, dict[str, Any]]) -> str:
     return " / ".join(means)
 
 
-def table(found, model: str, noise: tuple, against: str) -> list[str]:
-    """One Markdown table: every variant of (model, noise) against the reference scheme."""
-    reference = found.get((model, noise, SCHEME_LABEL.get(against, against)))
+def table(found, model: str, condition: tuple, against: str) -> list[str]:
+    """One Markdown table: every variant of (model, condition) against the reference scheme."""
+    reference = found.get((model, condition, SCHEME_LABEL.get(against, against)))
     columns = [f"{m.replace('ndcg', 'NDCG').replace('recall', 'Recall')} `{p}`" for m in METRICS for p in PROTOCOLS]
     lines = [f"| variant | seeds | {' | '.join(columns)} | weights TP / FP (/ injected) |",
              "| --- | ---: |" + " ---: |" * len(columns) + " ---: |"]
-    for key in sorted(k for k in found if k[:2] == (model, noise)):
+    for key in sorted(k for k in found if k[:2] == (model, condition)):
         group = found[key]
         ref = None if key[2] == SCHEME_LABEL.get(against, against) else reference
         cells = [cell(group, ref, p, m) for m in METRICS for p in PROTOCOLS]
@@ -101,14 +103,14 @@ def table(found, model: str, noise: tuple, against: str) -> list[str]:
 def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]) -> str:
     found = groups(rows)
     out = []
-    for model, noise in sorted({k[:2] for k in found if not models or k[0] in models}, key=str):
-        noise_text = ", ".join(f"{k}={v}" for k, v in noise) or "no injected noise"
+    for model, condition in sorted({k[:2] for k in found if not models or k[0] in models}, key=str):
+        condition_text = ", ".join(f"{k}={v}" for k, v in condition) or "no injected noise, one clean validation set"
         for reference in against:
-            if (model, noise, SCHEME_LABEL.get(reference, reference)) not in found:
+            if (model, condition, SCHEME_LABEL.get(reference, reference)) not in found:
                 continue
-            out += [f"### {model}, {noise_text}: against {SCHEME_LABEL.get(reference, reference)}", "",
+            out += [f"### {model}, {condition_text}: against {SCHEME_LABEL.get(reference, reference)}", "",
                     "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).", ""]
-            out += table(found, model, noise, reference) + [""]
+            out += table(found, model, condition, reference) + [""]
     if not out:
         raise SystemExit("no finished rows with a reference scheme to compare against")
     return "\n".join(out)

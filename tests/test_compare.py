@@ -30,14 +30,18 @@ def rows() -> list[dict]:
     found = [row("default", 2020 + i, v, EXPLICIT) for i, v in enumerate(DEFAULT)]  # ignored key: still Default
     found += [row("autodenoise_s", 2020 + i, v, EXPLICIT, tp=1.02, fp=0.86) for i, v in enumerate(MINE)]
     found += [row("autodenoise_s", 2020, 0.05, {**EXPLICIT, "noise_kind": "foreign", "noise_rate": 0.2})]
+    found += [row("default", 2020, 0.01, {"clean_valid_guide_ratio": 0.5}), row("default", 2021, 0.02, {"clean_valid_guide_ratio": 0.5})]
+    found += [row("autodenoise_s", 2020 + i, v, {**EXPLICIT, "clean_valid_guide_ratio": 0.5}) for i, v in enumerate((0.03, 0.05))]
     found.append({**row("autodenoise_s", 2030, 0.9, EXPLICIT), "status": "failed"})  # failed cells stay out
     return found
 
 
 def test_variants_keep_the_keys_a_scheme_reads_and_split_by_noise():
     found = compare.groups(rows())
+    split = (("clean_valid_guide_ratio", 0.5),)
     assert set(found) == {("BPR", (), "Default"), ("BPR", (), "AutoDenoise-S controller_credit=explicit"),
-                          ("BPR", (("noise_kind", "foreign"), ("noise_rate", 0.2)), "AutoDenoise-S controller_credit=explicit")}
+                          ("BPR", (("noise_kind", "foreign"), ("noise_rate", 0.2)), "AutoDenoise-S controller_credit=explicit"),
+                          ("BPR", split, "Default"), ("BPR", split, "AutoDenoise-S controller_credit=explicit")}
     assert sorted(found[("BPR", (), "Default")]) == [2020, 2021, 2022, 2023]
     assert sorted(found[("BPR", (), "AutoDenoise-S controller_credit=explicit")]) == [2020, 2021, 2022, 2023]
 
@@ -54,6 +58,8 @@ def test_the_table_holds_the_paired_change_and_p():
     default = next(l for l in text.splitlines() if l.startswith("| Default | 4 |"))
     assert "%" not in default  # the reference itself carries no change
     assert "noise_kind=foreign, noise_rate=0.2" not in text  # no reference under that noise: no table
+    # under the guide/select split the explicit rows pair with Default under the same split: 3 / 1, 5 / 2
+    assert "| AutoDenoise-S controller_credit=explicit | 2 | 4.000 ± 1.414 (+166.7 %, p = 0.126) |" in text
     single = compare.render(rows() + [row("default", 2020, 0.05, {"noise_kind": "foreign", "noise_rate": 0.2})], None, ["default"])
     assert "| AutoDenoise-S controller_credit=explicit | 1 | 5.000 (+0.0 %, p = n/a) |" in single  # one seed: no std
 
