@@ -43,12 +43,27 @@ def variant(row: dict[str, Any]) -> tuple[str, tuple, str]:
 
 
 def groups(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, tuple, str], dict[int, dict[str, Any]]]:
-    """Finished rows by variant, then seed (a later row of the same cell key wins)."""
-    out: dict[tuple[str, tuple, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    """Finished rows by variant, then seed (a later row of the same cell key wins). Rows of one
+    variant under different settings (config files' contents: another ``overrides_hash``) never
+    merge: each hash becomes its own variant, labelled by the settings that differ."""
+    by_hash: dict[tuple[str, tuple, str], dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for row in latest_rows(rows).values():
         if row.get("status") == "ok":
-            out[variant(row)][row["seed"]] = row
+            by_hash[variant(row)][row.get("overrides_hash", "")][row["seed"]] = row
+    out = {}
+    for key, hashes in by_hash.items():
+        for digest, group in hashes.items():
+            out[key if len(hashes) == 1 else (*key[:2], key[2] + settings_label(digest, hashes))] = group
     return out
+
+
+def settings_label(digest: str, hashes: dict[str, dict[int, dict[str, Any]]]) -> str:
+    """What sets one hash's rows apart from the variant's other hashes: the settings whose values
+    differ (``key=value``), else the hash itself."""
+    settings = {h: next(iter(group.values())).get("settings", {}) for h, group in hashes.items()}
+    keys = sorted({k for values in settings.values() for k in values} - {"seed"})
+    differing = [k for k in keys if len({repr(values.get(k)) for values in settings.values()}) > 1]
+    return "".join(f" {k}={settings[digest].get(k)}" for k in differing) or f" [{digest}]"
 
 
 def values(group: dict[int, dict[str, Any]], protocol: str, metric: str) -> dict[int, float]:

@@ -46,6 +46,17 @@ def test_variants_keep_the_keys_a_scheme_reads_and_split_by_noise():
     assert sorted(found[("BPR", (), "AutoDenoise-S controller_credit=explicit")]) == [2020, 2021, 2022, 2023]
 
 
+def test_rows_under_other_settings_never_merge():
+    tuned = [{**row("autodenoise_s", 2020 + i, v, EXPLICIT), "overrides_hash": "b", "key": f"tuned{i}",
+              "settings": {"controller_learning_rate": 0.01, "seed": 2020 + i}} for i, v in enumerate((0.05, 0.06))]
+    base = [{**r, "overrides_hash": "a", "settings": {"controller_learning_rate": 0.001, "seed": r["seed"]}} for r in rows()]
+    found = compare.groups(base + tuned)
+    label = "AutoDenoise-S controller_credit=explicit"
+    assert sorted(found[("BPR", (), f"{label} controller_learning_rate=0.001")]) == [2020, 2021, 2022, 2023]
+    assert sorted(found[("BPR", (), f"{label} controller_learning_rate=0.01")]) == [2020, 2021]
+    assert ("BPR", (), label) not in found and ("BPR", (), "Default") in found  # Default has one hash
+
+
 def test_the_table_holds_the_paired_change_and_p():
     text = compare.render(rows(), None, ["default"])
     line = next(l for l in text.splitlines() if l.startswith("| AutoDenoise-S controller_credit=explicit | 4 |"))
