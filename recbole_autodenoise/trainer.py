@@ -33,6 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from recbole_autodenoise import compat, distributed
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
+from recbole_autodenoise.canaries import CANARY_FIELD
 from recbole_autodenoise.loss_store import ROW_FIELD
 from recbole_autodenoise.checkpoints import (
     best_file,
@@ -246,6 +247,7 @@ class AutoDenoiseTrainer(Trainer):
     def _weighted_loss(self, interaction) -> torch.Tensor:
         if self.diagnosis is not None:
             self.diagnosis.observe_training_batch(interaction)
+        interaction = self.scheme.augment(interaction)
         if self.sample_loss is None:
             if self._rows_are_interactions:
                 self.study.add(None, interaction)
@@ -277,6 +279,7 @@ class AutoDenoiseTrainer(Trainer):
             user_ids=interaction[self.model.USER_ID] if self.model.USER_ID in interaction.interaction else None,
             true_positive=self._true_positive(interaction) if self.scheme.reads_ratings else None,
             row_ids=interaction[ROW_FIELD] if ROW_FIELD in interaction.interaction else None,
+            canary=interaction[CANARY_FIELD] if CANARY_FIELD in interaction.interaction else None,
         )
 
     def _true_positive(self, interaction) -> torch.Tensor:

@@ -16,13 +16,19 @@ not a diagnostic. ``controller_prior: adt_rl`` multiplies ADT-RL's exp(-adt_beta
 item the user never trained on (drawn as the item of a random training row: in proportion to its
 popularity), labelled 0: the stray clicks a rating slice cannot show, so the controller also
 learns to down-weight implicit rows that look like them (``CleanBatches.unobserved``).
+``explicit_canaries`` r > 0 plants stray clicks among the training rows (``canaries.py``) and
+adds each batch's canaries (label 0) and their source rows (label 1) to the fit, in the training
+rows' own state: both trained on, so "never trained on" no longer tells them apart.
 Single-process only (it draws clean batches, as ``l2rw`` and ``meta`` do)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from recbole.data.interaction import cat_interactions
 
+from recbole_autodenoise.canaries import canary_labels
 from recbole_autodenoise.controller import controller_state
 from recbole_autodenoise.credit.base import register_credit
 from recbole_autodenoise.credit.supervised import SupervisedCredit
@@ -44,6 +50,9 @@ class ExplicitCredit(SupervisedCredit):
             )
         self.rating_field = scheme.config["clean_rating_field"]
         self.threshold = float(scheme.config["clean_rating_threshold"])
+        self._pairs: tuple[torch.Tensor, torch.Tensor] | None = None  # this batch's canary pairs
+        # since the last evaluation: weight sums and counts of canaries and of their source rows
+        self.canary_stats = torch.zeros(4, dtype=torch.float64)
 
     def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
         guidance = batch.guidance
@@ -59,4 +68,35 @@ class ExplicitCredit(SupervisedCredit):
         with torch.no_grad():
             sample = guidance.sample_loss(rows, with_representations=True)
         explicit = controller_state(sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction)
-        return explicit, labels.to(explicit.dtype)
+        labels = labels.to(explicit.dtype)
+        if batch.canary is None:
+            return explicit, labels
+        rows, canary = canary_labels(batch.canary, batch.row_ids)
+        self._pairs = (rows, canary)
+        return torch.cat([explicit, state[rows]]), torch.cat([labels, canary.to(labels.dtype)])
+
+    def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        weights = super().real_weights(weights)
+        if self._pairs is not None:
+            rows, labels = self._pairs
+            paired = weights[rows].double()
+            labels = labels.double()
+            self.canary_stats = self.canary_stats.to(weights.device) + torch.stack(
+                [(paired * (1 - labels)).sum(), (1 - labels).sum(), (paired * labels).sum(), labels.sum()])
+            self._pairs = None
+        return weights
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        logged = super().after_evaluation(valid_result, epoch)
+        canary_w, canaries, source_w, sources = self.canary_stats.tolist()
+        self.canary_stats = torch.zeros_like(self.canary_stats)
+        if canaries:
+            logged.update(canary_mean_weight=canary_w / canaries, canary_source_mean_weight=source_w / sources)
+        return logged
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "canary_stats": self.canary_stats.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.canary_stats = state.get("canary_stats", torch.zeros(4)).cpu().double()  # older states: none

@@ -27,6 +27,7 @@ from recbole.evaluator import register
 from recbole.utils import EvaluatorType
 
 from recbole_autodenoise import distributed
+from recbole_autodenoise.canaries import Canaries
 from recbole_autodenoise.config import fraction, is_int, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.controller import Policy, ReinforceAccumulator, controller_state
 from recbole_autodenoise.credit import CREDITS, Credit
@@ -62,7 +63,7 @@ class ControllerScheme(WeightingScheme):
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
         "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "meta_virtual_step",
-        "explicit_negatives",
+        "explicit_negatives", "explicit_canaries",
     )
     needs_representations = True
     learns_from_validation = True
@@ -98,6 +99,13 @@ class ControllerScheme(WeightingScheme):
                 f"config key 'explicit_negatives' = {self.explicit_negatives!r} applies to controller_credit 'explicit' "
                 f"only (this run uses {self.credit_mode!r}); leave it at 0"
             )
+        self.canary_rate = read_key(config, "explicit_canaries", fraction, "a number in [0, 1)")
+        if self.canary_rate and self.credit_mode != "explicit":
+            raise ValueError(
+                f"config key 'explicit_canaries' = {self.canary_rate!r} applies to controller_credit 'explicit' "
+                f"only (this run uses {self.credit_mode!r}); leave it at 0"
+            )
+        self.canaries: Canaries | None = None
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(distributed.rank_seed(config))  # under DDP each rank draws its own shard's weights
         self.policy: Policy | None = None
@@ -132,7 +140,10 @@ class ControllerScheme(WeightingScheme):
         self._pending_store: dict[str, Any] | None = None
 
     def setup(self, train_dataset: Any) -> None:
-        """With ``loss_features``: give every training row an id and build its loss store."""
+        """With ``explicit_canaries``: plant the canaries. With ``loss_features``: give every training
+        row an id and build its loss store."""
+        if self.canary_rate:
+            self.canaries = Canaries(train_dataset, self.canary_rate, int(self.config["seed"]))
         if self.state_kind != "loss_features":
             return
         add_row_ids(train_dataset)
@@ -142,6 +153,9 @@ class ControllerScheme(WeightingScheme):
         if self._pending_store is not None:
             self.loss_store.load_state_dict(self._pending_store)
             self._pending_store = None
+
+    def augment(self, interaction: Any) -> Any:
+        return interaction if self.canaries is None else self.canaries.augment(interaction)
 
     # the epoch credit's REINFORCE state, where the tests and older callers look for it
     @property

@@ -30,6 +30,8 @@ class Batch:
     true_positive: torch.Tensor | None = None
     # stable training-row id (``loss_store.ROW_FIELD``), where the scheme's setup added it, shape [B]
     row_ids: torch.Tensor | None = None
+    # 1.0 on the canaries the scheme planted (``explicit_canaries``; ``WeightingScheme.augment``), else 0.0, shape [B]
+    canary: torch.Tensor | None = None
 
 
 class WeightingScheme:
@@ -75,6 +77,11 @@ class WeightingScheme:
 
     def setup(self, train_dataset: Any) -> None:
         """Called once before training with RecBole's training dataset."""
+
+    def augment(self, interaction: Any) -> Any:
+        """The training batch the step uses: ``interaction`` itself unless the scheme adds rows of
+        its own (``explicit_canaries``), flagged so that no group of the weight study counts them."""
+        return interaction
 
     def weights(self, batch: Batch) -> torch.Tensor | None:
         raise NotImplementedError
