@@ -5,7 +5,8 @@
 # one process per (model, seed) sharing the GPU, each stopped at the deadline so finished rows always
 # come back; then, if ML1M_DATA_DIR holds ml-1m/ml-1m.inter, the same four schemes on ML-1M for
 # SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
-# AutoDenoise-S with controller_credit explicit (issue 13; EXPLICIT=0 leaves it out).
+# AutoDenoise-S with controller_credit explicit and one stray-click row per rated row (issue 13;
+# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k).
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
@@ -34,8 +35,10 @@ launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHE
 for model in SASRec GRU4Rec; do
   for seed in $(seq 2020 $((2020 + seeds - 1))); do
     launch ml-latest-small "$data" "$model" "$seed" 1 "$props"
-    # issue 13: AutoDenoise-S taught by the validation period's explicit ratings (EXPLICIT=0 skips it)
-    [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s --set controller_credit=explicit
+    # issue 13: AutoDenoise-S taught by the validation period's explicit ratings, with EXPLICIT_NEGATIVES
+    # (default 1) stray-click rows per rated row, the sequential models' best variant (EXPLICIT=0 skips it)
+    [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s \
+      --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}"
   done
 done
 if [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then

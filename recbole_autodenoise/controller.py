@@ -20,11 +20,15 @@ INV_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # the soft mean head's bias as sig
 _HERMITE = np.polynomial.hermite_e.hermegauss(40)
 
 
-def controller_state(user_repr, item_repr, losses, epoch_fraction: float, true_positive=None) -> torch.Tensor:
-    """``[e_u, e_v, loss, epoch]`` per sample, plus the true-positive flag as a last column where
-    given (``controller_oracle_state``, a diagnostic)."""
+def controller_state(user_repr, item_repr, losses, epoch_fraction: float, true_positive=None,
+                     product: bool = False) -> torch.Tensor:
+    """``[e_u, e_v, loss, epoch]`` per sample (with ``product``, ``controller_state: paper_product``:
+    ``[e_u, e_v, e_u * e_v, loss, epoch]``, the elementwise product whose sum is a dot-product
+    model's score), plus the true-positive flag as a last column where given
+    (``controller_oracle_state``, a diagnostic)."""
     epoch = torch.full_like(losses, float(epoch_fraction))
-    columns = [user_repr, item_repr, losses.unsqueeze(1), epoch.unsqueeze(1)]
+    pair = [user_repr, item_repr, user_repr * item_repr] if product else [user_repr, item_repr]
+    columns = pair + [losses.unsqueeze(1), epoch.unsqueeze(1)]
     if true_positive is not None:
         columns.append(true_positive.to(losses.dtype).unsqueeze(1))
     return torch.cat(columns, dim=1).detach()
@@ -146,18 +150,19 @@ class HardPolicy(Policy):
         return self.head(self.trunk(state))
 
     def _heads(self, hidden):
-        return (self.head(hidden),)
+        """(logits, their softmax): the draw and the score share one softmax."""
+        logits = self.head(hidden)
+        return logits, torch.softmax(logits, dim=1)
 
     def _draw(self, outputs, generator):
-        (logits,) = outputs
-        probs = torch.softmax(logits, dim=1)
+        logits, probs = outputs
         action = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         return action, action.to(logits.dtype)
 
     def _head_score(self, hidden, outputs, action):
         """d log softmax(z)_a / d z = onehot(a) - softmax(z)."""
-        (logits,) = outputs
-        grad = -torch.softmax(logits, dim=1)
+        _, probs = outputs
+        grad = -probs
         grad.scatter_add_(1, action.unsqueeze(1), torch.ones_like(grad[:, :1]))
         return _linear_score(hidden, grad), grad @ self.head.weight
 

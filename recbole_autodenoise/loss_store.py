@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 ROW_FIELD = "denoise_row_id"
-STATES = ("paper", "loss_features")
+STATES = ("paper", "paper_product", "loss_features")
 NUM_FEATURES = 7  # loss, user-standardised loss, EMA, EMA of squared deviation, user rank, item rank, epoch
 
 

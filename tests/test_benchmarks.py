@@ -461,7 +461,7 @@ while (( $# )); do
     --models) model=$2; shift ;;
     --seed-base) seed=$2; shift ;;
     --out) out=$2; shift ;;
-    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; shift ;;
+    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}; shift ;;
   esac
   shift
 done
@@ -488,7 +488,7 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
     assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
     rows = [(r["dataset"], r["model"], r["seed"], r["credit"])
             for r in map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines())]
-    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit")
+    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit+1")
                 if (m, s) != ("GRU4Rec", 2021)}
     expected |= {("ml-1m", m, 2020, "epoch") for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
     assert sorted(rows) == sorted(expected)  # each cell once

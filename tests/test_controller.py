@@ -90,6 +90,27 @@ def test_controller_state_layout():
     assert not state.requires_grad
 
 
+def test_controller_state_with_the_product():
+    user = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    item = torch.tensor([[5.0, -1.0], [0.5, 2.0]])
+    losses = torch.tensor([0.5, 0.25])
+    state = controller_state(user, item, losses, 0.75, product=True)
+    expected = torch.tensor([[1.0, 2.0, 5.0, -1.0, 5.0, -2.0, 0.5, 0.75],
+                             [3.0, 4.0, 0.5, 2.0, 1.5, 8.0, 0.25, 0.75]])
+    assert torch.equal(state, expected)
+
+
+@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
+def test_paper_product_widens_the_controller_input_by_d(name):
+    batch = toy_batch(8, seed=4)
+    d = batch.user_repr.shape[1]
+    plain = SCHEMES.get(name)(FakeConfig(), CPU)
+    product = SCHEMES.get(name)(FakeConfig(controller_state="paper_product"), CPU)
+    plain.weights(batch)
+    product.weights(batch)
+    assert product.input_size == plain.input_size + d == 3 * d + 2
+
+
 # --------------------------------------------------------------------------------------------
 # hard policy (Eq. 12)
 

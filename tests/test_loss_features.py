@@ -167,8 +167,8 @@ def test_meta_credit_refuses_the_prior():
 
 # --- bad values -----------------------------------------------------------------------------
 @pytest.mark.parametrize("key, value, allowed", [
-    ("controller_state", "embeddings", "one of ['paper', 'loss_features']"),
-    ("controller_state", None, "one of ['paper', 'loss_features']"),
+    ("controller_state", "embeddings", "one of ['paper', 'paper_product', 'loss_features']"),
+    ("controller_state", None, "one of ['paper', 'paper_product', 'loss_features']"),
     ("loss_ema_decay", 1.0, "a number in [0, 1)"),
     ("loss_ema_decay", -0.1, "a number in [0, 1)"),
     ("loss_ema_decay", "0.9", "a number in [0, 1)"),

@@ -43,10 +43,10 @@ class ExplicitCredit(SupervisedCredit):
 
     def __init__(self, scheme) -> None:
         super().__init__(scheme)
-        if scheme.state_kind != "paper":
+        if scheme.state_kind == "loss_features":
             raise ValueError(
                 f"config key 'controller_state' = {scheme.state_kind!r} is not supported with controller_credit "
-                "'explicit' (its loss history exists for training rows only); allowed there: 'paper'"
+                "'explicit' (its loss history exists for training rows only); allowed there: 'paper', 'paper_product'"
             )
         self.rating_field = scheme.config["clean_rating_field"]
         self.threshold = float(scheme.config["clean_rating_threshold"])
@@ -67,7 +67,8 @@ class ExplicitCredit(SupervisedCredit):
             labels = torch.cat([labels, labels.new_zeros(len(labels) * copies)])
         with torch.no_grad():
             sample = guidance.sample_loss(rows, with_representations=True)
-        explicit = controller_state(sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction)
+        explicit = controller_state(sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction,
+                                    product=self.scheme.state_kind == "paper_product")
         labels = labels.to(explicit.dtype)
         if batch.canary is None:
             return explicit, labels

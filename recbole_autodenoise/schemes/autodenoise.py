@@ -181,9 +181,9 @@ class ControllerScheme(WeightingScheme):
 
     def _state(self, batch: Batch) -> torch.Tensor:
         true_positive = batch.true_positive if self.oracle_state else None
-        if self.state_kind == "paper":
+        if self.state_kind != "loss_features":
             return controller_state(batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction,
-                                    true_positive)
+                                    true_positive, product=self.state_kind == "paper_product")
         if self.loss_store is None or batch.row_ids is None or batch.user_ids is None:
             raise ValueError(
                 "controller_state 'loss_features' needs the training rows' ids and users: train with "
