@@ -89,11 +89,13 @@ class Canaries:
         """The batch flagged ``CANARY_FIELD`` = 0, then the canary of each of its source rows (in
         batch order): the row's copy with the canary's item, flagged 1."""
         row_ids = interaction[ROW_FIELD]
-        chosen = self.is_source.to(row_ids.device)[row_ids].nonzero().squeeze(1)
+        if self.is_source.device != row_ids.device:  # moved once, not per batch
+            self.is_source, self.items = self.is_source.to(row_ids.device), self.items.to(row_ids.device)
+        chosen = self.is_source[row_ids].nonzero().squeeze(1)
         real = Interaction(dict(interaction.interaction))
         real.interaction[CANARY_FIELD] = torch.zeros(len(row_ids), device=row_ids.device)
         copies = real[chosen]
-        copies.interaction[self.item_field] = self.items.to(row_ids.device)[row_ids[chosen]]
+        copies.interaction[self.item_field] = self.items[row_ids[chosen]]
         copies.interaction[CANARY_FIELD] = torch.ones(len(chosen), device=row_ids.device)
         return cat_interactions([real, copies])
 
