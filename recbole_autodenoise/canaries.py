@@ -24,6 +24,7 @@ import torch
 from recbole.data.interaction import Interaction, cat_interactions
 
 from recbole_autodenoise.data.noise import seeded_generator
+from recbole_autodenoise.guidance import NoFreeItem, redraw_avoiding
 from recbole_autodenoise.loss_store import ROW_FIELD, add_row_ids
 
 CANARY_FIELD = "denoise_canary"
@@ -40,18 +41,16 @@ def draw_avoiding(users: np.ndarray, pool: np.ndarray, known: np.ndarray, item_n
                   rng: np.random.Generator) -> np.ndarray:
     """Per user, an item of ``pool`` drawn uniformly (so items by their count in it), redrawn
     where (user, item) is in ``known`` (sorted keys)."""
-    items = pool[rng.integers(len(pool), size=len(users))]
-    for _ in range(MAX_REDRAWS):
-        keys = users.astype(np.int64) * item_num + items
-        position = np.minimum(np.searchsorted(known, keys), len(known) - 1)
-        hit = np.flatnonzero(known[position] == keys)
-        if len(hit) == 0:
-            return items
-        items[hit] = pool[rng.integers(len(pool), size=len(hit))]
-    raise ValueError(
-        f"explicit_canaries: could not draw an unseen item for user(s) {np.unique(users[hit])[:5].tolist()} "
-        f"in {MAX_REDRAWS} rounds: they have (almost) every item; lower explicit_canaries or use 0"
-    )
+    draw = lambda n: torch.from_numpy(pool[rng.integers(len(pool), size=n)])  # noqa: E731
+    try:
+        items = redraw_avoiding(torch.from_numpy(users), draw, torch.from_numpy(known), item_num,
+                                max_redraws=MAX_REDRAWS)
+    except NoFreeItem as stuck:
+        raise ValueError(
+            f"explicit_canaries: could not draw an unseen item for user(s) {stuck.users} "
+            f"in {MAX_REDRAWS} rounds: they have (almost) every item; lower explicit_canaries or use 0"
+        ) from None
+    return items.numpy()
 
 
 class Canaries:

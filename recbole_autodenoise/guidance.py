@@ -34,6 +34,34 @@ from recbole_autodenoise.config import read_key
 from recbole_autodenoise.losses import PerSampleLoss
 
 
+class NoFreeItem(ValueError):
+    """``redraw_avoiding`` gave up: ``users`` (at most five) kept drawing items they have."""
+
+    def __init__(self, users: list[int]) -> None:
+        super().__init__(f"no free item for user(s) {users}")
+        self.users = users
+
+
+def redraw_avoiding(users: torch.Tensor, draw, known: torch.Tensor | None, num_items: int,
+                    own: torch.Tensor | None = None, max_redraws: int = 1000) -> torch.Tensor:
+    """``draw(n)`` (n item ids, on ``users``' device) per row, redrawn, round by round, for the
+    rows whose item is the row's ``own`` item or whose ``user * num_items + item`` is in ``known``
+    (sorted keys; None or empty: nothing known). Raises ``NoFreeItem`` after ``max_redraws``
+    rounds. The CleanBatches' negatives and stray clicks and the canaries' items all come from here."""
+    items = draw(len(users))
+    for _ in range(max_redraws):
+        hit = items == own if own is not None else torch.zeros_like(items, dtype=torch.bool)
+        if known is not None and len(known):
+            keys = users.long() * num_items + items
+            position = torch.searchsorted(known, keys).clamp_max(len(known) - 1)
+            hit |= known[position] == keys
+        rows = hit.nonzero().squeeze(1)
+        if len(rows) == 0:
+            return items
+        items[rows] = draw(len(rows)).to(items.dtype)
+    raise NoFreeItem(users[rows].unique().tolist()[:5])
+
+
 def guide_dataset(train_data: Any, valid_data: Any, rows: str = "clean") -> Any:
     """The clean rows that guide training: the guide part of a guide/select split of the clean
     validation set where the data pipeline made one (``train_data._dataset.clean_guide``), else
@@ -186,21 +214,14 @@ class CleanBatches:
     def _avoiding(self, users: torch.Tensor, items: torch.Tensor, draw) -> torch.Tensor:
         """``draw(n)`` (n item ids, on the CPU) per row, redrawn where it hits the row's item or
         (with ``exclude``) one of the user's training items."""
-        negatives = draw(len(users)).to(self.device)
-        for _ in range(self.MAX_REDRAWS):
-            hit = negatives == items
-            if self.known is not None and len(self.known):
-                keys = users.long() * self.num_items + negatives
-                position = torch.searchsorted(self.known, keys).clamp_max(len(self.known) - 1)
-                hit |= self.known[position] == keys
-            rows = hit.nonzero().squeeze(1)
-            if len(rows) == 0:
-                return negatives
-            negatives[rows] = draw(len(rows)).to(self.device)
-        raise ValueError(
-            f"could not draw a negative item for user(s) {users[rows].unique().tolist()[:5]} in "
-            f"{self.MAX_REDRAWS} rounds: they have (almost) every item"
-        )
+        try:
+            return redraw_avoiding(users, lambda n: draw(n).to(self.device), self.known, self.num_items,
+                                   own=items, max_redraws=self.MAX_REDRAWS)
+        except NoFreeItem as stuck:
+            raise ValueError(
+                f"could not draw a negative item for user(s) {stuck.users} in "
+                f"{self.MAX_REDRAWS} rounds: they have (almost) every item"
+            ) from None
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -21,10 +21,12 @@ from recbole_autodenoise.controller import HardPolicy, SoftPolicy, controller_st
 from recbole_autodenoise.guidance import (
     CleanBatches,
     Guidance,
+    NoFreeItem,
     clean_loss,
     guide_dataset,
     meta_step,
     per_sample_alignment,
+    redraw_avoiding,
 )
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES, Batch
@@ -255,6 +257,22 @@ def test_clean_batch_negatives_fail_clearly_for_a_user_with_every_item():
     stream = CleanBatches(fake_dataset(12), FakeBPR(), 12, seed=5, device=CPU, exclude=exclude)
     with pytest.raises(ValueError, match=r"user\(s\) \[0\].*every item"):
         next(stream)
+
+
+def test_redraw_avoiding_redraws_only_the_hits_in_draw_order():
+    # items come from a fixed queue: rows 0 and 2 hit (user 1 has item 3; row 2's own item is 5)
+    queue = iter([torch.tensor([3, 4, 5]), torch.tensor([3, 6]), torch.tensor([7])])
+    known = torch.tensor([1 * 10 + 3])
+    items = redraw_avoiding(torch.tensor([1, 2, 2]), lambda n: next(queue)[:n].clone(), known, 10,
+                            own=torch.tensor([0, 0, 5]))
+    assert items.tolist() == [7, 4, 6]  # round 2 redrew rows 0 and 2 (3, 6); round 3 row 0 again
+
+
+def test_redraw_avoiding_names_the_stuck_users():
+    with pytest.raises(NoFreeItem) as stuck:
+        redraw_avoiding(torch.tensor([4, 2]), lambda n: torch.full((n,), 1), None, 10,
+                        own=torch.tensor([1, 0]), max_redraws=3)
+    assert stuck.value.users == [4]
 
 
 def test_unobserved_rows_take_items_the_user_never_trained_on_in_proportion_to_popularity():
