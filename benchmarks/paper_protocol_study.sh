@@ -14,6 +14,10 @@
 #       softmaxmf, gru - SoftmaxMF / GRU4Rec x (default, adt_rl, autodenoise_s, oracle; SCHEMES=all
 #                for the paper's six + oracle) x SEEDS (default 3)
 #       sasrec - SASRec x (default, adt_rl, autodenoise_s, oracle) x SEEDS (default 1; a GPU runs more)
+#       noisy  - issue 13's noisy study: MODEL (default GRU4Rec) with 20 % foreign noise in training
+#                (noise_kind foreign, noise_rate 0.2) x (default, adt_rl, dcf, autodenoise_s, and
+#                AutoDenoise-S with explicit credit, one stray-click row per rated row, 512-row guide
+#                batches) x SEEDS (default 3), into OUT (default <dataset>-noisy.jsonl)
 #       models - issue 16's check of models beyond the paper's: LightGCN and NeuMF x (default, adt_rl,
 #                autodenoise_s) x SEEDS (default 3), RecBole's default learning rate, the scheme
 #                settings tuned on BPR
@@ -26,7 +30,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:?DATA_DIR}
-step=${2:?STEP: tune | bpr | softmaxmf | gru | sasrec | models}
+step=${2:?STEP: tune | bpr | softmaxmf | gru | sasrec | noisy | models}
 props=benchmarks/properties/paper-protocol
 dataset=${DATASET:-ml-latest-small}
 device=${DEVICE:-cpu}
@@ -77,8 +81,16 @@ case "$step" in
   sasrec)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models SASRec \
       --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" --seed-base "${SEED_BASE:-2020}" ;;
+  noisy)
+    model=${MODEL:-GRU4Rec} noisy_out=${OUT:-benchmarks/results/$dataset-noisy.jsonl}
+    noise=(--set noise_kind=foreign --set noise_rate=0.2 --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}")
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
+      --schemes default adt_rl dcf autodenoise_s "${noise[@]}"
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
+      --schemes autodenoise_s "${noise[@]}" --set controller_credit=explicit --set explicit_negatives=1 \
+      --set guide_batch_size=512 ;;
   models)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models LightGCN NeuMF \
       --schemes default adt_rl autodenoise_s --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}" ;;
-  *) echo "unknown step $step (tune | bpr | softmaxmf | gru | sasrec | models)" >&2; exit 2 ;;
+  *) echo "unknown step $step (tune | bpr | softmaxmf | gru | sasrec | noisy | models)" >&2; exit 2 ;;
 esac
