@@ -10,6 +10,10 @@
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
+# NOISY=1: issue 13's noisy study instead: every ml-latest-small cell trains with 20 % foreign noise
+# (noise_kind foreign, noise_rate 0.2), and ML-1M is left out; e.g. with
+# SCHEMES="default adt_rl dcf autodenoise_s".
+#
 # Settings: benchmarks/properties/paper-protocol/<dataset>/ (written by
 # `bash benchmarks/paper_protocol_study.sh DATA_DIR tune`; ML-1M's are ml-latest-small's, copied, with
 # the paper's 20-core filter). Env: TOTAL_SECONDS (default 540), ML1M_DATA_DIR.
@@ -23,12 +27,14 @@ deadline=$(( $(date +%s) + ${TOTAL_SECONDS:-540} ))
 schemes=${SCHEMES:-default adt_rl autodenoise_s oracle}
 props=benchmarks/properties/paper-protocol
 n=0
+noise=()
+[ "${NOISY:-0}" = 1 ] && noise=(--set noise_kind=foreign --set noise_rate=0.2)
 launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]
   local cell_schemes=${7:-$schemes}
   # shellcheck disable=SC2086
   timeout -s INT -k 10 $(( deadline - $(date +%s) )) python -m benchmarks.table3 --dataset "$1" --data-path "$2" \
     --device cuda --set show_progress=False --models "$3" --schemes $cell_schemes --seed-base "$4" --seeds "$5" \
-    --config-files "$6/{dataset}/{model}-default.yaml" "$6/{dataset}/{model}-{scheme}.yaml" "${@:8}" \
+    --config-files "$6/{dataset}/{model}-default.yaml" "$6/{dataset}/{model}-{scheme}.yaml" "${@:8}" "${noise[@]}" \
     --out "$work/cells-$n.jsonl" >"$work/cells-$n.log" 2>&1 &
   n=$((n + 1))
 }
@@ -41,7 +47,7 @@ for model in SASRec GRU4Rec; do
       --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}"
   done
 done
-if [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then
+if [ "${NOISY:-0}" != 1 ] && [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then
   for model in SoftmaxMF BPR GRU4Rec SASRec; do launch ml-1m "$ML1M_DATA_DIR" "$model" 2020 1 "$props"; done
 fi
 wait

@@ -461,7 +461,8 @@ while (( $# )); do
     --models) model=$2; shift ;;
     --seed-base) seed=$2; shift ;;
     --out) out=$2; shift ;;
-    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}; shift ;;
+    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
+           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; shift ;;
   esac
   shift
 done
@@ -470,7 +471,8 @@ echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $se
 """
 
 
-def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_returns_finished_rows(tmp_path):
+def run_device_paper_protocol(tmp_path, seeds: str, **env_extra) -> tuple[subprocess.CompletedProcess, Path]:
+    """The device script against FAKE_TABLE3, with ML-1M data present and a 4-second deadline."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "python").write_text(FAKE_TABLE3)
@@ -479,20 +481,37 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
     (ml1m / "ml-1m").mkdir(parents=True)
     (ml1m / "ml-1m" / "ml-1m.inter").write_text("x")
     out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "TOTAL_SECONDS": "4", "ML1M_DATA_DIR": str(ml1m)}
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "TOTAL_SECONDS": "4", "ML1M_DATA_DIR": str(ml1m),
+           **env_extra}
     root = Path(__file__).resolve().parents[1]
-    before = sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*"))
-    done = subprocess.run(["bash", str(root / "benchmarks/device_paper_protocol.sh"), str(tmp_path / "data"), str(out), "2"],
+    done = subprocess.run(["bash", str(root / "benchmarks/device_paper_protocol.sh"), str(tmp_path / "data"), str(out), seeds],
                           cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    return done, out
+
+
+def device_rows(out: Path) -> list[dict]:
+    return list(map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines()))
+
+
+def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_returns_finished_rows(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    before = sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*"))
+    _, out = run_device_paper_protocol(tmp_path, "2")
     assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
-    rows = [(r["dataset"], r["model"], r["seed"], r["credit"])
-            for r in map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines())]
+    rows = [(r["dataset"], r["model"], r["seed"], r["credit"]) for r in device_rows(out)]
     expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit+1")
                 if (m, s) != ("GRU4Rec", 2021)}
     expected |= {("ml-1m", m, 2020, "epoch") for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
     assert sorted(rows) == sorted(expected)  # each cell once
     assert (out / "cells-logs.tgz").is_file()
+
+
+def test_device_paper_protocol_noisy_mode_adds_foreign_noise_to_every_cell_and_skips_ml1m(tmp_path):
+    _, out = run_device_paper_protocol(tmp_path, "1", NOISY="1")
+    rows = sorted((r["dataset"], r["model"], r["credit"]) for r in device_rows(out))
+    assert rows == sorted(("ml-latest-small", m, c) for m in ("SASRec", "GRU4Rec")
+                          for c in ("epoch/noise0.2", "explicit+1/noise0.2"))
 
 
 def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
