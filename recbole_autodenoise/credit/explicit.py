@@ -19,6 +19,8 @@ learns to down-weight implicit rows that look like them (``CleanBatches.unobserv
 ``explicit_canaries`` r > 0 plants stray clicks among the training rows (``canaries.py``) and
 adds each batch's canaries (label 0) and their source rows (label 1) to the fit, in the training
 rows' own state: both trained on, so "never trained on" no longer tells them apart.
+``explicit_weight_power`` γ applies the weights as P^γ (γ > 1 sharpens the contrast between
+likely-clean and likely-stray rows, as ADT-RL's β does for the loss) before the mean-1 rescaling.
 Single-process only (it draws clean batches, as ``l2rw`` and ``meta`` do)."""
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ class ExplicitCredit(SupervisedCredit):
         return torch.cat([explicit, state[rows]]), torch.cat([labels, canary.to(labels.dtype)])
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
-        weights = super().real_weights(weights)
+        power = self.scheme.weight_power
+        weights = super().real_weights(weights if power == 1 else weights.pow(power))
         if self._pairs is not None:
             rows, labels = self._pairs
             paired = weights[rows].double()

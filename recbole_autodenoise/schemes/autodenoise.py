@@ -63,7 +63,7 @@ class ControllerScheme(WeightingScheme):
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
         "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "meta_virtual_step",
-        "explicit_negatives", "explicit_canaries",
+        "explicit_negatives", "explicit_canaries", "explicit_weight_power",
     )
     needs_representations = True
     learns_from_validation = True
@@ -93,18 +93,7 @@ class ControllerScheme(WeightingScheme):
                 f"(this run uses {self.credit_mode!r}); leave it at 'zero'"
             )
         self._read_loss_keys(config)
-        self.explicit_negatives = read_key(config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0")
-        if self.explicit_negatives and self.credit_mode != "explicit":
-            raise ValueError(
-                f"config key 'explicit_negatives' = {self.explicit_negatives!r} applies to controller_credit 'explicit' "
-                f"only (this run uses {self.credit_mode!r}); leave it at 0"
-            )
-        self.canary_rate = read_key(config, "explicit_canaries", fraction, "a number in [0, 1)")
-        if self.canary_rate and self.credit_mode != "explicit":
-            raise ValueError(
-                f"config key 'explicit_canaries' = {self.canary_rate!r} applies to controller_credit 'explicit' "
-                f"only (this run uses {self.credit_mode!r}); leave it at 0"
-            )
+        self._read_explicit_keys(config)
         self.canaries: Canaries | None = None
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(distributed.rank_seed(config))  # under DDP each rank draws its own shard's weights
@@ -117,6 +106,20 @@ class ControllerScheme(WeightingScheme):
         self.guide_rows = self.credit.guide_rows
         self.needs_user_rewards = self.credit.needs_user_rewards
         self.needs_reward = self.credit.needs_reward
+
+    def _read_explicit_keys(self, config) -> None:
+        """``explicit_negatives``, ``explicit_canaries`` and ``explicit_weight_power``: explicit credit only."""
+        self.explicit_negatives = read_key(config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        self.canary_rate = read_key(config, "explicit_canaries", fraction, "a number in [0, 1)")
+        self.weight_power = read_key(config, "explicit_weight_power", positive, "a number > 0")
+        for key, value, neutral in (("explicit_negatives", self.explicit_negatives, 0),
+                                    ("explicit_canaries", self.canary_rate, 0),
+                                    ("explicit_weight_power", self.weight_power, 1)):
+            if value != neutral and self.credit_mode != "explicit":
+                raise ValueError(
+                    f"config key {key!r} = {value!r} applies to controller_credit 'explicit' only (this run uses "
+                    f"{self.credit_mode!r}); leave it at {neutral}"
+                )
 
     def _read_loss_keys(self, config) -> None:
         """``controller_state``, ``loss_ema_decay``, ``controller_prior`` and ``adt_beta``."""
