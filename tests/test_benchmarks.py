@@ -452,6 +452,15 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
                         "share of it recovered: ADT-RL +37 %.")
 
 
+def test_headroom_lines_give_no_share_of_a_negative_headroom():
+    groups = {(m, s): report.Group(m, s, rows=[_protocol_row(m, s, seed, v) for seed, v in enumerate(values)])
+              for (m, s), values in {("GRU4Rec", "default"): (0.06, 0.07, 0.08), ("GRU4Rec", "oracle"): (0.05, 0.06, 0.075),
+                                     ("GRU4Rec", "adt_rl"): (0.07, 0.08, 0.09)}.items()}
+    line = report.headroom_lines(groups, ["GRU4Rec"])[4]
+    assert line.endswith("; no headroom to recover: removing the low-rated rows does not help.")
+    assert "ADT-RL" not in line
+
+
 FAKE_TABLE3 = """#!/usr/bin/env bash
 # stands in for `python -m benchmarks.table3 ...`: one row naming its data set, model, seed and credit
 dataset= model= seed= out= credit=epoch
