@@ -83,11 +83,11 @@ case "$step" in
       --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" --seed-base "${SEED_BASE:-2020}" ;;
   noisy)
     model=${MODEL:-GRU4Rec} noisy_out=${OUT:-benchmarks/results/$dataset-noisy.jsonl}
-    noise=(--set noise_kind=foreign --set noise_rate=0.2 --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}")
+    noisy_cells=(--set noise_kind=foreign --set noise_rate=0.2 --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}")
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
-      --schemes default adt_rl dcf autodenoise_s "${noise[@]}"
+      --schemes default adt_rl dcf autodenoise_s "${noisy_cells[@]}"
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
-      --schemes autodenoise_s "${noise[@]}" --set controller_credit=explicit --set explicit_negatives=1 \
+      --schemes autodenoise_s "${noisy_cells[@]}" --set controller_credit=explicit --set explicit_negatives=1 \
       --set guide_batch_size=512 ;;
   models)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models LightGCN NeuMF \

@@ -348,9 +348,9 @@ def headroom_lines(groups: dict[tuple[str, str], Group], models: Sequence[str]) 
             g = groups.get((model, scheme))
             if g is not None and gap > 0:
                 recovered.append(f"{SCHEME_LABEL[scheme]} {100 * (mean(g.values(MAIN_METRIC)) - m_d) / gap:+.0f} %")
-        # a share of a negative headroom has no meaning: removing the low-rated rows hurts there
-        tail = (f"; share of it recovered: {', '.join(recovered)}" if recovered
-                else "; no headroom to recover: removing the low-rated rows does not help" if gap <= 0 else "")
+        tail = f"; share of it recovered: {', '.join(recovered)}" if recovered else ""
+        if gap <= 0:  # a share of a negative headroom has no meaning: removing the low-rated rows hurts there
+            tail = "; no headroom to recover: removing the low-rated rows does not help"
         lines.append(f"- {MODEL_LABEL.get(model, model)}: oracle {fmt(m_o)} vs Default {fmt(m_d)} NDCG@20, headroom "
                      f"{fmt_rel(rel(m_o, m_d))} (p {fmt_p(p) if p is None or p < 0.001 else '= ' + fmt_p(p)}, "
                      f"n = {len(set(o.by_seed(MAIN_METRIC)) & set(d.by_seed(MAIN_METRIC)))})" + tail + ".")

@@ -480,8 +480,8 @@ echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $se
 """
 
 
-def run_device_paper_protocol(tmp_path, seeds: str, **env_extra) -> tuple[subprocess.CompletedProcess, Path]:
-    """The device script against FAKE_TABLE3, with ML-1M data present and a 4-second deadline."""
+def run_device_paper_protocol(tmp_path, seeds: str, **env_extra) -> Path:
+    """The device script against FAKE_TABLE3, with ML-1M data present and a 4-second deadline; its OUT_DIR."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "python").write_text(FAKE_TABLE3)
@@ -496,7 +496,7 @@ def run_device_paper_protocol(tmp_path, seeds: str, **env_extra) -> tuple[subpro
     done = subprocess.run(["bash", str(root / "benchmarks/device_paper_protocol.sh"), str(tmp_path / "data"), str(out), seeds],
                           cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    return done, out
+    return out
 
 
 def device_rows(out: Path) -> list[dict]:
@@ -506,7 +506,7 @@ def device_rows(out: Path) -> list[dict]:
 def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_returns_finished_rows(tmp_path):
     root = Path(__file__).resolve().parents[1]
     before = sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*"))
-    _, out = run_device_paper_protocol(tmp_path, "2")
+    out = run_device_paper_protocol(tmp_path, "2")
     assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
     rows = [(r["dataset"], r["model"], r["seed"], r["credit"]) for r in device_rows(out)]
     expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit+1")
@@ -517,7 +517,7 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
 
 
 def test_device_paper_protocol_noisy_mode_adds_foreign_noise_to_every_cell_and_skips_ml1m(tmp_path):
-    _, out = run_device_paper_protocol(tmp_path, "1", NOISY="1")
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1")
     rows = sorted((r["dataset"], r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted(("ml-latest-small", m, c) for m in ("SASRec", "GRU4Rec")
                           for c in ("epoch/noise0.2", "explicit+1/noise0.2"))

@@ -87,8 +87,7 @@ def test_the_weight_power_sharpens_the_same_fitted_weights():
     # same seed, same batches: the fit and the draws are identical, only the applied weights differ
     plain, sharp = (SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_weight_power=p), CPU) for p in (1.0, 3))
     for step in range(3):
-        batch, good = training_batch(step, FakeGuidance(step))
-        weights = plain.weights(batch)
+        weights = plain.weights(training_batch(step, FakeGuidance(step))[0])
         torch.testing.assert_close(sharp.weights(training_batch(step, FakeGuidance(step))[0]), mean_one(weights**3))
 
 
@@ -100,7 +99,7 @@ def test_the_weight_power_must_be_positive(value):
 
 def test_the_weight_power_belongs_to_explicit_credit():
     with pytest.raises(ValueError, match="'explicit_weight_power' = 2.0 applies to controller_credit 'explicit' only "
-                                         "\(this run uses 'epoch'\); leave it at 1"):
+                                         r"\(this run uses 'epoch'\); leave it at 1"):
         SCHEMES.get("autodenoise_s")(FakeConfig(explicit_weight_power=2.0), CPU)
 
 
