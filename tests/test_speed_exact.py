@@ -191,6 +191,38 @@ def test_sort_rows_equals_torch_sort(dtype):
     assert torch.equal(sort_rows(values), torch.sort(values, dim=1).values)
 
 
+@pytest.mark.parametrize("shape", [(7, 13), (5, 0), (0, 4), (1, 1)])
+def test_count_per_row_equals_torch_sum(shape):
+    from recbole_autodenoise.evaluation.per_user import count_per_row
+
+    mask = torch.rand(shape, generator=seeded(24)) < 0.4
+    for view in (mask, mask.t().contiguous().t(), mask[:, ::2]):  # strided views count alike
+        counts = count_per_row(view)
+        assert counts.dtype == torch.int64
+        assert torch.equal(counts, view.sum(1))
+
+
+def test_row_counts_numpy_path_equals_torch_comparisons():
+    """The CPU path (NumPy) against torch's comparisons, NaN, +inf, -inf and ties included; bfloat16
+    takes torch's path and must agree with its float32 copy on NumPy's."""
+    from recbole_autodenoise.evaluation.per_user import _row_counts
+
+    scores = torch.randint(-3, 4, (6, 11), generator=seeded(25)).float()
+    scores[0, 2], scores[1, 3], scores[2, :4] = float("nan"), float("inf"), -float("inf")
+    own = scores[:, 5:6].clone()
+    expected = (torch.isinf(scores).sum(1), (scores < own).sum(1), (scores == own).sum(1))
+    for got in (_row_counts(scores, own), _row_counts(scores.bfloat16(), own.bfloat16())):
+        assert all(torch.equal(g, e) for g, e in zip(got, expected))
+    assert _row_counts(scores, own)[0].tolist() == [0, 1, 4, 0, 0, 0]
+
+
+def test_count_per_row_by_hand():
+    from recbole_autodenoise.evaluation.per_user import count_per_row
+
+    mask = torch.tensor([[True, False, True], [False, False, False], [True, True, True]])
+    assert count_per_row(mask).tolist() == [2, 0, 3]
+
+
 @pytest.mark.parametrize("case", ["nan", "posinf", "masked_positive", "repeated_pair"])
 def test_auc_falls_back_to_the_comparison(case):
     from recbole_autodenoise.evaluation.per_user import _any_positives_auc, _compared_auc, _sorted_auc

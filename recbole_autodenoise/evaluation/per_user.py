@@ -83,7 +83,7 @@ def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch
     below_all, tied_all = _counts_in(sort_rows(scores), positives)
     below_pos, tied_pos = _counts_in(positives, positives)
     rank = torch.searchsorted(positives, padded)[row, slot]  # a pair reads its row's first equal positive
-    masked = torch.isneginf(scores).sum(1)  # -inf is below every positive
+    masked = count_per_row(torch.isneginf(scores))  # -inf is below every positive
     below = (below_all[row, rank] - below_pos[row, rank] - masked[row]).double()
     ties = (tied_all[row, rank] - tied_pos[row, rank]).double()
     count = (items - masked - counts)[row].double()
@@ -102,6 +102,15 @@ def sort_rows(values: torch.Tensor) -> torch.Tensor:
     return torch.sort(values, dim=1).values
 
 
+def count_per_row(mask: torch.Tensor) -> torch.Tensor:
+    """The number of True entries in each row of a [rows, N] bool mask (int64). On the CPU by
+    NumPy, whose boolean row sum is about 5x faster than torch's there (2,048 x 9,700: 0.05 s
+    against 0.22 s, one thread); the counts are the same integers."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(mask.numpy().sum(1, dtype=np.int64))
+    return mask.sum(1)
+
+
 def _counts_in(ordered: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For rows ``ordered`` ([rows, N], ascending, no NaN) and ``queries`` ([rows, K]):
     (#values < q, #values == q) per query, by a left and a right binary search."""
@@ -115,21 +124,33 @@ def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
     rows = scores[positive_u]  # [pairs, items]
     negative = torch.isfinite(rows) & ~is_positive[positive_u]
     own = scores[positive_u, positive_i].unsqueeze(1)
-    below = ((rows < own) & negative).sum(1).double()
-    ties = ((rows == own) & negative).sum(1).double()
-    count = negative.sum(1).double()
+    below = count_per_row((rows < own) & negative).double()
+    ties = count_per_row((rows == own) & negative).double()
+    count = count_per_row(negative).double()
     return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
 
 
 def _one_positive_per_row_auc(scores: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
     """Row r's only positive is ``positive_i[r]`` (the per-interaction protocol, sequential models):
     no copy of the score matrix and no positive mask; -inf entries (masked) are never candidates."""
-    own = scores.gather(1, positive_i.unsqueeze(1))
-    masked = torch.isinf(scores).sum(1).double()  # -inf only: history, padding
-    below = (scores < own).sum(1).double() - masked  # every -inf is below a finite score
-    ties = (scores == own).sum(1).double() - 1  # the positive itself
+    infinite, below, tied = _row_counts(scores, scores.gather(1, positive_i.unsqueeze(1)))
+    masked = infinite.double()  # -inf only: history, padding
+    below = below.double() - masked  # every -inf is below a finite score
+    ties = tied.double() - 1  # the positive itself
     count = scores.shape[1] - masked - 1
     return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+
+
+def _row_counts(scores: torch.Tensor, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``scores`` ([rows, N]) against ``own`` ([rows, 1]): the numbers of infinite
+    entries, of entries below ``own`` and of entries equal to it (int64). On the CPU by NumPy,
+    whose comparisons and boolean row sums are several times faster than torch's there; the
+    counts are the same integers."""
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
+        values, own = scores.detach().numpy(), own.detach().numpy()
+        masks = (np.isinf(values), values < own, values == own)
+        return tuple(torch.from_numpy(mask.sum(1, dtype=np.int64)) for mask in masks)
+    return torch.isinf(scores).sum(1), (scores < own).sum(1), (scores == own).sum(1)
 
 
 class CleanAUC:
