@@ -14,8 +14,9 @@ commit before a speed-up), interleaved with this one, as variants of the same ta
 Per cell (``benchmarks/cost_cell.py``): the median over epochs after the first of the process CPU
 seconds of each training and validation phase (validation includes the controller's reward pass
 and update; CPU seconds count the work where other jobs share the cores: run with
-OMP_NUM_THREADS=1), of the wall seconds (``AutoDenoiseTrainer.history``) and the peak RSS.
-Ratios are taken against Default of the same variant, model and repetition (paired) and reported
+OMP_NUM_THREADS=1), of the wall seconds (``AutoDenoiseTrainer.history``), the peak RSS and, on a
+GPU (``--device cuda``), the peak GPU memory allocated. On a GPU the process CPU seconds count only
+the host's share of the work: read the wall and GPU-memory columns there. Ratios are taken against Default of the same variant, model and repetition (paired) and reported
 as the median over repetitions with their range (min-max).
 """
 
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.grid import REPO_ROOT, SCHEMES, Cell, SubprocessRunner, append_row, host_info, read_rows
-from benchmarks.table3 import parse_sets
+from benchmarks.table3 import DEVICE_OVERRIDES, parse_sets
 
 PHASES = ("train", "valid", "total")
 
@@ -93,7 +94,8 @@ def _phases(train: list[float], valid: list[float]) -> dict[str, float]:
 def run(args) -> int:
     models, code = parse_models(args.models), parse_code(args.code, args.name)
     out = Path(args.out)
-    overrides = {"stopping_step": 1000, "stopping_min_epochs": 0, "show_progress": False, **parse_sets(args.sets)}
+    overrides = {"stopping_step": 1000, "stopping_min_epochs": 0, "show_progress": False,
+                 **DEVICE_OVERRIDES.get(args.device, {}), **parse_sets(args.sets)}
     command = shlex.join(["python", "-m", "benchmarks.cost", *sys.argv[1:]])
     host = host_info()
     order = schedule(models, args.schemes, list(code), args.repetitions, args.code_schemes)
@@ -133,18 +135,18 @@ def _spread(values: list[float]) -> str:
 def summarise(rows: list[dict[str, Any]]) -> str:
     """Markdown table: per variant, model and scheme, the median CPU seconds per epoch and the
     ratios to Default (median over repetitions, min-max) of CPU seconds (train, validation,
-    total), of wall seconds (total) and of the peak RSS."""
+    total), of wall seconds (total), of the peak RSS and of the peak GPU memory (cells on a GPU)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     default = {(r["variant"], r["model"], r["repetition"]): r for r in ok if r["scheme"] == "default"}
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in ok:
         groups.setdefault((row["variant"], row["model"], row["scheme"]), []).append(row)
     lines = ["| variant | model | scheme | train CPU s | valid CPU s | train | valid | train + valid | "
-             "train + valid, wall | peak RSS |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "train + valid, wall | peak RSS | peak GPU memory |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     rank = {name: i for i, name in enumerate(SCHEMES)}
     for (variant, model, scheme), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], rank.get(kv[0][2], 99))):
-        ratios: dict[str, list[float]] = {key: [] for key in (*PHASES, "wall", "rss")}
+        ratios: dict[str, list[float]] = {key: [] for key in (*PHASES, "wall", "rss", "gpu")}
         for row in group:
             base = default.get((variant, model, row["repetition"]))
             if base is None:
@@ -153,11 +155,14 @@ def summarise(rows: list[dict[str, Any]]) -> str:
                 ratios[phase].append(row["cpu"][phase] / base["cpu"][phase])
             ratios["wall"].append(row["times"]["total"] / base["times"]["total"])
             ratios["rss"].append(row["peak_memory"]["peak_rss_mb"] / base["peak_memory"]["peak_rss_mb"])
+            gpu, base_gpu = (r["peak_memory"].get("cuda_max_allocated_mb") for r in (row, base))
+            if gpu and base_gpu:
+                ratios["gpu"].append(gpu / base_gpu)
         train = statistics.median(r["cpu"]["train"] for r in group)
         valid = statistics.median(r["cpu"]["valid"] for r in group)
         lines.append(f"| {variant} | {model} | {scheme} | {train:.3f} | {valid:.3f} | {_spread(ratios['train'])} | "
                      f"{_spread(ratios['valid'])} | {_spread(ratios['total'])} | {_spread(ratios['wall'])} | "
-                     f"{_spread(ratios['rss'])} |")
+                     f"{_spread(ratios['rss'])} | {_spread(ratios['gpu'])} |")
     reps = sorted({r["repetition"] for r in ok})
     return ("\n".join(lines) + f"\n\n{len(ok)} cells, repetitions {reps}; seconds per epoch: median over the epochs "
             "after the first; ratios against Default of the same variant, model and repetition: median (min-max)")
@@ -176,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--code-schemes", nargs="+", default=None, metavar="SCHEME",
                         help="the schemes the --code checkouts run (default: all; 'default' is always needed)")
     parser.add_argument("--name", default="this", help="this checkout's name in the table")
+    parser.add_argument("--device", choices=sorted(DEVICE_OVERRIDES), default=None,
+                        help="cpu or cuda (sets RecBole's gpu_id; default: RecBole's own choice)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--cell-timeout", type=float, default=None)
     parser.add_argument("--out", default="benchmarks/results/cost.jsonl")

@@ -523,6 +523,34 @@ def test_device_paper_protocol_noisy_mode_adds_foreign_noise_to_every_cell_and_s
                           for c in ("epoch/noise0.2", "explicit+1/noise0.2"))
 
 
+FAKE_COST = """#!/usr/bin/env bash
+# stands in for `python -m benchmarks.cost ...`: records its arguments; a run writes one row
+echo "$*" >> "$FAKE_COST_ARGS"
+out=
+while (( $# )); do [[ $1 == --out ]] && out=$2; shift; done
+[ -n "$out" ] && echo '{"status": "ok"}' >> "$out"
+exit 0
+"""
+
+
+def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "python").write_text(FAKE_COST)
+    (fake_bin / "python").chmod(0o755)
+    calls, out = tmp_path / "calls.txt", tmp_path / "out"
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "FAKE_COST_ARGS": str(calls)}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "benchmarks/device_cost.sh"), str(tmp_path / "data"), str(out), "3"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    run, summary = calls.read_text().splitlines()
+    assert run.startswith("-m benchmarks.cost --device cuda --dataset ml-latest-small")
+    assert f"--data-path {tmp_path / 'data'} --models BPR:15 GRU4Rec:4 SASRec:3" in run and "--repetitions 3" in run
+    assert summary == f"-m benchmarks.cost --summarise {out / 'ml-latest-small-cost-gpu.jsonl'}"
+    assert (out / "ml-latest-small-cost-gpu.jsonl").read_text() == '{"status": "ok"}\n'
+
+
 def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
     """ML-1M runs (CPU study, device script) read benchmarks/properties/paper-protocol/ml-1m/: the
     settings tuned on ml-latest-small, plus the 20-core filter that gives the paper's Table 2 sizes."""

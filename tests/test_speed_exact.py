@@ -334,13 +334,36 @@ def test_cost_summary_pairs_ratios_by_repetition():
     # CPU: train 1.5 and 1.1 -> median 1.30; valid 1.0 and 1.2; total 1.25 and 1.133...; wall total
     # 4/3 and 5.6/5; RSS 1.0 and 1.1
     assert line == ("| after | BPR | autodenoise_s | 1.850 | 1.100 | 1.30x (1.10-1.50) | 1.10x (1.00-1.20) | "
-                    "1.19x (1.13-1.25) | 1.23x (1.12-1.33) | 1.05x (1.00-1.10) |")
+                    "1.19x (1.13-1.25) | 1.23x (1.12-1.33) | 1.05x (1.00-1.10) | - |")
     assert not any("adt_rl" in l for l in table)
+
+
+def test_cost_summary_gives_the_gpu_memory_ratio_for_cells_on_a_gpu():
+    from benchmarks.cost import summarise
+
+    def row(scheme, repetition, gpu_mb):
+        return {"status": "ok", "variant": "gpu", "model": "SASRec", "scheme": scheme, "repetition": repetition,
+                "cpu": {"train": 1.0, "valid": 1.0, "total": 2.0}, "times": {"train": 1.0, "valid": 1.0, "total": 2.0},
+                "peak_memory": {"peak_rss_mb": 100.0, "cuda_max_allocated_mb": gpu_mb}}
+
+    rows = [row("default", 0, 400.0), row("autodenoise_h", 0, 420.0), row("default", 1, 400.0), row("autodenoise_h", 1, 460.0)]
+    line = next(l for l in summarise(rows).splitlines() if "autodenoise_h" in l)
+    assert line.endswith("| 1.00x (1.00-1.00) | 1.10x (1.05-1.15) |")
+
+
+def test_cost_device_sets_recboles_gpu_id(monkeypatch, tmp_path):
+    import benchmarks.cost as cost
+
+    seen = {}
+    monkeypatch.setattr(cost, "run", lambda args: seen.update(device=args.device) or 0)
+    assert cost.main(["--device", "cuda", "--out", str(tmp_path / "c.jsonl")]) == 0 and seen["device"] == "cuda"
+    assert cost.DEVICE_OVERRIDES["cuda"] == {"gpu_id": "0"} and cost.DEVICE_OVERRIDES["cpu"] == {"gpu_id": ""}
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--models", "BPR"], "MODEL:EPOCHS"), (["--models", "BPR:1"], "MODEL:EPOCHS"),
     (["--code", "old=/nonexistent"], "NAME=PATH"), (["--schemes", "adt_rl"], "need 'default'"),
+    (["--device", "tpu"], "invalid choice"),
 ])
 def test_cost_refuses_bad_arguments(argv, message, capsys):
     from benchmarks.cost import main
