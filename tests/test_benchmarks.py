@@ -452,6 +452,22 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
                         "share of it recovered: ADT-RL +37 %.")
 
 
+def test_report_keeps_the_literal_heuristic_beside_the_tuned_one():
+    """Issue 12: Heuristic as the paper defines it (heuristic_alpha 1, set on the command line) is a row of its
+    own, after the tuned Heuristic; alpha from the settings files alone stays the tuned row."""
+    def row(seed, alpha=None):
+        r = {**_protocol_row("BPR", "heuristic", seed, 0.04), "overrides_hash": "a" if alpha is None else "b"}
+        r["overrides"] = {} if alpha is None else {"heuristic_alpha": alpha}
+        return r
+
+    rows = [row(1), row(2), row(1, 1), row(2, 1.0), row(3, 0.5),
+            {**_protocol_row("BPR", "default", 1, 0.05), "overrides_hash": "c", "overrides": {}}]
+    groups = report.main_groups(rows, [])
+    assert [(g.scheme, len(g.rows)) for g in report.ordered(groups)] == [
+        ("default", 1), ("heuristic", 2), ("heuristic_literal", 2)]
+    assert report.label("BPR", "heuristic_literal") == "MF (BPR)-Heuristic (literal, α = 1)"
+
+
 def test_headroom_lines_give_no_share_of_a_negative_headroom():
     groups = {(m, s): report.Group(m, s, rows=[_protocol_row(m, s, seed, v) for seed, v in enumerate(values)])
               for (m, s), values in {("GRU4Rec", "default"): (0.06, 0.07, 0.08), ("GRU4Rec", "oracle"): (0.05, 0.06, 0.075),
