@@ -169,9 +169,70 @@ def test_explicit_negatives_belong_to_explicit_credit():
         SCHEMES.get("autodenoise_h")(FakeConfig(explicit_negatives=1), CPU)
 
 
-def test_a_short_run_with_stray_rows(tmp_path):
+@pytest.mark.parametrize("labels", ["rating", "interaction"])
+def test_a_short_run_with_stray_rows(tmp_path, labels):
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=1, explicit_negatives=1,
-                                         controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
+                                         controller_learning_rate=0.01, guide_batch_size=16, explicit_labels=labels,
+                                         **EXPLICIT)
     trainer.fit(train, valid, saved=False)
     assert 0 <= trainer.history[-1]["controller_fit_mse"] < 1.5
     assert math.isfinite(trainer.history[-1]["tp_mean_weight"])
+
+
+def test_interaction_labels_make_every_rated_row_one_and_only_the_stray_rows_zero():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="interaction"), CPU)
+    guidance = FakeGuidance(0, rows=6)
+    guidance.clean_batches = FakeStream()
+    assert guidance.good.min() == 0  # low-rated rows present: labelled 1 all the same
+
+    def sample_loss(rows, with_representations=False):
+        gen = torch.Generator().manual_seed(1)
+        return SimpleNamespace(losses=torch.rand(len(rows), generator=gen), user_repr=torch.randn(len(rows), 4, generator=gen),
+                               item_repr=torch.randn(len(rows), 4, generator=gen))
+
+    guidance.sample_loss = sample_loss
+    _, labels = scheme.credit.examples(None, training_batch(0, guidance)[0])
+    assert labels.tolist() == [1.0] * 6 + [0.0] * 6
+
+
+def test_interaction_labels_teach_the_controller_to_down_weight_stray_looking_rows():
+    """A toy where stray clicks' user representation carries a mark (first column 3) and rated rows,
+    liked or not, do not: training rows with the mark lose weight, low-rated ones do not."""
+
+    class MarkedStream:
+        def unobserved(self, rows, copies):
+            return Interaction({"rating": torch.full((len(rows) * copies,), 5.0)})
+
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="interaction",
+                                                     controller_learning_rate=0.01), CPU)
+    gaps = []
+    for step in range(150):
+        guidance = FakeGuidance(step, rows=30)
+        guidance.clean_batches = MarkedStream()
+        gen = torch.Generator().manual_seed(step)
+        stray = torch.cat([torch.zeros(30), torch.ones(30)])
+        guidance.sample_loss = lambda rows, with_representations=False, gen=gen, stray=stray: SimpleNamespace(
+            losses=torch.rand(60, generator=gen), user_repr=signal_repr(stray, gen), item_repr=torch.randn(60, 4, generator=gen))
+        batch, marked = training_batch(step, guidance)
+        weights = scheme.weights(batch)
+        gaps.append((weights[marked == 0].mean() - weights[marked > 0].mean()).item())
+    assert min(gaps[-10:]) > 0.5, gaps[-10:]  # rows that look like stray clicks (good == 1 here carries the mark) lose weight
+
+
+@pytest.mark.parametrize("value", ["liked", None, 1])
+def test_explicit_labels_must_be_named(value):
+    with pytest.raises(ValueError, match=f"config key 'explicit_labels' = {value!r} is invalid: expected one of "
+                                         r"\['rating', 'interaction'\]"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels=value), CPU)
+
+
+def test_interaction_labels_need_rows_labelled_zero():
+    with pytest.raises(ValueError, match="'explicit_labels' = 'interaction' labels every rated row 1, so the fit needs rows "
+                                         "labelled 0: set explicit_negatives >= 1 \\(or explicit_canaries > 0\\)"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_labels="interaction"), CPU)
+
+
+def test_explicit_labels_belong_to_explicit_credit():
+    with pytest.raises(ValueError, match="'explicit_labels' = 'interaction' applies to controller_credit 'explicit' only "
+                                         "\\(this run uses 'epoch'\\); leave it at 'rating'"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(explicit_labels="interaction"), CPU)

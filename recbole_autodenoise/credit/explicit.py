@@ -21,6 +21,10 @@ adds each batch's canaries (label 0) and their source rows (label 1) to the fit,
 rows' own state: both trained on, so "never trained on" no longer tells them apart.
 ``explicit_weight_power`` γ applies the weights as P^γ (γ > 1 sharpens the contrast between
 likely-clean and likely-stray rows, as ADT-RL's β does for the loss) before the mean-1 rescaling.
+``explicit_labels: interaction`` labels every rated row 1, low-rated ones too, so only the stray
+clicks (and canaries) are 0s: the controller learns "a real interaction" rather than "liked", for
+models that learn from the low-rated interactions too (the sequential ones, where dropping them
+hurts); it needs ``explicit_negatives`` >= 1 or ``explicit_canaries`` > 0.
 Single-process only (it draws clean batches, as ``l2rw`` and ``meta`` do)."""
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class ExplicitCredit(SupervisedCredit):
             raise ValueError("controller_credit 'explicit' needs the explicit rows' batches: train with "
                              "AutoDenoiseTrainer (it provides Batch.guidance)")
         rows = guidance.clean_batch()
-        labels = sample_groups(rows, self.rating_field, self.threshold)["tp"]
+        labels = self._labels(rows)
         copies = self.scheme.explicit_negatives
         if copies:  # stray clicks: the same users and moments with items they never trained on, label 0
             rows = cat_interactions([rows, guidance.clean_batches.unobserved(rows, copies)])
@@ -77,6 +81,12 @@ class ExplicitCredit(SupervisedCredit):
         rows, canary = canary_labels(batch.canary, batch.row_ids)
         self._pairs = (rows, canary)
         return torch.cat([explicit, state[rows]]), torch.cat([labels, canary.to(labels.dtype)])
+
+    def _labels(self, rows) -> torch.Tensor:
+        """1 for a rated row rated >= the threshold, else 0; with ``explicit_labels: interaction``
+        1 for every rated row (the stray-click rows and canaries are the 0s)."""
+        liked = sample_groups(rows, self.rating_field, self.threshold)["tp"]
+        return torch.ones_like(liked) if self.scheme.explicit_labels == "interaction" else liked
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
         power = self.scheme.weight_power

@@ -36,6 +36,7 @@ from recbole_autodenoise.loss_store import STATES, LossStore, add_row_ids
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
 BASELINE_INITS = ("zero", "first_reward")
+EXPLICIT_LABELS = ("rating", "interaction")
 PRIORS = ("none", "adt_rl")
 
 
@@ -63,7 +64,7 @@ class ControllerScheme(WeightingScheme):
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
         "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "meta_virtual_step",
-        "explicit_negatives", "explicit_canaries", "explicit_weight_power",
+        "explicit_negatives", "explicit_canaries", "explicit_weight_power", "explicit_labels",
     )
     needs_representations = True
     learns_from_validation = True
@@ -108,18 +109,27 @@ class ControllerScheme(WeightingScheme):
         self.needs_reward = self.credit.needs_reward
 
     def _read_explicit_keys(self, config) -> None:
-        """``explicit_negatives``, ``explicit_canaries`` and ``explicit_weight_power``: explicit credit only."""
+        """``explicit_negatives``, ``explicit_canaries``, ``explicit_weight_power`` and
+        ``explicit_labels``: explicit credit only."""
         self.explicit_negatives = read_key(config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0")
         self.canary_rate = read_key(config, "explicit_canaries", fraction, "a number in [0, 1)")
         self.weight_power = read_key(config, "explicit_weight_power", positive, "a number > 0")
+        self.explicit_labels = read_key(config, "explicit_labels", lambda v: isinstance(v, str) and v in EXPLICIT_LABELS,
+                                        f"one of {list(EXPLICIT_LABELS)}")
         for key, value, neutral in (("explicit_negatives", self.explicit_negatives, 0),
                                     ("explicit_canaries", self.canary_rate, 0),
-                                    ("explicit_weight_power", self.weight_power, 1)):
+                                    ("explicit_weight_power", self.weight_power, 1),
+                                    ("explicit_labels", self.explicit_labels, "rating")):
             if value != neutral and self.credit_mode != "explicit":
                 raise ValueError(
                     f"config key {key!r} = {value!r} applies to controller_credit 'explicit' only (this run uses "
-                    f"{self.credit_mode!r}); leave it at {neutral}"
+                    f"{self.credit_mode!r}); leave it at {neutral!r}"
                 )
+        if self.explicit_labels == "interaction" and not (self.explicit_negatives or self.canary_rate):
+            raise ValueError(
+                "config key 'explicit_labels' = 'interaction' labels every rated row 1, so the fit needs rows "
+                "labelled 0: set explicit_negatives >= 1 (or explicit_canaries > 0)"
+            )
 
     def _read_loss_keys(self, config) -> None:
         """``controller_state``, ``loss_ema_decay``, ``controller_prior`` and ``adt_beta``."""
