@@ -6,7 +6,8 @@
 # come back; then, if ML1M_DATA_DIR holds ml-1m/ml-1m.inter, the same four schemes on ML-1M for
 # SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
 # AutoDenoise-S with controller_credit explicit and one stray-click row per rated row (issue 13;
-# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k).
+# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=interaction labels every
+# rated row 1).
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
@@ -29,6 +30,8 @@ props=benchmarks/properties/paper-protocol
 n=0
 noise=()
 [ "${NOISY:-0}" = 1 ] && noise=(--set noise_kind=foreign --set noise_rate=0.2)
+labels=()  # EXPLICIT_LABELS=interaction: the explicit cells label every rated row 1, stray clicks 0
+[ -n "${EXPLICIT_LABELS:-}" ] && labels=(--set "explicit_labels=$EXPLICIT_LABELS")
 launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]
   local cell_schemes=${7:-$schemes}
   # shellcheck disable=SC2086
@@ -44,7 +47,7 @@ for model in SASRec GRU4Rec; do
     # issue 13: AutoDenoise-S taught by the validation period's explicit ratings, with EXPLICIT_NEGATIVES
     # (default 1) stray-click rows per rated row, the sequential models' best variant (EXPLICIT=0 skips it)
     [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s \
-      --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}"
+      --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}" "${labels[@]}"
   done
 done
 if [ "${NOISY:-0}" != 1 ] && [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then

@@ -487,7 +487,7 @@ while (( $# )); do
     --seed-base) seed=$2; shift ;;
     --out) out=$2; shift ;;
     --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
-           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; shift ;;
+           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; [[ $2 == explicit_labels=* ]] && credit+=:${2#*=}; shift ;;
   esac
   shift
 done
@@ -565,6 +565,12 @@ def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp
     assert f"--data-path {tmp_path / 'data'} --models BPR:15 GRU4Rec:4 SASRec:3" in run and "--repetitions 3" in run
     assert summary == f"-m benchmarks.cost --summarise {out / 'ml-latest-small-cost-gpu.jsonl'}"
     assert (out / "ml-latest-small-cost-gpu.jsonl").read_text() == '{"status": "ok"}\n'
+
+
+def test_device_paper_protocol_passes_the_explicit_labels_to_the_explicit_cells_only(tmp_path):
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction")
+    rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
+    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1:interaction/noise0.2"))
 
 
 def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
