@@ -16,8 +16,9 @@ seconds of each training and validation phase (validation includes the controlle
 and update; CPU seconds count the work where other jobs share the cores: run with
 OMP_NUM_THREADS=1), of the wall seconds (``AutoDenoiseTrainer.history``), the peak RSS and, on a
 GPU (``--device cuda``), the peak GPU memory allocated. On a GPU the process CPU seconds count only
-the host's share of the work: read the wall and GPU-memory columns there. Ratios are taken against Default of the same variant, model and repetition (paired) and reported
-as the median over repetitions with their range (min-max).
+the host's share of the work: read the wall and GPU-memory columns there. Ratios are taken against
+Default of the same variant, model and repetition (paired) and reported as the median over
+repetitions with their range (min-max).
 """
 
 from __future__ import annotations
