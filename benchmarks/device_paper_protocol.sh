@@ -7,7 +7,7 @@
 # SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
 # AutoDenoise-S with controller_credit explicit and one stray-click row per rated row (issue 13;
 # EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=interaction labels every
-# rated row 1).
+# rated row 1; 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change).
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
@@ -45,9 +45,11 @@ for model in SASRec GRU4Rec; do
   for seed in $(seq 2020 $((2020 + seeds - 1))); do
     launch ml-latest-small "$data" "$model" "$seed" 1 "$props"
     # issue 13: AutoDenoise-S taught by the validation period's explicit ratings, with EXPLICIT_NEGATIVES
-    # (default 1) stray-click rows per rated row, the sequential models' best variant (EXPLICIT=0 skips it)
+    # (default 1) stray-click rows per rated row and 512-row guide batches, the sequential models' best
+    # variant (EXPLICIT=0 skips it)
     [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s \
-      --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}" "${labels[@]}"
+      --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}" \
+      --set "guide_batch_size=${GUIDE_BATCH_SIZE:-512}" "${labels[@]}"
   done
 done
 if [ "${NOISY:-0}" != 1 ] && [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then

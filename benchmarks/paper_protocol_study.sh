@@ -17,7 +17,8 @@
 #       noisy  - issue 13's noisy study: MODEL (default GRU4Rec) with 20 % foreign noise in training
 #                (noise_kind foreign, noise_rate 0.2) x (default, adt_rl, dcf, autodenoise_s, and
 #                AutoDenoise-S with explicit credit, one stray-click row per rated row, 512-row guide
-#                batches) x SEEDS (default 3), into OUT (default <dataset>-noisy.jsonl)
+#                batches, under explicit_labels rating and interaction) x SEEDS (default 3), into OUT
+#                (default <dataset>-noisy.jsonl)
 #       models - issue 16's check of models beyond the paper's: LightGCN and NeuMF x (default, adt_rl,
 #                autodenoise_s) x SEEDS (default 3), RecBole's default learning rate, the scheme
 #                settings tuned on BPR
@@ -86,9 +87,12 @@ case "$step" in
     noisy_cells=(--set noise_kind=foreign --set noise_rate=0.2 --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}")
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
       --schemes default adt_rl dcf autodenoise_s "${noisy_cells[@]}"
+    explicit=(--schemes autodenoise_s --set controller_credit=explicit --set explicit_negatives=1 --set guide_batch_size=512)
+    # the rating labels (the key's default, left unset so earlier rows still match), then interaction
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
-      --schemes autodenoise_s "${noisy_cells[@]}" --set controller_credit=explicit --set explicit_negatives=1 \
-      --set guide_batch_size=512 ;;
+      "${explicit[@]}" "${noisy_cells[@]}"
+    python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
+      "${explicit[@]}" --set explicit_labels=interaction "${noisy_cells[@]}" ;;
   models)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models LightGCN NeuMF \
       --schemes default adt_rl autodenoise_s --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}" ;;

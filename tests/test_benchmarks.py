@@ -375,19 +375,26 @@ echo "{\\"seed\\": $seed, \\"method\\": \\"$scheme\\", \\"noise\\": \\"$noise\\"
 """
 
 
+def run_with_fake_python(tmp_path, fake: str, script: str, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    """``bash benchmarks/<script> DATA_DIR ARGS...`` with ``fake`` (a bash script) as ``python``; it must exit 0."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "python").write_text(fake)
+    (fake_bin / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", **env_extra}
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "benchmarks" / script), str(tmp_path / "data"), *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_device_study_runs_one_wave_per_seed_and_returns_every_finished_row(tmp_path):
     """benchmarks/device_study.sh with a stand-in python: 12 cells per seed, each seed's wave cut at
     its deadline (a stuck cell loses only itself), all rows merged into OUT_DIR."""
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "python").write_text(FAKE_PYTHON)
-    (fake_bin / "python").chmod(0o755)
     out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "WAVE_SECONDS": "3", "TOTAL_SECONDS": "60"}
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["bash", str(root / "benchmarks/device_study.sh"), str(tmp_path / "data"), str(out), "2020,2021", "2"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    done = run_with_fake_python(tmp_path, FAKE_PYTHON, "device_study.sh", str(out), "2020,2021", "2", WAVE_SECONDS="3",
+                                TOTAL_SECONDS="60")
     assert "seed 2020: wave of 3 s done" in done.stdout and "seed 2021: wave of 3 s done" in done.stdout
     rows = [json.loads(line) for line in (out / "gpu-study.jsonl").read_text().splitlines()]
     methods = {"default", "adt_rl", "l2rw", "autodenoise_s/epoch", "autodenoise_s/user", "autodenoise_s/meta"}
@@ -487,7 +494,8 @@ while (( $# )); do
     --seed-base) seed=$2; shift ;;
     --out) out=$2; shift ;;
     --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
-           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; [[ $2 == explicit_labels=* ]] && credit+=:${2#*=}; shift ;;
+           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; [[ $2 == explicit_labels=* ]] && credit+=:${2#*=}
+           [[ $2 == guide_batch_size=* ]] && credit+=@${2#*=}; shift ;;
   esac
   shift
 done
@@ -498,20 +506,12 @@ echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $se
 
 def run_device_paper_protocol(tmp_path, seeds: str, **env_extra) -> Path:
     """The device script against FAKE_TABLE3, with ML-1M data present and a 4-second deadline; its OUT_DIR."""
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "python").write_text(FAKE_TABLE3)
-    (fake_bin / "python").chmod(0o755)
     ml1m = tmp_path / "ml1m"
     (ml1m / "ml-1m").mkdir(parents=True)
     (ml1m / "ml-1m" / "ml-1m.inter").write_text("x")
     out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "TOTAL_SECONDS": "4", "ML1M_DATA_DIR": str(ml1m),
-           **env_extra}
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["bash", str(root / "benchmarks/device_paper_protocol.sh"), str(tmp_path / "data"), str(out), seeds],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    run_with_fake_python(tmp_path, FAKE_TABLE3, "device_paper_protocol.sh", str(out), seeds, TOTAL_SECONDS="4",
+                         ML1M_DATA_DIR=str(ml1m), **env_extra)
     return out
 
 
@@ -525,7 +525,7 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
     out = run_device_paper_protocol(tmp_path, "2")
     assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
     rows = [(r["dataset"], r["model"], r["seed"], r["credit"]) for r in device_rows(out)]
-    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit+1")
+    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit+1@512")
                 if (m, s) != ("GRU4Rec", 2021)}
     expected |= {("ml-1m", m, 2020, "epoch") for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
     assert sorted(rows) == sorted(expected)  # each cell once
@@ -536,12 +536,12 @@ def test_device_paper_protocol_noisy_mode_adds_foreign_noise_to_every_cell_and_s
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1")
     rows = sorted((r["dataset"], r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted(("ml-latest-small", m, c) for m in ("SASRec", "GRU4Rec")
-                          for c in ("epoch/noise0.2", "explicit+1/noise0.2"))
+                          for c in ("epoch/noise0.2", "explicit+1@512/noise0.2"))
 
 
 FAKE_COST = """#!/usr/bin/env bash
 # stands in for `python -m benchmarks.cost ...`: records its arguments; a run writes one row
-echo "$*" >> "$FAKE_COST_ARGS"
+echo "$*" >> "$FAKE_ARGS"
 out=
 while (( $# )); do [[ $1 == --out ]] && out=$2; shift; done
 [ -n "$out" ] && echo '{"status": "ok"}' >> "$out"
@@ -550,16 +550,8 @@ exit 0
 
 
 def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp_path):
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "python").write_text(FAKE_COST)
-    (fake_bin / "python").chmod(0o755)
     calls, out = tmp_path / "calls.txt", tmp_path / "out"
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "FAKE_COST_ARGS": str(calls)}
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["bash", str(root / "benchmarks/device_cost.sh"), str(tmp_path / "data"), str(out), "3"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    run_with_fake_python(tmp_path, FAKE_COST, "device_cost.sh", str(out), "3", FAKE_ARGS=str(calls))
     run, summary = calls.read_text().splitlines()
     assert run.startswith("-m benchmarks.cost --device cuda --dataset ml-latest-small")
     assert f"--data-path {tmp_path / 'data'} --models BPR:15 GRU4Rec:4 SASRec:3" in run and "--repetitions 3" in run
@@ -570,7 +562,28 @@ def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp
 def test_device_paper_protocol_passes_the_explicit_labels_to_the_explicit_cells_only(tmp_path):
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
-    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1:interaction/noise0.2"))
+    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1@512:interaction/noise0.2"))
+
+
+RECORDING_PYTHON = """#!/usr/bin/env bash
+# stands in for python: records its arguments, one line a call
+echo "$*" >> "$FAKE_ARGS"
+"""
+
+
+def test_paper_protocol_study_noisy_step_runs_the_baselines_and_both_explicit_label_variants(tmp_path):
+    calls, out = tmp_path / "calls.txt", tmp_path / "noisy.jsonl"
+    run_with_fake_python(tmp_path, RECORDING_PYTHON, "paper_protocol_study.sh", "noisy", "2", FAKE_ARGS=str(calls),
+                         OUT=str(out))
+    baselines, rating, interaction = calls.read_text().splitlines()
+    for call in (baselines, rating, interaction):
+        assert call.startswith("-m benchmarks.table3 --dataset ml-latest-small") and f"--out {out} --models GRU4Rec" in call
+        assert call.endswith("--set noise_kind=foreign --set noise_rate=0.2 --seeds 2 --seed-base 2020")
+    assert "--schemes default adt_rl dcf autodenoise_s --set noise_kind" in baselines
+    explicit = ("--schemes autodenoise_s --set controller_credit=explicit --set explicit_negatives=1 "
+                "--set guide_batch_size=512")
+    assert explicit in rating and "explicit_labels" not in rating  # the default labels: earlier rows still match
+    assert f"{explicit} --set explicit_labels=interaction --set noise_kind" in interaction
 
 
 def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
