@@ -8,12 +8,14 @@ with the same settings finds its finished cells and a changed setting never reus
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -190,10 +192,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_commit() -> str | None:
+def git_commit(root: Path = REPO_ROOT) -> str | None:
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     if head.returncode != 0:
@@ -213,38 +215,97 @@ and raises on failure."""
 
 
 class CellFailed(RuntimeError):
-    pass
+    def __init__(self, message: str, resumable: bool = False) -> None:
+        super().__init__(message)
+        self.resumable = resumable  # stopped from outside (a signal, the timeout): its state is worth keeping
 
 
 class SubprocessRunner:
     """Runs each cell as ``python -m benchmarks.cell`` in a fresh process and a scratch folder
     (RecBole writes ./log and ./saved), so peak memory is the cell's own; its output goes to
-    ``log_dir/<cell>.log``."""
+    ``log_dir/<cell>.log``.
+
+    With ``resumable``, the scratch folder is ``log_dir/<cell>.work`` and outlives a cell stopped
+    from outside (killed by a signal, or past ``timeout``): the next run of the cell continues from
+    its ``saved/*-latest.pth`` (the trainer's state after its last finished epoch, from which a run
+    ends exactly as an uninterrupted one), so a cell longer than a session is split across
+    sessions. A cell that fails by itself (an exception, exit status > 0) starts afresh next time;
+    one whose results were written after its parent died (an orphaned child) is taken as finished;
+    one last run by another commit of the code starts afresh. A lock held by the child keeps two
+    processes off one folder."""
 
     def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
-                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell")) -> None:
+                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell"), resumable: bool = False) -> None:
         self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
         self.root = Path(root)  # the checkout whose plugin (and benchmarks.cell) the cell imports
         self.cell = list(cell)  # how the child is started: a module or a script path
+        self.resumable = resumable
 
     def __call__(self, cell: Cell) -> dict[str, Any]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / (cell.key.replace("|", "_") + ".log")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])))
+        name = cell.key.replace("|", "_")
+        if self.resumable:
+            return self._resumable(cell, self.log_dir / f"{name}.work", self.log_dir / f"{name}.log")
         with tempfile.TemporaryDirectory(prefix="bench-cell-") as scratch:
-            spec, out = Path(scratch) / "spec.json", Path(scratch) / "out.json"
-            spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset,
-                                        "config_files": list(cell.config_files), "config_dict": cell.config_dict()}))
-            with open(log_path, "w", encoding="utf-8") as log:
+            return self._run(cell, Path(scratch), self.log_dir / f"{name}.log")
+
+    def _resumable(self, cell: Cell, work: Path, log_path: Path) -> dict[str, Any]:
+        work.mkdir(exist_ok=True)
+        with open(work / "lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CellFailed(f"{work} is in use: the cell still runs in another process") from None
+            self._start_afresh_unless_same_code(work)
+            if (work / "out.json").is_file():  # finished by a child whose parent died
+                outcome = json.loads((work / "out.json").read_text(encoding="utf-8"))
+            else:
                 try:
-                    proc = subprocess.run([self.python, *self.cell, str(spec), str(out)], cwd=scratch,
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout)
-                except subprocess.TimeoutExpired:
-                    raise CellFailed(f"timed out after {self.timeout} s; log: {log_path}") from None
-            if proc.returncode != 0 or not out.exists():
-                tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-                raise CellFailed(f"exit status {proc.returncode}; log: {log_path}\n{tail}")
-            return json.loads(out.read_text(encoding="utf-8"))
+                    outcome = self._run(cell, work, log_path, resume=latest_checkpoint(work / "saved"), lock=lock)
+                except CellFailed as failure:
+                    if not failure.resumable:
+                        shutil.rmtree(work)
+                    raise
+            shutil.rmtree(work)
+            return outcome
+
+    def _start_afresh_unless_same_code(self, work: Path) -> None:
+        """A folder last run by another commit (uncommitted edits aside: a study's rows make the tree
+        dirty) is emptied, its lock kept."""
+        stamp, commit = work / "code.txt", str(git_commit(self.root)).removesuffix("+dirty")
+        if stamp.is_file() and stamp.read_text(encoding="utf-8") != commit:
+            for entry in work.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                elif entry.name != "lock":
+                    entry.unlink()
+        stamp.write_text(commit, encoding="utf-8")
+
+    def _run(self, cell: Cell, scratch: Path, log_path: Path, resume: Path | None = None, lock=None) -> dict[str, Any]:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])))
+        spec, out = scratch / "spec.json", scratch / "out.json"
+        spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset, "config_files": list(cell.config_files),
+                                    "config_dict": cell.config_dict(), "resume": str(resume) if resume else None}))
+        with open(log_path, "a" if resume else "w", encoding="utf-8") as log:
+            if resume:
+                log.write(f"\n===== resumed from {resume} =====\n")
+                log.flush()
+            try:
+                proc = subprocess.run([self.python, *self.cell, str(spec), str(out)], cwd=scratch, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT, timeout=self.timeout,
+                                      pass_fds=(lock.fileno(),) if lock is not None else ())
+            except subprocess.TimeoutExpired:
+                raise CellFailed(f"timed out after {self.timeout} s; log: {log_path}", resumable=True) from None
+        if proc.returncode != 0 or not out.exists():
+            tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise CellFailed(f"exit status {proc.returncode}; log: {log_path}\n{tail}", resumable=proc.returncode < 0)
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def latest_checkpoint(saved: Path) -> Path | None:
+    """The newest ``*-latest.pth`` in ``saved`` (a cell's trainer writes one), or None."""
+    found = sorted(saved.glob("*-latest.pth"), key=lambda path: path.stat().st_mtime) if saved.is_dir() else []
+    return found[-1] if found else None
 
 
 def _duration(seconds: float) -> str:

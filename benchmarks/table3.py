@@ -41,7 +41,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                              "'benchmarks/properties/{dataset}/{model}-{scheme}.yaml'")
     parser.add_argument("--device", choices=sorted(DEVICE_OVERRIDES), default=None,
                         help="force CPU or GPU (default: RecBole's choice, GPU when available)")
-    parser.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is killed and recorded as failed")
+    parser.add_argument("--cell-timeout", type=float, default=None, help="seconds before a cell is killed and recorded as failed; "
+                             "its next run continues after its last finished epoch")
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{latest.get(cell.key, {}).get('status', 'todo'):>6}  {cell.key}  {cell.command()}")
         return 0
     command = shlex.join(["python", "-m", "benchmarks.table3", *(sys.argv[1:] if argv is None else argv)])
-    runner = SubprocessRunner(out.with_suffix(".logs"), timeout=args.cell_timeout)
+    runner = SubprocessRunner(out.with_suffix(".logs"), timeout=args.cell_timeout, resumable=True)
     counts = run_grid(cells, out, runner, command=command)
     return 1 if counts["failed"] else 0
 

@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Path("benchmarks/results/tune") / args.dataset / f"{name}.jsonl"
     command = shlex.join(["python", "-m", "benchmarks.tune", *(sys.argv[1:] if argv is None else argv)])
     tune(args.dataset, args.model, args.scheme, parse_grid(args.grid), range(args.seed_base, args.seed_base + args.seeds),
-         results, Path(args.properties_dir) / args.dataset / f"{name}.yaml", SubprocessRunner(results.with_suffix(".logs"), args.cell_timeout),
+         results, Path(args.properties_dir) / args.dataset / f"{name}.yaml",
+         SubprocessRunner(results.with_suffix(".logs"), args.cell_timeout, resumable=True),
          overrides_from(args), args.config_files, args.data_path, command)
     return 0
 
