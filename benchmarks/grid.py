@@ -243,11 +243,19 @@ class SubprocessRunner:
 
     def __call__(self, cell: Cell) -> dict[str, Any]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        name = cell.key.replace("|", "_")
+        log_path = self.log_dir / (cell.key.replace("|", "_") + ".log")
         if self.resumable:
-            return self._resumable(cell, self.log_dir / f"{name}.work", self.log_dir / f"{name}.log")
+            return self._resumable(cell, self.work_dir(cell), log_path)
         with tempfile.TemporaryDirectory(prefix="bench-cell-") as scratch:
-            return self._run(cell, Path(scratch), self.log_dir / f"{name}.log")
+            return self._run(cell, Path(scratch), log_path)
+
+    def work_dir(self, cell: Cell) -> Path:
+        """Where a resumable cell keeps its state between runs."""
+        return self.log_dir / (cell.key.replace("|", "_") + ".work")
+
+    def saved_state(self, cell: Cell) -> Path | None:
+        """The checkpoint a resumable cell's next run would continue from, if any."""
+        return latest_checkpoint(self.work_dir(cell) / "saved") if self.resumable else None
 
     def _resumable(self, cell: Cell, work: Path, log_path: Path) -> dict[str, Any]:
         work.mkdir(exist_ok=True)

@@ -52,6 +52,19 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def dry_run(cells: Sequence[Any], out: Path, runner: SubprocessRunner) -> None:
+    """Each cell's status (ok, failed, todo; ``partial`` where a stopped run left a state to continue
+    from), key and command."""
+    from benchmarks.grid import latest_rows, read_rows
+
+    latest = latest_rows(read_rows(out))
+    for cell in cells:
+        status = latest.get(cell.key, {}).get("status", "todo")
+        if status != "ok" and runner.saved_state(cell) is not None:
+            status = "partial"
+        print(f"{status:>7}  {cell.key}  {cell.command()}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser)
@@ -60,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds per (model, scheme)")
     parser.add_argument("--seed-base", type=int, default=DEFAULT_SEED, help="first seed; seeds are consecutive")
     parser.add_argument("--out", default=None, help="JSONL results (default benchmarks/results/<dataset>.jsonl)")
-    parser.add_argument("--dry-run", action="store_true", help="list the cells and whether they are finished, run nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the cells and whether they are finished (or partly run), run nothing")
     args = parser.parse_args(argv)
 
     schemes = list(SCHEMES) if args.schemes == ["all"] else args.schemes
@@ -70,15 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out or f"benchmarks/results/{args.dataset}.jsonl")
     cells = make_cells(args.dataset, args.models, schemes, range(args.seed_base, args.seed_base + args.seeds),
                        overrides_from(args), args.config_files, args.data_path)
+    runner = SubprocessRunner(out.with_suffix(".logs"), timeout=args.cell_timeout, resumable=True)
     if args.dry_run:
-        from benchmarks.grid import latest_rows, read_rows
-
-        latest = latest_rows(read_rows(out))
-        for cell in cells:
-            print(f"{latest.get(cell.key, {}).get('status', 'todo'):>6}  {cell.key}  {cell.command()}")
+        dry_run(cells, out, runner)
         return 0
     command = shlex.join(["python", "-m", "benchmarks.table3", *(sys.argv[1:] if argv is None else argv)])
-    runner = SubprocessRunner(out.with_suffix(".logs"), timeout=args.cell_timeout, resumable=True)
     counts = run_grid(cells, out, runner, command=command)
     return 1 if counts["failed"] else 0
 

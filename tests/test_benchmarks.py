@@ -151,6 +151,13 @@ def test_table3_dry_run_lists_cells(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and all(line.split()[0] == "todo" for line in lines)
     assert "--epochs=3" in lines[0] and "--gpu_id=" in lines[0]
+    key = lines[1].split()[1]  # a stopped run of the second cell left its state
+    saved = tmp_path / "r.logs" / (key.replace("|", "_") + ".work") / "saved"
+    saved.mkdir(parents=True)
+    (saved / "BPR-x-latest.pth").write_text("state")
+    table3.main(["--dataset", "d", "--models", "BPR", "--schemes", "default", "adt_rl", "--seeds", "2",
+                 "--set", "epochs=3", "--device", "cpu", "--out", str(tmp_path / "r.jsonl"), "--dry-run"])
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["todo", "partial", "todo", "todo"]
     with pytest.raises(SystemExit):
         table3.main(["--dataset", "d", "--schemes", "nope", "--dry-run"])
 
