@@ -235,7 +235,8 @@ class SubprocessRunner:
     processes off one folder."""
 
     def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
-                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell"), resumable: bool = False) -> None:
+                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell"),
+                 resumable: bool = False) -> None:
         self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
         self.root = Path(root)  # the checkout whose plugin (and benchmarks.cell) the cell imports
         self.cell = list(cell)  # how the child is started: a module or a script path
@@ -265,17 +266,22 @@ class SubprocessRunner:
             except BlockingIOError:
                 raise CellFailed(f"{work} is in use: the cell still runs in another process") from None
             self._start_afresh_unless_same_code(work)
-            if (work / "out.json").is_file():  # finished by a child whose parent died
-                outcome = json.loads((work / "out.json").read_text(encoding="utf-8"))
+            done = work / "out.json"  # there already: written by a child whose parent died
+            if done.is_file():
+                outcome = json.loads(done.read_text(encoding="utf-8"))
             else:
-                try:
-                    outcome = self._run(cell, work, log_path, resume=latest_checkpoint(work / "saved"), lock=lock)
-                except CellFailed as failure:
-                    if not failure.resumable:
-                        shutil.rmtree(work)
-                    raise
+                outcome = self._continue(cell, work, log_path, lock)
             shutil.rmtree(work)
             return outcome
+
+    def _continue(self, cell: Cell, work: Path, log_path: Path, lock) -> dict[str, Any]:
+        """Run the cell from its saved state, if any; a failure of its own empties ``work``."""
+        try:
+            return self._run(cell, work, log_path, resume=latest_checkpoint(work / "saved"), lock=lock)
+        except CellFailed as failure:
+            if not failure.resumable:
+                shutil.rmtree(work)
+            raise
 
     def _start_afresh_unless_same_code(self, work: Path) -> None:
         """A folder last run by another commit (uncommitted edits aside: a study's rows make the tree
@@ -292,8 +298,9 @@ class SubprocessRunner:
     def _run(self, cell: Cell, scratch: Path, log_path: Path, resume: Path | None = None, lock=None) -> dict[str, Any]:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])))
         spec, out = scratch / "spec.json", scratch / "out.json"
-        spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset, "config_files": list(cell.config_files),
-                                    "config_dict": cell.config_dict(), "resume": str(resume) if resume else None}))
+        spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset,
+                                    "config_files": list(cell.config_files), "config_dict": cell.config_dict(),
+                                    "resume": str(resume) if resume else None}))
         with open(log_path, "a" if resume else "w", encoding="utf-8") as log:
             if resume:
                 log.write(f"\n===== resumed from {resume} =====\n")

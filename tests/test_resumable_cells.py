@@ -135,7 +135,8 @@ raise SystemExit(main(sys.argv[1:]))
 def test_a_real_cell_killed_mid_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     """BPR + AutoDenoise-S (controller, REINFORCE state, RNG) on a tiny data set, 4 epochs."""
     rng = random.Random(0)
-    rows = [(u, i, rng.randint(1, 5), 1000 * u + t) for u in range(1, 61) for t, i in enumerate(rng.sample(range(1, 61), 30))]
+    rows = [(u, i, rng.randint(1, 5), 1000 * u + t)
+            for u in range(1, 61) for t, i in enumerate(rng.sample(range(1, 61), 30))]
     write_inter(tmp_path, "tiny", rows)
     cell = make_cells("tiny", ["BPR"], ["autodenoise_s"], [2020],
                       {"epochs": 4, "stopping_step": 10, "show_progress": False, "state": "WARNING", "gpu_id": ""},
