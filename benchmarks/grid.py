@@ -244,7 +244,7 @@ class SubprocessRunner:
 
     def __call__(self, cell: Cell) -> dict[str, Any]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / (cell.key.replace("|", "_") + ".log")
+        log_path = self.log_dir / f"{file_name(cell)}.log"
         if self.resumable:
             return self._resumable(cell, self.work_dir(cell), log_path)
         with tempfile.TemporaryDirectory(prefix="bench-cell-") as scratch:
@@ -252,7 +252,7 @@ class SubprocessRunner:
 
     def work_dir(self, cell: Cell) -> Path:
         """Where a resumable cell keeps its state between runs."""
-        return self.log_dir / (cell.key.replace("|", "_") + ".work")
+        return self.log_dir / f"{file_name(cell)}.work"
 
     def saved_state(self, cell: Cell) -> Path | None:
         """The checkpoint a resumable cell's next run would continue from, if any."""
@@ -315,6 +315,11 @@ class SubprocessRunner:
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
             raise CellFailed(f"exit status {proc.returncode}; log: {log_path}\n{tail}", resumable=proc.returncode < 0)
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def file_name(cell: Cell) -> str:
+    """The cell's key as a file name: its log and its state folder are named after it."""
+    return cell.key.replace("|", "_")
 
 
 def latest_checkpoint(saved: Path) -> Path | None:

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.grid import DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, SubprocessRunner, make_cells, run_grid
+from benchmarks.grid import (DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, SubprocessRunner, latest_rows, make_cells, read_rows,
+                             run_grid)
 from recbole_autodenoise.config import parse_cli_value
 
 DEVICE_OVERRIDES = {"cpu": {"gpu_id": ""}, "cuda": {"gpu_id": "0"}}  # RecBole 1.2.1 picks the device from gpu_id
@@ -55,8 +56,6 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def dry_run(cells: Sequence[Any], out: Path, runner: SubprocessRunner) -> None:
     """Each cell's status (ok, failed, todo; ``partial`` where a stopped run left a state to continue
     from), key and command."""
-    from benchmarks.grid import latest_rows, read_rows
-
     latest = latest_rows(read_rows(out))
     for cell in cells:
         status = latest.get(cell.key, {}).get("status", "todo")
