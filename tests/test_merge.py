@@ -59,7 +59,7 @@ def test_rows_of_another_data_set_are_refused_and_nothing_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"ml-1m.*own file"):
         merge.merge(dst, [src])
     assert dst.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl", "study.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "study.jsonl"]
 
 
 def test_a_missing_source_is_named_and_the_command_line_says_what_it_took(tmp_path, capsys):
