@@ -9,14 +9,18 @@ Default row, does not change the run and so does not split a variant). Each vari
 seed by seed, with each reference scheme (``--against``, default: Default, ADT-RL and DCF) run
 under the same model and condition and no other override: mean ± sample std of each metric under each test
 protocol the rows hold (``results.test_by_protocol``), the change in % and the paired t-test p over
-the seeds both finished. Mean weights of true / false positives (/ injected rows) come beside.
+the seeds both finished; where both sides' runs kept per-query ranks (``results.per_query``), also
+a paired t-test over the queries, each query's metric averaged over those seeds. Mean weights of true / false positives (/ injected rows) come beside.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections import defaultdict
 from typing import Any, Sequence
+
+from scipy import stats
 
 from benchmarks.grid import latest_rows, read_rows
 from benchmarks.report import SCHEME_LABEL, fmt_p, mean, paired_p, rel, std
@@ -88,7 +92,28 @@ def cell(group, reference, protocol: str, metric: str) -> str:
     change = rel(mean([mine[s] for s in seeds]), mean([theirs[s] for s in seeds])) if seeds else None
     if change is None:
         return text
-    return f"{text} ({change:+.1f} %, p = {fmt_p(paired_p(mine, theirs))})"
+    return f"{text} ({change:+.1f} %, p = {fmt_p(paired_p(mine, theirs))}{per_query_text(group, reference, seeds, protocol, metric)})"
+
+
+def query_means(group, seeds: Sequence[int], protocol: str, metric: str) -> tuple[str, Any] | None:
+    """(the queries' digest, each query's metric averaged over ``seeds``), where every one of those
+    runs kept the protocol's per-query record over the same queries in the same order."""
+    from recbole_autodenoise.evaluation.per_query import metric_per_query
+
+    records = [group[s]["results"].get("per_query", {}).get(protocol) for s in seeds]
+    if not records or any(r is None for r in records) or len({r["users_digest"] for r in records}) != 1:
+        return None
+    return records[0]["users_digest"], sum(metric_per_query(r, metric) for r in records) / len(records)
+
+
+def per_query_text(group, reference, seeds: Sequence[int], protocol: str, metric: str) -> str:
+    """``; per query p = ..., Q x S``: a paired t-test over the queries, each query's metric averaged
+    over the S seeds both ran; empty where either side lacks per-query records (older rows)."""
+    mine, theirs = query_means(group, seeds, protocol, metric), query_means(reference, seeds, protocol, metric)
+    if mine is None or theirs is None or mine[0] != theirs[0]:
+        return ""
+    p = stats.ttest_rel(mine[1], theirs[1]).pvalue
+    return f"; per query p = {fmt_p(None if math.isnan(p) else float(p))}, {len(mine[1])} × {len(seeds)}"
 
 
 def weights(group: dict[int, dict[str, Any]]) -> str:

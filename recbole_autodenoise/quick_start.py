@@ -198,11 +198,14 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
     test = _lowered(test_result)
-    test_by_protocol = {
-        name: test if loader is test_data
-        else _lowered(trainer.evaluate(loader, load_best_model=False, show_progress=show_progress))
-        for name, loader in test_data.by_protocol.items()
-    }  # the same trained model under every protocol
+    per_query = {config["eval_protocol"]: trainer.last_per_query}
+    test_by_protocol = {}
+    for name, loader in test_data.by_protocol.items():  # the same trained model under every protocol
+        if loader is test_data:
+            test_by_protocol[name] = test
+            continue
+        test_by_protocol[name] = _lowered(trainer.evaluate(loader, load_best_model=False, show_progress=show_progress))
+        per_query[name] = trainer.last_per_query
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
     keys = plugin_keys()
@@ -221,6 +224,8 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},
         "test": test,
         "test_by_protocol": test_by_protocol,
+        # the protocols whose queries hold one positive each: ranks to pair methods query by query
+        "per_query": {name: found for name, found in per_query.items() if found is not None},
         "weight_study": trainer.weight_study(),
         "stopping": trainer.stopping_summary(),
         "timing": {

@@ -45,6 +45,7 @@ from recbole_autodenoise.checkpoints import (
 from recbole_autodenoise.config import positive, read_key
 from recbole_autodenoise.data.dataloader import InteractionFullSortEvalDataLoader
 from recbole_autodenoise.diagnostics import Diagnosis, sample_groups
+from recbole_autodenoise.evaluation import per_query
 from recbole_autodenoise.evaluation.per_user import CleanAUC
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
 from recbole_autodenoise.losses import PerSampleLoss
@@ -158,6 +159,9 @@ class AutoDenoiseTrainer(Trainer):
         # under DDP every rank reads the best model rank 0 writes
         self.saved_model_file = distributed.broadcast_object(unique_checkpoint_file(self.checkpoint_dir, config["model"]))
         self.latest_model_file = latest_file(self.saved_model_file)
+        self.evaluator = per_query.RecordingEvaluator(config)
+        self._query_users: list[torch.Tensor] | None = None  # each evaluated row's user, during evaluate()
+        self.last_per_query: dict[str, Any] | None = None  # ``per_query.record`` of the last evaluation
         self.best_epoch: int | None = None
         self.resumed_from: str | None = None
         self._saving = False
@@ -392,6 +396,8 @@ class AutoDenoiseTrainer(Trainer):
     def _full_sort_batch_eval(self, batched_data):
         """RecBole's, plus the clean AUC of the scores while a validation pass collects it."""
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self._query_users is not None:
+            self._query_users.append(interaction[self.config["USER_ID_FIELD"]].cpu())
         if self._collect_auc is not None:
             self._collect_auc.add(interaction, scores, positive_u, positive_i)
         return interaction, scores, positive_u, positive_i
@@ -532,7 +538,8 @@ class AutoDenoiseTrainer(Trainer):
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         """RecBole's, with the best model read through the checksummed, ``weights_only`` loader.
-        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files)."""
+        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files).
+        Keeps the evaluation's per-query ranks in ``last_per_query`` (``evaluation.per_query``)."""
         check_whole_set(eval_data, self.config)
         if load_best_model and eval_data:
             checkpoint_file = model_file or self.saved_model_file
@@ -544,7 +551,13 @@ class AutoDenoiseTrainer(Trainer):
             if distributed.is_distributed(self.config):
                 distributed.broadcast_module(self.model)
                 self.model.load_other_parameter(distributed.broadcast_object(self.model.other_parameter()))
-        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        self._query_users, self.evaluator.last_topk = [], None
+        try:
+            result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        finally:
+            users, self._query_users = self._query_users, None
+        self.last_per_query = per_query.record(self.evaluator.last_topk, torch.cat(users) if users else torch.empty(0))
+        return result
 
     # --- results --------------------------------------------------------------------------
     def weight_study(self) -> dict[str, Any]:

@@ -79,3 +79,37 @@ def test_no_reference_fails_clearly():
     with pytest.raises(SystemExit, match="no finished rows with a reference scheme"):
         compare.render(rows(), None, ["dcf"])
     assert math.isfinite(compare.mean([1.0]))
+
+
+def with_ranks(found: dict, ranks: list[int], digest: str = "q") -> dict:
+    """``found`` plus a user_first per-query record: query i's positive at rank ranks[i] (0: outside the top 50)."""
+    record = {"queries": len(ranks), "top_k": 50, "users_digest": digest,
+              "hits": [[q, r] for q, r in enumerate(ranks) if r]}
+    return {**found, "results": {**found["results"], "per_query": {"user_first": record}}}
+
+
+MY_RANKS = {2020: [1, 3, 0, 2, 25], 2021: [1, 1, 8, 0, 2]}
+THEIR_RANKS = {2020: [2, 4, 0, 9, 1], 2021: [3, 0, 8, 0, 40]}
+
+
+def ndcg20(ranks: list[int]) -> list[float]:
+    return [1 / math.log2(r + 1) if 0 < r <= 20 else 0.0 for r in ranks]
+
+
+def test_per_query_p_pairs_each_querys_mean_over_the_common_seeds():
+    mine = [with_ranks(row("autodenoise_s", s, 0.05), r) for s, r in MY_RANKS.items()]
+    theirs = [with_ranks(row("default", s, 0.04), r) for s, r in THEIR_RANKS.items()]
+    theirs.append(with_ranks(row("default", 2022, 0.04), [1, 1, 1, 1, 1]))  # no partner seed: left out
+    line = next(l for l in compare.render(mine + theirs, None, ["default"]).splitlines() if l.startswith("| AutoDenoise-S |"))
+    means = [[sum(v) / 2 for v in zip(*(ndcg20(r) for r in side.values()))] for side in (MY_RANKS, THEIR_RANKS)]
+    p = stats.ttest_rel(*means).pvalue
+    assert f"; per query p = {p:.3f}, 5 × 2)" in line
+    assert line.count("per query") == 2  # NDCG@20 and Recall@20 under user_first; interaction kept none
+
+
+def test_no_per_query_p_where_a_side_lacks_records_or_other_queries_were_ranked():
+    mine = [with_ranks(row("autodenoise_s", s, 0.05), r) for s, r in MY_RANKS.items()]
+    older = [row("default", s, 0.04) for s in MY_RANKS]
+    other = [with_ranks(row("default", s, 0.04), r, digest="other") for s, r in THEIR_RANKS.items()]
+    for theirs in (older, other):
+        assert "per query" not in compare.render(mine + theirs, None, ["default"])

@@ -13,6 +13,7 @@ import torch
 from recbole.utils import init_seed
 
 from recbole_autodenoise import create_dataset, data_preparation, make_config
+from recbole_autodenoise.evaluation.per_query import metric_per_query
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.model import get_model
 from recbole_autodenoise.trainer import AutoDenoiseTrainer
@@ -104,6 +105,10 @@ def check_one_epoch(config, recommender, loaders) -> AutoDenoiseTrainer:
     assert set(result) == {f"{m}@{k}" for m in ("precision", "recall", "f1", "ndcg") for k in (5, 10)}
     assert all(math.isfinite(v) and 0 <= v <= 1 for v in result.values()), result
     assert result["ndcg@10"] > 0, result  # one epoch on 30 items ranks some held-out item in the top 10
+    record = trainer.last_per_query  # user_first: one positive per query, each query's rank kept
+    assert record is not None and record["queries"] == len(test_data._dataset)
+    for metric in ("ndcg@10", "recall@5"):  # RecBole rounds to 4 places
+        assert abs(metric_per_query(record, metric).mean() - result[metric]) <= 0.5e-4 + 1e-12, metric
     for name, parameter in recommender.named_parameters():
         assert torch.isfinite(parameter).all(), name
     return trainer

@@ -233,3 +233,20 @@ def test_ml_latest_small_has_one_query_per_user_and_recalls_in_604ths(ml_latest_
     for name, values in results["test_by_protocol"].items():
         assert all(np.isfinite(v) and 0 <= v <= 1 for v in values.values()), name
     assert results["test_by_protocol"]["interaction"] != test
+
+
+def test_per_query_ranks_give_each_protocols_reported_metrics(ml_latest_small):
+    """The per-query record of a run's test set is the one RecBole scored: its mean NDCG@20 and
+    Recall@20 are the reported ones; ``user`` (several positives per query) keeps none."""
+    from recbole_autodenoise.evaluation.per_query import metric_per_query
+
+    results = ml_latest_small
+    found = results["per_query"]
+    assert set(found) == {"user_first", "interaction"}
+    assert found["user_first"]["queries"] == QUERIES and found["user_first"]["top_k"] == 50
+    assert found["interaction"]["queries"] > 10 * QUERIES  # one query per clean test interaction
+    for name, record in found.items():
+        assert all(0 <= q < record["queries"] and 1 <= rank <= 50 for q, rank in record["hits"])
+        for metric in ("ndcg@20", "recall@20", "ndcg@50"):
+            per_query = metric_per_query(record, metric)
+            assert per_query.mean() == pytest.approx(results["test_by_protocol"][name][metric], abs=1e-11), (name, metric)
