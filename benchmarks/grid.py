@@ -229,7 +229,7 @@ class SubprocessRunner:
     from outside (killed by a signal, or past ``timeout``): the next run of the cell continues from
     its ``saved/*-latest.pth`` (the trainer's state after its last finished epoch, from which a run
     ends exactly as an uninterrupted one), so a cell longer than a session is split across
-    sessions. A cell that fails by itself (an exception, exit status > 0) starts afresh next time;
+    sessions where the folder survives between them. A cell that fails by itself (an exception, exit status > 0) starts afresh next time;
     one whose results were written after its parent died (an orphaned child) is taken as finished;
     one last run by another commit of the code starts afresh. A lock held by the child keeps two
     processes off one folder."""
