@@ -1,4 +1,4 @@
-"""Report: ``python -m benchmarks.report benchmarks/results/ml-latest-small.jsonl --out docs/results.md``.
+"""Report: ``python -m benchmarks.report benchmarks/results/ml-latest-small.jsonl --out docs/table3.md``.
 
 Writes the Markdown report, a CSV beside it (same units: P/R/NDCG in %, F1 as a fraction, like the
 paper's Table 3) and, when matplotlib is installed, PNG figures beside it. Statistics are over
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from scipy import stats
+
+from recbole_autodenoise.files import atomic_write
 
 from benchmarks.grid import AUTODENOISE, BASELINES, SCHEMES, latest_rows, read_rows
 from benchmarks.paper import METRICS, PAPER_DATASET, PAPER_ROWS, PAPER_WEIGHTS, TRUNCATED
@@ -369,8 +371,21 @@ def headroom_lines(groups: dict[tuple[str, str], Group], models: Sequence[str]) 
             "A diagnostic that reads the ratings, not a method: how much perfect denoising changes clean-test NDCG@20.", ""] + lines + [""]
 
 
+MARK = "by `python -m benchmarks.report"  # in every report's third line
+CSV_HEADER = "model,scheme,source,n_seeds,"
+
+
+def check_out(out: Path) -> None:
+    """Refuse to overwrite a file this module did not write (docs/results.md is written by hand)."""
+    for path, mark in ((out, MARK), (out.with_suffix(".csv"), CSV_HEADER)):
+        if path.exists() and mark not in path.read_text(encoding="utf-8", errors="replace")[:4096]:
+            raise ValueError(f"--out: {path} exists and was not written by benchmarks.report; refusing to "
+                             "overwrite it (name a new file, or remove this one first)")
+
+
 def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str], source: str = "") -> dict[str, Any]:
     """Write ``out`` (Markdown), its CSV and figures; return a summary (used by the tests)."""
+    check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     other_groups: dict[tuple[str, str, str], Group] = {}
     groups = main_groups(rows, notes, other_groups)
@@ -547,7 +562,8 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
               f"Cells finished: {finished[0] if finished else '–'} to {finished[-1] if finished else '–'}; code: {', '.join(commits)}.", ""]
     if notes:
         lines += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
-    out.write_text("\n".join(lines), encoding="utf-8")
+    with atomic_write(out) as handle:
+        handle.write("\n".join(lines))
 
     # CSV beside it.
     csv_path = out.with_suffix(".csv")
@@ -556,7 +572,7 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
         fields += [m, f"{m}_std", f"{m}_rel_vs_default_pct", f"{m}_p_vs_default", f"{m}_p_vs_best_baseline"]
     fields += ["epoch_seconds", "epoch_time_ratio", "train_seconds_per_epoch", "train_time_ratio", "memory_mb",
                "memory_ratio", "memory_kind", "machine", "tp_mean_weight", "fp_mean_weight"]
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(csv_path) as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for g in ordered_groups:
@@ -580,13 +596,18 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="JSONL file(s) written by benchmarks.table3 (rows are merged)")
-    parser.add_argument("--out", default="docs/results.md")
+    parser.add_argument("--out", required=True, help="the report's Markdown file (its CSV goes beside it); "
+                        "an existing file is replaced only if benchmarks.report wrote it")
     parser.add_argument("--dataset", default=None, help="which data set of the JSONL (default: its only one)")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable), "
                         "e.g. how a device run was launched")
     parser.add_argument("--protocol", default=None, help="report each run's test set under this eval protocol "
                         "(results' test_by_protocol: user_first, interaction, user) instead of its configured one")
     args = parser.parse_args(argv)
+    try:
+        check_out(Path(args.out))
+    except ValueError as error:
+        parser.error(str(error))
     dataset, rows, notes = load(args.results, args.dataset)
     notes = list(args.note) + notes
     if args.protocol:

@@ -1,7 +1,7 @@
 """The beyond-the-paper part of the report (issue 5): what injected noise costs Default, how the
 credit modes and baselines compare on clean and noisy data with the guide/select split, and what
 the diagnostics say about the clean gradient. Built from the cells that set a study key
-(``report.STUDY_KEYS``); ``report.build`` appends it to docs/results.md."""
+(``report.STUDY_KEYS``); ``report.build`` appends it to the report it writes."""
 
 from __future__ import annotations
 

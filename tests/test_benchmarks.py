@@ -263,6 +263,34 @@ def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path
         report.load([main, other])
 
 
+def test_report_replaces_its_own_report_and_refuses_a_hand_written_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    results = make_result_set(tmp_path)
+    with pytest.raises(SystemExit) as error:  # no --out: nothing is written anywhere by default
+        report.main([str(results)])
+    assert error.value.code == 2 and "--out" in capsys.readouterr().err
+
+    out = tmp_path / "table3.md"
+    assert report.main([str(results), "--out", str(out)]) == 0
+    out.write_text(out.read_text() + "stale line\n")
+    assert report.main([str(results), "--out", str(out)]) == 0  # its own report is replaced
+    written = out.read_text()
+    assert written.startswith("# AutoDenoise benchmark") and "stale line" not in written
+
+    hand = tmp_path / "results.md"
+    hand.write_text("# Results\n\nwritten by hand\n")
+    with pytest.raises(SystemExit) as error:
+        report.main([str(results), "--out", str(hand)])
+    assert error.value.code == 2 and "was not written by benchmarks.report" in capsys.readouterr().err
+    assert hand.read_text() == "# Results\n\nwritten by hand\n" and not hand.with_suffix(".csv").exists()
+
+    out.with_suffix(".csv").write_text("a,b\n1,2\n")  # a foreign CSV where the report's would go
+    with pytest.raises(ValueError, match="table3.csv exists and was not written"):
+        report.build(report.load([str(results)])[1], "ml-latest-small", out, [])
+    assert out.read_text() == written  # refused before anything was written
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
 def statistics_mean(results: Path, scheme: str, metric: str) -> float:
     rows = [r for r in latest_rows(read_rows(results)).values() if r["scheme"] == scheme and r["status"] == "ok"]
     return sum(r["results"]["test"][metric] for r in rows) / len(rows)
