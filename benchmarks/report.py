@@ -23,10 +23,11 @@ from scipy import stats
 from recbole_autodenoise.files import atomic_write
 
 from benchmarks.grid import AUTODENOISE, BASELINES, SCHEMES, latest_rows, read_rows
-from benchmarks.paper import METRICS, PAPER_DATASET, PAPER_ROWS, PAPER_WEIGHTS, TRUNCATED
+from benchmarks.paper import METRICS, PAPER_TABLES, PAPER_WEIGHTS, TRUNCATED
 
 MODEL_LABEL = {"BPR": "MF (BPR)", "SoftmaxMF": "MF (softmax)"}
 MODEL_ORDER = ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")
+PAPER_BLOCK = {"ml-latest-small": "Movielens-100K-latest", "ml-1m": "Movielens-1M", "electronics": "Electronics"}
 PAPER_MODEL = {"SoftmaxMF": "BPR"}  # the paper's MF rows are keyed "BPR"; both our MF rows sit beside them
 SCHEME_LABEL = {"default": "Default", "heuristic": "Heuristic", "adt_tl": "ADT-TL", "adt_rl": "ADT-RL",
                 "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW", "oracle": "Oracle",
@@ -309,12 +310,12 @@ def cost_row(g: Group, d: Group | None) -> tuple[list[str], dict[str, Any], list
 
 
 def paper_rows(dataset: str) -> dict[tuple[str, str], dict[str, float | None]]:
-    """The paper's rows for ``dataset``, its MF rows also beside our SoftmaxMF."""
-    if dataset != PAPER_DATASET:
-        return {}
-    rows = dict(PAPER_ROWS)
+    """The paper's rows for ``dataset`` (its block of Table 3, if it has one), its MF rows also
+    beside our SoftmaxMF."""
+    block = PAPER_TABLES.get(dataset, {})
+    rows = dict(block)
     for ours, theirs in PAPER_MODEL.items():
-        rows.update({(ours, scheme): row for (model, scheme), row in PAPER_ROWS.items() if model == theirs})
+        rows.update({(ours, scheme): row for (model, scheme), row in block.items() if model == theirs})
     return rows
 
 
@@ -425,7 +426,8 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
 
     # Table 3, ours beside the paper's.
     lines += ["## Table 3 (ours vs. the paper)", "",
-              "*paper* rows are transcribed from the paper's Table 3 (Movielens-100K-latest); – = not legible there; "
+              (f"*paper* rows are transcribed from the paper's Table 3 ({PAPER_BLOCK[dataset]} block); – = not legible there; "
+               if dataset in PAPER_TABLES else f"The paper's Table 3 has no block for {dataset}. ") +
               "† = NDCG@50 column clipped in the paper's markdown (value may have lost trailing digits). "
               "See benchmarks/paper.py for the transcription notes.", ""]
     body = []

@@ -17,7 +17,7 @@ import yaml
 from benchmarks import grid, report, table3, tune
 from benchmarks.grid import SCHEMES, Cell, append_row, latest_rows, make_cells, overrides_hash, read_rows, run_grid
 from benchmarks.l2rw_probe import popularity_cross_entropy
-from benchmarks.paper import METRICS, PAPER_ROWS
+from benchmarks.paper import METRICS, PAPER_ROWS, PAPER_TABLES
 from conftest import write_inter
 
 EFFECT = {"default": 0.0, "heuristic": -0.002, "adt_tl": 0.001, "adt_rl": 0.002, "autodenoise_h": -0.004, "autodenoise_s": 0.01}
@@ -481,7 +481,10 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
         "Stopping: 2 of 3 cells record how they stopped; 1 hit the epoch cap (d|BPR|default|1|h), "
         "1 kept their epoch-0 model (d|BPR|default|2|h)."]
     paper = report.paper_rows("ml-latest-small")
-    assert paper[("SoftmaxMF", "default")] is PAPER_ROWS[("BPR", "default")] and report.paper_rows("ml-1m") == {}
+    assert paper[("SoftmaxMF", "default")] is PAPER_ROWS[("BPR", "default")] and report.paper_rows("ml-100k") == {}
+    ml_1m = report.paper_rows("ml-1m")  # the paper's second block: BPR-Default NDCG@20 5.5846
+    assert ml_1m[("SoftmaxMF", "default")] is ml_1m[("BPR", "default")] and ml_1m[("BPR", "default")]["ndcg@20"] == 5.5846
+    assert set(PAPER_TABLES) <= set(report.PAPER_BLOCK)
 
     groups = {(m, s): report.Group(m, s, rows=[_protocol_row(m, s, seed, v) for seed, v in enumerate(values)])
               for (m, s), values in {("GRU4Rec", "default"): (0.05, 0.06, 0.07), ("GRU4Rec", "oracle"): (0.06, 0.07, 0.09),
