@@ -6,7 +6,8 @@
 Every combination is a grid cell (one subprocess each, resumable JSONL under
 benchmarks/results/tune/), ranked by the mean over seeds of ``best_valid_score`` (the clean
 validation ``valid_metric``, NDCG@20 by default); the test set is never looked at. The winner is
-written to ``benchmarks/properties/<dataset>/<model>-<scheme>.yaml``; use it with
+written to ``benchmarks/properties/<dataset>/<model>-<scheme>.yaml`` (replacing it, with any settings of
+the old file that the grid does not tune kept); use it with
 ``python -m benchmarks.table3 ... --config-files 'benchmarks/properties/{dataset}/{model}-{scheme}.yaml'``.
 """
 
@@ -28,6 +29,7 @@ import yaml
 from benchmarks.grid import DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, Runner, SubprocessRunner, latest_rows, make_cells, read_rows, run_grid
 from benchmarks.table3 import add_common_arguments, overrides_from
 from recbole_autodenoise.config import parse_cli_value
+from recbole_autodenoise.files import atomic_write
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -50,6 +52,22 @@ def candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+def kept_keys(out_yaml: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """The settings of an existing ``out_yaml`` that the grid does not tune: the new file keeps them
+    (a model's default yaml may also hold, e.g., ML-1M's 20-core filter)."""
+    if not out_yaml.exists():
+        return {}
+    try:
+        existing = yaml.safe_load(out_yaml.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{out_yaml} is not valid YAML, so its settings cannot be kept: {error}") from error
+    if existing is None:
+        return {}
+    if not isinstance(existing, dict):
+        raise ValueError(f"{out_yaml} holds a {type(existing).__name__}, not a mapping of settings")
+    return {k: v for k, v in existing.items() if k not in grid}
+
+
 def tune(
     dataset: str, model: str, scheme: str, grid: dict[str, list[Any]], seeds: Sequence[int], results: Path,
     out_yaml: Path, runner: Runner, overrides: dict[str, Any] | None = None, config_files: Sequence[str] = (),
@@ -60,6 +78,7 @@ def tune(
     clash = sorted(set(grid) & set(overrides))
     if clash:
         raise ValueError(f"{clash} are both tuned (--grid) and fixed (--set)")
+    kept = kept_keys(out_yaml, grid)  # checked before any cell runs
     per_candidate = [(c, make_cells(dataset, [model], [scheme], seeds, {**overrides, **c}, config_files, data_path))
                      for c in candidates(grid)]
     run_grid([cell for _, cells in per_candidate for cell in cells], results, runner, command=command)
@@ -81,7 +100,9 @@ def tune(
         f"# grid: {grid}",
         f"# fixed overrides: {overrides}",
     ] + ([f"# command: {command}"] if command else [])
-    out_yaml.write_text("\n".join(header) + "\n" + yaml.safe_dump(best, sort_keys=True), encoding="utf-8")
+    header += [f"# kept from the file this replaced: {', '.join(sorted(kept))}"] if kept else []
+    with atomic_write(out_yaml) as handle:
+        handle.write("\n".join(header) + "\n" + yaml.safe_dump({**kept, **best}, sort_keys=True))
     print(f"best {best} (valid {score:.6f}) -> {out_yaml}")
     return best, score
 

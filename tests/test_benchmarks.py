@@ -183,6 +183,29 @@ def test_tune_selects_by_validation_never_test(tmp_path):
         tune.tune("d", "BPR", "default", {"epochs": [1]}, [1], tmp_path / "t.jsonl", out_yaml, runner, overrides={"epochs": 2})
 
 
+def test_tune_keeps_the_replaced_files_other_settings_and_refuses_a_broken_one(tmp_path):
+    calls = []
+
+    def runner(cell: Cell) -> dict:
+        calls.append(cell)
+        outcome = fake_results(cell)
+        outcome["results"]["best_valid_score"] = {1e-3: 0.05, 2e-3: 0.06}[cell.overrides["learning_rate"]]
+        return outcome
+
+    out_yaml = tmp_path / "SoftmaxMF-default.yaml"  # both a config file of the cells and the output
+    out_yaml.write_text("# 20-core\nlearning_rate: 0.005\nuser_inter_num_interval: '[20,inf)'\n")
+    tune.tune("d", "SoftmaxMF", "default", {"learning_rate": [1e-3, 2e-3]}, [1], tmp_path / "t.jsonl", out_yaml, runner)
+    assert yaml.safe_load(out_yaml.read_text()) == {"learning_rate": 2e-3, "user_inter_num_interval": "[20,inf)"}
+    assert "# kept from the file this replaced: user_inter_num_interval" in out_yaml.read_text()
+
+    for text, message in (("a: [1\n", "not valid YAML"), ("- 1\n- 2\n", "holds a list, not a mapping")):
+        out_yaml.write_text(text)
+        calls.clear()
+        with pytest.raises(ValueError, match=message):
+            tune.tune("d", "SoftmaxMF", "default", {"learning_rate": [1e-3]}, [1], tmp_path / "u.jsonl", out_yaml, runner)
+        assert calls == [] and out_yaml.read_text() == text  # nothing ran, nothing was replaced
+
+
 # --- report -----------------------------------------------------------------------------------
 def make_result_set(tmp_path: Path, seeds=(1, 2, 3, 4), fig3: bool = False) -> Path:
     out = tmp_path / "ml-latest-small.jsonl"
