@@ -237,7 +237,8 @@ class SubprocessRunner:
     def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
                  root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell"),
                  resumable: bool = False) -> None:
-        self.log_dir, self.timeout, self.python = Path(log_dir), timeout, python
+        # absolute: the child runs in its scratch folder, where a relative spec path is not found
+        self.log_dir, self.timeout, self.python = Path(log_dir).resolve(), timeout, python
         self.root = Path(root)  # the checkout whose plugin (and benchmarks.cell) the cell imports
         self.cell = list(cell)  # how the child is started: a module or a script path
         self.resumable = resumable

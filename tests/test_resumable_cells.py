@@ -41,14 +41,14 @@ def quiet(message: str) -> None:
 class FakeCell:
     """One grid cell run by FAKE_CELL through a resumable runner; ``run(mode)`` returns its newest row."""
 
-    def __init__(self, tmp_path: Path, monkeypatch, timeout: float | None = None) -> None:
+    def __init__(self, tmp_path: Path, monkeypatch, timeout: float | None = None, log_dir: str | Path | None = None) -> None:
         script = tmp_path / "fake_cell.py"
         script.write_text(FAKE_CELL)
         self.calls = tmp_path / "calls.txt"
         monkeypatch.setenv("FAKE_CELL_CALLS", str(self.calls))
         self.monkeypatch, self.out = monkeypatch, tmp_path / "r.jsonl"
         self.cell = make_cells("tiny", ["BPR"], ["autodenoise_s"], [2020], {"epochs": 3})[0]
-        self.runner = SubprocessRunner(tmp_path / "logs", timeout=timeout, cell=[str(script)], resumable=True)
+        self.runner = SubprocessRunner(log_dir or tmp_path / "logs", timeout=timeout, cell=[str(script)], resumable=True)
         self.work = tmp_path / "logs" / (self.cell.key.replace("|", "_") + ".work")
         self.checkpoint = self.work / "saved" / "BPR-x-latest.pth"
 
@@ -71,6 +71,15 @@ def test_a_killed_cell_keeps_its_state_and_its_next_run_continues_from_it(tmp_pa
     assert second["status"] == "ok" and second["results"]["resumed_from"] == str(fake.checkpoint)
     assert fake.resumes() == [None, str(fake.checkpoint)]
     assert not fake.work.exists()  # a finished cell leaves nothing behind
+
+
+def test_a_relative_log_folder_works_from_the_cells_scratch_folder(tmp_path, monkeypatch):
+    # benchmarks.tune's results (benchmarks/results/tune/...) and table3's default --out are relative
+    # paths; the child runs inside its .work folder (2026-12-02: every tune cell failed, spec.json not found)
+    monkeypatch.chdir(tmp_path)
+    fake = FakeCell(tmp_path, monkeypatch, log_dir="logs")
+    assert fake.run("killed")["status"] == "failed" and fake.checkpoint.read_text() == "epoch 1"
+    assert fake.run("finishes")["status"] == "ok" and fake.resumes() == [None, str(fake.checkpoint)]
 
 
 def test_a_cell_that_fails_by_itself_starts_afresh(tmp_path, monkeypatch):
