@@ -68,6 +68,14 @@ def kept_keys(out_yaml: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
     return {k: v for k, v in existing.items() if k not in grid}
 
 
+def replaced_comments(out_yaml: Path) -> list[str]:
+    """The comment lines of the file being replaced (how its kept settings came about), indented."""
+    if not out_yaml.exists():
+        return []
+    comments = [line for line in out_yaml.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    return ["# the file this replaced said:"] + ["#   " + line[1:].strip() for line in comments] if comments else []
+
+
 def tune(
     dataset: str, model: str, scheme: str, grid: dict[str, list[Any]], seeds: Sequence[int], results: Path,
     out_yaml: Path, runner: Runner, overrides: dict[str, Any] | None = None, config_files: Sequence[str] = (),
@@ -101,6 +109,7 @@ def tune(
         f"# fixed overrides: {overrides}",
     ] + ([f"# command: {command}"] if command else [])
     header += [f"# kept from the file this replaced: {', '.join(sorted(kept))}"] if kept else []
+    header += replaced_comments(out_yaml)
     with atomic_write(out_yaml) as handle:
         handle.write("\n".join(header) + "\n" + yaml.safe_dump({**kept, **best}, sort_keys=True))
     print(f"best {best} (valid {score:.6f}) -> {out_yaml}")

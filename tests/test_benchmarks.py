@@ -197,6 +197,7 @@ def test_tune_keeps_the_replaced_files_other_settings_and_refuses_a_broken_one(t
     tune.tune("d", "SoftmaxMF", "default", {"learning_rate": [1e-3, 2e-3]}, [1], tmp_path / "t.jsonl", out_yaml, runner)
     assert yaml.safe_load(out_yaml.read_text()) == {"learning_rate": 2e-3, "user_inter_num_interval": "[20,inf)"}
     assert "# kept from the file this replaced: user_inter_num_interval" in out_yaml.read_text()
+    assert "# the file this replaced said:\n#   20-core\n" in out_yaml.read_text()
 
     for text, message in (("a: [1\n", "not valid YAML"), ("- 1\n- 2\n", "holds a list, not a mapping")):
         out_yaml.write_text(text)
