@@ -100,6 +100,7 @@ def _table(rows: dict) -> dict[tuple[str, str], dict[str, float | None]]:
 
 
 PAPER_ROWS = _table(_ROWS)  # the ml-latest-small block, the one our runs are compared with
+PAPER_BLOCK = {"ml-latest-small": "Movielens-100K-latest", "ml-1m": "Movielens-1M", "electronics": "Electronics"}  # names in the paper
 PAPER_TABLES: dict[str, dict[tuple[str, str], dict[str, float | None]]] = {
     PAPER_DATASET: PAPER_ROWS, "ml-1m": _table(_ML_1M), "electronics": _table(_ELECTRONICS),
 }

@@ -23,11 +23,10 @@ from scipy import stats
 from recbole_autodenoise.files import atomic_write
 
 from benchmarks.grid import AUTODENOISE, BASELINES, SCHEMES, latest_rows, read_rows
-from benchmarks.paper import METRICS, PAPER_TABLES, PAPER_WEIGHTS, TRUNCATED
+from benchmarks.paper import METRICS, PAPER_BLOCK, PAPER_TABLES, PAPER_WEIGHTS, TRUNCATED
 
 MODEL_LABEL = {"BPR": "MF (BPR)", "SoftmaxMF": "MF (softmax)"}
 MODEL_ORDER = ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")
-PAPER_BLOCK = {"ml-latest-small": "Movielens-100K-latest", "ml-1m": "Movielens-1M", "electronics": "Electronics"}
 PAPER_MODEL = {"SoftmaxMF": "BPR"}  # the paper's MF rows are keyed "BPR"; both our MF rows sit beside them
 SCHEME_LABEL = {"default": "Default", "heuristic": "Heuristic", "adt_tl": "ADT-TL", "adt_rl": "ADT-RL",
                 "autodenoise_h": "AutoDenoise-H", "autodenoise_s": "AutoDenoise-S", "l2rw": "L2RW", "oracle": "Oracle",

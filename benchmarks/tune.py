@@ -52,13 +52,13 @@ def candidates(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def kept_keys(out_yaml: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
-    """The settings of an existing ``out_yaml`` that the grid does not tune: the new file keeps them
-    (a model's default yaml may also hold, e.g., ML-1M's 20-core filter)."""
-    if not out_yaml.exists():
+def kept_keys(previous: str | None, out_yaml: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """The settings of the file being replaced (``previous``, its text) that the grid does not tune:
+    the new file keeps them (a model's default yaml may also hold, e.g., ML-1M's 20-core filter)."""
+    if previous is None:
         return {}
     try:
-        existing = yaml.safe_load(out_yaml.read_text(encoding="utf-8"))
+        existing = yaml.safe_load(previous)
     except yaml.YAMLError as error:
         raise ValueError(f"{out_yaml} is not valid YAML, so its settings cannot be kept: {error}") from error
     if existing is None:
@@ -68,11 +68,9 @@ def kept_keys(out_yaml: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
     return {k: v for k, v in existing.items() if k not in grid}
 
 
-def replaced_comments(out_yaml: Path) -> list[str]:
+def replaced_comments(previous: str | None) -> list[str]:
     """The comment lines of the file being replaced (how its kept settings came about), indented."""
-    if not out_yaml.exists():
-        return []
-    comments = [line for line in out_yaml.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    comments = [line for line in (previous or "").splitlines() if line.startswith("#")]
     return ["# the file this replaced said:"] + ["#   " + line[1:].strip() for line in comments] if comments else []
 
 
@@ -86,7 +84,8 @@ def tune(
     clash = sorted(set(grid) & set(overrides))
     if clash:
         raise ValueError(f"{clash} are both tuned (--grid) and fixed (--set)")
-    kept = kept_keys(out_yaml, grid)  # checked before any cell runs
+    previous = out_yaml.read_text(encoding="utf-8") if out_yaml.exists() else None  # read once, before any cell runs
+    kept = kept_keys(previous, out_yaml, grid)
     per_candidate = [(c, make_cells(dataset, [model], [scheme], seeds, {**overrides, **c}, config_files, data_path))
                      for c in candidates(grid)]
     run_grid([cell for _, cells in per_candidate for cell in cells], results, runner, command=command)
@@ -109,7 +108,7 @@ def tune(
         f"# fixed overrides: {overrides}",
     ] + ([f"# command: {command}"] if command else [])
     header += [f"# kept from the file this replaced: {', '.join(sorted(kept))}"] if kept else []
-    header += replaced_comments(out_yaml)
+    header += replaced_comments(previous)
     with atomic_write(out_yaml) as handle:
         handle.write("\n".join(header) + "\n" + yaml.safe_dump({**kept, **best}, sort_keys=True))
     print(f"best {best} (valid {score:.6f}) -> {out_yaml}")
