@@ -123,6 +123,10 @@ def ratio(a: float, b: float) -> float:
     return a / b if b and math.isfinite(b) else math.nan
 
 
+def times(r: float) -> str:
+    return f"{r:.2f}×" if math.isfinite(r) else "n/a"
+
+
 # --- loading -------------------------------------------------------------------------------
 def load(paths: str | Path | Sequence[str | Path], dataset: str | None = None) -> tuple[str, list[dict[str, Any]], list[str]]:
     """Finished rows of one data set from one or more JSONL files, and notes on what was left out."""
@@ -288,14 +292,17 @@ def plot_curves(row: dict[str, Any], path: Path) -> bool:
 # --- the report ------------------------------------------------------------------------------
 def cost_row(g: Group, d: Group | None) -> tuple[list[str], dict[str, Any], list[str] | None]:
     """One cost-table row of ``g`` against Default ``d`` (same model and settings), its CSV fields,
-    and the missed AutoDenoise targets (None for other schemes)."""
+    and the missed AutoDenoise targets (None for other schemes, and where ``d`` ran on other
+    machines: seconds and bytes from two machines make no ratio)."""
     ep, tr = mean(g.epoch_seconds()), mean(g.epoch_seconds(train_only=True))
     mem_values, kind = g.memory_mb()
     mem = mean(mem_values)
+    other_machine = d is not None and d.machine != g.machine
+    d = None if other_machine else d
     r_ep = ratio(ep, mean(d.epoch_seconds())) if d else math.nan
     r_tr = ratio(tr, mean(d.epoch_seconds(train_only=True))) if d else math.nan
     r_mem = ratio(mem, mean(d.memory_mb()[0])) if d else math.nan
-    flag, misses = "", None
+    flag, misses = "n/a: Default ran on another machine" if other_machine else "", None
     if g.scheme in AUTODENOISE and d:
         misses = ([f"time {r_ep:.2f}× > {TIME_TARGET}×"] if r_ep > TIME_TARGET else []) + \
                  ([f"memory {r_mem:.2f}× > {MEMORY_TARGET}×"] if r_mem > MEMORY_TARGET else [])
@@ -303,8 +310,8 @@ def cost_row(g: Group, d: Group | None) -> tuple[list[str], dict[str, Any], list
     fields = {"epoch_seconds": ep, "epoch_time_ratio": r_ep, "train_seconds_per_epoch": tr, "train_time_ratio": r_tr,
               "memory_mb": mem, "memory_ratio": r_mem, "memory_kind": kind, "machine": g.machine}
     epochs = mean([r["results"]["timing"]["epochs_trained"] for r in g.rows])
-    cells = [label(g.model, g.scheme), g.machine, f"{epochs:.1f}", f"{tr:.2f}", f"{r_tr:.2f}×", f"{ep:.2f}", f"{r_ep:.2f}×",
-             f"{mem:.0f} ({kind})", f"{r_mem:.2f}×", flag]
+    cells = [label(g.model, g.scheme), g.machine, f"{epochs:.1f}", f"{tr:.2f}", times(r_tr), f"{ep:.2f}", times(r_ep),
+             f"{mem:.0f} ({kind})", times(r_mem), flag]
     return cells, fields, misses
 
 

@@ -259,6 +259,25 @@ def test_report_tables_stats_paper_rows_cost_and_csv(tmp_path, monkeypatch):
     assert float(ours_d["f1@10"]) < 0.1 and float(ours_s["epoch_time_ratio"]) == pytest.approx(1.0)
 
 
+def test_report_gives_no_cost_ratio_against_a_default_from_another_machine(tmp_path, monkeypatch):
+    """Default's cells on one CPU, the rest on another (a study split across sessions): seconds and
+    peak RSS from two machines make no ratio, so no ratio, no MISS and no 'ok' is printed."""
+    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    results = tmp_path / "split.jsonl"
+    for cpu, schemes in (("Fast CPU", ["default"]), ("Slow CPU", ["autodenoise_s", "adt_rl"])):
+        monkeypatch.setattr(grid, "host_info", lambda cpu=cpu: {"cpu": cpu, "cpu_count": 2, "git_commit": "x"})
+        run_grid(make_cells("ml-latest-small", ["BPR"], schemes, [1, 2], {"epochs": 3}), results, Counting(), log=quiet)
+    out = tmp_path / "table3.md"
+    assert report.main([str(results), "--out", str(out)]) == 0
+    cost = out.read_text().split("## Cost")[1].split("\n## ")[0]
+    row = next(line for line in cost.splitlines() if line.startswith("| MF (BPR)-AutoDenoise-S |"))
+    assert "| CPU Slow CPU |" in row and row.count("| n/a |") == 3 and "n/a: Default ran on another machine" in row
+    assert "MISS" not in cost and "| ok |" not in cost and "×" not in row
+    assert "| MF (BPR)-Default | CPU Fast CPU | 3.0 | 1.00 | 1.00× |" in cost  # Default against itself
+    summary = report.build(report.load(results)[1], "ml-latest-small", out, [])
+    assert summary["cost"] == {}
+
+
 def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path, monkeypatch):
     """A 1-seed run on another machine (other settings) must not replace the 4-seed table rows, and
     its cost ratios are taken against Default of that same run, labelled with its machine."""
