@@ -1,5 +1,5 @@
 """The loss-aware controller state (``controller_state: loss_features``, ``LossStore``) and the
-ADT-RL prior (``controller_prior: adt_rl``): features against direct computations, the store
+priors (``controller_prior: adt_rl | adt_tl``): features against direct computations, the store
 through checkpoint and resume, a toy where noisy rows have higher losses, and bad values."""
 
 from __future__ import annotations
@@ -152,8 +152,93 @@ def test_adt_rl_prior_starts_at_adt_rl_as_the_noise_vanishes():
     torch.testing.assert_close(scheme.weights(batch), mean_one(torch.exp(-0.2 * losses)), rtol=0, atol=atol)
 
 
+# ADT-TL's schedule in iterations: 0, 0.25, 0.5 after 3 batches (np.linspace(0, 0.5, 3)), then 0.5
+ADT_TL_PRIOR = {"controller_prior": "adt_tl", "adt_max_drop_rate": 0.5, "adt_num_gradual": 3,
+                "adt_gradual_unit": "iteration"}
+
+
+def soft_batch(losses: list[float]) -> Batch:
+    return Batch(losses=torch.tensor(losses), item_ids=torch.zeros(len(losses), dtype=torch.long), epoch=0,
+                 epoch_fraction=0.0, user_repr=torch.randn(len(losses), 3), item_repr=torch.randn(len(losses), 3))
+
+
+def replayed_outputs(scheme, start: torch.Tensor, size: int, draws: int) -> list[torch.Tensor]:
+    """The controller's softplus outputs for ``draws`` batches of ``size``, replayed from the
+    generator state ``start`` (epoch credit learns nothing between batches and the heads are zero,
+    so the output is state-free)."""
+    gen = torch.Generator()
+    gen.set_state(start)
+    dist = scheme.policy.distribution(torch.zeros(size, scheme.input_size))
+    return [F.softplus(dist.mean + dist.stddev * torch.randn(size, generator=gen)) for _ in range(draws)]
+
+
+def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU)
+    start = scheme.generator.get_state()
+    losses = [0.1, 3.0, 0.5, 2.0]
+    weights = [scheme.weights(soft_batch(losses)) for _ in range(4)]
+    # drop rates 0, 0.25 (keep 3 of 4: the loss 3.0 goes), 0.5 (keep 2: 3.0 and 2.0 go), then 0.5 again
+    for got, output, dropped in zip(weights, replayed_outputs(scheme, start, 4, 4), ([], [1], [1, 3], [1, 3])):
+        kept = torch.ones(4)
+        kept[dropped] = 0.0
+        assert torch.equal(got == 0, kept == 0)
+        assert_float_close(got, kept * output * 4 / (kept * output).sum())
+    assert scheme.state_dict()["prior"] == {"name": "adt_tl", "iteration": 4}
+
+
+def test_adt_tl_prior_starts_at_adt_tl_as_the_noise_vanishes():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR, controller_init_std=1e-6), CPU)
+    reference = SCHEMES.get("adt_tl")(FakeConfig(**ADT_TL_PRIOR), CPU)
+    atol = 2 * 1e-5 * 4 + float_tolerance(torch.float32, 4.0)  # as for the ADT-RL prior
+    for losses in ([0.1, 3.0, 0.5, 2.0], [1.0, 0.2, 0.3, 0.4], [5.0, 4.0, 0.1, 0.2]):
+        batch = soft_batch(losses)
+        torch.testing.assert_close(scheme.weights(batch), reference.weights(batch), rtol=0, atol=atol)
+
+
+def test_adt_tl_prior_counts_epochs_in_training_batches():
+    config = FakeConfig(controller_prior="adt_tl", adt_max_drop_rate=0.2, adt_num_gradual=2, adt_gradual_unit="epoch")
+    scheme = SCHEMES.get("autodenoise_s")(config, CPU)
+    scheme.batches_per_epoch = 7
+    scheme.setup(FakeTrainSet([0], [0], 1, 1))
+    assert scheme.prior_scheme.gradual_iterations == 14
+
+
+def test_adt_tl_prior_survives_checkpoint_and_resume_exactly():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU)
+    losses = [0.1, 3.0, 0.5, 2.0]
+    scheme.weights(soft_batch(losses))
+    buffer = io.BytesIO()
+    torch.save(scheme.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    assert resumed.prior_scheme.iteration == 1
+    batch = soft_batch(losses)
+    assert torch.equal(resumed.weights(batch), scheme.weights(batch))  # rate 0.25 on both: one row dropped
+    assert int((resumed.weights(batch) == 0).sum()) == 2  # and both move on to 0.5
+
+
+def test_resume_refuses_another_prior():
+    tl = SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU)
+    tl.weights(soft_batch([1.0, 2.0]))
+    with pytest.raises(ValueError, match="trained with controller_prior='adt_tl', this run uses 'adt_rl'"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU).load_state_dict(tl.state_dict())
+    with pytest.raises(ValueError, match="trained with controller_prior='adt_tl', this run uses 'none'"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(), CPU).load_state_dict(tl.state_dict())
+    plain = SCHEMES.get("autodenoise_s")(FakeConfig(), CPU)
+    plain.weights(soft_batch([1.0, 2.0]))
+    with pytest.raises(ValueError, match="has no state for controller_prior='adt_tl'"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU).load_state_dict(plain.state_dict())
+    # an ADT-RL prior has no state: a checkpoint without the prior's entry (saved before it had one) loads
+    rl = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU)
+    rl.weights(soft_batch([1.0, 2.0]))
+    older = {key: value for key, value in rl.state_dict().items() if key != "prior"}
+    SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU).load_state_dict(older)
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"controller_prior": "adt_rl"}, "'controller_prior' = 'adt_rl' is not supported by autodenoise_h"),
+    ({"controller_prior": "adt_tl"}, "'controller_prior' = 'adt_tl' is not supported by autodenoise_h"),
 ])
 def test_hard_controller_refuses_the_prior(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -172,8 +257,10 @@ def test_meta_credit_refuses_the_prior():
     ("loss_ema_decay", 1.0, "a number in [0, 1)"),
     ("loss_ema_decay", -0.1, "a number in [0, 1)"),
     ("loss_ema_decay", "0.9", "a number in [0, 1)"),
-    ("controller_prior", "dcf", "one of ['none', 'adt_rl']"),
+    ("controller_prior", "dcf", "one of ['none', 'adt_rl', 'adt_tl']"),
     ("adt_beta", -1.0, "a number >= 0"),
+    ("adt_max_drop_rate", 1.0, "a number in [0, 1)"),
+    ("adt_gradual_unit", "batch", "one of ['iteration', 'epoch']"),
 ])
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
 def test_bad_values_name_key_value_and_allowed(name, key, value, allowed):
@@ -189,7 +276,8 @@ def test_bad_value_fails_before_training(tmp_path):
 
 def test_new_keys_are_declared():
     keys = SCHEMES.get("autodenoise_s").read_keys()
-    assert {"controller_state", "loss_ema_decay", "controller_prior", "adt_beta"} <= keys
+    assert {"controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "adt_max_drop_rate",
+            "adt_num_gradual", "adt_gradual_unit"} <= keys
 
 
 # --- toy: noisy rows with higher loss histories ------------------------------------------------
@@ -255,3 +343,21 @@ def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
     for name, value in straight.scheme.loss_store.state_dict().items():
         resumed = again.scheme.loss_store.state_dict()[name]
         assert torch.equal(resumed, value) if torch.is_tensor(value) else resumed == value
+
+
+def test_adt_tl_prior_trains_and_resumes_exactly_end_to_end(tmp_path):
+    """A real (tiny) run with the ADT-TL prior on an epoch schedule: the resumed run's schedule,
+    controller and recommender end where the uninterrupted run's do."""
+    settings = {"denoise_scheme": "autodenoise_s", "controller_prior": "adt_tl", "adt_max_drop_rate": 0.2,
+                "adt_num_gradual": 1, "adt_gradual_unit": "epoch", "stopping_step": 5}
+    straight, train, valid = tiny_trainer(tmp_path, epochs=2, **settings)
+    straight.fit(train, valid)
+    assert straight.scheme.prior_scheme.iteration == 2 * len(train) > 0
+    first, train, valid = tiny_trainer(tmp_path, epochs=1, **settings)
+    first.fit(train, valid)
+    again, train, valid = tiny_trainer(tmp_path, epochs=2, **settings)
+    again.resume_checkpoint(first.latest_model_file)
+    again.fit(train, valid)
+    assert again.scheme.prior_scheme.iteration == straight.scheme.prior_scheme.iteration
+    for name, value in straight.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[name], value), name

@@ -12,9 +12,11 @@ instead of the paper's 0 (with b = 0 every early advantage R - b is positive).
 
 ``controller_state: loss_features`` replaces the paper's state (embeddings, loss, epoch) by seven
 loss-derived features per training row kept in a ``LossStore`` (``recbole_autodenoise.loss_store``,
-16 bytes per training interaction). ``controller_prior: adt_rl`` multiplies the controller's weight
-by ADT-RL's exp(-adt_beta * loss) and rescales each batch to mean 1 (``mean_one``); the soft
-controller starts with expected output exactly 1, so training starts at ADT-RL. The hard
+16 bytes per training interaction). ``controller_prior`` multiplies the controller's weight by a
+baseline scheme's weight and rescales each batch to mean 1 (``mean_one``): ``adt_rl``, ADT-RL's
+exp(-adt_beta * loss), or ``adt_tl``, ADT-TL's truncation (0 for the batch's largest losses on its
+drop-rate schedule, the ``adt_*`` keys); the soft controller starts with expected output exactly 1,
+so training starts at the prior. The hard
 controller's weights {0, 1, 2, ...} cannot start at 1 for every sample, and the meta credit's
 virtual step does not apply the prior: both are refused with the prior."""
 
@@ -33,11 +35,15 @@ from recbole_autodenoise.controller import Policy, ReinforceAccumulator, control
 from recbole_autodenoise.credit import CREDITS, Credit
 from recbole_autodenoise.guidance import read_virtual_step
 from recbole_autodenoise.loss_store import STATES, LossStore, add_row_ids
+from recbole_autodenoise.schemes.adt_rl import ReweightedLossScheme
+from recbole_autodenoise.schemes.adt_tl import TruncatedLossScheme
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
 BASELINE_INITS = ("zero", "first_reward")
 EXPLICIT_LABELS = ("rating", "interaction")
-PRIORS = ("none", "adt_rl")
+# the baseline schemes a controller can start from (``controller_prior``), each reading its own keys
+PRIOR_SCHEMES: dict[str, type[WeightingScheme]] = {"adt_rl": ReweightedLossScheme, "adt_tl": TruncatedLossScheme}
+PRIORS = ("none", *PRIOR_SCHEMES)
 
 
 def parse_reward_metric(value: Any, topk: list[int]) -> str:
@@ -63,7 +69,8 @@ class ControllerScheme(WeightingScheme):
     config_keys = (
         "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
         "reward_metric", "controller_credit", "meta_interval", "meta_normalize_weights",
-        "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "meta_virtual_step",
+        "controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "adt_max_drop_rate",
+        "adt_num_gradual", "adt_gradual_unit", "meta_virtual_step",
         "explicit_negatives", "explicit_canaries", "explicit_weight_power", "explicit_labels",
     )
     needs_representations = True
@@ -132,7 +139,8 @@ class ControllerScheme(WeightingScheme):
             )
 
     def _read_loss_keys(self, config) -> None:
-        """``controller_state``, ``loss_ema_decay``, ``controller_prior`` and ``adt_beta``."""
+        """``controller_state``, ``loss_ema_decay``, ``controller_prior`` and the priors' keys (every
+        prior scheme is built, so each of its keys is checked whichever prior the run uses)."""
         self.state_kind = read_key(
             config, "controller_state", lambda v: isinstance(v, str) and v in STATES, f"one of {list(STATES)}"
         )
@@ -140,7 +148,8 @@ class ControllerScheme(WeightingScheme):
         self.prior = read_key(
             config, "controller_prior", lambda v: isinstance(v, str) and v in PRIORS, f"one of {list(PRIORS)}"
         )
-        self.beta = read_key(config, "adt_beta", non_negative, "a number >= 0")
+        priors = {name: scheme(config, self.device) for name, scheme in PRIOR_SCHEMES.items()}
+        self.prior_scheme: WeightingScheme | None = priors.get(self.prior)
         if self.prior != "none" and self.credit_mode in ("meta", "supervised"):
             why = "its virtual step would ignore the prior" if self.credit_mode == "meta" else "it fits the ratings alone"
             raise ValueError(
@@ -154,7 +163,10 @@ class ControllerScheme(WeightingScheme):
 
     def setup(self, train_dataset: Any) -> None:
         """With ``explicit_canaries``: plant the canaries. With ``loss_features``: give every training
-        row an id and build its loss store."""
+        row an id and build its loss store. The prior's own setup (ADT-TL's schedule in epochs)."""
+        if self.prior_scheme is not None:
+            self.prior_scheme.batches_per_epoch = self.batches_per_epoch
+            self.prior_scheme.setup(train_dataset)
         if self.canary_rate:
             self.canaries = Canaries(train_dataset, self.canary_rate, int(self.config["seed"]))
         if self.state_kind != "loss_features":
@@ -220,8 +232,8 @@ class ControllerScheme(WeightingScheme):
             action, weight = self.policy.sample(state, self.generator)
             self.credit.record(state, action, batch)
         weight = self.credit.real_weights(weight)
-        if self.prior == "adt_rl":
-            return mean_one(torch.exp(-self.beta * batch.losses) * weight)
+        if self.prior_scheme is not None:
+            return mean_one(self.prior_scheme.weights(batch) * weight)
         return weight
 
     def observe_user_rewards(self, rewards: torch.Tensor) -> None:
@@ -240,6 +252,8 @@ class ControllerScheme(WeightingScheme):
             )
         if self.loss_store is not None:
             state["loss_store"] = self.loss_store.state_dict()
+        if self.prior_scheme is not None:
+            state["prior"] = {"name": self.prior, **self.prior_scheme.state_dict()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -254,6 +268,7 @@ class ControllerScheme(WeightingScheme):
             raise ValueError(
                 f"the saved controller was trained with controller_state={saved_kind!r}, this run uses {self.state_kind!r}"
             )
+        self._load_prior(state)
         self.generator.set_state(state["generator"].cpu())
         if "policy" in state:
             self._build(int(state["input_size"]))
@@ -265,3 +280,16 @@ class ControllerScheme(WeightingScheme):
                 self._pending_store = state["loss_store"]
             else:
                 self.loss_store.load_state_dict(state["loss_store"])
+
+    def _load_prior(self, state: dict[str, Any]) -> None:
+        """The prior's own state (ADT-TL's iteration); refuses a checkpoint of another prior."""
+        saved = state.get("prior")  # absent: no prior, or a stateless ADT-RL one saved before priors had state
+        if saved is not None and saved["name"] != self.prior:
+            raise ValueError(f"the saved controller was trained with controller_prior={saved['name']!r}, "
+                             f"this run uses {self.prior!r}")
+        if self.prior_scheme is None:
+            return
+        if saved is None and self.prior_scheme.state_dict():
+            raise ValueError(f"the saved controller has no state for controller_prior={self.prior!r} "
+                             f"(it was trained without that prior)")
+        self.prior_scheme.load_state_dict({key: value for key, value in (saved or {}).items() if key != "name"})
