@@ -7,7 +7,9 @@
 # SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
 # AutoDenoise-S with controller_credit explicit and one stray-click row per rated row (issue 13;
 # EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=interaction labels every
-# rated row 1; 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change).
+# rated row 1; 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change; EXPLICIT_SETS,
+# space-separated KEY=VALUE words, adds settings to the explicit cells only, e.g. the ADT-TL prior:
+# EXPLICIT_SETS="controller_prior=adt_tl adt_gradual_unit=epoch adt_num_gradual=1 adt_max_drop_rate=0.1").
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #
@@ -32,6 +34,7 @@ noise=()
 [ "${NOISY:-0}" = 1 ] && noise=(--set noise_kind=foreign --set noise_rate=0.2)
 labels=()  # EXPLICIT_LABELS=interaction: the explicit cells label every rated row 1, stray clicks 0
 [ -n "${EXPLICIT_LABELS:-}" ] && labels=(--set "explicit_labels=$EXPLICIT_LABELS")
+for setting in ${EXPLICIT_SETS:-}; do labels+=(--set "$setting"); done  # the explicit cells' own settings
 launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]
   local cell_schemes=${7:-$schemes}
   # shellcheck disable=SC2086

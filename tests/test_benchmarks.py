@@ -576,7 +576,8 @@ while (( $# )); do
     --out) out=$2; shift ;;
     --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
            [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; [[ $2 == explicit_labels=* ]] && credit+=:${2#*=}
-           [[ $2 == guide_batch_size=* ]] && credit+=@${2#*=}; shift ;;
+           [[ $2 == guide_batch_size=* ]] && credit+=@${2#*=}; [[ $2 == controller_prior=* ]] && credit+=^${2#*=}
+           [[ $2 == adt_max_drop_rate=* ]] && credit+=%${2#*=}; shift ;;
   esac
   shift
 done
@@ -644,6 +645,14 @@ def test_device_paper_protocol_passes_the_explicit_labels_to_the_explicit_cells_
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1@512:interaction/noise0.2"))
+
+
+def test_device_paper_protocol_passes_explicit_sets_to_the_explicit_cells_only(tmp_path):
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction",
+                                    EXPLICIT_SETS="controller_prior=adt_tl adt_max_drop_rate=0.1")
+    rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
+    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec")
+                          for c in ("epoch/noise0.2", "explicit+1@512:interaction^adt_tl%0.1/noise0.2"))
 
 
 RECORDING_PYTHON = """#!/usr/bin/env bash
