@@ -32,9 +32,9 @@ props=benchmarks/properties/paper-protocol
 n=0
 noise=()
 [ "${NOISY:-0}" = 1 ] && noise=(--set noise_kind=foreign --set noise_rate=0.2)
-labels=()  # EXPLICIT_LABELS=interaction: the explicit cells label every rated row 1, stray clicks 0
-[ -n "${EXPLICIT_LABELS:-}" ] && labels=(--set "explicit_labels=$EXPLICIT_LABELS")
-for setting in ${EXPLICIT_SETS:-}; do labels+=(--set "$setting"); done  # the explicit cells' own settings
+explicit_args=()  # the explicit cells' own settings: EXPLICIT_LABELS (interaction: every rated row 1, stray clicks 0), EXPLICIT_SETS
+[ -n "${EXPLICIT_LABELS:-}" ] && explicit_args=(--set "explicit_labels=$EXPLICIT_LABELS")
+for setting in ${EXPLICIT_SETS:-}; do explicit_args+=(--set "$setting"); done
 launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]
   local cell_schemes=${7:-$schemes}
   # shellcheck disable=SC2086
@@ -52,7 +52,7 @@ for model in SASRec GRU4Rec; do
     # variant (EXPLICIT=0 skips it)
     [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s \
       --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}" \
-      --set "guide_batch_size=${GUIDE_BATCH_SIZE:-512}" "${labels[@]}"
+      --set "guide_batch_size=${GUIDE_BATCH_SIZE:-512}" "${explicit_args[@]}"
   done
 done
 if [ "${NOISY:-0}" != 1 ] && [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then

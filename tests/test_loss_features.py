@@ -126,32 +126,6 @@ def test_paper_state_leaves_the_store_out():
 
 
 # --- prior ----------------------------------------------------------------------------------
-def test_adt_rl_prior_times_the_controller_at_mean_one():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", adt_beta=0.7), CPU)
-    losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
-    gen = torch.Generator()
-    gen.set_state(scheme.generator.get_state())
-    batch = Batch(losses=losses, item_ids=torch.zeros(4, dtype=torch.long), epoch=0, epoch_fraction=0.0,
-                  user_repr=torch.randn(4, 3), item_repr=torch.randn(4, 3))
-    weights = scheme.weights(batch)
-    dist = scheme.policy.distribution(torch.zeros(4, scheme.input_size))  # zero-weight heads: state-free
-    action = dist.mean + dist.stddev * torch.randn(4, generator=gen)
-    raw = torch.exp(-0.7 * losses) * F.softplus(action)
-    assert_float_close(weights, raw * 4 / raw.sum())
-    assert_float_close(weights.mean(), 1.0)
-
-
-def test_adt_rl_prior_starts_at_adt_rl_as_the_noise_vanishes():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", controller_init_std=1e-6), CPU)
-    losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
-    batch = Batch(losses=losses, item_ids=torch.zeros(4, dtype=torch.long), epoch=0, epoch_fraction=0.0,
-                  user_repr=torch.randn(4, 3), item_repr=torch.randn(4, 3))
-    # the controller outputs softplus(mu + 1e-6 eps) = 1 + O(1e-6 |eps|): ADT-RL's weights rescaled to mean 1
-    noise = 1e-6 * 10  # |eps| < 10 and softplus' < 1, twice: the weight and the batch mean it is divided by
-    atol = 2 * noise * 4 + float_tolerance(torch.float32, 4.0)
-    torch.testing.assert_close(scheme.weights(batch), mean_one(torch.exp(-0.2 * losses)), rtol=0, atol=atol)
-
-
 # ADT-TL's schedule in iterations: 0, 0.25, 0.5 after 3 batches (np.linspace(0, 0.5, 3)), then 0.5
 ADT_TL_PRIOR = {"controller_prior": "adt_tl", "adt_max_drop_rate": 0.5, "adt_num_gradual": 3,
                 "adt_gradual_unit": "iteration"}
@@ -170,6 +144,26 @@ def replayed_outputs(scheme, start: torch.Tensor, size: int, draws: int) -> list
     gen.set_state(start)
     dist = scheme.policy.distribution(torch.zeros(size, scheme.input_size))
     return [F.softplus(dist.mean + dist.stddev * torch.randn(size, generator=gen)) for _ in range(draws)]
+
+
+def test_adt_rl_prior_times_the_controller_at_mean_one():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", adt_beta=0.7), CPU)
+    losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
+    start = scheme.generator.get_state()
+    weights = scheme.weights(soft_batch(losses.tolist()))
+    raw = torch.exp(-0.7 * losses) * replayed_outputs(scheme, start, 4, 1)[0]
+    assert_float_close(weights, raw * 4 / raw.sum())
+    assert_float_close(weights.mean(), 1.0)
+
+
+def test_adt_rl_prior_starts_at_adt_rl_as_the_noise_vanishes():
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", controller_init_std=1e-6), CPU)
+    losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
+    batch = soft_batch(losses.tolist())
+    # the controller outputs softplus(mu + 1e-6 eps) = 1 + O(1e-6 |eps|): ADT-RL's weights rescaled to mean 1
+    noise = 1e-6 * 10  # |eps| < 10 and softplus' < 1, twice: the weight and the batch mean it is divided by
+    atol = 2 * noise * 4 + float_tolerance(torch.float32, 4.0)
+    torch.testing.assert_close(scheme.weights(batch), mean_one(torch.exp(-0.2 * losses)), rtol=0, atol=atol)
 
 
 def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
