@@ -140,15 +140,19 @@ def table(found, model: str, condition: tuple, against: str) -> list[str]:
     return lines
 
 
+def condition_label(condition: tuple, clean: str = "no injected noise, one clean validation set") -> str:
+    """``noise_kind=foreign, noise_rate=0.2``: the data condition a variant ran under, ``clean`` for none."""
+    return ", ".join(f"{k}={v}" for k, v in condition) or clean
+
+
 def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]) -> str:
     found = groups(rows)
     out = []
     for model, condition in sorted({k[:2] for k in found if not models or k[0] in models}, key=str):
-        condition_text = ", ".join(f"{k}={v}" for k, v in condition) or "no injected noise, one clean validation set"
         for reference in against:
             if (model, condition, SCHEME_LABEL.get(reference, reference)) not in found:
                 continue
-            out += [f"### {model}, {condition_text}: against {SCHEME_LABEL.get(reference, reference)}", "",
+            out += [f"### {model}, {condition_label(condition)}: against {SCHEME_LABEL.get(reference, reference)}", "",
                     "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).", ""]
             out += table(found, model, condition, reference) + [""]
     if not out:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from benchmarks.compare import groups
+from benchmarks.compare import condition_label, groups
 from benchmarks.grid import read_rows
 from benchmarks.report import mean
 
@@ -51,8 +51,9 @@ def epochs_text(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def line(label: str, runs: Sequence[dict[str, Any]], from_epoch: int) -> str:
-    cells = [spread([f(r, g) for r in runs]) for g in GROUPS
-             for f in (run_ratio, lambda r, g: settled_ratio(r, g, from_epoch))]
+    cells = []
+    for group in GROUPS:
+        cells += [spread([run_ratio(r, group) for r in runs]), spread([settled_ratio(r, group, from_epoch) for r in runs])]
     return f"| {label} | {len(runs)} | {' | '.join(cells)} | {epochs_text(runs)} |"
 
 
@@ -63,8 +64,7 @@ def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, from_ep
         raise SystemExit("no finished rows with a weight study")
     out = []
     for model, condition in sorted({k[:2] for k in found}, key=str):
-        condition_text = ", ".join(f"{k}={v}" for k, v in condition) or "no injected noise"
-        out += [f"### {model}, {condition_text}", "",
+        out += [f"### {model}, {condition_label(condition, 'no injected noise')}", "",
                 f"Mean weight over the true positives' (mean over seeds, range); settled: epochs {from_epoch} and later.", "",
                 "| variant | seeds | injected / TP, run | injected / TP, settled | FP / TP, run | FP / TP, settled | epochs |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
