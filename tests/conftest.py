@@ -1,8 +1,14 @@
 """Shared fixtures: every test runs in its own temporary folder (RecBole writes ./log, ./saved
-and ./log_tensorboard relative to the working directory) and never sees pytest's argv."""
+and ./log_tensorboard relative to the working directory) and never sees pytest's argv.
+
+The fast tier (``-m "not slow"``) stays fast by rule: a test not marked ``slow`` that trains a model
+(RecBole's ``Trainer.fit``), starts a process or loads a data set file of more than
+``FAST_TIER_MAX_INTER_BYTES`` fails, naming what it did.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,10 +21,46 @@ INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 FAST = {"epochs": 2, "show_progress": False, "state": "WARNING", "train_batch_size": 4096, "eval_batch_size": 262144}
 
 
+FAST_TIER_MAX_INTER_BYTES = 200_000
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["pytest"])
+    yield
+
+
+def _slow_only(what: str):
+    def refuse(*args, **kwargs):
+        pytest.fail(f"this test {what}: mark it @pytest.mark.slow", pytrace=False)
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier(request, monkeypatch):
+    """Outside ``slow`` tests: no training, no child process, no large data set file."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    import multiprocessing.process
+    import subprocess
+
+    from recbole.data.dataset import Dataset
+    from recbole.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "fit", _slow_only("trains a model (Trainer.fit)"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", _slow_only("starts a process"))
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _slow_only("starts a process"))
+    load_feat = Dataset._load_feat
+
+    def small_files_only(self, filepath, source):
+        if os.path.isfile(filepath) and os.path.getsize(filepath) > FAST_TIER_MAX_INTER_BYTES:
+            pytest.fail(f"this test loads {filepath} ({os.path.getsize(filepath)} bytes): mark it "
+                        "@pytest.mark.slow", pytrace=False)
+        return load_feat(self, filepath, source)
+
+    monkeypatch.setattr(Dataset, "_load_feat", small_files_only)
     yield
 
 

@@ -101,6 +101,7 @@ def test_grid_rejects_keys_it_sets_and_expands_templated_config_files(tmp_path):
 
 
 # --- resume -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_finished_cells_skipped_and_truncated_line_tolerated(tmp_path):
     out = tmp_path / "r.jsonl"
     cells = make_cells("d", ["BPR"], ["default", "autodenoise_s"], [1, 2])
@@ -123,6 +124,7 @@ def test_finished_cells_skipped_and_truncated_line_tolerated(tmp_path):
     assert len(read_rows(out)) == 4 and set(latest_rows(read_rows(out))) == {c.key for c in cells}
 
 
+@pytest.mark.slow
 def test_failed_cell_recorded_grid_continues_and_rerun_retries(tmp_path):
     out = tmp_path / "r.jsonl"
     cells = make_cells("d", ["BPR"], SCHEMES, [1])
@@ -163,6 +165,7 @@ def test_table3_dry_run_lists_cells(tmp_path, capsys):
 
 
 # --- tuning -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tune_selects_by_validation_never_test(tmp_path):
     def runner(cell: Cell) -> dict:
         outcome = fake_results(cell)
@@ -183,6 +186,7 @@ def test_tune_selects_by_validation_never_test(tmp_path):
         tune.tune("d", "BPR", "default", {"epochs": [1]}, [1], tmp_path / "t.jsonl", out_yaml, runner, overrides={"epochs": 2})
 
 
+@pytest.mark.slow
 def test_tune_keeps_the_replaced_files_other_settings_and_refuses_a_broken_one(tmp_path):
     calls = []
 
@@ -219,6 +223,7 @@ def make_result_set(tmp_path: Path, seeds=(1, 2, 3, 4), fig3: bool = False) -> P
     return out
 
 
+@pytest.mark.slow
 def test_report_tables_stats_paper_rows_cost_and_csv(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "_pyplot", lambda: None)  # as without matplotlib
     results = make_result_set(tmp_path)
@@ -278,6 +283,7 @@ def test_report_gives_no_cost_ratio_against_a_default_from_another_machine(tmp_p
     assert summary["cost"] == {}
 
 
+@pytest.mark.slow
 def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path, monkeypatch):
     """A 1-seed run on another machine (other settings) must not replace the 4-seed table rows, and
     its cost ratios are taken against Default of that same run, labelled with its machine."""
@@ -306,6 +312,7 @@ def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path
         report.load([main, other])
 
 
+@pytest.mark.slow
 def test_report_replaces_its_own_report_and_refuses_a_hand_written_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(report, "_pyplot", lambda: None)
     results = make_result_set(tmp_path)
@@ -339,6 +346,7 @@ def statistics_mean(results: Path, scheme: str, metric: str) -> float:
     return sum(r["results"]["test"][metric] for r in rows) / len(rows)
 
 
+@pytest.mark.slow
 def test_report_figures(tmp_path):
     pytest.importorskip("matplotlib")
     results = make_result_set(tmp_path, seeds=(1, 2), fig3=True)
@@ -362,6 +370,7 @@ def test_paper_rows_transcribed_consistently():
 
 
 # --- one tiny real cell -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_subprocess_runner_real_tiny_cell(tmp_path):
     """A synthetic 60-user, 60-item data set, BPR + AutoDenoise-H, 1 epoch, through the real child process."""
     rng = random.Random(0)
@@ -379,6 +388,7 @@ def test_subprocess_runner_real_tiny_cell(tmp_path):
     assert row["device"]["device"] == "cpu" and (tmp_path / "logs").is_dir()
 
 
+@pytest.mark.slow
 def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_path, monkeypatch):
     """Issue 5's section from a tiny fake study: noise survey, the comparison per condition, recovered
     fraction and the diagnostics table; the study cells stay out of the paper's table."""
@@ -467,6 +477,7 @@ def run_with_fake_python(tmp_path, fake: str, script: str, *args: str, **env_ext
     return done
 
 
+@pytest.mark.slow
 def test_device_study_runs_one_wave_per_seed_and_returns_every_finished_row(tmp_path):
     """benchmarks/device_study.sh with a stand-in python: 12 cells per seed, each seed's wave cut at
     its deadline (a stuck cell loses only itself), all rows merged into OUT_DIR."""
@@ -601,6 +612,7 @@ def device_rows(out: Path) -> list[dict]:
     return list(map(json.loads, (out / "gpu-paper-protocol.jsonl").read_text().splitlines()))
 
 
+@pytest.mark.slow
 def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_returns_finished_rows(tmp_path):
     root = Path(__file__).resolve().parents[1]
     before = sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*"))
@@ -614,6 +626,7 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
     assert (out / "cells-logs.tgz").is_file()
 
 
+@pytest.mark.slow
 def test_device_paper_protocol_noisy_mode_adds_foreign_noise_to_every_cell_and_skips_ml1m(tmp_path):
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1")
     rows = sorted((r["dataset"], r["model"], r["credit"]) for r in device_rows(out))
@@ -631,6 +644,7 @@ exit 0
 """
 
 
+@pytest.mark.slow
 def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp_path):
     calls, out = tmp_path / "calls.txt", tmp_path / "out"
     run_with_fake_python(tmp_path, FAKE_COST, "device_cost.sh", str(out), "3", FAKE_ARGS=str(calls))
@@ -641,12 +655,14 @@ def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp
     assert (out / "ml-latest-small-cost-gpu.jsonl").read_text() == '{"status": "ok"}\n'
 
 
+@pytest.mark.slow
 def test_device_paper_protocol_passes_the_explicit_labels_to_the_explicit_cells_only(tmp_path):
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1@512:interaction/noise0.2"))
 
 
+@pytest.mark.slow
 def test_device_paper_protocol_passes_explicit_sets_to_the_explicit_cells_only(tmp_path):
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction",
                                     EXPLICIT_SETS="controller_prior=adt_tl adt_max_drop_rate=0.1")
@@ -661,6 +677,7 @@ echo "$*" >> "$FAKE_ARGS"
 """
 
 
+@pytest.mark.slow
 def test_paper_protocol_study_noisy_step_runs_the_baselines_and_both_explicit_label_variants(tmp_path):
     calls, out = tmp_path / "calls.txt", tmp_path / "noisy.jsonl"
     run_with_fake_python(tmp_path, RECORDING_PYTHON, "paper_protocol_study.sh", "noisy", "2", FAKE_ARGS=str(calls),

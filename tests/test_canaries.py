@@ -142,6 +142,7 @@ def test_other_schemes_train_on_the_loaders_batch_itself():
     assert scheme.augment(batch) is batch
 
 
+@pytest.mark.slow
 def test_a_short_run_with_canaries(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2, explicit_canaries=0.3,
                                          controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)

@@ -179,6 +179,7 @@ def test_two_trainers_built_in_the_same_second_get_different_names(tmp_path, mon
 
 
 # --- latest state and the best model on tiny data -------------------------------------------
+@pytest.mark.slow
 def test_latest_state_after_every_finished_epoch_beside_the_best_model(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=3, eval_step=2)  # validation after epoch 1 only
     trainer.fit(train, valid)
@@ -197,6 +198,7 @@ def test_latest_state_after_every_finished_epoch_beside_the_best_model(tmp_path)
     {"denoise_scheme": "autodenoise_s", "controller_credit": credit, "denoise_diagnostics": True}
     for credit in ("epoch", "user", "meta")
 ], ids=lambda o: "-".join(str(v) for v in o.values()))
+@pytest.mark.slow
 def test_every_scheme_state_round_trips_through_a_checksummed_checkpoint(tmp_path, overrides):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1, **overrides)
     trainer.fit(train, valid)
@@ -205,12 +207,14 @@ def test_every_scheme_state_round_trips_through_a_checksummed_checkpoint(tmp_pat
     assert checkpoints.checksum(latest) == torch.load(trainer.latest_model_file, weights_only=True)["checksum"]
 
 
+@pytest.mark.slow
 def test_nothing_is_written_without_saving(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=2, checkpoint_dir=str(tmp_path / "ck"))
     trainer.fit(train, valid, saved=False)
     assert list((tmp_path / "ck").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_corrupt_best_model(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1)
     trainer.fit(train, valid)
@@ -234,6 +238,7 @@ def only_epoch_0_is_best(monkeypatch) -> None:
     monkeypatch.setattr(AutoDenoiseTrainer, "_valid_epoch", scored_by_epoch)
 
 
+@pytest.mark.slow
 def test_resume_from_the_latest_state_or_from_the_best_model(tmp_path, monkeypatch, caplog):
     only_epoch_0_is_best(monkeypatch)
     first, train, valid = tiny_trainer(tmp_path, epochs=3, stopping_step=5)
@@ -332,6 +337,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninterrupted_one(monkeypatch, one_thread):
     """BPR + AutoDenoise-S, 3 epochs; a run is killed (SIGKILL) while training epoch 2. In all three
     runs the score early stopping sees is -epoch, so the best epoch is 0 and resuming from the best

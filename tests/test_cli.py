@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from recbole_autodenoise import cli
 
 
@@ -24,6 +26,7 @@ def test_scheme_precedence_flag_then_config_file_then_cli_default(tmp_path):
     assert cli.parse_args([])[1] == {"denoise_scheme": "autodenoise_s"}
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_the_reason_and_writes_nothing(tmp_path, capsys):
     results = tmp_path / "out.json"
     code = cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=magic", f"--results_file={results}",
@@ -33,6 +36,7 @@ def test_bad_input_exits_2_with_the_reason_and_writes_nothing(tmp_path, capsys):
     assert not results.exists()
 
 
+@pytest.mark.slow
 def test_cli_runs_a_scheme_and_writes_the_results_file(tmp_path, capsys):
     results = tmp_path / "sub" / "bpr.json"
     code = cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=autodenoise_h", "--epochs=1",
@@ -52,6 +56,7 @@ def test_cli_runs_a_scheme_and_writes_the_results_file(tmp_path, capsys):
     assert "learning_rate" not in plugin  # RecBole's own keys stay out
 
 
+@pytest.mark.slow
 def test_cli_runs_the_beyond_the_paper_keys_on_gru4rec(tmp_path):
     """Issue 5 from the command line: meta credit, guide/select split, injected noise and the
     diagnostics together, on the model that needs cuDNN-free double backward on a GPU."""

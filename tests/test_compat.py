@@ -27,6 +27,7 @@ def test_recbole_config_builds_on_this_numpy():
     assert config["model"] == "BPR" and config["eval_protocol"] == "user_first"
 
 
+@pytest.mark.slow
 def test_importing_the_plugin_and_training_never_imports_ray_or_recbole_quick_start(tmp_path):
     script = textwrap.dedent(
         """

@@ -313,6 +313,7 @@ def test_header_only_file_is_an_error(tmp_path):
 ML_LATEST_SMALL = SHARED_DATA / "ml-latest-small" / "ratings.csv"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ML_LATEST_SMALL.is_file(), reason=f"{ML_LATEST_SMALL} is not available")
 def test_ml_latest_small_matches_the_paper(tmp_path):
     from recbole_autodenoise.prepare import prepare

@@ -171,6 +171,7 @@ def test_store_state_round_trip_is_exact():
         resumed.store.load_state_dict({**scheme.store.state_dict(), "mean": torch.zeros(5)})
 
 
+@pytest.mark.slow
 def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
     settings = {"denoise_scheme": "dcf", "stopping_step": 5, "adt_num_gradual": 1, "adt_gradual_unit": "epoch",
                 "dcf_co_lambda": 0.1}
@@ -192,6 +193,7 @@ def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
 
 
 # --- end to end -----------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["BPR", "SoftmaxMF", "GRU4Rec", "SASRec"])
 def test_one_epoch_on_ml100k(model):
     """BPR's pairwise loss and the CE losses; the drop rate at its maximum from the third batch."""

@@ -119,6 +119,7 @@ def soft_run(tmp_path_factory):
 
 # AutoDenoise-S with the paper's epoch credit, AutoDenoise-H with user credit (each credit's
 # all-reduce once, each controller head once) and a baseline without a controller
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme, credit", [("autodenoise_s", "epoch"), ("autodenoise_h", "user"), ("adt_rl", None)])
 def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme, credit, request):
     if scheme == "autodenoise_s":
@@ -161,6 +162,7 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
     assert results["best_valid_result"] == valid
 
 
+@pytest.mark.slow
 def test_a_rank_failing_on_bad_input_stops_the_run_with_its_error(tmp_path):
     overrides = ddp_overrides("autodenoise_s", controller_state="loss_features", epochs=1)
     with pytest.raises(RankFailed, match="controller_state' = 'loss_features' is single-process only"):
@@ -179,6 +181,7 @@ def _rank_processes(parent: int) -> list[int]:
     return sorted(found)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks through Linux's /proc")
 def test_a_killed_rank_stops_the_run_with_a_clear_error(tmp_path):
     command = [sys.executable, str(REPO / "run_recbole_denoise.py"), "--model=BPR", "--dataset=ml-100k",
@@ -206,6 +209,7 @@ def test_a_killed_rank_stops_the_run_with_a_clear_error(tmp_path):
                for pid in ranks)
 
 
+@pytest.mark.slow
 def test_a_rank_whose_peer_never_comes_stops_after_ddp_timeout(tmp_path):
     # one process of a two-machine run, the other machine never starts: rank 0 waits ddp_timeout
     overrides = {**BASE, "world_size": 2, "port": free_port(), "ddp_timeout": 3}
@@ -242,6 +246,7 @@ def test_a_sharded_evaluation_loader_is_refused_under_ddp():
         check_whole_set(Loader(), {"single_spec": False})
 
 
+@pytest.mark.slow
 def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path, soft_run):
     """Stopped after epoch 0 and resumed, a run reaches the state (digest) and test metrics of the
     same run trained without a break: every rank's random state and controller generator come back."""
@@ -261,6 +266,7 @@ def _put_large_result(rank: int, size: int, queue) -> None:
         queue.put({"history": "x" * size})
 
 
+@pytest.mark.slow
 def test_the_launcher_returns_a_result_far_bigger_than_a_pipe_buffer():
     # rank 0's results grow with the epochs; a pipe holds 64 KiB: read while the ranks run, or hang
     assert distributed.launch(_put_large_result, 2, (4 * 1024 * 1024,)) == {"history": "x" * 4 * 1024 * 1024}

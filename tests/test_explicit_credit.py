@@ -115,6 +115,7 @@ def test_without_guidance_it_fails_clearly():
         scheme.weights(training_batch(0)[0])
 
 
+@pytest.mark.slow
 def test_a_short_run_learns_from_the_explicit_rows(tmp_path):
     """(The explicit rows under a guide/select split: tests/test_noise_and_guide.py.)"""
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2,
@@ -169,6 +170,7 @@ def test_explicit_negatives_belong_to_explicit_credit():
         SCHEMES.get("autodenoise_h")(FakeConfig(explicit_negatives=1), CPU)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labels", ["rating", "interaction"])
 def test_a_short_run_with_stray_rows(tmp_path, labels):
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=1, explicit_negatives=1,

@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import FAST
 
 from recbole_autodenoise import cli
-from recbole_autodenoise.quick_start import output_locations, results_table, table_heading
+from recbole_autodenoise.quick_start import (
+    output_locations,
+    results_table,
+    table_heading,
+)
 
 RESULTS = {"model": "BPR", "dataset": "ml-100k", "denoise_scheme": "adt_tl", "eval_protocol": "interaction"}
 
@@ -44,6 +49,7 @@ def test_table_rows_are_metrics_and_columns_are_k():
     assert len(table) == 4
 
 
+@pytest.mark.slow
 def test_a_run_prints_the_heading_the_table_and_where_its_files_went(tmp_path, capsys):
     results = tmp_path / "r.json"
     overrides = [f"--{key}={value}" for key, value in FAST.items() if key != "epochs"]

@@ -104,6 +104,7 @@ def test_alignment_reuses_given_losses_and_keeps_their_graph():
     sample.losses.mean().backward()  # the real step's graph is still there
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["BPR", "GRU4Rec", "SASRec"])
 def test_alignment_on_recbole_models(model_name):
     """RecBole's own models (eval mode: the loop must see the same function as the eps trick)."""
@@ -597,6 +598,7 @@ def test_default_credit_is_epoch():
     assert scheme.credit_mode == "epoch" and not scheme.needs_guidance
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", [0, -5, 2.5, "2048", True])
 def test_bad_guide_batch_size_fails_before_training(value):
     config, train, _, _ = build("BPR", **SMALL)
@@ -611,6 +613,7 @@ def test_bad_guide_batch_size_fails_before_training(value):
 
 @pytest.mark.parametrize("model, scheme", [("BPR", "autodenoise_s"), ("BPR", "autodenoise_h"), ("GRU4Rec", "autodenoise_s"),
                                            ("GRU4Rec", "autodenoise_h"), ("SASRec", "autodenoise_s")])
+@pytest.mark.slow
 def test_meta_credit_trains_end_to_end(model, scheme):
     config, train, valid, test = build(model, denoise_scheme=scheme, controller_credit="meta", **SMALL)
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
@@ -626,6 +629,7 @@ def test_meta_credit_trains_end_to_end(model, scheme):
     assert math.isfinite(study["tp_mean_weight"]) and math.isfinite(study["fp_mean_weight"])
 
 
+@pytest.mark.slow
 def test_guide_split_result_goes_to_the_scheme(monkeypatch):
     """With clean_valid_guide_ratio > 0 the scheme learns from the guide part's evaluation (its
     score is in the history), validation keeps selecting, and clean batches come from the guide."""
@@ -661,6 +665,7 @@ def test_guide_split_result_goes_to_the_scheme(monkeypatch):
     assert "guide_score" not in l2rw.history[-1]  # l2rw needs no reward: no guide evaluation
 
 
+@pytest.mark.slow
 def test_no_guide_split_means_no_guide_evaluation():
     config, train, valid, _ = build("BPR", denoise_scheme="autodenoise_s", **SMALL)
     assert train.clean_guide_data is None
@@ -669,6 +674,7 @@ def test_no_guide_split_means_no_guide_evaluation():
     assert "guide_score" not in trainer.history[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["autodenoise_s", "l2rw"])
 def test_resume_reproduces_an_uninterrupted_guided_run(scheme):
     assert_resume_reproduces("BPR", epochs=3, denoise_scheme=scheme, controller_credit="meta", meta_interval=2,

@@ -67,6 +67,7 @@ def test_unknown_metric_and_bad_arguments_are_refused(capsys):
     assert "chosen by the headroom check itself" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_headroom_command_on_ml_100k_prints_its_verdict_and_writes_json(tmp_path, capsys):
     out = tmp_path / "headroom.json"
     argv = ["--model=BPR", "--dataset=ml-100k", "--seeds=1", "--no-adt-rl", f"--out={out}",

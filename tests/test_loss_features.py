@@ -321,6 +321,7 @@ def test_store_state_round_trip_is_exact():
         resumed.loss_store.load_state_dict({**scheme.loss_store.state_dict(), "ema": torch.zeros(5)})
 
 
+@pytest.mark.slow
 def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
     settings = {"denoise_scheme": "autodenoise_s", **LOSS, "stopping_step": 5}
     straight, train, valid = tiny_trainer(tmp_path, epochs=2, **settings)
@@ -339,6 +340,7 @@ def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
         assert torch.equal(resumed, value) if torch.is_tensor(value) else resumed == value
 
 
+@pytest.mark.slow
 def test_adt_tl_prior_trains_and_resumes_exactly_end_to_end(tmp_path):
     """A real (tiny) run with the ADT-TL prior on an epoch schedule: the resumed run's schedule,
     controller and recommender end where the uninterrupted run's do."""

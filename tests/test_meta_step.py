@@ -224,6 +224,7 @@ def test_bad_learner_fails_before_training(tmp_path):
                      meta_virtual_step="optimizer", learner="adagrad")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
 def test_training_follows_the_real_adam(tmp_path, name):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme=name, controller_credit="meta",

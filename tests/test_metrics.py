@@ -265,6 +265,7 @@ def test_ml100k_interaction_protocol_identities(ml100k_interaction):
     assert test["recall@10"] <= test["recall@20"] <= test["recall@50"]
 
 
+@pytest.mark.slow
 def test_ml100k_user_protocol_is_different(ml100k_interaction, tmp_path):
     results = _run("user")
     test = results["test"]

@@ -135,6 +135,7 @@ def test_per_sample_losses_average_to_the_model_loss(model, tiny):
     assert torch.isfinite(sample.user_repr).all() and torch.isfinite(sample.item_repr).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("model", WEIGHTED)
 def test_supported_model_trains_with_every_scheme(model, scheme, tiny):
@@ -156,6 +157,7 @@ def test_supported_model_trains_with_every_scheme(model, scheme, tiny):
         assert 0 < tp < 10 and 0 < fp < 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(DEFAULT_ONLY))
 def test_default_only_models_train_and_refuse_weighting_with_the_reason(model, tiny):
     config, recommender, loaders = build(model, "default", tiny)
@@ -183,6 +185,7 @@ def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, rea
         trainer.fit(train_data, valid_data, saved=False, verbose=False)
 
 
+@pytest.mark.slow
 def test_clean_guided_schemes_take_a_pointwise_model_with_a_cross_entropy_loss(tiny):
     """SoftmaxMF is pointwise (no sampled negatives) but its loss is cross-entropy over all items:
     clean batches of positives feed it (explicit credit, one epoch)."""

@@ -402,6 +402,7 @@ def test_noise_and_guide_together_use_separate_streams(tmp_path):
 # --------------------------------------------------------------------------- ML-100K end to end
 
 
+@pytest.mark.slow
 def test_guide_loader_evaluates_after_a_short_bpr_run():
     from recbole.trainer import Trainer
     from recbole.utils import get_model, init_seed

@@ -54,6 +54,7 @@ def test_oracle_reads_ratings_and_fails_without_them():
         scheme.weights(batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
     config, train, valid, test = build(model, epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="oracle",
@@ -68,6 +69,7 @@ def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
     assert study["tp_mean_weight"] > 1.0  # mean 1 per batch over fewer kept samples
 
 
+@pytest.mark.slow
 def test_controller_oracle_state_end_to_end_on_bpr():
     """The trainer fills the flag for the controller: BPR's state is e_u, e_v (64 each), loss, epoch, flag."""
     config, train, valid, _ = build("BPR", epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="autodenoise_s",

@@ -183,6 +183,7 @@ def test_cli_success_and_force(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main([*args, "--force"]) == 0
 
 
+@pytest.mark.slow
 def test_module_entry_point_uses_default_data_path(tmp_path: Path) -> None:
     src = _write(tmp_path, *CASES["amazon-csv"][:2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -423,6 +424,7 @@ sys.exit(P.main([sys.argv[1], "--name", "toy", "--data-path", sys.argv[3]]))
 """
 
 
+@pytest.mark.slow
 def test_sigterm_during_write_removes_the_temp_file(tmp_path: Path) -> None:
     import signal
     import time

@@ -6,6 +6,8 @@ import configparser
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -55,6 +57,7 @@ def test_the_research_log_left_the_readme():
     assert "p = " not in README and "issue 5" not in README and "H100" not in README
 
 
+@pytest.mark.slow
 def test_readme_snippet_adopts_the_plugin_in_a_plain_recbole_script(capsys):
     snippet = re.search(r"<!-- readme-snippet:start -->\n```python\n(.*?)```", README, re.S).group(1)
     exec(compile(snippet, "README.md", "exec"), {})

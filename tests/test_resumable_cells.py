@@ -9,9 +9,11 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+from conftest import write_inter
+
 from benchmarks import grid
 from benchmarks.grid import SubprocessRunner, make_cells, read_rows, run_grid
-from conftest import write_inter
 
 # stands in for benchmarks.cell: a first run writes a checkpoint and dies as MODE says; a resumed
 # run writes results naming the checkpoint it was given
@@ -62,6 +64,7 @@ class FakeCell:
         return [json.loads(line) for line in self.calls.read_text().splitlines()] if self.calls.exists() else []
 
 
+@pytest.mark.slow
 def test_a_killed_cell_keeps_its_state_and_its_next_run_continues_from_it(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch)
     first = fake.run("killed")
@@ -73,6 +76,7 @@ def test_a_killed_cell_keeps_its_state_and_its_next_run_continues_from_it(tmp_pa
     assert not fake.work.exists()  # a finished cell leaves nothing behind
 
 
+@pytest.mark.slow
 def test_a_relative_log_folder_works_from_the_cells_scratch_folder(tmp_path, monkeypatch):
     # benchmarks.tune's results (benchmarks/results/tune/...) and table3's default --out are relative
     # paths; the child runs inside its .work folder (2026-12-02: every tune cell failed, spec.json not found)
@@ -82,6 +86,7 @@ def test_a_relative_log_folder_works_from_the_cells_scratch_folder(tmp_path, mon
     assert fake.run("finishes")["status"] == "ok" and fake.resumes() == [None, str(fake.checkpoint)]
 
 
+@pytest.mark.slow
 def test_a_cell_that_fails_by_itself_starts_afresh(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch)
     assert fake.run("fails")["status"] == "failed" and not fake.work.exists()
@@ -89,6 +94,7 @@ def test_a_cell_that_fails_by_itself_starts_afresh(tmp_path, monkeypatch):
     assert fake.resumes() == [None, None]
 
 
+@pytest.mark.slow
 def test_a_cell_past_its_timeout_continues_on_its_next_run(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch, timeout=3)
     row = fake.run("sleeps")
@@ -97,6 +103,7 @@ def test_a_cell_past_its_timeout_continues_on_its_next_run(tmp_path, monkeypatch
     assert fake.run("sleeps")["results"]["resumed_from"] == str(fake.checkpoint)
 
 
+@pytest.mark.slow
 def test_results_written_after_the_parent_died_are_taken(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch)
     fake.run("killed")
@@ -105,6 +112,7 @@ def test_results_written_after_the_parent_died_are_taken(tmp_path, monkeypatch):
     assert fake.resumes() == [None] and not fake.work.exists()  # no child started
 
 
+@pytest.mark.slow
 def test_state_left_by_another_commit_of_the_code_is_not_reused(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch)
     fake.run("killed")  # leaves a checkpoint stamped with this commit
@@ -113,6 +121,7 @@ def test_state_left_by_another_commit_of_the_code_is_not_reused(tmp_path, monkey
     assert fake.resumes() == [None, None]
 
 
+@pytest.mark.slow
 def test_a_cell_still_running_elsewhere_is_left_alone(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch)
     fake.work.mkdir(parents=True)
@@ -141,6 +150,7 @@ raise SystemExit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_real_cell_killed_mid_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     """BPR + AutoDenoise-S (controller, REINFORCE state, RNG) on a tiny data set, 4 epochs."""
     rng = random.Random(0)

@@ -111,6 +111,7 @@ def _numbers(results: dict) -> tuple:
     return results["data"], results["test"], results["best_valid_score"]
 
 
+@pytest.mark.slow
 def test_planted_cache_pickles_are_never_loaded(tmp_path, monkeypatch):
     one_epoch = dict(FAST, epochs=1, denoise_scheme="default")
     (tmp_path / "clean").mkdir()
@@ -148,6 +149,7 @@ def test_cache_settings_are_refused_by_the_data_api_too():
 
 # --- 3. a changed key never reuses a stale split ------------------------------------------------
 
+@pytest.mark.slow
 def test_a_saved_split_of_another_threshold_is_never_reused():
     from recbole.data.utils import save_split_dataloaders
 
@@ -221,6 +223,7 @@ def test_non_finite_values_become_null_and_are_listed(tmp_path):
     assert _strict_loads(path.read_text(encoding="utf-8")) == {"a": 1.0, "b": [2, "x"]}
 
 
+@pytest.mark.slow
 def test_a_run_with_no_noisy_rows_writes_strict_json(tmp_path):
     """clean_rating_threshold=0: no false positives, so their mean weight is NaN."""
     path = tmp_path / "new" / "r.json"

@@ -136,6 +136,7 @@ def random_recall(tmp_path_factory) -> dict[int, float]:
     return {k: (k / candidates).clamp(max=1).mean().item() for k in (10, 20, 50)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["default", "adt_rl", "autodenoise_s"])
 def test_ml100k_softmax_mf_beats_a_random_ranker(scheme, random_recall):
     from recbole_autodenoise.quick_start import run

@@ -273,6 +273,7 @@ def train_ml100k(scheme: str, reference: bool, **overrides):
 @pytest.mark.parametrize("scheme, overrides", [
     ("autodenoise_s", {}), ("autodenoise_h", {}), ("autodenoise_s", {"controller_credit": "user"}),
 ])
+@pytest.mark.slow
 def test_ml100k_run_equals_the_reference(scheme, overrides):
     fast, slow = train_ml100k(scheme, False, **overrides), train_ml100k(scheme, True, **overrides)
     assert len(fast.history) == len(slow.history) == FAST["epochs"]

@@ -39,23 +39,27 @@ def fit_with_scores(monkeypatch, tiny, scores, **overrides):
 FLAT_AFTER_FIRST = [0.5] + [0.4] * 19  # epoch 0 is the best and never beaten
 
 
+@pytest.mark.slow
 def test_without_a_minimum_recbole_stops_after_stopping_step_plus_one_bad_validations(monkeypatch, tiny):
     trainer = fit_with_scores(monkeypatch, tiny, FLAT_AFTER_FIRST, stopping_min_epochs=0)
     assert trainer.stopping_summary() == {"best_epoch": 0, "epochs_trained": 4, "hit_epoch_cap": False,
                                           "stopped_early": True, "stopping_min_epochs": 0}
 
 
+@pytest.mark.slow
 def test_the_minimum_holds_the_stop_until_it_is_reached(monkeypatch, tiny):
     trainer = fit_with_scores(monkeypatch, tiny, FLAT_AFTER_FIRST, stopping_min_epochs=10)
     summary = trainer.stopping_summary()
     assert summary["epochs_trained"] == 10 and summary["best_epoch"] == 0 and summary["stopped_early"]
 
 
+@pytest.mark.slow
 def test_minimum_of_one_changes_nothing(monkeypatch, tiny):
     trainer = fit_with_scores(monkeypatch, tiny, FLAT_AFTER_FIRST, stopping_min_epochs=1)
     assert trainer.stopping_summary()["epochs_trained"] == 4
 
 
+@pytest.mark.slow
 def test_patience_counts_from_the_best_epoch_across_the_minimum(monkeypatch, tiny):
     # best at epoch 8, then three worse validations: stop at epoch 11, as without the minimum
     scores = [0.5] + [0.4] * 7 + [0.6] + [0.4] * 11
@@ -64,11 +68,13 @@ def test_patience_counts_from_the_best_epoch_across_the_minimum(monkeypatch, tin
     assert trainer.stopping_summary()["best_epoch"] == 8
 
 
+@pytest.mark.slow
 def test_zero_patience_is_held_too(monkeypatch, tiny):
     trainer = fit_with_scores(monkeypatch, tiny, FLAT_AFTER_FIRST, stopping_min_epochs=5, stopping_step=0)
     assert trainer.stopping_summary()["epochs_trained"] == 5
 
 
+@pytest.mark.slow
 def test_a_run_that_never_stops_hits_the_cap(monkeypatch, tiny):
     trainer = fit_with_scores(monkeypatch, tiny, [0.1, 0.2, 0.2, 0.3, 0.25], stopping_min_epochs=0)
     # ties count as improvements (RecBole's early_stopping uses >=)
@@ -85,6 +91,7 @@ def test_bad_minimum_raises_naming_the_key(tiny, value):
         rad.AutoDenoiseTrainer(config, fresh_model(config, train))
 
 
+@pytest.mark.slow
 def test_the_results_carry_the_stopping_summary(tiny):
     settings = {"data_path": str(tiny), "show_progress": False, "state": "WARNING", "topk": [5],
                 "valid_metric": "NDCG@5", "epochs": 1}

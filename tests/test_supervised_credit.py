@@ -116,6 +116,7 @@ def test_several_processes_are_refused_with_the_reason():
     distributed.check_supported({"single_spec": True, "denoise_scheme": "autodenoise_s"}, scheme, False)
 
 
+@pytest.mark.slow
 def test_a_short_run_fits_the_ratings_and_resumes_the_stats(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2,
                                          controller_learning_rate=0.01, **SUPERVISED)

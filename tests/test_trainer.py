@@ -37,6 +37,7 @@ def prepared(request):
     return build(request.param, epochs=1, user_inter_num_interval="[10,60]")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ALL_SCHEMES)
 def test_every_scheme_trains_and_gives_sensible_clean_test_metrics(prepared, scheme):
     config, train, valid, test = prepared
@@ -60,6 +61,7 @@ def test_every_scheme_trains_and_gives_sensible_clean_test_metrics(prepared, sch
         assert 0.5 < record["controller_reward"] < 1.0  # GAUC on the clean validation set
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, epochs", [("BPR", 2), ("SASRec", 1)])
 def test_default_scheme_equals_stock_recbole_trainer(model, epochs):
     small = {"user_inter_num_interval": "[10,60]"}  # a third of ML-100K keeps CI short
@@ -118,11 +120,13 @@ def assert_resume_reproduces(model: str, stop_after: int = 1, **overrides) -> No
 
 # the soft controller's generator and ADT-TL's schedule; the hard controller's draws resume through
 # the same generator state (tests/test_checkpoints.py, tests/test_guidance.py)
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["autodenoise_s", "adt_tl"])
 def test_resumed_run_continues_exactly_where_it_stopped(scheme):
     assert_resume_reproduces("BPR", epochs=4, denoise_scheme=scheme, stopping_step=10)
 
 
+@pytest.mark.slow
 def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path):
     config, train, valid, _ = build("BPR", epochs=1, denoise_scheme="autodenoise_h")
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
@@ -152,6 +156,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
 
 
+@pytest.mark.slow
 def test_resume_rejects_a_checkpoint_of_another_scheme():
     config, train, valid, _ = build("BPR", epochs=1, denoise_scheme="adt_rl")
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
@@ -174,6 +179,7 @@ def test_resume_rejects_a_checkpoint_of_another_scheme():
         ({"valid_metric": "GAUC"}, "valid_metric"),
     ],
 )
+@pytest.mark.slow
 def test_bad_configuration_fails_before_training(prepared_bpr, overrides, message):
     config, train = prepared_bpr
     for key, value in overrides.items():
@@ -188,6 +194,7 @@ def prepared_bpr():
     return config, train
 
 
+@pytest.mark.slow
 def test_nan_training_loss_stops_with_a_clear_message(prepared_bpr, monkeypatch):
     config, train = prepared_bpr
     config["denoise_scheme"] = "adt_rl"

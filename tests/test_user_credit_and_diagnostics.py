@@ -146,6 +146,7 @@ def test_user_credit_learns_to_down_weight_marked_samples(name):
 # end to end on ML-100K
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 def test_user_credit_trains_end_to_end(model):
     config, train, valid, test = build(model, denoise_scheme="autodenoise_s", controller_credit="user", **SMALL)
@@ -159,6 +160,7 @@ def test_user_credit_trains_end_to_end(model):
     assert 0 < second["controller_users_rewarded"] <= users and second["controller_credited_fraction"] > 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["interaction", "user"])
 def test_clean_auc_is_recbole_gauc_and_averages_per_user(protocol):
     """The reward the trainer computes itself equals RecBole's GAUC (which weights each evaluated
@@ -177,6 +179,7 @@ def test_clean_auc_is_recbole_gauc_and_averages_per_user(protocol):
     assert ((per_user[has] * positives[has]).sum() / positives[has].sum()).item() == pytest.approx(gauc, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_gauc_reward_is_not_added_to_recbole_metrics():
     """RecBole's GAUC needs a full sort of every row (most of the validation time of AutoDenoise
     before); the trainer computes the reward itself, so RecBole's metrics stay as configured."""
@@ -191,6 +194,7 @@ def test_gauc_reward_is_not_added_to_recbole_metrics():
     assert "recall" in [m.lower() for m in config["metrics"]]
 
 
+@pytest.mark.slow
 def test_noise_and_diagnostics_end_to_end():
     config, train, valid, test = build("BPR", denoise_scheme="default", noise_rate=0.1, denoise_diagnostics=True, **SMALL)
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
@@ -211,6 +215,7 @@ def test_noise_and_diagnostics_end_to_end():
     assert trainer.history[0]["diag_injected_samples"] == trainer.history[1]["diag_injected_samples"]
 
 
+@pytest.mark.slow
 def test_diagnostics_key_is_checked():
     config, train, _, _ = build("BPR", epochs=1, user_inter_num_interval="[10,60]")
     config["denoise_diagnostics"] = "yes"
@@ -218,6 +223,7 @@ def test_diagnostics_key_is_checked():
         rad.AutoDenoiseTrainer(config, fresh_model(config, train))
 
 
+@pytest.mark.slow
 def test_resume_reproduces_user_credit_with_noise_and_diagnostics():
     assert_resume_reproduces("BPR", epochs=3, denoise_scheme="autodenoise_s", controller_credit="user", stopping_step=10,
                              noise_rate=0.1, denoise_diagnostics=True, user_inter_num_interval="[10,60]")

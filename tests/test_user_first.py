@@ -170,6 +170,7 @@ def test_sequential_user_first_keeps_each_users_first_clean_target_row(tmp_path,
 # --------------------------------------------------------------------------- the reward pass
 
 
+@pytest.mark.slow
 def test_reward_is_computed_on_the_whole_clean_validation_set(tmp_path):
     config = tiny_config(tmp_path, denoise_scheme="autodenoise_s", epochs=1, train_batch_size=64, topk=[5], valid_metric="NDCG@5")
     train, valid, _ = data_preparation(config, create_dataset(config))
