@@ -6,8 +6,8 @@
 # come back; then, if ML1M_DATA_DIR holds ml-1m/ml-1m.inter, the same four schemes on ML-1M for
 # SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
 # AutoDenoise-S with controller_credit explicit and one stray-click row per rated row (issue 13;
-# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=interaction labels every
-# rated row 1; 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change; EXPLICIT_SETS,
+# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=observed labels every
+# rated row 1, no rating used (the value was called interaction); 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change; EXPLICIT_SETS,
 # space-separated KEY=VALUE words, adds settings to the explicit cells only, e.g. the ADT-TL prior:
 # EXPLICIT_SETS="controller_prior=adt_tl adt_gradual_unit=epoch adt_num_gradual=1 adt_max_drop_rate=0.1").
 #
@@ -32,7 +32,7 @@ props=benchmarks/properties/paper-protocol
 n=0
 noise=()
 [ "${NOISY:-0}" = 1 ] && noise=(--set noise_kind=foreign --set noise_rate=0.2)
-explicit_args=()  # the explicit cells' own settings: EXPLICIT_LABELS (interaction: every rated row 1, stray clicks 0), EXPLICIT_SETS
+explicit_args=()  # the explicit cells' own settings: EXPLICIT_LABELS (observed: every rated row 1, stray clicks 0), EXPLICIT_SETS
 [ -n "${EXPLICIT_LABELS:-}" ] && explicit_args=(--set "explicit_labels=$EXPLICIT_LABELS")
 for setting in ${EXPLICIT_SETS:-}; do explicit_args+=(--set "$setting"); done
 launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]

@@ -17,7 +17,7 @@
 #       noisy  - issue 13's noisy study: MODEL (default GRU4Rec) with 20 % foreign noise in training
 #                (noise_kind foreign, noise_rate 0.2) x (default, adt_rl, dcf, autodenoise_s, and
 #                AutoDenoise-S with explicit credit, one stray-click row per rated row, 512-row guide
-#                batches, under explicit_labels rating and interaction) x SEEDS (default 3), into OUT
+#                batches, under explicit_labels rating and observed) x SEEDS (default 3), into OUT
 #                (default <dataset>-noisy.jsonl)
 #       models - issue 16's check of models beyond the paper's: LightGCN and NeuMF x (default, adt_rl,
 #                autodenoise_s) x SEEDS (default 3), RecBole's default learning rate, the scheme
@@ -88,11 +88,12 @@ case "$step" in
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
       --schemes default adt_rl dcf autodenoise_s "${noisy_cells[@]}"
     explicit=(--schemes autodenoise_s --set controller_credit=explicit --set explicit_negatives=1 --set guide_batch_size=512)
-    # the rating labels (the key's default, left unset so earlier rows still match), then interaction
+    # the rating labels (the key's default, left unset so earlier rows still match), then observed
+    # (every rated row 1, no rating used; the value was called interaction)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
       "${explicit[@]}" "${noisy_cells[@]}"
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
-      "${explicit[@]}" --set explicit_labels=interaction "${noisy_cells[@]}" ;;
+      "${explicit[@]}" --set explicit_labels=observed "${noisy_cells[@]}" ;;
   models)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models LightGCN NeuMF \
       --schemes default adt_rl autodenoise_s --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}" ;;

@@ -642,17 +642,17 @@ def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp
 
 
 def test_device_paper_protocol_passes_the_explicit_labels_to_the_explicit_cells_only(tmp_path):
-    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction")
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="observed")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
-    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1@512:interaction/noise0.2"))
+    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1@512:observed/noise0.2"))
 
 
 def test_device_paper_protocol_passes_explicit_sets_to_the_explicit_cells_only(tmp_path):
-    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction",
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="observed",
                                     EXPLICIT_SETS="controller_prior=adt_tl adt_max_drop_rate=0.1")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec")
-                          for c in ("epoch/noise0.2", "explicit+1@512:interaction^adt_tl%0.1/noise0.2"))
+                          for c in ("epoch/noise0.2", "explicit+1@512:observed^adt_tl%0.1/noise0.2"))
 
 
 RECORDING_PYTHON = """#!/usr/bin/env bash
@@ -665,15 +665,15 @@ def test_paper_protocol_study_noisy_step_runs_the_baselines_and_both_explicit_la
     calls, out = tmp_path / "calls.txt", tmp_path / "noisy.jsonl"
     run_with_fake_python(tmp_path, RECORDING_PYTHON, "paper_protocol_study.sh", "noisy", "2", FAKE_ARGS=str(calls),
                          OUT=str(out))
-    baselines, rating, interaction = calls.read_text().splitlines()
-    for call in (baselines, rating, interaction):
+    baselines, rating, observed = calls.read_text().splitlines()
+    for call in (baselines, rating, observed):
         assert call.startswith("-m benchmarks.table3 --dataset ml-latest-small") and f"--out {out} --models GRU4Rec" in call
         assert call.endswith("--set noise_kind=foreign --set noise_rate=0.2 --seeds 2 --seed-base 2020")
     assert "--schemes default adt_rl dcf autodenoise_s --set noise_kind" in baselines
     explicit = ("--schemes autodenoise_s --set controller_credit=explicit --set explicit_negatives=1 "
                 "--set guide_batch_size=512")
     assert explicit in rating and "explicit_labels" not in rating  # the default labels: earlier rows still match
-    assert f"{explicit} --set explicit_labels=interaction --set noise_kind" in interaction
+    assert f"{explicit} --set explicit_labels=observed --set noise_kind" in observed
 
 
 def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
