@@ -46,6 +46,7 @@ from recbole_autodenoise.diagnostics import sample_groups
 class ExplicitCredit(SupervisedCredit):
     reads_ratings = False  # the validation period's ratings, never a training row's
     needs_guidance = True
+    learns_from_validation_rows = True
     guide_rows = "explicit"
 
     def __init__(self, scheme) -> None:
