@@ -20,8 +20,8 @@ from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
 from test_loss_features import FakeTrainSet
 
-KEYS = {"adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit", "dcf_co_lambda", "dcf_lambda_horizon",
-        "dcf_time_step", "dcf_relabel_ratio"}
+KEYS = {"adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit", "dcf_co_lambda",
+        "dcf_lambda_horizon", "dcf_time_step", "dcf_relabel_ratio"}
 
 
 def dcf(**overrides):
@@ -109,8 +109,8 @@ def test_running_mean_bound_and_drops_against_the_authors_computation():
         batches.append((rows, [per_row[r][epoch] for r in rows]))
     settings = dict(epochs=6, time_step=4, co_lambda=0.05, max_drop=0.4, num_gradual=3, relabel=0.5)
     expected_lower, expected_weights, expected_means, expected_counts = authors_dcf(batches, **settings)
-    scheme = dcf(dcf_lambda_horizon=6, dcf_time_step=4, dcf_co_lambda=0.05, adt_max_drop_rate=0.4, adt_num_gradual=3,
-                 dcf_relabel_ratio=0.5)
+    scheme = dcf(dcf_lambda_horizon=6, dcf_time_step=4, dcf_co_lambda=0.05, adt_max_drop_rate=0.4,
+                 adt_num_gradual=3, dcf_relabel_ratio=0.5)
     scheme.setup(FakeTrainSet([0] * 6, list(range(6)), 1, 6))
     unlike_the_loss = []
     for epoch, (rows, losses) in enumerate(batches):
@@ -136,8 +136,9 @@ def test_lambda_falls_to_zero_over_its_horizon_and_stays_there():
     assert scheme.co_lambda_at(0) == 0.01
     assert scheme.co_lambda_at(5) == pytest.approx(0.01 * (1 - 5 / 9), rel=1e-12)  # horizon / 2
     assert scheme.co_lambda_at(9) == 0.0  # the horizon's last epoch, as linspace's last entry
-    assert scheme.co_lambda_at(10) == 0.0 and scheme.co_lambda_at(11) == 0.0 and scheme.co_lambda_at(299) == 0.0
-    assert [scheme.co_lambda_at(e) for e in range(10)] == pytest.approx(list(0.01 * np.linspace(1, 0, 10)), abs=1e-15)
+    assert [scheme.co_lambda_at(e) for e in (10, 11, 299)] == [0.0, 0.0, 0.0]  # beyond: stays 0
+    their_plan = list(0.01 * np.linspace(1, 0, 10))  # their co_lambda_plan for 10 epochs
+    assert [scheme.co_lambda_at(e) for e in range(10)] == pytest.approx(their_plan, abs=1e-15)
     one = dcf(dcf_co_lambda=0.01, dcf_lambda_horizon=1)  # linspace(1, 0, 1) is [1]
     assert (one.co_lambda_at(0), one.co_lambda_at(1)) == (0.01, 0.0)
 
@@ -150,9 +151,10 @@ def test_lambda_horizon_reaches_the_bound():
     _, early = scheme.store.lower_bounds(torch.tensor([0, 1]), losses, 0, scheme.co_lambda_at(0))
     _, late = scheme.store.lower_bounds(torch.tensor([0, 1]), losses, 4, scheme.co_lambda_at(4))
     s = 5  # epoch 4
-    assert_float_close(late, [math.log(1 + x + x * x / 2) / (s + 1) for x in (1.0, 2.0)])  # mean, no bound
+    damped_losses = [math.log(1 + x + x * x / 2) for x in (1.0, 2.0)]
+    assert_float_close(late, [f / (s + 1) for f in damped_losses])  # the mean, no bound
     bound = 0.5 * (1 + 0.5 * math.log(2)) / (1 + 1 - 0.5)  # epoch 0, n = 1
-    assert_float_close(early, [max(math.log(1 + x + x * x / 2) / 2 - bound, 0.0) for x in (1.0, 2.0)])
+    assert_float_close(early, [max(f / 2 - bound, 0.0) for f in damped_losses])
 
 
 def test_cycle_restarts_the_store():

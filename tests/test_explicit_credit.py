@@ -180,7 +180,8 @@ def test_a_short_run_with_stray_rows(tmp_path, labels):
 
 
 def test_observed_labels_make_every_rated_row_one_and_only_the_stray_rows_zero():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="observed"), CPU)
+    config = FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="observed")
+    scheme = SCHEMES.get("autodenoise_s")(config, CPU)
     guidance = FakeGuidance(0, rows=6)
     guidance.clean_batches = FakeStream()
     assert guidance.good.min() == 0  # low-rated rows present: labelled 1 all the same
@@ -203,7 +204,8 @@ def test_observed_labels_teach_the_controller_to_down_weight_stray_looking_rows(
         def unobserved(self, rows, copies):
             return Interaction({"rating": torch.full((len(rows) * copies,), 5.0)})
 
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="observed",
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1,
+                                                     explicit_labels="observed",
                                                      controller_learning_rate=0.01), CPU)
     gaps = []
     for step in range(150):
@@ -227,20 +229,24 @@ def test_explicit_labels_must_be_named(value):
 
 
 def test_observed_labels_need_rows_labelled_zero():
-    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' labels every rated row 1, so the fit needs rows "
-                                         "labelled 0: set explicit_negatives >= 1 \\(or explicit_canaries > 0\\)"):
+    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' labels every rated row 1, "
+                                         "so the fit needs rows labelled 0: set "
+                                         "explicit_negatives >= 1 \\(or explicit_canaries > 0\\)"):
         SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_labels="observed"), CPU)
 
 
 @pytest.mark.parametrize("credit", [EXPLICIT, {}])
 def test_the_old_interaction_labels_are_refused_naming_observed(credit):
     with pytest.raises(ValueError) as error:
-        SCHEMES.get("autodenoise_s")(FakeConfig(**credit, explicit_negatives=1, explicit_labels="interaction"), CPU)
-    assert str(error.value) == ("config key 'explicit_labels' = 'interaction' was renamed 'observed' (every rated "
-                                "row labelled 1: no rating is used); set explicit_labels: observed")
+        config = FakeConfig(**credit, explicit_negatives=1, explicit_labels="interaction")
+        SCHEMES.get("autodenoise_s")(config, CPU)
+    assert str(error.value) == ("config key 'explicit_labels' = 'interaction' was renamed "
+                                "'observed' (every rated row labelled 1: no rating is used); "
+                                "set explicit_labels: observed")
 
 
 def test_explicit_labels_belong_to_explicit_credit():
-    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' applies to controller_credit 'explicit' only "
-                                         "\\(this run uses 'epoch'\\); leave it at 'rating'"):
+    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' applies to "
+                                         "controller_credit 'explicit' only \\(this run uses "
+                                         "'epoch'\\); leave it at 'rating'"):
         SCHEMES.get("autodenoise_s")(FakeConfig(explicit_labels="observed"), CPU)

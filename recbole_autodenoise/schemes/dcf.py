@@ -126,7 +126,8 @@ class DCFScheme(TruncatedLossScheme):
         self.time_step = read_key(config, "dcf_time_step", positive_int, "a positive integer")
         self.relabel_ratio = read_key(config, "dcf_relabel_ratio", lambda v: is_number(v) and 0 <= v <= 1,
                                       "a number in [0, 1]")
-        self.lambda_horizon = read_key(config, "dcf_lambda_horizon", positive_int, "a positive integer")
+        self.lambda_horizon = read_key(config, "dcf_lambda_horizon", positive_int,
+                                       "a positive integer")
         self.store: DCFStore | None = None
         self._pending_store: dict[str, Any] | None = None
 
