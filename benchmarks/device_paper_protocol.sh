@@ -6,12 +6,19 @@
 # come back; then, if ML1M_DATA_DIR holds ml-1m/ml-1m.inter, the same four schemes on ML-1M for
 # SoftmaxMF, BPR, GRU4Rec and SASRec with one seed each. Beside every ml-latest-small cell, one of
 # AutoDenoise-S with controller_credit explicit and one stray-click row per rated row (issue 13;
-# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=interaction labels every
-# rated row 1; 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change; EXPLICIT_SETS,
+# EXPLICIT=0 leaves it out, EXPLICIT_NEGATIVES=k changes k, EXPLICIT_LABELS=observed labels every
+# rated row 1, no rating used (the value was called interaction);
+# 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change; EXPLICIT_SETS,
 # space-separated KEY=VALUE words, adds settings to the explicit cells only, e.g. the ADT-TL prior:
 # EXPLICIT_SETS="controller_prior=adt_tl adt_gradual_unit=epoch adt_num_gradual=1 adt_max_drop_rate=0.1").
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
+#
+# Explicit credit learns from validation rows, which must not select the epoch: while explicit cells
+# run (EXPLICIT != 0), every ml-latest-small cell uses the guide/select split,
+# clean_valid_guide_ratio GUIDE_RATIO (default 0.5), so all its cells are selected on the same rows.
+# The oracle reads the training ratings: its cells opt in (allow_rating_diagnostics) through
+# <model>-oracle.yaml.
 #
 # NOISY=1: issue 13's noisy study instead: every ml-latest-small cell trains with 20 % foreign noise
 # (noise_kind foreign, noise_rate 0.2), and ML-1M is left out; e.g. with
@@ -32,7 +39,11 @@ props=benchmarks/properties/paper-protocol
 n=0
 noise=()
 [ "${NOISY:-0}" = 1 ] && noise=(--set noise_kind=foreign --set noise_rate=0.2)
-explicit_args=()  # the explicit cells' own settings: EXPLICIT_LABELS (interaction: every rated row 1, stray clicks 0), EXPLICIT_SETS
+split=()  # ml-latest-small's guide/select split while explicit cells (learning from validation) run
+[ "${EXPLICIT:-1}" = 0 ] || split=(--set "clean_valid_guide_ratio=${GUIDE_RATIO:-0.5}")
+# the explicit cells' own settings: EXPLICIT_LABELS (observed: every rated row 1, stray clicks 0),
+# EXPLICIT_SETS
+explicit_args=()
 [ -n "${EXPLICIT_LABELS:-}" ] && explicit_args=(--set "explicit_labels=$EXPLICIT_LABELS")
 for setting in ${EXPLICIT_SETS:-}; do explicit_args+=(--set "$setting"); done
 launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHEMES [--set K=V ...]]
@@ -46,13 +57,13 @@ launch() {  # launch DATASET DATA_DIR MODEL SEED_BASE SEEDS PROPERTIES_DIR [SCHE
 }
 for model in SASRec GRU4Rec; do
   for seed in $(seq 2020 $((2020 + seeds - 1))); do
-    launch ml-latest-small "$data" "$model" "$seed" 1 "$props"
+    launch ml-latest-small "$data" "$model" "$seed" 1 "$props" "$schemes" "${split[@]}"
     # issue 13: AutoDenoise-S taught by the validation period's explicit ratings, with EXPLICIT_NEGATIVES
     # (default 1) stray-click rows per rated row and 512-row guide batches, the sequential models' best
     # variant (EXPLICIT=0 skips it)
     [ "${EXPLICIT:-1}" = 0 ] || launch ml-latest-small "$data" "$model" "$seed" 1 "$props" autodenoise_s \
       --set controller_credit=explicit --set "explicit_negatives=${EXPLICIT_NEGATIVES:-1}" \
-      --set "guide_batch_size=${GUIDE_BATCH_SIZE:-512}" "${explicit_args[@]}"
+      --set "guide_batch_size=${GUIDE_BATCH_SIZE:-512}" "${split[@]}" "${explicit_args[@]}"
   done
 done
 if [ "${NOISY:-0}" != 1 ] && [ -f "${ML1M_DATA_DIR:-/nonexistent}/ml-1m/ml-1m.inter" ]; then

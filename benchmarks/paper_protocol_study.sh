@@ -17,8 +17,10 @@
 #       noisy  - issue 13's noisy study: MODEL (default GRU4Rec) with 20 % foreign noise in training
 #                (noise_kind foreign, noise_rate 0.2) x (default, adt_rl, dcf, autodenoise_s, and
 #                AutoDenoise-S with explicit credit, one stray-click row per rated row, 512-row guide
-#                batches, under explicit_labels rating and interaction) x SEEDS (default 3), into OUT
-#                (default <dataset>-noisy.jsonl)
+#                batches, under explicit_labels rating and observed) x SEEDS (default 3), into OUT
+#                (default <dataset>-noisy.jsonl); every cell on the guide/select split
+#                (clean_valid_guide_ratio 0.5): explicit credit learns from validation rows, which
+#                must not select the epoch, and the others are selected on the same rows
 #       models - issue 16's check of models beyond the paper's: LightGCN and NeuMF x (default, adt_rl,
 #                autodenoise_s) x SEEDS (default 3), RecBole's default learning rate, the scheme
 #                settings tuned on BPR
@@ -27,7 +29,8 @@
 # Validation and early stopping use eval_protocol user_first (the paper's, the default); every run
 # also reports its test set under `interaction` (results' test_by_protocol), so one run gives both
 # protocols. Runs end by early stopping (stopping_step 6, never before stopping_min_epochs 10);
-# `epochs` 300 is a safety cap the report flags.
+# `epochs` 300 is a safety cap the report flags. The oracle reads the training ratings: its cells
+# opt in (allow_rating_diagnostics) through $props/<dataset>/<model>-oracle.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:?DATA_DIR}
@@ -84,15 +87,17 @@ case "$step" in
       --schemes default adt_rl autodenoise_s oracle --seeds "${3:-1}" --seed-base "${SEED_BASE:-2020}" ;;
   noisy)
     model=${MODEL:-GRU4Rec} noisy_out=${OUT:-benchmarks/results/$dataset-noisy.jsonl}
-    noisy_cells=(--set noise_kind=foreign --set noise_rate=0.2 --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}")
+    noisy_cells=(--set clean_valid_guide_ratio=0.5 --set noise_kind=foreign --set noise_rate=0.2
+                 --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}")
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
       --schemes default adt_rl dcf autodenoise_s "${noisy_cells[@]}"
     explicit=(--schemes autodenoise_s --set controller_credit=explicit --set explicit_negatives=1 --set guide_batch_size=512)
-    # the rating labels (the key's default, left unset so earlier rows still match), then interaction
+    # the rating labels (the key's default, left unset so earlier rows still match), then observed
+    # (every rated row 1, no rating used; the value was called interaction)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
       "${explicit[@]}" "${noisy_cells[@]}"
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$noisy_out" --models "$model" \
-      "${explicit[@]}" --set explicit_labels=interaction "${noisy_cells[@]}" ;;
+      "${explicit[@]}" --set explicit_labels=observed "${noisy_cells[@]}" ;;
   models)
     python -m benchmarks.table3 "${common[@]}" "${files[@]}" --out "$out" --models LightGCN NeuMF \
       --schemes default adt_rl autodenoise_s --seeds "${3:-3}" --seed-base "${SEED_BASE:-2020}" ;;

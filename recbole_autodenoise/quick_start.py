@@ -24,6 +24,7 @@ from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.model import get_model
+from recbole_autodenoise.schemes.protocol import check_protocol
 from recbole_autodenoise.trainer import AutoDenoiseTrainer, load_resumable, plain_config
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
@@ -143,6 +144,7 @@ def run(
     returned (``None`` on a machine without rank 0)."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
+    check_protocol(config)  # rating-reading diagnostics opted in; no learning on the selecting rows
     check_no_caches(config)
     results_path = check_results_path(config["results_file"])
     check_checkpoint_dir(config)
@@ -213,6 +215,8 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         "model": config["model"],
         "dataset": config["dataset"],
         "denoise_scheme": trainer.scheme_name,
+        # a diagnostic read the training rows' ratings (allow_rating_diagnostics): not a method
+        "reads_training_ratings": bool(trainer.scheme.reads_ratings),
         "seed": config["seed"],
         "eval_protocol": config["eval_protocol"],
         "device": str(config["device"]),

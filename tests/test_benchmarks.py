@@ -588,7 +588,8 @@ while (( $# )); do
     --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
            [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; [[ $2 == explicit_labels=* ]] && credit+=:${2#*=}
            [[ $2 == guide_batch_size=* ]] && credit+=@${2#*=}; [[ $2 == controller_prior=* ]] && credit+=^${2#*=}
-           [[ $2 == adt_max_drop_rate=* ]] && credit+=%${2#*=}; shift ;;
+           [[ $2 == adt_max_drop_rate=* ]] && credit+=%${2#*=}
+           [[ $2 == clean_valid_guide_ratio=* ]] && credit+=~${2#*=}; shift ;;
   esac
   shift
 done
@@ -619,8 +620,8 @@ def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_retur
     out = run_device_paper_protocol(tmp_path, "2")
     assert sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*")) == before  # nothing written there
     rows = [(r["dataset"], r["model"], r["seed"], r["credit"]) for r in device_rows(out)]
-    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021) for c in ("epoch", "explicit+1@512")
-                if (m, s) != ("GRU4Rec", 2021)}
+    expected = {("ml-latest-small", m, s, c) for m in ("SASRec", "GRU4Rec") for s in (2020, 2021)
+                for c in ("epoch~0.5", "explicit+1@512~0.5") if (m, s) != ("GRU4Rec", 2021)}
     expected |= {("ml-1m", m, 2020, "epoch") for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")}
     assert sorted(rows) == sorted(expected)  # each cell once
     assert (out / "cells-logs.tgz").is_file()
@@ -631,7 +632,21 @@ def test_device_paper_protocol_noisy_mode_adds_foreign_noise_to_every_cell_and_s
     out = run_device_paper_protocol(tmp_path, "1", NOISY="1")
     rows = sorted((r["dataset"], r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted(("ml-latest-small", m, c) for m in ("SASRec", "GRU4Rec")
-                          for c in ("epoch/noise0.2", "explicit+1@512/noise0.2"))
+                          for c in ("epoch~0.5/noise0.2", "explicit+1@512~0.5/noise0.2"))
+
+
+@pytest.mark.slow
+def test_device_paper_protocol_splits_validation_only_while_explicit_cells_run(tmp_path):
+    """Explicit credit learns from validation rows: with its cells every ml-latest-small cell is
+    selected on the select part (GUIDE_RATIO); without them, and on ML-1M, one validation set."""
+    rows = sorted((r["dataset"], r["model"], r["credit"]) for r in device_rows(
+        run_device_paper_protocol(tmp_path / "a", "1", EXPLICIT="0")))
+    ml1m = [("ml-1m", m, "epoch") for m in ("SoftmaxMF", "BPR", "GRU4Rec", "SASRec")]
+    assert rows == sorted([("ml-latest-small", m, "epoch") for m in ("SASRec", "GRU4Rec")] + ml1m)
+    rows = sorted((r["dataset"], r["credit"]) for r in device_rows(
+        run_device_paper_protocol(tmp_path / "b", "1", GUIDE_RATIO="0.3")))
+    assert rows == sorted([("ml-latest-small", c) for c in ("epoch~0.3", "explicit+1@512~0.3")] * 2
+                          + [("ml-1m", "epoch")] * 4)
 
 
 FAKE_COST = """#!/usr/bin/env bash
@@ -657,18 +672,20 @@ def test_device_cost_runs_the_cost_benchmark_on_cuda_and_summarises_its_rows(tmp
 
 @pytest.mark.slow
 def test_device_paper_protocol_passes_the_explicit_labels_to_the_explicit_cells_only(tmp_path):
-    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction")
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="observed")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
-    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec") for c in ("epoch/noise0.2", "explicit+1@512:interaction/noise0.2"))
+    assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec")
+                          for c in ("epoch~0.5/noise0.2", "explicit+1@512~0.5:observed/noise0.2"))
 
 
 @pytest.mark.slow
 def test_device_paper_protocol_passes_explicit_sets_to_the_explicit_cells_only(tmp_path):
-    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="interaction",
+    out = run_device_paper_protocol(tmp_path, "1", NOISY="1", EXPLICIT_LABELS="observed",
                                     EXPLICIT_SETS="controller_prior=adt_tl adt_max_drop_rate=0.1")
     rows = sorted((r["model"], r["credit"]) for r in device_rows(out))
     assert rows == sorted((m, c) for m in ("SASRec", "GRU4Rec")
-                          for c in ("epoch/noise0.2", "explicit+1@512:interaction^adt_tl%0.1/noise0.2"))
+                          for c in ("epoch~0.5/noise0.2",
+                                    "explicit+1@512~0.5:observed^adt_tl%0.1/noise0.2"))
 
 
 RECORDING_PYTHON = """#!/usr/bin/env bash
@@ -682,15 +699,17 @@ def test_paper_protocol_study_noisy_step_runs_the_baselines_and_both_explicit_la
     calls, out = tmp_path / "calls.txt", tmp_path / "noisy.jsonl"
     run_with_fake_python(tmp_path, RECORDING_PYTHON, "paper_protocol_study.sh", "noisy", "2", FAKE_ARGS=str(calls),
                          OUT=str(out))
-    baselines, rating, interaction = calls.read_text().splitlines()
-    for call in (baselines, rating, interaction):
+    baselines, rating, observed = calls.read_text().splitlines()
+    for call in (baselines, rating, observed):
         assert call.startswith("-m benchmarks.table3 --dataset ml-latest-small") and f"--out {out} --models GRU4Rec" in call
-        assert call.endswith("--set noise_kind=foreign --set noise_rate=0.2 --seeds 2 --seed-base 2020")
-    assert "--schemes default adt_rl dcf autodenoise_s --set noise_kind" in baselines
+        # every cell selected on the same select rows
+        assert call.endswith("--set clean_valid_guide_ratio=0.5 --set noise_kind=foreign "
+                             "--set noise_rate=0.2 --seeds 2 --seed-base 2020")
+    assert "--schemes default adt_rl dcf autodenoise_s --set clean_valid_guide_ratio" in baselines
     explicit = ("--schemes autodenoise_s --set controller_credit=explicit --set explicit_negatives=1 "
                 "--set guide_batch_size=512")
     assert explicit in rating and "explicit_labels" not in rating  # the default labels: earlier rows still match
-    assert f"{explicit} --set explicit_labels=interaction --set noise_kind" in interaction
+    assert f"{explicit} --set explicit_labels=observed --set clean_valid_guide_ratio" in observed
 
 
 def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():

@@ -20,8 +20,8 @@ from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
 from test_loss_features import FakeTrainSet
 
-KEYS = {"adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit", "dcf_co_lambda", "dcf_time_step",
-        "dcf_relabel_ratio"}
+KEYS = {"adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit", "dcf_co_lambda",
+        "dcf_lambda_horizon", "dcf_time_step", "dcf_relabel_ratio"}
 
 
 def dcf(**overrides):
@@ -109,8 +109,8 @@ def test_running_mean_bound_and_drops_against_the_authors_computation():
         batches.append((rows, [per_row[r][epoch] for r in rows]))
     settings = dict(epochs=6, time_step=4, co_lambda=0.05, max_drop=0.4, num_gradual=3, relabel=0.5)
     expected_lower, expected_weights, expected_means, expected_counts = authors_dcf(batches, **settings)
-    scheme = dcf(epochs=6, dcf_time_step=4, dcf_co_lambda=0.05, adt_max_drop_rate=0.4, adt_num_gradual=3,
-                 dcf_relabel_ratio=0.5)
+    scheme = dcf(dcf_lambda_horizon=6, dcf_time_step=4, dcf_co_lambda=0.05, adt_max_drop_rate=0.4,
+                 adt_num_gradual=3, dcf_relabel_ratio=0.5)
     scheme.setup(FakeTrainSet([0] * 6, list(range(6)), 1, 6))
     unlike_the_loss = []
     for epoch, (rows, losses) in enumerate(batches):
@@ -128,6 +128,33 @@ def test_running_mean_bound_and_drops_against_the_authors_computation():
     assert torch.equal(scheme.store.count, torch.tensor([expected_counts[r] for r in rows]))
     assert scheme.store.count.tolist() == [3.0, 3.0, 3.0, 3.0, 1.0, 1.0]  # 4 and 5 were relabelled in epochs 4-5
     assert_float_close(scheme.store.mean, [expected_means[r] for r in rows])
+
+
+def test_lambda_falls_to_zero_over_its_horizon_and_stays_there():
+    """linspace(1, 0, H)[e] for H = dcf_lambda_horizon, then 0; the run's epochs play no part."""
+    scheme = dcf(dcf_co_lambda=0.01, dcf_lambda_horizon=10, epochs=300)
+    assert scheme.co_lambda_at(0) == 0.01
+    assert scheme.co_lambda_at(5) == pytest.approx(0.01 * (1 - 5 / 9), rel=1e-12)  # horizon / 2
+    assert scheme.co_lambda_at(9) == 0.0  # the horizon's last epoch, as linspace's last entry
+    assert [scheme.co_lambda_at(e) for e in (10, 11, 299)] == [0.0, 0.0, 0.0]  # beyond: stays 0
+    their_plan = list(0.01 * np.linspace(1, 0, 10))  # their co_lambda_plan for 10 epochs
+    assert [scheme.co_lambda_at(e) for e in range(10)] == pytest.approx(their_plan, abs=1e-15)
+    one = dcf(dcf_co_lambda=0.01, dcf_lambda_horizon=1)  # linspace(1, 0, 1) is [1]
+    assert (one.co_lambda_at(0), one.co_lambda_at(1)) == (0.01, 0.0)
+
+
+def test_lambda_horizon_reaches_the_bound():
+    """The same losses and counts get the full bound at epoch 0 and none from the horizon on."""
+    scheme = dcf(dcf_co_lambda=0.5, dcf_lambda_horizon=4, dcf_time_step=100, adt_max_drop_rate=0.0)
+    scheme.setup(FakeTrainSet([0, 0], [0, 1], 1, 2))
+    losses = torch.tensor([1.0, 2.0])
+    _, early = scheme.store.lower_bounds(torch.tensor([0, 1]), losses, 0, scheme.co_lambda_at(0))
+    _, late = scheme.store.lower_bounds(torch.tensor([0, 1]), losses, 4, scheme.co_lambda_at(4))
+    s = 5  # epoch 4
+    damped_losses = [math.log(1 + x + x * x / 2) for x in (1.0, 2.0)]
+    assert_float_close(late, [f / (s + 1) for f in damped_losses])  # the mean, no bound
+    bound = 0.5 * (1 + 0.5 * math.log(2)) / (1 + 1 - 0.5)  # epoch 0, n = 1
+    assert_float_close(early, [max(f / 2 - bound, 0.0) for f in damped_losses])
 
 
 def test_cycle_restarts_the_store():
@@ -213,7 +240,7 @@ def test_keys_are_declared_with_defaults():
     scheme = dcf()
     assert (scheme.co_lambda, scheme.time_step, scheme.relabel_ratio) == (0.0001, 3, 0.05)
     assert (scheme.max_drop_rate, scheme.num_gradual, scheme.gradual_unit) == (0.2, 30000, "iteration")
-    assert scheme.co_lambda_at(0) == 0.0001 and scheme.co_lambda_at(299) == 0.0
+    assert scheme.lambda_horizon == 10  # the epochs the authors' main.py trains by default
 
 
 @pytest.mark.parametrize("key, value, allowed", [
@@ -221,6 +248,8 @@ def test_keys_are_declared_with_defaults():
     ("dcf_co_lambda", -0.1, "a number in [0, 1)"),
     ("dcf_co_lambda", "1e-4", "a number in [0, 1)"),
     ("dcf_time_step", 0, "a positive integer"),
+    ("dcf_lambda_horizon", 0, "a positive integer"),
+    ("dcf_lambda_horizon", 2.5, "a positive integer"),
     ("dcf_time_step", 2.5, "a positive integer"),
     ("dcf_relabel_ratio", 1.5, "a number in [0, 1]"),
     ("dcf_relabel_ratio", None, "a number in [0, 1]"),

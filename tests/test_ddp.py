@@ -125,7 +125,10 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
     if scheme == "autodenoise_s":
         tmp_path, overrides, results = request.getfixturevalue("soft_run")
     else:
-        overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}))
+        # user credit learns from the guide part of a guide/select split (refused without one)
+        split = {"clean_valid_guide_ratio": 0.5} if credit == "user" else {}
+        overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}),
+                                  **split)
         results = run("BPR", "ml-100k", config_dict=overrides)
 
     # one results file (rank 0's), one best model and its latest state
@@ -143,7 +146,7 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
         first, second = record["rank_digests"]
         assert len(first) == 64 and first == second
     assert epochs[0]["rank_digests"][0] != epochs[1]["rank_digests"][0]
-    if credit == "user":  # every rank rewards the users of the whole clean validation set
+    if credit == "user":  # every rank rewards the users of the whole guide part
         rewarded = [record["controller_users_rewarded"] for record in epochs]
         assert rewarded[0] == rewarded[1] and 0 < rewarded[0] <= results["data"]["users"]
     if credit == "epoch":  # the controller learned from a finite reward, with the same b on both ranks

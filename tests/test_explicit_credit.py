@@ -171,7 +171,7 @@ def test_explicit_negatives_belong_to_explicit_credit():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("labels", ["rating", "interaction"])
+@pytest.mark.parametrize("labels", ["rating", "observed"])
 def test_a_short_run_with_stray_rows(tmp_path, labels):
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=1, explicit_negatives=1,
                                          controller_learning_rate=0.01, guide_batch_size=16, explicit_labels=labels,
@@ -181,8 +181,9 @@ def test_a_short_run_with_stray_rows(tmp_path, labels):
     assert math.isfinite(trainer.history[-1]["tp_mean_weight"])
 
 
-def test_interaction_labels_make_every_rated_row_one_and_only_the_stray_rows_zero():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="interaction"), CPU)
+def test_observed_labels_make_every_rated_row_one_and_only_the_stray_rows_zero():
+    config = FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="observed")
+    scheme = SCHEMES.get("autodenoise_s")(config, CPU)
     guidance = FakeGuidance(0, rows=6)
     guidance.clean_batches = FakeStream()
     assert guidance.good.min() == 0  # low-rated rows present: labelled 1 all the same
@@ -197,7 +198,7 @@ def test_interaction_labels_make_every_rated_row_one_and_only_the_stray_rows_zer
     assert labels.tolist() == [1.0] * 6 + [0.0] * 6
 
 
-def test_interaction_labels_teach_the_controller_to_down_weight_stray_looking_rows():
+def test_observed_labels_teach_the_controller_to_down_weight_stray_looking_rows():
     """A toy where stray clicks' user representation carries a mark (first column 3) and rated rows,
     liked or not, do not: training rows with the mark lose weight, low-rated ones do not."""
 
@@ -205,7 +206,8 @@ def test_interaction_labels_teach_the_controller_to_down_weight_stray_looking_ro
         def unobserved(self, rows, copies):
             return Interaction({"rating": torch.full((len(rows) * copies,), 5.0)})
 
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels="interaction",
+    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1,
+                                                     explicit_labels="observed",
                                                      controller_learning_rate=0.01), CPU)
     gaps = []
     for step in range(150):
@@ -224,17 +226,29 @@ def test_interaction_labels_teach_the_controller_to_down_weight_stray_looking_ro
 @pytest.mark.parametrize("value", ["liked", None, 1])
 def test_explicit_labels_must_be_named(value):
     with pytest.raises(ValueError, match=f"config key 'explicit_labels' = {value!r} is invalid: expected one of "
-                                         r"\['rating', 'interaction'\]"):
+                                         r"\['rating', 'observed'\]"):
         SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels=value), CPU)
 
 
-def test_interaction_labels_need_rows_labelled_zero():
-    with pytest.raises(ValueError, match="'explicit_labels' = 'interaction' labels every rated row 1, so the fit needs rows "
-                                         "labelled 0: set explicit_negatives >= 1 \\(or explicit_canaries > 0\\)"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_labels="interaction"), CPU)
+def test_observed_labels_need_rows_labelled_zero():
+    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' labels every rated row 1, "
+                                         "so the fit needs rows labelled 0: set "
+                                         "explicit_negatives >= 1 \\(or explicit_canaries > 0\\)"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_labels="observed"), CPU)
+
+
+@pytest.mark.parametrize("credit", [EXPLICIT, {}])
+def test_the_old_interaction_labels_are_refused_naming_observed(credit):
+    with pytest.raises(ValueError) as error:
+        config = FakeConfig(**credit, explicit_negatives=1, explicit_labels="interaction")
+        SCHEMES.get("autodenoise_s")(config, CPU)
+    assert str(error.value) == ("config key 'explicit_labels' = 'interaction' was renamed "
+                                "'observed' (every rated row labelled 1: no rating is used); "
+                                "set explicit_labels: observed")
 
 
 def test_explicit_labels_belong_to_explicit_credit():
-    with pytest.raises(ValueError, match="'explicit_labels' = 'interaction' applies to controller_credit 'explicit' only "
-                                         "\\(this run uses 'epoch'\\); leave it at 'rating'"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(explicit_labels="interaction"), CPU)
+    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' applies to "
+                                         "controller_credit 'explicit' only \\(this run uses "
+                                         "'epoch'\\); leave it at 'rating'"):
+        SCHEMES.get("autodenoise_s")(FakeConfig(explicit_labels="observed"), CPU)

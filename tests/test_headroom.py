@@ -31,8 +31,10 @@ def test_headroom_is_the_mean_paired_relative_change_with_a_paired_t_test():
     calls = []
     result = headroom.measure("BPR", "toy", [2020, 2021, 2022], ["default", "oracle", "adt_rl"], "ndcg@20",
                               None, {"epochs": 3}, runner=fake_runner(calls), log=lambda _: None)
-    assert [c[3] for c in calls[:3]] == [{"epochs": 3, "denoise_scheme": s, "seed": 2020}
-                                         for s in ("default", "oracle", "adt_rl")]
+    opt_in = {"oracle": {"allow_rating_diagnostics": True}}  # only the oracle reads ratings
+    expected = [{"epochs": 3, "denoise_scheme": s, "seed": 2020, **opt_in.get(s, {})}
+                for s in ("default", "oracle", "adt_rl")]
+    assert [c[3] for c in calls[:3]] == expected
     changes = [0.1, 0.04, 0.15]
     summary = result.summary("oracle")
     assert summary["mean_relative_change"] == pytest.approx(sum(changes) / 3, rel=1e-12)

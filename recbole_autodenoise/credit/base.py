@@ -38,6 +38,10 @@ class Credit:
     # sampling pass itself) instead of the states and actions (``record``)?
     records_score: ClassVar[bool] = False
     reads_ratings: ClassVar[bool] = False  # does ``before_weights`` read ``batch.true_positive``? (diagnostics only)
+    # does the mode learn from the clean validation rows themselves (batches of them, or each
+    # user's reward on them)? Then those rows must not select the epoch: ``schemes.protocol``
+    # refuses it with one validation set (``clean_valid_guide_ratio`` 0)
+    learns_from_validation_rows: ClassVar[bool] = False
     single_process_reason: ClassVar[str | None] = None  # why the mode cannot run under DDP, if it cannot
 
     def __init__(self, scheme: ControllerScheme) -> None:

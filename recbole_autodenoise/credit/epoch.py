@@ -23,6 +23,8 @@ logger = logging.getLogger("recbole_autodenoise.schemes.autodenoise")
 @register_credit("epoch")
 class EpochCredit(Credit):
     needs_reward = True
+    # learns from the validation result as the paper's Algorithm 1 does, on one validation set
+    # under the paper's protocol, so ``learns_from_validation_rows`` stays False: not refused there
 
     def __init__(self, scheme) -> None:
         super().__init__(scheme)

@@ -21,10 +21,11 @@ adds each batch's canaries (label 0) and their source rows (label 1) to the fit,
 rows' own state: both trained on, so "never trained on" no longer tells them apart.
 ``explicit_weight_power`` γ applies the weights as P^γ (γ > 1 sharpens the contrast between
 likely-clean and likely-stray rows, as ADT-RL's β does for the loss) before the mean-1 rescaling.
-``explicit_labels: interaction`` labels every rated row 1, low-rated ones too, so only the stray
-clicks (and canaries) are 0s: the controller learns "a real interaction" rather than "liked", for
-models that learn from the low-rated interactions too (the sequential ones, where dropping them
-hurts); it needs ``explicit_negatives`` >= 1 or ``explicit_canaries`` > 0.
+``explicit_labels: observed`` labels every rated row 1, low-rated ones too, so only the stray
+clicks (and canaries) are 0s and no rating is used: the controller learns "a held-out interaction
+rather than a sampled item", not "liked", for models that learn from the low-rated interactions
+too (the sequential ones, where dropping them hurts); it needs ``explicit_negatives`` >= 1 or
+``explicit_canaries`` > 0. (The value was called ``interaction``, which is refused now.)
 Single-process only (it draws clean batches, as ``l2rw`` and ``meta`` do)."""
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from recbole_autodenoise.diagnostics import sample_groups
 class ExplicitCredit(SupervisedCredit):
     reads_ratings = False  # the validation period's ratings, never a training row's
     needs_guidance = True
+    learns_from_validation_rows = True
     guide_rows = "explicit"
 
     def __init__(self, scheme) -> None:
@@ -83,10 +85,10 @@ class ExplicitCredit(SupervisedCredit):
         return torch.cat([explicit, state[rows]]), torch.cat([labels, canary.to(labels.dtype)])
 
     def _labels(self, rows) -> torch.Tensor:
-        """1 for a rated row rated >= the threshold, else 0; with ``explicit_labels: interaction``
+        """1 for a rated row rated >= the threshold, else 0; with ``explicit_labels: observed``
         1 for every rated row (the stray-click rows and canaries are the 0s)."""
         liked = sample_groups(rows, self.rating_field, self.threshold)["tp"]
-        return torch.ones_like(liked) if self.scheme.explicit_labels == "interaction" else liked
+        return torch.ones_like(liked) if self.scheme.explicit_labels == "observed" else liked
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
         power = self.scheme.weight_power

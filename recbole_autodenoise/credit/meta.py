@@ -50,6 +50,7 @@ from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 @register_credit("meta")
 class MetaCredit(Credit):
     needs_guidance = True
+    learns_from_validation_rows = True
 
     def __init__(self, scheme) -> None:
         super().__init__(scheme)

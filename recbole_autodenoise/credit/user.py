@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 @register_credit("user")
 class UserCredit(Credit):
     needs_user_rewards = True
+    learns_from_validation_rows = True
 
     def __init__(self, scheme) -> None:
         super().__init__(scheme)

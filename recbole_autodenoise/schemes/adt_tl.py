@@ -3,7 +3,9 @@
 As in the ADT authors' code: in each batch the ``drop_rate`` fraction of samples with the largest
 loss is dropped, ``drop_rate`` growing linearly (``np.linspace(0, max, num_gradual)``) and then
 staying at ``adt_max_drop_rate``; the loss is the mean over the kept samples, so kept samples get
-weight B / kept.
+weight B / kept. Here every sample is a positive (its negatives inside its loss), so the rate is a
+fraction of positives; the authors' batches add one sampled negative per positive, ranked by
+``loss * label`` so that negatives never drop, so their rate r drops about 2r of their positives.
 
 ``adt_gradual_unit`` says what ``adt_num_gradual`` counts: ``iteration`` (the ADT authors' unit,
 30,000 by default, chosen for million-interaction sets) or ``epoch`` (the scheme converts epochs

@@ -40,7 +40,7 @@ from recbole_autodenoise.schemes.adt_tl import TruncatedLossScheme
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
 BASELINE_INITS = ("zero", "first_reward")
-EXPLICIT_LABELS = ("rating", "interaction")
+EXPLICIT_LABELS = ("rating", "observed")
 # the baseline schemes a controller can start from (``controller_prior``), each reading its own keys
 PRIOR_SCHEMES: dict[str, type[WeightingScheme]] = {"adt_rl": ReweightedLossScheme, "adt_tl": TruncatedLossScheme}
 PRIORS = ("none", *PRIOR_SCHEMES)
@@ -115,12 +115,44 @@ class ControllerScheme(WeightingScheme):
         self.needs_user_rewards = self.credit.needs_user_rewards
         self.needs_reward = self.credit.needs_reward
 
+    @classmethod
+    def _credit_class(cls, config) -> type[Credit] | None:
+        """``controller_credit``'s class; None for a value ``__init__`` refuses."""
+        credit = config["controller_credit"]
+        return CREDITS.get(credit) if isinstance(credit, str) and credit in CREDITS else None
+
+    @classmethod
+    def rating_readers(cls, config) -> list[tuple[str, Any]]:
+        """``controller_credit`` where its mode reads the ratings (``supervised``), and
+        ``controller_oracle_state: true``."""
+        credit = cls._credit_class(config)
+        found = []
+        if credit is not None and credit.reads_ratings:
+            found.append(("controller_credit", credit.name))
+        if config["controller_oracle_state"] is True:
+            found.append(("controller_oracle_state", True))
+        return found
+
+    @classmethod
+    def validation_learners(cls, config) -> list[tuple[str, Any]]:
+        """``controller_credit`` where its mode learns from the validation rows (meta, user,
+        explicit)."""
+        credit = cls._credit_class(config)
+        if credit is None or not credit.learns_from_validation_rows:
+            return []
+        return [("controller_credit", credit.name)]
+
     def _read_explicit_keys(self, config) -> None:
         """``explicit_negatives``, ``explicit_canaries``, ``explicit_weight_power`` and
         ``explicit_labels``: explicit credit only."""
         self.explicit_negatives = read_key(config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0")
         self.canary_rate = read_key(config, "explicit_canaries", fraction, "a number in [0, 1)")
         self.weight_power = read_key(config, "explicit_weight_power", positive, "a number > 0")
+        if config["explicit_labels"] == "interaction":
+            raise ValueError(
+                "config key 'explicit_labels' = 'interaction' was renamed 'observed' (every rated "
+                "row labelled 1: no rating is used); set explicit_labels: observed"
+            )
         self.explicit_labels = read_key(config, "explicit_labels", lambda v: isinstance(v, str) and v in EXPLICIT_LABELS,
                                         f"one of {list(EXPLICIT_LABELS)}")
         for key, value, neutral in (("explicit_negatives", self.explicit_negatives, 0),
@@ -132,9 +164,10 @@ class ControllerScheme(WeightingScheme):
                     f"config key {key!r} = {value!r} applies to controller_credit 'explicit' only (this run uses "
                     f"{self.credit_mode!r}); leave it at {neutral!r}"
                 )
-        if self.explicit_labels == "interaction" and not (self.explicit_negatives or self.canary_rate):
+        if self.explicit_labels == "observed" and not (self.explicit_negatives or self.canary_rate):
             raise ValueError(
-                "config key 'explicit_labels' = 'interaction' labels every rated row 1, so the fit needs rows "
+                "config key 'explicit_labels' = 'observed' labels every rated row 1, so the fit "
+                "needs rows "
                 "labelled 0: set explicit_negatives >= 1 (or explicit_canaries > 0)"
             )
 

@@ -71,6 +71,20 @@ class WeightingScheme:
         self.device = device
 
     @classmethod
+    def rating_readers(cls, config: Any) -> list[tuple[str, Any]]:
+        """The (key, value) settings with which this scheme, as ``config`` sets it, reads the
+        training rows' ratings (``reads_ratings``: diagnostics); from the config alone, so that
+        ``schemes.protocol`` can check them before any data loads."""
+        return [("denoise_scheme", cls.name)] if cls.reads_ratings else []
+
+    @classmethod
+    def validation_learners(cls, config: Any) -> list[tuple[str, Any]]:
+        """The (key, value) settings with which this scheme, as ``config`` sets it, learns from the
+        clean validation rows themselves (batches of them, or each user's reward on them), rows
+        that must not be those that select the epoch (``schemes.protocol``)."""
+        return [("denoise_scheme", cls.name)] if cls.learns_from_validation else []
+
+    @classmethod
     def read_keys(cls) -> frozenset[str]:
         """``config_keys`` of this class and its bases."""
         return frozenset(key for klass in cls.__mro__ for key in vars(klass).get("config_keys", ()))

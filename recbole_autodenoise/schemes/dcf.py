@@ -9,8 +9,10 @@ Per training interaction i at epoch e (0-based; s = e + 1), with loss l_i of the
 - running mean m_i <- (m_i * s + f(l_i)) / (s + 1), m_i = 0 at the start of each cycle of
   ``dcf_time_step`` epochs (s keeps counting epochs from the start of training, as in their code);
 - concentration bound b_i = lam * (s + lam * log(2 s) / s^2) / (n_i + 1 - lam), lam =
-  ``dcf_co_lambda`` * (1 - e / (epochs - 1)) (their ``co_lambda * linspace(1, 0, epochs)``), n_i
-  = 1 + the epochs of this cycle in which i was not among the batch's highest bounds (below);
+  ``dcf_co_lambda`` * max(0, 1 - e / (H - 1)) with H = ``dcf_lambda_horizon`` (their
+  ``co_lambda * linspace(1, 0, epochs)`` over the H epochs their ``main.py`` trains by default,
+  0 from epoch H - 1 on), n_i = 1 + the epochs of this cycle in which i was not among the
+  batch's highest bounds (below);
 - lower bound L_i = relu(m_i - b_i); the batch is ranked by L ascending (stable order on ties).
 
 With drop rate r (ADT's schedule and keys: ``adt_max_drop_rate``, ``adt_num_gradual``,
@@ -116,7 +118,7 @@ class DCFStore:
 
 @register_scheme("dcf")
 class DCFScheme(TruncatedLossScheme):
-    config_keys = ("dcf_co_lambda", "dcf_time_step", "dcf_relabel_ratio")
+    config_keys = ("dcf_co_lambda", "dcf_lambda_horizon", "dcf_time_step", "dcf_relabel_ratio")
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
@@ -124,7 +126,8 @@ class DCFScheme(TruncatedLossScheme):
         self.time_step = read_key(config, "dcf_time_step", positive_int, "a positive integer")
         self.relabel_ratio = read_key(config, "dcf_relabel_ratio", lambda v: is_number(v) and 0 <= v <= 1,
                                       "a number in [0, 1]")
-        self.epochs = int(config["epochs"])
+        self.lambda_horizon = read_key(config, "dcf_lambda_horizon", positive_int,
+                                       "a positive integer")
         self.store: DCFStore | None = None
         self._pending_store: dict[str, Any] | None = None
 
@@ -136,8 +139,8 @@ class DCFScheme(TruncatedLossScheme):
             self._pending_store = None
 
     def co_lambda_at(self, epoch: int) -> float:
-        """``dcf_co_lambda`` * linspace(1, 0, epochs)[epoch]."""
-        return self.co_lambda * (1 - epoch / max(self.epochs - 1, 1))
+        """``dcf_co_lambda`` * linspace(1, 0, H)[epoch] for H = ``dcf_lambda_horizon``; 0 after."""
+        return self.co_lambda * max(0.0, 1 - epoch / max(self.lambda_horizon - 1, 1))
 
     def weights(self, batch: Batch) -> torch.Tensor:
         if self.store is None or batch.row_ids is None:

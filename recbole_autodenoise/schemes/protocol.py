@@ -1,0 +1,63 @@
+"""Protocol checks on a run's scheme settings, from the config alone, before any data loads
+(``quick_start.run`` calls ``check_protocol`` right after the config is made).
+
+- Diagnostics that read the training rows' ratings (``denoise_scheme: oracle``,
+  ``controller_credit: supervised``, ``controller_oracle_state: true``: each class's
+  ``rating_readers``) run only with ``allow_rating_diagnostics: true``; their results say
+  ``reads_training_ratings: true``.
+- A scheme or credit that learns from the clean validation rows themselves (``l2rw``;
+  ``controller_credit`` ``meta``, ``user``, ``explicit``: ``validation_learners``) needs a
+  guide/select split (``clean_valid_guide_ratio`` > 0), so that the rows it learns from are not
+  the rows that select the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recbole_autodenoise.config import is_number, read_key
+from recbole_autodenoise.schemes.base import SCHEMES, WeightingScheme
+
+OPT_IN = "allow_rating_diagnostics"
+GUIDE_RATIO = "clean_valid_guide_ratio"
+SUGGESTED_GUIDE_RATIO = 0.5
+
+
+def _scheme_class(config: Any) -> type[WeightingScheme] | None:
+    """``denoise_scheme``'s class; None for an unknown name (the trainer lists the known ones)."""
+    name = config["denoise_scheme"]
+    return SCHEMES.get(name) if isinstance(name, str) and name in SCHEMES else None
+
+
+def _settings(found: list[tuple[str, Any]]) -> str:
+    keys = "config key" if len(found) == 1 else "config keys"
+    return keys + " " + " and ".join(f"'{key}' = {value!r}" for key, value in found)
+
+
+def reads_training_ratings(config: Any) -> bool:
+    """Does the configured scheme read the training rows' ratings?"""
+    scheme = _scheme_class(config)
+    return scheme is not None and bool(scheme.rating_readers(config))
+
+
+def check_protocol(config: Any) -> None:
+    """Refuse a rating-reading diagnostic without ``allow_rating_diagnostics: true``, and a
+    scheme or credit that learns from the validation rows with ``clean_valid_guide_ratio`` 0."""
+    allowed = read_key(config, OPT_IN, lambda v: isinstance(v, bool), "true or false")
+    scheme = _scheme_class(config)
+    if scheme is None:
+        return
+    readers = scheme.rating_readers(config)
+    if readers and not allowed:
+        raise ValueError(
+            f"{_settings(readers)} reads the training rows' ratings (a diagnostic, never a denoising "
+            f"method): set {OPT_IN}: true to run it (its results then say reads_training_ratings: true)"
+        )
+    learners = scheme.validation_learners(config)
+    ratio = config[GUIDE_RATIO]
+    if learners and is_number(ratio) and ratio == 0:
+        raise ValueError(
+            f"{_settings(learners)} learns from the clean validation rows, and {GUIDE_RATIO} = {ratio!r} "
+            f"makes them the rows that select the epoch: set {GUIDE_RATIO} to {SUGGESTED_GUIDE_RATIO} "
+            "(half of each user's clean validation rows teach, the other half select)"
+        )
