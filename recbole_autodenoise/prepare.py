@@ -656,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns,
                     args.dedupe, limits)
-    except (PrepareError, OSError) as e:
+    except (ValueError, OSError) as e:  # PrepareError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Terminated:

@@ -769,3 +769,11 @@ def test_name_longer_than_the_file_system_allows(tmp_path: Path, capsys) -> None
 def test_a_folder_as_input_is_not_reported_missing(tmp_path: Path) -> None:
     with pytest.raises(PrepareError, match=r"is a folder; expected a ratings file"):
         prepare(tmp_path, "toy", tmp_path / "d")
+
+
+def test_nul_bytes_in_the_name_or_the_data_path_are_errors(tmp_path: Path, capsys) -> None:
+    src = _write(tmp_path, *CASES["ml100k"][:2])
+    assert main([str(src), "--name", "a\0b", "--data-path", str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err.startswith("error: invalid dataset name 'a\\x00b'")
+    assert main([str(src), "--name", "ab", "--data-path", str(tmp_path / "d\0e")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
