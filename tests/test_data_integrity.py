@@ -77,6 +77,20 @@ def test_user_data_path_without_ml100k_is_refused_before_loading(tmp_path, capsy
     assert capsys.readouterr().err.startswith("error: config key 'data_path'")
 
 
+def test_a_loaded_user_file_is_recorded_too(tmp_path):
+    inter = write_inter(tmp_path, "withusers", user_rows())
+    users = inter.parent / "withusers.user"
+    users.write_text("user_id:token\tage:float\n" + "".join(f"u{u}\t{20 + u}\n" for u in range(6)),
+                     encoding="utf-8")
+    load_col = {"inter": ["user_id", "item_id", "rating", "timestamp"], "user": ["user_id", "age"]}
+    config = rad.make_config("BPR", "withusers", config_dict={
+        "data_path": str(tmp_path), "load_col": load_col, **NO_FILTER})
+    assert create_dataset(config).data_files == [
+        {"path": str(inter), "sha256": sha256(inter), "rows": 42},
+        {"path": str(users), "sha256": sha256(users), "rows": 6},
+    ]
+
+
 def test_results_file_records_the_data_files(tmp_path):
     inter = write_inter(tmp_path, "ml-100k", user_rows())
     results_file = tmp_path / "out" / "results.json"
