@@ -55,6 +55,7 @@ def test_user_ml100k_under_data_path_is_the_data_read(tmp_path, caplog):
     assert lines == [f"data set [ml-100k] read from {inter} (sha256 {sha256(inter)}, 42 rows)"]
 
 
+@pytest.mark.slow
 def test_without_data_path_ml100k_is_recboles_embedded_copy():
     import recbole
 
@@ -91,6 +92,7 @@ def test_a_loaded_user_file_is_recorded_too(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_results_file_records_the_data_files(tmp_path):
     inter = write_inter(tmp_path, "ml-100k", user_rows())
     results_file = tmp_path / "out" / "results.json"
