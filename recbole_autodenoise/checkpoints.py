@@ -40,8 +40,8 @@ FORMAT_VERSION = 1
 MAY_CHANGE_ON_RESUME: dict[str, tuple[str, ...]] = {
     "how long to train": ("epochs", "stopping_step", "stopping_min_epochs"),
     "where outputs go": ("checkpoint_dir", "results_file"),
-    "what is shown": ("show_progress", "state", "loss_decimal_place", "metric_decimal_place",
-                      "log_wandb", "wandb_project"),
+    "what is shown": ("show_progress", "state", "verbose", "loss_decimal_place",
+                      "metric_decimal_place", "log_wandb", "wandb_project"),
     # the number of processes must still match the checkpoint's (checked with the rank states)
     "devices and processes": ("gpu_id", "use_gpu", "device", "nproc", "world_size", "local_rank",
                               "offset", "ip", "port", "ddp_backend", "ddp_timeout", "single_spec"),
@@ -141,8 +141,8 @@ def check_same_settings(saved: dict[str, Any], current: dict[str, Any], path: st
         groups = "; ".join(f"{what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
                            for what, keys in MAY_CHANGE_ON_RESUME.items())
         raise ValueError(
-            f"{path} was trained with {'; '.join(differences)}: a resume continues the same run, so "
-            f"only these may change: {groups} (docs/guide.md, \"What may change on resume\"); "
+            f"{path} was trained with {'; '.join(differences)}: a resume continues the same run, "
+            f"so only these may change: {groups} (docs/guide.md, \"What may change on resume\"); "
             "start a new run to change the others"
         )
 
@@ -170,7 +170,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_tensor(dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None, floating=False):
+def _is_tensor(dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None,
+               floating: bool = False):
     def check(value: Any) -> bool:
         return (isinstance(value, torch.Tensor) and (dtype is None or value.dtype == dtype)
                 and (shape is None or tuple(value.shape) == shape)
@@ -199,6 +200,16 @@ def _optional(check):
 
 
 _BYTES = _is_tensor(torch.uint8)
+
+
+_GENERATOR_STATE = "a generator state (a uint8 tensor as torch.get_rng_state() gives)"
+
+
+def _generator_state(value: Any) -> bool:
+    """A CPU generator's state: as many bytes as ``torch.get_rng_state()`` holds."""
+    return _is_tensor(torch.uint8, tuple(torch.get_rng_state().shape))(value)
+
+
 # (entry, check, what is expected), checked in this order; entries under a dict are dotted
 _TOP = (
     ("kind", lambda v: v in ("best", "latest"), "'best' or 'latest'"),
@@ -208,7 +219,8 @@ _TOP = (
     ("epoch", _is_int, "an integer >= 0"),
     ("cur_step", _is_int, "an integer >= 0"),
     ("best_valid_score", _is_number, "a number"),
-    ("best_valid_result", _optional(_is_dict(values=_is_number)), "None or a dict of metric: number"),
+    ("best_valid_result", _optional(_is_dict(values=_is_number)),
+     "None or a dict of metric: number"),
     ("best_epoch", _optional(_is_int), "None or an integer >= 0"),
     ("train_loss_dict", _is_dict(keys=_is_int, values=_is_number), "a dict of epoch: loss"),
     ("state_dict", _is_dict(values=_is_tensor()), "a dict of parameter name: tensor"),
@@ -223,7 +235,7 @@ _TOP = (
     ("denoise.history", _is_sequence(_is_dict()), "a list of dicts (one per epoch)"),
 )
 _RNG = (
-    ("torch", _BYTES, "a uint8 tensor"),
+    ("torch", _generator_state, _GENERATOR_STATE),
     ("numpy", _is_dict(), "a dict"),
     ("numpy.keys", _is_tensor(torch.int64, (624,)), "an int64 tensor of 624 values"),
     ("numpy.pos", lambda v: _is_int(v) and v <= 624, "an integer in [0, 624]"),
@@ -231,12 +243,12 @@ _RNG = (
     ("numpy.cached", _is_number, "a number"),
     ("python", _is_sequence(length=3), "Python's random state (version, internal state, gauss)"),
     ("python.0", _is_int, "an integer"),
-    ("python.1", _is_sequence(_is_int), "a list of integers"),
+    ("python.1", _is_sequence(_is_int, length=625), "a list of 625 integers"),
     ("python.2", _optional(_is_number), "None or a number"),
 )
 _OPTIONAL_RNG = (
     ("cuda", _is_sequence(_BYTES), "a list of uint8 tensors"),
-    ("loader", _BYTES, "a uint8 tensor"),
+    ("loader", _generator_state, _GENERATOR_STATE),
 )
 
 
@@ -244,20 +256,23 @@ def check_structure(state: dict[str, Any], path: str) -> None:
     """A ValueError saying what is wrong unless ``state`` (a checksum-verified checkpoint) is a
     trainer checkpoint of ``FORMAT_VERSION`` with every entry of the right type and range."""
     if "format_version" not in state:
-        raise ValueError(f"{path} has no format_version: it was written by an earlier recbole_autodenoise "
-                         f"or not by the trainer; this version reads format_version {FORMAT_VERSION}")
+        raise ValueError(f"{path} has no format_version: it was written by an earlier "
+                         "recbole_autodenoise or not by the trainer; this version reads "
+                         f"format_version {FORMAT_VERSION}")
     version = state["format_version"]
     if version != FORMAT_VERSION or not _is_int(version):
-        raise ValueError(f"{path} has format_version {version!r}, this version reads format_version "
-                         f"{FORMAT_VERSION}: resume it with the recbole_autodenoise that wrote it")
+        raise ValueError(f"{path} has format_version {version!r}, this version reads "
+                         f"format_version {FORMAT_VERSION}: resume it with the "
+                         "recbole_autodenoise that wrote it")
     _check_entries(state, _TOP, path, "")
     if state["best_epoch"] is not None and state["best_epoch"] > state["epoch"]:
-        raise ValueError(f"{path} is malformed: best_epoch {state['best_epoch']} comes after its epoch "
-                         f"{state['epoch']}")
+        raise ValueError(f"{path} is malformed: best_epoch {state['best_epoch']} comes after its "
+                         f"epoch {state['epoch']}")
     denoise = state["denoise"]
     rank_states = [("denoise.", denoise)]
     if "ranks" in denoise:
-        _check_entries(denoise, (("ranks", _is_sequence(_is_dict()), "a list of dicts"),), path, "denoise.")
+        ranks = (("ranks", _is_sequence(_is_dict()), "a list of dicts"),)
+        _check_entries(denoise, ranks, path, "denoise.")
         rank_states += [(f"denoise.ranks.{i}.", rank) for i, rank in enumerate(denoise["ranks"])]
         for where, rank in rank_states[1:]:
             _check_entries(rank, (("scheme_state", _is_dict(), "a dict"),), path, where)
@@ -265,24 +280,28 @@ def check_structure(state: dict[str, Any], path: str) -> None:
         _check_entries(holder, (("rng", _is_dict(), "a dict"),), path, where)
         rng = holder["rng"]
         _check_entries(rng, _RNG, path, f"{where}rng.")
-        _check_entries(rng, tuple(entry for entry in _OPTIONAL_RNG if entry[0] in rng), path, f"{where}rng.")
+        present = tuple(entry for entry in _OPTIONAL_RNG if entry[0] in rng)
+        _check_entries(rng, present, path, f"{where}rng.")
     for key in ("guide", "diagnosis"):
         if key in denoise:
             _check_entries(denoise, ((key, _is_dict(), "a dict"),), path, "denoise.")
 
 
 def _check_entries(state: dict[str, Any], entries, path: str, where: str) -> None:
+    """Each ``(dotted name, check, expected)`` entry of ``state`` present and passing its check
+    (a dotted name's parents come earlier in ``entries``; a number indexes a list)."""
     for name, check, expected in entries:
         value = state
         for part in name.split("."):
-            holder = value
-            key = int(part) if isinstance(holder, (list, tuple)) else part
-            if isinstance(holder, dict) and key in holder or isinstance(key, int) and key < len(holder):
-                value = holder[key]
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
             else:
                 raise ValueError(f"{path} is malformed: it has no {where}{name} entry")
         if not check(value):
-            raise ValueError(f"{path} is malformed: {where}{name} is {_describe(value)}, expected {expected}")
+            raise ValueError(f"{path} is malformed: {where}{name} is {_describe(value)}, "
+                             f"expected {expected}")
 
 
 def _describe(value: Any) -> str:

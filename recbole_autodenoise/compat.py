@@ -146,7 +146,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # EOFError, zip, unpickling and key errors alike: the file is not ours or cut short
-        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint {_load_failure(error)}") from None
+        reason = _load_failure(error)
+        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint {reason}") from None
     if not isinstance(state, dict) or CHECKSUM_KEY not in state:
         raise ValueError(
             f"{os.fspath(path)} is not a readable checkpoint: it carries no checksum "

@@ -29,7 +29,8 @@ def atomic_write(path: str | os.PathLike, binary: bool = False) -> Iterator[IO]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+        text = {} if binary else {"encoding": "utf-8"}
+        with os.fdopen(fd, "wb" if binary else "w", **text) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -93,7 +93,8 @@ class WeightStudy:
     def load_total(self, total: torch.Tensor) -> None:
         """A saved total (``SIZE`` sums)."""
         if tuple(total.shape) != (self.SIZE,):
-            raise ValueError(f"the weight study's total has shape {tuple(total.shape)}, expected ({self.SIZE},)")
+            raise ValueError(f"the weight study's total has shape {tuple(total.shape)}, "
+                             f"expected ({self.SIZE},)")
         self.total = total.detach().cpu().double()
 
     @staticmethod
@@ -214,7 +215,11 @@ class AutoDenoiseTrainer(Trainer):
         if self.diagnosis is not None:
             self.diagnosis.setup(guide_dataset(train_data, valid_data), self.guide_batch_size, train_data._dataset)
         if self._pending_guide is not None and self.clean_batches is not None:
-            self.clean_batches.load_state_dict(self._pending_guide)
+            try:
+                self.clean_batches.load_state_dict(self._pending_guide)
+            except (KeyError, TypeError, RuntimeError) as error:
+                raise ValueError(f"{self.resumed_from} does not fit this run: its guide state: "
+                                 f"{type(error).__name__}: {error}") from None
             self._pending_guide = None
         if self._pending_rng is not None:
             self._restore_rng(self._pending_rng)
@@ -530,15 +535,22 @@ class AutoDenoiseTrainer(Trainer):
         except RuntimeError as error:
             raise ValueError(f"{resume_file} does not fit this model: {error}") from None
         denoise = checkpoint["denoise"]
-        for key, needed in (("guide", self.scheme.needs_guidance), ("diagnosis", self.diagnosis is not None)):
+        needs = {"guide": self.scheme.needs_guidance, "diagnosis": self.diagnosis is not None}
+        for key, needed in needs.items():
             if needed and key not in denoise:
-                raise ValueError(f"{resume_file} is malformed: it has no denoise.{key} entry, which this run needs")
+                raise ValueError(f"{resume_file} is malformed: it has no denoise.{key} entry, "
+                                 "which this run needs")
+        own = distributed.own_rank_state(denoise, self.config, resume_file)
         try:
-            self._load_parts(checkpoint, denoise, resume_file)
+            self._load_parts(checkpoint, denoise, own)
+        except ValueError as error:  # the scheme's or the optimiser's own words
+            raise ValueError(f"{resume_file} does not fit this run: {error}") from None
         except (KeyError, TypeError, IndexError, RuntimeError) as error:
-            raise ValueError(f"{resume_file} does not fit this run: {type(error).__name__}: {error}") from None
+            raise ValueError(f"{resume_file} does not fit this run: "
+                             f"{type(error).__name__}: {error}") from None
 
-    def _load_parts(self, checkpoint: dict[str, Any], denoise: dict[str, Any], resume_file: str) -> None:
+    def _load_parts(self, checkpoint: dict[str, Any], denoise: dict[str, Any],
+                    own: dict[str, Any]) -> None:
         self.model.load_other_parameter(checkpoint["other_parameter"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.start_epoch = checkpoint["epoch"] + 1
@@ -547,7 +559,6 @@ class AutoDenoiseTrainer(Trainer):
         self.best_valid_result = checkpoint["best_valid_result"]
         self.best_epoch = checkpoint["best_epoch"]
         self.train_loss_dict = dict(checkpoint["train_loss_dict"])
-        own = distributed.own_rank_state(denoise, self.config, resume_file)
         self.scheme.load_state_dict(own["scheme_state"])
         self.study.load_total(denoise["study_total"])
         self.history = list(denoise["history"])
@@ -597,7 +608,8 @@ def check_whole_set(eval_data, config) -> None:
 
 
 def load_trainer_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """A checksum-verified checkpoint with the trainer's layout (``checkpoints.check_structure``)."""
+    """A checksum-verified checkpoint with the trainer's layout
+    (``checkpoints.check_structure``)."""
     checkpoint = compat.load_checkpoint(path, map_location=map_location)
     check_structure(checkpoint, os.fspath(path))
     return checkpoint
@@ -621,8 +633,8 @@ def check_resumable(checkpoint: dict[str, Any], path: str, config) -> None:
     for key in ("model", "dataset", "denoise_scheme"):
         if saved.get(key) != settings.get(key):
             raise ValueError(
-                f"{path} was trained with {key}={saved.get(key)!r}, this run uses {settings.get(key)!r}: "
-                f"resume with the same {key}"
+                f"{path} was trained with {key}={saved.get(key)!r}, "
+                f"this run uses {settings.get(key)!r}: resume with the same {key}"
             )
     check_same_settings(checkpoint["config"], settings, path)
     epoch, epochs = checkpoint["epoch"], settings["epochs"]
