@@ -11,11 +11,18 @@
   bytes; plain values by type and exact value; dict keys in a fixed order), stored under
   ``CHECKSUM_KEY`` and verified on load (``compat.load_checkpoint``): torch's zip reader checks no
   CRC, so bytes flipped inside tensor data would otherwise load without a word.
+* ``check_structure``: a trainer checkpoint of this ``FORMAT_VERSION`` with every entry a resume or
+  an evaluation reads, of the right type and range; a checksummed file that is not (written by
+  another version, or by hand) is one ValueError saying what is wrong.
+* ``check_same_settings``: a resume continues the run the checkpoint holds, so every setting must
+  equal the checkpoint's except those in ``MAY_CHANGE_ON_RESUME`` (how long to train, where the
+  outputs go, what is shown, which devices and processes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import uuid
@@ -26,6 +33,20 @@ import torch
 
 CHECKSUM_KEY = "checksum"
 LATEST_SUFFIX = "-latest.pth"
+# the layout of a trainer checkpoint (``AutoDenoiseTrainer._state``); raised when it changes
+FORMAT_VERSION = 1
+
+# settings a resume may change, by group; every other setting must equal the checkpoint's
+MAY_CHANGE_ON_RESUME: dict[str, tuple[str, ...]] = {
+    "how long to train": ("epochs", "stopping_step", "stopping_min_epochs"),
+    "where outputs go": ("checkpoint_dir", "results_file"),
+    "what is shown": ("show_progress", "state", "verbose", "loss_decimal_place",
+                      "metric_decimal_place", "log_wandb", "wandb_project"),
+    # the number of processes must still match the checkpoint's (checked with the rank states)
+    "devices and processes": ("gpu_id", "use_gpu", "device", "nproc", "world_size", "local_rank",
+                              "offset", "ip", "port", "ddp_backend", "ddp_timeout", "single_spec"),
+}
+RESUMABLE_KEYS = frozenset(key for keys in MAY_CHANGE_ON_RESUME.values() for key in keys)
 
 
 def checksum(state: dict[str, Any]) -> str:
@@ -106,3 +127,187 @@ def best_file(latest: str | os.PathLike) -> str:
     if not latest.endswith(LATEST_SUFFIX):
         raise ValueError(f"{latest} is not named like a latest-state checkpoint (<name>{LATEST_SUFFIX})")
     return latest[: -len(LATEST_SUFFIX)] + ".pth"
+
+
+# --- what a resume may change ------------------------------------------------------------------
+def check_same_settings(saved: dict[str, Any], current: dict[str, Any], path: str) -> None:
+    """A ValueError naming every setting outside ``RESUMABLE_KEYS`` whose value in this run
+    (``current``) differs from the checkpoint's (``saved``), with both values."""
+    differences = [
+        _difference(saved, current, key) for key in sorted(set(saved) | set(current), key=str)
+        if key not in RESUMABLE_KEYS and not _same(saved, current, key)
+    ]
+    if differences:
+        groups = "; ".join(f"{what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                           for what, keys in MAY_CHANGE_ON_RESUME.items())
+        raise ValueError(
+            f"{path} was trained with {'; '.join(differences)}: a resume continues the same run, "
+            f"so only these may change: {groups} (docs/guide.md, \"What may change on resume\"); "
+            "start a new run to change the others"
+        )
+
+
+def _difference(saved: dict[str, Any], current: dict[str, Any], key: str) -> str:
+    was = f"{key}={saved[key]!r}" if key in saved else f"{key} unset"
+    now = f"this run uses {current[key]!r}" if key in current else "this run leaves it unset"
+    return f"{was}, {now}"
+
+
+def _same(saved: dict[str, Any], current: dict[str, Any], key: str) -> bool:
+    if (key in saved) != (key in current):
+        return False
+    a, b = saved.get(key), current.get(key)
+    both_nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+    return both_nan or a == b
+
+
+# --- the layout of a trainer checkpoint ------------------------------------------------------
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_tensor(dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None,
+               floating: bool = False):
+    def check(value: Any) -> bool:
+        return (isinstance(value, torch.Tensor) and (dtype is None or value.dtype == dtype)
+                and (shape is None or tuple(value.shape) == shape)
+                and (not floating or value.is_floating_point()))
+
+    return check
+
+
+def _is_dict(keys=lambda k: isinstance(k, str), values=lambda v: True):
+    def check(value: Any) -> bool:
+        return isinstance(value, dict) and all(keys(k) and values(v) for k, v in value.items())
+
+    return check
+
+
+def _is_sequence(items=lambda v: True, length: int | None = None):
+    def check(value: Any) -> bool:
+        return (isinstance(value, (list, tuple)) and (length is None or len(value) == length)
+                and all(items(v) for v in value))
+
+    return check
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+_BYTES = _is_tensor(torch.uint8)
+
+
+_GENERATOR_STATE = "a generator state (a uint8 tensor as torch.get_rng_state() gives)"
+
+
+def _generator_state(value: Any) -> bool:
+    """A CPU generator's state: as many bytes as ``torch.get_rng_state()`` holds."""
+    return _is_tensor(torch.uint8, tuple(torch.get_rng_state().shape))(value)
+
+
+# (entry, check, what is expected), checked in this order; entries under a dict are dotted
+_TOP = (
+    ("kind", lambda v: v in ("best", "latest"), "'best' or 'latest'"),
+    ("config", _is_dict(), "a dict of settings"),
+    ("config.model", lambda v: isinstance(v, str), "a model name"),
+    ("config.dataset", lambda v: isinstance(v, str), "a data set name"),
+    ("epoch", _is_int, "an integer >= 0"),
+    ("cur_step", _is_int, "an integer >= 0"),
+    ("best_valid_score", _is_number, "a number"),
+    ("best_valid_result", _optional(_is_dict(values=_is_number)),
+     "None or a dict of metric: number"),
+    ("best_epoch", _optional(_is_int), "None or an integer >= 0"),
+    ("train_loss_dict", _is_dict(keys=_is_int, values=_is_number), "a dict of epoch: loss"),
+    ("state_dict", _is_dict(values=_is_tensor()), "a dict of parameter name: tensor"),
+    ("other_parameter", _is_dict(), "a dict"),
+    ("optimizer", _is_dict(), "an optimizer state dict"),
+    ("optimizer.state", _is_dict(keys=lambda k: True), "a dict"),
+    ("optimizer.param_groups", _is_sequence(_is_dict()), "a list of dicts"),
+    ("denoise", _is_dict(), "a dict"),
+    ("denoise.scheme", lambda v: isinstance(v, str), "a scheme name"),
+    ("denoise.scheme_state", _is_dict(), "a dict"),
+    ("denoise.study_total", _is_tensor(shape=None, floating=True), "a float tensor"),
+    ("denoise.history", _is_sequence(_is_dict()), "a list of dicts (one per epoch)"),
+)
+_RNG = (
+    ("torch", _generator_state, _GENERATOR_STATE),
+    ("numpy", _is_dict(), "a dict"),
+    ("numpy.keys", _is_tensor(torch.int64, (624,)), "an int64 tensor of 624 values"),
+    ("numpy.pos", lambda v: _is_int(v) and v <= 624, "an integer in [0, 624]"),
+    ("numpy.has_gauss", _is_int, "an integer >= 0"),
+    ("numpy.cached", _is_number, "a number"),
+    ("python", _is_sequence(length=3), "Python's random state (version, internal state, gauss)"),
+    ("python.0", _is_int, "an integer"),
+    ("python.1", _is_sequence(_is_int, length=625), "a list of 625 integers"),
+    ("python.2", _optional(_is_number), "None or a number"),
+)
+_OPTIONAL_RNG = (
+    ("cuda", _is_sequence(_BYTES), "a list of uint8 tensors"),
+    ("loader", _generator_state, _GENERATOR_STATE),
+)
+
+
+def check_structure(state: dict[str, Any], path: str) -> None:
+    """A ValueError saying what is wrong unless ``state`` (a checksum-verified checkpoint) is a
+    trainer checkpoint of ``FORMAT_VERSION`` with every entry of the right type and range."""
+    if "format_version" not in state:
+        raise ValueError(f"{path} has no format_version: it was written by an earlier "
+                         "recbole_autodenoise or not by the trainer; this version reads "
+                         f"format_version {FORMAT_VERSION}")
+    version = state["format_version"]
+    if version != FORMAT_VERSION or not _is_int(version):
+        raise ValueError(f"{path} has format_version {version!r}, this version reads "
+                         f"format_version {FORMAT_VERSION}: resume it with the "
+                         "recbole_autodenoise that wrote it")
+    _check_entries(state, _TOP, path, "")
+    if state["best_epoch"] is not None and state["best_epoch"] > state["epoch"]:
+        raise ValueError(f"{path} is malformed: best_epoch {state['best_epoch']} comes after its "
+                         f"epoch {state['epoch']}")
+    denoise = state["denoise"]
+    rank_states = [("denoise.", denoise)]
+    if "ranks" in denoise:
+        ranks = (("ranks", _is_sequence(_is_dict()), "a list of dicts"),)
+        _check_entries(denoise, ranks, path, "denoise.")
+        rank_states += [(f"denoise.ranks.{i}.", rank) for i, rank in enumerate(denoise["ranks"])]
+        for where, rank in rank_states[1:]:
+            _check_entries(rank, (("scheme_state", _is_dict(), "a dict"),), path, where)
+    for where, holder in rank_states:
+        _check_entries(holder, (("rng", _is_dict(), "a dict"),), path, where)
+        rng = holder["rng"]
+        _check_entries(rng, _RNG, path, f"{where}rng.")
+        present = tuple(entry for entry in _OPTIONAL_RNG if entry[0] in rng)
+        _check_entries(rng, present, path, f"{where}rng.")
+    for key in ("guide", "diagnosis"):
+        if key in denoise:
+            _check_entries(denoise, ((key, _is_dict(), "a dict"),), path, "denoise.")
+
+
+def _check_entries(state: dict[str, Any], entries, path: str, where: str) -> None:
+    """Each ``(dotted name, check, expected)`` entry of ``state`` present and passing its check
+    (a dotted name's parents come earlier in ``entries``; a number indexes a list)."""
+    for name, check, expected in entries:
+        value = state
+        for part in name.split("."):
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                raise ValueError(f"{path} is malformed: it has no {where}{name} entry")
+        if not check(value):
+            raise ValueError(f"{path} is malformed: {where}{name} is {_describe(value)}, "
+                             f"expected {expected}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (dict, list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} entries"
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."

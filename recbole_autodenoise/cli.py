@@ -25,7 +25,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
                         help="default | heuristic | adt_tl | adt_rl | dcf | autodenoise_h | autodenoise_s | l2rw | oracle (diagnostic) "
                              f"(default: the config files' denoise_scheme, else {CLI_DEFAULT_SCHEME})")
     parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                        help="continue a run of the same model, data set and scheme from its checkpoint: "
+                        help="continue a run from its checkpoint with the same settings (epochs, "
+                             "stopping_step and output paths may change: docs/guide.md): "
                              "saved/<name>-latest.pth resumes after the last finished epoch")
     args, rest = parser.parse_known_args(argv)
     overrides = {}

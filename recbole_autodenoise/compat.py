@@ -27,7 +27,8 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
 * torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
   Our trainer saves plain state dicts instead (see ``trainer.py``); :func:`load_checkpoint` is the
   one loader we use, always with ``weights_only=True``, and checks the checksum
-  :func:`atomic_torch_save` adds (``checkpoints.py``).
+  :func:`atomic_torch_save` adds (``checkpoints.py``); a file torch refuses to load that way is
+  reported without torch's advice to load it with ``weights_only=False``.
 """
 
 from __future__ import annotations
@@ -145,9 +146,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # EOFError, zip, unpickling and key errors alike: the file is not ours or cut short
-        raise ValueError(
-            f"{os.fspath(path)} is not a readable checkpoint ({type(error).__name__}: {str(error)[:200]})"
-        ) from None
+        reason = _load_failure(error)
+        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint {reason}") from None
     if not isinstance(state, dict) or CHECKSUM_KEY not in state:
         raise ValueError(
             f"{os.fspath(path)} is not a readable checkpoint: it carries no checksum "
@@ -156,6 +156,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if state[CHECKSUM_KEY] != checksum(state):
         raise ValueError(f"{os.fspath(path)} failed its checksum: the file is corrupt")
     return {key: value for key, value in state.items() if key != CHECKSUM_KEY}
+
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in our words: torch's refusal of an object
+    that is not plain data ends with advice to load with ``weights_only=False`` (which would run the
+    file's code); only the object it names is kept."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "weights_only" not in text and "Weights only" not in text:
+        return f"({type(error).__name__}: {text[:200]})"
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
+    what = f" ({found.group(1).strip()[:200]})" if found else ""
+    return (f"(it holds objects other than tensors and plain values{what}): recbole_autodenoise "
+            "checkpoints never do, and such a file is not unpickled")
 
 
 def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:

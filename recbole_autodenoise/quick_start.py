@@ -74,7 +74,9 @@ def strict_json_payload(payload: Any, where: str = "", non_finite: list[str] | N
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Strict JSON: non-finite floats are written as null and listed under ``"non_finite"``."""
+    """Strict JSON: non-finite floats are written as null and listed under ``"non_finite"``;
+    written through ``files.atomic_write`` (the replaced file's permissions kept, a full disk one
+    ValueError, the previous file untouched)."""
     non_finite: list[str] = []
     clean = strict_json_payload(payload, non_finite=non_finite)
     if non_finite:
@@ -138,18 +140,19 @@ def run(
     resume: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with the configured scheme; return (and write) the results.
-    ``resume``: a checkpoint of an earlier run with the same model, data set and scheme
-    (``<name>-latest.pth`` continues after its last finished epoch). With ``nproc`` > 1 or
+    ``resume``: a checkpoint of an earlier run with the same settings, except those in
+    ``checkpoints.MAY_CHANGE_ON_RESUME`` (``<name>-latest.pth`` continues after its last finished
+    epoch). With ``nproc`` > 1 or
     ``world_size`` > 1, RecBole's multi-process mode (``distributed.py``): rank 0's results are
     returned (``None`` on a machine without rank 0)."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
     check_protocol(config)  # rating-reading diagnostics opted in; no learning on the selecting rows
     check_no_caches(config)
+    if resume is not None:  # the checkpoint's settings against these, before any data or output
+        load_resumable(resume, config)
     results_path = check_results_path(config["results_file"])
     check_checkpoint_dir(config)
-    if resume is not None:  # fail before loading any data
-        load_resumable(resume, config)
     if distributed.wants_processes(config):
         return _launch(config, model, dataset, config_files, config_dict, saved, resume)
     return _train_and_test(config, saved, resume, started, results_path)

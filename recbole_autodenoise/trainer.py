@@ -36,8 +36,11 @@ from recbole_autodenoise.adapters import USER_LEVEL_MODELS
 from recbole_autodenoise.canaries import CANARY_FIELD
 from recbole_autodenoise.loss_store import ROW_FIELD
 from recbole_autodenoise.checkpoints import (
+    FORMAT_VERSION,
     best_file,
     check_checkpoint_dir,
+    check_same_settings,
+    check_structure,
     check_writable_folder,
     latest_file,
     unique_checkpoint_file,
@@ -88,9 +91,11 @@ class WeightStudy:
         self.epoch = summed
 
     def load_total(self, total: torch.Tensor) -> None:
-        """A saved total; checkpoints from before injected samples were counted hold 4 sums."""
-        total = total.detach().cpu().double()
-        self.total = torch.cat([total, torch.zeros(self.SIZE - len(total), dtype=torch.float64)])
+        """A saved total (``SIZE`` sums)."""
+        if tuple(total.shape) != (self.SIZE,):
+            raise ValueError(f"the weight study's total has shape {tuple(total.shape)}, "
+                             f"expected ({self.SIZE},)")
+        self.total = total.detach().cpu().double()
 
     @staticmethod
     def summary(sums: torch.Tensor) -> dict[str, float]:
@@ -125,6 +130,9 @@ class AutoDenoiseTrainer(Trainer):
     """Trains a RecBole model on ``mean(w * loss)`` with ``w`` from ``denoise_scheme``."""
 
     def __init__(self, config, model) -> None:
+        # the settings as the run chose them, before this trainer adds the reward's metric: a
+        # checkpoint records them and a resume must match them (``checkpoints.check_same_settings``)
+        self.run_config = plain_config(config)
         self.scheme_name = read_key(config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name")
         scheme_cls = SCHEMES.get(self.scheme_name)  # an unknown name fails listing the available ones
         self.guide_learning_rate = float(read_key(config, "learning_rate", positive, "a number > 0"))
@@ -207,7 +215,11 @@ class AutoDenoiseTrainer(Trainer):
         if self.diagnosis is not None:
             self.diagnosis.setup(guide_dataset(train_data, valid_data), self.guide_batch_size, train_data._dataset)
         if self._pending_guide is not None and self.clean_batches is not None:
-            self.clean_batches.load_state_dict(self._pending_guide)
+            try:
+                self.clean_batches.load_state_dict(self._pending_guide)
+            except (KeyError, TypeError, RuntimeError) as error:
+                raise ValueError(f"{self.resumed_from} does not fit this run: its guide state: "
+                                 f"{type(error).__name__}: {error}") from None
             self._pending_guide = None
         if self._pending_rng is not None:
             self._restore_rng(self._pending_rng)
@@ -446,11 +458,13 @@ class AutoDenoiseTrainer(Trainer):
         return state
 
     def _state(self, kind: str, epoch: int, best_valid_result) -> dict[str, Any]:
-        """RecBole's checkpoint without the pickled ``Config`` (a plain dict instead), plus what an
-        exact resume needs: the best result so far, the losses per epoch and ``denoise``."""
+        """RecBole's checkpoint without the pickled ``Config`` (the run's settings as a plain dict
+        instead), plus ``format_version`` and what an exact resume needs: the best result so far,
+        the losses per epoch and ``denoise``."""
         return {
+            "format_version": FORMAT_VERSION,
             "kind": kind,
-            "config": plain_config(self.config),
+            "config": self.run_config,
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
@@ -494,7 +508,7 @@ class AutoDenoiseTrainer(Trainer):
         ``resume_checkpoint`` is not called: it reads the file again with torch's default loader
         (full unpickling before torch 2.6) and only warns when the model differs."""
         resume_file = os.fspath(resume_file)
-        checkpoint = load_resumable(resume_file, self.config, map_location=self.device)
+        checkpoint = load_resumable(resume_file, self.run_config, map_location=self.device)
         if checkpoint["kind"] == "latest":
             best, latest = best_file(resume_file), resume_file
             if checkpoint["best_epoch"] is not None and not os.path.isfile(best):
@@ -507,18 +521,37 @@ class AutoDenoiseTrainer(Trainer):
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def _warn_if_later_state(self, latest: str, epoch: int) -> None:
-        if os.path.isfile(latest) and compat.load_checkpoint(latest)["epoch"] > epoch:
+        if os.path.isfile(latest) and load_trainer_checkpoint(latest)["epoch"] > epoch:
             self.logger.warning(
                 f"resuming from the best epoch {epoch}; the run's last finished epoch is in {latest}: "
                 "resume from that file to continue where it stopped"
             )
 
     def _load_training_state(self, checkpoint: dict[str, Any], resume_file: str) -> None:
+        """Everything ``_state`` saved (its layout checked by ``checkpoints.check_structure``); a
+        part that does not fit this run's model, optimiser or scheme is one ValueError."""
         try:
             self.model.load_state_dict(checkpoint["state_dict"])
         except RuntimeError as error:
             raise ValueError(f"{resume_file} does not fit this model: {error}") from None
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        denoise = checkpoint["denoise"]
+        needs = {"guide": self.scheme.needs_guidance, "diagnosis": self.diagnosis is not None}
+        for key, needed in needs.items():
+            if needed and key not in denoise:
+                raise ValueError(f"{resume_file} is malformed: it has no denoise.{key} entry, "
+                                 "which this run needs")
+        own = distributed.own_rank_state(denoise, self.config, resume_file)
+        try:
+            self._load_parts(checkpoint, denoise, own)
+        except ValueError as error:  # the scheme's or the optimiser's own words
+            raise ValueError(f"{resume_file} does not fit this run: {error}") from None
+        except (KeyError, TypeError, IndexError, RuntimeError) as error:
+            raise ValueError(f"{resume_file} does not fit this run: "
+                             f"{type(error).__name__}: {error}") from None
+
+    def _load_parts(self, checkpoint: dict[str, Any], denoise: dict[str, Any],
+                    own: dict[str, Any]) -> None:
+        self.model.load_other_parameter(checkpoint["other_parameter"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
@@ -526,14 +559,12 @@ class AutoDenoiseTrainer(Trainer):
         self.best_valid_result = checkpoint["best_valid_result"]
         self.best_epoch = checkpoint["best_epoch"]
         self.train_loss_dict = dict(checkpoint["train_loss_dict"])
-        denoise = checkpoint["denoise"]
-        own = distributed.own_rank_state(denoise, self.config, resume_file)
         self.scheme.load_state_dict(own["scheme_state"])
         self.study.load_total(denoise["study_total"])
         self.history = list(denoise["history"])
         self._pending_rng = own["rng"]
-        self._pending_guide = denoise.get("guide")
-        if self.diagnosis is not None and denoise.get("diagnosis") is not None:
+        self._pending_guide = denoise["guide"] if self.scheme.needs_guidance else None
+        if self.diagnosis is not None:
             self.diagnosis.load_state_dict(denoise["diagnosis"])
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
@@ -544,9 +575,9 @@ class AutoDenoiseTrainer(Trainer):
         if load_best_model and eval_data:
             checkpoint_file = model_file or self.saved_model_file
             if distributed.is_writer(self.config):
-                checkpoint = compat.load_checkpoint(checkpoint_file, map_location=self.device)
+                checkpoint = load_trainer_checkpoint(checkpoint_file, map_location=self.device)
                 self.model.load_state_dict(checkpoint["state_dict"])
-                self.model.load_other_parameter(checkpoint.get("other_parameter"))
+                self.model.load_other_parameter(checkpoint["other_parameter"])
                 self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
             if distributed.is_distributed(self.config):
                 distributed.broadcast_module(self.model)
@@ -576,31 +607,41 @@ def check_whole_set(eval_data, config) -> None:
                          "with recbole_autodenoise.data_preparation (its evaluation loaders are not sharded)")
 
 
-def load_resumable(path: str | os.PathLike, config, map_location: Any = "cpu") -> dict[str, Any]:
-    """A verified checkpoint this run can continue, in a folder the run can write to."""
-    path = os.fspath(path)
+def load_trainer_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checksum-verified checkpoint with the trainer's layout
+    (``checkpoints.check_structure``)."""
     checkpoint = compat.load_checkpoint(path, map_location=map_location)
+    check_structure(checkpoint, os.fspath(path))
+    return checkpoint
+
+
+def load_resumable(path: str | os.PathLike, config, map_location: Any = "cpu") -> dict[str, Any]:
+    """A verified checkpoint this run can continue, in a folder the run can write to. ``config``:
+    the run's ``Config`` as ``make_config`` made it, or its settings as a plain dict."""
+    path = os.fspath(path)
+    checkpoint = load_trainer_checkpoint(path, map_location=map_location)
     check_resumable(checkpoint, path, config)
     check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {path}")
     return checkpoint
 
 
 def check_resumable(checkpoint: dict[str, Any], path: str, config) -> None:
-    """A checkpoint this run can continue: ours, same model, data set and scheme, not finished."""
-    if "denoise" not in checkpoint or "kind" not in checkpoint:
-        raise ValueError(f"{path} is not an AutoDenoiseTrainer checkpoint (no 'denoise' state)")
+    """A checkpoint (layout checked) this run can continue: same model, data set and scheme, every
+    setting outside ``checkpoints.RESUMABLE_KEYS`` unchanged, and not finished."""
+    settings = config if isinstance(config, dict) else plain_config(config)
     saved = {**checkpoint["config"], "denoise_scheme": checkpoint["denoise"]["scheme"]}
     for key in ("model", "dataset", "denoise_scheme"):
-        if saved.get(key) != config[key]:
+        if saved.get(key) != settings.get(key):
             raise ValueError(
-                f"{path} was trained with {key}={saved.get(key)!r}, this run uses {config[key]!r}: "
-                f"resume with the same {key}"
+                f"{path} was trained with {key}={saved.get(key)!r}, "
+                f"this run uses {settings.get(key)!r}: resume with the same {key}"
             )
-    epoch, epochs = checkpoint["epoch"], config["epochs"]
+    check_same_settings(checkpoint["config"], settings, path)
+    epoch, epochs = checkpoint["epoch"], settings["epochs"]
     if epoch + 1 >= epochs:
         raise ValueError(f"{path} holds epoch {epoch}, the last of epochs={epochs}: nothing left to train "
                          "(raise epochs to train on)")
-    if checkpoint["cur_step"] > config["stopping_step"]:
+    if checkpoint["cur_step"] > settings["stopping_step"]:
         raise ValueError(f"{path} holds epoch {epoch}, where early stopping ended the run "
-                         f"(stopping_step={config['stopping_step']}): nothing left to train "
+                         f"(stopping_step={settings['stopping_step']}): nothing left to train "
                          "(raise stopping_step to train on)")

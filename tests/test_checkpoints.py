@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import struct
@@ -263,28 +264,50 @@ def test_resume_from_the_latest_state_or_from_the_best_model(tmp_path, monkeypat
 
 
 # --- what resume refuses ----------------------------------------------------------------------
-def fake_checkpoint(**changes) -> dict:
-    checkpoint = {"kind": "latest", "epoch": 1, "cur_step": 0, "config": {"model": "BPR", "dataset": "ml-100k"},
-                  "denoise": {"scheme": "autodenoise_s"}}
+RUN = {"model": "BPR", "dataset": "ml-100k", "denoise_scheme": "autodenoise_s", "epochs": 4,
+       "stopping_step": 2, "clean_rating_threshold": 3, "seed": 2020}
+
+
+def fake_checkpoint(settings: dict | None = None, scheme: str | None = None, **changes) -> dict:
+    """Epoch 1 of a run with ``settings`` (default ``RUN``), built by hand with the trainer's layout
+    (``checkpoints.check_structure`` accepts it), then ``changes`` replace top-level entries."""
+    settings = dict(RUN if settings is None else settings)
+    numpy_state = {"keys": torch.zeros(624, dtype=torch.int64), "pos": 624, "has_gauss": 0,
+                   "cached": 0.0}
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
+    checkpoint = {
+        "format_version": checkpoints.FORMAT_VERSION, "kind": "latest", "config": settings,
+        "epoch": 1, "cur_step": 0, "best_valid_score": 0.5, "best_valid_result": {"ndcg@5": 0.5},
+        "best_epoch": 1, "train_loss_dict": {0: 0.7, 1: 0.6}, "state_dict": {"w": torch.zeros(2)},
+        "other_parameter": {},
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
+        "denoise": {"scheme": scheme or settings["denoise_scheme"], "scheme_state": {},
+                    "study_total": torch.zeros(6, dtype=torch.float64),
+                    "history": [{"epoch": 0}, {"epoch": 1}], "rng": rng},
+    }
+    checkpoints.check_structure(checkpoint, "fake.pth")
     checkpoint.update(changes)
     return checkpoint
 
 
-RUN = {"model": "BPR", "dataset": "ml-100k", "denoise_scheme": "autodenoise_s", "epochs": 4, "stopping_step": 2}
+TRAINED_WITH = "x.pth was trained with "
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"denoise": {"scheme": "adt_rl"}}, "x.pth was trained with denoise_scheme='adt_rl', this run uses 'autodenoise_s'"),
-    ({"config": {"model": "SASRec", "dataset": "ml-100k"}}, "x.pth was trained with model='SASRec', this run uses 'BPR'"),
-    ({"config": {"model": "BPR", "dataset": "ml-1m"}}, "x.pth was trained with dataset='ml-1m', this run uses 'ml-100k'"),
-    ({"epoch": 3}, "x.pth holds epoch 3, the last of epochs=4: nothing left to train"),
+    ({"scheme": "adt_rl"}, TRAINED_WITH + "denoise_scheme='adt_rl', this run uses 'autodenoise_s'"),
+    ({"settings": {**RUN, "model": "SASRec"}},
+     TRAINED_WITH + "model='SASRec', this run uses 'BPR'"),
+    ({"settings": {**RUN, "dataset": "ml-1m"}},
+     TRAINED_WITH + "dataset='ml-1m', this run uses 'ml-100k'"),
+    ({"settings": {**RUN, "seed": 7}},
+     TRAINED_WITH + "seed=7, this run uses 2020: a resume continues"),
+    ({"epoch": 3, "best_epoch": 3},
+     "x.pth holds epoch 3, the last of epochs=4: nothing left to train"),
     ({"cur_step": 3}, "x.pth holds epoch 1, where early stopping ended the run (stopping_step=2)"),
-    ({"denoise": None, "kind": None}, "x.pth is not an AutoDenoiseTrainer checkpoint"),
 ])
 def test_resume_refuses_another_run_or_a_finished_one(changes, message):
-    checkpoint = {k: v for k, v in fake_checkpoint(**changes).items() if v is not None}
     with pytest.raises(ValueError, match=re.escape(message)):
-        check_resumable(checkpoint, "x.pth", RUN)
+        check_resumable(fake_checkpoint(**changes), "x.pth", RUN)
     check_resumable(fake_checkpoint(epoch=2, cur_step=2), "x.pth", RUN)  # one epoch left, not stopped: fine
 
 
@@ -304,7 +327,7 @@ def test_cli_resume_of_a_bad_file_exits_2_before_loading_data(tmp_path, capsys):
 
 def test_run_resume_refuses_a_checkpoint_of_another_scheme_before_loading_data(tmp_path):
     path = tmp_path / "other.pth"
-    compat.atomic_torch_save(fake_checkpoint(config={"model": "BPR", "dataset": "no-such-data"}), path)
+    compat.atomic_torch_save(fake_checkpoint({**RUN, "dataset": "no-such-data"}), path)
     with pytest.raises(ValueError, match="trained with denoise_scheme='autodenoise_s', this run uses 'adt_tl'"):
         quick_start.run("BPR", "no-such-data", config_dict={"data_path": str(tmp_path), "denoise_scheme": "adt_tl"},
                         resume=path)
