@@ -159,6 +159,7 @@ def test_every_key_that_may_change_is_listed_in_the_guide():
 
 
 # --- a real checkpoint on tiny data ---------------------------------------------------------
+@pytest.mark.slow
 def test_a_trained_checkpoint_resumes_with_more_epochs_and_refuses_another_threshold(tmp_path):
     """The trainer adds the reward's metric (MRR) to ``metrics``; the checkpoint records the
     settings as the run chose them, so the same command resumes."""
@@ -196,6 +197,7 @@ def test_a_trained_checkpoint_resumes_with_more_epochs_and_refuses_another_thres
     assert [r["epoch"] for r in results["epochs"]] == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_scheme_state_that_does_not_fit_is_one_error(tmp_path):
     first, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme="autodenoise_s")
     first.fit(train, valid)
@@ -210,6 +212,7 @@ def test_a_scheme_state_that_does_not_fit_is_one_error(tmp_path):
         again.resume_checkpoint(first.latest_model_file)
 
 
+@pytest.mark.slow
 def test_a_guided_run_needs_its_guide_state(tmp_path):
     first, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme="l2rw")
     first.fit(train, valid)
@@ -331,6 +334,7 @@ def test_the_cli_refuses_a_negative_epoch_without_a_traceback(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_best_model_of_another_format(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1)
     trainer.fit(train, valid)
@@ -451,6 +455,7 @@ def test_other_write_errors_pass_unchanged(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_run_whose_checkpoint_meets_a_full_disk_exits_2(tmp_path, monkeypatch, capsys):
     from tests.conftest import write_inter
     from tests.test_checkpoints import tiny_rows
