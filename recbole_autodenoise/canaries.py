@@ -72,7 +72,7 @@ class Canaries:
             lists = feat[history].numpy()
             seen_users.append(np.repeat(users, lists.shape[1])[lists.ravel() > 0])
             seen_items.append(lists.ravel()[lists.ravel() > 0])
-        for split in getattr(train_dataset, "held_out", {}).values():  # never a user's validation item
+        for split in getattr(train_dataset, "held_out", {}).values():  # nor a validation item
             seen_users.append(split[self.user_field].numpy())
             seen_items.append(split[self.item_field].numpy())
         known = user_item_keys(np.concatenate(seen_users), np.concatenate(seen_items), item_num)

@@ -183,7 +183,7 @@ def test_general_injected_rows_are_new_pairs_inside_the_train_span(tmp_path, kin
     assert len(injected) == 24
     assert len({(u, i) for u, i, _ in injected}) == 24  # no pair twice
     for user, item, timestamp in injected:
-        assert item not in {i for _, i in train_interactions(user, sequential=False)}  # never a training item
+        assert item not in {i for _, i in train_interactions(user, sequential=False)}  # nor trained
         span = [t for t, _ in train_interactions(user, sequential=False)]
         assert min(span) <= timestamp <= max(span)
     feat = train._dataset.inter_feat
@@ -448,7 +448,8 @@ def test_fake_rows_stay_before_heldout_rows_that_share_their_timestamp(tmp_path,
         # only; its flag tells it apart.)
         def u0_train_items(ds) -> set[str]:
             items = set()
-            flag_lists = ds.inter_feat[INJECTED_FIELD + "_list"] if INJECTED_FIELD in ds.inter_feat.columns else None
+            flagged = INJECTED_FIELD in ds.inter_feat.columns
+            flag_lists = ds.inter_feat[INJECTED_FIELD + "_list"] if flagged else None
             for n, (user, item, _, flag) in enumerate(rows(ds)):
                 if user == "u0":
                     length = int(ds.inter_feat["item_length"][n])

@@ -161,7 +161,8 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
     its period: the mask of every protocol. ``popularity`` negatives count only those rows (RecBole
     counts every row, future ones included).
     """
-    parts = [("train", [train]), ("valid", [train, valid_rated]), ("test", [train, valid_rated, test_rated])]
+    parts = [("train", [train]), ("valid", [train, valid_rated]),
+             ("test", [train, valid_rated, test_rated])]
     samplers = []
     for phase, datasets in parts:
         args = config[f"{phase}_neg_sample_args"]
@@ -170,8 +171,10 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
             continue
         phases = ["train", "valid", "test"][:len(datasets)]
         alpha = args.get("alpha", 1.0) if phase == "train" else 1.0
-        if config["repeatable"]:
-            rows = train if len(datasets) == 1 else train.copy(cat_interactions([d.inter_feat for d in datasets]))
+        if config["repeatable"]:  # its rows only give popularity's candidates
+            rows = train
+            if args["distribution"] == "popularity" and len(datasets) > 1:
+                rows = train.copy(cat_interactions([d.inter_feat for d in datasets]))
             sampler = RepeatableSampler(phases, rows, args["distribution"], alpha)
         else:
             sampler = Sampler(phases, datasets, args["distribution"], alpha)
@@ -194,14 +197,18 @@ def _build_split(config, dataset):
             "recbole_autodenoise.create_dataset"
         )
     split = dataset.build_split()
-    train_sampler, valid_sampler, test_sampler = phase_samplers(config, split.train, split.valid_rated,
-                                                                split.test_rated)
-    train_data = get_dataloader(config, "train")(config, split.train, train_sampler, shuffle=config["shuffle"])
+    train_sampler, valid_sampler, test_sampler = phase_samplers(
+        config, split.train, split.valid_rated, split.test_rated
+    )
+    train_data = get_dataloader(config, "train")(
+        config, split.train, train_sampler, shuffle=config["shuffle"]
+    )
     valid_data = get_dataloader(config, "valid")(config, split.select, valid_sampler, shuffle=False)
     test_data = get_dataloader(config, "test")(config, split.test, test_sampler, shuffle=False)
     guide_data = None
     if dataset.clean_valid_guide_ratio > 0:
-        guide_data = get_dataloader(config, "valid")(config, split.train.clean_guide, valid_sampler, shuffle=False)
+        guide = split.train.clean_guide
+        guide_data = get_dataloader(config, "valid")(config, guide, valid_sampler, shuffle=False)
     return train_data, valid_data, test_data, guide_data
 
 

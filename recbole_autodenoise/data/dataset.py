@@ -70,7 +70,7 @@ def tie_keys(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     key = str(seed).encode()
     keys = np.empty(len(users), dtype=np.uint64)
     for row, (user, item) in enumerate(zip(users.tolist(), items.tolist())):
-        text = f"{len(str(user))}:{user}{item}".encode()  # the user's length makes the pair unambiguous
+        text = f"{len(str(user))}:{user}{item}".encode()  # the length: an unambiguous pair
         keys[row] = int.from_bytes(hashlib.blake2b(text, digest_size=8, key=key).digest(), "big")
     return keys
 
@@ -100,19 +100,21 @@ class CleanFeedbackMixin:
             read_key(config, "clean_valid_guide_ratio", fraction, "a number in [0, 1) (0: no guide/select split)")
         )
         self.clean_valid_guide_order = read_key(
-            config, "clean_valid_guide_order", lambda v: v in GUIDE_ORDERS, f"one of {list(GUIDE_ORDERS)}"
+            config, "clean_valid_guide_order", lambda v: v in GUIDE_ORDERS,
+            f"one of {list(GUIDE_ORDERS)}",
         )
         self.clean_valid_guide_as_train = read_key(
             config, "clean_valid_guide_as_train", lambda v: isinstance(v, bool), "true or false"
         )
         if self.clean_valid_guide_ratio == 0:
-            for key, value, default in (("clean_valid_guide_as_train", self.clean_valid_guide_as_train, False),
-                                        ("clean_valid_guide_order", self.clean_valid_guide_order, "random")):
+            for key, default in (("clean_valid_guide_as_train", False),
+                                 ("clean_valid_guide_order", "random")):
+                value = getattr(self, key)
                 if value != default:
                     raise ValueError(
-                        f"config key '{key}' = {value!r} needs clean_valid_guide_ratio > 0 (a guide part "
-                        f"to order or train on); got clean_valid_guide_ratio = 0: set it in (0, 1) or "
-                        f"{key}: {str(default).lower()}"
+                        f"config key '{key}' = {value!r} needs clean_valid_guide_ratio > 0 (a "
+                        f"guide part to order or train on); got clean_valid_guide_ratio = 0: set "
+                        f"it in (0, 1) or {key}: {str(default).lower()}"
                     )
         self.split_seed = read_key(
             config, "split_seed", _seed_value, "a non-negative integer (it orders same-second rows)"
@@ -170,9 +172,11 @@ class CleanFeedbackMixin:
             items = self.id2token(self.iid_field, feat[self.iid_field].to_numpy()[tied])
             hashed[tied] = tie_keys(self.split_seed, np.asarray(users), np.asarray(items))
         rating = feat[self.clean_rating_field]
-        rating = rating.to_numpy(dtype=np.float64) if pd.api.types.is_numeric_dtype(rating) else np.zeros(len(exact))
+        numeric = pd.api.types.is_numeric_dtype(rating)
+        rating = rating.to_numpy(dtype=np.float64) if numeric else np.zeros(len(exact))
         positions = np.argsort(coarse, kind="stable")  # each float32 group's positions, ascending
-        rows = np.lexsort((np.arange(len(exact)), rating, hashed, exact, coarse))  # each group's rows, in order
+        # each group's rows, in order (np.lexsort: the last key is the primary one)
+        rows = np.lexsort((np.arange(len(exact)), rating, hashed, exact, coarse))
         index = np.empty_like(positions)
         index[positions] = rows
         if not np.array_equal(index, np.arange(len(index))):
@@ -204,10 +208,10 @@ class CleanFeedbackMixin:
 
         ``select`` is the clean validation set minus the guide part (all of it when
         ``clean_valid_guide_ratio`` is 0). Attached to the training dataset, for the schemes that
-        learn from validation (never a test row): ``train.clean_guide``, the guide part's clean rows,
-        a dataset of the validation dataset's class (sequential rows keep their histories; with
-        ratio 0 the very select dataset); ``train.explicit_guide``, the guide part's rows, clean or
-        not (``controller_credit: explicit``): under ``clean_valid_guide_order: random`` every
+        learn from validation (never a test row): ``train.clean_guide``, the guide part's clean
+        rows, a dataset of the validation dataset's class (sequential rows keep their histories;
+        with ratio 0 the very select dataset); ``train.explicit_guide``, the guide part's rows,
+        clean or not (``controller_credit: explicit``): under ``clean_valid_guide_order: random`` every
         validation row rated below ``clean_rating_threshold`` plus the clean guide rows, under
         ``chronological`` each user's older validation rows, in validation order;
         ``train.held_out = {"valid": Interaction}``, every validation row, clean or not. With
@@ -229,13 +233,15 @@ class CleanFeedbackMixin:
         implicit rows (sequential: target rows with their histories)."""
         if set(explicit.inter_feat.columns) != set(train.inter_feat.columns):
             raise ValueError(
-                f"clean_valid_guide_as_train: the validation rows of [{self.dataset_name}] have fields "
-                f"{sorted(explicit.inter_feat.columns)}, the training rows {sorted(train.inter_feat.columns)}"
+                f"clean_valid_guide_as_train: the validation rows of [{self.dataset_name}] have "
+                f"fields {sorted(explicit.inter_feat.columns)}, the training rows "
+                f"{sorted(train.inter_feat.columns)}"
             )
-        clean = int((explicit.inter_feat[self.clean_rating_field] >= self.clean_rating_threshold).sum())
+        threshold = self.clean_rating_threshold
+        clean = int((explicit.inter_feat[self.clean_rating_field] >= threshold).sum())
         self.logger.info(
-            f"clean_valid_guide_as_train: the {len(explicit)} guide rows of [{self.dataset_name}] ({clean} "
-            f"clean, {len(explicit) - clean} rated below {self.clean_rating_threshold:g}) join its "
+            f"clean_valid_guide_as_train: the {len(explicit)} guide rows of [{self.dataset_name}] "
+            f"({clean} clean, {len(explicit) - clean} rated below {threshold:g}) join its "
             f"{len(train)} training rows"
         )
         return train.copy(cat_interactions([train.inter_feat, explicit.inter_feat]))
@@ -279,8 +285,8 @@ class CleanFeedbackMixin:
         feat = rated.inter_feat
         if self.time_field is None or self.time_field not in feat.columns:
             raise ValueError(
-                f"clean_valid_guide_order='chronological' needs a timestamp field (load_col inter: timestamp); "
-                f"data set [{self.dataset_name}] has time field {self.time_field!r}"
+                f"clean_valid_guide_order='chronological' needs a timestamp field (load_col inter: "
+                f"timestamp); data set [{self.dataset_name}] has time field {self.time_field!r}"
             )
         users = feat[self.uid_field].numpy()
         in_guide = chronological_guide_mask(users, feat[self.time_field].numpy(), ratio)
@@ -290,10 +296,11 @@ class CleanFeedbackMixin:
         for part, rows in (("guide", guide), ("select", select)):
             if len(rows) == 0:
                 raise ValueError(
-                    f"clean_valid_guide_ratio={ratio:g} with clean_valid_guide_order='chronological' leaves "
-                    f"the {part} part of [{self.dataset_name}] without a clean row ({len(users)} validation "
-                    f"rows, {int(in_guide.sum())} in the older part, {int(clean.sum())} clean); use "
-                    f"clean_valid_guide_order: random or another clean_valid_guide_ratio"
+                    f"clean_valid_guide_ratio={ratio:g} with clean_valid_guide_order="
+                    f"'chronological' leaves the {part} part of [{self.dataset_name}] without a clean row "
+                    f"({len(users)} validation rows, {int(in_guide.sum())} in the older part, "
+                    f"{int(clean.sum())} clean); use clean_valid_guide_order: random or another "
+                    f"clean_valid_guide_ratio"
                 )
         self._log_guide(len(guide), len(select), chronological=True)
         return guide, select, rated.copy(feat[np.flatnonzero(in_guide)])
@@ -302,8 +309,8 @@ class CleanFeedbackMixin:
         how = "the older part of each user's validation rows" if chronological else "a seeded draw"
         self.logger.info(
             f"clean validation of [{self.dataset_name}] split with clean_valid_guide_ratio="
-            f"{self.clean_valid_guide_ratio:g} ({how}): {guide} guide rows (denoisers), {select} select "
-            f"rows (validation)"
+            f"{self.clean_valid_guide_ratio:g} ({how}): {guide} guide rows (denoisers), {select} "
+            f"select rows (validation)"
         )
 
     # ------------------------------------------------------------------ noise injection
