@@ -4,7 +4,8 @@ The explicit credit's stray-click rows (``explicit_negatives``) are held-out row
 never trained on them, so their loss and embeddings look unlike those of any training row, and a
 controller fitted to them learns "never trained on" as much as "stray click" (injected noise, which
 *is* trained on, kept 0.76 of a true positive's weight). A canary is a training row's copy whose item
-is replaced by one its user never interacted with, in any split, drawn in proportion to the item's
+is replaced by one its user never interacted with in training or validation (the test split is not
+reachable from the training dataset), drawn in proportion to the item's
 training popularity, as a stray click on the catalogue would be. A fixed share
 (``explicit_canaries``) of the training rows each gets one canary with a fixed item, drawn once from
 the run's seed; whenever the source row is in a training batch its canary joins that batch, so the
@@ -55,7 +56,8 @@ def draw_avoiding(users: np.ndarray, pool: np.ndarray, known: np.ndarray, item_n
 
 class Canaries:
     """The canary of each chosen training row: ``round(rate * N)`` of the N training rows, chosen
-    uniformly without replacement, each with a fixed item no split pairs with its user."""
+    uniformly without replacement, each with a fixed item that neither the training rows nor the
+    validation rows (``train_dataset.held_out``) pair with its user."""
 
     def __init__(self, train_dataset: Any, rate: float, seed: int) -> None:
         feat = train_dataset.inter_feat
@@ -70,7 +72,7 @@ class Canaries:
             lists = feat[history].numpy()
             seen_users.append(np.repeat(users, lists.shape[1])[lists.ravel() > 0])
             seen_items.append(lists.ravel()[lists.ravel() > 0])
-        for split in getattr(train_dataset, "held_out", {}).values():  # never a user's held-out item
+        for split in getattr(train_dataset, "held_out", {}).values():  # nor a validation item
             seen_users.append(split[self.user_field].numpy())
             seen_items.append(split[self.item_field].numpy())
         known = user_item_keys(np.concatenate(seen_users), np.concatenate(seen_items), item_num)

@@ -60,7 +60,7 @@ def test_only_float32_collisions_move_and_values_stay(tmp_path) -> None:
     # positions 0, 2, 4; b and d (other float32 values, or exact ties) keep their places.
     items, dataset = loaded_items(tmp_path, [("u", "a", 5, T0 + 3), ("u", "b", 5, 964982703), ("u", "c", 5, T0 + 1),
                                              ("u", "d", 5, T0 + 500), ("u", "e", 5, T0 + 2), ("u", "f", 5, T0 + 1)])
-    assert items == ["c", "b", "f", "d", "e", "a"]  # c and f: same second, file order
+    assert items == ["f", "b", "c", "d", "e", "a"]  # f and c: same second, split_seed 0's hash
     assert dataset.inter_feat["timestamp"].tolist() == [T0, 964982720.0, T0, T0 + 512, T0, T0]
 
 

@@ -183,7 +183,7 @@ def test_general_injected_rows_are_new_pairs_inside_the_train_span(tmp_path, kin
     assert len(injected) == 24
     assert len({(u, i) for u, i, _ in injected}) == 24  # no pair twice
     for user, item, timestamp in injected:
-        assert (user, item) not in SEEN  # never in train, validation or test
+        assert item not in {i for _, i in train_interactions(user, sequential=False)}  # nor trained
         span = [t for t, _ in train_interactions(user, sequential=False)]
         assert min(span) <= timestamp <= max(span)
     feat = train._dataset.inter_feat
@@ -256,7 +256,7 @@ def test_sequential_injected_rows_are_training_targets_and_heldout_targets_stay(
     assert real(valid._dataset) == real(clean_valid._dataset) and fake(valid._dataset) == []
     assert real(test._dataset) == real(clean_test._dataset) and fake(test._dataset) == []
     for user, item, timestamp in injected:
-        assert (user, item) not in SEEN
+        assert item not in {i for _, i in train_interactions(user, sequential=True)}
         span = [t for t, _ in train_interactions(user, sequential=True)]
         assert min(span) <= timestamp <= max(span)
 
@@ -444,13 +444,20 @@ def test_fake_rows_stay_before_heldout_rows_that_share_their_timestamp(tmp_path,
     assert real(train._dataset) == real(clean_train._dataset)
     assert real(valid._dataset) == real(clean_valid._dataset) and real(test._dataset) == real(clean_test._dataset)
     if model == "SASRec":
-        # No training row (fake ones included) has a held-out item of u0 (clean or not) in its history.
+        # No training row (fake ones included) has a real held-out interaction of u0 (clean or not)
+        # in its history. (A fake click's item may be a held-out item: noise avoids training items
+        # only; its flag tells it apart.)
         def u0_train_items(ds) -> set[str]:
             items = set()
-            for n, (user, item, _, _) in enumerate(rows(ds)):
+            flagged = INJECTED_FIELD in ds.inter_feat.columns
+            flag_lists = ds.inter_feat[INJECTED_FIELD + "_list"] if flagged else None
+            for n, (user, item, _, flag) in enumerate(rows(ds)):
                 if user == "u0":
                     length = int(ds.inter_feat["item_length"][n])
-                    items |= {item, *tokens(ds, ds.iid_field, ds.inter_feat["item_id_list"][n][:length])}
+                    history = ds.inter_feat["item_id_list"][n][:length]
+                    if flag_lists is not None:
+                        history = history[flag_lists[n][:length] == 0]
+                    items |= {*([item] if flag == 0 else []), *tokens(ds, ds.iid_field, history)}
             return items
 
         held_out = {i for u, i, _, _ in rows_ if u == "u0"} - u0_train_items(clean_train._dataset)

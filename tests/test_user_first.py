@@ -37,9 +37,10 @@ def _user_rows(user: str, ratings: list[float], times: list[float], items: list[
 TIMES = [float(t) for t in range(1, 13)]
 ROWS = (
     # A: validation a9 noisy (2), a10 clean; test a11, a12 clean -> queries a10, a11. A's first item
-    # is "x", so x's internal id is below y's: the tie below is broken by row order, not by id.
+    # is "x", so x's internal id is below y's: the tie below is broken by neither id nor row order.
     _user_rows("A", [4] * 8 + [2, 5] + [4, 5], TIMES, ["x"] + [f"a{n}" for n in range(2, 13)])
-    # B: validation b9 noisy, b10 clean (3 = threshold); test tie at t=11: y before x in the file -> y
+    # B: validation b9 noisy, b10 clean (3 = threshold); test tie at t=11, y before x in the file:
+    # split_seed 0's hash puts x first, split_seed 2's y
     + _user_rows("B", [1] * 8 + [1, 3] + [4, 5], TIMES[:10] + [11.0, 11.0], [f"b{n}" for n in range(1, 11)] + ["y", "x"])
     # C: validation c9, c10 clean -> c9; test c11 noisy, c12 clean -> c12
     + _user_rows("C", [5] * 8 + [4, 5] + [1, 4], TIMES)
@@ -93,9 +94,19 @@ def test_user_first_test_queries_and_masks(tmp_path):
     assert type(test) is UserFirstFullSortEvalDataLoader and test.sample_size == 3
     assert _queries(test) == {
         "A": ("a11", _items("A", [*range(1, 11), 12])),  # the noisy validation a9 included
-        "B": ("y", _items("B", range(1, 11)) | {"x"}),  # timestamp tie: the earlier row in the file
+        "B": ("x", _items("B", range(1, 11)) | {"y"}),  # timestamp tie: the seeded hash's first row
         "C": ("c12", _items("C", range(1, 12))),  # the noisy test c11 masked
     }
+
+
+@pytest.mark.parametrize(("split_seed", "target"), [(0, "x"), (2, "y")])
+def test_user_first_tie_follows_split_seed_not_file_order(tmp_path, split_seed, target):
+    for name, rows in (("uf", ROWS), ("uf_reversed", ROWS[::-1])):
+        write_inter(tmp_path, name, rows)
+        config = rad.make_config("BPR", name, config_dict={"data_path": str(tmp_path), **NO_FILTER,
+                                                           "split_seed": split_seed})
+        _, _, test = data_preparation(config, create_dataset(config))
+        assert _queries(test)["B"][0] == target, name
 
 
 def test_test_loaders_of_every_protocol(tmp_path):
@@ -210,13 +221,13 @@ def ml_latest_small(tmp_path_factory):
         return run("BPR", "ml-latest-small", config_dict=config, saved=False)
 
 
-# 609 users after 10-core filtering; 5 of them rated every test-period item below 3 (with the exact
-# chronological split), so they have no clean test interaction and no query: 604 queries (the
-# paper's recalls are in 609ths).
-QUERIES = 604
+# 609 users after 10-core filtering; 6 of them rated every test-period item below 3 (with the exact
+# chronological split, same-second ties in split_seed 0's hash order), so they have no clean test
+# interaction and no query: 603 queries (the paper's recalls are in 609ths).
+QUERIES = 603
 
 
-def test_ml_latest_small_has_one_query_per_user_and_recalls_in_604ths(ml_latest_small):
+def test_ml_latest_small_has_one_query_per_user_and_recalls_in_603rds(ml_latest_small):
     results = ml_latest_small
     assert results["eval_protocol"] == "user_first"
     assert results["data"]["users"] == 610  # 609 users + RecBole's padding id

@@ -2,19 +2,25 @@
 
 ``eval_protocol: user_first`` (the paper's, the default): one query per user, the user's
 chronologically first clean interaction of the held-out period (validation for validation, test
-for test), ranked against all items except the user's history: every training and validation
-interaction (clean or not) and the user's other test interactions (clean or not). A tie in the
-first timestamp goes to the earliest row in RecBole's stable order (its time-ordered split).
-Hence P@K = R@K / K and F1@K = 2 R@K / (K + 1), and every recall is a multiple of 1 / #users,
-as in every row of the paper's Table 3. ``eval_protocol: interaction``: every clean held-out
-interaction (u, v) is one query with exactly one relevant item v, ranked against all items except
-u's history and u's *other* held-out items (more queries, lower variance). ``eval_protocol:
-user`` is RecBole's: one query per user with all of its held-out items relevant. RecBole's
-sequential evaluation is already one query per target row, so ``interaction`` and ``user`` leave
-sequential models alone, and ``user_first`` keeps one target row per user (see ``first_rows``).
+for test); a tie in the first timestamp goes to the earliest row in RecBole's stable order, whose
+same-second ties the dataset ordered by a seeded hash (``split_seed``). Hence P@K = R@K / K and
+F1@K = 2 R@K / (K + 1), and every recall is a multiple of 1 / #users, as in every row of the
+paper's Table 3. ``eval_protocol: interaction``: every clean held-out interaction (u, v) is one
+query with exactly one relevant item v (more queries, lower variance). ``eval_protocol: user`` is
+RecBole's: one query per user with all of its clean held-out items relevant.
+
+For general models every protocol masks the same items, the user's: training items, every
+validation item (clean or not) and, at test, every test item (clean or not), minus the query's
+relevant items. The evaluation samplers are built from the held-out sets before the clean filter
+(``phase_samplers``), so RecBole's own ``used_ids - positives`` is that mask. RecBole's sequential
+evaluation is one query per target row and masks nothing; that is kept: ``interaction`` and
+``user`` leave sequential models alone, and ``user_first`` keeps one target row per user (see
+``first_rows``).
 
 With ``clean_valid_guide_ratio`` > 0 the validation loader covers the *select* part of the clean
-validation set and ``train_data.clean_guide_data`` the *guide* part (see ``guide.py``).
+validation set and ``train_data.clean_guide_data`` the *guide* part (see ``guide.py``). The test
+rows reach the test loaders only: no attribute of the training loader, its dataset or its sampler
+holds one.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.data.interaction import cat_interactions
-from recbole.data.utils import create_samplers, get_dataloader
+from recbole.data.utils import get_dataloader
+from recbole.sampler import RepeatableSampler, Sampler
 from recbole.utils import ModelType
 
 from recbole_autodenoise import distributed
@@ -46,7 +53,9 @@ def check_no_caches(config) -> None:
 
 
 class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
-    """One query per held-out interaction for general models, on RecBole's full-sort machinery."""
+    """One query per held-out interaction for general models, on RecBole's full-sort machinery:
+    query (u, v) masks u's history (the sampler's used items minus u's positives) and u's other
+    positives."""
 
     def _build_queries(self) -> None:
         users, items = [], []
@@ -114,46 +123,25 @@ def first_rows(dataset):
     return dataset.copy(dataset.inter_feat[torch.from_numpy(np.sort(first))])
 
 
-def items_by_user(inter, uid_field: str, iid_field: str) -> dict[int, torch.Tensor]:
-    """{user id: its distinct items} over the rows of ``inter``."""
-    users, items = inter[uid_field].numpy(), inter[iid_field].numpy()
-    order = np.argsort(users, kind="stable")
-    users, items = users[order], items[order]
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, dtype=np.int64)
-    return {
-        int(users[start]): torch.from_numpy(np.unique(group)).long()
-        for start, group in zip(starts, np.split(items, starts[1:]))
-    }
-
-
 class UserFirstFullSortEvalDataLoader(FullSortEvalDataLoader):
     """General models under ``user_first``: RecBole's per-user full-sort loader over each user's
-    first clean held-out row, whose history also masks ``held_out``: the held-out rows up to this
-    period, clean or not (RecBole's samplers only saw the clean ones)."""
+    first clean held-out row (``first_rows``); its sampler's used items mask the rest."""
 
-    def __init__(self, config, dataset, sampler, held_out, shuffle=False):
+    def __init__(self, config, dataset, sampler, shuffle=False):
         super().__init__(config, first_rows(dataset), sampler, shuffle=shuffle)
-        extra = items_by_user(held_out, self.uid_field, self.iid_field)
-        empty = torch.zeros(0, dtype=torch.int64)
-        for uid in self.uid_list.tolist():
-            masked = torch.unique(torch.cat([self.uid2history_item[uid], extra.get(uid, empty)]))
-            self.uid2history_item[uid] = masked[~torch.isin(masked, self.uid2positive_item[uid])]
 
 
-def protocol_loader(protocol: str, config, loader, held_out):
-    """RecBole's full-sort ``loader`` over a clean held-out set, rebuilt for ``protocol``.
-
-    ``held_out``: every held-out row up to the loader's period (validation; validation and test),
-    clean or not, masked under ``user_first`` for general models. Sequential models keep RecBole's
-    full-sort evaluation, which masks no history (RecBole's behaviour, kept): ``user_first`` only
-    keeps each user's first target row.
+def protocol_loader(protocol: str, config, loader):
+    """RecBole's full-sort ``loader`` over a clean held-out set, rebuilt for ``protocol``, on the
+    same sampler (whose used items are the mask). Sequential models keep RecBole's full-sort
+    evaluation, which masks no history: ``user_first`` only keeps each user's first target row.
     """
     general = config["MODEL_TYPE"] == ModelType.GENERAL
     rebuilt = protocol == "user_first" or (protocol == "interaction" and general)
     if rebuilt and not isinstance(loader, FullSortEvalDataLoader):
         raise ValueError(f"eval_protocol={protocol} needs full-sort evaluation (eval_args.mode: full)")
     if protocol == "user_first" and general:
-        return UserFirstFullSortEvalDataLoader(config, loader._dataset, loader._sampler, held_out)
+        return UserFirstFullSortEvalDataLoader(config, loader._dataset, loader._sampler)
     if protocol == "user_first":
         return type(loader)(config, first_rows(loader._dataset), loader._sampler, shuffle=False)
     if protocol == "interaction" and general:
@@ -161,22 +149,37 @@ def protocol_loader(protocol: str, config, loader, held_out):
     return loader
 
 
-def _guide_loaders(config, dataset, train_data, valid_data, test_data):
-    """(valid, test, guide) loaders when the clean validation set is split into guide and select.
+def phase_samplers(config, train, valid_rated, test_rated) -> list:
+    """RecBole's (train, valid, test) samplers, each built from the rows up to its own phase only:
+    train from ``train``; valid from ``train`` and every validation row, clean or not; test from
+    those and every test row, clean or not (``None`` where the phase's distribution is ``none``).
 
-    RecBole's samplers were built from [train, select, test], so its evaluation would treat the
-    guide items as unseen candidates. The samplers are rebuilt from [train, select + guide, test]:
-    a select query masks the user's guide items like any other held-out item (and a guide query
-    its select items), and the test loader masks exactly what it masks without the split.
+    RecBole builds all three from [train, clean valid, clean test]: its training sampler then holds
+    the test set, and its evaluation masks miss the low-rated held-out items. Here the training
+    sampler's used items are RecBole's (training negatives are drawn exactly as there), and an
+    evaluation sampler's used items are the user's training items plus every held-out item up to
+    its period: the mask of every protocol. ``popularity`` negatives count only those rows (RecBole
+    counts every row, future ones included).
     """
-    train, select, test = train_data._dataset, valid_data._dataset, test_data._dataset
-    guide = train.clean_guide
-    whole_valid = select.copy(cat_interactions([select.inter_feat, guide.inter_feat]))
-    _, valid_sampler, test_sampler = create_samplers(config, dataset, [train, whole_valid, test])
-    valid_data = get_dataloader(config, "valid")(config, select, valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, test, test_sampler, shuffle=False)
-    guide_data = get_dataloader(config, "valid")(config, guide, valid_sampler, shuffle=False)
-    return valid_data, test_data, guide_data
+    parts = [("train", [train]), ("valid", [train, valid_rated]),
+             ("test", [train, valid_rated, test_rated])]
+    samplers = []
+    for phase, datasets in parts:
+        args = config[f"{phase}_neg_sample_args"]
+        if args["distribution"] == "none":
+            samplers.append(None)
+            continue
+        phases = ["train", "valid", "test"][:len(datasets)]
+        alpha = args.get("alpha", 1.0) if phase == "train" else 1.0
+        if config["repeatable"]:  # its rows only give popularity's candidates
+            rows = train
+            if args["distribution"] == "popularity" and len(datasets) > 1:
+                rows = train.copy(cat_interactions([d.inter_feat for d in datasets]))
+            sampler = RepeatableSampler(phases, rows, args["distribution"], alpha)
+        else:
+            sampler = Sampler(phases, datasets, args["distribution"], alpha)
+        samplers.append(sampler.set_phase(phase))
+    return samplers
 
 
 def test_protocols(config) -> tuple[str, ...]:
@@ -186,13 +189,27 @@ def test_protocols(config) -> tuple[str, ...]:
 
 def _build_split(config, dataset):
     """RecBole's ``data_preparation`` without its cache: never reads (unpickles) or writes
-    ``saved/<dataset>-for-<model>-dataloader.pth``; the loaders are built from ``dataset``."""
-    built = dataset.build()
-    train_sampler, valid_sampler, test_sampler = create_samplers(config, dataset, built)
-    train_data = get_dataloader(config, "train")(config, built[0], train_sampler, shuffle=config["shuffle"])
-    valid_data = get_dataloader(config, "valid")(config, built[1], valid_sampler, shuffle=False)
-    test_data = get_dataloader(config, "test")(config, built[2], test_sampler, shuffle=False)
-    return train_data, valid_data, test_data
+    ``saved/<dataset>-for-<model>-dataloader.pth``; the loaders are built from ``dataset``'s
+    ``build_split``, and the guide loader (``None`` without a guide/select split)."""
+    if not hasattr(dataset, "build_split"):
+        raise ValueError(
+            f"the dataset ({type(dataset).__name__}) has no clean-feedback split: build it with "
+            "recbole_autodenoise.create_dataset"
+        )
+    split = dataset.build_split()
+    train_sampler, valid_sampler, test_sampler = phase_samplers(
+        config, split.train, split.valid_rated, split.test_rated
+    )
+    train_data = get_dataloader(config, "train")(
+        config, split.train, train_sampler, shuffle=config["shuffle"]
+    )
+    valid_data = get_dataloader(config, "valid")(config, split.select, valid_sampler, shuffle=False)
+    test_data = get_dataloader(config, "test")(config, split.test, test_sampler, shuffle=False)
+    guide_data = None
+    if dataset.clean_valid_guide_ratio > 0:
+        guide = split.train.clean_guide
+        guide_data = get_dataloader(config, "valid")(config, guide, valid_sampler, shuffle=False)
+    return train_data, valid_data, test_data, guide_data
 
 
 def data_preparation(config, dataset):
@@ -217,27 +234,16 @@ def data_preparation(config, dataset):
 
 
 def _prepare(config, dataset, protocol):
-    train_data, valid_data, test_data = _build_split(config, dataset)
-    train = train_data._dataset
-    if not (hasattr(train, "clean_guide") and hasattr(train, "held_out")):
-        raise ValueError(
-            f"the training dataset ({type(train).__name__}) has no clean_guide/held_out: build the "
-            "dataset with recbole_autodenoise.create_dataset"
-        )
-    guide_data = None
-    if dataset.clean_valid_guide_ratio > 0:
-        valid_data, test_data, guide_data = _guide_loaders(config, dataset, train_data, valid_data, test_data)
-    valid_held_out = train.held_out["valid"]
-    test_held_out = cat_interactions([train.held_out["valid"], train.held_out["test"]])
+    train_data, valid_data, test_data, guide_data = _build_split(config, dataset)
     # the reward covers every clean validation interaction, whatever the validation queries are
     guide_protocol = "interaction" if protocol == "user_first" else protocol
     if guide_data is not None:
-        guide_data = protocol_loader(guide_protocol, config, guide_data, valid_held_out)
+        guide_data = protocol_loader(guide_protocol, config, guide_data)
     elif protocol == "user_first":
-        guide_data = protocol_loader(guide_protocol, config, valid_data, valid_held_out)
+        guide_data = protocol_loader(guide_protocol, config, valid_data)
     names = test_protocols(config) if isinstance(test_data, FullSortEvalDataLoader) else (protocol,)
-    by_protocol = {name: protocol_loader(name, config, test_data, test_held_out) for name in names}
-    valid_data = protocol_loader(protocol, config, valid_data, valid_held_out)
+    by_protocol = {name: protocol_loader(name, config, test_data) for name in names}
+    valid_data = protocol_loader(protocol, config, valid_data)
     test_data = by_protocol[protocol]
     test_data.by_protocol = by_protocol
     train_data.clean_guide_data = guide_data

@@ -8,8 +8,9 @@ per user and the sequence histories are RecBole's own, driven by ``properties/ov
 
 Two optional parts of the protocol (off by default, leaving the datasets exactly stock RecBole's):
 ``noise_rate`` injects fake training interactions whose truth is known (``noise.py``), and
-``clean_valid_guide_ratio`` splits the clean validation set into a guide part for the denoisers and
-a select part for early stopping (``guide.py``).
+``clean_valid_guide_ratio`` splits the validation set into a guide part for the denoisers and a
+select part for early stopping (``guide.py``); ``clean_valid_guide_as_train`` trains on the guide
+part's rows instead, the equal-information baseline.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import math
 import numbers
 import os
+from dataclasses import dataclass
 from typing import Any
 from urllib.error import URLError
 
@@ -29,7 +31,7 @@ from recbole.data.interaction import Interaction, cat_interactions
 from recbole.utils import FeatureSource, FeatureType, ModelType
 
 from recbole_autodenoise.config import fraction, non_negative, read_key
-from recbole_autodenoise.data.guide import guide_mask
+from recbole_autodenoise.data.guide import GUIDE_ORDERS, chronological_guide_mask, guide_mask
 from recbole_autodenoise.data.noise import (
     GUIDE_STREAM,
     INJECTED_FIELD,
@@ -57,6 +59,31 @@ def _seed_value(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+@dataclass(frozen=True)
+class BuiltSplit:
+    """What ``CleanFeedbackMixin.build_split`` returns: the three datasets the loaders iterate
+    (``train``, the clean ``select`` part of validation, the clean ``test`` set) and every held-out
+    row of each period, clean or not (``valid_rated``, ``test_rated``), which only the evaluation
+    loaders' masks read. The test rows are attached to no dataset."""
+
+    train: Dataset
+    select: Dataset
+    test: Dataset
+    valid_rated: Dataset
+    test_rated: Dataset
+
+
+def tie_keys(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row from a keyed hash (BLAKE2b) of (seed, user token, item token): the
+    order of rows whose timestamps are exactly equal, the same whatever the file order."""
+    key = str(seed).encode()
+    keys = np.empty(len(users), dtype=np.uint64)
+    for row, (user, item) in enumerate(zip(users.tolist(), items.tolist())):
+        text = f"{len(str(user))}:{user}{item}".encode()  # the length: an unambiguous pair
+        keys[row] = int.from_bytes(hashlib.blake2b(text, digest_size=8, key=key).digest(), "big")
+    return keys
+
+
 class CleanFeedbackMixin:
     """Adds the rating checks and the clean filter of validation and test to a RecBole dataset,
     plus the optional noise injection and guide/select split."""
@@ -80,6 +107,26 @@ class CleanFeedbackMixin:
         self.noise_kind = read_key(config, "noise_kind", lambda v: v in NOISE_KINDS, f"one of {list(NOISE_KINDS)}")
         self.clean_valid_guide_ratio = float(
             read_key(config, "clean_valid_guide_ratio", fraction, "a number in [0, 1) (0: no guide/select split)")
+        )
+        self.clean_valid_guide_order = read_key(
+            config, "clean_valid_guide_order", lambda v: v in GUIDE_ORDERS,
+            f"one of {list(GUIDE_ORDERS)}",
+        )
+        self.clean_valid_guide_as_train = read_key(
+            config, "clean_valid_guide_as_train", lambda v: isinstance(v, bool), "true or false"
+        )
+        if self.clean_valid_guide_ratio == 0:
+            for key, default in (("clean_valid_guide_as_train", False),
+                                 ("clean_valid_guide_order", "random")):
+                value = getattr(self, key)
+                if value != default:
+                    raise ValueError(
+                        f"config key '{key}' = {value!r} needs clean_valid_guide_ratio > 0 (a "
+                        f"guide part to order or train on); got clean_valid_guide_ratio = 0: set "
+                        f"it in (0, 1) or {key}: {str(default).lower()}"
+                    )
+        self.split_seed = read_key(
+            config, "split_seed", _seed_value, "a non-negative integer (it orders same-second rows)"
         )
         self._seed = None
         if self.noise_rate > 0 or self.clean_valid_guide_ratio > 0:
@@ -158,16 +205,19 @@ class CleanFeedbackMixin:
         super()._change_feat_format()
 
     def _sort_by_exact_time(self) -> None:
-        """Order rows whose timestamps share one float32 value by their exact (float64) time, before
-        RecBole turns the frame into float32 tensors.
+        """Order rows whose timestamps share one float32 value by their exact (float64) time, and
+        rows whose exact times are equal by ``tie_keys(split_seed, user, item)`` (then rating),
+        before RecBole turns the frame into float32 tensors.
 
         float32 orders current Unix times only to 64-128 s, and RecBole's chronological sorts (the
-        split's, the sequential histories', noise injection's) are stable: rows inside such a window
-        would stay in file order and the 4:1:1 split could put them on the wrong side. Each group
-        of rows sharing a float32 time is permuted among the positions it already holds, into exact
-        time order (file order among exact ties); every other row keeps its place, so a file
-        without such collisions is left exactly as RecBole loads it. Stored values are unchanged.
-        Pre-split benchmark files keep their file order (their slices are positional).
+        split's, the sequential histories', noise injection's, ``first_rows``) are stable: rows
+        inside such a window, or in one exact second, would stay in file order, and the 4:1:1
+        split and the ``user_first`` target would depend on it. Each group of rows sharing a
+        float32 time is permuted among the positions it already holds, into that order; every other
+        row keeps its place, so a file without such collisions or ties is left exactly as RecBole
+        loads it. Rows equal in user, item, rating and time are interchangeable and keep file
+        order. Stored values are unchanged. Pre-split benchmark files keep their file order (their
+        slices are positional).
         """
         feat = self.inter_feat
         field = self.time_field
@@ -176,8 +226,18 @@ class CleanFeedbackMixin:
             return
         exact = feat[field].to_numpy(dtype=np.float64)
         coarse = exact.astype(np.float32)
+        tied = pd.Series(exact).duplicated(keep=False).to_numpy()
+        hashed = np.zeros(len(exact), dtype=np.uint64)
+        if tied.any():
+            users = self.id2token(self.uid_field, feat[self.uid_field].to_numpy()[tied])
+            items = self.id2token(self.iid_field, feat[self.iid_field].to_numpy()[tied])
+            hashed[tied] = tie_keys(self.split_seed, np.asarray(users), np.asarray(items))
+        rating = feat[self.clean_rating_field]
+        numeric = pd.api.types.is_numeric_dtype(rating)
+        rating = rating.to_numpy(dtype=np.float64) if numeric else np.zeros(len(exact))
         positions = np.argsort(coarse, kind="stable")  # each float32 group's positions, ascending
-        rows = np.lexsort((np.arange(len(exact)), exact, coarse))  # each group's rows, exact order
+        # each group's rows, in order (np.lexsort: the last key is the primary one)
+        rows = np.lexsort((np.arange(len(exact)), rating, hashed, exact, coarse))
         index = np.empty_like(positions)
         index[positions] = rows
         if not np.array_equal(index, np.arange(len(index))):
@@ -199,26 +259,53 @@ class CleanFeedbackMixin:
             ) from error
 
     def build(self):
+        """RecBole's ``build``: ``[train, select, test]`` of ``build_split`` (the held-out rows
+        before the clean filter are dropped; ``data_preparation`` uses ``build_split`` itself)."""
+        split = self.build_split()
+        return [split.train, split.select, split.test]
+
+    def build_split(self) -> BuiltSplit:
         """RecBole's split, then drop the noisy (low-rated) rows from validation and test.
 
-        Returns [train, select, test]: select is the clean validation set minus the guide part
-        (all of it when ``clean_valid_guide_ratio`` is 0). ``train.clean_guide`` is the guide part,
-        a dataset of the validation dataset's class (sequential rows keep their histories); with
-        ratio 0 it is the very validation dataset returned here. ``train.held_out`` keeps every
-        held-out row, clean or not (``{"valid": Interaction, "test": Interaction}``), for the
-        ``user_first`` protocol's history masks. ``train.explicit_guide`` holds the validation rows
-        rated below ``clean_rating_threshold`` and the guide part's clean rows, in validation order
-        (``controller_credit: explicit``).
+        ``select`` is the clean validation set minus the guide part (all of it when
+        ``clean_valid_guide_ratio`` is 0). Attached to the training dataset, for the schemes that
+        learn from validation (never a test row): ``train.clean_guide``, the guide part's clean
+        rows, a dataset of the validation dataset's class (sequential rows keep their histories;
+        with ratio 0 the very select dataset); ``train.explicit_guide``, the guide part's rows,
+        clean or not (``controller_credit: explicit``): under ``clean_valid_guide_order: random`` every
+        validation row rated below ``clean_rating_threshold`` plus the clean guide rows, under
+        ``chronological`` each user's older validation rows, in validation order;
+        ``train.held_out = {"valid": Interaction}``, every validation row, clean or not. With
+        ``clean_valid_guide_as_train`` the explicit guide rows are also appended to ``train``.
         """
         train, valid, test = super().build()
-        train.held_out = {"valid": valid.inter_feat, "test": test.inter_feat}
-        rated = valid
-        valid = self._keep_clean(valid, "validation")
-        test = self._keep_clean(test, "test")
-        guide, select, in_guide = self._split_guide(valid)
+        clean_valid = self._keep_clean(valid, "validation")
+        clean_test = self._keep_clean(test, "test")
+        guide, select, explicit = self._split_guide(valid, clean_valid)
+        if self.clean_valid_guide_as_train:
+            train = self._with_guide_rows(train, explicit)
+        train.held_out = {"valid": valid.inter_feat}
         train.clean_guide = guide
-        train.explicit_guide = self._explicit_rows(rated, in_guide)
-        return [train, select, test]
+        train.explicit_guide = explicit
+        return BuiltSplit(train, select, clean_test, valid, test)
+
+    def _with_guide_rows(self, train: Dataset, explicit: Dataset) -> Dataset:
+        """``train`` followed by the guide part's rows (``clean_valid_guide_as_train``), as ordinary
+        implicit rows (sequential: target rows with their histories)."""
+        if set(explicit.inter_feat.columns) != set(train.inter_feat.columns):
+            raise ValueError(
+                f"clean_valid_guide_as_train: the validation rows of [{self.dataset_name}] have "
+                f"fields {sorted(explicit.inter_feat.columns)}, the training rows "
+                f"{sorted(train.inter_feat.columns)}"
+            )
+        threshold = self.clean_rating_threshold
+        clean = int((explicit.inter_feat[self.clean_rating_field] >= threshold).sum())
+        self.logger.info(
+            f"clean_valid_guide_as_train: the {len(explicit)} guide rows of [{self.dataset_name}] "
+            f"({clean} clean, {len(explicit) - clean} rated below {threshold:g}) join its "
+            f"{len(train)} training rows"
+        )
+        return train.copy(cat_interactions([train.inter_feat, explicit.inter_feat]))
 
     def _explicit_rows(self, rated: Dataset, in_guide: np.ndarray | None) -> Dataset:
         """The validation rows rated below the threshold, plus the clean ones in the guide part
@@ -229,12 +316,15 @@ class CleanFeedbackMixin:
         keep[np.flatnonzero(~keep)[in_guide]] = True
         return rated.copy(rated.inter_feat[np.flatnonzero(keep)])
 
-    def _split_guide(self, valid: Dataset) -> tuple[Dataset, Dataset, np.ndarray | None]:
-        """(guide, select) parts of the clean validation set, and which clean rows are in the guide
-        part (``None``: the whole set guides and selects); see ``guide.py``."""
+    def _split_guide(self, rated: Dataset, valid: Dataset) -> tuple[Dataset, Dataset, Dataset]:
+        """(guide, select, explicit guide) parts of the validation set: ``rated`` holds every
+        validation row, ``valid`` its clean ones; see ``guide.py``. Ratio 0: the clean set guides
+        and selects, and every rated row is explicit."""
         ratio = self.clean_valid_guide_ratio
         if ratio == 0:
-            return valid, valid, None
+            return valid, valid, rated
+        if self.clean_valid_guide_order == "chronological":
+            return self._chronological_guide(rated)
         users = valid.inter_feat[self.uid_field].numpy()
         mask = guide_mask(users, ratio, seeded_generator(self._seed, GUIDE_STREAM))
         if not mask.any():
@@ -245,11 +335,44 @@ class CleanFeedbackMixin:
             )
         guide = valid.copy(valid.inter_feat[np.flatnonzero(mask)])
         select = valid.copy(valid.inter_feat[np.flatnonzero(~mask)])
+        self._log_guide(len(guide), len(select))
+        return guide, select, self._explicit_rows(rated, mask)
+
+    def _chronological_guide(self, rated: Dataset) -> tuple[Dataset, Dataset, Dataset]:
+        """``clean_valid_guide_order: chronological``: each user's older validation rows (all
+        ratings; ``guide_count`` of them) are the explicit guide part, its clean ones the guide
+        part; the clean rows among the newer ones select."""
+        ratio = self.clean_valid_guide_ratio
+        feat = rated.inter_feat
+        if self.time_field is None or self.time_field not in feat.columns:
+            raise ValueError(
+                f"clean_valid_guide_order='chronological' needs a timestamp field (load_col inter: "
+                f"timestamp); data set [{self.dataset_name}] has time field {self.time_field!r}"
+            )
+        users = feat[self.uid_field].numpy()
+        in_guide = chronological_guide_mask(users, feat[self.time_field].numpy(), ratio)
+        clean = (feat[self.clean_rating_field] >= self.clean_rating_threshold).numpy()
+        guide = rated.copy(feat[np.flatnonzero(in_guide & clean)])
+        select = rated.copy(feat[np.flatnonzero(~in_guide & clean)])
+        for part, rows in (("guide", guide), ("select", select)):
+            if len(rows) == 0:
+                raise ValueError(
+                    f"clean_valid_guide_ratio={ratio:g} with clean_valid_guide_order="
+                    f"'chronological' leaves the {part} part of [{self.dataset_name}] without a clean row "
+                    f"({len(users)} validation rows, {int(in_guide.sum())} in the older part, "
+                    f"{int(clean.sum())} clean); use clean_valid_guide_order: random or another "
+                    f"clean_valid_guide_ratio"
+                )
+        self._log_guide(len(guide), len(select), chronological=True)
+        return guide, select, rated.copy(feat[np.flatnonzero(in_guide)])
+
+    def _log_guide(self, guide: int, select: int, chronological: bool = False) -> None:
+        how = "the older part of each user's validation rows" if chronological else "a seeded draw"
         self.logger.info(
-            f"clean validation of [{self.dataset_name}] split with clean_valid_guide_ratio={ratio:g}: "
-            f"{len(guide)} guide rows (denoisers), {len(select)} select rows (validation)"
+            f"clean validation of [{self.dataset_name}] split with clean_valid_guide_ratio="
+            f"{self.clean_valid_guide_ratio:g} ({how}): {guide} guide rows (denoisers), {select} "
+            f"select rows (validation)"
         )
-        return guide, select, mask
 
     # ------------------------------------------------------------------ noise injection
 

@@ -58,8 +58,10 @@ def draw_noise(
     on: they define each user's time span, the item popularity (``popular``) and the histories
     ``foreign`` borrows from. ``target_mask`` marks the training *rows* (a subset): the user of
     each fake interaction is the user of a uniformly drawn training row, so users get noise in
-    proportion to their training activity. A user never gets an item it has interacted with in
-    any split, nor the same fake item twice; where a user lacks enough such items, ``ValueError``.
+    proportion to their training activity. A user never gets an item of its own training
+    interactions, nor the same fake item twice; where a user lacks enough such items,
+    ``ValueError``. Its held-out (validation, test) items may be drawn: real stray clicks can hit
+    items a user interacts with later, and avoiding them would make the draw depend on the future.
     """
     if kind not in NOISE_KINDS:
         raise ValueError(f"noise_kind={kind!r} is not one of {list(NOISE_KINDS)}")
@@ -70,10 +72,6 @@ def draw_noise(
     drawn_users = users[rng.choice(target_rows, size=count)] if count > 0 else np.zeros(0, dtype=np.int64)
     per_user = np.bincount(drawn_users, minlength=user_num)
 
-    seen = sp.csr_matrix(
-        (np.ones(len(users), dtype=np.int64), (users, items)), shape=(user_num, item_num)
-    )
-    seen.sum_duplicates()
     train = sp.csr_matrix(
         (np.ones(int(train_mask.sum()), dtype=np.int64), (users[train_mask], items[train_mask])),
         shape=(user_num, item_num),
@@ -92,7 +90,7 @@ def draw_noise(
         wanted = int(per_user[user])
         unseen = np.ones(item_num, dtype=bool)
         unseen[0] = False
-        unseen[seen.indices[seen.indptr[user]:seen.indptr[user + 1]]] = False
+        unseen[train_has.indices[train_has.indptr[user]:train_has.indptr[user + 1]]] = False
         if kind == "random":
             chosen = _without_replacement(rng, np.flatnonzero(unseen), None, wanted, user, user_name, kind)
         elif kind == "popular":
@@ -126,7 +124,8 @@ def _without_replacement(
     kind: str,
 ) -> np.ndarray:
     if len(candidates) < wanted:
-        what = "unseen items" if weights is None else "unseen items with training popularity > 0"
+        what = "items outside its training history" if weights is None else (
+            "items outside its training history with training popularity > 0")
         raise _shortage(kind, user_name(user), wanted, len(candidates), what)
     p = None if weights is None else weights / weights.sum()
     return rng.choice(candidates, size=wanted, replace=False, p=p)
@@ -142,12 +141,13 @@ def _foreign(
     user_name: Callable[[int], str],
 ) -> list[int]:
     """Each item: another user drawn uniformly among those whose training history still holds an
-    item ``user`` has not seen (nor been given), then one of those items uniformly."""
+    item outside ``user``'s training history (not yet given), then one of those items uniformly."""
     remaining = unseen.copy()
     offers = train_has @ remaining.astype(np.int64)  # per user: usable items in its history (0 for ``user``)
     available = int(np.count_nonzero(remaining & (np.diff(holders.indptr) > 0)))
     if available < wanted:
-        raise _shortage("foreign", user_name(user), wanted, available, "unseen items in other users' training histories")
+        raise _shortage("foreign", user_name(user), wanted, available,
+                        "items outside its training history in other users' training histories")
     chosen = []
     for _ in range(wanted):
         donor = rng.choice(np.flatnonzero(offers > 0))
