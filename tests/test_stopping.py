@@ -14,9 +14,11 @@ from tests.test_trainer import fresh_model
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """20 users x 15 items, every user rates every item (10-core filtering keeps all)."""
+    """20 users x 15 items, every user rates 14 of them (10-core filtering keeps all; each user
+    keeps an item to rank against)."""
     folder = tmp_path_factory.mktemp("data")
-    rows = [(u, i, 1 + (u + i) % 5, 100 * u + i) for u in range(1, 21) for i in range(1, 16)]
+    rows = [(u, i, 1 + (u + i) % 5, 100 * u + i) for u in range(1, 21) for i in range(1, 16)
+            if i != 1 + u % 15]
     write_inter(folder, "tiny", rows)
     return folder
 
