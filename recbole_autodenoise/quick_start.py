@@ -143,10 +143,10 @@ def run(
     returned (``None`` on a machine without rank 0)."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
+    check_evaluate_test(config)
     check_no_caches(config)
     results_path = check_results_path(config["results_file"])
     check_checkpoint_dir(config)
-    check_evaluate_test(config)
     if resume is not None:  # fail before loading any data
         load_resumable(resume, config)
     if distributed.wants_processes(config):

@@ -179,7 +179,8 @@ def run_jobs(
             outcomes[job.spec.key] = found
         elif job.spec.key not in {pending.spec.key for pending in todo}:
             todo.append(job)
-    log(f"{len(jobs)} {jobs[0].mode if jobs else ''} cells: {len(jobs) - len(todo)} already finished, "
+    unique = len({job.spec.key for job in jobs})  # two candidates with the same settings share a cell
+    log(f"{unique} {jobs[0].mode if jobs else ''} cells: {unique - len(todo)} already finished, "
         f"{len(todo)} to run" + (f", {parallel} at a time" if parallel > 1 and todo else ""))
     if not todo:
         return outcomes

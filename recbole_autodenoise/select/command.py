@@ -498,11 +498,12 @@ def _settings(plan: Plan, started: str) -> dict[str, Any]:
 
     host = host_info()
     return {
+        "args": {"model": plan.model, "dataset": plan.dataset, "data_path": plan.data_path,
+                 "config_files": list(plan.config_files), "overrides": plan.overrides, "seeds": plan.seeds,
+                 "tune": plan.tune, "jobs": plan.jobs, "clean_valid_guide_ratio": plan.ratio,
+                 "out": str(plan.out)},
         "argv": plan.argv,
         "command": shlex.join(["python", "-m", "recbole_autodenoise.select", *plan.argv]),
-        "model": plan.model, "dataset": plan.dataset, "data_path": plan.data_path,
-        "config_files": list(plan.config_files), "overrides": plan.overrides, "seeds": plan.seeds,
-        "tune": plan.tune, "jobs": plan.jobs, "clean_valid_guide_ratio": plan.ratio,
         "candidates": {c.name: {"scheme": c.scheme, "settings": c.settings, "simplicity": c.simplicity,
                                 "configurations": plan.configs[c.name], "description": c.description}
                        for c in plan.candidates},
@@ -522,10 +523,9 @@ def _ci(ci: Sequence[float]) -> str:
 
 def table(report: dict[str, Any]) -> str:
     """The ranking, the recommendation, its test reading and the command line to use."""
-    settings = report["settings"]
-    metric = settings["metric"]
-    lines = [f"{settings['model']} on {settings['dataset']}: validation {metric} on the select part "
-             f"(clean_valid_guide_ratio {settings['clean_valid_guide_ratio']}), {len(settings['seeds'])} seed(s), "
+    args, metric = report["settings"]["args"], report["settings"]["metric"]
+    lines = [f"{args['model']} on {args['dataset']}: validation {metric} on the select part "
+             f"(clean_valid_guide_ratio {args['clean_valid_guide_ratio']}), {len(args['seeds'])} seed(s), "
              f"95% intervals"]
     header = f"{'rank':>4}  {'candidate':<16}{'valid':>10}  {'95% CI':<22}  {'difference to the best':<34}"
     lines += [header, "-" * len(header)]
