@@ -189,7 +189,7 @@ def _test(trainer, test_data, config, saved: bool, show_progress: bool) -> dict[
     test = _lowered(trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress))
     per_query = {config["eval_protocol"]: trainer.last_per_query}
     test_by_protocol = {}
-    for name, loader in test_data.by_protocol.items():  # the same trained model under every protocol
+    for name, loader in test_data.by_protocol.items():  # the same model under every protocol
         if loader is test_data:
             test_by_protocol[name] = test
             continue
@@ -220,7 +220,9 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
 
     show_progress = bool(config["show_progress"])
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
-    tested = _test(trainer, test_data, config, saved, show_progress) if config["evaluate_test"] else None
+    tested = None
+    if config["evaluate_test"]:
+        tested = _test(trainer, test_data, config, saved, show_progress)
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
     keys = plugin_keys()
@@ -237,7 +239,7 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         },
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},
-        # the best epoch's validation ranks, query by query (None unless each query holds one positive)
+        # the best epoch's validation ranks by query (None unless each query holds one positive)
         "valid_per_query": trainer.best_valid_per_query,
         **(tested or {}),
         "weight_study": trainer.weight_study(),
@@ -288,7 +290,7 @@ def evaluate_checkpoint(
     checkpoint = os.fspath(checkpoint)
     saved = compat.load_checkpoint(checkpoint)
     if saved.get("kind") != "best" or "denoise" not in saved:
-        raise ValueError(f"{checkpoint} is not a best-model checkpoint of an AutoDenoiseTrainer run")
+        raise ValueError(f"{checkpoint} is not a best-model checkpoint of an AutoDenoiseTrainer")
     trained = {**saved["config"], "denoise_scheme": saved["denoise"]["scheme"]}
     for key in ("model", "dataset", "denoise_scheme", "seed"):
         if trained.get(key) != config[key]:

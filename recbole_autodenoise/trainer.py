@@ -163,7 +163,7 @@ class AutoDenoiseTrainer(Trainer):
         self._query_users: list[torch.Tensor] | None = None  # each evaluated row's user, during evaluate()
         self.last_per_query: dict[str, Any] | None = None  # ``per_query.record`` of the last evaluation
         self._valid_per_query: dict[str, Any] | None = None  # that of the last validation
-        self.best_valid_per_query: dict[str, Any] | None = None  # that of the best epoch's validation
+        self.best_valid_per_query: dict[str, Any] | None = None  # that of the best validation
         self.best_epoch: int | None = None
         self.resumed_from: str | None = None
         self._saving = False

@@ -49,13 +49,26 @@ class CellSpec:
     @property
     def key(self) -> str:
         hashed = {k: v for k, v in self.config_dict.items() if k not in UNHASHED_KEYS}
-        blob = json.dumps({"version": KEY_VERSION, "model": self.model, "dataset": self.dataset,
-                           "files": list(self.file_digests), "settings": hashed}, sort_keys=True, default=str)
+        blob = json.dumps(
+            {
+                "version": KEY_VERSION,
+                "model": self.model,
+                "dataset": self.dataset,
+                "files": list(self.file_digests),
+                "settings": hashed,
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def as_json(self) -> dict[str, Any]:
-        return {"model": self.model, "dataset": self.dataset, "config_files": list(self.config_files),
-                "config_dict": self.config_dict}
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "config_files": list(self.config_files),
+            "config_dict": self.config_dict,
+        }
 
 
 def file_digest(path: str | Path) -> str:
@@ -120,7 +133,9 @@ class Store:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CellsInUse(f"{self.root} is in use by another select run with the same --out") from None
+                raise CellsInUse(
+                    f"{self.root} is in use by another select run with the same --out"
+                ) from None
             yield
 
 
@@ -140,16 +155,31 @@ def subprocess_runner(job: Job, folder: Path, checkpoint: Path | None) -> dict[s
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     out.unlink(missing_ok=True)
     env = dict(os.environ, **{name: "1" for name in THREAD_VARIABLES})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])
+    )
     log = folder / f"{job.mode}.log"
     with open(log, "w", encoding="utf-8") as handle:
         proc = subprocess.run(
-            [sys.executable, "-m", "recbole_autodenoise.select.child", job.mode, str(spec_path), str(out)],
-            cwd=folder, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "recbole_autodenoise.select.child",
+                job.mode,
+                str(spec_path),
+                str(out),
+            ],
+            cwd=folder,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     if proc.returncode != 0 or not out.is_file():
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-        raise CellFailed(f"exit status {proc.returncode}; log: {log}" + "".join(f"\n    {line}" for line in tail))
+        raise CellFailed(
+            f"exit status {proc.returncode}; log: {log}" + "".join(f"\n    {line}" for line in tail)
+        )
     outcome = json.loads(out.read_text(encoding="utf-8"))
     out.unlink()
     return outcome
@@ -179,9 +209,12 @@ def run_jobs(
             outcomes[job.spec.key] = found
         elif job.spec.key not in {pending.spec.key for pending in todo}:
             todo.append(job)
-    unique = len({job.spec.key for job in jobs})  # two candidates with the same settings share a cell
-    log(f"{unique} {jobs[0].mode if jobs else ''} cells: {unique - len(todo)} already finished, "
-        f"{len(todo)} to run" + (f", {parallel} at a time" if parallel > 1 and todo else ""))
+    # two candidates with the same settings share a cell
+    unique = len({job.spec.key for job in jobs})
+    log(
+        f"{unique} {jobs[0].mode if jobs else ''} cells: {unique - len(todo)} already finished, "
+        f"{len(todo)} to run" + (f", {parallel} at a time" if parallel > 1 and todo else "")
+    )
     if not todo:
         return outcomes
     lock, started, done = threading.Lock(), time.time(), [0]
@@ -209,8 +242,10 @@ def run_jobs(
             done[0] += 1
             elapsed = time.time() - started
             left = len(todo) - done[0]
-            log(f"[{index}/{len(todo)}] {status}  {job.label}; {left} left, "
-                f"elapsed {_clock(elapsed)}, ETA {_clock(elapsed / done[0] * left)}")
+            log(
+                f"[{index}/{len(todo)}] {status}  {job.label}; {left} left, "
+                f"elapsed {_clock(elapsed)}, ETA {_clock(elapsed / done[0] * left)}"
+            )
 
     pool = ThreadPoolExecutor(max_workers=max(1, parallel))
     try:

@@ -27,17 +27,31 @@ def run_cell(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     files = spec.get("config_files") or None
     if mode == "test":
-        return evaluate_checkpoint(spec["model"], spec["dataset"], spec["checkpoint"], files, spec["config_dict"])
-    results = run(spec["model"], spec["dataset"], config_files=files, config_dict=spec["config_dict"], saved=True)
+        return evaluate_checkpoint(
+            spec["model"], spec["dataset"], spec["checkpoint"], files, spec["config_dict"]
+        )
+    results = run(
+        spec["model"],
+        spec["dataset"],
+        config_files=files,
+        config_dict=spec["config_dict"],
+        saved=True,
+    )
     checkpoint = results.pop("checkpoint")
-    Path(latest_file(checkpoint)).unlink(missing_ok=True)  # the best model is what the test step reads
-    results["checkpoint_name"] = os.path.basename(checkpoint) if checkpoint and os.path.isfile(checkpoint) else None
+    # the best model is what the test step reads
+    Path(latest_file(checkpoint)).unlink(missing_ok=True)
+    results["checkpoint_name"] = (
+        os.path.basename(checkpoint) if checkpoint and os.path.isfile(checkpoint) else None
+    )
     return results
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[0] not in MODES:
-        print("usage: python -m recbole_autodenoise.select.child train|test SPEC.json OUT.json", file=sys.stderr)
+        print(
+            "usage: python -m recbole_autodenoise.select.child train|test SPEC.json OUT.json",
+            file=sys.stderr,
+        )
         return 2
     mode, spec_path, out_path = argv
     outcome = run_cell(mode, json.loads(Path(spec_path).read_text(encoding="utf-8")))

@@ -59,33 +59,74 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m recbole_autodenoise.select", allow_abbrev=False,
-        description="Train every candidate denoiser on your data, rank them on validation, recommend "
-                    "the simplest within noise of the best, and read the test set once for it and Default.",
-        epilog="Any other --key=value is a RecBole/plugin config override applied to every candidate "
-               "(a candidate's own settings win over it).",
+        prog="python -m recbole_autodenoise.select",
+        allow_abbrev=False,
+        description="Train every candidate denoiser on your data, rank them on validation, "
+        "recommend the simplest within noise of the best, and read the test set once for it and "
+        "Default.",
+        epilog="Any other --key=value is a RecBole/plugin config override applied to every "
+        "candidate (a candidate's own settings win over it).",
     )
-    parser.add_argument("--model", "-m", required=True, help="RecBole model: BPR, GRU4Rec, SASRec, ...")
-    parser.add_argument("--dataset", "-d", required=True, help="data set name (ml-100k is embedded)")
-    parser.add_argument("--data_path", default=None, help="folder holding <dataset>/<dataset>.inter")
-    parser.add_argument("--config_files", default=None, help="space-separated yaml files, applied after ours")
-    parser.add_argument("--candidates", default=None,
-                        help=f"comma-separated candidate names (default: {','.join(_default_names())}); "
-                             f"known: {', '.join(BUILTIN)}; '{REFERENCE}' is always run")
-    parser.add_argument("--candidates-file", "--candidates_file", dest="candidates_file", default=None,
-                        help="yaml defining or overriding candidates (name -> scheme, settings, grid, simplicity)")
+    parser.add_argument(
+        "--model", "-m", required=True, help="RecBole model: BPR, GRU4Rec, SASRec, ..."
+    )
+    parser.add_argument(
+        "--dataset", "-d", required=True, help="data set name (ml-100k is embedded)"
+    )
+    parser.add_argument(
+        "--data_path", default=None, help="folder holding <dataset>/<dataset>.inter"
+    )
+    parser.add_argument(
+        "--config_files", default=None, help="space-separated yaml files, applied after ours"
+    )
+    parser.add_argument(
+        "--candidates",
+        default=None,
+        help=f"comma-separated candidate names (default: {','.join(_default_names())}); "
+        f"known: {', '.join(BUILTIN)}; '{REFERENCE}' is always run",
+    )
+    parser.add_argument(
+        "--candidates-file",
+        "--candidates_file",
+        dest="candidates_file",
+        default=None,
+        help="yaml defining or overriding candidates (name -> scheme, settings, grid, simplicity)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per candidate (default 3)")
-    parser.add_argument("--seed", type=int, default=FIRST_SEED,
-                        help=f"first seed; the others follow it (default {FIRST_SEED}); also seeds the bootstrap")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs cap for every cell (default: the config's)")
-    parser.add_argument("--tune", type=int, default=0,
-                        help="configurations of each candidate's own grid tried at the first seed (0: none)")
-    parser.add_argument("--jobs", type=int, default=1, help="cells run at once, one thread each (default 1)")
-    parser.add_argument("--clean_valid_guide_ratio", type=float, default=SELECT_RATIO,
-                        help=f"share of validation that guides the denoisers, the same for all (default {SELECT_RATIO})")
-    parser.add_argument("--bootstrap", type=int, default=stats.DRAWS,
-                        help=f"bootstrap draws per interval (default {stats.DRAWS})")
-    parser.add_argument("--out", required=True, help="the JSON report; cells are kept in <out>.cells/")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=FIRST_SEED,
+        help=f"first seed; the others follow it (default {FIRST_SEED}); also seeds the bootstrap",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs cap for every cell (default: the config's)"
+    )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        help="configurations of each candidate's own grid tried at the first seed (0: none)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells run at once, one thread each (default 1)"
+    )
+    parser.add_argument(
+        "--clean_valid_guide_ratio",
+        type=float,
+        default=SELECT_RATIO,
+        help="share of validation that guides the denoisers, the same for all "
+        f"(default {SELECT_RATIO})",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=stats.DRAWS,
+        help=f"bootstrap draws per interval (default {stats.DRAWS})",
+    )
+    parser.add_argument(
+        "--out", required=True, help="the JSON report; cells are kept in <out>.cells/"
+    )
     return parser
 
 
@@ -129,22 +170,37 @@ class Plan:
         return {**candidate.settings, **config}
 
     def spec(self, candidate: Candidate, config: dict[str, Any], seed: int) -> CellSpec:
-        config_dict = {"show_progress": False, **self.overrides, **self.settings(candidate, config),
-                       "denoise_scheme": candidate.scheme, "seed": seed,
-                       "clean_valid_guide_ratio": self.ratio, "evaluate_test": False}
+        config_dict = {
+            "show_progress": False,
+            **self.overrides,
+            **self.settings(candidate, config),
+            "denoise_scheme": candidate.scheme,
+            "seed": seed,
+            "clean_valid_guide_ratio": self.ratio,
+            "evaluate_test": False,
+        }
         if self.data_path is not None:
             config_dict["data_path"] = self.data_path
         return CellSpec(self.model, self.dataset, config_dict, self.config_files, self.file_digests)
 
     def command(self, candidate: Candidate, config: dict[str, Any]) -> str:
         """The single-run command line that trains ``candidate`` as select measured it."""
-        parts = ["python", "run_recbole_denoise.py", f"--model={self.model}", f"--dataset={self.dataset}",
-                 f"--scheme={candidate.scheme}"]
+        parts = [
+            "python",
+            "run_recbole_denoise.py",
+            f"--model={self.model}",
+            f"--dataset={self.dataset}",
+            f"--scheme={candidate.scheme}",
+        ]
         if self.data_path is not None:
             parts.append(f"--data_path={self.data_path}")
         if self.config_files:
             parts.append(f"--config_files={' '.join(self.config_files)}")
-        keys = {**self.overrides, **self.settings(candidate, config), "clean_valid_guide_ratio": self.ratio}
+        keys = {
+            **self.overrides,
+            **self.settings(candidate, config),
+            "clean_valid_guide_ratio": self.ratio,
+        }
         keys.pop("show_progress", None)
         parts += [f"--{key}={cli_value(value)}" for key, value in keys.items()]
         return shlex.join(parts)
@@ -176,8 +232,10 @@ def _overrides(rest: Sequence[str]) -> dict[str, Any]:
             raise SelectError(f"unrecognised argument {item!r}: overrides are written --key=value")
         key, value = item[2:].split("=", 1)
         if key in RESERVED_KEYS:
-            raise SelectError(f"--{key} is set by select for every cell "
-                              f"(the seeds: --seed and --seeds; the split: --clean_valid_guide_ratio)")
+            raise SelectError(
+                f"--{key} is set by select for every cell "
+                f"(the seeds: --seed and --seeds; the split: --clean_valid_guide_ratio)"
+            )
         overrides[key] = parse_cli_value(value)
     return overrides
 
@@ -194,7 +252,9 @@ def _check_out(out: str) -> Path:
     except OSError as error:
         raise SelectError(f"--out={out} cannot be written: {error.strerror or error}") from None
     if not os.access(path.parent, os.W_OK):
-        raise SelectError(f"--out={out} cannot be written: its folder {path.parent} is not writable")
+        raise SelectError(
+            f"--out={out} cannot be written: its folder {path.parent} is not writable"
+        )
     return path.resolve()
 
 
@@ -212,9 +272,11 @@ def plan(argv: Sequence[str]) -> Plan:
         _check_count("epochs", args.epochs, 1)
         overrides["epochs"] = args.epochs
     if not 0 < args.clean_valid_guide_ratio < 1:
-        raise SelectError(f"--clean_valid_guide_ratio={args.clean_valid_guide_ratio} is invalid: expected a "
-                          "number in (0, 1): the candidates that learn from validation need a guide part, "
-                          "and all are ranked on the rest")
+        raise SelectError(
+            f"--clean_valid_guide_ratio={args.clean_valid_guide_ratio} is invalid: expected a "
+            "number in (0, 1): the candidates that learn from validation need a guide part, "
+            "and all are ranked on the rest"
+        )
     out = _check_out(args.out)
     try:
         registry, added = dict(BUILTIN), []
@@ -234,12 +296,25 @@ def plan(argv: Sequence[str]) -> Plan:
             raise SelectError(f"config file not found: {file}")
     data_path = str(Path(args.data_path).resolve()) if args.data_path else None
     result = Plan(
-        model=args.model, dataset=args.dataset, out=out, seeds=list(range(args.seed, args.seed + args.seeds)),
-        tune=args.tune, jobs=args.jobs, draws=args.bootstrap, ratio=args.clean_valid_guide_ratio,
-        overrides=overrides, config_files=config_files,
-        file_digests=tuple(cells.file_digest(f) for f in config_files), data_path=data_path,
-        candidates=candidates, configs={}, simplicity=simplicity_order(candidates, registry),
-        metric="", bigger=True, eval_protocol="", argv=list(argv),
+        model=args.model,
+        dataset=args.dataset,
+        out=out,
+        seeds=list(range(args.seed, args.seed + args.seeds)),
+        tune=args.tune,
+        jobs=args.jobs,
+        draws=args.bootstrap,
+        ratio=args.clean_valid_guide_ratio,
+        overrides=overrides,
+        config_files=config_files,
+        file_digests=tuple(cells.file_digest(f) for f in config_files),
+        data_path=data_path,
+        candidates=candidates,
+        configs={},
+        simplicity=simplicity_order(candidates, registry),
+        metric="",
+        bigger=True,
+        eval_protocol="",
+        argv=list(argv),
     )
     _check_configs(result)
     return result
@@ -264,10 +339,14 @@ def _check_configs(plan: Plan) -> None:
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    built = make_config(plan.model, plan.dataset, list(spec.config_files) or None, spec.config_dict)
+                    built = make_config(
+                        plan.model, plan.dataset, list(spec.config_files) or None, spec.config_dict
+                    )
                     SCHEMES.get(candidate.scheme)(built, "cpu")
             except (ValueError, FileNotFoundError) as error:
-                raise SelectError(f"candidate {candidate.name!r} ({_describe(config)}): {error}") from None
+                raise SelectError(
+                    f"candidate {candidate.name!r} ({_describe(config)}): {error}"
+                ) from None
             for warning in caught:
                 note = f"candidate {candidate.name!r}: {warning.message}"
                 if issubclass(warning.category, UserWarning) and note not in seen_notes:
@@ -284,7 +363,10 @@ def _check_configs(plan: Plan) -> None:
             plan.eval_protocol = str(built["eval_protocol"])
             folder = built["data_path"]
             if not os.path.isdir(folder):
-                raise SelectError(f"data set folder {folder} not found (--data_path holds <dataset>/<dataset>.inter)")
+                raise SelectError(
+                    f"data set folder {folder} not found "
+                    "(--data_path holds <dataset>/<dataset>.inter)"
+                )
 
 
 def _describe(config: dict[str, Any]) -> str:
@@ -292,7 +374,9 @@ def _describe(config: dict[str, Any]) -> str:
 
 
 # --- scores -----------------------------------------------------------------------------------
-def valid_scores(result: dict[str, Any], metric: str) -> tuple[float, np.ndarray | None, str | None]:
+def valid_scores(
+    result: dict[str, Any], metric: str
+) -> tuple[float, np.ndarray | None, str | None]:
     """A train cell's mean validation score at its best epoch, its per-query scores where the run
     kept them (``metric`` ndcg@k / recall@k, one positive per query), and their users' digest."""
     from recbole_autodenoise.evaluation.per_query import metric_per_query
@@ -308,7 +392,9 @@ def valid_scores(result: dict[str, Any], metric: str) -> tuple[float, np.ndarray
     return float(result["best_valid_score"]), None, None
 
 
-def test_scores(outcome: dict[str, Any], metric: str, protocol: str) -> tuple[float, np.ndarray | None, str | None]:
+def test_scores(
+    outcome: dict[str, Any], metric: str, protocol: str
+) -> tuple[float, np.ndarray | None, str | None]:
     from recbole_autodenoise.evaluation.per_query import metric_per_query
 
     record = (outcome.get("per_query") or {}).get(protocol)
@@ -322,8 +408,12 @@ def test_scores(outcome: dict[str, Any], metric: str, protocol: str) -> tuple[fl
     return float(outcome["test"][metric]), None, None
 
 
-def _seed_scores(pairs: list[tuple[int, tuple[float, np.ndarray | None, str | None]]]) -> stats.Scores:
-    return stats.Scores([stats.SeedScore(seed, mean, queries, digest) for seed, (mean, queries, digest) in pairs])
+def _seed_scores(
+    pairs: list[tuple[int, tuple[float, np.ndarray | None, str | None]]],
+) -> stats.Scores:
+    return stats.Scores(
+        [stats.SeedScore(seed, mean, queries, digest) for seed, (mean, queries, digest) in pairs]
+    )
 
 
 # --- the selection -------------------------------------------------------------------------------
@@ -334,7 +424,9 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_select(plan: Plan, runner: cells.Runner | None = None, log: Log = _stderr) -> tuple[dict[str, Any], int]:
+def run_select(
+    plan: Plan, runner: cells.Runner | None = None, log: Log = _stderr
+) -> tuple[dict[str, Any], int]:
     """Run the plan's cells, rank, recommend, test once; the report and the exit status (0, or 1
     where cells failed: then nothing is recommended and the test set is not read)."""
     runner = runner or cells.subprocess_runner
@@ -346,25 +438,43 @@ def run_select(plan: Plan, runner: cells.Runner | None = None, log: Log = _stder
         tuning, chosen, failed = _tune(plan, store, runner, log)
         runs, failed = _seed_runs(plan, store, runner, log, chosen, failed)
         report = {"ranking": [], "recommended": None, "tuning": tuning, "failed": failed}
-        scores = {name: _seed_scores([(seed, valid_scores(result, plan.metric)) for seed, result in by_seed])
-                  for name, by_seed in runs.items() if name not in failed}
+        scores = {
+            name: _seed_scores(
+                [(seed, valid_scores(result, plan.metric)) for seed, result in by_seed]
+            )
+            for name, by_seed in runs.items()
+            if name not in failed
+        }
         if scores:
-            ranking, recommended = stats.rank(scores, {n: plan.simplicity[n] for n in scores}, plan.seeds[0],
-                                              plan.draws, plan.bigger)
+            ranking, recommended = stats.rank(
+                scores,
+                {n: plan.simplicity[n] for n in scores},
+                plan.seeds[0],
+                plan.draws,
+                plan.bigger,
+            )
             by_name = {c.name: c for c in plan.candidates}
             for entry in ranking:
                 candidate = by_name[entry["candidate"]]
-                entry.update(scheme=candidate.scheme, simplicity=candidate.simplicity,
-                             settings=plan.settings(candidate, chosen[candidate.name]),
-                             per_seed=_per_seed(plan, candidate, chosen, scores, runs))
+                entry.update(
+                    scheme=candidate.scheme,
+                    simplicity=candidate.simplicity,
+                    settings=plan.settings(candidate, chosen[candidate.name]),
+                    per_seed=_per_seed(plan, candidate, chosen, scores, runs),
+                )
             report["ranking"] = ranking
         status = 0
         if failed:
-            log(f"{len(failed)} candidate(s) failed: {', '.join(failed)}; nothing is recommended and the test set "
-                "is not read. Run the same command again to retry the failed cells (finished ones are kept).")
+            log(
+                f"{len(failed)} candidate(s) failed: {', '.join(failed)}; nothing is recommended "
+                "and the test set is not read. Run the same command again to retry the failed "
+                "cells (finished ones are kept)."
+            )
             status = 1
         else:
-            report["recommended"] = _recommend(plan, store, runner, log, chosen, recommended, report["ranking"])
+            report["recommended"] = _recommend(
+                plan, store, runner, log, chosen, recommended, report["ranking"]
+            )
             if report["recommended"].get("test", {}).get("error"):
                 status = 1
     report["settings"] = _settings(plan, started)
@@ -372,10 +482,16 @@ def run_select(plan: Plan, runner: cells.Runner | None = None, log: Log = _stder
 
 
 def _per_seed(plan: Plan, candidate: Candidate, chosen, scores, runs) -> list[dict[str, Any]]:
-    return [{"seed": seed, "valid": run.mean, "cell": plan.spec(candidate, chosen[candidate.name], seed).key,
-             "best_epoch": (result.get("stopping") or {}).get("best_epoch"),
-             "epochs_trained": (result.get("stopping") or {}).get("epochs_trained")}
-            for run, (seed, result) in zip(scores[candidate.name].runs, runs[candidate.name])]
+    return [
+        {
+            "seed": seed,
+            "valid": run.mean,
+            "cell": plan.spec(candidate, chosen[candidate.name], seed).key,
+            "best_epoch": (result.get("stopping") or {}).get("best_epoch"),
+            "epochs_trained": (result.get("stopping") or {}).get("epochs_trained"),
+        }
+        for run, (seed, result) in zip(scores[candidate.name].runs, runs[candidate.name])
+    ]
 
 
 def _train_describer(plan: Plan) -> Callable[[Job, dict[str, Any]], str]:
@@ -395,9 +511,15 @@ def _tune(plan: Plan, store: Store, runner, log: Log):
     if plan.tune == 0:
         return [], chosen, {}
     seed = plan.seeds[0]
-    jobs = [Job(f"{c.name} [{_describe(config)}] seed {seed}", plan.spec(c, config, seed),
-                meta={"candidate": c.name, "config_index": index, "config": config})
-            for c in plan.candidates for index, config in enumerate(plan.configs[c.name])]
+    jobs = [
+        Job(
+            f"{c.name} [{_describe(config)}] seed {seed}",
+            plan.spec(c, config, seed),
+            meta={"candidate": c.name, "config_index": index, "config": config},
+        )
+        for c in plan.candidates
+        for index, config in enumerate(plan.configs[c.name])
+    ]
     log(f"tuning: the first {plan.tune} configuration(s) of each candidate's grid at seed {seed}")
     outcomes = cells.run_jobs(jobs, store, runner, plan.jobs, log, _train_describer(plan))
     records, failed = [], {}
@@ -405,29 +527,44 @@ def _tune(plan: Plan, store: Store, runner, log: Log):
     sign = 1.0 if plan.bigger else -1.0
     for job in jobs:
         name, outcome = job.meta["candidate"], outcomes[job.spec.key]
-        record = {"candidate": name, "config_index": job.meta["config_index"], "config": job.meta["config"],
-                  "seed": seed, "cell": job.spec.key}
+        record = {
+            "candidate": name,
+            "config_index": job.meta["config_index"],
+            "config": job.meta["config"],
+            "seed": seed,
+            "cell": job.spec.key,
+        }
         if "error" in outcome:
             failed[name] = f"tuning cell {job.spec.key} failed: {outcome['error']}"
             record["error"] = outcome["error"]
         else:
             mean, _, _ = valid_scores(outcome, plan.metric)
             record["valid"] = mean
-            if name not in best or sign * mean > sign * best[name][0]:  # ties keep the earlier configuration
+            # ties keep the earlier configuration
+            if name not in best or sign * mean > sign * best[name][0]:
                 best[name] = (mean, job.meta["config_index"])
         records.append(record)
     for name, (_, index) in best.items():
         chosen[name] = plan.configs[name][index]
     for record in records:
-        record["chosen"] = record["candidate"] not in failed and record["config"] == chosen[record["candidate"]]
+        record["chosen"] = (
+            record["candidate"] not in failed and record["config"] == chosen[record["candidate"]]
+        )
     return records, chosen, failed
 
 
 def _seed_runs(plan: Plan, store: Store, runner, log: Log, chosen, failed):
     """Every candidate's chosen configuration at every seed."""
-    jobs = [Job(f"{c.name} [{_describe(chosen[c.name])}] seed {seed}", plan.spec(c, chosen[c.name], seed),
-                meta={"candidate": c.name, "seed": seed})
-            for c in plan.candidates if c.name not in failed for seed in plan.seeds]
+    jobs = [
+        Job(
+            f"{c.name} [{_describe(chosen[c.name])}] seed {seed}",
+            plan.spec(c, chosen[c.name], seed),
+            meta={"candidate": c.name, "seed": seed},
+        )
+        for c in plan.candidates
+        if c.name not in failed
+        for seed in plan.seeds
+    ]
     log(f"training: {len(plan.candidates) - len(failed)} candidate(s) x {len(plan.seeds)} seed(s)")
     outcomes = cells.run_jobs(jobs, store, runner, plan.jobs, log, _train_describer(plan))
     failed = dict(failed)
@@ -435,62 +572,122 @@ def _seed_runs(plan: Plan, store: Store, runner, log: Log, chosen, failed):
     for job in jobs:
         name, outcome = job.meta["candidate"], outcomes[job.spec.key]
         if "error" in outcome:
-            failed.setdefault(name, f"cell {job.spec.key} (seed {job.meta['seed']}) failed: {outcome['error']}")
+            failed.setdefault(
+                name, f"cell {job.spec.key} (seed {job.meta['seed']}) failed: {outcome['error']}"
+            )
             continue
         runs.setdefault(name, []).append((job.meta["seed"], outcome))
     return runs, failed
 
 
-def _recommend(plan: Plan, store: Store, runner, log: Log, chosen, recommended: str, ranking) -> dict[str, Any]:
+def _recommend(
+    plan: Plan, store: Store, runner, log: Log, chosen, recommended: str, ranking
+) -> dict[str, Any]:
     by_name = {c.name: c for c in plan.candidates}
     candidate = by_name[recommended]
     best = ranking[0]["candidate"]
-    reason = ("the best on validation and the simplest within noise of it" if recommended == best else
-              f"the simplest candidate whose difference to the best ({best}) on validation is within noise")
-    found = {"candidate": recommended, "scheme": candidate.scheme, "reason": reason,
-             "settings": plan.settings(candidate, chosen[recommended]),
-             "command": plan.command(candidate, chosen[recommended])}
+    reason = (
+        "the best on validation and the simplest within noise of it"
+        if recommended == best
+        else f"the simplest candidate whose difference to the best ({best}) on validation is "
+        "within noise"
+    )
+    found = {
+        "candidate": recommended,
+        "scheme": candidate.scheme,
+        "reason": reason,
+        "settings": plan.settings(candidate, chosen[recommended]),
+        "command": plan.command(candidate, chosen[recommended]),
+    }
     found["test"] = _test_once(plan, store, runner, log, chosen, recommended)
     return found
 
 
-def _test_once(plan: Plan, store: Store, runner, log: Log, chosen, recommended: str) -> dict[str, Any]:
+def _test_once(
+    plan: Plan, store: Store, runner, log: Log, chosen, recommended: str
+) -> dict[str, Any]:
     """The clean test of each seed's best checkpoint, for the recommended candidate and Default."""
     by_name = {c.name: c for c in plan.candidates}
     names = [recommended] if recommended == REFERENCE else [recommended, REFERENCE]
-    jobs = [Job(f"{name} seed {seed}", plan.spec(by_name[name], chosen[name], seed), "test",
-                meta={"candidate": name, "seed": seed})
-            for name in names for seed in plan.seeds]
+    jobs = [
+        Job(
+            f"{name} seed {seed}",
+            plan.spec(by_name[name], chosen[name], seed),
+            "test",
+            meta={"candidate": name, "seed": seed},
+        )
+        for name in names
+        for seed in plan.seeds
+    ]
     log(f"test set, read once: {' and '.join(names)}, {len(plan.seeds)} seed(s)")
 
     def describe(job: Job, outcome: dict[str, Any]) -> str:
         return f"test {plan.metric} {test_scores(outcome, plan.metric, plan.eval_protocol)[0]:.6f}"
 
     outcomes = cells.run_jobs(jobs, store, runner, plan.jobs, log, describe)
-    errors = [f"{job.label}: {outcomes[job.spec.key]['error']}" for job in jobs if "error" in outcomes[job.spec.key]]
+    errors = [
+        f"{job.label}: {outcomes[job.spec.key]['error']}"
+        for job in jobs
+        if "error" in outcomes[job.spec.key]
+    ]
     for job in jobs:
         trained = store.finished(Job("", job.spec))
         tested = outcomes[job.spec.key]
         if "error" not in tested and trained and tested.get("data") != trained.get("data"):
-            errors.append(f"{job.label}: the test step rebuilt other data ({tested.get('data')}) than the cell "
-                          f"trained on ({trained.get('data')})")
+            errors.append(
+                f"{job.label}: the test step rebuilt other data ({tested.get('data')}) than the "
+                "cell "
+                f"trained on ({trained.get('data')})"
+            )
     if errors:
         return {"metric": plan.metric, "error": "; ".join(errors)}
-    scores = {name: _seed_scores([(job.meta["seed"], test_scores(outcomes[job.spec.key], plan.metric,
-                                                                  plan.eval_protocol))
-                                  for job in jobs if job.meta["candidate"] == name]) for name in names}
+    scores = {
+        name: _seed_scores(
+            [
+                (
+                    job.meta["seed"],
+                    test_scores(outcomes[job.spec.key], plan.metric, plan.eval_protocol),
+                )
+                for job in jobs
+                if job.meta["candidate"] == name
+            ]
+        )
+        for name in names
+    }
 
     def summary(name: str) -> dict[str, Any]:
         found = stats.mean_interval(scores[name], plan.seeds[0], f"test-{name}", plan.draws)
-        return {"candidate": name, "mean": found["mean"], "ci": found["ci"], "ci_method": found["method"],
-                "per_seed": [{"seed": job.meta["seed"], "test": outcomes[job.spec.key]["test"],
-                              "cell": job.spec.key} for job in jobs if job.meta["candidate"] == name]}
+        return {
+            "candidate": name,
+            "mean": found["mean"],
+            "ci": found["ci"],
+            "ci_method": found["method"],
+            "per_seed": [
+                {
+                    "seed": job.meta["seed"],
+                    "test": outcomes[job.spec.key]["test"],
+                    "cell": job.spec.key,
+                }
+                for job in jobs
+                if job.meta["candidate"] == name
+            ],
+        }
 
-    diff = stats.difference(scores[recommended], scores[REFERENCE], plan.seeds[0], "test-difference", plan.draws)
-    return {"metric": plan.metric, "protocol": plan.eval_protocol, "recommended": summary(recommended),
-            "default": summary(REFERENCE),
-            "difference": {"mean": diff["mean"], "ci": diff["ci"], "ci_method": diff["method"],
-                           "relative": diff["mean"] / scores[REFERENCE].mean if scores[REFERENCE].mean else None}}
+    diff = stats.difference(
+        scores[recommended], scores[REFERENCE], plan.seeds[0], "test-difference", plan.draws
+    )
+    return {
+        "metric": plan.metric,
+        "protocol": plan.eval_protocol,
+        "recommended": summary(recommended),
+        "default": summary(REFERENCE),
+        "difference": {
+            "mean": diff["mean"],
+            "ci": diff["ci"],
+            "ci_method": diff["method"],
+            "relative": diff["mean"] / scores[REFERENCE].mean if scores[REFERENCE].mean else None,
+        },
+    }
 
 
 def _settings(plan: Plan, started: str) -> dict[str, Any]:
@@ -498,20 +695,43 @@ def _settings(plan: Plan, started: str) -> dict[str, Any]:
 
     host = host_info()
     return {
-        "args": {"model": plan.model, "dataset": plan.dataset, "data_path": plan.data_path,
-                 "config_files": list(plan.config_files), "overrides": plan.overrides, "seeds": plan.seeds,
-                 "tune": plan.tune, "jobs": plan.jobs, "clean_valid_guide_ratio": plan.ratio,
-                 "out": str(plan.out)},
+        "args": {
+            "model": plan.model,
+            "dataset": plan.dataset,
+            "data_path": plan.data_path,
+            "config_files": list(plan.config_files),
+            "overrides": plan.overrides,
+            "seeds": plan.seeds,
+            "tune": plan.tune,
+            "jobs": plan.jobs,
+            "clean_valid_guide_ratio": plan.ratio,
+            "out": str(plan.out),
+        },
         "argv": plan.argv,
         "command": shlex.join(["python", "-m", "recbole_autodenoise.select", *plan.argv]),
-        "candidates": {c.name: {"scheme": c.scheme, "settings": c.settings, "simplicity": c.simplicity,
-                                "configurations": plan.configs[c.name], "description": c.description}
-                       for c in plan.candidates},
-        "metric": plan.metric, "eval_protocol": plan.eval_protocol,
-        "bootstrap": {"draws": plan.draws, "seed": plan.seeds[0], "confidence": stats.CONFIDENCE,
-                      "levels": "seeds, then queries (users under user_first)"},
-        "cells": str(plan.cells_dir), "commit": host.pop("git_commit"), "machine": host,
-        "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "candidates": {
+            c.name: {
+                "scheme": c.scheme,
+                "settings": c.settings,
+                "simplicity": c.simplicity,
+                "configurations": plan.configs[c.name],
+                "description": c.description,
+            }
+            for c in plan.candidates
+        },
+        "metric": plan.metric,
+        "eval_protocol": plan.eval_protocol,
+        "bootstrap": {
+            "draws": plan.draws,
+            "seed": plan.seeds[0],
+            "confidence": stats.CONFIDENCE,
+            "levels": "seeds, then queries (users under user_first)",
+        },
+        "cells": str(plan.cells_dir),
+        "commit": host.pop("git_commit"),
+        "machine": host,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "notes": plan.notes,
     }
 
@@ -524,22 +744,38 @@ def _ci(ci: Sequence[float]) -> str:
 def table(report: dict[str, Any]) -> str:
     """The ranking, the recommendation, its test reading and the command line to use."""
     args, metric = report["settings"]["args"], report["settings"]["metric"]
-    lines = [f"{args['model']} on {args['dataset']}: validation {metric} on the select part "
-             f"(clean_valid_guide_ratio {args['clean_valid_guide_ratio']}), {len(args['seeds'])} seed(s), "
-             f"95% intervals"]
-    header = f"{'rank':>4}  {'candidate':<16}{'valid':>10}  {'95% CI':<22}  {'difference to the best':<34}"
+    lines = [
+        f"{args['model']} on {args['dataset']}: validation {metric} on the select part "
+        f"(clean_valid_guide_ratio {args['clean_valid_guide_ratio']}), "
+        f"{len(args['seeds'])} seed(s), "
+        f"95% intervals"
+    ]
+    header = (
+        f"{'rank':>4}  {'candidate':<16}{'valid':>10}  {'95% CI':<22}  "
+        f"{'difference to the best':<34}"
+    )
     lines += [header, "-" * len(header)]
     for entry in report["ranking"]:
         diff = entry["difference_to_best"]
-        versus = "best" if entry["rank"] == 1 else (
-            f"{diff['mean']:+.6f} {_ci(diff['ci'])} " + ("within noise" if entry["within_noise"] else "worse"))
-        lines.append(f"{entry['rank']:>4}  {entry['candidate']:<16}{entry['valid_mean']:>10.6f}  "
-                     f"{_ci(entry['ci']):<22}  {versus}")
+        versus = (
+            "best"
+            if entry["rank"] == 1
+            else (
+                f"{diff['mean']:+.6f} {_ci(diff['ci'])} "
+                + ("within noise" if entry["within_noise"] else "worse")
+            )
+        )
+        lines.append(
+            f"{entry['rank']:>4}  {entry['candidate']:<16}{entry['valid_mean']:>10.6f}  "
+            f"{_ci(entry['ci']):<22}  {versus}"
+        )
     for name, error in report.get("failed", {}).items():
         lines.append(f"{'-':>4}  {name:<16}{'failed':>10}  {error.splitlines()[0]}")
     found = report.get("recommended")
     if not found:
-        lines.append("no recommendation: some candidates failed (see above); the test set was not read")
+        lines.append(
+            "no recommendation: some candidates failed (see above); the test set was not read"
+        )
         return "\n".join(lines)
     lines.append(f"recommended: {found['candidate']} ({found['reason']})")
     test = found["test"]
@@ -547,10 +783,15 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"test set: not read to the end: {test['error']}")
     else:
         rec, ref, diff = test["recommended"], test["default"], test["difference"]
-        lines.append(f"test {metric}, read once: {rec['candidate']} {rec['mean']:.6f} {_ci(rec['ci'])}"
-                     + ("" if rec["candidate"] == ref["candidate"] else
-                        f"; {ref['candidate']} {ref['mean']:.6f} {_ci(ref['ci'])}; "
-                        f"difference {diff['mean']:+.6f} {_ci(diff['ci'])}"))
+        lines.append(
+            f"test {metric}, read once: {rec['candidate']} {rec['mean']:.6f} {_ci(rec['ci'])}"
+            + (
+                ""
+                if rec["candidate"] == ref["candidate"]
+                else f"; {ref['candidate']} {ref['mean']:.6f} {_ci(ref['ci'])}; "
+                f"difference {diff['mean']:+.6f} {_ci(diff['ci'])}"
+            )
+        )
     lines.append("use it:")
     lines.append(f"  {found['command']}")
     return "\n".join(lines)
@@ -574,4 +815,3 @@ def main(argv: Sequence[str] | None = None, runner: cells.Runner | None = None) 
     print(table(report))
     _stderr(f"report: {selection.out}; cells: {selection.cells_dir}")
     return status
-

@@ -26,8 +26,12 @@ def git_commit(root: Path = CHECKOUT_ROOT) -> str | None:
     if not (Path(root) / ".git").exists():
         return None
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if head.returncode != 0:
@@ -36,5 +40,11 @@ def git_commit(root: Path = CHECKOUT_ROOT) -> str | None:
 
 
 def host_info() -> dict[str, Any]:
-    return {"hostname": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version(), "git_commit": git_commit()}
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+    }

@@ -61,7 +61,9 @@ def _rng(seed: int, label: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(label.encode())]))
 
 
-def bootstrap(rows: Sequence[np.ndarray], draws: int, rng: np.random.Generator, shared: bool) -> np.ndarray:
+def bootstrap(
+    rows: Sequence[np.ndarray], draws: int, rng: np.random.Generator, shared: bool
+) -> np.ndarray:
     """``draws`` bootstrap estimates of the mean over seeds of each seed's mean over its queries
     (``rows``: one array of query scores per seed). Each draw takes the seeds with replacement and,
     for each, the queries with replacement: one query draw for all seeds where ``shared`` (every
@@ -76,14 +78,22 @@ def bootstrap(rows: Sequence[np.ndarray], draws: int, rng: np.random.Generator, 
         if shared:
             matrix = np.vstack(rows)  # [seeds, queries]
             queries = matrix.shape[1]
-            query_weights = rng.multinomial(queries, np.full(queries, 1 / queries), size=size) / queries
+            query_weights = (
+                rng.multinomial(queries, np.full(queries, 1 / queries), size=size) / queries
+            )
             per_seed = query_weights @ matrix.T  # [draws, seeds]
         else:
-            per_seed = np.column_stack([
-                (rng.multinomial(len(row), np.full(len(row), 1 / len(row)), size=size) / len(row)) @ row
-                for row in rows
-            ])
-        estimates[start:start + size] = (per_seed * seed_weights).sum(axis=1)
+            per_seed = np.column_stack(
+                [
+                    (
+                        rng.multinomial(len(row), np.full(len(row), 1 / len(row)), size=size)
+                        / len(row)
+                    )
+                    @ row
+                    for row in rows
+                ]
+            )
+        estimates[start : start + size] = (per_seed * seed_weights).sum(axis=1)
     return estimates
 
 
@@ -116,14 +126,23 @@ def difference(a: Scores, b: Scores, seed: int, label: str, draws: int = DRAWS) 
     with its interval. Both must have run the same seeds."""
     if a.seeds != b.seeds:
         raise ValueError(f"a paired difference needs the same seeds, got {a.seeds} and {b.seeds}")
-    paired = a.per_query and b.per_query and all(
-        x.digest is not None and x.digest == y.digest and len(x.queries) == len(y.queries)
-        for x, y in zip(a.runs, b.runs)
+    paired = (
+        a.per_query
+        and b.per_query
+        and all(
+            x.digest is not None and x.digest == y.digest and len(x.queries) == len(y.queries)
+            for x, y in zip(a.runs, b.runs)
+        )
     )
     runs = [
-        SeedScore(x.seed, x.mean - y.mean,
-                  np.asarray(x.queries, dtype=float) - np.asarray(y.queries, dtype=float) if paired else None,
-                  x.digest if paired else None)
+        SeedScore(
+            x.seed,
+            x.mean - y.mean,
+            np.asarray(x.queries, dtype=float) - np.asarray(y.queries, dtype=float)
+            if paired
+            else None,
+            x.digest if paired else None,
+        )
         for x, y in zip(a.runs, b.runs)
     ]
     return mean_interval(Scores(runs), seed, label, draws)
@@ -150,9 +169,17 @@ def rank(
     best = order[0]
     ranking = []
     for position, name in enumerate(order, 1):
-        entry = {"candidate": name, "rank": position, **_renamed(mean_interval(scores[name], seed, name, draws))}
+        entry = {
+            "candidate": name,
+            "rank": position,
+            **_renamed(mean_interval(scores[name], seed, name, draws)),
+        }
         diff = difference(scores[name], scores[best], seed, f"{name}-{best}", draws)
-        entry["difference_to_best"] = {"mean": diff["mean"], "ci": diff["ci"], "method": diff["method"]}
+        entry["difference_to_best"] = {
+            "mean": diff["mean"],
+            "ci": diff["ci"],
+            "method": diff["method"],
+        }
         entry["within_noise"] = name == best or contains_zero(diff["ci"])
         entry["seeds"] = len(scores[name].runs)
         ranking.append(entry)
