@@ -233,8 +233,8 @@ def _overrides(rest: Sequence[str]) -> dict[str, Any]:
         key, value = item[2:].split("=", 1)
         if key in RESERVED_KEYS:
             raise SelectError(
-                f"--{key} is set by select for every cell "
-                f"(the seeds: --seed and --seeds; the split: --clean_valid_guide_ratio)"
+                f"--{key} is set by select for every cell (the scheme by each candidate; "
+                "cells keep their checkpoints in <out>.cells/ and never evaluate the test set)"
             )
         overrides[key] = parse_cli_value(value)
     return overrides
