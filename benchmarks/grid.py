@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import yaml
+
+from recbole_autodenoise.select.machine import cpu_model, git_commit, host_info  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMES = ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s")  # the paper's Table 3
@@ -182,32 +183,6 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
 
 
 # --- machine -------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit(root: Path = REPO_ROOT) -> str | None:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def host_info() -> dict[str, Any]:
-    return {"hostname": platform.node(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version(), "git_commit": git_commit()}
-
-
 # --- running -------------------------------------------------------------------------------
 Runner = Callable[[Cell], dict[str, Any]]
 """A cell runner returns ``{"results": quick_start.run's dict, "peak_memory": {...}, "device": {...}}``

@@ -19,7 +19,7 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_autodenoise import distributed
 from recbole_autodenoise.checkpoints import check_checkpoint_dir
-from recbole_autodenoise.config import make_config, plugin_keys
+from recbole_autodenoise.config import make_config, plugin_keys, read_key
 from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
@@ -148,6 +148,7 @@ def run(
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
     check_protocol(config)  # rating-reading diagnostics opted in; no learning on the selecting rows
+    check_evaluate_test(config)
     check_no_caches(config)
     if resume is not None:  # the checkpoint's settings against these, before any data or output
         load_resumable(resume, config)
@@ -181,6 +182,29 @@ def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved,
         queue.put(results)
 
 
+def check_evaluate_test(config) -> bool:
+    """The ``evaluate_test`` key: true or false."""
+    return read_key(config, "evaluate_test", lambda v: isinstance(v, bool), "true or false")
+
+
+def _test(trainer, test_data, config, saved: bool, show_progress: bool) -> dict[str, Any]:
+    """The clean test of the trained (best, where saved) model under every protocol: ``test``,
+    ``test_by_protocol`` and ``per_query`` (the protocols whose queries hold one positive each:
+    ranks to pair methods query by query)."""
+    test = _lowered(trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress))
+    per_query = {config["eval_protocol"]: trainer.last_per_query}
+    test_by_protocol = {}
+    for name, loader in test_data.by_protocol.items():  # the same model under every protocol
+        if loader is test_data:
+            test_by_protocol[name] = test
+            continue
+        result = trainer.evaluate(loader, load_best_model=False, show_progress=show_progress)
+        test_by_protocol[name] = _lowered(result)
+        per_query[name] = trainer.last_per_query
+    return {"test": test, "test_by_protocol": test_by_protocol,
+            "per_query": {name: found for name, found in per_query.items() if found is not None}}
+
+
 def _train_and_test(config, saved: bool, resume, started: float, results_path: Path | None) -> dict[str, Any]:
     """Data, model, training and the clean test of a run whose config is made; only the writer
     (rank 0, or the single process) prints the table and writes ``results_path``."""
@@ -201,16 +225,9 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
 
     show_progress = bool(config["show_progress"])
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
-    test = _lowered(test_result)
-    per_query = {config["eval_protocol"]: trainer.last_per_query}
-    test_by_protocol = {}
-    for name, loader in test_data.by_protocol.items():  # the same trained model under every protocol
-        if loader is test_data:
-            test_by_protocol[name] = test
-            continue
-        test_by_protocol[name] = _lowered(trainer.evaluate(loader, load_best_model=False, show_progress=show_progress))
-        per_query[name] = trainer.last_per_query
+    tested = None
+    if config["evaluate_test"]:
+        tested = _test(trainer, test_data, config, saved, show_progress)
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
     keys = plugin_keys()
@@ -231,10 +248,9 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         },
         "best_valid_score": float(best_valid_score),
         "best_valid_result": {k.lower(): float(v) for k, v in (best_valid_result or {}).items()},
-        "test": test,
-        "test_by_protocol": test_by_protocol,
-        # the protocols whose queries hold one positive each: ranks to pair methods query by query
-        "per_query": {name: found for name, found in per_query.items() if found is not None},
+        # the best epoch's validation ranks by query (None unless each query holds one positive)
+        "valid_per_query": trainer.best_valid_per_query,
+        **(tested or {}),
         "weight_study": trainer.weight_study(),
         "stopping": trainer.stopping_summary(),
         "timing": {
@@ -250,10 +266,55 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
     }
     if not distributed.is_writer(config):
         return results
-    print(table_heading(results))
-    print(results_table(test))
+    if tested is None:
+        print(f"clean test set not evaluated (evaluate_test: false); best validation "
+              f"{config['valid_metric']}: {float(best_valid_score):.6f}")
+    else:
+        print(table_heading(results))
+        print(results_table(results["test"]))
     if results_path is not None:
         write_json_atomic(results_path, results)
     tensorboard = getattr(getattr(trainer, "tensorboard", None), "log_dir", None)
     print(output_locations(results_path, results["checkpoint"], log, tensorboard))
     return results
+
+
+def evaluate_checkpoint(
+    model: str,
+    dataset: str,
+    checkpoint: str | os.PathLike,
+    config_files: Sequence[str] | None = None,
+    config_dict: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The clean test of a finished run's best model: the config, data and model rebuilt as ``run``
+    built them (same settings, same seeding order), the weights read from ``checkpoint`` (a
+    best-model file of a run with this model, data set, scheme and seed). Returns ``test``,
+    ``test_by_protocol``, ``per_query`` (as ``run``'s results), ``data`` (the sizes, to check that
+    the rebuilt split is the run's) and the checkpoint's ``best_epoch``."""
+    from recbole_autodenoise import compat
+
+    config = make_config(model, dataset, config_files, config_dict)
+    check_no_caches(config)
+    check_checkpoint_dir(config)
+    checkpoint = os.fspath(checkpoint)
+    saved = compat.load_checkpoint(checkpoint)
+    if saved.get("kind") != "best" or "denoise" not in saved:
+        raise ValueError(f"{checkpoint} is not a best-model checkpoint of an AutoDenoiseTrainer")
+    trained = {**saved["config"], "denoise_scheme": saved["denoise"]["scheme"]}
+    for key in ("model", "dataset", "denoise_scheme", "seed"):
+        if trained.get(key) != config[key]:
+            raise ValueError(f"{checkpoint} was trained with {key}={trained.get(key)!r}, "
+                             f"this evaluation uses {config[key]!r}")
+    init_seed(distributed.rank_seed(config), config["reproducibility"])
+    start_logging(config)
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(distributed.rank_seed(config), config["reproducibility"])
+    recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = AutoDenoiseTrainer(config, recommender)
+    trainer.saved_model_file = checkpoint
+    tested = _test(trainer, test_data, config, True, False)
+    sizes = {"users": data.user_num, "items": data.item_num, "interactions": data.inter_num,
+             "train": len(train_data._dataset), "valid": len(valid_data._dataset),
+             "test": len(test_data._dataset)}
+    return {**tested, "data": sizes, "best_epoch": saved.get("epoch"), "checkpoint": checkpoint}

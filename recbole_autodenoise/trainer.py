@@ -170,6 +170,8 @@ class AutoDenoiseTrainer(Trainer):
         self.evaluator = per_query.RecordingEvaluator(config)
         self._query_users: list[torch.Tensor] | None = None  # each evaluated row's user, during evaluate()
         self.last_per_query: dict[str, Any] | None = None  # ``per_query.record`` of the last evaluation
+        self._valid_per_query: dict[str, Any] | None = None  # that of the last validation
+        self.best_valid_per_query: dict[str, Any] | None = None  # that of the best validation
         self.best_epoch: int | None = None
         self.resumed_from: str | None = None
         self._saving = False
@@ -235,6 +237,8 @@ class AutoDenoiseTrainer(Trainer):
         """RecBole calls this after a validation's early-stopping update: the epoch is finished."""
 
         def callback(epoch_idx, valid_score):
+            if self.cur_step == 0:  # RecBole's early stopping just took this validation as the best
+                self.best_valid_per_query = self._valid_per_query
             self._save_latest(epoch_idx, verbose)
             if callback_fn is not None:
                 callback_fn(epoch_idx, valid_score)
@@ -323,6 +327,7 @@ class AutoDenoiseTrainer(Trainer):
             valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         finally:
             self._collect_auc = None
+        self._valid_per_query = self.last_per_query  # before a guide pass evaluates again
         guide_score = None
         learn_from = valid_result
         if wants_auc:
@@ -471,6 +476,7 @@ class AutoDenoiseTrainer(Trainer):
             "best_valid_result": None if best_valid_result is None else
             {str(k): float(v) for k, v in best_valid_result.items()},
             "best_epoch": self.best_epoch,
+            "best_valid_per_query": self.best_valid_per_query,
             "train_loss_dict": {int(k): float(v) for k, v in self.train_loss_dict.items()},
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
@@ -482,6 +488,7 @@ class AutoDenoiseTrainer(Trainer):
         """The best model so far (RecBole calls this on improvement), to ``saved_model_file``."""
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         self.best_epoch = epoch
+        self.best_valid_per_query = self._valid_per_query
         state = self._state("best", epoch, self._last_valid_result)  # every rank: it gathers their states
         if not distributed.is_writer(self.config):
             return
@@ -558,6 +565,7 @@ class AutoDenoiseTrainer(Trainer):
         self.best_valid_score = checkpoint["best_valid_score"]
         self.best_valid_result = checkpoint["best_valid_result"]
         self.best_epoch = checkpoint["best_epoch"]
+        self.best_valid_per_query = checkpoint.get("best_valid_per_query")
         self.train_loss_dict = dict(checkpoint["train_loss_dict"])
         self.scheme.load_state_dict(own["scheme_state"])
         self.study.load_total(denoise["study_total"])

@@ -392,5 +392,5 @@ def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninter
 
     assert [r["train_loss"] for r in resumed["epochs"]] == [r["train_loss"] for r in expected["epochs"]]
     assert without_timing(resumed["epochs"]) == without_timing(expected["epochs"])
-    for key in ("test", "best_valid_result", "best_valid_score", "weight_study"):
+    for key in ("test", "best_valid_result", "best_valid_score", "valid_per_query", "weight_study"):
         assert resumed[key] == expected[key], key
