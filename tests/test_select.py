@@ -270,6 +270,7 @@ def argv(tmp_path, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_select_with_a_stand_in_runner_ranks_recommends_and_tests_once(tmp_path, capsys):
     runner = FakeRunner()
     assert command.main(argv(tmp_path), runner=runner) == 0
@@ -295,6 +296,7 @@ def test_select_with_a_stand_in_runner_ranks_recommends_and_tests_once(tmp_path,
     assert "start" in out.err and "done in" in out.err
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_cells_and_other_settings_do_not_reuse_them(tmp_path):
     first = FakeRunner()
     assert command.main(argv(tmp_path), runner=first) == 0
@@ -306,6 +308,7 @@ def test_a_rerun_skips_finished_cells_and_other_settings_do_not_reuse_them(tmp_p
     assert len([c for c in changed.calls if c[0] == "train"]) == 6
 
 
+@pytest.mark.slow
 def test_an_interrupted_select_resumes_where_it_stopped(tmp_path):
     class Interrupted(FakeRunner):
         def __call__(self, job, folder, checkpoint):
@@ -321,6 +324,7 @@ def test_an_interrupted_select_resumes_where_it_stopped(tmp_path):
     assert len([c for c in rest.calls if c[0] == "train"]) == 3
 
 
+@pytest.mark.slow
 def test_failed_cells_give_no_recommendation_and_leave_the_test_set_unread(tmp_path, capsys):
     runner = FakeRunner(fail={("train", 0.0004)})
     assert command.main(argv(tmp_path), runner=runner) == 1
@@ -336,6 +340,7 @@ def test_failed_cells_give_no_recommendation_and_leave_the_test_set_unread(tmp_p
     ]
 
 
+@pytest.mark.slow
 def test_tuning_tries_the_first_k_configurations_at_the_first_seed(tmp_path):
     runner = FakeRunner()
     assert command.main(argv(tmp_path, "--tune=3"), runner=runner) == 0
