@@ -359,6 +359,23 @@ def test_tuning_tries_the_first_k_configurations_at_the_first_seed(tmp_path):
     assert len([t for t in report["tuning"] if t["candidate"] == "default"]) == 3
 
 
+@pytest.mark.slow
+def test_a_separate_tuning_seed_and_the_test_of_every_candidate(tmp_path):
+    runner = FakeRunner()
+    extra = ("--tune=2", "--tune_seed=7", "--seed=2021", "--test=all")
+    assert command.main(argv(tmp_path, *extra), runner=runner) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert all(t["seed"] == 7 for t in report["tuning"])
+    train = [c for c in runner.calls if c[0] == "train"]
+    # tuning at seed 7 is never reused: every candidate then runs both ranking seeds
+    assert sorted({seed for _, _, seed in train}) == [7, 2021, 2022]
+    assert len([c for c in train if c[2] != 7]) == 3 * 2
+    tested = report["recommended"]["test"]["candidates"]
+    assert set(tested) == {"default", "good", "bad"}
+    assert sorted(c[2] for c in runner.calls if c[0] == "test") == [2021] * 3 + [2022] * 3
+    assert report["settings"]["args"]["test"] == "all"
+
+
 def test_run_jobs_prints_a_line_per_cell_started_and_finished(tmp_path):
     lines = []
     spec = cells.CellSpec(

@@ -45,6 +45,7 @@ from recbole_autodenoise.select.candidates import (
 from recbole_autodenoise.select.cells import CellSpec, Job, Store
 
 FIRST_SEED = 2020  # RecBole's default seed
+TEST_CHOICES = ("recommended", "all")
 SELECT_RATIO = 0.5
 
 
@@ -109,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="configurations of each candidate's own grid tried at the first seed (0: none)",
     )
     parser.add_argument(
+        "--tune_seed",
+        type=int,
+        default=None,
+        help="run the tuning cells at this seed, apart from the ranking seeds (default: the "
+        "first seed, whose tuning cell of the chosen configuration is reused)",
+    )
+    parser.add_argument(
+        "--test",
+        choices=TEST_CHOICES,
+        default="recommended",
+        help="whose test set is read, once, after the ranking: the recommended candidate and "
+        "Default (default), or every ranked candidate (a pre-registered study)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="cells run at once, one thread each (default 1)"
     )
     parser.add_argument(
@@ -145,6 +160,8 @@ class Plan:
     out: Path
     seeds: list[int]
     tune: int
+    tune_seed: int
+    test: str
     jobs: int
     draws: int
     ratio: float
@@ -266,6 +283,8 @@ def plan(argv: Sequence[str]) -> Plan:
     _check_count("seeds", args.seeds, 1)
     _check_count("seed", args.seed, 0)
     _check_count("tune", args.tune, 0)
+    if args.tune_seed is not None:
+        _check_count("tune_seed", args.tune_seed, 0)
     _check_count("jobs", args.jobs, 1)
     _check_count("bootstrap", args.bootstrap, 100)
     if args.epochs is not None:
@@ -301,6 +320,8 @@ def plan(argv: Sequence[str]) -> Plan:
         out=out,
         seeds=list(range(args.seed, args.seed + args.seeds)),
         tune=args.tune,
+        tune_seed=args.seed if args.tune_seed is None else args.tune_seed,
+        test=args.test,
         jobs=args.jobs,
         draws=args.bootstrap,
         ratio=args.clean_valid_guide_ratio,
@@ -510,7 +531,7 @@ def _tune(plan: Plan, store: Store, runner, log: Log):
     chosen = {c.name: plan.configs[c.name][0] for c in plan.candidates}
     if plan.tune == 0:
         return [], chosen, {}
-    seed = plan.seeds[0]
+    seed = plan.tune_seed
     jobs = [
         Job(
             f"{c.name} [{_describe(config)}] seed {seed}",
@@ -609,6 +630,8 @@ def _test_once(
     """The clean test of each seed's best checkpoint, for the recommended candidate and Default."""
     by_name = {c.name: c for c in plan.candidates}
     names = [recommended] if recommended == REFERENCE else [recommended, REFERENCE]
+    if plan.test == "all":
+        names += [c.name for c in plan.candidates if c.name not in names and c.name in chosen]
     jobs = [
         Job(
             f"{name} seed {seed}",
@@ -676,7 +699,7 @@ def _test_once(
     diff = stats.difference(
         scores[recommended], scores[REFERENCE], plan.seeds[0], "test-difference", plan.draws
     )
-    return {
+    found = {
         "metric": plan.metric,
         "protocol": plan.eval_protocol,
         "recommended": summary(recommended),
@@ -688,6 +711,9 @@ def _test_once(
             "relative": diff["mean"] / scores[REFERENCE].mean if scores[REFERENCE].mean else None,
         },
     }
+    if plan.test == "all":
+        found["candidates"] = {name: summary(name) for name in names}
+    return found
 
 
 def _settings(plan: Plan, started: str) -> dict[str, Any]:
@@ -703,6 +729,8 @@ def _settings(plan: Plan, started: str) -> dict[str, Any]:
             "overrides": plan.overrides,
             "seeds": plan.seeds,
             "tune": plan.tune,
+            "tune_seed": plan.tune_seed,
+            "test": plan.test,
             "jobs": plan.jobs,
             "clean_valid_guide_ratio": plan.ratio,
             "out": str(plan.out),
