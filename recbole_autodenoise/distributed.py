@@ -181,20 +181,24 @@ def launch(fn: Callable, nproc: int, args: tuple) -> Any:
     result = None
     received: list[int] = []
     with _stop_signals_recorded(received):
-        context = mp.spawn(_rank_main, args=(fn, os.getpid(), *args, queue), nprocs=nproc, join=False)
+        context = mp.spawn(_rank_main, args=(fn, os.getpid(), *args, queue), nprocs=nproc,
+                           join=False)
         try:
             while not received and not context.join(timeout=0.5):
                 if result is None and not queue.empty():
                     result = queue.get()
         except mp.ProcessExitedException as error:
             if not received:
-                how = f"signal {error.signal_name}" if error.signal_name else f"exit code {error.exit_code}"
+                how = (f"signal {error.signal_name}" if error.signal_name
+                       else f"exit code {error.exit_code}")
                 raise RankFailed(f"rank {error.error_index} of {nproc} died ({how}); "
                                  "the other ranks were stopped") from None
         except mp.ProcessRaisedException as error:
             if not received:
-                last = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-                raise RankFailed(f"a rank failed ({last}); the other ranks were stopped\n{error}") from None
+                text = str(error).strip()
+                last = text.splitlines()[-1] if text else type(error).__name__
+                raise RankFailed(f"a rank failed ({last}); the other ranks were stopped\n{error}") \
+                    from None
         finally:
             stop_processes(context.processes)
     if received:
