@@ -197,8 +197,8 @@ def launch(fn: Callable, nproc: int, args: tuple) -> Any:
             if not received:
                 text = str(error).strip()
                 last = text.splitlines()[-1] if text else type(error).__name__
-                raise RankFailed(f"a rank failed ({last}); the other ranks were stopped\n{error}") \
-                    from None
+                message = f"a rank failed ({last}); the other ranks were stopped\n{error}"
+                raise RankFailed(message) from None
         finally:
             stop_processes(context.processes)
     if received:
@@ -219,7 +219,7 @@ def _stop_signals_recorded(received: list[int]):
         for name in STOP_SIGNALS:
             number = getattr(signal, name, None)
             if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
-                previous[number] = signal.signal(number, lambda signum, _frame: received.append(signum))
+                previous[number] = signal.signal(number, lambda signum, _: received.append(signum))
     try:
         yield
     finally:
@@ -255,7 +255,8 @@ def _rank_main(local_rank: int, fn: Callable, launcher: int, *args: Any) -> None
     _set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != launcher:  # the launcher ended before the death signal was set
         raise SystemExit(128 + signal.SIGTERM)
-    threading.Thread(target=_watch_launcher, args=(launcher,), name="launcher-watch", daemon=True).start()
+    threading.Thread(target=_watch_launcher, args=(launcher,), name="launcher-watch",
+                     daemon=True).start()
     try:
         fn(local_rank, *args)
     except KeyboardInterrupt:
