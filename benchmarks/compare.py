@@ -24,6 +24,7 @@ from scipy import stats
 
 from benchmarks.grid import latest_rows, read_rows
 from benchmarks.report import SCHEME_LABEL, fmt_p, mean, paired_p, rel, std
+from recbole_autodenoise.arguments import input_file
 
 IGNORED = ("show_progress", "gpu_id")  # never change what a run computes
 # the data a run sees: its references must have seen the same (injected noise, the guide/select split)
@@ -145,6 +146,21 @@ def condition_label(condition: tuple, clean: str = "no injected noise, one clean
     return ", ".join(f"{k}={v}" for k, v in condition) or clean
 
 
+def check_choices(rows: Sequence[dict[str, Any]], models: Sequence[str] | None,
+                  against: Sequence[str]) -> None:
+    """A ValueError for a ``--model`` no finished row has or an ``--against`` that is no scheme."""
+    from recbole_autodenoise.schemes import SCHEMES
+
+    finished = [row for row in latest_rows(rows).values() if row.get("status") == "ok"]
+    held = sorted({str(row["model"]) for row in finished})
+    absent = [model for model in models or () if model not in held]
+    if absent:
+        raise ValueError(f"--model {absent}: no finished row of it in the files; they hold {held}")
+    unknown = [scheme for scheme in against if scheme not in SCHEMES]
+    if unknown:
+        raise ValueError(f"--against {unknown}: not a scheme; choose from {SCHEMES.names()}")
+
+
 def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]) -> str:
     found = groups(rows)
     out = []
@@ -156,18 +172,25 @@ def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against
                     "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).", ""]
             out += table(found, model, condition, reference) + [""]
     if not out:
-        raise SystemExit("no finished rows with a reference scheme to compare against")
+        raise ValueError("no finished rows with a reference scheme to compare against "
+                         f"(--against {list(against)})")
     return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", help="JSONL rows of benchmarks.table3 (several merge)")
+    parser.add_argument("files", nargs="+", type=input_file,
+                        help="JSONL rows of benchmarks.table3 (several merge)")
     parser.add_argument("--model", nargs="*", help="only these models")
     parser.add_argument("--against", nargs="+", default=["default", "adt_rl", "dcf"], help="reference schemes")
     args = parser.parse_args(argv)
-    rows = [row for path in args.files for row in read_rows(path)]
-    print(render(rows, args.model, args.against))
+    try:
+        rows = [row for path in args.files for row in read_rows(path)]
+        check_choices(rows, args.model, args.against)
+        text = render(rows, args.model, args.against)
+    except ValueError as error:
+        parser.error(str(error))
+    print(text)
     return 0
 
 

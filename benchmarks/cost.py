@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from benchmarks.grid import REPO_ROOT, SCHEMES, Cell, SubprocessRunner, append_row, host_info, read_rows
 from benchmarks.table3 import DEVICE_OVERRIDES, parse_sets
+from recbole_autodenoise.arguments import setting
 
 PHASES = ("train", "valid", "total")
 
@@ -184,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default="this", help="this checkout's name in the table")
     parser.add_argument("--device", choices=sorted(DEVICE_OVERRIDES), default=None,
                         help="cpu or cuda (sets RecBole's gpu_id; default: RecBole's own choice)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        type=setting)
     parser.add_argument("--cell-timeout", type=float, default=None)
     parser.add_argument("--out", default="benchmarks/results/cost.jsonl")
     parser.add_argument("--summarise", metavar="JSONL", help="print the table of an earlier run and exit")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import yaml
 
+from recbole_autodenoise.arguments import read_text
 from recbole_autodenoise.select.machine import cpu_model, git_commit, host_info  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +116,7 @@ def expand_config_files(patterns: Sequence[str], model: str, scheme: str, datase
     for pattern in patterns:
         path = Path(pattern.format(model=model, scheme=scheme, dataset=dataset)).resolve()
         if path.is_file():
+            read_text(path)  # a file that is not UTF-8 text stops the grid before any cell runs
             files.append(str(path))
         elif pattern == pattern.format(model="", scheme="", dataset=""):
             raise FileNotFoundError(f"config file not found: {pattern}")
@@ -142,14 +145,43 @@ def make_cells(
     ]
 
 
+def check_settings(cells: Sequence[Cell]) -> None:
+    """Every distinct configuration of ``cells`` built as its run builds it (``make_config``): a
+    misspelt or refused ``--set`` key or config-file setting stops the grid before any cell runs,
+    with a ValueError naming the model and scheme. Nothing is written; the warnings of keys a
+    scheme ignores are left to the cells' logs."""
+    from recbole_autodenoise import make_config
+
+    seen = set()
+    cuda_devices = os.environ.get("CUDA_VISIBLE_DEVICES")  # RecBole's Config sets it from gpu_id
+    try:
+        for cell in cells:
+            if (cell.model, cell.scheme, cell.overrides_hash) in seen:
+                continue
+            seen.add((cell.model, cell.scheme, cell.overrides_hash))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    make_config(cell.model, cell.dataset, list(cell.config_files) or None,
+                                cell.config_dict())
+            except ValueError as error:
+                raise ValueError(f"{cell.model} / {cell.scheme}: {error}") from None
+    finally:
+        if cuda_devices is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_devices
+
+
 # --- JSONL store ----------------------------------------------------------------------------
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """All parseable rows; a line that is not valid JSON (a crash mid-write) is ignored."""
+    """All parseable rows; a line that is not valid JSON (a crash mid-write) is ignored. No file:
+    no rows; a ValueError for a directory or a file that cannot be read or is not UTF-8 text."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path).splitlines():
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.grid import read_rows
+from recbole_autodenoise.arguments import check_output_path, read_text
 from recbole_autodenoise.files import atomic_write
 
 
@@ -45,16 +46,16 @@ def check_datasets(dst: Path, held: Sequence[dict[str, Any]], taken: Sequence[di
 
 def merge(dst: str | Path, sources: Sequence[str | Path]) -> tuple[int, int]:
     """Append the new finished rows of ``sources`` to ``dst``; returns (taken, left)."""
-    dst = Path(dst)
     missing = [str(path) for path in sources if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"no such source file(s): {missing}")
+    dst = check_output_path(dst, "DST")  # before Path() drops a trailing '/'
     held = read_rows(dst)
     offered = [row for path in sources for row in read_rows(path)]
     taken = new_rows(held, offered)
     check_datasets(dst, held, taken)
     if taken:
-        text = dst.read_text(encoding="utf-8") if dst.exists() else ""
+        text = read_text(dst) if dst.exists() else ""
         if text and not text.endswith("\n"):
             text += "\n"
         dst.parent.mkdir(parents=True, exist_ok=True)

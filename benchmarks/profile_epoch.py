@@ -18,6 +18,7 @@ import pstats
 from typing import Any, Sequence
 
 from benchmarks.table3 import parse_sets
+from recbole_autodenoise.arguments import setting
 
 
 def build(model: str, dataset: str, config_dict: dict[str, Any]):
@@ -66,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scheme", default="autodenoise_s")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
+                        help="any config key")
     args = parser.parse_args(argv)
     config_dict: dict[str, Any] = {"denoise_scheme": args.scheme, "epochs": args.epochs, "show_progress": False,
                                    "state": "WARNING", "stopping_step": 100, "stopping_min_epochs": 0}

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 from scipy import stats
 
+from recbole_autodenoise.arguments import check_output_path, input_file, output_file
+from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS
 from recbole_autodenoise.files import atomic_write
 
 from benchmarks.grid import AUTODENOISE, BASELINES, SCHEMES, latest_rows, read_rows
@@ -134,10 +136,16 @@ def load(paths: str | Path | Sequence[str | Path], dataset: str | None = None) -
     every = [row for path in paths for row in read_rows(path)]
     rows = [r for r in latest_rows(every).values() if r.get("status") == "ok"]
     datasets = sorted({r["dataset"] for r in rows})
+    if not datasets:
+        raise ValueError(f"{', '.join(map(str, paths))} hold no finished rows")
     if dataset is None:
         if len(datasets) != 1:
-            raise SystemExit(f"{', '.join(map(str, paths))} hold data sets {datasets}; pick one with --dataset")
+            raise ValueError(f"{', '.join(map(str, paths))} hold data sets {datasets}; "
+                             "pick one with --dataset")
         dataset = datasets[0]
+    if dataset not in datasets:
+        raise ValueError(f"--dataset {dataset!r}: {', '.join(map(str, paths))} hold finished rows "
+                         f"of {datasets} only")
     failed = [r for r in latest_rows(every).values() if r.get("status") == "failed" and r["dataset"] == dataset]
     notes = [f"{len(failed)} cell(s) failed and are not in the tables: " + ", ".join(r["key"] for r in failed)] if failed else []
     return dataset, [r for r in rows if r["dataset"] == dataset], notes
@@ -333,6 +341,10 @@ def select_protocol(rows: list[dict[str, Any]], protocol: str, notes: list[str])
         by_protocol = row["results"].get("test_by_protocol") or {}
         if protocol in by_protocol:
             kept.append({**row, "results": {**row["results"], "test": by_protocol[protocol]}})
+    if rows and not kept:
+        held = sorted({p for row in rows for p in row["results"].get("test_by_protocol") or {}})
+        raise ValueError(f"--protocol {protocol!r}: no finished row has test results under it; "
+                         f"the rows hold {held}")
     if len(kept) < len(rows):
         notes.append(f"{len(rows) - len(kept)} finished cell(s) have no test results under eval protocol "
                      f"'{protocol}' (older runs) and are not in these tables")
@@ -383,8 +395,13 @@ CSV_HEADER = "model,scheme,source,n_seeds,"
 
 
 def check_out(out: Path) -> None:
-    """Refuse to overwrite a file this module did not write (docs/results.md is written by hand)."""
+    """Refuse an ``--out`` that cannot be written (``check_output_path``, for the report and the CSV
+    beside it) and a file this module did not write (docs/results.md is written by hand)."""
+    if out.suffix == ".csv":
+        raise ValueError(f"--out {out}: the report's CSV goes beside it as "
+                         f"{out.with_suffix('.csv').name}; name a Markdown file")
     for path, mark in ((out, MARK), (out.with_suffix(".csv"), CSV_HEADER)):
+        check_output_path(path)
         if path.exists() and mark not in path.read_text(encoding="utf-8", errors="replace")[:4096]:
             raise ValueError(f"--out: {path} exists and was not written by benchmarks.report; refusing to "
                              "overwrite it (name a new file, or remove this one first)")
@@ -603,23 +620,26 @@ def build(rows: list[dict[str, Any]], dataset: str, out: Path, notes: list[str],
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="+", help="JSONL file(s) written by benchmarks.table3 (rows are merged)")
-    parser.add_argument("--out", required=True, help="the report's Markdown file (its CSV goes beside it); "
+    parser.add_argument("results", nargs="+", type=input_file,
+                        help="JSONL file(s) written by benchmarks.table3 (rows are merged)")
+    parser.add_argument("--out", required=True, type=output_file,
+                        help="the report's Markdown file (its CSV goes beside it); "
                         "an existing file is replaced only if benchmarks.report wrote it")
     parser.add_argument("--dataset", default=None, help="which data set of the JSONL (default: its only one)")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (repeatable), "
                         "e.g. how a device run was launched")
-    parser.add_argument("--protocol", default=None, help="report each run's test set under this eval protocol "
-                        "(results' test_by_protocol: user_first, interaction, user) instead of its configured one")
+    parser.add_argument("--protocol", default=None, choices=EVAL_PROTOCOLS,
+                        help="report each run's test set under this eval protocol "
+                             "(results' test_by_protocol) instead of its configured one")
     args = parser.parse_args(argv)
     try:
         check_out(Path(args.out))
+        dataset, rows, notes = load(args.results, args.dataset)
+        notes = list(args.note) + notes
+        if args.protocol:
+            rows = select_protocol(rows, args.protocol, notes)
     except ValueError as error:
         parser.error(str(error))
-    dataset, rows, notes = load(args.results, args.dataset)
-    notes = list(args.note) + notes
-    if args.protocol:
-        rows = select_protocol(rows, args.protocol, notes)
     protocol = f" --protocol {args.protocol}" if args.protocol else ""
     build(rows, dataset, Path(args.out), notes, source=f"{' '.join(args.results)}{protocol} --out {args.out}")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")

@@ -26,18 +26,25 @@ from typing import Any, Sequence
 
 import yaml
 
-from benchmarks.grid import DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, Runner, SubprocessRunner, latest_rows, make_cells, read_rows, run_grid
-from benchmarks.table3 import add_common_arguments, overrides_from
+from benchmarks.grid import (DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, Runner, SubprocessRunner,
+                             check_settings, latest_rows, make_cells, read_rows, run_grid)
+from benchmarks.table3 import add_common_arguments, check_common_arguments, overrides_from
+from recbole_autodenoise.arguments import (MAX_SEEDS, check_output_path, count, model_name,
+                                           read_text, seed)
 from recbole_autodenoise.config import parse_cli_value
 from recbole_autodenoise.files import atomic_write
+
+
+class NoWinner(RuntimeError):
+    """No candidate of a search finished on every seed."""
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     """``key=v1,v2,...`` -> {key: [v1, v2, ...]}; ``key=[10,20],[10]`` gives list values."""
     grid: dict[str, list[Any]] = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--grid expects key=v1,v2,..., got {item!r}")
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ValueError(f"--grid expects key=v1,v2,..., got {item!r}")
         key, text = item.split("=", 1)
         try:
             values = ast.literal_eval(f"[{text}]")
@@ -84,10 +91,14 @@ def tune(
     clash = sorted(set(grid) & set(overrides))
     if clash:
         raise ValueError(f"{clash} are both tuned (--grid) and fixed (--set)")
-    previous = out_yaml.read_text(encoding="utf-8") if out_yaml.exists() else None  # read once, before any cell runs
+    check_output_path(out_yaml, "the tuned yaml")
+    check_output_path(results, "the results file")
+    previous = read_text(out_yaml) if out_yaml.exists() else None  # read once, before any cell runs
     kept = kept_keys(previous, out_yaml, grid)
     per_candidate = [(c, make_cells(dataset, [model], [scheme], seeds, {**overrides, **c}, config_files, data_path))
                      for c in candidates(grid)]
+    check_settings([cell for _, cells in per_candidate for cell in cells])
+    read_rows(results)  # an unreadable results file stops the search here, not after a cell
     run_grid([cell for _, cells in per_candidate for cell in cells], results, runner, command=command)
     latest = latest_rows(read_rows(results))
     scored = []
@@ -98,7 +109,7 @@ def tune(
             scored.append((statistics.mean(scores), candidate))
         print(f"  {candidate}: valid {statistics.mean(scores) if scores else float('nan'):.6f} ({len(scores)}/{len(cells)} seeds)")
     if not scored:
-        raise RuntimeError(f"no candidate finished on every seed; see {results} and its .logs folder")
+        raise NoWinner(f"no candidate finished on every seed; see {results} and its .logs folder")
     score, best = max(scored, key=lambda pair: pair[0])
     out_yaml.parent.mkdir(parents=True, exist_ok=True)
     header = [
@@ -118,20 +129,33 @@ def tune(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, type=model_name)
     parser.add_argument("--scheme", default="default", choices=SCHEMES + EXTRA_SCHEMES)
     parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2", help="values to try (repeatable)")
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--seed-base", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seeds", type=count(MAX_SEEDS), default=1)
+    parser.add_argument("--seed-base", type=seed, default=DEFAULT_SEED)
     parser.add_argument("--properties-dir", default="benchmarks/properties")
     args = parser.parse_args(argv)
     name = f"{args.model}-{args.scheme}"
     results = Path("benchmarks/results/tune") / args.dataset / f"{name}.jsonl"
     command = shlex.join(["python", "-m", "benchmarks.tune", *(sys.argv[1:] if argv is None else argv)])
-    tune(args.dataset, args.model, args.scheme, parse_grid(args.grid), range(args.seed_base, args.seed_base + args.seeds),
-         results, Path(args.properties_dir) / args.dataset / f"{name}.yaml",
-         SubprocessRunner(results.with_suffix(".logs"), args.cell_timeout, resumable=True),
-         overrides_from(args), args.config_files, args.data_path, command)
+    try:
+        check_common_arguments(args, args.seeds, args.seed_base)
+        grid = parse_grid(args.grid)
+        overrides = overrides_from(args)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    try:
+        seeds = range(args.seed_base, args.seed_base + args.seeds)
+        tune(args.dataset, args.model, args.scheme, grid, seeds,
+             results, Path(args.properties_dir) / args.dataset / f"{name}.yaml",
+             SubprocessRunner(results.with_suffix(".logs"), args.cell_timeout, resumable=True),
+             overrides, args.config_files, args.data_path, command)
+    except (ValueError, FileNotFoundError) as error:  # raised before any cell runs
+        parser.error(str(error))
+    except NoWinner as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -27,6 +27,8 @@ is not imported: it imports Ray). What RecBole 1.2.1 lacks, added here:
   ``controller_credit: meta``, ``denoise_diagnostics``: virtual steps on each rank's model copy
   outside DDP's gradient hooks), ``controller_state: loss_features`` (its per-row loss history
   would be split across ranks as the shards change every epoch).
+* Stopping: SIGINT, SIGTERM or SIGHUP to the launcher stops every rank (SIGTERM, then SIGKILL
+  after a grace period); ranks of a launcher killed outright notice and stop (``launch``).
 * Resume: a multi-process checkpoint holds every rank's random state and scheme state (its
   controller's generator) under ``denoise.ranks``; it resumes on the same number of ranks.
 
@@ -39,6 +41,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import os
+import signal
+import sys
+import threading
+import time
 from typing import Any, Callable
 
 import torch
@@ -152,29 +159,143 @@ class RankFailed(RuntimeError):
     """A rank of a multi-process run died or raised: the others were stopped."""
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # the launcher's signals that stop every rank
+STOP_GRACE_SECONDS = 5.0  # how long a stopped rank may take to exit before it is killed
+PARENT_POLL_SECONDS = 0.5  # how often a rank checks that its launcher is alive
+
+
 def launch(fn: Callable, nproc: int, args: tuple) -> Any:
     """``torch.multiprocessing.spawn(fn, args + (queue,), nproc)`` as RecBole's ``run`` does; returns
     what a rank put on ``queue`` (rank 0's results; ``None`` if none did). The queue is read while
     the ranks run: a message bigger than the pipe's buffer would otherwise block its writer for
-    ever. When a rank dies or raises, spawn stops the others and this raises one ``RankFailed``."""
+    ever. When a rank dies or raises, spawn stops the others and this raises one ``RankFailed``.
+
+    The ranks end with the launcher. SIGINT, SIGTERM or SIGHUP to the launcher (where not ignored)
+    sends SIGTERM to every rank, waits ``STOP_GRACE_SECONDS`` and kills those left; the signal then
+    takes its usual course (SIGINT: ``KeyboardInterrupt``; SIGTERM, SIGHUP: the process ends by it).
+    Any other way out of this function stops the ranks the same way. A launcher killed outright
+    (SIGKILL) is noticed by its ranks (``_rank_main``), which stop themselves."""
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()
     result = None
-    try:
-        context = mp.spawn(fn, args=(*args, queue), nprocs=nproc, join=False)
-        while not context.join(timeout=0.5):
-            if result is None and not queue.empty():
-                result = queue.get()
-    except mp.ProcessExitedException as error:
-        how = f"signal {error.signal_name}" if error.signal_name else f"exit code {error.exit_code}"
-        raise RankFailed(f"rank {error.error_index} of {nproc} died ({how}); the other ranks were stopped") from None
-    except mp.ProcessRaisedException as error:
-        last = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise RankFailed(f"a rank failed ({last}); the other ranks were stopped\n{error}") from None
+    received: list[int] = []
+    with _stop_signals_recorded(received):
+        context = mp.spawn(_rank_main, args=(fn, os.getpid(), *args, queue), nprocs=nproc,
+                           join=False)
+        try:
+            while not received and not context.join(timeout=0.5):
+                if result is None and not queue.empty():
+                    result = queue.get()
+        except mp.ProcessExitedException as error:
+            if not received:
+                how = (f"signal {error.signal_name}" if error.signal_name
+                       else f"exit code {error.exit_code}")
+                raise RankFailed(f"rank {error.error_index} of {nproc} died ({how}); "
+                                 "the other ranks were stopped") from None
+        except mp.ProcessRaisedException as error:
+            if not received:
+                text = str(error).strip()
+                last = text.splitlines()[-1] if text else type(error).__name__
+                message = f"a rank failed ({last}); the other ranks were stopped\n{error}"
+                raise RankFailed(message) from None
+        finally:
+            stop_processes(context.processes)
+    if received:
+        signal.raise_signal(received[0])  # the handlers are the caller's again
+        raise RankFailed(f"stopped by {signal.Signals(received[0]).name}; the ranks were stopped")
     if result is None and not queue.empty():
         result = queue.get()
     return result
+
+
+@contextlib.contextmanager
+def _stop_signals_recorded(received: list[int]):
+    """Inside: each of ``STOP_SIGNALS`` that is not ignored is appended to ``received`` instead of
+    acting (the launcher's loop sees it within half a second). Outside the main thread, where
+    Python cannot set handlers, and for a handler set outside Python, the signals keep theirs."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in STOP_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None and signal.getsignal(number) not in (signal.SIG_IGN, None):
+                previous[number] = signal.signal(number, lambda signum, _: received.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stop_processes(processes: list, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM to every live process of ``processes``, up to ``grace`` seconds for them to exit,
+    then SIGKILL to those left; returns once every one has ended (and is reaped)."""
+    alive = [process for process in processes if process.is_alive()]
+    for process in alive:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in alive:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in alive:
+        if process.is_alive():
+            process.kill()
+        process.join()
+
+
+def _rank_main(local_rank: int, fn: Callable, launcher: int, *args: Any) -> None:
+    """One rank: ``fn(local_rank, *args)``, ended with its launcher (process id ``launcher``).
+
+    SIGTERM raises ``SystemExit`` (143) here, so ``finally`` blocks run (a half-written file is
+    removed); a rank still alive ``STOP_GRACE_SECONDS`` later ends at once. On Linux the kernel
+    sends SIGTERM when the launcher dies (``PR_SET_PDEATHSIG``; torch's own choice, SIGINT, is
+    lost where SIGINT is ignored, as in background jobs); elsewhere, and as a fallback, a thread
+    checks every ``PARENT_POLL_SECONDS`` that the launcher is still this process's parent. An
+    interrupt (SIGINT) ends the rank with status 130, which the launcher reports."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    _set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != launcher:  # the launcher ended before the death signal was set
+        raise SystemExit(128 + signal.SIGTERM)
+    threading.Thread(target=_watch_launcher, args=(launcher,), name="launcher-watch",
+                     daemon=True).start()
+    try:
+        fn(local_rank, *args)
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None
+
+
+_stopping_since: list[float] = []  # when this rank was told to stop (SIGTERM)
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    if not _stopping_since:
+        _stopping_since.append(time.monotonic())
+        raise SystemExit(128 + signum)
+
+
+def _watch_launcher(launcher: int) -> None:
+    """Wait until the launcher is gone or a stop began; then SIGTERM (where the launcher is gone)
+    and, ``STOP_GRACE_SECONDS`` later, end the process at once."""
+    while os.getppid() == launcher and not _stopping_since:
+        time.sleep(PARENT_POLL_SECONDS)
+    if os.getppid() != launcher:
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(STOP_GRACE_SECONDS)
+    os._exit(128 + signal.SIGTERM)
+
+
+def _set_parent_death_signal(signum: int) -> None:
+    """Linux's ``prctl(PR_SET_PDEATHSIG, signum)``: the kernel sends ``signum`` to this process
+    when its parent ends. Elsewhere (or where libc cannot be loaded) nothing happens."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -16,9 +16,12 @@ import argparse
 import json
 import statistics
 import sys
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from recbole_autodenoise import arguments
 from recbole_autodenoise.files import atomic_write
 
 Runner = Callable[..., dict[str, Any]]
@@ -117,17 +120,45 @@ def measure(model: str, dataset: str, seeds: Sequence[int], schemes: Sequence[st
     return Headroom(model, dataset, metric, protocol, values)
 
 
+def metric_keys(config) -> list[str]:
+    """The clean-test result keys of a run with ``config``: ``name@k`` for each top-k metric of
+    ``metrics`` and each k of ``topk``, ``name`` for the others (e.g. ``auc``)."""
+    from recbole.evaluator.register import metric_information
+
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    keys = []
+    for name in (m.lower() for m in config["metrics"]):
+        if {"rec.topk", "rec.items"} & set(metric_information.get(name, ())):
+            keys += [f"{name}@{k}" for k in topk]
+        else:
+            keys.append(name)
+    return keys
+
+
+def check_metric(metric: str, config) -> None:
+    """A ValueError unless ``metric`` is among the clean-test results of a run with ``config``."""
+    keys = metric_keys(config)
+    if metric not in keys:
+        raise ValueError(f"--metric {metric!r} is not a test metric of these runs: choose from "
+                         f"{keys} (set by the config keys 'metrics' and 'topk')")
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="--model, --dataset, --config_files and --key=value as for run_recbole_denoise.py")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per scheme (default 3): 2020, 2021, ...")
-    parser.add_argument("--seed-base", type=int, default=2020)
-    parser.add_argument("--metric", default="ndcg@20", help="clean-test metric (default ndcg@20)")
+    parser.add_argument("--seeds", type=arguments.count(arguments.MAX_SEEDS), default=3,
+                        help="seeds per scheme (default 3): 2020, 2021, ...")
+    parser.add_argument("--seed-base", type=arguments.seed, default=2020)
+    parser.add_argument("--metric", default="ndcg@20",
+                        help="clean-test metric: name@k of the runs' metrics and topk "
+                             "(default ndcg@20)")
     parser.add_argument("--no-adt-rl", action="store_true", help="skip the ADT-RL comparison")
-    parser.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    parser.add_argument("--out", default=None, type=arguments.output_file,
+                        help="also write the numbers as JSON here")
     own, rest = parser.parse_known_args(argv)
-    if own.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {own.seeds}")
+    if own.seed_base + own.seeds - 1 > arguments.MAX_SEED:
+        parser.error(f"--seed-base {own.seed_base} with --seeds {own.seeds} goes past the largest "
+                     f"seed {arguments.MAX_SEED}")
     from recbole_autodenoise import cli
 
     run_args, overrides = cli.parse_args(rest)
@@ -144,6 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = range(own.seed_base, own.seed_base + own.seeds)
     config_files = run_args.config_files.split() if run_args.config_files else None
     try:
+        from recbole_autodenoise.config import make_config
+
+        with warnings.catch_warnings():  # keys a scheme ignores: each run warns
+            warnings.simplefilter("ignore")
+            config = make_config(run_args.model, run_args.dataset, config_files,
+                                 {**overrides, "denoise_scheme": "default", "seed": own.seed_base})
+        check_metric(own.metric.lower(), config)
         headroom = measure(run_args.model, run_args.dataset, seeds, schemes, own.metric.lower(), config_files, overrides)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -151,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(headroom.table())
     print(headroom.sentence())
     if own.out:
+        Path(own.out).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(own.out) as handle:
             json.dump(headroom.as_dict(), handle, indent=2, allow_nan=False)
             handle.write("\n")

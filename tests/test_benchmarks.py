@@ -148,8 +148,12 @@ def test_append_row_ends_a_truncated_line_first(tmp_path):
 
 
 def test_table3_dry_run_lists_cells(tmp_path, capsys):
-    assert table3.main(["--dataset", "d", "--models", "BPR", "--schemes", "default", "adt_rl", "--seeds", "2",
-                        "--set", "epochs=3", "--device", "cpu", "--out", str(tmp_path / "r.jsonl"), "--dry-run"]) == 0
+    write_inter(tmp_path, "d", [(1, 1, 5.0, 1.0)])
+    data = ["--data-path", str(tmp_path)]
+    argv = ["--dataset", "d", *data, "--models", "BPR", "--schemes", "default", "adt_rl",
+            "--seeds", "2",
+            "--set", "epochs=3", "--device", "cpu", "--out", str(tmp_path / "r.jsonl"), "--dry-run"]
+    assert table3.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and all(line.split()[0] == "todo" for line in lines)
     assert "--epochs=3" in lines[0] and "--gpu_id=" in lines[0]
@@ -157,8 +161,7 @@ def test_table3_dry_run_lists_cells(tmp_path, capsys):
     saved = tmp_path / "r.logs" / (key.replace("|", "_") + ".work") / "saved"
     saved.mkdir(parents=True)
     (saved / "BPR-x-latest.pth").write_text("state")
-    table3.main(["--dataset", "d", "--models", "BPR", "--schemes", "default", "adt_rl", "--seeds", "2",
-                 "--set", "epochs=3", "--device", "cpu", "--out", str(tmp_path / "r.jsonl"), "--dry-run"])
+    table3.main(argv)
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["todo", "partial", "todo", "todo"]
     with pytest.raises(SystemExit):
         table3.main(["--dataset", "d", "--schemes", "nope", "--dry-run"])
@@ -307,7 +310,7 @@ def test_report_merges_files_and_keeps_other_machines_in_the_cost_table(tmp_path
     assert "MF (BPR)-AutoDenoise-S | GPU Fake H100 | 3.0 |" in other_table
     assert "200 (GPU max allocated) | 2.00× | **MISS**: memory 2.00× > 1.1×" in other_table
     assert "appear only in the cost table of other runs" in md
-    with pytest.raises(SystemExit, match="hold data sets"):
+    with pytest.raises(ValueError, match="hold data sets"):
         run_grid(make_cells("other-data", ["BPR"], ["default"], [1]), other, Counting(), log=quiet)
         report.load([main, other])
 

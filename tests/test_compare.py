@@ -76,7 +76,7 @@ def test_the_table_holds_the_paired_change_and_p():
 
 
 def test_no_reference_fails_clearly():
-    with pytest.raises(SystemExit, match="no finished rows with a reference scheme"):
+    with pytest.raises(ValueError, match="no finished rows with a reference scheme"):
         compare.render(rows(), None, ["dcf"])
     assert math.isfinite(compare.mean([1.0]))
 
