@@ -169,6 +169,7 @@ def test_tune_refuses_a_properties_folder_that_is_a_file_or_a_yaml_that_is_not_u
 
 
 # --- report -----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_report_refuses_missing_or_non_utf8_inputs_bad_outputs_and_unknown_choices(
     tmp_path, results, capsys
 ):
@@ -209,6 +210,7 @@ def test_report_refuses_missing_or_non_utf8_inputs_bad_outputs_and_unknown_choic
 
 
 # --- compare ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_compare_refuses_missing_or_non_utf8_inputs_and_unknown_models_or_schemes(
     tmp_path, results, capsys
 ):
@@ -232,6 +234,7 @@ def test_compare_refuses_missing_or_non_utf8_inputs_and_unknown_models_or_scheme
 
 
 # --- merge ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_merge_refuses_a_directory_or_non_utf8_destination_and_non_utf8_sources(
     tmp_path, results, capsys
 ):
