@@ -6,9 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-import yaml
-
-from recbole_autodenoise.config import parse_cli_value
+from recbole_autodenoise.config import launcher_key_message, parse_cli_value, read_config_file
 
 CLI_DEFAULT_SCHEME = "autodenoise_s"
 
@@ -34,7 +32,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
         if not item.startswith("--") or "=" not in item:
             parser.error(f"unrecognised argument {item!r}: overrides are written --key=value")
         key, value = item[2:].split("=", 1)
-        overrides[key] = parse_cli_value(value)
+        if key == "local_rank":
+            raise ValueError(f"--local_rank: {launcher_key_message()}")
+        overrides[key] = parse_cli_value(value, key)
     if args.scheme is not None:
         overrides["denoise_scheme"] = args.scheme
     elif not _files_set_scheme(args.config_files):
@@ -43,20 +43,17 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
 
 
 def _files_set_scheme(config_files: str | None) -> bool:
-    """Whether a user config file chooses the scheme (malformed files are reported by make_config)."""
-    for file in (config_files or "").split():
-        try:
-            with open(file, encoding="utf-8") as handle:
-                content = yaml.safe_load(handle)
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(content, dict) and "denoise_scheme" in content:
-            return True
-    return False
+    """Whether a user config file chooses the scheme; each file is read within the bounds of
+    config input (``config.read_config_file``): a missing, oversized or malformed one fails here."""
+    return any("denoise_scheme" in read_config_file(file) for file in (config_files or "").split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, overrides = parse_args(argv)
+    try:
+        args, overrides = parse_args(argv)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     from recbole_autodenoise.distributed import RankFailed
     from recbole_autodenoise.quick_start import run
 

@@ -2,9 +2,14 @@
 
 RecBole silently returns ``None`` for a key nobody set and never complains about a misspelt one;
 here every plugin key has a default in ``properties/overall.yaml``, is read once and checked; a key
-one typo from a RecBole, model, data set or plugin key is an error; the RecBole keys users set most
-are type- and range-checked; a model name that is not RecBole's gets the close ones; and keys the
-chosen scheme does not read are reported once as a warning. All before any data loads.
+one typo from a RecBole, model, data set or plugin key is an error, and so is a key no component
+defines unless a user config file declares it (a key of the user's own model); the RecBole keys
+users set most are type- and range-checked; the plugin's choices (scheme, credit, protocol) are
+looked up in their registries and the chosen scheme checks its keys; a model name that is not
+RecBole's gets the close ones; and keys the chosen scheme does not read are reported once as a
+warning. Config input is bounded: files of at most ``MAX_CONFIG_BYTES``, UTF-8, plain YAML without
+duplicate keys, nesting, value counts (aliases expanded) and integers within limits. All before any
+data loads.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import ast
 import difflib
 import importlib
 import inspect
+import math
 import os
 import re
 import warnings
@@ -65,12 +71,34 @@ def recbole_keys() -> frozenset[str]:
 # set by the multi-process launcher for each rank, never a default (RecBole reads its presence as "a rank")
 LAUNCHER_KEYS = frozenset({"local_rank"})
 
+# keys RecBole 1.2.1's models and data transforms read (``config[key]``, ``None`` when unset)
+# without a default in any of its yaml files
+RECBOLE_READ_KEYS = frozenset({
+    "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN", "INVERSE_ITEM_SEQ", "MASK_INDEX", "MASK_ITEM_SEQ",
+    "NEG_ITEMS", "POS_ITEMS", "REORDER_ITEM_SEQ", "cin", "contrast", "encoding", "eta",
+    "feature_num", "has_residual", "norm", "sim", "tail_ratio", "token_num_threshold",
+    "use_filter", "xgb_early_stopping_rounds",
+})
+
+# other libraries' names for a key, for the "did you mean" of an unknown one
+KEY_ALIASES = {
+    "lr": "learning_rate", "batch_size": "train_batch_size", "bs": "train_batch_size",
+    "wd": "weight_decay", "l2": "weight_decay", "epoch": "epochs", "num_epochs": "epochs",
+    "n_epochs": "epochs", "max_epochs": "epochs", "patience": "stopping_step",
+    "scheme": "denoise_scheme", "protocol": "eval_protocol", "emb_size": "embedding_size",
+    "embed_dim": "embedding_size",
+}
+
+CUSTOM_KEY_HINT = ("a key of your own model is declared in a yaml file passed with --config_files "
+                   "(Python: config_files), see docs/guide.md")
+
 
 @lru_cache(maxsize=1)
 def known_keys() -> frozenset[str]:
     """Every key someone defines: RecBole's, every RecBole and plugin model / data set yaml, ours."""
     files = [*_recbole_properties().glob("**/*.yaml"), *PROPERTIES_DIR.glob("**/*.yaml")]
-    return recbole_keys().union(LAUNCHER_KEYS, *(_yaml_keys(path) for path in files))
+    from_files = (_yaml_keys(path) for path in files)
+    return recbole_keys().union(LAUNCHER_KEYS, RECBOLE_READ_KEYS, *from_files)
 
 
 def plugin_keys() -> set[str]:
@@ -153,6 +181,236 @@ class _SafeRecBoleLoader(yaml.SafeLoader):
 
 _SafeRecBoleLoader.add_implicit_resolver("tag:yaml.org,2002:float", _RECBOLE_FLOAT, list("-+0123456789."))
 
+
+# --- bounded input: what a config file, a --key=value or a config_dict value may hold -----------
+MAX_CONFIG_BYTES = 1_000_000  # one config file, or one value's text
+MAX_NESTING = 32  # lists / mappings inside one another
+MAX_VALUES = 100_000  # values in one file or one value, aliases expanded
+MAX_INT = 2**63  # |integer|
+_INT_TEXT = 70  # characters of an integer's digits that can stay within MAX_INT (0b + 64 digits)
+# C0 and C1 control characters and DEL: never in a model, data set or key name
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+NAME_MAX = 255  # bytes of one file name (the log file's holds the model and data set names)
+_MERGE = "tag:yaml.org,2002:merge"  # YAML's ``<<`` merge key
+_NOT_DATA = "a config holds settings, not data"
+
+
+class _BoundedLoader(_SafeRecBoleLoader):
+    """The safe RecBole loader within the bounds above: nesting is counted while composing, the
+    values of the whole document (aliases expanded) before constructing it; duplicate keys of a
+    mapping, non-text top-level keys and integers past ``MAX_INT`` are refused. ``where`` names
+    the input in every message."""
+
+    def __init__(self, stream, where: str = "config yaml") -> None:
+        super().__init__(stream)
+        self.where = where
+        self.aliases = False  # does the document use an alias (``*name``)?
+        self._depth = 0
+
+    def _refuse(self, node, reason: str) -> ValueError:
+        line = f", line {node.start_mark.line + 1}" if node is not None and node.start_mark else ""
+        return ValueError(f"{self.where}{line}: {reason}")
+
+    def compose_node(self, parent, index):
+        self.aliases = self.aliases or self.check_event(yaml.AliasEvent)
+        self._depth += 1
+        try:
+            # a scalar inside MAX_NESTING collections is composed at depth MAX_NESTING + 1
+            if self._depth > MAX_NESTING + 1:
+                raise ValueError(f"{self.where}: nested deeper than {MAX_NESTING} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                continue
+            key = (key_node.tag, key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ValueError(
+                    f"{self.where}: duplicate key {key_node.value!r} (lines {seen[key]} and "
+                    f"{line}); each key may appear once in a mapping"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        digits = str(node.value).replace("_", "").lstrip("+-")
+        if len(digits) > _INT_TEXT:
+            raise self._refuse(node, f"integer {digits[:20]}... ({len(digits)} characters) is "
+                                     "past the limit |x| <= 2**63")
+        return super().construct_yaml_int(node)
+
+    def get_single_data(self) -> Any:
+        """What ``yaml.load`` returns (RecBole's reading of its files), within the bounds."""
+        return self.load_bounded()
+
+    def load_bounded(self) -> Any:
+        """The document, or ``None`` for an empty one."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        where = f"{self.where} (aliases expanded): " if self.aliases else f"{self.where}: "
+        _count_nodes(node, 1, {}, where)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                if key_node.tag not in ("tag:yaml.org,2002:str", _MERGE):
+                    raise self._refuse(key_node, f"key {key_node.value!r} is not a name: config "
+                                                 "keys are text (quote it if you mean the text)")
+        return self.construct_document(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def _count_nodes(node, depth: int, done: dict[int, tuple[int, int]], where: str) -> tuple[int, int]:
+    """(values, nesting) of ``node`` with aliases expanded, failing past ``MAX_VALUES`` or
+    ``MAX_NESTING`` (a recursive alias fails on nesting). Each node is walked once (``done``).
+    ``where`` starts each message."""
+    if isinstance(node, yaml.ScalarNode):
+        return 1, 0
+    too_deep = f"{where}nested deeper than {MAX_NESTING} levels"
+    if depth > MAX_NESTING:
+        raise ValueError(too_deep)
+    if id(node) in done:
+        values, nesting = done[id(node)]
+        if depth + nesting - 1 > MAX_NESTING:
+            raise ValueError(too_deep)
+        return values, nesting
+    mapping = isinstance(node, yaml.MappingNode)
+    children = [n for pair in node.value for n in pair] if mapping else node.value
+    values, nesting = 1, 1
+    for child in children:
+        child_values, child_nesting = _count_nodes(child, depth + 1, done, where)
+        values += child_values
+        nesting = max(nesting, child_nesting + 1)
+        if values > MAX_VALUES:
+            raise ValueError(f"{where}more than {MAX_VALUES} values: {_NOT_DATA}")
+    done[id(node)] = (values, nesting)
+    return values, nesting
+
+
+class MalformedYaml(ValueError):
+    """Text that is not YAML at all (as opposed to YAML past the bounds)."""
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    """``text`` read as YAML within the bounds: ``ValueError`` naming ``where`` otherwise."""
+    loader = _BoundedLoader(text, where)
+    try:
+        return loader.load_bounded()
+    except yaml.YAMLError as error:
+        raise MalformedYaml(f"malformed yaml in {where}: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{where}: nested deeper than {MAX_NESTING} levels") from None
+    finally:
+        loader.dispose()
+
+
+def read_config_file(file: str | os.PathLike) -> dict[str, Any]:
+    """A user config file's mapping (``{}`` when empty), read within the bounds: a regular file of
+    at most ``MAX_CONFIG_BYTES``, UTF-8, plain YAML whose keys are names."""
+    where = f"config file {file}"
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"config file not found: {file}")
+    if not os.path.isfile(file):
+        raise ValueError(f"{where} is not a regular file")
+    with open(file, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{where} is larger than {MAX_CONFIG_BYTES:,} bytes: {_NOT_DATA}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = f"byte 0x{data[error.start]:02x} at offset {error.start}"
+        raise ValueError(f"{where} is not UTF-8 text ({byte})") from None
+    content = load_yaml_text(text, where)
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ValueError(f"{where} must hold a mapping of key: value, got {type(content).__name__}")
+    for key, value in content.items():
+        check_key_name(key, where)
+        check_value_bounds(value, f"{where}: key {key!r}")
+    return content
+
+
+def check_key_name(key: Any, where: str | None = None) -> None:
+    """A config key is non-empty text without control characters (``where``: the file it is in)."""
+    what = f"{where}: config key {key!r}" if where else f"config key {key!r}"
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{what} is not a name: config keys are non-empty text")
+    _check_text(key, what)
+    if _CONTROL.search(key):
+        raise ValueError(f"{what} holds a control character")
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid UTF-8 text") from None
+
+
+def check_name(kind: str, name: Any) -> None:
+    """A model or data set name: non-empty text without control characters, short enough for the
+    log file's name (``<model>-<data set>-<time>-<hash>.log``) and a folder's."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} name {name!r} is invalid: expected non-empty text")
+    _check_text(name, f"{kind} name {name!r}")
+    if _CONTROL.search(name):
+        raise ValueError(f"{kind} name {name!r} holds a control character")
+    longest = max(len(part.encode("utf-8")) for part in name.split("/"))
+    if longest > NAME_MAX - 40:  # the log file's name adds the other name, a time and a hash
+        raise ValueError(f"{kind} name {name[:40]!r}... is {longest} bytes long: a file name holds "
+                         f"at most {NAME_MAX} bytes, and the log file's holds the model, the data "
+                         "set, a time and a hash")
+
+
+def _too_long(where: str, length: int) -> str:
+    return f"{where}: a text of {length:,} characters, past the limit of {MAX_CONFIG_BYTES:,}"
+
+
+def _preview(value: Any) -> str:
+    """A short repr: very long ints and texts are shortened (a huge int has no repr in Python)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value) if not isinstance(value, (dict, list, tuple)) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_value_bounds(value: Any, where: str) -> None:
+    """A config value within the bounds: nesting (the config's mapping counts as the first level,
+    as in a file), count of values, |integers|, text size, UTF-8."""
+    count = [0]
+
+    def walk(item: Any, depth: int) -> None:
+        count[0] += 1
+        if count[0] > MAX_VALUES:
+            raise ValueError(f"{where} holds more than {MAX_VALUES} values: {_NOT_DATA}")
+        if isinstance(item, bool) or item is None or isinstance(item, float):
+            return
+        if isinstance(item, int):
+            if abs(item) > MAX_INT:
+                raise ValueError(f"{where} = {_preview(item)} is past the integer limit "
+                                 "|x| <= 2**63")
+            return
+        if isinstance(item, str):
+            if len(item) > MAX_CONFIG_BYTES:
+                raise ValueError(_too_long(where, len(item)))
+            _check_text(item, f"{where} = {_preview(item)}")
+            return
+        if isinstance(item, (dict, list, tuple)):
+            if depth + 1 > MAX_NESTING:
+                raise ValueError(f"{where}: nested deeper than {MAX_NESTING} levels")
+            for child in (item if not isinstance(item, dict) else [*item.keys(), *item.values()]):
+                walk(child, depth + 1)
+
+    walk(value, 1)  # the config's own mapping is the first level, as in a file
+
 # what RecBole's own conversion keeps from an evaluated string; anything else stays text
 _LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)
 
@@ -176,8 +434,8 @@ class SafeConfig(Config):
 
     RecBole ``eval()``s the string values of ``config_dict`` and of the command line, loads yaml
     with ``yaml.FullLoader`` (``!!python/name:...`` tags) and parses ``sys.argv`` itself. Here
-    strings are read by :func:`parse_literal`, yaml by a safe loader, and the command line only by
-    our ``cli`` (RecBole would otherwise read pytest's or a caller's argv).
+    strings are read by :func:`parse_literal`, yaml by a safe loader within the input bounds, and
+    the command line only by our ``cli`` (RecBole would otherwise read pytest's or a caller's argv).
     """
 
     def __init__(self, *args, user_keys: Iterable[str] = (), **kwargs) -> None:
@@ -185,7 +443,7 @@ class SafeConfig(Config):
         super().__init__(*args, **kwargs)
 
     def _build_yaml_loader(self):
-        return _SafeRecBoleLoader
+        return _BoundedLoader
 
     def _get_final_config_dict(self):
         final = super()._get_final_config_dict()
@@ -243,19 +501,6 @@ def negatives_follow_loss_type(final: dict[str, Any], model_class: type, user_ke
         final["train_neg_sample_args"] = None
 
 
-def _check_yaml_files(files: Iterable[str]) -> None:
-    for file in files:
-        if not os.path.isfile(file):
-            raise FileNotFoundError(f"config file not found: {file}")
-        try:
-            with open(file, encoding="utf-8") as handle:
-                content = yaml.safe_load(handle)
-        except yaml.YAMLError as error:
-            raise ValueError(f"malformed yaml in config file {file}: {error}") from error
-        if content is not None and not isinstance(content, dict):
-            raise ValueError(f"config file {file} must hold a mapping of key: value, got {type(content).__name__}")
-
-
 def check_key_spelling(keys: Iterable[str], known: Iterable[str]) -> None:
     """Fail on a key that nobody defines but is one typo away from a known one."""
     known = sorted(known)
@@ -267,8 +512,95 @@ def check_key_spelling(keys: Iterable[str], known: Iterable[str]) -> None:
             raise ValueError(f"unknown config key '{key}'; did you mean '{close[0]}'?")
 
 
+def nearest_key(key: str, known: Iterable[str]) -> str | None:
+    """The known key ``key`` most likely means: another library's name for it, the same name in
+    another case, else the closest spelling; ``None`` where nothing is close."""
+    known = sorted(known)
+    if KEY_ALIASES.get(key) in known:
+        return KEY_ALIASES[key]
+    by_case = [name for name in known if name.lower() == key.lower()]
+    close = by_case or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_keys(file_values: Sequence[tuple[str, dict[str, Any]]],
+               overrides: dict[str, Any]) -> None:
+    """Every key the user set belongs to a component. A key one typo from a known one is refused
+    wherever it is set; a key of the user's own model is accepted where a user config file
+    declares it (``--key=value`` and ``config_dict`` may then override it); any other key of the
+    overrides is refused with the nearest known key. ``local_rank`` is the launcher's, never a
+    file's."""
+    known = known_keys()
+    declared: set[str] = set()
+    for file, values in file_values:
+        check_key_spelling(values, known)
+        if "local_rank" in values:
+            raise ValueError(f"config file {file}: {launcher_key_message()}")
+        declared |= set(values)
+    check_key_spelling(overrides, known)
+    for key in overrides:
+        if key in known or key in declared:
+            continue
+        meant = nearest_key(key, known)
+        if meant:
+            raise ValueError(f"unknown config key '{key}'; did you mean '{meant}'? "
+                             f"({CUSTOM_KEY_HINT})")
+        raise ValueError(f"unknown config key '{key}': no RecBole, model, data set or plugin key "
+                         f"has this name; {CUSTOM_KEY_HINT}")
+
+
+def launcher_key_message() -> str:
+    return ("config key 'local_rank' is set by the multi-process launcher for each of its ranks, "
+            "not by a user; set nproc (and world_size, offset) to train with several processes")
+
+
+def read_overrides(config_dict: dict[str, Any] | None) -> dict[str, Any]:
+    """``config_dict`` as ``SafeConfig`` reads it (strings by :func:`parse_literal`), within the
+    bounds: keys are names, values within nesting, size and integer limits."""
+    if config_dict is not None and not isinstance(config_dict, dict):
+        raise ValueError("config_dict must be a mapping of key: value, got "
+                         f"{type(config_dict).__name__}")
+    overrides = {}
+    for key, value in (config_dict or {}).items():
+        check_key_name(key)
+        if isinstance(value, str):
+            if len(value) > MAX_CONFIG_BYTES:
+                raise ValueError(_too_long(f"config key {key!r}", len(value)))
+            _check_text(value, f"config key {key!r} = {_preview(value)}")
+            value = parse_literal(value)
+        check_value_bounds(value, f"config key {key!r}")
+        overrides[key] = value
+    return overrides
+
+
+def check_metric_keys(values: dict[str, Any]) -> None:
+    """The user's ``metrics`` (RecBole's or the plugin's, all ranking or all value metrics) and
+    ``valid_metric`` (text), before RecBole reads them."""
+    from recbole.evaluator import register
+
+    if "metrics" in values:
+        metrics = values["metrics"]
+        names = [metrics] if isinstance(metrics, str) else metrics
+        known = sorted(register.metric_types)
+        invalid = f"config key 'metrics' = {metrics!r} is invalid"
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{invalid}: expected a list of metric names from {known}")
+        unknown = [name for name in names if name.lower() not in register.metric_types]
+        if unknown:
+            raise ValueError(f"{invalid}: unknown metric {unknown[0]!r}; expected names from "
+                             f"{known} (any case)")
+        if len({register.metric_types[name.lower()] for name in names}) > 1:
+            raise ValueError(f"{invalid}: ranking metrics and value metrics (RecBole's) cannot be "
+                             "evaluated together")
+    metric = values.get("valid_metric", "")
+    if not isinstance(metric, str):
+        raise ValueError(f"config key 'valid_metric' = {metric!r} is invalid: expected a metric "
+                         "name, e.g. NDCG@20")
+
+
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """An int or a finite float (never a bool, NaN or an infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def positive(value: Any) -> bool:
@@ -289,23 +621,27 @@ def make_config(
     config_files: Sequence[str] | None = None,
     config_dict: dict[str, Any] | None = None,
 ):
-    """A RecBole ``Config`` with our defaults under the user's files and overrides."""
+    """A RecBole ``Config`` with our defaults under the user's files and overrides. Everything the
+    user gave is checked here, before any data loads: names, files and values within bounds,
+    every key known (or declared by a user file), RecBole's common keys and every plugin value."""
     compat.apply()
     register_metrics()
 
+    check_name("model", model)
+    check_name("data set", dataset)
     user_files = [str(f) for f in (config_files or [])]
-    _check_yaml_files(user_files)
+    file_values = [(file, read_config_file(file)) for file in user_files]
     model_class = check_model(model)
     # strings read as SafeConfig reads them, so the checks below see the values RecBole will
-    overrides = {k: parse_literal(v) if isinstance(v, str) else v for k, v in (config_dict or {}).items()}
+    overrides = read_overrides(config_dict)
+    check_keys(file_values, overrides)
     user_values: dict[str, Any] = {}
-    for file in user_files:
-        with open(file, encoding="utf-8") as handle:
-            user_values.update(yaml.safe_load(handle) or {})
+    for _, values in file_values:
+        user_values.update(values)
     user_values.update(overrides)
-    check_key_spelling(user_values, known_keys())
     if "topk" in user_values:  # before RecBole compares its entries with 0
         check_topk(user_values["topk"])
+    check_metric_keys(user_values)  # before RecBole looks each one up
     try:
         config = SafeConfig(
             model=model_class,  # RecBole's Config takes a class where the name is not RecBole's
@@ -317,6 +653,8 @@ def make_config(
     except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
         raise ValueError(f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}") from None
     check_values(config)
+    check_plugin_values(config)
+    check_output_paths(config)
     warn_ignored_keys(config["denoise_scheme"], set(user_values))
     return config
 
@@ -329,16 +667,21 @@ def positive_int(value: Any) -> bool:
     return is_int(value) and value >= 1
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 # RecBole's keys users set most, checked here because RecBole checks none of them
 VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "epochs": (positive_int, "an integer >= 1"),
-    "learning_rate": (positive, "a number > 0"),
+    "learning_rate": (positive, "a finite number > 0"),
+    "weight_decay": (non_negative, "a finite number >= 0"),
     "train_batch_size": (positive_int, "an integer >= 1"),
     "eval_batch_size": (positive_int, "an integer >= 1"),
     # 0: stop at the first validation without gain (RecBole's early_stopping stops when steps > it)
     "stopping_step": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "embedding_size": (positive_int, "an integer >= 1"),
     "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "state": (lambda v: v is None or (isinstance(v, str) and v.lower() in LOG_LEVELS),
+              f"a log level, one of {list(LOG_LEVELS)} (any case)"),
 }
 
 
@@ -349,7 +692,8 @@ def check_topk(value: Any) -> None:
 
 
 def check_values(config) -> None:
-    """Types and ranges of ``VALUE_CHECKS``, and ``valid_metric``'s @K among ``topk``."""
+    """Types and ranges of ``VALUE_CHECKS``, and ``valid_metric``: one of ``metrics``, its @K among
+    ``topk``."""
     for key, (check, allowed) in VALUE_CHECKS.items():
         if key in config.final_config_dict:
             read_key(config, key, check, allowed)
@@ -360,6 +704,59 @@ def check_values(config) -> None:
             raise ValueError(
                 f"config key 'valid_metric' = {metric!r} is invalid: its @K must be one of topk {config['topk']}"
             )
+    metrics = list(config["metrics"])
+    if str(metric).split("@")[0].lower() not in [name.lower() for name in metrics]:
+        raise ValueError(f"config key 'valid_metric' = {metric!r} is not among the evaluated "
+                         f"metrics {metrics}")
+
+
+def check_plugin_values(config) -> None:
+    """The plugin's choices by name (``denoise_scheme``, ``controller_credit``, ``eval_protocol``)
+    against their registries, then every key of the chosen scheme: the scheme is built once on the
+    CPU and dropped, so its own checks run before any data loads."""
+    import torch
+
+    from recbole_autodenoise.credit import CREDITS
+    from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS
+    from recbole_autodenoise.schemes import SCHEMES
+
+    for key, registry in (("denoise_scheme", SCHEMES), ("controller_credit", CREDITS)):
+        name = read_key(config, key, lambda v: isinstance(v, str),
+                        f"a name, one of {registry.names()}")
+        registry.get(name)  # an unknown name fails listing the registered ones
+    read_key(config, "eval_protocol", lambda v: isinstance(v, str) and v in EVAL_PROTOCOLS,
+             f"one of {list(EVAL_PROTOCOLS)}")
+    SCHEMES.get(config["denoise_scheme"])(config, torch.device("cpu"))
+
+
+def check_output_paths(config) -> None:
+    """``results_file`` names a file (not ending in '/'), and neither it nor ``checkpoint_dir``
+    would create a folder only to leave it by '..'."""
+    results = config["results_file"]
+    if results is not None:
+        if not isinstance(results, (str, os.PathLike)) or not os.fspath(results):
+            raise ValueError(f"config key 'results_file' = {results!r} is invalid: expected a "
+                             "file path")
+        if os.fspath(results).endswith(("/", os.sep)):
+            raise ValueError(f"config key 'results_file' = {os.fspath(results)!r} is invalid: it "
+                             "ends in '/'; expected a file path, e.g. out/results.json")
+        _check_no_climb("results_file", os.fspath(results))
+    folder = config["checkpoint_dir"]
+    if isinstance(folder, (str, os.PathLike)):
+        _check_no_climb("checkpoint_dir", os.fspath(folder))
+
+
+def _check_no_climb(key: str, path: str) -> None:
+    """Fail where a '..' of ``path`` follows a folder that does not exist (creating the folders
+    would leave an empty one behind)."""
+    current = Path()
+    for part in Path(path).parts:
+        if part == ".." and current != Path() and not current.is_dir():
+            raise ValueError(
+                f"config key {key!r} = {path!r} is invalid: its folder {str(current)!r} does not "
+                "exist and would be created only to be left by '..'; write the path without '..'"
+            )
+        current = current / part
 
 
 def warn_ignored_keys(scheme: Any, user_keys: set[str]) -> None:
@@ -367,24 +764,33 @@ def warn_ignored_keys(scheme: Any, user_keys: set[str]) -> None:
     from recbole_autodenoise.schemes import SCHEMES, ignored_keys
 
     if not isinstance(scheme, str) or scheme not in SCHEMES:
-        return  # the trainer reports an unknown scheme, listing the available ones
+        return  # check_plugin_values reports an unknown scheme, listing the available ones
     ignored = ignored_keys(scheme, user_keys)
     if ignored:
         warnings.warn(f"config keys {ignored} are ignored by denoise_scheme {scheme!r}", UserWarning, stacklevel=3)
 
 
-def parse_cli_value(text: str) -> Any:
+def parse_cli_value(text: str, key: str = "value") -> Any:
     """``--key=value`` values: Python literals (1e-3, [10, 20], None), then safe YAML (true), else
-    text; never evaluated."""
+    text; never evaluated. Within the bounds of config input (a ValueError naming ``key``)."""
+    where = f"--{key}"
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ValueError(_too_long(where, len(text)))
+    _check_text(text, f"{where} value")
     try:
-        return ast.literal_eval(text)
+        value = ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         pass
+    else:
+        check_value_bounds(value, where)
+        return value
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml_text(text, where)
+    except MalformedYaml:
         return text
-    return text if value is None and text.strip() not in ("", "~", "null") else value
+    value = text if value is None and text.strip() not in ("", "~", "null") else value
+    check_value_bounds(value, where)
+    return value
 
 
 def read_key(config, key: str, check: Callable[[Any], bool], allowed: str) -> Any:

@@ -210,10 +210,8 @@ def test_user_protocol_is_recboles(tmp_path):
 
 
 def test_unknown_protocol(tmp_path):
-    config = protocol_config(tmp_path, eval_protocol="bogus")
-    dataset = create_dataset(config)
-    with pytest.raises(ValueError) as info:
-        data_preparation(config, dataset)
+    with pytest.raises(ValueError) as info:  # refused by make_config, before any data loads
+        protocol_config(tmp_path, eval_protocol="bogus")
     message = str(info.value)
     assert "bogus" in message and "interaction" in message and "user" in message
 

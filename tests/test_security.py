@@ -57,10 +57,20 @@ def _plant(path: Path, marker: Path) -> None:
 
 # --- 1. no code runs from config values ---------------------------------------------------------
 
+def _declaring_my_note(tmp_path: Path) -> Path:
+    """A user config file that declares the custom key ``my_note`` (keys no component defines are
+    refused unless a user file declares them)."""
+    path = tmp_path / "my_model.yaml"
+    path.write_text('my_note: ""\n', encoding="utf-8")
+    return path
+
+
 def test_command_line_payload_runs_nothing_and_stays_text(tmp_path, stop_before_data):
     marker = tmp_path / "pwned"
     with pytest.raises(_Stop):
-        cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=default", f"--my_note={_payload(marker)}"])
+        cli.main(["--model=BPR", "--dataset=ml-100k", "--scheme=default",
+                  f"--my_note={_payload(marker)}",
+                  f"--config_files={_declaring_my_note(tmp_path)}"])
     assert not marker.exists()
     assert stop_before_data["config"]["my_note"] == _payload(marker)
 
@@ -77,7 +87,8 @@ def test_config_dict_payload_runs_nothing_and_literals_still_parse(tmp_path, sto
     overrides = {"my_note": _payload(marker), "learning_rate": "5e-4", "topk": "[10, 20]",
                  "show_progress": "FALSE", "denoise_scheme": "default"}
     with pytest.raises(_Stop):
-        quick_start.run("BPR", "ml-100k", config_dict=overrides)
+        quick_start.run("BPR", "ml-100k", config_files=[_declaring_my_note(tmp_path)],
+                        config_dict=overrides)
     config = stop_before_data["config"]
     assert not marker.exists()
     assert config["my_note"] == _payload(marker)

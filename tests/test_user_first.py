@@ -144,9 +144,9 @@ def test_user_first_needs_a_timestamp(tmp_path):
 
 
 def test_bad_protocol_names_the_allowed_ones(tmp_path):
-    config = tiny_config(tmp_path, eval_protocol="first")
-    with pytest.raises(ValueError, match=r"eval_protocol='first' is not one of \['user_first', 'interaction', 'user'\]"):
-        data_preparation(config, create_dataset(config))
+    with pytest.raises(ValueError, match=r"'eval_protocol' = 'first' is invalid: expected one of "
+                                         r"\['user_first', 'interaction', 'user'\]"):
+        tiny_config(tmp_path, eval_protocol="first")  # make_config refuses it before any data
 
 
 # --------------------------------------------------------------------------- sequential models

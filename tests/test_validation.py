@@ -44,9 +44,30 @@ def test_a_misspelt_key_in_a_yaml_file_is_caught_too(tmp_path):
     assert "did you mean 'learning_rate'" in config_error(config_files=[str(path)])
 
 
-def test_a_key_far_from_every_known_key_is_left_to_the_user():
-    check_key_spelling(["my_own_model_option"], known_keys())  # RecBole lets models read their own keys
-    assert make_config("BPR", "ml-100k", config_dict={"my_own_model_option": 3})["my_own_model_option"] == 3
+def test_a_key_no_component_defines_is_refused_with_the_custom_key_route():
+    check_key_spelling(["my_own_model_option"], known_keys())  # not a typo of a known key
+    message = config_error({"my_own_model_option": 3})
+    assert message.startswith(
+        "unknown config key 'my_own_model_option': no RecBole, model, data set or plugin key")
+    assert "--config_files" in message and "docs/guide.md" in message
+
+
+@pytest.mark.parametrize("key, meant", [("lr", "learning_rate"), ("batch_size", "train_batch_size"),
+                                        ("Learning_Rate", "learning_rate"),
+                                        ("num_epochs", "epochs")])
+def test_other_libraries_names_get_the_nearest_known_key(key, meant):
+    message = config_error({key: 7})
+    assert message.startswith(f"unknown config key '{key}'; did you mean '{meant}'? ")
+    assert "--config_files" in message
+
+
+def test_a_key_declared_in_a_user_file_is_accepted_and_may_be_overridden(tmp_path):
+    path = tmp_path / "my_model.yaml"
+    path.write_text("my_own_model_option: 3\n", encoding="utf-8")
+    assert make_config("BPR", "ml-100k", config_files=[str(path)])["my_own_model_option"] == 3
+    config = make_config("BPR", "ml-100k", config_files=[str(path)],
+                         config_dict={"my_own_model_option": 5})
+    assert config["my_own_model_option"] == 5
 
 
 def test_the_known_keys_hold_recbole_model_data_set_and_plugin_keys():
@@ -66,8 +87,14 @@ def test_the_known_keys_hold_recbole_model_data_set_and_plugin_keys():
         ("epochs", -3, "an integer >= 1"),
         ("epochs", 2.0, "an integer >= 1"),
         ("epochs", True, "an integer >= 1"),
-        ("learning_rate", 0, "a number > 0"),
-        ("learning_rate", -0.01, "a number > 0"),
+        ("learning_rate", 0, "a finite number > 0"),
+        ("learning_rate", -0.01, "a finite number > 0"),
+        ("learning_rate", float("inf"), "a finite number > 0"),
+        ("learning_rate", float("nan"), "a finite number > 0"),
+        ("weight_decay", -1e-4, "a finite number >= 0"),
+        ("weight_decay", float("inf"), "a finite number >= 0"),
+        ("state", "loud",
+         "a log level, one of ['debug', 'info', 'warning', 'error', 'critical'] (any case)"),
         ("train_batch_size", 0, "an integer >= 1"),
         ("eval_batch_size", 1.5, "an integer >= 1"),
         ("stopping_step", -1, "an integer >= 0"),
@@ -104,7 +131,9 @@ def test_good_values_pass_through():
         "train_batch_size": 1, "embedding_size": 8, "stopping_step": 1})
     assert (config["epochs"], config["learning_rate"], config["topk"], config["seed"]) == (3, 0.01, [10], 0)
     assert make_config("BPR", "ml-100k", config_dict={"topk": 5, "valid_metric": "NDCG@5"})["topk"] == [5]
-    assert make_config("BPR", "ml-100k", config_dict={"topk": [10], "valid_metric": "GAUC"})["topk"] == [10]
+    config = make_config("BPR", "ml-100k",
+                         config_dict={"topk": [10], "valid_metric": "GAUC", "metrics": ["GAUC"]})
+    assert config["topk"] == [10]
 
 
 # --------------------------------------------------------------------------------------------
