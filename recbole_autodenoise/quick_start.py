@@ -316,5 +316,5 @@ def evaluate_checkpoint(
     tested = _test(trainer, test_data, config, True, False)
     sizes = {"users": data.user_num, "items": data.item_num, "interactions": data.inter_num,
              "train": len(train_data._dataset), "valid": len(valid_data._dataset),
-             "test": len(test_data._dataset)}
+             "test": len(test_data._dataset), "files": list(data.data_files)}
     return {**tested, "data": sizes, "best_epoch": saved.get("epoch"), "checkpoint": checkpoint}

@@ -374,6 +374,7 @@ def test_a_separate_tuning_seed_and_the_test_of_every_candidate(tmp_path):
     assert set(tested) == {"default", "good", "bad"}
     assert sorted(c[2] for c in runner.calls if c[0] == "test") == [2021] * 3 + [2022] * 3
     assert report["settings"]["args"]["test"] == "all"
+    assert report["settings"]["cell_commits"] == ["None"]  # the stand-in records no commit
 
 
 def test_run_jobs_prints_a_line_per_cell_started_and_finished(tmp_path):
@@ -549,3 +550,15 @@ def test_select_end_to_end_on_ml100k_never_recommends_a_worse_candidate(tmp_path
         raise AssertionError("a finished cell ran again")
 
     assert command.main(args, runner=never) == 0
+
+
+def test_a_cell_records_the_commit_that_computed_it(tmp_path, monkeypatch):
+    from recbole_autodenoise.select import child, machine
+
+    monkeypatch.setattr(child, "run_cell", lambda mode, spec: {"best_valid_score": 0.5})
+    monkeypatch.setattr(machine, "git_commit", lambda: "abc123")
+    spec = tmp_path / "spec.json"
+    spec.write_text("{}", encoding="utf-8")
+    assert child.main(["train", str(spec), str(tmp_path / "out.json")]) == 0
+    found = json.loads((tmp_path / "out.json").read_text())
+    assert found == {"best_valid_score": 0.5, "commit": "abc123"}

@@ -119,6 +119,15 @@ class Store:
         with atomic_write(self.output(job)) as handle:
             handle.write(json.dumps(outcome, allow_nan=True) + "\n")
 
+    def outcomes(self) -> Iterator[dict[str, Any]]:
+        """Every finished cell's outcome in the folder (train and test)."""
+        for path in sorted(self.root.glob("*/*.json")):
+            if path.name in ("result.json", "test.json"):
+                try:
+                    yield json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError):
+                    continue
+
     def checkpoint(self, spec: CellSpec) -> Path | None:
         """The best-model checkpoint of a finished train cell."""
         result = self.finished(Job("", spec))

@@ -54,7 +54,10 @@ def main(argv: list[str]) -> int:
         )
         return 2
     mode, spec_path, out_path = argv
+    from recbole_autodenoise.select.machine import git_commit
+
     outcome = run_cell(mode, json.loads(Path(spec_path).read_text(encoding="utf-8")))
+    outcome["commit"] = git_commit()  # the code that computed it (a study's rows share one)
     from recbole_autodenoise.files import atomic_write
     from recbole_autodenoise.quick_start import strict_json_payload
 

@@ -499,6 +499,9 @@ def run_select(
             if report["recommended"].get("test", {}).get("error"):
                 status = 1
     report["settings"] = _settings(plan, started)
+    report["settings"]["cell_commits"] = sorted(
+        {str(found.get("commit")) for found in store.outcomes()}
+    )
     return report, status
 
 
