@@ -117,11 +117,19 @@ def test_bad_guide_ratio(tmp_path, value):
 
 @pytest.mark.parametrize("kind", NOISE_KINDS)
 def test_noise_rate_beyond_the_unseen_items(tmp_path, kind):
-    # 48 training rows x 20 = 960 fake rows: some user is drawn far more than its 28 unseen items.
+    # 48 training rows x 3 = 144 fake rows fit the 174 untrained pairs, but some user is drawn for
+    # more than its unseen items.
     with pytest.raises(ValueError) as info:
-        make(tmp_path, noise_rate=20, noise_kind=kind)
+        make(tmp_path, noise_rate=3, noise_kind=kind)
     message = str(info.value)
     assert "noise_rate is too large" in message and f"noise_kind='{kind}'" in message and "user 'u" in message
+
+
+@pytest.mark.parametrize("rate", [4, 1e9])
+def test_noise_rate_beyond_every_untrained_pair_is_refused_before_any_draw(tmp_path, rate):
+    # 48 training rows: 4 x 48 = 192 > 174 untrained (user, item) pairs; 1e9 must not allocate 4.8e10 rows
+    with pytest.raises(ValueError, match=rf"asks for {int(48 * rate)} fake interactions, more than the 174 "):
+        make(tmp_path, noise_rate=rate)
 
 
 def test_noise_needs_the_chronological_per_user_split(tmp_path):
