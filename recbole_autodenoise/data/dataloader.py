@@ -182,9 +182,14 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
     return samplers
 
 
-def test_protocols(config) -> tuple[str, ...]:
-    """The protocols ``quick_start.run`` reports on test: ``user`` is ``interaction`` for sequential models."""
-    return EVAL_PROTOCOLS if config["MODEL_TYPE"] == ModelType.GENERAL else ("user_first", "interaction")
+def test_protocols(config, dataset=None) -> tuple[str, ...]:
+    """The protocols ``quick_start.run`` reports on test: ``user`` is ``interaction`` for sequential
+    models; without ``dataset``'s time field (pre-split files may lack it) no ``user_first``."""
+    general = config["MODEL_TYPE"] == ModelType.GENERAL
+    names = EVAL_PROTOCOLS if general else ("user_first", "interaction")
+    if dataset is not None and dataset.field2type.get(dataset.time_field) is None:
+        names = tuple(name for name in names if name != "user_first")
+    return names
 
 
 def _build_split(config, dataset):
@@ -241,7 +246,8 @@ def _prepare(config, dataset, protocol):
         guide_data = protocol_loader(guide_protocol, config, guide_data)
     elif protocol == "user_first":
         guide_data = protocol_loader(guide_protocol, config, valid_data)
-    names = test_protocols(config) if isinstance(test_data, FullSortEvalDataLoader) else (protocol,)
+    full = isinstance(test_data, FullSortEvalDataLoader)
+    names = test_protocols(config, dataset) if full else (protocol,)
     by_protocol = {name: protocol_loader(name, config, test_data) for name in names}
     valid_data = protocol_loader(protocol, config, valid_data)
     test_data = by_protocol[protocol]
