@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import os
 import signal
 import sys
@@ -369,34 +368,12 @@ def gather_objects(value: Any) -> list[Any]:
     return out
 
 
-def digest(*states: Any) -> str:
-    """sha256 of tensors (dtype, shape, bytes) and plain values: equal exactly when bitwise equal."""
-    from recbole_autodenoise.checkpoints import _feed
-
-    hasher = hashlib.sha256()
-    for state in states:
-        _feed(hasher, state)
-    return hasher.hexdigest()
-
-
 def check_agreement(what: str, value: str) -> list[str]:
     """Every rank's ``value``; a ValueError where the ranks disagree (they diverged: a bug)."""
     values = gather_objects(value)
     if len(set(values)) > 1:
         raise ValueError(f"ranks diverged: {what} differs between ranks ({values})")
     return values
-
-
-def own_rank_state(denoise: dict[str, Any], config, path: str) -> dict[str, Any]:
-    """This rank's random state and scheme state from a checkpoint's ``denoise`` entry: a
-    multi-process checkpoint holds every rank's (``ranks``), resumed on as many ranks."""
-    ranks = denoise.get("ranks")
-    saved = 1 if ranks is None else len(ranks)
-    world = int(config["world_size"]) if is_distributed(config) else 1
-    if saved != world:
-        raise ValueError(f"{path} was written by a run of {saved} process(es), this run has {world}: "
-                         f"resume with as many (nproc / world_size = {saved})")
-    return {"rng": denoise["rng"], "scheme_state": denoise["scheme_state"]} if ranks is None else ranks[global_rank(config)]
 
 
 def check_supported(config, scheme, diagnostics: bool) -> None:

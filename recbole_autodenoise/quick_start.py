@@ -18,14 +18,14 @@ from typing import Any, Sequence
 from recbole.utils import init_logger, init_seed
 
 from recbole_autodenoise import distributed
-from recbole_autodenoise.checkpoints import check_checkpoint_dir
+from recbole_autodenoise.checkpoints import check_checkpoint_dir, load_resumable, plain_config
 from recbole_autodenoise.config import make_config, plugin_keys, read_key
 from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.model import get_model
 from recbole_autodenoise.schemes.protocol import check_protocol
-from recbole_autodenoise.trainer import AutoDenoiseTrainer, load_resumable, plain_config
+from recbole_autodenoise.trainer import AutoDenoiseTrainer
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
 
@@ -291,13 +291,13 @@ def evaluate_checkpoint(
     best-model file of a run with this model, data set, scheme and seed). Returns ``test``,
     ``test_by_protocol``, ``per_query`` (as ``run``'s results), ``data`` (the sizes, to check that
     the rebuilt split is the run's) and the checkpoint's ``best_epoch``."""
-    from recbole_autodenoise import compat
+    from recbole_autodenoise import checkpoints
 
     config = make_config(model, dataset, config_files, config_dict)
     check_no_caches(config)
     check_checkpoint_dir(config)
     checkpoint = os.fspath(checkpoint)
-    saved = compat.load_checkpoint(checkpoint)
+    saved = checkpoints.load_checkpoint(checkpoint)
     if saved.get("kind") != "best" or "denoise" not in saved:
         raise ValueError(f"{checkpoint} is not a best-model checkpoint of an AutoDenoiseTrainer")
     trained = {**saved["config"], "denoise_scheme": saved["denoise"]["scheme"]}
