@@ -314,16 +314,14 @@ def whole_sets(config):
 
 def shard_training(config, train_data):
     """The training loader again, sharded by RecBole's ``DistributedSampler`` (its batches are
-    ``train_batch_size / world_size``), keeping what ``data_preparation`` attached."""
+    ``train_batch_size / world_size``)."""
     if not is_distributed(config):
         return train_data
     from recbole.data.dataloader import TrainDataLoader
 
     if not isinstance(train_data, TrainDataLoader):
         raise ValueError(f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}")
-    sharded = type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
-    sharded.clean_guide_data = getattr(train_data, "clean_guide_data", None)
-    return sharded
+    return type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
 
 
 # --- collectives ------------------------------------------------------------------------------

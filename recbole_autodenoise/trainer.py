@@ -1,9 +1,9 @@
 """``AutoDenoiseTrainer``: RecBole's ``Trainer`` with per-sample weights from a weighting scheme.
 
 Only the hooks RecBole offers are overridden: ``_train_epoch`` passes a weighted ``loss_func``,
-``_valid_epoch`` lets the scheme learn from the clean validation result (or from
-``train_data.clean_guide_data``: the guide part of the clean validation set where the data
-pipeline split one off, the whole clean validation set under ``eval_protocol: user_first``), and
+``_valid_epoch`` lets the scheme learn from the clean validation result (or from the data
+bundle's guide loader: the guide part of the clean validation set where the data pipeline split
+one off, the whole clean validation set under ``eval_protocol: user_first``), and
 the checkpoint hooks write the state ``checkpoints.py`` defines: the best model ``<name>.pth``
 (saved on improvement, read by ``evaluate(load_best_model=True)``) and ``<name>-latest.pth``, the
 full state after every finished epoch, from which ``resume_checkpoint`` continues exactly.
@@ -38,6 +38,7 @@ from recbole_autodenoise.checkpoints import (
     unique_checkpoint_file,
 )
 from recbole_autodenoise.config import positive, read_key
+from recbole_autodenoise.data.bundle import DataBundle, TrainingData, training_data_of
 from recbole_autodenoise.data.dataloader import InteractionFullSortEvalDataLoader
 from recbole_autodenoise.diagnostics import Diagnosis
 from recbole_autodenoise.evaluation import per_query
@@ -115,6 +116,7 @@ class AutoDenoiseTrainer(Trainer):
         self._is_set_up = False
         self.pending: dict[str, Any] = {}  # what a resume read for fit: "rng", "guide"
         self.train_data = None
+        self.data: TrainingData | None = None  # the training side of the data (set_data)
         self.clean_batches: CleanBatches | None = None  # built in fit() for schemes with needs_guidance
         self._collect_auc: CleanAUC | None = None
 
@@ -126,19 +128,35 @@ class AutoDenoiseTrainer(Trainer):
             config["metrics"] = list(config["metrics"]) + [name]
 
     # --- training -------------------------------------------------------------------------
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
-        self.train_data = train_data
+    def set_data(self, bundle: DataBundle) -> None:
+        """The data ``fit`` trains on: ``prepare_data``'s bundle, of which the trainer keeps the
+        training side only (``bundle.training``: guide loader, guide, explicit and validation
+        rows; never a test row). ``fit`` then takes ``bundle.train`` and ``bundle.select``.
+        Without it, ``fit`` on ``data_preparation``'s loaders finds the same training side
+        (``data.bundle.training_data_of``); on other loaders the validation set guides."""
+        self.data = bundle.training
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
+            callback_fn=None):
+        if self.data is None:
+            self.data = training_data_of(train_data)
+        elif self.data.train is not train_data:
+            raise ValueError("fit() got another training loader than this trainer's data "
+                             "(set_data, or the first fit): pass that bundle's train loader")
+        self.train_data, data = train_data, self.data
         if not self._is_set_up:
             self.scheme.batches_per_epoch = len(train_data)
-            self.scheme.setup(train_data._dataset)
+            self.scheme.setup(train_data._dataset, None if data is None else data.valid_rows)
             self._is_set_up = True
         if self.scheme.needs_guidance and self.clean_batches is None:
             self.clean_batches = CleanBatches(
-                guide_dataset(train_data, valid_data, self.scheme.guide_rows), self.model, self.guide_batch_size,
-                int(self.config["seed"]), self.device, exclude=train_data._dataset,
+                guide_dataset(data, valid_data, self.scheme.guide_rows), self.model,
+                self.guide_batch_size, int(self.config["seed"]), self.device,
+                exclude=train_data._dataset,
             )
         if self.diagnosis is not None:
-            self.diagnosis.setup(guide_dataset(train_data, valid_data), self.guide_batch_size, train_data._dataset)
+            self.diagnosis.setup(guide_dataset(data, valid_data), self.guide_batch_size,
+                                 train_data._dataset)
         checkpoints.restore_pending(self)
         self._saving = saved
         result = super().fit(train_data, valid_data, verbose, saved, show_progress,
@@ -226,10 +244,10 @@ class AutoDenoiseTrainer(Trainer):
 
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time()
-        # the scheme learns from ``clean_guide_data`` where the data pipeline made one: the guide part
+        # the scheme learns from the guide loader where the data pipeline made one: the guide part
         # of a guide/select split, or (eval_protocol user_first, whose validation loader holds one
         # query per user) every clean validation interaction; validation selects
-        guide_loader = getattr(self.train_data, "clean_guide_data", None)
+        guide_loader = None if self.data is None else self.data.guide
         own_gauc = self.reward_key == "gauc"
         wants_auc = own_gauc or self.scheme.needs_user_rewards
         # without a guide part the reward comes from the validation pass itself
