@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
 
 BACKENDS = ("auto", "gloo", "nccl")
 
@@ -323,6 +324,16 @@ def shard_training(config, train_data):
         raise ValueError(f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}")
     return type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
 
+
+
+def check_whole_set(eval_data, config) -> None:
+    """Under DDP evaluation must see the whole set on every rank (the trainer's ``_map_reduce``
+    takes one rank's result as the whole one)."""
+    sharded = isinstance(getattr(eval_data, "sampler", None), DistributedSampler)
+    if is_distributed(config) and sharded:
+        raise ValueError("under multi-process training every rank evaluates the whole set: build "
+                         "the loaders with recbole_autodenoise.prepare_data or data_preparation "
+                         "(their evaluation loaders are not sharded)")
 
 # --- collectives ------------------------------------------------------------------------------
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -11,37 +11,29 @@ Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches, per
 alignment, virtual meta steps). Evaluation never applies weights; the weight study is
 ``evaluation.weights``.
 
-Early stopping is RecBole's (``stopping_step`` validations without gain) with one guard: it cannot
-fire before ``stopping_min_epochs`` epochs have trained, so a run whose first validations happen to
-be its best cannot end as an untrained model by accident. ``stopping_summary`` says how a run
-ended (best epoch, stopped early, or ran into the ``epochs`` cap).
+Early stopping is RecBole's with the guard of ``stopping.py`` (``stopping_min_epochs``);
+``stopping_summary`` says how a run ended.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from time import time
 from typing import Any
 
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
-from torch.utils.data.distributed import DistributedSampler
 
-from recbole_autodenoise import checkpoints, distributed
+from recbole_autodenoise import checkpoints, distributed, stopping
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
 from recbole_autodenoise.canaries import CANARY_FIELD
 from recbole_autodenoise.loss_store import ROW_FIELD
-from recbole_autodenoise.checkpoints import (
-    check_checkpoint_dir,
-    latest_file,
-    plain_config,
-    unique_checkpoint_file,
-)
 from recbole_autodenoise.config import positive, read_key
 from recbole_autodenoise.data.bundle import DataBundle, TrainingData, training_data_of
-from recbole_autodenoise.data.dataloader import InteractionFullSortEvalDataLoader
 from recbole_autodenoise.diagnostics import Diagnosis
-from recbole_autodenoise.evaluation import per_query
+from recbole_autodenoise.evaluation import per_query, reward
+from recbole_autodenoise.evaluation.metrics import check_metrics, ensure_metric
 from recbole_autodenoise.evaluation.per_user import CleanAUC
 from recbole_autodenoise.evaluation.weights import WeightStudy
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
@@ -57,7 +49,7 @@ class AutoDenoiseTrainer(Trainer):
     def __init__(self, config, model) -> None:
         # the settings as the run chose them, before this trainer adds the reward's metric: a
         # checkpoint records them and a resume must match them (``checkpoints.check_same_settings``)
-        self.run_config = plain_config(config)
+        self.run_config = checkpoints.plain_config(config)
         self.scheme_name = read_key(config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name")
         scheme_cls = SCHEMES.get(self.scheme_name)  # an unknown name fails listing the available ones
         self.guide_learning_rate = float(read_key(config, "learning_rate", positive, "a number > 0"))
@@ -73,27 +65,18 @@ class AutoDenoiseTrainer(Trainer):
         self.reward_key = None
         if self.scheme.needs_reward:
             self.reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
-            if self.reward_key != "gauc":  # GAUC is computed here, cheaper than RecBole's full ranking
-                self._ensure_metric(config, self.reward_key)
-        num_items = getattr(model, "n_items", None)
-        if num_items is not None and max(config["topk"] or [0]) >= num_items:  # n_items counts the padding id
-            raise ValueError(
-                f"config key 'topk' = {config['topk']} asks for more items than the data set has ({num_items - 1})"
-            )
-        valid_name = str(config["valid_metric"]).split("@")[0].lower()
-        if valid_name not in [m.lower() for m in config["metrics"]]:
-            raise ValueError(
-                f"config key 'valid_metric' = {config['valid_metric']!r} is not among the evaluated "
-                f"metrics {list(config['metrics'])}"
-            )
-        check_checkpoint_dir(config)  # before RecBole's ensure_dir, which fails with a bare OSError
+            if self.reward_key != "gauc":  # GAUC is computed here (evaluation.reward)
+                ensure_metric(config, self.reward_key)
+        check_metrics(config, model)
+        # before RecBole's ensure_dir, which fails with a bare OSError
+        checkpoints.check_checkpoint_dir(config)
         super().__init__(config, model)
         # RecBole's <model>-<local time>.pth is shared by two runs started in the same second
         # under DDP every rank reads the best model rank 0 writes
-        self.saved_model_file = distributed.broadcast_object(unique_checkpoint_file(self.checkpoint_dir, config["model"]))
-        self.latest_model_file = latest_file(self.saved_model_file)
+        unique = checkpoints.unique_checkpoint_file(self.checkpoint_dir, config["model"])
+        self.saved_model_file = distributed.broadcast_object(unique)
+        self.latest_model_file = checkpoints.latest_file(self.saved_model_file)
         self.evaluator = per_query.RecordingEvaluator(config)
-        self._query_users: list[torch.Tensor] | None = None  # each evaluated row's user, during evaluate()
         self.last_per_query: dict[str, Any] | None = None  # ``per_query.record`` of the last evaluation
         self._valid_per_query: dict[str, Any] | None = None  # that of the last validation
         self.best_valid_per_query: dict[str, Any] | None = None  # that of the best validation
@@ -119,13 +102,6 @@ class AutoDenoiseTrainer(Trainer):
         self.data: TrainingData | None = None  # the training side of the data (set_data)
         self.clean_batches: CleanBatches | None = None  # built in fit() for schemes with needs_guidance
         self._collect_auc: CleanAUC | None = None
-
-    @staticmethod
-    def _ensure_metric(config, metric_key: str) -> None:
-        """The reward must be computed on validation: add its metric to ``metrics`` if absent."""
-        name = metric_key.split("@")[0]
-        if name not in [m.lower() for m in config["metrics"]]:
-            config["metrics"] = list(config["metrics"]) + [name]
 
     # --- training -------------------------------------------------------------------------
     def set_data(self, bundle: DataBundle) -> None:
@@ -244,30 +220,16 @@ class AutoDenoiseTrainer(Trainer):
 
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time()
-        # the scheme learns from the guide loader where the data pipeline made one: the guide part
-        # of a guide/select split, or (eval_protocol user_first, whose validation loader holds one
-        # query per user) every clean validation interaction; validation selects
-        guide_loader = None if self.data is None else self.data.guide
-        own_gauc = self.reward_key == "gauc"
-        wants_auc = own_gauc or self.scheme.needs_user_rewards
-        # without a guide part the reward comes from the validation pass itself
-        collector = self._clean_auc_accumulator() if wants_auc and guide_loader is None else None
-        self._collect_auc = collector
+        rewards = reward.RewardPass(self, None if self.data is None else self.data.guide)
+        self._collect_auc = rewards.collector
         try:
             valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         finally:
             self._collect_auc = None
         self._valid_per_query = self.last_per_query  # before a guide pass evaluates again
-        guide_score = None
-        learn_from = valid_result
-        if wants_auc:
-            gauc, per_user = collector.result() if collector is not None else self.clean_auc(guide_loader)
-            if self.scheme.needs_user_rewards:
-                self.scheme.observe_user_rewards(per_user)
-            if own_gauc:
-                learn_from = {**(valid_result if guide_loader is None else {}), "gauc": gauc}
-        elif self.reward_key is not None and guide_loader is not None:
-            guide_score, learn_from = super()._valid_epoch(guide_loader, show_progress=show_progress)
+        evaluate = partial(super()._valid_epoch, show_progress=show_progress)
+        learn_from, guide_score = rewards.learn_from(valid_result, evaluate)
+        if guide_score is not None:
             self.tensorboard.add_scalar("AutoDenoise/guide_score", guide_score, self._epoch)
         logs = self.scheme.after_evaluation(learn_from, self._epoch)
         for key, value in logs.items():
@@ -286,7 +248,9 @@ class AutoDenoiseTrainer(Trainer):
                                     **{f"controller_{k}": v for k, v in logs.items()}, **diagnostics)
             if guide_score is not None:
                 self.history[-1]["guide_score"] = float(guide_score)
-        self._hold_early_stopping()
+        # RecBole's fit passes cur_step to early_stopping right after this validation
+        self.cur_step = stopping.held_patience(self.cur_step, self._epoch, self.stopping_min_epochs,
+                                               self.stopping_step)
         self._last_valid_result = valid_result
         return valid_score, valid_result
 
@@ -295,50 +259,20 @@ class AutoDenoiseTrainer(Trainer):
         (``data_preparation`` builds whole-set evaluation loaders): the result is already exact."""
         return result
 
-    def _hold_early_stopping(self) -> None:
-        """Before ``stopping_min_epochs`` epochs have trained, keep RecBole's patience counter
-        (``cur_step``, which its ``fit`` passes to ``early_stopping`` right after this validation)
-        one short of running out. The kept count is min(true count, stopping_step), so from the
-        minimum on the stop fires exactly where the true count exceeds ``stopping_step``."""
-        if self._epoch + 1 < self.stopping_min_epochs:
-            self.cur_step = min(self.cur_step, self.stopping_step - 1)
-
     def stopping_summary(self) -> dict[str, Any]:
-        """How the run ended: ``best_epoch`` (RecBole's rule: the last validation at least as good
-        as every earlier one; None without validation), ``epochs_trained``, ``hit_epoch_cap`` (it
-        ran all ``epochs``: it may not have converged) and ``stopped_early`` (early stopping ended it)."""
-        best_epoch, best = None, None
-        for record in self.history:
-            score = record.get("valid_score")
-            if score is None:
-                continue
-            if best is None or (score >= best if self.valid_metric_bigger else score <= best):
-                best_epoch, best = record["epoch"], score
-        epochs_trained = self.history[-1]["epoch"] + 1 if self.history else 0
-        return {"best_epoch": best_epoch, "epochs_trained": epochs_trained, "hit_epoch_cap": epochs_trained >= self.epochs,
-                "stopped_early": 0 < epochs_trained < self.epochs, "stopping_min_epochs": self.stopping_min_epochs}
+        """How the run ended (``stopping.summary``)."""
+        return stopping.summary(self.history, self.epochs, self.valid_metric_bigger,
+                                self.stopping_min_epochs)
 
-    def _clean_auc_accumulator(self) -> CleanAUC:
-        return CleanAUC(self.train_data._dataset.user_num, self.model.USER_ID, self.device)
-
-    @torch.no_grad()
     def clean_auc(self, loader) -> tuple[float, torch.Tensor]:
-        """RecBole's GAUC over ``loader`` and each user's mean AUC ([num_users], NaN where none),
-        from the same full-sort scores as RecBole's evaluation, without its full ranking
-        (``evaluation.per_user.CleanAUC``; a test checks the equality with RecBole's GAUC)."""
-        self.model.eval()
-        accumulator = self._clean_auc_accumulator()
-        # one query per interaction of a general model: the same pairs from one score row per user
-        batches = loader.user_batches() if isinstance(loader, InteractionFullSortEvalDataLoader) else loader
-        for batched_data in batches:
-            accumulator.add(*self._full_sort_batch_eval(batched_data))
-        return accumulator.result()
+        """RecBole's GAUC over ``loader`` and each user's mean AUC (``reward.clean_auc``)."""
+        return reward.clean_auc(self, loader)
 
     def _full_sort_batch_eval(self, batched_data):
-        """RecBole's, plus the clean AUC of the scores while a validation pass collects it."""
+        """RecBole's, plus each query's user (``evaluation.per_query``) and the clean AUC of the
+        scores while a validation pass collects it."""
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
-        if self._query_users is not None:
-            self._query_users.append(interaction[self.config["USER_ID_FIELD"]].cpu())
+        self.evaluator.add_users(interaction[self.config["USER_ID_FIELD"]])
         if self._collect_auc is not None:
             self._collect_auc.add(interaction, scores, positive_u, positive_i)
         return interaction, scores, positive_u, positive_i
@@ -368,15 +302,15 @@ class AutoDenoiseTrainer(Trainer):
         """RecBole's, with the best model read through the checksummed, ``weights_only`` loader.
         Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files).
         Keeps the evaluation's per-query ranks in ``last_per_query`` (``evaluation.per_query``)."""
-        check_whole_set(eval_data, self.config)
+        distributed.check_whole_set(eval_data, self.config)
         if load_best_model and eval_data:
             checkpoints.load_best_model(self, model_file or self.saved_model_file)
-        self._query_users, self.evaluator.last_topk = [], None
+        self.evaluator.begin()
         try:
             result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         finally:
-            users, self._query_users = self._query_users, None
-        self.last_per_query = per_query.record(self.evaluator.last_topk, torch.cat(users) if users else torch.empty(0))
+            found = self.evaluator.end()
+        self.last_per_query = found
         return result
 
     # --- results --------------------------------------------------------------------------
@@ -384,9 +318,3 @@ class AutoDenoiseTrainer(Trainer):
         """The run's weight study (``evaluation.weights.WeightStudy.report``)."""
         return self.study.report(self.history)
 
-
-def check_whole_set(eval_data, config) -> None:
-    """Under DDP evaluation must see the whole set on every rank (see ``_map_reduce``)."""
-    if distributed.is_distributed(config) and isinstance(getattr(eval_data, "sampler", None), DistributedSampler):
-        raise ValueError("under multi-process training every rank evaluates the whole set: build the loaders "
-                         "with recbole_autodenoise.data_preparation (its evaluation loaders are not sharded)")
