@@ -322,7 +322,8 @@ def shard_training(config, train_data):
 
     if not isinstance(train_data, TrainDataLoader):
         raise ValueError(f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}")
-    return type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
+    return type(train_data)(config, train_data._dataset, train_data._sampler,
+                            shuffle=train_data.shuffle)
 
 
 

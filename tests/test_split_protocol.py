@@ -365,7 +365,7 @@ def test_no_training_object_holds_a_test_row(tmp_path, model, overrides):
     assert holders_of(valid, test_items, ds.iid_field) == []  # what fit() and the schemes also read
     # the bundle's whole training side: loaders, guide loader, guide, explicit and validation rows
     assert holders_of(bundle.training, test_items, ds.iid_field) == []
-    config["topk"], config["valid_metric"] = [5], "NDCG@5"  # 18 items: RecBole's topk 50 is too many
+    config["topk"], config["valid_metric"] = [5], "NDCG@5"  # 18 items: fewer than topk's 50
     trainer = AutoDenoiseTrainer(config, get_model(model)(config, train._dataset))
     trainer.set_data(bundle)  # what a trainer keeps of the bundle
     assert holders_of(trainer, test_items, ds.iid_field) == []

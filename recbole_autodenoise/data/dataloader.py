@@ -209,7 +209,8 @@ def _build_split(config, dataset):
     test_data = get_dataloader(config, "test")(config, split.test, test_sampler, shuffle=False)
     guide_data = None
     if dataset.clean_valid_guide_ratio > 0:
-        guide_data = get_dataloader(config, "valid")(config, split.guide, valid_sampler, shuffle=False)
+        guide_loader = get_dataloader(config, "valid")
+        guide_data = guide_loader(config, split.guide, valid_sampler, shuffle=False)
     return split, train_data, valid_data, test_data, guide_data
 
 
@@ -234,7 +235,8 @@ def prepare_data(config, dataset) -> DataBundle:
         split, train, select, guide, by_protocol = _prepare(config, dataset, protocol)
     training = TrainingData(
         train=distributed.shard_training(config, train), select=select, guide=guide,
-        guide_rows=split.guide, explicit_rows=split.explicit, valid_rows=split.valid_rated.inter_feat,
+        guide_rows=split.guide, explicit_rows=split.explicit,
+        valid_rows=split.valid_rated.inter_feat,
     )
     return DataBundle(training, by_protocol[protocol], by_protocol)
 

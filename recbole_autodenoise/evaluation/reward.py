@@ -32,7 +32,8 @@ def clean_auc(trainer, loader) -> tuple[float, torch.Tensor]:
     trainer.model.eval()
     found = accumulator(trainer)
     # one query per interaction of a general model: the same pairs from one score row per user
-    batches = loader.user_batches() if isinstance(loader, InteractionFullSortEvalDataLoader) else loader
+    by_user = isinstance(loader, InteractionFullSortEvalDataLoader)
+    batches = loader.user_batches() if by_user else loader
     for batched_data in batches:
         found.add(*trainer._full_sort_batch_eval(batched_data))
     return found.result()
@@ -56,8 +57,10 @@ class RewardPass:
         ``_valid_epoch`` of a loader. Hands the per-user AUCs to a scheme that needs them."""
         trainer = self.trainer
         if self.wants_auc:
-            collected = self.collector is not None
-            gauc, per_user = self.collector.result() if collected else clean_auc(trainer, self.guide)
+            if self.collector is not None:
+                gauc, per_user = self.collector.result()
+            else:
+                gauc, per_user = clean_auc(trainer, self.guide)
             if trainer.scheme.needs_user_rewards:
                 trainer.scheme.observe_user_rewards(per_user)
             if self.own_gauc:

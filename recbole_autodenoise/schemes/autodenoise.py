@@ -201,7 +201,8 @@ class ControllerScheme(WeightingScheme):
             self.prior_scheme.batches_per_epoch = self.batches_per_epoch
             self.prior_scheme.setup(train_dataset)
         if self.canary_rate:
-            self.canaries = Canaries(train_dataset, self.canary_rate, int(self.config["seed"]), held_out)
+            seed = int(self.config["seed"])
+            self.canaries = Canaries(train_dataset, self.canary_rate, seed, held_out)
         if self.state_kind != "loss_features":
             return
         add_row_ids(train_dataset)
