@@ -74,15 +74,23 @@ def _seed_value(value: Any) -> bool:
 @dataclass(frozen=True)
 class BuiltSplit:
     """What ``CleanFeedbackMixin.build_split`` returns: the three datasets the loaders iterate
-    (``train``, the clean ``select`` part of validation, the clean ``test`` set) and every held-out
+    (``train``, the clean ``select`` part of validation, the clean ``test`` set), every held-out
     row of each period, clean or not (``valid_rated``, ``test_rated``), which only the evaluation
-    loaders' masks read. The test rows are attached to no dataset."""
+    loaders' masks read, and what the schemes that learn from validation read (never a test row):
+    ``guide``, the guide part's clean rows, a dataset of the validation dataset's class
+    (sequential rows keep their histories; with ``clean_valid_guide_ratio`` 0 the very ``select``
+    dataset), and ``explicit``, the guide part's rows, clean or not (``controller_credit:
+    explicit``): under ``clean_valid_guide_order: random`` every validation row rated below
+    ``clean_rating_threshold`` plus the clean guide rows, under ``chronological`` each user's
+    older validation rows, in validation order. Nothing is attached to any dataset."""
 
     train: Dataset
     select: Dataset
     test: Dataset
     valid_rated: Dataset
     test_rated: Dataset
+    guide: Dataset
+    explicit: Dataset
 
 
 def tie_keys(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -347,14 +355,7 @@ class CleanFeedbackMixin:
         """RecBole's split, then drop the noisy (low-rated) rows from validation and test.
 
         ``select`` is the clean validation set minus the guide part (all of it when
-        ``clean_valid_guide_ratio`` is 0). Attached to the training dataset, for the schemes that
-        learn from validation (never a test row): ``train.clean_guide``, the guide part's clean
-        rows, a dataset of the validation dataset's class (sequential rows keep their histories;
-        with ratio 0 the very select dataset); ``train.explicit_guide``, the guide part's rows,
-        clean or not (``controller_credit: explicit``): under ``clean_valid_guide_order: random`` every
-        validation row rated below ``clean_rating_threshold`` plus the clean guide rows, under
-        ``chronological`` each user's older validation rows, in validation order;
-        ``train.held_out = {"valid": Interaction}``, every validation row, clean or not. With
+        ``clean_valid_guide_ratio`` is 0); ``guide`` and ``explicit``: see ``BuiltSplit``. With
         ``clean_valid_guide_as_train`` the explicit guide rows are also appended to ``train``.
         """
         train, valid, test = super().build()
@@ -363,10 +364,7 @@ class CleanFeedbackMixin:
         guide, select, explicit = self._split_guide(valid, clean_valid)
         if self.clean_valid_guide_as_train:
             train = self._with_guide_rows(train, explicit)
-        train.held_out = {"valid": valid.inter_feat}
-        train.clean_guide = guide
-        train.explicit_guide = explicit
-        return BuiltSplit(train, select, clean_test, valid, test)
+        return BuiltSplit(train, select, clean_test, valid, test, guide, explicit)
 
     def _with_guide_rows(self, train: Dataset, explicit: Dataset) -> Dataset:
         """``train`` followed by the guide part's rows (``clean_valid_guide_as_train``), as ordinary

@@ -194,14 +194,15 @@ class ControllerScheme(WeightingScheme):
         self.loss_store: LossStore | None = None
         self._pending_store: dict[str, Any] | None = None
 
-    def setup(self, train_dataset: Any) -> None:
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
         """With ``explicit_canaries``: plant the canaries. With ``loss_features``: give every training
         row an id and build its loss store. The prior's own setup (ADT-TL's schedule in epochs)."""
         if self.prior_scheme is not None:
             self.prior_scheme.batches_per_epoch = self.batches_per_epoch
             self.prior_scheme.setup(train_dataset)
         if self.canary_rate:
-            self.canaries = Canaries(train_dataset, self.canary_rate, int(self.config["seed"]))
+            seed = int(self.config["seed"])
+            self.canaries = Canaries(train_dataset, self.canary_rate, seed, held_out)
         if self.state_kind != "loss_features":
             return
         add_row_ids(train_dataset)
