@@ -18,6 +18,7 @@ from conftest import FAST, SHARED_DATA
 import recbole_autodenoise
 from recbole_autodenoise import cli
 from recbole_autodenoise.data import create_dataset, data_preparation
+from recbole_autodenoise.data.dataloader import prepare_data
 from recbole_autodenoise.prepare import main, prepare_split
 
 TRAIN = [("u1", "i1", 5), ("u1", "i2", 1), ("u1", "i3", 4), ("u2", "i1", 2), ("u2", "i4", 5),
@@ -204,11 +205,12 @@ def test_data_set_has_exactly_the_given_rows_without_k_core(tmp_path, presplit_f
 
 def test_loaders_evaluate_the_given_test_users_without_user_first(tmp_path):
     config = presplit_config(convert(tmp_path))
-    train, valid, test = data_preparation(config, create_dataset(config))
+    bundle = prepare_data(config, create_dataset(config))
+    train, valid, test = bundle.training.train, bundle.training.select, bundle.test
     assert len(train._dataset) == 10 and len(valid._dataset) == 5 and len(test._dataset) == 2
     users = test._dataset.id2token("user_id", test.uid_list.numpy())
     assert sorted(map(str, users)) == ["u1", "u2"]
-    assert list(test.by_protocol) == ["interaction", "user"]  # no times: no user_first
+    assert list(bundle.test_by_protocol) == ["interaction", "user"]  # no times: no user_first
 
 
 def test_a_test_pair_also_in_validation_is_relevant_not_masked(tmp_path):
@@ -232,7 +234,7 @@ def test_guide_split_of_given_validation_rows(tmp_path, presplit_filter, guide, 
     config = presplit_config(convert(tmp_path), clean_presplit_filter=presplit_filter,
                              clean_valid_guide_ratio=0.5, seed=3)
     split = create_dataset(config).build_split()
-    guide_rows, select_rows = rows_of(split.train.clean_guide), rows_of(split.select)
+    guide_rows, select_rows = rows_of(split.guide), rows_of(split.select)
     assert (len(guide_rows), len(select_rows)) == (guide, select)
     kept = clean(VALID) if presplit_filter == "threshold" else VALID
     assert sorted(guide_rows + select_rows) == sorted(kept)
@@ -263,8 +265,9 @@ def test_timed_pre_split_files_keep_user_first(tmp_path):
                                      enumerate(rows)))
     prepare_split(files, "timed", tmp_path / "data")
     config = presplit_config(tmp_path / "data", "timed", eval_protocol="user_first")
-    train, _, test = data_preparation(config, create_dataset(config))
-    assert list(test.by_protocol) == ["user_first", "interaction", "user"]
+    bundle = prepare_data(config, create_dataset(config))
+    train, test = bundle.training.train, bundle.test
+    assert list(bundle.test_by_protocol) == ["user_first", "interaction", "user"]
     # u1's clean test row is i6 alone; u2's is i6: one query each
     assert len(test._dataset) == 2 and len(train._dataset) == 10
 
