@@ -83,7 +83,7 @@ def _feed(digest, value: Any) -> None:
 
 def check_checkpoint_dir(config) -> Path:
     """The ``checkpoint_dir`` folder, created if missing; a ValueError if it cannot hold checkpoints."""
-    from recbole_autodenoise.config import read_key
+    from recbole_autodenoise.checks import read_key
 
     path = read_key(config, "checkpoint_dir", lambda v: isinstance(v, (str, os.PathLike)) and str(v) != "",
                     "a folder path")
