@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, experimental_keys
+
 CHECKSUM_KEY = "checksum"
 LATEST_SUFFIX = "-latest.pth"
 # the layout of a trainer checkpoint (``AutoDenoiseTrainer._state``); raised when it changes
@@ -45,6 +47,8 @@ MAY_CHANGE_ON_RESUME: dict[str, tuple[str, ...]] = {
     # the number of processes must still match the checkpoint's (checked with the rank states)
     "devices and processes": ("gpu_id", "use_gpu", "device", "nproc", "world_size", "local_rank",
                               "offset", "ip", "port", "ddp_backend", "ddp_timeout", "single_spec"),
+    # the opt-in that imports recbole_autodenoise.experimental: it changes nothing computed
+    "which packages are imported": ("experimental",),
 }
 RESUMABLE_KEYS = frozenset(key for keys in MAY_CHANGE_ON_RESUME.values() for key in keys)
 
@@ -140,10 +144,13 @@ def check_same_settings(saved: dict[str, Any], current: dict[str, Any], path: st
     if differences:
         groups = "; ".join(f"{what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
                            for what, keys in MAY_CHANGE_ON_RESUME.items())
+        unloaded = (set(saved) - set(current)) & experimental_keys()
+        hint = (f" (the checkpoint's {', '.join(sorted(unloaded))}: "
+                f"{EXPERIMENTAL_OPT_IN})" if unloaded else "")
         raise ValueError(
-            f"{path} was trained with {'; '.join(differences)}: a resume continues the same run, "
-            f"so only these may change: {groups} (docs/guide.md, \"What may change on resume\"); "
-            "start a new run to change the others"
+            f"{path} was trained with {'; '.join(differences)}{hint}: a resume continues the same "
+            f"run, so only these may change: {groups} (docs/guide.md, \"What may change on "
+            "resume\"); start a new run to change the others"
         )
 
 

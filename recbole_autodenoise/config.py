@@ -30,12 +30,17 @@ from recbole_autodenoise import compat
 from recbole_autodenoise.checks import is_int, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.evaluation.metrics import register_metrics
 from recbole_autodenoise.model import check_model
-from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, EXTRA_PROPERTY_FILES
+from recbole_autodenoise.registry import (
+    EXPERIMENTAL_OPT_IN,
+    EXPERIMENTAL_PROPERTY_FILE,
+    EXTRA_PROPERTY_FILES,
+    experimental_keys,
+)
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
 OVERALL_FILE = PROPERTIES_DIR / "overall.yaml"
 # recbole_autodenoise.experimental's keys: known (and loaded) only once that package is imported
-EXPERIMENTAL_FILE = PROPERTIES_DIR / "experimental.yaml"
+EXPERIMENTAL_FILE = EXPERIMENTAL_PROPERTY_FILE
 EXPERIMENTAL_KEY = "experimental"
 
 
@@ -113,11 +118,6 @@ def _known_keys(extra_files: tuple[Path, ...]) -> frozenset[str]:
     files = [*_recbole_properties().glob("**/*.yaml"), *own, *extra_files]
     from_files = (_yaml_keys(path) for path in files)
     return recbole_keys().union(LAUNCHER_KEYS, RECBOLE_READ_KEYS, *from_files)
-
-
-def experimental_keys() -> frozenset[str]:
-    """The keys of ``experimental.yaml`` (known only once the experimental package is imported)."""
-    return frozenset(_yaml_keys(EXPERIMENTAL_FILE))
 
 
 def plugin_keys() -> set[str]:

@@ -6,15 +6,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Generic, Iterable, TypeVar
 
+import yaml
+
 T = TypeVar("T")
 
 # how to get what ``recbole_autodenoise.experimental`` registers, in every message that names it
 EXPERIMENTAL_OPT_IN = ("set experimental: true (command line: --experimental=true; Python: "
                        "import recbole_autodenoise.experimental)")
 
+# recbole_autodenoise.experimental's keys and defaults (properties/experimental.yaml)
+EXPERIMENTAL_PROPERTY_FILE = Path(__file__).resolve().parent / "properties" / "experimental.yaml"
+
 # property files of packages imported on demand (``recbole_autodenoise.experimental``): their keys
 # join the known keys and their defaults load after overall.yaml (``config.property_files``)
 EXTRA_PROPERTY_FILES: list[Path] = []
+
+
+def experimental_keys() -> frozenset[str]:
+    """The keys of ``EXPERIMENTAL_PROPERTY_FILE``."""
+    with open(EXPERIMENTAL_PROPERTY_FILE, encoding="utf-8") as handle:
+        return frozenset(yaml.safe_load(handle) or {})
 
 
 def add_property_file(path: Path) -> None:

@@ -14,8 +14,6 @@ Importing it registers
 and adds ``properties/experimental.yaml``, their keys and defaults, to the plugin's own.
 """
 
-from pathlib import Path
-
 from recbole_autodenoise.experimental import (  # noqa: F401  (registers them, in this order)
     explicit,
     l2rw,
@@ -25,7 +23,7 @@ from recbole_autodenoise.experimental import (  # noqa: F401  (registers them, i
     user_credit,
 )
 from recbole_autodenoise.experimental import loss_features  # noqa: F401  (after states: its order)
-from recbole_autodenoise.registry import add_property_file
+from recbole_autodenoise.registry import EXPERIMENTAL_PROPERTY_FILE, add_property_file
 
-PROPERTY_FILE = Path(__file__).resolve().parents[1] / "properties" / "experimental.yaml"
+PROPERTY_FILE = EXPERIMENTAL_PROPERTY_FILE
 add_property_file(PROPERTY_FILE)

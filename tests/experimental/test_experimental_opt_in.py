@@ -122,6 +122,18 @@ def test_the_key_imports_the_package_in_a_fresh_process(tmp_path):
         "refused: config key 'meta_interval' is experimental: " + OPT_IN, "accepted: user 2"]
 
 
+def test_a_checkpoint_with_experimental_keys_resumes_with_the_opt_in():
+    from recbole_autodenoise.checkpoints import check_same_settings
+
+    saved = {"epochs": 1, "meta_interval": 1, "loss_ema_decay": 0.9}
+    check_same_settings(saved, {**saved, "epochs": 2, "experimental": True}, "x.pth")
+    with pytest.raises(ValueError) as error:
+        check_same_settings(saved, {"epochs": 2, "experimental": False}, "x.pth")
+    assert str(error.value).startswith(
+        "x.pth was trained with loss_ema_decay=0.9, this run leaves it unset; meta_interval=1, "
+        "this run leaves it unset (the checkpoint's loss_ema_decay, meta_interval: " + OPT_IN + "): ")
+
+
 def test_benchmark_cells_keep_their_keys_with_the_opt_in():
     from benchmarks.grid import overrides_hash
 
