@@ -131,7 +131,8 @@ def test_a_checkpoint_with_experimental_keys_resumes_with_the_opt_in():
         check_same_settings(saved, {"epochs": 2, "experimental": False}, "x.pth")
     assert str(error.value).startswith(
         "x.pth was trained with loss_ema_decay=0.9, this run leaves it unset; meta_interval=1, "
-        "this run leaves it unset (the checkpoint's loss_ema_decay, meta_interval: " + OPT_IN + "): ")
+        "this run leaves it unset (the checkpoint's loss_ema_decay, meta_interval: "
+        + OPT_IN + "): ")
 
 
 def test_benchmark_cells_keep_their_keys_with_the_opt_in():
