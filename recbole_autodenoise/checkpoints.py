@@ -9,7 +9,7 @@
   last finished epoch, from which ``--resume`` continues.
 * ``checksum``: sha256 over a canonical walk of a checkpoint's content (tensors by dtype, shape and
   bytes; plain values by type and exact value; dict keys in a fixed order), stored under
-  ``CHECKSUM_KEY`` and verified on load (``compat.load_checkpoint``): torch's zip reader checks no
+  ``CHECKSUM_KEY`` and verified on load (``load_checkpoint``): torch's zip reader checks no
   CRC, so bytes flipped inside tensor data would otherwise load without a word.
 * ``check_structure``: a trainer checkpoint of this ``FORMAT_VERSION`` with every entry a resume or
   an evaluation reads, of the right type and range; a checksummed file that is not (written by
@@ -17,25 +17,41 @@
 * ``check_same_settings``: a resume continues the run the checkpoint holds, so every setting must
   equal the checkpoint's except those in ``MAY_CHANGE_ON_RESUME`` (how long to train, where the
   outputs go, what is shown, which devices and processes).
+* ``load_checkpoint`` / ``atomic_torch_save``: the one reader (``weights_only=True``, the checksum
+  verified; torch's advice to load a refused file with ``weights_only=False`` never reaches a
+  message) and the one writer (through ``files.atomic_write``: an interrupted save never leaves a
+  truncated file where a good checkpoint was).
+* The trainer's state (``training_state``, ``restore_training_state``, ``resume``): RecBole's
+  checkpoint without the pickled ``Config`` (the settings as plain data, ``plain_config``), plus
+  what an exact resume needs: every random generator, the scheme's state, the weight study and
+  the history. Under DDP every rank's random and scheme state is kept (``denoise.ranks``,
+  ``own_rank_state``) and ``shared_state_digest`` is what all ranks must hold identically.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import random
+import re
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from recbole.utils import set_color
 
+from recbole_autodenoise import distributed
+from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, experimental_keys
 
 CHECKSUM_KEY = "checksum"
 LATEST_SUFFIX = "-latest.pth"
-# the layout of a trainer checkpoint (``AutoDenoiseTrainer._state``); raised when it changes
+# the layout of a trainer checkpoint (``training_state``); raised when it changes
 FORMAT_VERSION = 1
 
 # settings a resume may change, by group; every other setting must equal the checkpoint's
@@ -83,6 +99,59 @@ def _feed(digest, value: Any) -> None:
         digest.update(f"F{value.hex()}|".encode())
     else:
         raise TypeError(f"a checkpoint holds only tensors and plain values, not {type(value).__name__}")
+
+
+def digest(*states: Any) -> str:
+    """sha256 of tensors (dtype, shape, bytes) and plain values: equal exactly when bitwise
+    equal."""
+    hasher = hashlib.sha256()
+    for state in states:
+        _feed(hasher, state)
+    return hasher.hexdigest()
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load one of our checkpoints safely (plain tensors, numbers, strings, lists and dicts only,
+    ``weights_only=True``) and verify its checksum; the checksum entry is not returned. A missing,
+    empty, truncated, foreign or corrupt file is one ``ValueError`` naming it."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint: no such file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    # EOFError, zip, unpickling and key errors alike: the file is not ours or cut short
+    except Exception as error:
+        reason = _load_failure(error)
+        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint {reason}") from None
+    if not isinstance(state, dict) or CHECKSUM_KEY not in state:
+        raise ValueError(
+            f"{os.fspath(path)} is not a readable checkpoint: it carries no checksum "
+            "(not written by recbole_autodenoise, or by a version before checksums)"
+        )
+    if state[CHECKSUM_KEY] != checksum(state):
+        raise ValueError(f"{os.fspath(path)} failed its checksum: the file is corrupt")
+    return {key: value for key, value in state.items() if key != CHECKSUM_KEY}
+
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` failed, in our words: torch's refusal of an object
+    that is not plain data ends with advice to load with ``weights_only=False`` (which would run the
+    file's code); only the object it names is kept."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if "weights_only" not in text and "Weights only" not in text:
+        return f"({type(error).__name__}: {text[:200]})"
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
+    what = f" ({found.group(1).strip()[:200]})" if found else ""
+    return (f"(it holds objects other than tensors and plain values{what}): recbole_autodenoise "
+            "checkpoints never do, and such a file is not unpickled")
+
+
+def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` of ``state`` plus its checksum through ``files.atomic_write``, so an
+    interrupted save never leaves a truncated file where a good checkpoint was."""
+    if not isinstance(state, dict) or CHECKSUM_KEY in state:
+        raise TypeError(f"a checkpoint is a dict without a {CHECKSUM_KEY!r} key")
+    with atomic_write(path, binary=True) as handle:
+        torch.save({**state, CHECKSUM_KEY: checksum(state)}, handle)
 
 
 def check_checkpoint_dir(config) -> Path:
@@ -229,6 +298,7 @@ _TOP = (
     ("best_valid_result", _optional(_is_dict(values=_is_number)),
      "None or a dict of metric: number"),
     ("best_epoch", _optional(_is_int), "None or an integer >= 0"),
+    ("best_valid_per_query", _optional(_is_dict()), "None or a dict (evaluation.per_query)"),
     ("train_loss_dict", _is_dict(keys=_is_int, values=_is_number), "a dict of epoch: loss"),
     ("state_dict", _is_dict(values=_is_tensor()), "a dict of parameter name: tensor"),
     ("other_parameter", _is_dict(), "a dict"),
@@ -318,3 +388,262 @@ def _describe(value: Any) -> str:
         return f"a {type(value).__name__} of {len(value)} entries"
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+# --- the run's settings as plain data ------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """Config values as JSON-able plain data (enums, devices and classes become strings)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def plain_config(config) -> dict[str, Any]:
+    return _plain(dict(config.final_config_dict))
+
+
+# --- the trainer's state -------------------------------------------------------------------------
+def rng_state(loader: torch.Generator | None = None) -> dict[str, Any]:
+    """Every generator training draws from: torch's (and CUDA's where present), NumPy's, Python's
+    and the training loader's ``loader`` (where given)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if loader is not None:
+        state["loader"] = loader.get_state()
+    return state
+
+
+def restore_rng(state: dict[str, Any], loader: torch.Generator | None = None) -> None:
+    """Every generator back to ``state`` (``rng_state``'s)."""
+    torch.set_rng_state(state["torch"].cpu())
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].cpu().numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if "loader" in state and loader is not None:
+        loader.set_state(state["loader"].cpu())
+
+
+def own_rank_state(denoise: dict[str, Any], config, path: str) -> dict[str, Any]:
+    """This rank's random state and scheme state from a checkpoint's ``denoise`` entry: a
+    multi-process checkpoint holds every rank's (``ranks``), resumed on as many ranks."""
+    ranks = denoise.get("ranks")  # present in multi-process checkpoints only
+    saved = 1 if ranks is None else len(ranks)
+    world = int(config["world_size"]) if distributed.is_distributed(config) else 1
+    if saved != world:
+        raise ValueError(f"{path} was written by a run of {saved} process(es), this run has "
+                         f"{world}: resume with as many (nproc / world_size = {saved})")
+    if ranks is None:
+        return {"rng": denoise["rng"], "scheme_state": denoise["scheme_state"]}
+    return ranks[distributed.global_rank(config)]
+
+
+def shared_state_digest(model: torch.nn.Module, scheme) -> str:
+    """sha256 of what every rank must hold identically: the model's parameters, the scheme's
+    learned state (controller parameters, its optimiser, baseline b) without its generator,
+    whose draws are each rank's own."""
+    scheme_state = {k: v for k, v in scheme.state_dict().items() if k != "generator"}
+    return digest(model.state_dict(), scheme_state)
+
+
+def training_state(trainer, kind: str, epoch: int, best_valid_result) -> dict[str, Any]:
+    """An ``AutoDenoiseTrainer``'s checkpoint after ``epoch``: RecBole's without the pickled
+    ``Config`` (the run's settings as a plain dict instead), plus ``format_version`` and what an
+    exact resume needs: the best result so far, the losses per epoch and ``denoise``. Under DDP
+    every rank must call it (it gathers the ranks' states)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": trainer.run_config,
+        "epoch": epoch,
+        "cur_step": trainer.cur_step,
+        "best_valid_score": float(trainer.best_valid_score),
+        "best_valid_result": None if best_valid_result is None else
+        {str(k): float(v) for k, v in best_valid_result.items()},
+        "best_epoch": trainer.best_epoch,
+        "best_valid_per_query": trainer.best_valid_per_query,
+        "train_loss_dict": {int(k): float(v) for k, v in trainer.train_loss_dict.items()},
+        "state_dict": trainer.model.state_dict(),
+        "other_parameter": trainer.model.other_parameter(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "denoise": _denoise_state(trainer),
+    }
+
+
+def save(trainer, kind: str, epoch: int, best_valid_result, path: str, verbose: bool) -> None:
+    """``training_state`` written to ``path`` by rank 0 (every rank builds it: it gathers)."""
+    state = training_state(trainer, kind, epoch, best_valid_result)
+    if not distributed.is_writer(trainer.config):
+        return
+    atomic_torch_save(state, path)
+    if verbose:
+        saving = "Saving current" if kind == "best" else "Saving latest"
+        trainer.logger.info(set_color(saving, "blue") + f": {path}")
+
+
+def _denoise_state(trainer) -> dict[str, Any]:
+    loader = None if trainer.train_data is None else trainer.train_data.generator
+    state = {
+        "scheme": trainer.scheme_name,
+        "scheme_state": trainer.scheme.state_dict(),
+        "study_total": trainer.study.total.cpu(),
+        "history": json.loads(json.dumps(trainer.history)),
+        "rng": rng_state(loader),
+    }
+    if distributed.is_distributed(trainer.config):  # each rank's own draws, for a resume on as many
+        state["ranks"] = distributed.gather_objects(
+            {"rng": state["rng"], "scheme_state": state["scheme_state"]})
+    if trainer.clean_batches is not None:
+        state["guide"] = trainer.clean_batches.state_dict()
+    if trainer.diagnosis is not None:
+        state["diagnosis"] = trainer.diagnosis.state_dict()
+    return state
+
+
+def restore_training_state(trainer, checkpoint: dict[str, Any], path: str) -> None:
+    """Everything ``training_state`` saved (its layout checked by ``check_structure``) back into
+    ``trainer``; the random state and the guide's wait for ``fit`` (``trainer.pending``). A part
+    that does not fit this run's model, optimiser or scheme is one ValueError."""
+    try:
+        trainer.model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit this model: {error}") from None
+    denoise = checkpoint["denoise"]
+    needs = {"guide": trainer.scheme.needs_guidance, "diagnosis": trainer.diagnosis is not None}
+    for key, needed in needs.items():
+        if needed and key not in denoise:
+            raise ValueError(f"{path} is malformed: it has no denoise.{key} entry, "
+                             "which this run needs")
+    own = own_rank_state(denoise, trainer.config, path)
+    try:
+        _restore_parts(trainer, checkpoint, denoise, own)
+    except ValueError as error:  # the scheme's or the optimiser's own words
+        raise ValueError(f"{path} does not fit this run: {error}") from None
+    except (KeyError, TypeError, IndexError, RuntimeError) as error:
+        raise ValueError(f"{path} does not fit this run: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+def _restore_parts(trainer, checkpoint: dict[str, Any], denoise: dict[str, Any],
+                   own: dict[str, Any]) -> None:
+    trainer.model.load_other_parameter(checkpoint["other_parameter"])
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    trainer.start_epoch = checkpoint["epoch"] + 1
+    trainer.cur_step = checkpoint["cur_step"]
+    trainer.best_valid_score = checkpoint["best_valid_score"]
+    trainer.best_valid_result = checkpoint["best_valid_result"]
+    trainer.best_epoch = checkpoint["best_epoch"]
+    trainer.best_valid_per_query = checkpoint["best_valid_per_query"]
+    trainer.train_loss_dict = dict(checkpoint["train_loss_dict"])
+    trainer.scheme.load_state_dict(own["scheme_state"])
+    trainer.study.load_total(denoise["study_total"])
+    trainer.history = list(denoise["history"])
+    trainer.pending = {"rng": own["rng"]}
+    if trainer.scheme.needs_guidance:
+        trainer.pending["guide"] = denoise["guide"]
+    if trainer.diagnosis is not None:
+        trainer.diagnosis.load_state_dict(denoise["diagnosis"])
+
+
+def restore_pending(trainer) -> None:
+    """At the start of ``fit``: the random state and the guide's state a resume read."""
+    pending, trainer.pending = trainer.pending, {}
+    if "guide" in pending and trainer.clean_batches is not None:
+        try:
+            trainer.clean_batches.load_state_dict(pending["guide"])
+        except (KeyError, TypeError, RuntimeError) as error:
+            raise ValueError(f"{trainer.resumed_from} does not fit this run: its guide state: "
+                             f"{type(error).__name__}: {error}") from None
+    if "rng" in pending:
+        restore_rng(pending["rng"], trainer.train_data.generator)
+
+
+# --- resume and evaluation -----------------------------------------------------------------------
+def load_trainer_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checksum-verified checkpoint with the trainer's layout (``check_structure``)."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    check_structure(checkpoint, os.fspath(path))
+    return checkpoint
+
+
+def load_resumable(path: str | os.PathLike, config, map_location: Any = "cpu") -> dict[str, Any]:
+    """A verified checkpoint this run can continue, in a folder the run can write to. ``config``:
+    the run's ``Config`` as ``make_config`` made it, or its settings as a plain dict."""
+    path = os.fspath(path)
+    checkpoint = load_trainer_checkpoint(path, map_location=map_location)
+    check_resumable(checkpoint, path, config)
+    check_writable_folder(os.path.dirname(os.path.abspath(path)), f"the folder of {path}")
+    return checkpoint
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str, config) -> None:
+    """A checkpoint (layout checked) this run can continue: same model, data set and scheme, every
+    setting outside ``RESUMABLE_KEYS`` unchanged, and not finished."""
+    settings = config if isinstance(config, dict) else plain_config(config)
+    saved = {**checkpoint["config"], "denoise_scheme": checkpoint["denoise"]["scheme"]}
+    for key in ("model", "dataset", "denoise_scheme"):
+        if saved.get(key) != settings.get(key):
+            raise ValueError(
+                f"{path} was trained with {key}={saved.get(key)!r}, "
+                f"this run uses {settings.get(key)!r}: resume with the same {key}"
+            )
+    check_same_settings(checkpoint["config"], settings, path)
+    epoch, epochs = checkpoint["epoch"], settings["epochs"]
+    if epoch + 1 >= epochs:
+        raise ValueError(f"{path} holds epoch {epoch}, the last of epochs={epochs}: nothing left "
+                         "to train (raise epochs to train on)")
+    if checkpoint["cur_step"] > settings["stopping_step"]:
+        raise ValueError(f"{path} holds epoch {epoch}, where early stopping ended the run "
+                         f"(stopping_step={settings['stopping_step']}): nothing left to train "
+                         "(raise stopping_step to train on)")
+
+
+def resume(trainer, resume_file: str | os.PathLike) -> None:
+    """``trainer`` continues from a checkpoint: ``<name>-latest.pth`` (the last finished epoch; the
+    best model stays in ``<name>.pth``) or a best-model file (its epoch, as RecBole does)."""
+    resume_file = os.fspath(resume_file)
+    checkpoint = load_resumable(resume_file, trainer.run_config, map_location=trainer.device)
+    if checkpoint["kind"] == "latest":
+        best, latest = best_file(resume_file), resume_file
+        if checkpoint["best_epoch"] is not None and not os.path.isfile(best):
+            raise ValueError(f"{resume_file} continues a run whose best-model file {best} "
+                             "is missing")
+    else:
+        best, latest = resume_file, latest_file(resume_file)
+        epoch = checkpoint["epoch"]
+        if os.path.isfile(latest) and load_trainer_checkpoint(latest)["epoch"] > epoch:
+            trainer.logger.warning(
+                f"resuming from the best epoch {epoch}; the run's last finished "
+                f"epoch is in {latest}: resume from that file to continue where it stopped"
+            )
+    restore_training_state(trainer, checkpoint, resume_file)
+    trainer.saved_model_file, trainer.latest_model_file = best, latest
+    trainer.resumed_from = resume_file
+
+
+def load_best_model(trainer, path: str) -> None:
+    """The model's weights from the best-model file ``path``. Under DDP rank 0 reads it and sends
+    it to the other ranks (other machines need not see its files)."""
+    if distributed.is_writer(trainer.config):
+        checkpoint = load_trainer_checkpoint(path, map_location=trainer.device)
+        trainer.model.load_state_dict(checkpoint["state_dict"])
+        trainer.model.load_other_parameter(checkpoint["other_parameter"])
+        trainer.logger.info(f"Loading model structure and parameters from {path}")
+    if distributed.is_distributed(trainer.config):
+        distributed.broadcast_module(trainer.model)
+        other = distributed.broadcast_object(trainer.model.other_parameter())
+        trainer.model.load_other_parameter(other)

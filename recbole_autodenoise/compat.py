@@ -25,17 +25,13 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
 * ``recbole.quick_start`` imports Ray, which fails on NumPy 2 and has no wheel for Python 3.12+:
   this package never imports it (a test guards that).
 * torch >= 2.6 loads with ``weights_only=True``; RecBole's own checkpoints pickle its ``Config``.
-  Our trainer saves plain state dicts instead (see ``trainer.py``); :func:`load_checkpoint` is the
-  one loader we use, always with ``weights_only=True``, and checks the checksum
-  :func:`atomic_torch_save` adds (``checkpoints.py``); a file torch refuses to load that way is
-  reported without torch's advice to load it with ``weights_only=False``.
+  Our trainer saves plain state dicts instead, read and written by ``checkpoints.py`` only.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
 
 import numpy as np
 
@@ -131,57 +127,3 @@ def apply() -> None:
     _undo_global_anomaly_detection()
     _let_ddp_wrap_cpu_models()
     _race_free_ensure_dir()
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load one of our checkpoints safely (plain tensors, numbers, strings, lists and dicts only,
-    ``weights_only=True``) and verify its checksum; the checksum entry is not returned. A missing,
-    empty, truncated, foreign or corrupt file is one ``ValueError`` naming it."""
-    import torch
-
-    from recbole_autodenoise.checkpoints import CHECKSUM_KEY, checksum
-
-    if not os.path.isfile(path):
-        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint: no such file")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # EOFError, zip, unpickling and key errors alike: the file is not ours or cut short
-        reason = _load_failure(error)
-        raise ValueError(f"{os.fspath(path)} is not a readable checkpoint {reason}") from None
-    if not isinstance(state, dict) or CHECKSUM_KEY not in state:
-        raise ValueError(
-            f"{os.fspath(path)} is not a readable checkpoint: it carries no checksum "
-            "(not written by recbole_autodenoise, or by a version before checksums)"
-        )
-    if state[CHECKSUM_KEY] != checksum(state):
-        raise ValueError(f"{os.fspath(path)} failed its checksum: the file is corrupt")
-    return {key: value for key, value in state.items() if key != CHECKSUM_KEY}
-
-
-def _load_failure(error: Exception) -> str:
-    """Why ``torch.load(..., weights_only=True)`` failed, in our words: torch's refusal of an object
-    that is not plain data ends with advice to load with ``weights_only=False`` (which would run the
-    file's code); only the object it names is kept."""
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    if "weights_only" not in text and "Weights only" not in text:
-        return f"({type(error).__name__}: {text[:200]})"
-    found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
-    what = f" ({found.group(1).strip()[:200]})" if found else ""
-    return (f"(it holds objects other than tensors and plain values{what}): recbole_autodenoise "
-            "checkpoints never do, and such a file is not unpickled")
-
-
-def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` of ``state`` plus its checksum through :func:`recbole_autodenoise.files.atomic_write`,
-    so an interrupted save never leaves a truncated file where a good checkpoint was."""
-    import torch
-
-    from recbole_autodenoise.checkpoints import CHECKSUM_KEY, checksum
-    from recbole_autodenoise.files import atomic_write
-
-    if not isinstance(state, dict) or CHECKSUM_KEY in state:
-        raise TypeError(f"a checkpoint is a dict without a {CHECKSUM_KEY!r} key")
-    with atomic_write(path, binary=True) as handle:
-        torch.save({**state, CHECKSUM_KEY: checksum(state)}, handle)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import os
 import signal
 import sys
@@ -50,6 +49,7 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
 
 BACKENDS = ("auto", "gloo", "nccl")
 
@@ -315,17 +315,26 @@ def whole_sets(config):
 
 def shard_training(config, train_data):
     """The training loader again, sharded by RecBole's ``DistributedSampler`` (its batches are
-    ``train_batch_size / world_size``), keeping what ``data_preparation`` attached."""
+    ``train_batch_size / world_size``)."""
     if not is_distributed(config):
         return train_data
     from recbole.data.dataloader import TrainDataLoader
 
     if not isinstance(train_data, TrainDataLoader):
         raise ValueError(f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}")
-    sharded = type(train_data)(config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle)
-    sharded.clean_guide_data = getattr(train_data, "clean_guide_data", None)
-    return sharded
+    return type(train_data)(config, train_data._dataset, train_data._sampler,
+                            shuffle=train_data.shuffle)
 
+
+
+def check_whole_set(eval_data, config) -> None:
+    """Under DDP evaluation must see the whole set on every rank (the trainer's ``_map_reduce``
+    takes one rank's result as the whole one)."""
+    sharded = isinstance(getattr(eval_data, "sampler", None), DistributedSampler)
+    if is_distributed(config) and sharded:
+        raise ValueError("under multi-process training every rank evaluates the whole set: build "
+                         "the loaders with recbole_autodenoise.prepare_data or data_preparation "
+                         "(their evaluation loaders are not sharded)")
 
 # --- collectives ------------------------------------------------------------------------------
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -369,34 +378,12 @@ def gather_objects(value: Any) -> list[Any]:
     return out
 
 
-def digest(*states: Any) -> str:
-    """sha256 of tensors (dtype, shape, bytes) and plain values: equal exactly when bitwise equal."""
-    from recbole_autodenoise.checkpoints import _feed
-
-    hasher = hashlib.sha256()
-    for state in states:
-        _feed(hasher, state)
-    return hasher.hexdigest()
-
-
 def check_agreement(what: str, value: str) -> list[str]:
     """Every rank's ``value``; a ValueError where the ranks disagree (they diverged: a bug)."""
     values = gather_objects(value)
     if len(set(values)) > 1:
         raise ValueError(f"ranks diverged: {what} differs between ranks ({values})")
     return values
-
-
-def own_rank_state(denoise: dict[str, Any], config, path: str) -> dict[str, Any]:
-    """This rank's random state and scheme state from a checkpoint's ``denoise`` entry: a
-    multi-process checkpoint holds every rank's (``ranks``), resumed on as many ranks."""
-    ranks = denoise.get("ranks")
-    saved = 1 if ranks is None else len(ranks)
-    world = int(config["world_size"]) if is_distributed(config) else 1
-    if saved != world:
-        raise ValueError(f"{path} was written by a run of {saved} process(es), this run has {world}: "
-                         f"resume with as many (nproc / world_size = {saved})")
-    return {"rng": denoise["rng"], "scheme_state": denoise["scheme_state"]} if ranks is None else ranks[global_rank(config)]
 
 
 def check_supported(config, scheme, diagnostics: bool) -> None:

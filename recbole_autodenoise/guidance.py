@@ -57,24 +57,24 @@ def redraw_avoiding(users: torch.Tensor, draw, known: torch.Tensor | None, num_i
     raise NoFreeItem(users[rows].unique().tolist()[:5])
 
 
-def guide_dataset(train_data: Any, valid_data: Any, rows: str = "clean") -> Any:
-    """The clean rows that guide training: the guide part of a guide/select split of the clean
-    validation set where the data pipeline made one (``train_data._dataset.clean_guide``), else
-    the whole clean validation set (the validation loader's ``_dataset``). ``rows="explicit"``:
-    the validation period's rated rows, high and low (``train_data._dataset.explicit_guide``)."""
+def guide_dataset(data: Any, valid_data: Any, rows: str = "clean") -> Any:
+    """The clean rows that guide training: ``data.guide_rows`` (``data``: the training side of
+    ``prepare_data``'s bundle, ``data.bundle.TrainingData``), the guide part of a guide/select
+    split of the clean validation set or the whole clean validation set; without a bundle
+    (``data`` None: loaders built otherwise), the validation loader's rows. ``rows="explicit"``:
+    the validation period's rated rows, high and low (``data.explicit_rows``)."""
     if rows == "explicit":
-        explicit = getattr(getattr(train_data, "_dataset", None), "explicit_guide", None)
-        if explicit is None:
-            raise ValueError("controller_credit 'explicit' needs the validation period's low-rated rows: build the "
-                             "data with recbole_autodenoise.create_dataset and data_preparation")
-        return explicit
-    guide = getattr(getattr(train_data, "_dataset", None), "clean_guide", None)
-    if guide is not None:
-        return guide
+        if data is None:
+            raise ValueError("controller_credit 'explicit' needs the validation period's low-rated "
+                             "rows: build the data with recbole_autodenoise.create_dataset and "
+                             "prepare_data (or data_preparation)")
+        return data.explicit_rows
+    if data is not None:
+        return data.guide_rows
     if valid_data is None:
         raise ValueError(
             "this denoise_scheme / controller_credit learns from the clean validation set: "
-            "fit() needs valid_data (or a training dataset with a clean_guide split)"
+            "fit() needs valid_data (or the data bundle: AutoDenoiseTrainer.set_data)"
         )
     return valid_data._dataset
 

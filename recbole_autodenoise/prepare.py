@@ -3,7 +3,10 @@
 Usage: ``python -m recbole_autodenoise.prepare INPUT --name NAME [--data-path DIR]
 [--format auto|movielens-csv|movielens-dat|ml100k|amazon-csv|atomic|wheel]
 [--columns USER,ITEM,RATING,TIMESTAMP] [--dedupe] [--force] [--max-expanded-bytes N]
-[--max-expansion-ratio R]``
+[--max-expansion-ratio R]``, or for a split someone else made
+``python -m recbole_autodenoise.prepare --split-files TRAIN VALID TEST --name NAME [--data-path DIR]
+[--allow-valid-test-overlap] [--force]``, which writes RecBole's pre-split files
+``<name>.train.inter``, ``<name>.valid.inter`` and ``<name>.test.inter`` (``benchmark_filename``).
 
 Columns are found by the header where the file has one (MovieLens ``userId,movieId,rating,timestamp``,
 Amazon ``reviewerID,asin,overall,unixReviewTime`` or ``userID,itemID,rating,timestamp`` in any order,
@@ -43,6 +46,10 @@ from pathlib import Path
 from typing import IO, Callable, Iterator, TextIO
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+UNTIMED_HEADER = "user_id:token\titem_id:token\trating:float\n"  # split files without timestamps
+# --split-files: the parts in order, RecBole's benchmark_filename, and what each is called
+SPLIT_PARTS = ("train", "valid", "test")
+SPLIT_ROLES = {"train": "training", "valid": "validation", "test": "test"}
 ROLES = ("user", "item", "rating", "timestamp")
 # Known header spellings, compared lower-case and without a RecBole ":type" suffix.
 ALIASES = {
@@ -531,14 +538,14 @@ def _check_target(src: Path, name: str, fmt: str, data_path: Path | None = None)
     return fmt
 
 
-def _read_back(path: str, counts: _Counts, file_name: str) -> None:
+def _read_back(path: str, counts: _Counts, file_name: str, header: str = HEADER) -> None:
     """Read the written file as RecBole's ``Dataset._load_feat`` does (pandas ``read_csv``, python
     engine, its separator, dtypes and encoding, in chunks) and refuse it unless RecBole gets
     exactly the rows, users and items written, with no missing cell."""
     import numpy as np
     import pandas as pd
 
-    columns = HEADER.rstrip("\n").split("\t")
+    columns = header.rstrip("\n").split("\t")
     dtype = {column: np.float64 if column.endswith(":float") else str for column in columns}
     rows, empty, users, items = 0, dict.fromkeys(columns, 0), set(), set()
     try:
@@ -610,6 +617,250 @@ def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.P
                           duplicates=counts.duplicates, warnings=_warnings(counts), stale_removed=stale)
 
 
+# --------------------------------------------------------------------------- --split-files
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """What ``prepare_split`` wrote: one ``PrepareSummary`` per part (train, valid, test)."""
+
+    parts: tuple[PrepareSummary, ...]
+    timestamps: bool  # whether the files have a timestamp column
+    valid_test_overlap: int = 0  # test rows whose (user, item) is also a validation row
+    stale_removed: int = 0
+
+
+@dataclass
+class _SplitState:
+    """What the parts read so far say: training users and items, each part's (user, item) pairs
+    with their line, whether the files have timestamps."""
+
+    users: set = field(default_factory=set)
+    items: set = field(default_factory=set)
+    pairs: dict = field(default_factory=dict)  # part -> {"user\titem": line}
+    files: dict = field(default_factory=dict)  # part -> file name in messages
+    timed: bool | None = None
+    overlap: int = 0
+
+
+def _split_header(fields: list[str], fail) -> tuple[int, int, int, int | None]:
+    """Column indexes of user, item, rating and timestamp (``None``: no such column) by name."""
+    names = [_column_name(x) for x in fields]
+    found: list[int | None] = []
+    for role in ROLES:
+        hits = [i for i, name in enumerate(names) if name in ALIASES[role]]
+        if len(hits) > 1 or (not hits and role != "timestamp"):
+            what = "more than one" if hits else ("missing rating: no" if role == "rating" else "no")
+            raise fail(f"{what} {role} column in the header {fields} (known names: "
+                       f"{'|'.join(ALIASES[role])})")
+        found.append(hits[0] if hits else None)
+    return found[0], found[1], found[2], found[3]
+
+
+def _split_rows(f: TextIO, file_name: str) -> Iterator[tuple[int, str, str, str, str | None]]:
+    """Yield validated (line, user, item, rating, timestamp or ``None``) of one split file: user,
+    item, rating[, timestamp] by position, or by name under a header line (no number, a known
+    column name), separated by tabs or commas (the first line decides); CRLF line ends and blank
+    lines at the end are tolerated."""
+    sep, width, blank_at, lineno = "", 0, 0, 0
+    index: tuple[int, int, int, int | None] | None = None
+
+    def fail(reason: str, at: int | None = None) -> PrepareError:
+        return PrepareError(f"{file_name}, line {at or lineno}: {reason}")
+
+    try:
+        for lineno, line in enumerate(_bounded_lines(f, file_name), start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                blank_at = blank_at or lineno
+                continue
+            if blank_at:
+                raise fail("blank line in the middle of the file", blank_at)
+            if not sep:
+                sep = "\t" if "\t" in line else ","
+            fields = [x.strip() for x in line.split(sep)]
+            if index is None:
+                width = len(fields)
+                known = {alias for aliases in ALIASES.values() for alias in aliases}
+                if _is_header(fields) and any(_column_name(x) in known for x in fields):
+                    index = _split_header(fields, fail)
+                    continue
+                if width == 2:
+                    raise fail("missing rating: 2 fields (user, item); a split file holds user, "
+                               "item, rating[, timestamp] and the clean protocol needs each rating")
+                if width not in (3, 4):
+                    raise fail(f"expected 3 or 4 fields (user, item, rating[, timestamp]) "
+                               f"separated by tabs or commas, got {width}")
+                index = (0, 1, 2, 3 if width == 4 else None)
+            if len(fields) != width:
+                short = " (missing rating)" if len(fields) <= index[2] else ""
+                raise fail(f"expected {width} fields separated by {sep!r}, got "
+                           f"{len(fields)}{short}")
+            rating = fields[index[2]]
+            if rating.lower() in MISSING:
+                raise fail(f"missing rating {rating!r}")
+            _finite(rating, "rating", fail)
+            user = _id(fields[index[0]], "user", fail)
+            item = _id(fields[index[1]], "item", fail)
+            ts = None if index[3] is None else _timestamp(fields[index[3]], fail)
+            yield lineno, user, item, rating, ts
+    except UnicodeDecodeError as e:
+        raise fail(f"not valid UTF-8 ({e.reason})", lineno + 1) from None
+
+
+def _write_split_part(out, rows, part: str, file_name: str, state: _SplitState,
+                      allow_overlap: bool) -> _Counts:
+    """Write one part's rows under its header, refusing a row whose user or item training lacks
+    (validation and test) and a (user, item) pair given twice, in this file or another (a
+    validation-and-test pair only without ``allow_overlap``)."""
+    counts, own = _Counts(), {}
+    train_name = state.files.get("train")
+    state.pairs[part], state.files[part] = own, file_name
+    for lineno, user, item, rating, ts in rows:
+        def fail(reason: str, at: int = lineno) -> PrepareError:
+            return PrepareError(f"{file_name}, line {at}: {reason}")
+
+        if counts.rows == 0:
+            timed = ts is not None
+            if state.timed is not None and state.timed != timed:
+                first = next(name for p, name in state.files.items() if p != part)
+                raise fail(f"{'a' if timed else 'no'} timestamp column, unlike {first}: the "
+                           "three files need the same columns")
+            state.timed = timed
+            out.write(HEADER if timed else UNTIMED_HEADER)
+        if part != "train":
+            if user not in state.users:
+                raise fail(f"user {user!r} is not in the training file {train_name}: RecBole "
+                           "would rank items for it with an embedding no training row updates; "
+                           "a split's validation and test users come from training")
+            if item not in state.items:
+                raise fail(f"item {item!r} is not in the training file {train_name}: RecBole "
+                           "would number it with the rest and rank it by an embedding no "
+                           "training row updates (as a held-out positive, one no model can "
+                           "learn); refused: drop the row or give the item training rows")
+        pair = f"{user}\t{item}"
+        if pair in own:
+            raise fail(f"(user, item) = ({user!r}, {item!r}) repeats line {own[pair]}: each "
+                       "pair may appear once in a split")
+        for other, lines in state.pairs.items():
+            if other == part or pair not in lines:
+                continue
+            if allow_overlap and {other, part} == {"valid", "test"}:
+                state.overlap += 1
+                continue
+            hint = (" (or pass --allow-valid-test-overlap where the split means it)"
+                    if {other, part} == {"valid", "test"} else "")
+            raise fail(f"(user, item) = ({user!r}, {item!r}) is also in the "
+                       f"{SPLIT_ROLES[other]} file {state.files[other]}, line {lines[pair]}: a "
+                       f"split gives each pair to one file{hint}")
+        own[pair] = lineno
+        if part == "train":
+            state.users.add(user)
+            state.items.add(item)
+        out.write(f"{user}\t{item}\t{rating}" + ("" if ts is None else f"\t{ts}") + "\n")
+        counts.rows += 1
+        counts.users.add(user)
+        counts.items.add(item)
+        if len(counts.ratings) <= MAX_RATING_VALUES:
+            counts.ratings.add(float(rating))
+    if counts.rows == 0:
+        raise PrepareError(f"{file_name}: no data rows")
+    return counts
+
+
+def prepare_split(split_files, name: str, data_path: str | os.PathLike[str] = "dataset",
+                  force: bool = False, allow_valid_test_overlap: bool = False,
+                  limits: Limits = Limits()) -> SplitSummary:
+    """Convert three rating files (training, validation, test: user, item, rating[, timestamp])
+    into ``<data_path>/<name>/<name>.{train,valid,test}.inter``, RecBole's pre-split files
+    (``benchmark_filename: [train, valid, test]``).
+
+    Refused, naming the file, the line and the reason: a validation or test user or item that
+    training lacks, a (user, item) pair twice in one file or in two files (validation and test
+    may share pairs with ``allow_valid_test_overlap``), a missing or non-numeric rating, files
+    that disagree on having a timestamp column, and every row ``prepare`` refuses. All three are
+    written to temp files and read back as RecBole reads them; only then is each moved into
+    place, so a refusal (or SIGTERM) leaves any previous files as they were.
+    """
+    sources = [Path(path) for path in split_files]
+    if len(sources) != len(SPLIT_PARTS):
+        raise PrepareError(f"--split-files needs {len(SPLIT_PARTS)} files (TRAIN VALID TEST), "
+                           f"got {len(sources)}")
+    for src in sources:
+        _check_target(src, name, "ml100k")  # the input and the name; the format is the split's
+    longest = _name_max(Path(os.path.abspath(data_path)))
+    size = max(len(os.fsencode(f"{name}.{part}.inter")) for part in SPLIT_PARTS)
+    if size > longest:
+        raise PrepareError(f"dataset name too long: its file name {name[:16]}....train.inter "
+                           f"would be {size} bytes, past the file system's limit of {longest}; "
+                           "use a shorter --name")
+    out_dir = Path(data_path) / name
+    outs = [out_dir / f"{name}.{part}.inter" for part in SPLIT_PARTS]
+    existing = [str(out) for out in outs if out.exists()]
+    if existing and not force:
+        raise PrepareError(f"{', '.join(existing)} already exist(s); use --force to overwrite")
+    made_dir = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stale = _remove_stale_temps(out_dir)
+    state, temps, written = _SplitState(), [], []
+    with _sigterm_raises():
+        try:
+            for part, src in zip(SPLIT_PARTS, sources):
+                tmp = tempfile.NamedTemporaryFile(
+                    "w", encoding="utf-8", newline="\n", delete=False, dir=out_dir,
+                    prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".inter")
+                temps.append(tmp.name)
+                with tmp, _text_input(src, limits) as (f, file_name):
+                    counts = _write_split_part(tmp, _split_rows(f, file_name), part, file_name,
+                                               state, allow_valid_test_overlap)
+                    tmp.flush()
+                    os.fsync(tmp.fileno())
+                written.append((counts, file_name))
+            header = HEADER if state.timed else UNTIMED_HEADER
+            for path, (counts, file_name) in zip(temps, written):
+                _read_back(path, counts, file_name, header)
+            mask = os.umask(0)
+            os.umask(mask)
+            for path, out in zip(temps, outs):
+                os.chmod(path, 0o666 & ~mask)
+                os.replace(path, out)
+        except BaseException:
+            for path in temps:
+                Path(path).unlink(missing_ok=True)
+            if made_dir:
+                try:
+                    out_dir.rmdir()
+                except OSError:
+                    pass
+            raise
+    parts = tuple(
+        PrepareSummary(rows=counts.rows, users=len(counts.users), items=len(counts.items),
+                       path=out, warnings=_warnings(counts) if out is outs[0] else ())
+        for (counts, _), out in zip(written, outs))
+    return SplitSummary(parts=parts, timestamps=bool(state.timed),
+                        valid_test_overlap=state.overlap, stale_removed=stale)
+
+
+def _report_split(s: SplitSummary, name: str, data_path: str) -> None:
+    for part, summary in zip(SPLIT_PARTS, s.parts):
+        print(f"wrote {summary.rows} {SPLIT_ROLES[part]} rows ({summary.users} users, "
+              f"{summary.items} items) to {summary.path}")
+    if s.valid_test_overlap:
+        print(f"{s.valid_test_overlap} test rows share their (user, item) with a validation row "
+              "(--allow-valid-test-overlap)")
+    if s.stale_removed:
+        print(f"removed {s.stale_removed} temp file(s) left by a killed run in "
+              f"{s.parts[0].path.parent}")
+    untimed = "" if s.timestamps else " --eval_protocol=user"
+    print(f"train on them with: --dataset={name} --data_path={data_path} "
+          f"--benchmark_filename=\"['train','valid','test']\"{untimed}")
+    if not s.timestamps:
+        print("no timestamp column: eval_protocol user_first and clean_valid_guide_order "
+              "chronological need one (use eval_protocol user or interaction)")
+    for warning in s.parts[0].warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _report(s: PrepareSummary, dedupe: bool) -> None:
     print(f"wrote {s.rows} rows ({s.users} users, {s.items} items) to {s.path}")
     if s.duplicates:
@@ -637,7 +888,15 @@ def _positive(kind: type) -> Callable[[str], float]:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 2 with a one-line message on any user-facing error (143 on SIGTERM)."""
     p = argparse.ArgumentParser(prog="python -m recbole_autodenoise.prepare", description=__doc__.splitlines()[0])
-    p.add_argument("input", help="raw ratings file, RecBole .inter file, or a wheel/zip holding NAME/NAME.inter")
+    p.add_argument("input", nargs="?", help="raw ratings file, RecBole .inter file, or a "
+                                            "wheel/zip holding NAME/NAME.inter")
+    p.add_argument("--split-files", nargs=3, metavar=("TRAIN", "VALID", "TEST"),
+                   help="three rating files of a given split (user, item, rating[, timestamp]; "
+                        "tabs or commas): writes NAME.train.inter, NAME.valid.inter, "
+                        "NAME.test.inter (benchmark_filename) instead of NAME.inter")
+    p.add_argument("--allow-valid-test-overlap", action="store_true",
+                   help="with --split-files: accept test rows whose (user, item) is also a "
+                        "validation row (refused by default)")
     p.add_argument("--name", required=True, help="dataset name (output folder and file stem)")
     p.add_argument("--data-path", default="dataset", help="RecBole data_path (default: dataset)")
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS], dest="fmt")
@@ -653,6 +912,18 @@ def main(argv: list[str] | None = None) -> int:
                                      f"(default {MAX_EXPANSION_RATIO})")
     args = p.parse_args(argv)
     limits = Limits(args.max_expanded_bytes, args.max_expansion_ratio)
+    if (args.input is None) == (args.split_files is None):
+        p.error("give either INPUT or --split-files TRAIN VALID TEST")
+    if args.split_files is None and args.allow_valid_test_overlap:
+        p.error("--allow-valid-test-overlap applies to --split-files only")
+    if args.split_files is not None:
+        given = [flag for flag, used in (("--format", args.fmt != "auto"),
+                                         ("--columns", args.columns is not None),
+                                         ("--dedupe", args.dedupe)) if used]
+        if given:
+            p.error(f"{', '.join(given)} do(es) not apply to --split-files (read by position, "
+                    "user, item, rating[, timestamp], or by a header's names; pairs never repeat)")
+        return _main_split(args, limits)
     try:
         s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns,
                     args.dedupe, limits)
@@ -663,6 +934,20 @@ def main(argv: list[str] | None = None) -> int:
         print("error: terminated by SIGTERM; nothing written", file=sys.stderr)
         return 128 + signal.SIGTERM
     _report(s, args.dedupe)
+    return 0
+
+
+def _main_split(args: argparse.Namespace, limits: Limits) -> int:
+    try:
+        s = prepare_split(args.split_files, args.name, args.data_path, args.force,
+                          args.allow_valid_test_overlap, limits)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("error: terminated by SIGTERM; nothing written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    _report_split(s, args.name, args.data_path)
     return 0
 
 

@@ -18,15 +18,15 @@ from typing import Any, Sequence
 from recbole.utils import init_logger, init_seed
 
 from recbole_autodenoise import distributed
-from recbole_autodenoise.checkpoints import check_checkpoint_dir
+from recbole_autodenoise.checkpoints import check_checkpoint_dir, load_resumable, plain_config
 from recbole_autodenoise.checks import read_key
 from recbole_autodenoise.config import make_config, plugin_keys
-from recbole_autodenoise.data import create_dataset, data_preparation
+from recbole_autodenoise.data import DataBundle, create_dataset, prepare_data
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.model import get_model
 from recbole_autodenoise.schemes.protocol import check_protocol
-from recbole_autodenoise.trainer import AutoDenoiseTrainer, load_resumable, plain_config
+from recbole_autodenoise.trainer import AutoDenoiseTrainer
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
 
@@ -188,14 +188,15 @@ def check_evaluate_test(config) -> bool:
     return read_key(config, "evaluate_test", lambda v: isinstance(v, bool), "true or false")
 
 
-def _test(trainer, test_data, config, saved: bool, show_progress: bool) -> dict[str, Any]:
+def _test(trainer, bundle: DataBundle, config, saved: bool, show_progress: bool) -> dict[str, Any]:
     """The clean test of the trained (best, where saved) model under every protocol: ``test``,
     ``test_by_protocol`` and ``per_query`` (the protocols whose queries hold one positive each:
     ranks to pair methods query by query)."""
+    test_data = bundle.test
     test = _lowered(trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress))
     per_query = {config["eval_protocol"]: trainer.last_per_query}
     test_by_protocol = {}
-    for name, loader in test_data.by_protocol.items():  # the same model under every protocol
+    for name, loader in bundle.test_by_protocol.items():  # the same model under every protocol
         if loader is test_data:
             test_by_protocol[name] = test
             continue
@@ -216,11 +217,13 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
 
     data = create_dataset(config)
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    bundle = prepare_data(config, data)
+    train_data, valid_data, test_data = bundle.train, bundle.select, bundle.test
     init_seed(distributed.rank_seed(config), config["reproducibility"])
     recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(recommender)
     trainer = AutoDenoiseTrainer(config, recommender)
+    trainer.set_data(bundle)
     if resume is not None:
         trainer.resume_checkpoint(resume)
 
@@ -228,7 +231,7 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
     tested = None
     if config["evaluate_test"]:
-        tested = _test(trainer, test_data, config, saved, show_progress)
+        tested = _test(trainer, bundle, config, saved, show_progress)
 
     train_seconds = [record["train_seconds"] for record in trainer.history]
     keys = plugin_keys()
@@ -292,13 +295,13 @@ def evaluate_checkpoint(
     best-model file of a run with this model, data set, scheme and seed). Returns ``test``,
     ``test_by_protocol``, ``per_query`` (as ``run``'s results), ``data`` (the sizes, to check that
     the rebuilt split is the run's) and the checkpoint's ``best_epoch``."""
-    from recbole_autodenoise import compat
+    from recbole_autodenoise import checkpoints
 
     config = make_config(model, dataset, config_files, config_dict)
     check_no_caches(config)
     check_checkpoint_dir(config)
     checkpoint = os.fspath(checkpoint)
-    saved = compat.load_checkpoint(checkpoint)
+    saved = checkpoints.load_checkpoint(checkpoint)
     if saved.get("kind") != "best" or "denoise" not in saved:
         raise ValueError(f"{checkpoint} is not a best-model checkpoint of an AutoDenoiseTrainer")
     trained = {**saved["config"], "denoise_scheme": saved["denoise"]["scheme"]}
@@ -309,13 +312,13 @@ def evaluate_checkpoint(
     init_seed(distributed.rank_seed(config), config["reproducibility"])
     start_logging(config)
     data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    bundle = prepare_data(config, data)
     init_seed(distributed.rank_seed(config), config["reproducibility"])
-    recommender = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    recommender = get_model(config["model"])(config, bundle.train._dataset).to(config["device"])
     trainer = AutoDenoiseTrainer(config, recommender)
     trainer.saved_model_file = checkpoint
-    tested = _test(trainer, test_data, config, True, False)
+    tested = _test(trainer, bundle, config, True, False)
     sizes = {"users": data.user_num, "items": data.item_num, "interactions": data.inter_num,
-             "train": len(train_data._dataset), "valid": len(valid_data._dataset),
-             "test": len(test_data._dataset), "files": list(data.data_files)}
+             "train": len(bundle.train._dataset), "valid": len(bundle.select._dataset),
+             "test": len(bundle.test._dataset), "files": list(data.data_files)}
     return {**tested, "data": sizes, "best_epoch": saved.get("epoch"), "checkpoint": checkpoint}

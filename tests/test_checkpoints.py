@@ -23,8 +23,9 @@ from recbole.utils import get_model, init_seed
 # l2rw, the user and meta credit below are experimental
 import recbole_autodenoise.experimental  # noqa: F401
 import recbole_autodenoise as rad
-from recbole_autodenoise import checkpoints, cli, compat, quick_start
-from recbole_autodenoise.trainer import AutoDenoiseTrainer, check_resumable
+from recbole_autodenoise import checkpoints, cli, quick_start
+from recbole_autodenoise.checkpoints import check_resumable
+from recbole_autodenoise.trainer import AutoDenoiseTrainer
 from tests.conftest import FAST, write_inter
 
 TINY = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "topk": [5],
@@ -82,12 +83,13 @@ def test_checksum_refuses_what_a_checkpoint_cannot_hold():
 @pytest.fixture
 def saved(tmp_path) -> Path:
     path = tmp_path / "c.pth"
-    compat.atomic_torch_save({"state_dict": {"w": torch.arange(64, dtype=torch.float32)}, "epoch": 3}, path)
+    checkpoints.atomic_torch_save(
+        {"state_dict": {"w": torch.arange(64, dtype=torch.float32)}, "epoch": 3}, path)
     return path
 
 
 def test_a_good_checkpoint_loads_without_its_checksum_entry(saved):
-    loaded = compat.load_checkpoint(saved)
+    loaded = checkpoints.load_checkpoint(saved)
     assert set(loaded) == {"state_dict", "epoch"}
     assert loaded["epoch"] == 3 and torch.equal(loaded["state_dict"]["w"], torch.arange(64, dtype=torch.float32))
 
@@ -97,19 +99,19 @@ def test_empty_and_text_files_are_not_readable_checkpoints(tmp_path, content):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
     with pytest.raises(ValueError, match=re.escape(f"{path} is not a readable checkpoint (")):
-        compat.load_checkpoint(path)
+        checkpoints.load_checkpoint(path)
 
 
 def test_a_truncated_checkpoint_is_not_readable(saved):
     raw = saved.read_bytes()
     saved.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match=re.escape(f"{saved} is not a readable checkpoint (")):
-        compat.load_checkpoint(saved)
+        checkpoints.load_checkpoint(saved)
 
 
 def test_a_missing_file_is_not_readable(tmp_path):
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'nope.pth'} is not a readable checkpoint: no such file")):
-        compat.load_checkpoint(tmp_path / "nope.pth")
+        checkpoints.load_checkpoint(tmp_path / "nope.pth")
 
 
 def test_bytes_flipped_inside_tensor_data_fail_the_checksum(saved):
@@ -119,7 +121,7 @@ def test_bytes_flipped_inside_tensor_data_fail_the_checksum(saved):
     flipped = torch.load(saved, weights_only=True)["state_dict"]["w"]  # torch itself notices nothing
     assert flipped[10] != 10.0 and torch.equal(flipped[:10], torch.arange(10, dtype=torch.float32))
     with pytest.raises(ValueError, match=re.escape(f"{saved} failed its checksum: the file is corrupt")):
-        compat.load_checkpoint(saved)
+        checkpoints.load_checkpoint(saved)
 
 
 def test_a_changed_plain_value_fails_the_checksum(saved):
@@ -127,21 +129,21 @@ def test_a_changed_plain_value_fails_the_checksum(saved):
     state["epoch"] = 4
     torch.save(state, saved)
     with pytest.raises(ValueError, match="failed its checksum"):
-        compat.load_checkpoint(saved)
+        checkpoints.load_checkpoint(saved)
 
 
 def test_a_checkpoint_without_checksum_is_refused(tmp_path):
     path = tmp_path / "plain.pth"
     torch.save({"state_dict": {"w": torch.ones(2)}}, path)
     with pytest.raises(ValueError, match=re.escape(f"{path} is not a readable checkpoint: it carries no checksum")):
-        compat.load_checkpoint(path)
+        checkpoints.load_checkpoint(path)
 
 
 def test_saving_refuses_a_non_dict_or_a_checksum_key(tmp_path):
     with pytest.raises(TypeError):
-        compat.atomic_torch_save([torch.ones(1)], tmp_path / "x.pth")
+        checkpoints.atomic_torch_save([torch.ones(1)], tmp_path / "x.pth")
     with pytest.raises(TypeError):
-        compat.atomic_torch_save({"checksum": "mine"}, tmp_path / "x.pth")
+        checkpoints.atomic_torch_save({"checksum": "mine"}, tmp_path / "x.pth")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -186,7 +188,8 @@ def test_two_trainers_built_in_the_same_second_get_different_names(tmp_path, mon
 def test_latest_state_after_every_finished_epoch_beside_the_best_model(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=3, eval_step=2)  # validation after epoch 1 only
     trainer.fit(train, valid)
-    best, latest = compat.load_checkpoint(trainer.saved_model_file), compat.load_checkpoint(trainer.latest_model_file)
+    best = checkpoints.load_checkpoint(trainer.saved_model_file)
+    latest = checkpoints.load_checkpoint(trainer.latest_model_file)
     assert (best["kind"], best["epoch"], latest["kind"], latest["epoch"]) == ("best", 1, "latest", 2)
     assert latest["best_epoch"] == 1 and latest["best_valid_result"] == best["best_valid_result"]
     assert set(best["best_valid_result"]) == {"precision@5", "recall@5", "f1@5", "ndcg@5"}
@@ -205,7 +208,7 @@ def test_latest_state_after_every_finished_epoch_beside_the_best_model(tmp_path)
 def test_every_scheme_state_round_trips_through_a_checksummed_checkpoint(tmp_path, overrides):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1, **overrides)
     trainer.fit(train, valid)
-    latest = compat.load_checkpoint(trainer.latest_model_file)
+    latest = checkpoints.load_checkpoint(trainer.latest_model_file)
     assert latest["denoise"]["scheme"] == overrides["denoise_scheme"]
     assert checkpoints.checksum(latest) == torch.load(trainer.latest_model_file, weights_only=True)["checksum"]
 
@@ -280,7 +283,8 @@ def fake_checkpoint(settings: dict | None = None, scheme: str | None = None, **c
     checkpoint = {
         "format_version": checkpoints.FORMAT_VERSION, "kind": "latest", "config": settings,
         "epoch": 1, "cur_step": 0, "best_valid_score": 0.5, "best_valid_result": {"ndcg@5": 0.5},
-        "best_epoch": 1, "train_loss_dict": {0: 0.7, 1: 0.6}, "state_dict": {"w": torch.zeros(2)},
+        "best_epoch": 1, "best_valid_per_query": None, "train_loss_dict": {0: 0.7, 1: 0.6},
+        "state_dict": {"w": torch.zeros(2)},
         "other_parameter": {},
         "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
         "denoise": {"scheme": scheme or settings["denoise_scheme"], "scheme_state": {},
@@ -329,7 +333,7 @@ def test_cli_resume_of_a_bad_file_exits_2_before_loading_data(tmp_path, capsys):
 
 def test_run_resume_refuses_a_checkpoint_of_another_scheme_before_loading_data(tmp_path):
     path = tmp_path / "other.pth"
-    compat.atomic_torch_save(fake_checkpoint({**RUN, "dataset": "no-such-data"}), path)
+    checkpoints.atomic_torch_save(fake_checkpoint({**RUN, "dataset": "no-such-data"}), path)
     with pytest.raises(ValueError, match="trained with denoise_scheme='autodenoise_s', this run uses 'adt_tl'"):
         quick_start.run("BPR", "no-such-data", config_dict={"data_path": str(tmp_path), "denoise_scheme": "adt_tl"},
                         resume=path)
@@ -380,7 +384,8 @@ def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninter
     assert not Path("killed.json").exists() and not list(Path("killed").glob(".tmp-*"))
     [latest] = Path("killed").glob("*-latest.pth")
     best = checkpoints.best_file(latest)
-    assert (compat.load_checkpoint(best)["epoch"], compat.load_checkpoint(latest)["epoch"]) == (0, 1)
+    load = checkpoints.load_checkpoint
+    assert (load(best)["epoch"], load(latest)["epoch"]) == (0, 1)
 
     assert cli.main([*args, "--checkpoint_dir=killed", f"--resume={latest}", "--results_file=resumed.json"]) == 0
     resumed = json.loads(Path("resumed.json").read_text())

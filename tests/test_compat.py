@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import recbole_autodenoise as rad
-from recbole_autodenoise import compat
+from recbole_autodenoise import checkpoints, compat
 
 
 def test_numpy_aliases_recbole_config_reads_exist():
@@ -75,8 +75,9 @@ def test_missing_values_are_filled_under_pandas_copy_on_write(tmp_path):
 
 def test_checkpoints_load_with_weights_only(tmp_path):
     path = tmp_path / "c.pth"
-    compat.atomic_torch_save({"state_dict": {"w": torch.arange(3)}, "meta": {"model": "BPR", "k": [1, 2]}}, path)
-    loaded = compat.load_checkpoint(path)
+    state = {"state_dict": {"w": torch.arange(3)}, "meta": {"model": "BPR", "k": [1, 2]}}
+    checkpoints.atomic_torch_save(state, path)
+    loaded = checkpoints.load_checkpoint(path)
     assert loaded["meta"] == {"model": "BPR", "k": [1, 2]}
     assert torch.equal(loaded["state_dict"]["w"], torch.arange(3))
 
@@ -85,7 +86,7 @@ def test_a_pickled_object_is_refused_by_the_safe_loader(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"obj": Path("x")}, path)  # an arbitrary class instance can only be loaded by unpickling
     with pytest.raises(Exception):
-        compat.load_checkpoint(path)
+        checkpoints.load_checkpoint(path)
 
 
 def test_dok_update_restored_as_an_unchecked_dict_update():

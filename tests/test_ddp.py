@@ -25,7 +25,7 @@ import pytest
 from recbole.utils import init_seed
 
 import recbole_autodenoise as rad
-from recbole_autodenoise import distributed
+from recbole_autodenoise import checkpoints, distributed
 from recbole_autodenoise.distributed import RankFailed
 from recbole_autodenoise.model import get_model
 from recbole_autodenoise.quick_start import run
@@ -84,9 +84,9 @@ def test_single_process_defaults_launch_nothing():
 def test_a_multi_process_checkpoint_resumes_on_as_many_ranks_only(tmp_path):
     config = rad.make_config("BPR", "ml-100k", None, FAST)
     one_rank = {"rng": "r", "scheme_state": "s"}
-    assert distributed.own_rank_state(one_rank, config, "x.pth") == one_rank
+    assert checkpoints.own_rank_state(one_rank, config, "x.pth") == one_rank
     with pytest.raises(ValueError, match=r"x.pth was written by a run of 2 process\(es\), this run has 1"):
-        distributed.own_rank_state({**one_rank, "ranks": [one_rank, one_rank]}, config, "x.pth")
+        checkpoints.own_rank_state({**one_rank, "ranks": [one_rank, one_rank]}, config, "x.pth")
 
 
 # --- two ranks, end to end -------------------------------------------------------------------
@@ -232,22 +232,22 @@ def test_digest_is_bitwise():
     import torch
 
     one = torch.tensor([1.0, 2.0])
-    assert distributed.digest({"w": one}, 0.5) == distributed.digest({"w": one.clone()}, 0.5)
-    assert distributed.digest({"w": one}, 0.5) != distributed.digest({"w": torch.nextafter(one, one + 1)}, 0.5)
-    assert distributed.digest({"w": one}, 0.5) != distributed.digest({"w": one}, 0.5000000000000001)
+    assert checkpoints.digest({"w": one}, 0.5) == checkpoints.digest({"w": one.clone()}, 0.5)
+    nudged = torch.nextafter(one, one + 1)
+    assert checkpoints.digest({"w": one}, 0.5) != checkpoints.digest({"w": nudged}, 0.5)
+    assert checkpoints.digest({"w": one}, 0.5) != checkpoints.digest({"w": one}, 0.5000000000000001)
 
 
 def test_a_sharded_evaluation_loader_is_refused_under_ddp():
     from torch.utils.data.distributed import DistributedSampler
 
-    from recbole_autodenoise.trainer import check_whole_set
-
     class Loader:
         sampler = DistributedSampler(list(range(10)), num_replicas=2, rank=0)
 
-    check_whole_set(Loader(), {"single_spec": True})  # a single process may evaluate any loader
+    # a single process may evaluate any loader
+    distributed.check_whole_set(Loader(), {"single_spec": True})
     with pytest.raises(ValueError, match="every rank evaluates the whole set"):
-        check_whole_set(Loader(), {"single_spec": False})
+        distributed.check_whole_set(Loader(), {"single_spec": False})
 
 
 @pytest.mark.slow

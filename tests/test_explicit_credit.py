@@ -12,6 +12,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
+from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.base import mean_one
 from test_checkpoints import tiny_trainer
@@ -94,7 +95,7 @@ def test_a_short_run_learns_from_the_explicit_rows(tmp_path):
     """(The explicit rows under a guide/select split: tests/test_noise_and_guide.py.)"""
     trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2,
                                          controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
-    explicit = train._dataset.explicit_guide
+    explicit = training_data_of(train).explicit_rows
     assert trainer.scheme.reads_ratings is False
     trainer.fit(train, valid, saved=False)
     assert trainer.clean_batches.num_rows == len(explicit)

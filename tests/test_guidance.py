@@ -17,6 +17,7 @@ from torch import nn
 
 import recbole_autodenoise as rad
 from recbole_autodenoise.controller import HardPolicy, SoftPolicy
+from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.guidance import (
     CleanBatches,
     Guidance,
@@ -245,10 +246,10 @@ def test_clean_batches_state_round_trip():
 
 def test_guide_dataset_prefers_the_guide_split():
     guide, valid = object(), SimpleNamespace(_dataset=object())
-    assert guide_dataset(SimpleNamespace(_dataset=SimpleNamespace(clean_guide=guide)), valid) is guide
-    assert guide_dataset(SimpleNamespace(_dataset=SimpleNamespace()), valid) is valid._dataset
+    assert guide_dataset(SimpleNamespace(guide_rows=guide), valid) is guide
+    assert guide_dataset(None, valid) is valid._dataset
     with pytest.raises(ValueError, match="valid_data"):
-        guide_dataset(SimpleNamespace(_dataset=SimpleNamespace()), None)
+        guide_dataset(None, None)
 
 
 def test_mean_one_rescales_and_has_no_gradient_along_the_scale():
@@ -335,8 +336,8 @@ def test_guide_split_result_goes_to_the_scheme(monkeypatch):
     """With clean_valid_guide_ratio > 0 the scheme learns from the guide part's evaluation (its
     score is in the history), validation keeps selecting, and clean batches come from the guide."""
     config, train, valid, test = build("BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3, **SMALL)
-    guide_loader = train.clean_guide_data
-    assert guide_loader is not None and len(train._dataset.clean_guide) < len(valid._dataset)
+    guide_loader, guide_rows = training_data_of(train).guide, training_data_of(train).guide_rows
+    assert guide_loader is not None and len(guide_rows) < len(valid._dataset)
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     seen = []
     original = trainer.scheme.after_evaluation
@@ -355,7 +356,7 @@ def test_guide_split_result_goes_to_the_scheme(monkeypatch):
                                        reward_metric="NDCG@20", **SMALL)
     ndcg = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     ndcg.fit(train, valid, saved=False)
-    expected = ndcg.evaluate(train.clean_guide_data, load_best_model=False)
+    expected = ndcg.evaluate(training_data_of(train).guide, load_best_model=False)
     assert ndcg.history[-1]["guide_score"] == pytest.approx(expected["ndcg@20"])
     assert ndcg.history[-1]["controller_reward"] == pytest.approx(expected["ndcg@20"])
     assert ndcg.history[-1]["valid_score"] != ndcg.history[-1]["guide_score"]
@@ -364,7 +365,7 @@ def test_guide_split_result_goes_to_the_scheme(monkeypatch):
 @pytest.mark.slow
 def test_no_guide_split_means_no_guide_evaluation():
     config, train, valid, _ = build("BPR", denoise_scheme="autodenoise_s", **SMALL)
-    assert train.clean_guide_data is None
+    assert training_data_of(train).guide is None
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
     assert "guide_score" not in trainer.history[-1]

@@ -27,6 +27,7 @@ from recbole_autodenoise.data import (
     create_dataset,
     data_preparation,
 )
+from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.data.guide import guide_count
 
 NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "state": "WARNING"}
@@ -117,11 +118,19 @@ def test_bad_guide_ratio(tmp_path, value):
 
 @pytest.mark.parametrize("kind", NOISE_KINDS)
 def test_noise_rate_beyond_the_unseen_items(tmp_path, kind):
-    # 48 training rows x 20 = 960 fake rows: some user is drawn far more than its 28 unseen items.
+    # 48 training rows x 3 = 144 fake rows fit the 174 untrained pairs, but some user is drawn for
+    # more than its unseen items.
     with pytest.raises(ValueError) as info:
-        make(tmp_path, noise_rate=20, noise_kind=kind)
+        make(tmp_path, noise_rate=3, noise_kind=kind)
     message = str(info.value)
     assert "noise_rate is too large" in message and f"noise_kind='{kind}'" in message and "user 'u" in message
+
+
+@pytest.mark.parametrize("rate", [4, 1e9])
+def test_noise_rate_beyond_every_untrained_pair_is_refused_before_any_draw(tmp_path, rate):
+    # 48 training rows: 4 x 48 = 192 > 174 untrained (user, item) pairs; 1e9 must not allocate 4.8e10 rows
+    with pytest.raises(ValueError, match=rf"asks for {int(48 * rate)} fake interactions, more than the 174 "):
+        make(tmp_path, noise_rate=rate)
 
 
 def test_noise_needs_the_chronological_per_user_split(tmp_path):
@@ -318,8 +327,8 @@ def test_guide_count_edge_cases():
 
 def test_ratio_zero_guide_is_the_validation_set(tmp_path):
     _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows())
-    assert train._dataset.clean_guide is valid._dataset
-    assert train.clean_guide_data is None
+    assert training_data_of(train).guide_rows is valid._dataset
+    assert training_data_of(train).guide is None
 
 
 @pytest.mark.parametrize(("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})])
@@ -327,19 +336,19 @@ def test_guide_select_per_user_counts(tmp_path, ratio, guide_sizes):
     _, _, _, whole, _ = make(tmp_path, name="guide", rows=guide_rows())
     assert per_user(whole._dataset) == {"g1": 4, "g2": 2, "g3": 1}  # g4 has no clean validation row
     _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio)
-    guide, select = train._dataset.clean_guide, valid._dataset
+    guide, select = training_data_of(train).guide_rows, valid._dataset
     assert type(guide) is type(select)
     assert per_user(guide) == guide_sizes
     assert per_user(select) == {"g1": 4 - guide_sizes["g1"], "g2": 1, "g3": 1}
     assert real(guide) | real(select) == real(whole._dataset)
     assert not real(guide) & real(select)
-    assert len(train.clean_guide_data._dataset) == len(guide)
+    assert len(training_data_of(train).guide._dataset) == len(guide)
 
 
 def test_guide_split_is_seeded(tmp_path):
     def guide(seed: int) -> set:
         _, _, train, _, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5, seed=seed)
-        return real(train._dataset.clean_guide)
+        return real(training_data_of(train).guide_rows)
 
     draws = {frozenset(guide(seed)) for seed in range(6)}
     assert frozenset(guide(0)) in draws and len(draws) > 1
@@ -366,7 +375,7 @@ def masked_of(loader) -> dict[tuple[str, str], set[str]]:
 def test_guide_and_select_mask_each_other_and_test_masking_is_unchanged(tmp_path):
     _, _, _, _, whole_test = make(tmp_path, name="guide", rows=guide_rows())
     _, _, train, valid, test = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5)
-    guide_data = train.clean_guide_data
+    guide_data = training_data_of(train).guide
     assert type(valid) is type(guide_data) is InteractionFullSortEvalDataLoader
     guide_items = {(u, i) for u, i, _ in real(guide_data._dataset)}
     select_items = {(u, i) for u, i, _ in real(valid._dataset)}
@@ -382,7 +391,7 @@ def test_guide_and_select_mask_each_other_and_test_masking_is_unchanged(tmp_path
 def test_sequential_guide_rows_keep_their_histories(tmp_path):
     _, _, _, whole, _ = make(tmp_path, "SASRec", name="guide", rows=guide_rows())
     _, _, train, valid, _ = make(tmp_path, "SASRec", name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5)
-    guide = train._dataset.clean_guide
+    guide = training_data_of(train).guide_rows
     assert type(guide) is type(valid._dataset)
     history_of = {
         row[:3]: tuple(whole._dataset.inter_feat["item_id_list"][n].tolist()) for n, row in enumerate(rows(whole._dataset))
@@ -390,7 +399,7 @@ def test_sequential_guide_rows_keep_their_histories(tmp_path):
     for n, row in enumerate(rows(guide)):
         assert tuple(guide.inter_feat["item_id_list"][n].tolist()) == history_of[row[:3]]
     assert len(guide) + len(valid._dataset) == len(whole._dataset)
-    assert train.clean_guide_data.sample_size == len(guide)  # one query per row
+    assert training_data_of(train).guide.sample_size == len(guide)  # one query per row
 
 
 def test_noise_and_guide_together_use_separate_streams(tmp_path):
@@ -414,7 +423,7 @@ def test_guide_loader_evaluates_after_a_short_bpr_run():
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
-    guide_data = train.clean_guide_data
+    guide_data = training_data_of(train).guide
     assert guide_data.sample_size == len(guide_data._dataset) > 0
     assert len(fake(train._dataset)) > 0
     init_seed(config["seed"], config["reproducibility"])
@@ -485,7 +494,7 @@ def rated(dataset) -> Counter:
 
 def test_explicit_rows_are_every_rated_validation_row_without_a_guide_split(tmp_path):
     _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows())
-    explicit = train._dataset.explicit_guide
+    explicit = training_data_of(train).explicit_rows
     assert rated(explicit) == {("g1", True): 4, ("g2", True): 2, ("g2", False): 2, ("g3", True): 1,
                                ("g3", False): 1, ("g4", False): 2}
     assert real(valid._dataset) < real(explicit)  # the clean validation rows and the low-rated ones
@@ -494,16 +503,16 @@ def test_explicit_rows_are_every_rated_validation_row_without_a_guide_split(tmp_
 @pytest.mark.parametrize(("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})])
 def test_explicit_rows_with_a_guide_split_are_the_guide_part_and_the_low_rated_rows(tmp_path, ratio, guide_sizes):
     _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio)
-    explicit = train._dataset.explicit_guide
+    explicit = training_data_of(train).explicit_rows
     low = {("g2", False): 2, ("g3", False): 1, ("g4", False): 2}
     assert rated(explicit) == {**low, **{(u, True): n for u, n in guide_sizes.items()}}
-    assert real(train._dataset.clean_guide) < real(explicit)
+    assert real(training_data_of(train).guide_rows) < real(explicit)
     assert not real(valid._dataset) & real(explicit)  # validation selects on rows no learner saw
 
 
 def test_sequential_explicit_rows_keep_their_histories(tmp_path):
     _, _, train, _, _ = make(tmp_path, model="GRU4Rec", name="guide", rows=guide_rows())
-    explicit, held_out = train._dataset.explicit_guide, train._dataset.held_out["valid"]
+    explicit, held_out = training_data_of(train).explicit_rows, training_data_of(train).valid_rows
     assert len(explicit) == len(held_out) == 8  # every validation target row, clean or not
     for field in ("user_id", "item_id", "rating", "item_id_list", "item_length"):
         assert torch.equal(explicit.inter_feat[field], held_out[field])

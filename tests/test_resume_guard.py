@@ -18,8 +18,8 @@ import torch
 
 import recbole_autodenoise.experimental  # noqa: F401  (l2rw below: experimental)
 import recbole_autodenoise as rad
-from recbole_autodenoise import checkpoints, cli, compat, files, quick_start
-from recbole_autodenoise.trainer import check_resumable, load_trainer_checkpoint, plain_config
+from recbole_autodenoise import checkpoints, cli, files, quick_start
+from recbole_autodenoise.checkpoints import check_resumable, load_trainer_checkpoint, plain_config
 from tests.test_checkpoints import TINY, fake_checkpoint, tiny_trainer
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
@@ -40,7 +40,7 @@ def settings(tmp_path: Path, **overrides) -> dict:
 def saved_checkpoint(tmp_path: Path, checkpoint: dict) -> Path:
     path = tmp_path / "saved" / "BPR-run-latest.pth"
     path.parent.mkdir(exist_ok=True)
-    compat.atomic_torch_save(checkpoint, path)
+    checkpoints.atomic_torch_save(checkpoint, path)
     return path
 
 
@@ -202,9 +202,9 @@ def test_a_trained_checkpoint_resumes_with_more_epochs_and_refuses_another_thres
 def test_a_scheme_state_that_does_not_fit_is_one_error(tmp_path):
     first, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme="autodenoise_s")
     first.fit(train, valid)
-    checkpoint = compat.load_checkpoint(first.latest_model_file)
+    checkpoint = checkpoints.load_checkpoint(first.latest_model_file)
     checkpoint["denoise"]["scheme_state"] = {}
-    compat.atomic_torch_save(checkpoint, first.latest_model_file)
+    checkpoints.atomic_torch_save(checkpoint, first.latest_model_file)
     again, _, _ = tiny_trainer(tmp_path, epochs=2, denoise_scheme="autodenoise_s")
     with pytest.raises(
         ValueError,
@@ -217,9 +217,9 @@ def test_a_scheme_state_that_does_not_fit_is_one_error(tmp_path):
 def test_a_guided_run_needs_its_guide_state(tmp_path):
     first, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme="l2rw")
     first.fit(train, valid)
-    checkpoint = compat.load_checkpoint(first.latest_model_file)
+    checkpoint = checkpoints.load_checkpoint(first.latest_model_file)
     del checkpoint["denoise"]["guide"]
-    compat.atomic_torch_save(checkpoint, first.latest_model_file)
+    checkpoints.atomic_torch_save(checkpoint, first.latest_model_file)
     again, _, _ = tiny_trainer(tmp_path, epochs=2, denoise_scheme="l2rw")
     with pytest.raises(
         ValueError, match="is malformed: it has no denoise.guide entry, which this run needs"
@@ -339,8 +339,8 @@ def test_the_cli_refuses_a_negative_epoch_without_a_traceback(tmp_path, capsys):
 def test_evaluate_refuses_a_best_model_of_another_format(tmp_path):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1)
     trainer.fit(train, valid)
-    checkpoint = compat.load_checkpoint(trainer.saved_model_file)
-    compat.atomic_torch_save({**checkpoint, "format_version": 0}, trainer.saved_model_file)
+    checkpoint = checkpoints.load_checkpoint(trainer.saved_model_file)
+    checkpoints.atomic_torch_save({**checkpoint, "format_version": 0}, trainer.saved_model_file)
     with pytest.raises(
         ValueError, match="has format_version 0, this version reads format_version 1"
     ):
@@ -408,8 +408,8 @@ WRITERS = {
         lambda path: json.loads(path.read_text())["value"],
     ),
     "checkpoint": (
-        lambda path, value: compat.atomic_torch_save({"value": value}, path),
-        lambda path: compat.load_checkpoint(path)["value"],
+        lambda path, value: checkpoints.atomic_torch_save({"value": value}, path),
+        lambda path: checkpoints.load_checkpoint(path)["value"],
     ),
 }
 

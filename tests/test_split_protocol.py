@@ -23,7 +23,16 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 
 import recbole_autodenoise
-from recbole_autodenoise.data import INJECTED_FIELD, create_dataset, data_preparation
+from recbole_autodenoise import AutoDenoiseTrainer
+from recbole_autodenoise.data import (
+    INJECTED_FIELD,
+    TrainingData,
+    create_dataset,
+    data_preparation,
+    prepare_data,
+)
+from recbole_autodenoise.data.bundle import training_data_of
+from recbole_autodenoise.model import get_model
 
 NO_FILTER = {
     "user_inter_num_interval": "[0,inf)",
@@ -44,6 +53,11 @@ def config_for(tmp_path: Path, name: str, rows: list[tuple], model: str = "BPR",
 def prepared(tmp_path: Path, name: str, rows: list[tuple], model: str = "BPR", **overrides):
     config = config_for(tmp_path, name, rows, model, **overrides)
     return data_preparation(config, create_dataset(config))
+
+
+def bundled(tmp_path: Path, name: str, rows: list[tuple], model: str = "BPR", **overrides):
+    config = config_for(tmp_path, name, rows, model, **overrides)
+    return prepare_data(config, create_dataset(config))
 
 
 def tokens(dataset, field: str, ids) -> list[str]:
@@ -125,8 +139,8 @@ def test_every_general_protocol_masks_the_same_items_at_validation(tmp_path, pro
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_general_protocol_masks_the_same_items_at_test(tmp_path, protocol):
-    _, _, test = prepared(tmp_path, "masks", MASK_ROWS)
-    found = queries(test.by_protocol[protocol])
+    bundle = bundled(tmp_path, "masks", MASK_ROWS)
+    found = queries(bundle.test_by_protocol[protocol])
     assert found == expected_masks(protocol, "test")
     # the low-rated validation a9 and test a11 are masked under every protocol
     assert found[("A", frozenset({"a12"}))] == items("A", range(1, 12))
@@ -137,7 +151,7 @@ def test_a_guide_split_masks_the_same_items(tmp_path):
         tmp_path, "masks", MASK_ROWS, eval_protocol="interaction", clean_valid_guide_ratio=0.5
     )
     whole = expected_masks("interaction", "valid")
-    select, guide = queries(valid), queries(train.clean_guide_data)
+    select, guide = queries(valid), queries(training_data_of(train).guide)
     assert (
         len(select) == 3 and len(guide) == 2
     )  # B and C each give one of their 2 clean rows to the guide part
@@ -147,10 +161,8 @@ def test_a_guide_split_masks_the_same_items(tmp_path):
 
 @pytest.mark.parametrize("phase", ["valid", "test"])
 def test_sequential_protocols_mask_nothing(tmp_path, phase):
-    loaders = dict(
-        zip(("train", "valid", "test"), prepared(tmp_path, "masks", MASK_ROWS, "GRU4Rec"))
-    )
-    for loader in loaders["test"].by_protocol.values() if phase == "test" else [loaders["valid"]]:
+    bundle = bundled(tmp_path, "masks", MASK_ROWS, "GRU4Rec")
+    for loader in bundle.test_by_protocol.values() if phase == "test" else [bundle.select]:
         for batch in loader:
             assert batch[1] is None  # RecBole's sequential full-sort: no history index
 
@@ -245,7 +257,7 @@ def test_noise_beyond_the_items_outside_the_training_history(tmp_path):
     config = config_for(tmp_path, "one", ONE_USER, noise_rate=0.625)  # 5 fake rows, 4 candidates
     with pytest.raises(
         ValueError,
-        match="drawn for 5 fake interactions but only 4 items outside its training history",
+        match="asks for 5 fake interactions, more than the 4 .user, item. pairs its users have not trained on",
     ):
         create_dataset(config).build()
 
@@ -303,8 +315,8 @@ def holders_of(root, test_items: set[int], item_field: str) -> list[str]:
         elif isinstance(value, (list, tuple)):
             for n, item in enumerate(value):
                 walk(item, f"{path}[{n}]", depth + 1)
-        elif isinstance(value, (Dataset, AbstractDataLoader)) or type(value).__module__.startswith(
-            "recbole.sampler"
+        elif isinstance(value, (Dataset, AbstractDataLoader, TrainingData, AutoDenoiseTrainer)) or (
+            type(value).__module__.startswith("recbole.sampler")
         ):
             for key, item in vars(value).items():
                 if key not in ("config", "logger"):
@@ -337,7 +349,9 @@ def holders_of(root, test_items: set[int], item_field: str) -> list[str]:
     ],
 )
 def test_no_training_object_holds_a_test_row(tmp_path, model, overrides):
-    train, valid, test = prepared(tmp_path, "reach", REACH_ROWS, model, **overrides)
+    config = config_for(tmp_path, "reach", REACH_ROWS, model, **overrides)
+    bundle = prepare_data(config, create_dataset(config))
+    train, valid, test = bundle.train, bundle.select, bundle.test
     ds = test._dataset
     last = ("t11", "t12") if model == "BPR" else ("t12",)
     test_items = {
@@ -347,8 +361,17 @@ def test_no_training_object_holds_a_test_row(tmp_path, model, overrides):
     assert holders_of(test, test_items, ds.iid_field)  # the walk finds the rows where they are
     assert (
         holders_of(train, test_items, ds.iid_field) == []
-    )  # the loader, its dataset, sampler, guide loader
+    )  # the loader, its dataset, sampler
     assert holders_of(valid, test_items, ds.iid_field) == []  # what fit() and the schemes also read
+    # the bundle's whole training side: loaders, guide loader, guide, explicit and validation rows
+    assert holders_of(bundle.training, test_items, ds.iid_field) == []
+    config["topk"], config["valid_metric"] = [5], "NDCG@5"  # 18 items: fewer than topk's 50
+    trainer = AutoDenoiseTrainer(config, get_model(model)(config, train._dataset))
+    trainer.set_data(bundle)  # what a trainer keeps of the bundle
+    assert holders_of(trainer, test_items, ds.iid_field) == []
+    # the training side data_preparation's training loader leads to
+    loaders = prepared(tmp_path, "reach", REACH_ROWS, model, **overrides)
+    assert holders_of(training_data_of(loaders[0]), test_items, ds.iid_field) == []
 
 
 # ------------------------------------------------------------------------------- equal information
@@ -436,10 +459,10 @@ def test_chronological_guide_is_the_older_part_and_selects_on_the_newer_clean_ro
         ("g4", "g4i8"),
     }
     assert (
-        set(row_set(train._dataset.explicit_guide)) == older
-        and len(train._dataset.explicit_guide) == 6
+        set(row_set(training_data_of(train).explicit_rows)) == older
+        and len(training_data_of(train).explicit_rows) == 6
     )
-    assert set(row_set(train._dataset.clean_guide)) == {
+    assert set(row_set(training_data_of(train).guide_rows)) == {
         ("g1", "g1i16"),
         ("g1", "g1i17"),
         ("g2", "g2i16"),
@@ -490,7 +513,7 @@ def test_guide_rows_join_the_training_set(tmp_path, model, order):
         clean_valid_guide_as_train=True,
         eval_protocol="interaction",
     )
-    explicit = train._dataset.explicit_guide
+    explicit = training_data_of(train).explicit_rows
     assert len(explicit) == guide_rows_added
     assert len(base_train._dataset) == trained and len(train._dataset) == trained + guide_rows_added
     assert row_set(train._dataset) == row_set(base_train._dataset) + row_set(explicit)

@@ -12,7 +12,7 @@ from recbole.utils import get_model, init_seed
 
 import recbole_autodenoise.experimental  # noqa: F401  (l2rw in the every-scheme runs: experimental)
 import recbole_autodenoise as rad
-from recbole_autodenoise import compat
+from recbole_autodenoise import checkpoints
 from tests.conftest import FAST
 
 ALL_SCHEMES = ["default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s", "l2rw"]
@@ -104,7 +104,7 @@ def assert_resume_reproduces(model: str, stop_after: int = 1, **overrides) -> No
     interrupted = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     with pytest.raises(Interrupt):
         interrupted.fit(train, valid, callback_fn=_stop_after(stop_after))
-    checkpoint = compat.load_checkpoint(interrupted.saved_model_file)
+    checkpoint = checkpoints.load_checkpoint(interrupted.saved_model_file)
     stopped_at = checkpoint["epoch"]
 
     config, train, valid, test = build(model, **overrides)
@@ -143,7 +143,7 @@ def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path):
 
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     target = tmp_path / "model.pth"
-    compat.atomic_torch_save({"good": torch.ones(2)}, target)
+    checkpoints.atomic_torch_save({"good": torch.ones(2)}, target)
 
     def broken_save(obj, handle, *args, **kwargs):
         handle.write(b"partial")
@@ -151,9 +151,9 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        compat.atomic_torch_save({"good": torch.zeros(2)}, target)
+        checkpoints.atomic_torch_save({"good": torch.zeros(2)}, target)
     monkeypatch.undo()
-    assert torch.equal(compat.load_checkpoint(target)["good"], torch.ones(2))
+    assert torch.equal(checkpoints.load_checkpoint(target)["good"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
 
 

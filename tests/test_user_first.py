@@ -22,7 +22,9 @@ from recbole_autodenoise.data import (
     UserFirstFullSortEvalDataLoader,
     create_dataset,
     data_preparation,
+    prepare_data,
 )
+from recbole_autodenoise.data.bundle import training_data_of
 from recbole.utils import get_model
 
 NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "state": "WARNING"}
@@ -111,18 +113,19 @@ def test_user_first_tie_follows_split_seed_not_file_order(tmp_path, split_seed, 
 
 def test_test_loaders_of_every_protocol(tmp_path):
     config = tiny_config(tmp_path)
-    _, _, test = data_preparation(config, create_dataset(config))
-    assert list(test.by_protocol) == ["user_first", "interaction", "user"]
-    assert test.by_protocol["user_first"] is test
-    assert type(test.by_protocol["interaction"]) is InteractionFullSortEvalDataLoader
-    assert test.by_protocol["interaction"].sample_size == 5  # a11, a12, y, x, c12
-    assert type(test.by_protocol["user"]) is FullSortEvalDataLoader
+    bundle = prepare_data(config, create_dataset(config))
+    test, by_protocol = bundle.test, bundle.test_by_protocol
+    assert list(by_protocol) == ["user_first", "interaction", "user"]
+    assert by_protocol["user_first"] is test
+    assert type(by_protocol["interaction"]) is InteractionFullSortEvalDataLoader
+    assert by_protocol["interaction"].sample_size == 5  # a11, a12, y, x, c12
+    assert type(by_protocol["user"]) is FullSortEvalDataLoader
 
 
 def test_the_reward_loader_covers_the_whole_clean_validation_set(tmp_path):
     config = tiny_config(tmp_path)
-    train, valid, _ = data_preparation(config, create_dataset(config))
-    guide = train.clean_guide_data
+    bundle = prepare_data(config, create_dataset(config))
+    guide, valid = bundle.training.guide, bundle.select
     assert type(guide) is InteractionFullSortEvalDataLoader
     assert guide._dataset is not valid._dataset and len(guide._dataset) == 4  # a10, b10, c9, c10
     assert guide.sample_size == len(guide._dataset)
@@ -131,9 +134,10 @@ def test_the_reward_loader_covers_the_whole_clean_validation_set(tmp_path):
 
 def test_interaction_protocol_keeps_no_reward_loader(tmp_path):
     config = tiny_config(tmp_path, eval_protocol="interaction")
-    train, valid, test = data_preparation(config, create_dataset(config))
-    assert train.clean_guide_data is None
-    assert type(valid) is InteractionFullSortEvalDataLoader and test.by_protocol["interaction"] is test
+    bundle = prepare_data(config, create_dataset(config))
+    valid, test, by_protocol = bundle.select, bundle.test, bundle.test_by_protocol
+    assert bundle.training.guide is None
+    assert type(valid) is InteractionFullSortEvalDataLoader and by_protocol["interaction"] is test
 
 
 def test_user_first_needs_a_timestamp(tmp_path):
@@ -164,8 +168,8 @@ def test_sequential_user_first_keeps_each_users_first_clean_target_row(tmp_path,
     write_inter(tmp_path, "seq", SEQ_ROWS)
     config = rad.make_config("GRU4Rec", "seq", config_dict={"data_path": str(tmp_path), **NO_FILTER,
                                                             "MAX_ITEM_LIST_LENGTH": 10})
-    loaders = dict(zip(("train", "valid", "test"), data_preparation(config, create_dataset(config))))
-    loader = loaders[phase]
+    bundle = prepare_data(config, create_dataset(config))
+    loader = {"valid": bundle.select, "test": bundle.test}[phase]
     ds = loader._dataset
     assert type(loader) is FullSortEvalDataLoader and loader.sample_size == 2
     users = _tokens(ds, ds.uid_field, ds.inter_feat[ds.uid_field])
@@ -175,7 +179,7 @@ def test_sequential_user_first_keeps_each_users_first_clean_target_row(tmp_path,
         length = int(ds.inter_feat["item_length"][row])
         history = _tokens(ds, ds.iid_field, ds.inter_feat["item_id_list"][row][:length])
         assert history == [f"{user.lower()}{n}" for n in range(number - 10, number)]  # RecBole's last 10 items
-    assert list(loaders["test"].by_protocol) == ["user_first", "interaction"]
+    assert list(bundle.test_by_protocol) == ["user_first", "interaction"]
 
 
 # --------------------------------------------------------------------------- the reward pass
@@ -191,7 +195,8 @@ def test_reward_is_computed_on_the_whole_clean_validation_set(tmp_path):
     original = trainer.scheme.after_evaluation
     trainer.scheme.after_evaluation = lambda result, epoch: seen.append(dict(result)) or original(result, epoch)
     trainer.fit(train, valid, saved=False)
-    whole = InteractionFullSortEvalDataLoader(config, train.clean_guide_data._dataset, valid._sampler)
+    guide = training_data_of(train).guide
+    whole = InteractionFullSortEvalDataLoader(config, guide._dataset, valid._sampler)
     expected, _ = trainer.clean_auc(whole)
     assert len(whole._dataset) == 4 and seen and seen[-1]["gauc"] == expected
     assert trainer.history[-1]["controller_reward"] == expected

@@ -206,14 +206,15 @@ class ControllerScheme(WeightingScheme):
     def features(self) -> StateFeatures:
         return self.controller.features
 
-    def setup(self, train_dataset: Any) -> None:
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
         """The prior's own setup (ADT-TL's schedule in epochs), then the credit's and the state's
-        (rows they add or keep per training row)."""
+        (rows they add or keep per training row; ``held_out``: every validation row, which
+        added rows must avoid)."""
         if self.prior_scheme is not None:
             self.prior_scheme.batches_per_epoch = self.batches_per_epoch
-            self.prior_scheme.setup(train_dataset)
-        self.credit.setup(train_dataset)
-        self.features.setup(train_dataset)
+            self.prior_scheme.setup(train_dataset, held_out)
+        self.credit.setup(train_dataset, held_out)
+        self.features.setup(train_dataset, held_out)
 
     def augment(self, interaction: Any) -> Any:
         return self.credit.augment(interaction)

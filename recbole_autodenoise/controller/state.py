@@ -49,8 +49,9 @@ class StateFeatures:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
 
-    def setup(self, train_dataset: Any) -> None:
-        """Called once before training with RecBole's training dataset."""
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
+        """Called once before training with RecBole's training dataset and every validation row,
+        clean or not (``TrainingData.valid_rows``; ``None`` where the data has no bundle)."""
 
     def __call__(self, batch: Batch, true_positive: torch.Tensor | None = None) -> torch.Tensor:
         """The state of each training sample of ``batch``, detached; ``true_positive`` (where

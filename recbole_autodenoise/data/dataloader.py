@@ -18,9 +18,9 @@ evaluation is one query per target row and masks nothing; that is kept: ``intera
 ``first_rows``).
 
 With ``clean_valid_guide_ratio`` > 0 the validation loader covers the *select* part of the clean
-validation set and ``train_data.clean_guide_data`` the *guide* part (see ``guide.py``). The test
-rows reach the test loaders only: no attribute of the training loader, its dataset or its sampler
-holds one.
+validation set and the bundle's ``training.guide`` loader the *guide* part (see ``guide.py`` and
+``bundle.py``). The test rows reach the test loaders only: no attribute of the training loader,
+its dataset or its sampler, nor any part of ``DataBundle.training``, holds one.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from recbole.sampler import RepeatableSampler, Sampler
 from recbole.utils import ModelType
 
 from recbole_autodenoise import distributed
+from recbole_autodenoise.data.bundle import DataBundle, TrainingData, remember
 
 EVAL_PROTOCOLS = ("user_first", "interaction", "user")
 # RecBole's dataset/dataloader caches: pickles (loading one runs whatever it holds) whose
@@ -182,15 +183,21 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
     return samplers
 
 
-def test_protocols(config) -> tuple[str, ...]:
-    """The protocols ``quick_start.run`` reports on test: ``user`` is ``interaction`` for sequential models."""
-    return EVAL_PROTOCOLS if config["MODEL_TYPE"] == ModelType.GENERAL else ("user_first", "interaction")
+def test_protocols(config, dataset=None) -> tuple[str, ...]:
+    """The protocols ``quick_start.run`` reports on test: ``user`` is ``interaction`` for sequential
+    models; without ``dataset``'s time field (pre-split files may lack it) no ``user_first``."""
+    general = config["MODEL_TYPE"] == ModelType.GENERAL
+    names = EVAL_PROTOCOLS if general else ("user_first", "interaction")
+    if dataset is not None and dataset.field2type.get(dataset.time_field) is None:
+        names = tuple(name for name in names if name != "user_first")
+    return names
 
 
 def _build_split(config, dataset):
     """RecBole's ``data_preparation`` without its cache: never reads (unpickles) or writes
     ``saved/<dataset>-for-<model>-dataloader.pth``; the loaders are built from ``dataset``'s
-    ``build_split``, and the guide loader (``None`` without a guide/select split)."""
+    ``build_split``, and the guide loader (``None`` without a guide/select split). Returns the
+    split and the train, validation, test and guide loaders."""
     if not hasattr(dataset, "build_split"):
         raise ValueError(
             f"the dataset ({type(dataset).__name__}) has no clean-feedback split: build it with "
@@ -207,44 +214,58 @@ def _build_split(config, dataset):
     test_data = get_dataloader(config, "test")(config, split.test, test_sampler, shuffle=False)
     guide_data = None
     if dataset.clean_valid_guide_ratio > 0:
-        guide = split.train.clean_guide
-        guide_data = get_dataloader(config, "valid")(config, guide, valid_sampler, shuffle=False)
-    return train_data, valid_data, test_data, guide_data
+        guide_loader = get_dataloader(config, "valid")
+        guide_data = guide_loader(config, split.guide, valid_sampler, shuffle=False)
+    return split, train_data, valid_data, test_data, guide_data
 
 
-def data_preparation(config, dataset):
-    """RecBole's ``data_preparation`` with the validation and test loaders of ``eval_protocol``.
+def prepare_data(config, dataset) -> DataBundle:
+    """RecBole's ``data_preparation`` with the validation and test loaders of ``eval_protocol``,
+    as one ``DataBundle`` (``bundle.py``).
 
-    Also sets ``train_data.clean_guide_data``: the loader the denoisers learn from. It covers the
-    guide part of the clean validation set where ``clean_valid_guide_ratio`` > 0, the whole clean
-    validation set (one query per interaction) under ``user_first``, whose validation loader sees
-    one interaction per user, and is ``None`` otherwise (the validation loader covers the whole
-    clean validation set). ``test_data.by_protocol`` maps each of ``test_protocols(config)`` to a
-    test loader (the configured one is ``test_data`` itself), for reporting every protocol; with
-    sampled (not full-sort) evaluation it holds the configured protocol only. Under RecBole's
-    multi-process mode only the training loader is sharded (``distributed.py``).
+    Its ``training.guide`` is the loader the denoisers learn from: the guide part of the clean
+    validation set where ``clean_valid_guide_ratio`` > 0, the whole clean validation set (one
+    query per interaction) under ``user_first``, whose validation loader sees one interaction per
+    user, and ``None`` otherwise (the validation loader covers the whole clean validation set).
+    ``test_by_protocol`` maps each of ``test_protocols(config)`` to a test loader (the configured
+    one is ``test`` itself), for reporting every protocol; with sampled (not full-sort)
+    evaluation it holds the configured protocol only. Under RecBole's multi-process mode only
+    the training loader is sharded (``distributed.py``).
     """
     check_no_caches(config)
     protocol = config["eval_protocol"]
     if protocol not in EVAL_PROTOCOLS:
         raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
     with distributed.whole_sets(config):  # under DDP every rank evaluates whole sets: exact metrics
-        train_data, valid_data, test_data = _prepare(config, dataset, protocol)
-    return distributed.shard_training(config, train_data), valid_data, test_data
+        split, train, select, guide, by_protocol = _prepare(config, dataset, protocol)
+    training = TrainingData(
+        train=distributed.shard_training(config, train), select=select, guide=guide,
+        guide_rows=split.guide, explicit_rows=split.explicit,
+        valid_rows=split.valid_rated.inter_feat,
+    )
+    return DataBundle(training, by_protocol[protocol], by_protocol)
+
+
+def data_preparation(config, dataset):
+    """RecBole's ``data_preparation``: the training, validation and test loaders of
+    ``prepare_data``. The rest of the bundle's training side stays findable from the training
+    loader (``bundle.training_data_of``), so ``AutoDenoiseTrainer.fit`` on these loaders trains
+    as with the whole bundle; the other test protocols' loaders are ``prepare_data``'s only."""
+    bundle = prepare_data(config, dataset)
+    remember(bundle.training)
+    return bundle.train, bundle.select, bundle.test
 
 
 def _prepare(config, dataset, protocol):
-    train_data, valid_data, test_data, guide_data = _build_split(config, dataset)
+    split, train_data, valid_data, test_data, guide_data = _build_split(config, dataset)
     # the reward covers every clean validation interaction, whatever the validation queries are
     guide_protocol = "interaction" if protocol == "user_first" else protocol
     if guide_data is not None:
         guide_data = protocol_loader(guide_protocol, config, guide_data)
     elif protocol == "user_first":
         guide_data = protocol_loader(guide_protocol, config, valid_data)
-    names = test_protocols(config) if isinstance(test_data, FullSortEvalDataLoader) else (protocol,)
+    full = isinstance(test_data, FullSortEvalDataLoader)
+    names = test_protocols(config, dataset) if full else (protocol,)
     by_protocol = {name: protocol_loader(name, config, test_data) for name in names}
     valid_data = protocol_loader(protocol, config, valid_data)
-    test_data = by_protocol[protocol]
-    test_data.by_protocol = by_protocol
-    train_data.clean_guide_data = guide_data
-    return train_data, valid_data, test_data
+    return split, train_data, valid_data, guide_data, by_protocol

@@ -6,6 +6,11 @@ feature or label, but it stays in the training rows so the learned weights of tr
 positives can be studied afterwards. Filtering (iterative k-core), the chronological 4:1:1 split
 per user and the sequence histories are RecBole's own, driven by ``properties/overall.yaml``.
 
+Pre-split data (RecBole's ``benchmark_filename``: ``<name>.<part>.inter`` for train, validation
+and test, in that order) skips RecBole's filters and split: training keeps every given row,
+validation and test keep the clean rows (``clean_presplit_filter: threshold``) or every given row
+(``as_given``), and the files may lack a timestamp field.
+
 Two optional parts of the protocol (off by default, leaving the datasets exactly stock RecBole's):
 ``noise_rate`` injects fake training interactions whose truth is known (``noise.py``), and
 ``clean_valid_guide_ratio`` splits the validation set into a guide part for the denoisers and a
@@ -19,6 +24,7 @@ import hashlib
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.error import URLError
@@ -51,6 +57,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# clean_presplit_filter: what validation and test keep of given (pre-split) files
+PRESPLIT_FILTERS = ("threshold", "as_given")
+# a benchmark_filename part: it names the file <dataset>.<part>.inter in the data set's folder
+PART_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _finite_non_negative(value: Any) -> bool:
     return non_negative(value) and math.isfinite(value)
 
@@ -62,15 +74,23 @@ def _seed_value(value: Any) -> bool:
 @dataclass(frozen=True)
 class BuiltSplit:
     """What ``CleanFeedbackMixin.build_split`` returns: the three datasets the loaders iterate
-    (``train``, the clean ``select`` part of validation, the clean ``test`` set) and every held-out
+    (``train``, the clean ``select`` part of validation, the clean ``test`` set), every held-out
     row of each period, clean or not (``valid_rated``, ``test_rated``), which only the evaluation
-    loaders' masks read. The test rows are attached to no dataset."""
+    loaders' masks read, and what the schemes that learn from validation read (never a test row):
+    ``guide``, the guide part's clean rows, a dataset of the validation dataset's class
+    (sequential rows keep their histories; with ``clean_valid_guide_ratio`` 0 the very ``select``
+    dataset), and ``explicit``, the guide part's rows, clean or not (``controller_credit:
+    explicit``): under ``clean_valid_guide_order: random`` every validation row rated below
+    ``clean_rating_threshold`` plus the clean guide rows, under ``chronological`` each user's
+    older validation rows, in validation order. Nothing is attached to any dataset."""
 
     train: Dataset
     select: Dataset
     test: Dataset
     valid_rated: Dataset
     test_rated: Dataset
+    guide: Dataset
+    explicit: Dataset
 
 
 def tie_keys(seed: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -125,6 +145,11 @@ class CleanFeedbackMixin:
                         f"guide part to order or train on); got clean_valid_guide_ratio = 0: set "
                         f"it in (0, 1) or {key}: {str(default).lower()}"
                     )
+        self.clean_presplit_filter = read_key(
+            config, "clean_presplit_filter", lambda v: v in PRESPLIT_FILTERS,
+            f"one of {list(PRESPLIT_FILTERS)}",
+        )
+        _check_presplit(config, self.clean_presplit_filter)
         self.split_seed = read_key(
             config, "split_seed", _seed_value, "a non-negative integer (it orders same-second rows)"
         )
@@ -140,6 +165,8 @@ class CleanFeedbackMixin:
     def _load_data(self, token, dataset_path):
         self.data_files: list[dict[str, Any]] = []  # every file read: path, sha256, rows
         self._inter_files: list[str] = []
+        if self.config["benchmark_filename"] is not None:
+            self._check_presplit_files(token, dataset_path)
         super()._load_data(token, dataset_path)
         if self.inter_feat is None or self.clean_rating_field not in self.inter_feat.columns:
             columns = [] if self.inter_feat is None else list(self.inter_feat.columns)
@@ -150,8 +177,68 @@ class CleanFeedbackMixin:
                 f"add the field to the .inter file and to load_col."
             )
         self._check_inter_cells()
+        self._check_time_field()
         self.logger.info(f"data set [{self.dataset_name}] read from " + "; ".join(
             f"{f['path']} (sha256 {f['sha256']}, {f['rows']} rows)" for f in self.data_files))
+        if self.config["benchmark_filename"] is not None:
+            kept = ("every given row" if self.clean_presplit_filter == "as_given" else
+                    f"the rows rated >= {self.clean_rating_threshold:g}")
+            self.logger.info(
+                f"pre-split data set [{self.dataset_name}]: {self.file_size_list} train/validation/"
+                "test rows as given (RecBole runs neither its filters, user_inter_num_interval, "
+                "item_inter_num_interval, val_interval and rm_dup_inter included, nor its split on "
+                f"them); training keeps every row, validation and test keep {kept} "
+                f"(clean_presplit_filter: {self.clean_presplit_filter})"
+            )
+
+    def _check_presplit_files(self, token: str, dataset_path: str) -> None:
+        """Every ``<token>.<part>.inter`` of ``benchmark_filename`` is a file, before RecBole looks
+        for the folder (it would try to download a missing one)."""
+        parts = self.config["benchmark_filename"]
+        paths = [os.path.join(dataset_path, f"{token}.{part}.inter") for part in parts]
+        missing = [path for path in paths if not os.path.isfile(path)]
+        if missing:
+            data_path = os.path.dirname(os.path.normpath(dataset_path))
+            raise FileNotFoundError(
+                f"pre-split data set [{self.dataset_name}] (benchmark_filename {parts!r}) has no "
+                f"{', '.join(missing)}; write the files from three rating files with `python -m "
+                f"recbole_autodenoise.prepare --split-files TRAIN VALID TEST --name {token} "
+                f"--data-path {data_path}`"
+            )
+
+    def _check_time_field(self) -> None:
+        """A data set without its time field (``TIME_FIELD``): refused where RecBole's chronological
+        split needs it; pre-split files need none, except for ``clean_valid_guide_order:
+        chronological`` and ``eval_protocol: user_first``, which are refused."""
+        field = self.time_field
+        if field is not None and field in self.inter_feat.columns:
+            return
+        where = ", ".join(self._inter_files)
+        if self.config["benchmark_filename"] is None:
+            order = (self.config["eval_args"] or {}).get("order")
+            if order == "TO":
+                raise ValueError(
+                    f"{where}: no time field {field!r} (TIME_FIELD, load_col inter); the "
+                    "chronological split (eval_args order: TO) needs it: add a timestamp column, "
+                    "or give the data as pre-split files (benchmark_filename), which need none"
+                )
+            return
+        if self.clean_valid_guide_ratio > 0 and self.clean_valid_guide_order == "chronological":
+            raise ValueError(
+                f"clean_valid_guide_order='chronological' (with clean_valid_guide_ratio="
+                f"{self.clean_valid_guide_ratio:g}) needs each validation row's time; the "
+                f"pre-split files of [{self.dataset_name}] ({where}) have no time field {field!r}: "
+                "use clean_valid_guide_order: random"
+            )
+        if self.config["eval_protocol"] == "user_first":
+            raise ValueError(
+                f"eval_protocol='user_first' needs each held-out row's time (its query is the "
+                f"user's first clean held-out row); the pre-split files of [{self.dataset_name}] "
+                f"({where}) have no time field {field!r}: use eval_protocol: user (one query per "
+                "user, all its clean held-out items relevant) or interaction"
+            )
+        self.logger.info(f"pre-split data set [{self.dataset_name}] has no time field {field!r}: "
+                         "the given files are used in their order")
 
     def _load_feat(self, filepath, source):
         """RecBole's, with the file named in its errors and each file read recorded in
@@ -268,14 +355,7 @@ class CleanFeedbackMixin:
         """RecBole's split, then drop the noisy (low-rated) rows from validation and test.
 
         ``select`` is the clean validation set minus the guide part (all of it when
-        ``clean_valid_guide_ratio`` is 0). Attached to the training dataset, for the schemes that
-        learn from validation (never a test row): ``train.clean_guide``, the guide part's clean
-        rows, a dataset of the validation dataset's class (sequential rows keep their histories;
-        with ratio 0 the very select dataset); ``train.explicit_guide``, the guide part's rows,
-        clean or not (``controller_credit: explicit``): under ``clean_valid_guide_order: random`` every
-        validation row rated below ``clean_rating_threshold`` plus the clean guide rows, under
-        ``chronological`` each user's older validation rows, in validation order;
-        ``train.held_out = {"valid": Interaction}``, every validation row, clean or not. With
+        ``clean_valid_guide_ratio`` is 0); ``guide`` and ``explicit``: see ``BuiltSplit``. With
         ``clean_valid_guide_as_train`` the explicit guide rows are also appended to ``train``.
         """
         train, valid, test = super().build()
@@ -284,10 +364,7 @@ class CleanFeedbackMixin:
         guide, select, explicit = self._split_guide(valid, clean_valid)
         if self.clean_valid_guide_as_train:
             train = self._with_guide_rows(train, explicit)
-        train.held_out = {"valid": valid.inter_feat}
-        train.clean_guide = guide
-        train.explicit_guide = explicit
-        return BuiltSplit(train, select, clean_test, valid, test)
+        return BuiltSplit(train, select, clean_test, valid, test, guide, explicit)
 
     def _with_guide_rows(self, train: Dataset, explicit: Dataset) -> Dataset:
         """``train`` followed by the guide part's rows (``clean_valid_guide_as_train``), as ordinary
@@ -298,11 +375,10 @@ class CleanFeedbackMixin:
                 f"fields {sorted(explicit.inter_feat.columns)}, the training rows "
                 f"{sorted(train.inter_feat.columns)}"
             )
-        threshold = self.clean_rating_threshold
-        clean = int((explicit.inter_feat[self.clean_rating_field] >= threshold).sum())
+        clean = int(self._clean_rows(explicit).sum())
         self.logger.info(
             f"clean_valid_guide_as_train: the {len(explicit)} guide rows of [{self.dataset_name}] "
-            f"({clean} clean, {len(explicit) - clean} rated below {threshold:g}) join its "
+            f"({clean} clean, {len(explicit) - clean} not) join its "
             f"{len(train)} training rows"
         )
         return train.copy(cat_interactions([train.inter_feat, explicit.inter_feat]))
@@ -312,7 +388,7 @@ class CleanFeedbackMixin:
         (``in_guide`` over the clean rows; ``None``: all of them)."""
         if in_guide is None:
             return rated
-        keep = (rated.inter_feat[self.clean_rating_field] < self.clean_rating_threshold).numpy()
+        keep = ~self._clean_rows(rated)
         keep[np.flatnonzero(~keep)[in_guide]] = True
         return rated.copy(rated.inter_feat[np.flatnonzero(keep)])
 
@@ -351,7 +427,7 @@ class CleanFeedbackMixin:
             )
         users = feat[self.uid_field].numpy()
         in_guide = chronological_guide_mask(users, feat[self.time_field].numpy(), ratio)
-        clean = (feat[self.clean_rating_field] >= self.clean_rating_threshold).numpy()
+        clean = self._clean_rows(rated)
         guide = rated.copy(feat[np.flatnonzero(in_guide & clean)])
         select = rated.copy(feat[np.flatnonzero(~in_guide & clean)])
         for part, rows in (("guide", guide), ("select", select)):
@@ -475,14 +551,26 @@ class CleanFeedbackMixin:
         self._drop_unused_col()
         return [self.copy(self.inter_feat[index]) for index in next_index]
 
+    def _clean_rows(self, split: Dataset) -> np.ndarray:
+        """True for the rows of a held-out set that count as clean: rated >= the threshold, or
+        every row of given files under ``clean_presplit_filter: as_given``."""
+        ratings = split.inter_feat[self.clean_rating_field].numpy()
+        if self.clean_presplit_filter == "as_given":
+            return np.ones(len(ratings), dtype=bool)
+        return ratings >= self.clean_rating_threshold
+
     def _keep_clean(self, split: Dataset, name: str) -> Dataset:
-        ratings = split.inter_feat[self.clean_rating_field]
-        clean = split.copy(split.inter_feat[ratings >= self.clean_rating_threshold])
+        clean = split.copy(split.inter_feat[np.flatnonzero(self._clean_rows(split))])
         if len(clean) == 0:
+            if len(split) == 0:
+                raise ValueError(f"the {name} set of [{self.dataset_name}] has no rows")
+            ratings = split.inter_feat[self.clean_rating_field]
+            given = ("; or keep the given rows with clean_presplit_filter: as_given"
+                     if self.config["benchmark_filename"] is not None else "")
             raise ValueError(
                 f"clean_rating_threshold={self.clean_rating_threshold:g} leaves the {name} set of "
                 f"[{self.dataset_name}] empty ({len(split)} rows before filtering, ratings between "
-                f"{float(ratings.min()):g} and {float(ratings.max()):g})"
+                f"{float(ratings.min()):g} and {float(ratings.max()):g}){given}"
             )
         return clean
 
@@ -501,6 +589,30 @@ def _check_noise_protocol(config, rate: float) -> None:
         raise ValueError(
             f"noise_rate={rate:g} cannot be used with benchmark_filename={config['benchmark_filename']!r} "
             "(pre-split files); use noise_rate: 0"
+        )
+
+
+def _check_presplit(config, presplit_filter: str) -> None:
+    """``benchmark_filename``: unset, or three distinct part names (train, validation, test);
+    ``clean_presplit_filter`` other than ``threshold`` needs them."""
+    parts = config["benchmark_filename"]
+    if parts is None:
+        if presplit_filter != "threshold":
+            raise ValueError(
+                f"config key 'clean_presplit_filter' = {presplit_filter!r} needs pre-split files "
+                "(benchmark_filename); without them validation and test come from the split and "
+                "keep the rows rated >= clean_rating_threshold: use clean_presplit_filter: "
+                "threshold"
+            )
+        return
+    valid = (isinstance(parts, list) and len(parts) == 3 and len(set(map(str, parts))) == 3
+             and all(isinstance(part, str) and PART_NAME.fullmatch(part) for part in parts))
+    if not valid:
+        raise ValueError(
+            f"config key 'benchmark_filename' = {parts!r} is invalid: expected three distinct part "
+            "names for train, validation and test, in that order (letters, digits, '_', '-'), "
+            "e.g. ['train', 'valid', 'test'] for <dataset>.train.inter, <dataset>.valid.inter "
+            "and <dataset>.test.inter"
         )
 
 
@@ -526,6 +638,18 @@ class CleanSequentialDataset(CleanFeedbackMixin, SequentialDataset):
     """
 
     _history_rows = 1
+
+    def _benchmark_presets(self) -> None:
+        """RecBole's pre-split sequential files hold each row's history (``item_id_list``)."""
+        list_field = self.iid_field + self.config["LIST_SUFFIX"]
+        if list_field not in self.inter_feat:
+            raise ValueError(
+                f"pre-split files of [{self.dataset_name}] ({', '.join(self._inter_files)}) have "
+                f"no '{list_field}' field: RecBole's sequential models read each row's history "
+                "from it in pre-split files (they are never augmented); use a general model, or "
+                f"write the histories as '{list_field}:token_seq'"
+            )
+        super()._benchmark_presets()
 
     def data_augmentation(self) -> None:
         self._inject_noise()

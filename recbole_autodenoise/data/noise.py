@@ -69,6 +69,13 @@ def draw_noise(
     target_rows = np.flatnonzero(target_mask)
     if count > 0 and len(target_rows) == 0:
         raise ValueError("noise injection needs at least one training row")
+    trained_pairs = len(np.unique(users[train_mask].astype(np.int64) * item_num + items[train_mask]))
+    free = len(np.unique(users[target_rows])) * (item_num - 1) - trained_pairs
+    if count > free:  # before any draw: a huge noise_rate must not allocate count rows first
+        raise ValueError(
+            f"noise_rate asks for {count} fake interactions, more than the {max(free, 0)} (user, item) "
+            f"pairs its users have not trained on; use a smaller noise_rate"
+        )
     drawn_users = users[rng.choice(target_rows, size=count)] if count > 0 else np.zeros(0, dtype=np.int64)
     per_user = np.bincount(drawn_users, minlength=user_num)
 

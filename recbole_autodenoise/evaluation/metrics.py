@@ -1,4 +1,5 @@
-"""F1@K as a first-class RecBole metric (RecBole 1.2.1 ships Precision and Recall but no F1)."""
+"""F1@K as a first-class RecBole metric (RecBole 1.2.1 ships Precision and Recall but no F1), and
+the checks of the evaluated metrics against the model and the reward."""
 
 from __future__ import annotations
 
@@ -49,3 +50,24 @@ def register_metrics() -> None:
         register.metric_types[name] = metric_cls.metric_type
         if metric_cls.smaller and name not in register.smaller_metrics:
             register.smaller_metrics.append(name)
+
+
+def check_metrics(config, model) -> None:
+    """``topk`` within the model's items and ``valid_metric`` among the evaluated ``metrics``."""
+    num_items = getattr(model, "n_items", None)  # n_items counts the padding id
+    if num_items is not None and max(config["topk"] or [0]) >= num_items:
+        raise ValueError(f"config key 'topk' = {config['topk']} asks for more items than the data "
+                         f"set has ({num_items - 1})")
+    valid_name = str(config["valid_metric"]).split("@")[0].lower()
+    if valid_name not in [m.lower() for m in config["metrics"]]:
+        raise ValueError(
+            f"config key 'valid_metric' = {config['valid_metric']!r} is not among the evaluated "
+            f"metrics {list(config['metrics'])}"
+        )
+
+
+def ensure_metric(config, metric_key: str) -> None:
+    """A reward RecBole computes on validation: its metric joins ``metrics`` if absent."""
+    name = metric_key.split("@")[0]
+    if name not in [m.lower() for m in config["metrics"]]:
+        config["metrics"] = list(config["metrics"]) + [name]

@@ -63,11 +63,25 @@ def metric_per_query(found: dict[str, Any], metric: str) -> np.ndarray:
 
 
 class RecordingEvaluator(Evaluator):
-    """RecBole's ``Evaluator``, keeping the last evaluation's ``rec.topk`` for ``record``."""
+    """RecBole's ``Evaluator``, keeping the last evaluation's ``rec.topk`` and, between ``begin``
+    and ``end``, the users of its queries (``add_users``, in order) for ``record``."""
 
     def __init__(self, config) -> None:
         super().__init__(config)
         self.last_topk: torch.Tensor | None = None
+        self.users: list[torch.Tensor] | None = None
+
+    def begin(self) -> None:
+        self.last_topk, self.users = None, []
+
+    def add_users(self, users: torch.Tensor) -> None:
+        if self.users is not None:
+            self.users.append(users.cpu())
+
+    def end(self) -> dict[str, Any] | None:
+        """The per-query ``record`` of the evaluation since ``begin``."""
+        users, self.users = self.users, None
+        return record(self.last_topk, torch.cat(users) if users else torch.empty(0))
 
     def evaluate(self, dataobject):
         self.last_topk = dataobject.get("rec.topk") if "rec.topk" in dataobject else None

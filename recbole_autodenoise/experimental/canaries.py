@@ -56,9 +56,10 @@ def draw_avoiding(users: np.ndarray, pool: np.ndarray, known: np.ndarray, item_n
 class Canaries:
     """The canary of each chosen training row: ``round(rate * N)`` of the N training rows, chosen
     uniformly without replacement, each with a fixed item that neither the training rows nor the
-    validation rows (``train_dataset.held_out``) pair with its user."""
+    validation rows (``held_out``: ``TrainingData.valid_rows``) pair with its user."""
 
-    def __init__(self, train_dataset: Any, rate: float, seed: int) -> None:
+    def __init__(self, train_dataset: Any, rate: float, seed: int,
+                 held_out: Interaction | None = None) -> None:
         feat = train_dataset.inter_feat
         if ROW_FIELD not in feat.interaction:
             add_row_ids(train_dataset)
@@ -71,9 +72,9 @@ class Canaries:
             lists = feat[history].numpy()
             seen_users.append(np.repeat(users, lists.shape[1])[lists.ravel() > 0])
             seen_items.append(lists.ravel()[lists.ravel() > 0])
-        for split in getattr(train_dataset, "held_out", {}).values():  # nor a validation item
-            seen_users.append(split[self.user_field].numpy())
-            seen_items.append(split[self.item_field].numpy())
+        if held_out is not None:  # nor a validation item
+            seen_users.append(held_out[self.user_field].numpy())
+            seen_items.append(held_out[self.item_field].numpy())
         known = user_item_keys(np.concatenate(seen_users), np.concatenate(seen_items), item_num)
         rng = seeded_generator(int(seed), CANARY_STREAM)
         count = int(round(rate * len(feat)))

@@ -52,10 +52,12 @@ class ExplicitCreditExtras(ExplicitCredit):
         # since the last evaluation: weight sums and counts of canaries and of their source rows
         self.canary_stats = torch.zeros(4, dtype=torch.float64)
 
-    def setup(self, train_dataset: Any) -> None:
-        """With ``explicit_canaries``: plant the canaries."""
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
+        """With ``explicit_canaries``: plant the canaries, on items neither the training rows nor
+        the validation rows (``held_out``) pair with their user."""
         if self.canary_rate:
-            self.canaries = Canaries(train_dataset, self.canary_rate, self.controller.seed)
+            self.canaries = Canaries(train_dataset, self.canary_rate, self.controller.seed,
+                                     held_out)
 
     def augment(self, interaction: Any) -> Any:
         return interaction if self.canaries is None else self.canaries.augment(interaction)

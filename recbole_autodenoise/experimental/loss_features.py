@@ -148,7 +148,7 @@ class LossFeatures(StateFeatures):
         self.store: LossStore | None = None
         self._pending: dict[str, Any] | None = None
 
-    def setup(self, train_dataset: Any) -> None:
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
         """Give every training row an id and build its loss store (restoring a state loaded
         before)."""
         add_row_ids(train_dataset)

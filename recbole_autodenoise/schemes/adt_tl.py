@@ -54,7 +54,7 @@ class TruncatedLossScheme(WeightingScheme):
         self.gradual_iterations = self.num_gradual if self.gradual_unit == "iteration" else None
         self.iteration = 0
 
-    def setup(self, train_dataset) -> None:
+    def setup(self, train_dataset, held_out=None) -> None:
         if self.gradual_unit == "epoch":
             if self.batches_per_epoch is None:
                 raise ValueError("adt_gradual_unit 'epoch' needs the number of training batches per epoch; "

@@ -90,8 +90,9 @@ class WeightingScheme:
         """``config_keys`` of this class and its bases."""
         return frozenset(key for klass in cls.__mro__ for key in vars(klass).get("config_keys", ()))
 
-    def setup(self, train_dataset: Any) -> None:
-        """Called once before training with RecBole's training dataset."""
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
+        """Called once before training with RecBole's training dataset and every validation row,
+        clean or not (``TrainingData.valid_rows``; ``None`` where the data has no bundle)."""
 
     def augment(self, interaction: Any) -> Any:
         """The training batch the step uses: ``interaction`` itself unless the scheme adds rows of

@@ -131,8 +131,8 @@ class DCFScheme(TruncatedLossScheme):
         self.store: DCFStore | None = None
         self._pending_store: dict[str, Any] | None = None
 
-    def setup(self, train_dataset) -> None:
-        super().setup(train_dataset)
+    def setup(self, train_dataset, held_out=None) -> None:
+        super().setup(train_dataset, held_out)
         self.store = DCFStore(add_row_ids(train_dataset), self.device)
         if self._pending_store is not None:
             self.store.load_state_dict(self._pending_store)

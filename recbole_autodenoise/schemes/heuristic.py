@@ -29,7 +29,7 @@ class HeuristicScheme(WeightingScheme):
         super().__init__(config, device)
         self.alpha = float(read_key(config, "heuristic_alpha", non_negative, "a number >= 0 (1: the paper's 1/f)"))
 
-    def setup(self, train_dataset) -> None:
+    def setup(self, train_dataset, held_out=None) -> None:
         items = train_dataset.inter_feat[train_dataset.iid_field]
         self.table = inverse_frequency_weights(items, train_dataset.item_num, self.alpha).to(self.device)
 

@@ -395,38 +395,37 @@ def _describe(config: dict[str, Any]) -> str:
 
 
 # --- scores -----------------------------------------------------------------------------------
+def _record_scores(
+    record: dict[str, Any] | None, metric: str
+) -> tuple[float, np.ndarray, str | None] | None:
+    """The mean and per-query scores of a per-query record (``metric`` ndcg@k / recall@k, one
+    positive per query) and its users' digest; None where there is no usable record."""
+    from recbole_autodenoise.evaluation.per_query import metric_per_query
+
+    if not record:
+        return None
+    try:
+        values = metric_per_query(record, metric)
+    except ValueError:
+        return None
+    return (float(values.mean()), values, record.get("users_digest")) if len(values) else None
+
+
 def valid_scores(
     result: dict[str, Any], metric: str
 ) -> tuple[float, np.ndarray | None, str | None]:
     """A train cell's mean validation score at its best epoch, its per-query scores where the run
-    kept them (``metric`` ndcg@k / recall@k, one positive per query), and their users' digest."""
-    from recbole_autodenoise.evaluation.per_query import metric_per_query
-
-    record = result.get("valid_per_query")
-    if record:
-        try:
-            values = metric_per_query(record, metric)
-        except ValueError:
-            values = None
-        if values is not None and len(values):
-            return float(values.mean()), values, record.get("users_digest")
-    return float(result["best_valid_score"]), None, None
+    kept them, and their users' digest."""
+    found = _record_scores(result.get("valid_per_query"), metric)
+    return found or (float(result["best_valid_score"]), None, None)
 
 
 def test_scores(
     outcome: dict[str, Any], metric: str, protocol: str
 ) -> tuple[float, np.ndarray | None, str | None]:
-    from recbole_autodenoise.evaluation.per_query import metric_per_query
-
-    record = (outcome.get("per_query") or {}).get(protocol)
-    if record:
-        try:
-            values = metric_per_query(record, metric)
-        except ValueError:
-            values = None
-        if values is not None and len(values):
-            return float(values.mean()), values, record.get("users_digest")
-    return float(outcome["test"][metric]), None, None
+    """A test cell's mean score under ``protocol``, its per-query scores and users' digest."""
+    found = _record_scores((outcome.get("per_query") or {}).get(protocol), metric)
+    return found or (float(outcome["test"][metric]), None, None)
 
 
 def _seed_scores(

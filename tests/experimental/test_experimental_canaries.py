@@ -36,7 +36,12 @@ def toy_dataset(users, items, held_users=(), held_items=()) -> SimpleNamespace:
     held = Interaction({"user_id": torch.tensor(held_users, dtype=torch.long),
                         "item_id": torch.tensor(held_items, dtype=torch.long)})
     return SimpleNamespace(inter_feat=feat, uid_field="user_id", iid_field="item_id", item_num=ITEMS,
-                           held_out={"valid": held, "test": held[:0]})
+                           valid_rows=held)
+
+
+def plant(dataset: SimpleNamespace, rate: float, seed: int) -> Canaries:
+    """The canaries of a toy dataset, avoiding its validation rows too."""
+    return Canaries(dataset, rate, seed, dataset.valid_rows)
 
 
 def toy() -> SimpleNamespace:
@@ -47,7 +52,7 @@ def toy() -> SimpleNamespace:
 def test_the_chosen_rows_get_items_no_split_pairs_with_their_user():
     for seed in range(20):
         dataset = toy()
-        canaries = Canaries(dataset, 0.5, seed)
+        canaries = plant(dataset, 0.5, seed)
         assert canaries.count == 4 and int(canaries.is_source.sum()) == 4
         sources = canaries.is_source.nonzero().squeeze(1)
         assert (canaries.items[~canaries.is_source] == 0).all()
@@ -59,15 +64,15 @@ def test_the_chosen_rows_get_items_no_split_pairs_with_their_user():
 
 
 def test_the_canaries_follow_the_seed():
-    first, again, other = (Canaries(toy(), 0.5, seed) for seed in (7, 7, 8))
+    first, again, other = (plant(toy(), 0.5, seed) for seed in (7, 7, 8))
     assert torch.equal(first.is_source, again.is_source) and torch.equal(first.items, again.items)
-    draws = [Canaries(toy(), 0.5, seed) for seed in range(8, 12)]
+    draws = [plant(toy(), 0.5, seed) for seed in range(8, 12)]
     assert any(not torch.equal(first.items, d.items) for d in draws)
 
 
 def test_the_count_rounds_the_share_of_training_rows():
-    assert Canaries(toy(), 0.1, 0).count == 1  # round(0.8)
-    assert Canaries(toy(), 0.0, 0).count == 0
+    assert plant(toy(), 0.1, 0).count == 1  # round(0.8)
+    assert plant(toy(), 0.0, 0).count == 0
 
 
 def test_a_sequential_history_item_is_never_a_canary():
@@ -76,7 +81,7 @@ def test_a_sequential_history_item_is_never_a_canary():
     dataset.inter_feat.interaction["item_id_list"] = torch.tensor([[3, 0], [3, 1], [4, 0], [0, 0]])
     dataset.item_id_list_field = "item_id_list"
     for seed in range(30):
-        canaries = Canaries(dataset, 0.5, seed)
+        canaries = plant(dataset, 0.5, seed)
         users = dataset.inter_feat["user_id"][canaries.is_source].tolist()
         for user, item in zip(users, canaries.items[canaries.is_source].tolist()):
             assert item in {1: {4}, 2: {1, 2}}[user]  # user 1 could draw 3 if histories were ignored
@@ -89,7 +94,7 @@ def test_a_user_with_every_item_fails_clearly():
 
 
 def test_augment_appends_each_source_rows_canary():
-    canaries = Canaries(toy(), 0.0, 0)
+    canaries = plant(toy(), 0.0, 0)
     canaries.is_source[[2, 5]] = True
     canaries.items[2], canaries.items[5] = 9, 10
     batch = Interaction({ROW_FIELD: torch.tensor([5, 0, 2, 7]), "user_id": torch.tensor([2, 1, 1, 2]),

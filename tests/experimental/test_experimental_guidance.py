@@ -15,6 +15,7 @@ from torch.nn import functional as F
 import recbole_autodenoise as rad
 import recbole_autodenoise.experimental  # noqa: F401  (registers l2rw and the meta credit)
 from recbole_autodenoise.controller import controller_state
+from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.experimental.l2rw import l2rw_weights
 from recbole_autodenoise.experimental.meta_step import meta_step
 from recbole_autodenoise.guidance import clean_loss
@@ -336,7 +337,7 @@ def test_l2rw_draws_clean_batches_from_the_guide_part():
     config["denoise_scheme"] = "l2rw"
     l2rw = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     l2rw.fit(train, valid, saved=False)
-    assert l2rw.clean_batches.num_rows == len(train._dataset.clean_guide)
+    assert l2rw.clean_batches.num_rows == len(training_data_of(train).guide_rows)
     assert "guide_score" not in l2rw.history[-1]  # l2rw needs no reward: no guide evaluation
 
 

@@ -79,8 +79,9 @@ class Credit:
         self.controller = controller
         self.options = options
 
-    def setup(self, train_dataset: Any) -> None:
-        """Called once before training with RecBole's training dataset."""
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
+        """Called once before training with RecBole's training dataset and every validation row,
+        clean or not (``TrainingData.valid_rows``; ``None`` where the data has no bundle)."""
 
     def augment(self, interaction: Any) -> Any:
         """The training batch the step uses: ``interaction`` itself unless the mode adds rows."""

@@ -3,7 +3,7 @@
 The paper's premise is a platform with much implicit feedback and a little explicit feedback
 (ratings). Here the explicit slice is the validation period's rated interactions, high *and* low
 (the clean validation set keeps only those rated >= ``clean_rating_threshold``; the data pipeline
-keeps the low-rated ones apart for this credit, ``train_data._dataset.explicit_guide``; with
+keeps the low-rated ones apart for this credit, ``TrainingData.explicit_rows``; with
 ``clean_valid_guide_ratio`` > 0 only the guide part's clean rows join them, so validation selects on
 rows no learner saw). Before each training batch the controller takes one Adam step of
 ``supervised`` credit's regression on a batch of ``guide_batch_size`` explicit rows: its
