@@ -24,9 +24,12 @@ from scipy import stats
 
 from benchmarks.grid import latest_rows, read_rows
 from benchmarks.report import SCHEME_LABEL, fmt_p, mean, paired_p, rel, std
+# rows of the experimental schemes and keys (l2rw, meta_interval, ...) are compared too
+import recbole_autodenoise.experimental  # noqa: F401
 from recbole_autodenoise.arguments import input_file
 
-IGNORED = ("show_progress", "gpu_id")  # never change what a run computes
+# never change what a run computes (experimental: the opt-in to recbole_autodenoise.experimental)
+IGNORED = ("show_progress", "gpu_id", "experimental")
 # the data a run sees: its references must have seen the same (injected noise, the guide/select split)
 CONDITION = ("noise_kind", "noise_rate", "clean_valid_guide_ratio")
 PROTOCOLS = ("user_first", "interaction")

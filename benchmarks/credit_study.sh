@@ -16,7 +16,9 @@
 set -eu
 data=${1:?DATA_DIR} seeds=${2:-5} kind=${3:-} rate=${4:-0.2}
 out=benchmarks/results/ml-latest-small-study.jsonl
-common=(--dataset ml-latest-small --data-path "$data" --models BPR --seeds "$seeds" --out "$out"
+# experimental=true: l2rw and the user and meta credit are in recbole_autodenoise.experimental (the
+# opt-in is not part of a cell's key, so earlier rows still match)
+common=(--dataset ml-latest-small --data-path "$data" --models BPR --seeds "$seeds" --out "$out" --set experimental=true
         --set show_progress=False --set epochs=100 --set clean_valid_guide_ratio=0.5 --set denoise_diagnostics=True
         --config-files 'benchmarks/properties/{dataset}/{model}-default.yaml' 'benchmarks/properties/{dataset}/controller.yaml')
 
@@ -28,7 +30,7 @@ if [[ -z $kind ]]; then
   exit 0
 fi
 
-tuning=(--dataset ml-latest-small --data-path "$data" --model BPR --scheme autodenoise_s
+tuning=(--dataset ml-latest-small --data-path "$data" --model BPR --scheme autodenoise_s --set experimental=true
         --set show_progress=False --set epochs=100 --set clean_valid_guide_ratio=0.5 --set denoise_diagnostics=True
         --set noise_kind="$kind" --set noise_rate="$rate" --grid controller_learning_rate=1e-4,1e-3,1e-2
         --config-files 'benchmarks/properties/{dataset}/{model}-default.yaml' 'benchmarks/properties/{dataset}/controller.yaml')

@@ -10,7 +10,8 @@
 # rated row 1, no rating used (the value was called interaction);
 # 512-row guide batches as in the CPU study, GUIDE_BATCH_SIZE to change; EXPLICIT_SETS,
 # space-separated KEY=VALUE words, adds settings to the explicit cells only, e.g. the ADT-TL prior:
-# EXPLICIT_SETS="controller_prior=adt_tl adt_gradual_unit=epoch adt_num_gradual=1 adt_max_drop_rate=0.1").
+# EXPLICIT_SETS="experimental=true controller_prior=adt_tl adt_gradual_unit=epoch adt_num_gradual=1
+# adt_max_drop_rate=0.1"; the adt_tl prior is experimental: experimental=true imports it).
 #
 #   bash benchmarks/device_paper_protocol.sh DATA_DIR OUT_DIR [SEEDS]     (SEEDS default 5)
 #

@@ -26,6 +26,7 @@ for seed in ${seeds//,/ }; do
   deadline=$(( $(date +%s) + wave ))
   common=(--dataset ml-latest-small --data-path "$data" --device "${DEVICE:-cuda}" --models SASRec --seeds 1 --seed-base "$seed"
           --set show_progress=False --set "epochs=$epochs" --set clean_valid_guide_ratio=0.5 --set denoise_diagnostics=True
+          --set experimental=true  # l2rw, the user and meta credit: recbole_autodenoise.experimental
           --config-files 'benchmarks/properties/{dataset}/{model}-default.yaml' 'benchmarks/properties/{dataset}/controller.yaml')
   for noise in "" "--set noise_kind=$kind --set noise_rate=$rate"; do
     for method in default adt_rl l2rw epoch user meta; do

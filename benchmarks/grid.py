@@ -38,7 +38,8 @@ AUTODENOISE = ("autodenoise_h", "autodenoise_s")
 DEFAULT_SEED = 2020  # RecBole's default seed; seeds are DEFAULT_SEED, DEFAULT_SEED + 1, ...
 # Keys that never change what is computed: excluded from the hash so paths and verbosity do not
 # split one experiment into several.
-UNHASHED_KEYS = frozenset({"data_path", "show_progress", "state", "checkpoint_dir", "results_file"})
+UNHASHED_KEYS = frozenset({"data_path", "show_progress", "state", "checkpoint_dir", "results_file",
+                           "experimental"})  # the opt-in to recbole_autodenoise.experimental
 
 
 @dataclass(frozen=True)

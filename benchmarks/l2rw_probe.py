@@ -19,7 +19,7 @@ import torch
 from recbole.utils import get_model, init_seed
 
 import recbole_autodenoise as rad
-from recbole_autodenoise.schemes import l2rw
+from recbole_autodenoise.experimental import l2rw
 from recbole_autodenoise.schemes.base import effective_fraction
 
 

@@ -10,6 +10,7 @@ from recbole_autodenoise.adapters import register_loss_adapter, register_represe
 from recbole_autodenoise.config import make_config, property_files  # noqa: E402
 from recbole_autodenoise.data import create_dataset, data_preparation, prepare_data  # noqa: E402
 from recbole_autodenoise.schemes import SCHEMES, WeightingScheme, register_scheme  # noqa: E402
+from recbole_autodenoise import controller  # noqa: E402, F401  (registers AutoDenoise's schemes)
 from recbole_autodenoise.trainer import AutoDenoiseTrainer  # noqa: E402
 
 __version__ = "0.1.0"

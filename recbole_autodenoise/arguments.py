@@ -65,7 +65,7 @@ def setting(text: str) -> str:
 
 def model_name(text: str) -> str:
     """A RecBole or plugin model name (the close ones are named for a typo)."""
-    from recbole_autodenoise.config import check_model
+    from recbole_autodenoise.model import check_model
 
     try:
         check_model(text)

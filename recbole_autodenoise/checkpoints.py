@@ -9,7 +9,7 @@
   last finished epoch, from which ``--resume`` continues.
 * ``checksum``: sha256 over a canonical walk of a checkpoint's content (tensors by dtype, shape and
   bytes; plain values by type and exact value; dict keys in a fixed order), stored under
-  ``CHECKSUM_KEY`` and verified on load (``compat.load_checkpoint``): torch's zip reader checks no
+  ``CHECKSUM_KEY`` and verified on load (``load_checkpoint``): torch's zip reader checks no
   CRC, so bytes flipped inside tensor data would otherwise load without a word.
 * ``check_structure``: a trainer checkpoint of this ``FORMAT_VERSION`` with every entry a resume or
   an evaluation reads, of the right type and range; a checksummed file that is not (written by
@@ -47,6 +47,7 @@ from recbole.utils import set_color
 
 from recbole_autodenoise import distributed
 from recbole_autodenoise.files import atomic_write
+from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, experimental_keys
 
 CHECKSUM_KEY = "checksum"
 LATEST_SUFFIX = "-latest.pth"
@@ -62,6 +63,8 @@ MAY_CHANGE_ON_RESUME: dict[str, tuple[str, ...]] = {
     # the number of processes must still match the checkpoint's (checked with the rank states)
     "devices and processes": ("gpu_id", "use_gpu", "device", "nproc", "world_size", "local_rank",
                               "offset", "ip", "port", "ddp_backend", "ddp_timeout", "single_spec"),
+    # the opt-in that imports recbole_autodenoise.experimental: it changes nothing computed
+    "which packages are imported": ("experimental",),
 }
 RESUMABLE_KEYS = frozenset(key for keys in MAY_CHANGE_ON_RESUME.values() for key in keys)
 
@@ -153,7 +156,7 @@ def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 def check_checkpoint_dir(config) -> Path:
     """The ``checkpoint_dir`` folder, created if missing; a ValueError if it cannot hold checkpoints."""
-    from recbole_autodenoise.config import read_key
+    from recbole_autodenoise.checks import read_key
 
     path = read_key(config, "checkpoint_dir", lambda v: isinstance(v, (str, os.PathLike)) and str(v) != "",
                     "a folder path")
@@ -210,10 +213,13 @@ def check_same_settings(saved: dict[str, Any], current: dict[str, Any], path: st
     if differences:
         groups = "; ".join(f"{what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
                            for what, keys in MAY_CHANGE_ON_RESUME.items())
+        unloaded = (set(saved) - set(current)) & experimental_keys()
+        hint = (f" (the checkpoint's {', '.join(sorted(unloaded))}: "
+                f"{EXPERIMENTAL_OPT_IN})" if unloaded else "")
         raise ValueError(
-            f"{path} was trained with {'; '.join(differences)}: a resume continues the same run, "
-            f"so only these may change: {groups} (docs/guide.md, \"What may change on resume\"); "
-            "start a new run to change the others"
+            f"{path} was trained with {'; '.join(differences)}{hint}: a resume continues the same "
+            f"run, so only these may change: {groups} (docs/guide.md, \"What may change on "
+            "resume\"); start a new run to change the others"
         )
 
 

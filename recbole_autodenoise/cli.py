@@ -20,7 +20,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument("--dataset", "-d", default="ml-100k", help="data set name (ml-100k is embedded)")
     parser.add_argument("--config_files", default=None, help="space-separated yaml files, applied after ours")
     parser.add_argument("--scheme", "--denoise_scheme", dest="scheme", default=None,
-                        help="default | heuristic | adt_tl | adt_rl | dcf | autodenoise_h | autodenoise_s | l2rw | oracle (diagnostic) "
+                        help="default | heuristic | adt_tl | adt_rl | dcf | autodenoise_h | "
+                             "autodenoise_s | oracle (diagnostic); l2rw with --experimental=true "
                              f"(default: the config files' denoise_scheme, else {CLI_DEFAULT_SCHEME})")
     parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
                         help="continue a run from its checkpoint with the same settings (epochs, "

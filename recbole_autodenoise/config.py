@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import importlib
-import inspect
-import math
 import os
 import re
 import warnings
@@ -30,20 +27,36 @@ import yaml
 from recbole.config import Config
 
 from recbole_autodenoise import compat
+from recbole_autodenoise.checks import is_int, non_negative, positive, positive_int, read_key
 from recbole_autodenoise.evaluation.metrics import register_metrics
+from recbole_autodenoise.model import check_model
+from recbole_autodenoise.registry import (
+    EXPERIMENTAL_OPT_IN,
+    EXPERIMENTAL_PROPERTY_FILE,
+    EXTRA_PROPERTY_FILES,
+    experimental_keys,
+)
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"
 OVERALL_FILE = PROPERTIES_DIR / "overall.yaml"
+# recbole_autodenoise.experimental's keys: known (and loaded) only once that package is imported
+EXPERIMENTAL_FILE = EXPERIMENTAL_PROPERTY_FILE
+EXPERIMENTAL_KEY = "experimental"
+
+
+def plugin_files() -> list[Path]:
+    """overall.yaml, then the property files of the packages imported on demand
+    (``registry.add_property_file``: ``recbole_autodenoise.experimental``)."""
+    return [OVERALL_FILE, *EXTRA_PROPERTY_FILES]
 
 
 def plugin_defaults() -> dict[str, Any]:
-    with open(OVERALL_FILE, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
-# RecBole's model packages, without exlib_recommender (its import needs lightgbm and xgboost)
-MODEL_PACKAGES = ("general_recommender", "sequential_recommender", "context_aware_recommender",
-                  "knowledge_aware_recommender")
+    """The plugin's keys and their defaults (``plugin_files``)."""
+    defaults: dict[str, Any] = {}
+    for path in plugin_files():
+        with open(path, encoding="utf-8") as handle:
+            defaults.update(yaml.safe_load(handle) or {})
+    return defaults
 
 
 def _recbole_properties() -> Path:
@@ -93,63 +106,32 @@ CUSTOM_KEY_HINT = ("a key of your own model is declared in a yaml file passed wi
                    "(Python: config_files), see docs/guide.md")
 
 
-@lru_cache(maxsize=1)
 def known_keys() -> frozenset[str]:
-    """Every key someone defines: RecBole's, every RecBole and plugin model / data set yaml, ours."""
-    files = [*_recbole_properties().glob("**/*.yaml"), *PROPERTIES_DIR.glob("**/*.yaml")]
+    """Every key someone defines: RecBole's, every RecBole and plugin model / data set yaml, ours
+    (``experimental.yaml``'s once ``recbole_autodenoise.experimental`` is imported)."""
+    return _known_keys(tuple(EXTRA_PROPERTY_FILES))
+
+
+@lru_cache(maxsize=4)
+def _known_keys(extra_files: tuple[Path, ...]) -> frozenset[str]:
+    own = [path for path in PROPERTIES_DIR.glob("**/*.yaml") if path != EXPERIMENTAL_FILE]
+    files = [*_recbole_properties().glob("**/*.yaml"), *own, *extra_files]
     from_files = (_yaml_keys(path) for path in files)
     return recbole_keys().union(LAUNCHER_KEYS, RECBOLE_READ_KEYS, *from_files)
 
 
 def plugin_keys() -> set[str]:
-    """Keys the plugin introduces: those in our overall.yaml that RecBole's own defaults lack."""
+    """Keys the plugin introduces: those in our property files that RecBole's own defaults lack."""
     return {key for key in plugin_defaults() if key not in recbole_keys()}
 
 
-@lru_cache(maxsize=1)
-def recbole_model_names() -> tuple[str, ...]:
-    """The model classes of RecBole's model packages (``get_model`` finds each by its name)."""
-    from recbole.model.abstract_recommender import AbstractRecommender
-
-    names = set()
-    for package in MODEL_PACKAGES:
-        module = importlib.import_module(f"recbole.model.{package}")
-        names |= {
-            name for name, obj in vars(module).items()
-            if inspect.isclass(obj) and issubclass(obj, AbstractRecommender)
-            and obj.__module__.startswith(f"recbole.model.{package}.")
-        }
-    return tuple(sorted(names))
-
-
-def check_model(model: Any) -> type:
-    """The model class called ``model``: the plugin's own first, then RecBole's; an unknown name
-    fails naming the close ones (never RecBole's import errors of its optional models)."""
-    from recbole_autodenoise.model import PLUGIN_MODELS
-
-    if isinstance(model, str) and model in PLUGIN_MODELS:
-        return PLUGIN_MODELS[model]
-    names = recbole_model_names()
-    if isinstance(model, str) and model in names:
-        from recbole.utils import get_model
-
-        return get_model(model)
-    known = sorted(names + tuple(PLUGIN_MODELS))
-    by_case = [name for name in known if name.lower() == str(model).lower()]
-    close = by_case or difflib.get_close_matches(str(model), known, n=3, cutoff=0.6)
-    hint = (f"did you mean {' or '.join(repr(name) for name in close)}?" if close
-            else f"RecBole's models include {', '.join(names[:12])}, ... (recbole.model); "
-                 f"the plugin's: {', '.join(sorted(PLUGIN_MODELS))}")
-    raise ValueError(f"unknown model {model!r}: not a RecBole or plugin model; {hint}")
-
-
 def property_files(model: str, dataset: str) -> list[str]:
-    """overall.yaml, then the model's yaml where we ship one (else its model type's), then the data
-    set's."""
+    """overall.yaml (and experimental.yaml once that package is imported), then the model's yaml
+    where we ship one (else its model type's), then the data set's."""
     model_file = PROPERTIES_DIR / "model" / f"{model}.yaml"
     if not model_file.exists():
         model_file = PROPERTIES_DIR / "model_type" / f"{_model_type(model) or 'none'}.yaml"
-    files = [OVERALL_FILE, model_file, PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"]
+    files = [*plugin_files(), model_file, PROPERTIES_DIR / "dataset" / f"{dataset}.yaml"]
     return [str(path) for path in files if path.exists()]
 
 
@@ -529,8 +511,15 @@ def check_keys(file_values: Sequence[tuple[str, dict[str, Any]]],
     wherever it is set; a key of the user's own model is accepted where a user config file
     declares it (``--key=value`` and ``config_dict`` may then override it); any other key of the
     overrides is refused with the nearest known key. ``local_rank`` is the launcher's, never a
-    file's."""
+    file's. A key of ``experimental.yaml`` before that package is imported says how to import it."""
     known = known_keys()
+    unloaded = experimental_keys() - known
+    for where, values in [*((f"config file {file}: ", values) for file, values in file_values),
+                          ("", overrides)]:
+        for key in values:
+            if key in unloaded:
+                raise ValueError(f"{where}config key {key!r} is experimental: "
+                                 f"{EXPERIMENTAL_OPT_IN}")
     declared: set[str] = set()
     for file, values in file_values:
         check_key_spelling(values, known)
@@ -598,23 +587,6 @@ def check_metric_keys(values: dict[str, Any]) -> None:
                          "name, e.g. NDCG@20")
 
 
-def is_number(value: Any) -> bool:
-    """An int or a finite float (never a bool, NaN or an infinity)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def positive(value: Any) -> bool:
-    return is_number(value) and value > 0
-
-
-def non_negative(value: Any) -> bool:
-    return is_number(value) and value >= 0
-
-
-def fraction(value: Any) -> bool:
-    return is_number(value) and 0 <= value < 1
-
-
 def make_config(
     model: str,
     dataset: str,
@@ -634,6 +606,7 @@ def make_config(
     model_class = check_model(model)
     # strings read as SafeConfig reads them, so the checks below see the values RecBole will
     overrides = read_overrides(config_dict)
+    opt_in_experimental(file_values, overrides)
     check_keys(file_values, overrides)
     user_values: dict[str, Any] = {}
     for _, values in file_values:
@@ -659,12 +632,21 @@ def make_config(
     return config
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def positive_int(value: Any) -> bool:
-    return is_int(value) and value >= 1
+def opt_in_experimental(file_values: Sequence[tuple[str, dict[str, Any]]],
+                        overrides: dict[str, Any]) -> None:
+    """``experimental: true`` (the last setting of the user's files and overrides) imports
+    ``recbole_autodenoise.experimental`` before the keys are checked, so that its keys and names
+    are known."""
+    values: dict[str, Any] = {}
+    for _, file_settings in file_values:
+        values.update(file_settings)
+    values.update(overrides)
+    value = values.get(EXPERIMENTAL_KEY, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"config key {EXPERIMENTAL_KEY!r} = {value!r} is invalid: expected true "
+                         "or false")
+    if value:
+        import recbole_autodenoise.experimental  # noqa: F401  (registers what it holds)
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -712,11 +694,12 @@ def check_values(config) -> None:
 
 def check_plugin_values(config) -> None:
     """The plugin's choices by name (``denoise_scheme``, ``controller_credit``, ``eval_protocol``)
-    against their registries, then every key of the chosen scheme: the scheme is built once on the
-    CPU and dropped, so its own checks run before any data loads."""
+    against their registries (and an experimental ``controller_state`` or ``controller_prior``
+    before that package is imported), then every key of the chosen scheme: the scheme is built
+    once on the CPU and dropped, so its own checks run before any data loads."""
     import torch
 
-    from recbole_autodenoise.credit import CREDITS
+    from recbole_autodenoise.controller import CREDITS, PRIORS, STATES
     from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS
     from recbole_autodenoise.schemes import SCHEMES
 
@@ -724,6 +707,10 @@ def check_plugin_values(config) -> None:
         name = read_key(config, key, lambda v: isinstance(v, str),
                         f"a name, one of {registry.names()}")
         registry.get(name)  # an unknown name fails listing the registered ones
+    for key, registry in (("controller_state", STATES), ("controller_prior", PRIORS)):
+        name = config[key]  # an experimental name is refused whichever scheme runs
+        if isinstance(name, str) and name in registry.experimental and name not in registry:
+            raise ValueError(registry.unknown(name))
     read_key(config, "eval_protocol", lambda v: isinstance(v, str) and v in EVAL_PROTOCOLS,
              f"one of {list(EVAL_PROTOCOLS)}")
     SCHEMES.get(config["denoise_scheme"])(config, torch.device("cpu"))
@@ -790,14 +777,4 @@ def parse_cli_value(text: str, key: str = "value") -> Any:
         return text
     value = text if value is None and text.strip() not in ("", "~", "null") else value
     check_value_bounds(value, where)
-    return value
-
-
-def read_key(config, key: str, check: Callable[[Any], bool], allowed: str) -> Any:
-    """Read one key, failing with the key, the value and what is allowed."""
-    value = config[key]
-    if value is None and key not in config.final_config_dict:
-        raise ValueError(f"config key '{key}' is missing (expected {allowed}); is properties/overall.yaml loaded?")
-    if not check(value):
-        raise ValueError(f"config key '{key}' = {value!r} is invalid: expected {allowed}")
     return value

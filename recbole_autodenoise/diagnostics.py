@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_autodenoise.canaries import CANARY_FIELD
+from recbole_autodenoise.rows import CANARY_FIELD
 from recbole_autodenoise.data import INJECTED_FIELD
 from recbole_autodenoise.guidance import CleanBatches, per_sample_alignment
 from recbole_autodenoise.losses import PerSampleLoss
@@ -31,8 +31,8 @@ def sample_groups(
     """Float 0/1 masks of true positives (rating >= threshold), false positives (below it) and
     injected samples (``noise_injected``; never counted as true or false positives). Where the
     batch has ``label_field`` (pointwise models: NeuMF, DMF), rows labelled 0 are sampled
-    negatives, which carry their positive's rating: they belong to no group, nor do the canaries a
-    scheme planted (``canaries.CANARY_FIELD``)."""
+    negatives, which carry their positive's rating: they belong to no group, nor do the rows a
+    scheme added to the batch itself (``rows.CANARY_FIELD``)."""
     if rating_field not in interaction.interaction:
         raise ValueError(f"training batches carry no '{rating_field}' field (clean_rating_field)")
     rating = interaction[rating_field]

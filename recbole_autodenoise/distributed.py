@@ -82,7 +82,7 @@ def _int(value: Any) -> bool:
 
 def process_counts(config) -> tuple[int, int]:
     """(nproc, world_size) as RecBole's ``run`` reads them: ``world_size: -1`` means ``nproc``."""
-    from recbole_autodenoise.config import read_key
+    from recbole_autodenoise.checks import read_key
 
     nproc = read_key(config, "nproc", lambda v: _int(v) and v >= 1, "an integer >= 1 (processes on this machine)")
     world_size = read_key(config, "world_size", lambda v: _int(v) and (v == -1 or v >= 1),
@@ -108,7 +108,7 @@ def wants_processes(config) -> bool:
 
 def backend(config) -> str:
     """``ddp_backend`` resolved: ``auto`` is ``nccl`` where the run uses CUDA, else ``gloo``."""
-    from recbole_autodenoise.config import read_key
+    from recbole_autodenoise.checks import read_key
 
     name = read_key(config, "ddp_backend", lambda v: v in BACKENDS, f"one of {list(BACKENDS)}")
     cuda = bool(config["use_gpu"]) and torch.cuda.is_available()
@@ -123,7 +123,7 @@ def backend(config) -> str:
 
 
 def timeout(config) -> datetime.timedelta:
-    from recbole_autodenoise.config import read_key
+    from recbole_autodenoise.checks import read_key
 
     seconds = read_key(config, "ddp_timeout", lambda v: _int(v) and v >= 1,
                        "an integer >= 1 (seconds a rank waits for the others)")
@@ -400,9 +400,8 @@ def check_supported(config, scheme, diagnostics: bool) -> None:
     if reason:
         raise ValueError(f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only ({reason}); "
                          "run with nproc: 1")
-    if getattr(scheme, "state_kind", None) == "loss_features":
-        raise ValueError(
-            "config key 'controller_state' = 'loss_features' is single-process only: its per-row loss history "
-            "would be split across ranks (each epoch gives every rank other rows); use 'paper' or nproc: 1"
-        )
+    reason = getattr(getattr(scheme, "features", None), "single_process_reason", None)
+    if reason:
+        raise ValueError(f"config key 'controller_state' = {scheme.state_kind!r} is single-process "
+                         f"only: {reason}; use 'paper' or nproc: 1")
 

@@ -4,9 +4,9 @@ The clean set says, for every training sample i, whether a step on it helps: the
 ``a_i = <grad_theta l_i(theta), grad_theta L_clean(theta)>`` is (up to -alpha / B) the derivative of
 the clean loss after one SGD step with respect to the sample's weight. ``per_sample_alignment``
 computes all a_i of a batch exactly with two extra backward passes and no per-sample gradients;
-``meta_step`` differentiates the clean loss after a virtual step through the weights (and so
-through whatever produced them, the controller). ``CleanBatches`` feeds both with training-format
-batches of clean interactions; ``Guidance`` is what a scheme sees of them for one batch.
+``CleanBatches`` feeds it with training-format batches of clean interactions; ``Guidance`` is what
+a scheme sees of them for one batch (the experimental meta credit also differentiates the clean
+loss after a virtual step through it: ``experimental.meta_step``).
 
 Train mode, not eval mode: the model stays in the mode the trainer put it in. The training losses
 are those of the real step's own forward pass (the trainer hands them over), so a_i describes the
@@ -17,20 +17,15 @@ forward pass is repeated, so there is no pair of masks to keep consistent.
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 from recbole.data.interaction import Interaction
 from recbole.model.loss import BPRLoss
 from recbole.utils import InputType
 from torch import nn
-from torch.func import functional_call
 
-from recbole_autodenoise.config import read_key
 from recbole_autodenoise.losses import PerSampleLoss
 
 
@@ -268,159 +263,11 @@ def per_sample_alignment(
     return torch.zeros_like(eps).detach() if alignment is None else alignment.detach()
 
 
-class _CleanLossModule(nn.Module):
-    """``forward`` = the model's clean loss, so ``functional_call`` can evaluate it at theta'."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, interaction: Interaction) -> torch.Tensor:
-        return clean_loss(self.model, interaction)
-
-
-@dataclass
-class MetaStep:
-    controller_grads: list[torch.Tensor]  # d L_clean(theta') / d phi, one per controller parameter
-    weight_grads: torch.Tensor  # d L_clean(theta') / d w_i = -alpha / B * <grad l_i(theta), grad L_clean(theta')>
-    clean_loss: torch.Tensor  # L_clean(theta'), detached
-
-
-def meta_step(
-    model: nn.Module,
-    sample_loss_fn: PerSampleLoss,
-    train_interaction: Interaction | None,
-    weights: torch.Tensor,
-    clean_interaction: Interaction,
-    learning_rate: float,
-    controller_params: Sequence[torch.Tensor],
-    train_losses: torch.Tensor | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-) -> MetaStep:
-    """Virtual step theta' = theta - step(grad_theta mean_i(w_i l_i)) (kept differentiable), the
-    clean loss at theta' (via ``functional_call``), and its gradient with respect to the
-    controller parameters through ``weights``. The recommender and ``optimizer`` are not changed.
-
-    Without ``optimizer`` the step is plain SGD, alpha * g with alpha the recommender's
-    ``learning_rate``: Learning-to-Reweight's first-order model of "one step on these weights",
-    whatever the real optimiser is. With ``optimizer`` (``meta_virtual_step: optimizer``) it is
-    the step that optimiser would take next on g from its current state (``virtual_parameters``).
-    ``train_losses`` as in ``per_sample_alignment``; its graph is kept.
-    """
-    named = trainable_parameters(model)
-    params = [param for _, param in named]
-    with double_backward_safe(model):
-        if train_losses is None:
-            train_losses = sample_loss_fn(train_interaction).losses
-        inner = (weights * train_losses).mean()
-        grads = torch.autograd.grad(inner, params, create_graph=True, allow_unused=True)
-        if optimizer is None:
-            stepped = [param if grad is None else param - learning_rate * grad for param, grad in zip(params, grads)]
-        else:
-            stepped = virtual_parameters(optimizer, params, grads)
-        updated = {f"model.{name}": value for (name, _), value in zip(named, stepped)}
-        loss = functional_call(_CleanLossModule(model), updated, (clean_interaction,))
-        inputs = [weights, *controller_params]
-        found = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
-    weight_grads = torch.zeros_like(weights) if found[0] is None else found[0]
-    controller_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(controller_params, found[1:])]
-    return MetaStep(controller_grads, weight_grads.detach(), loss.detach())
-
-
-# --- virtual steps that follow the real optimiser (meta_virtual_step: optimizer) ----------------
-VIRTUAL_STEPS = ("sgd", "optimizer")
-# RecBole learners (``learner``) whose step ``virtual_parameters`` reproduces
-FOLLOWED_LEARNERS = ("adam", "adamw", "sgd")
-
-
-def read_virtual_step(config: Any, credit_mode: str) -> str:
-    """``meta_virtual_step``, checked against the values and, for ``optimizer`` with
-    ``controller_credit: meta``, against the run's ``learner``."""
-    value = read_key(config, "meta_virtual_step", lambda v: isinstance(v, str) and v in VIRTUAL_STEPS,
-                     f"one of {list(VIRTUAL_STEPS)}")
-    learner = config["learner"]
-    if value == "optimizer" and credit_mode == "meta" and str(learner).lower() not in FOLLOWED_LEARNERS:
-        raise ValueError(
-            f"config key 'meta_virtual_step' = {value!r} is invalid with learner {learner!r}: expected 'sgd' "
-            f"(the virtual step follows learner {' | '.join(FOLLOWED_LEARNERS)} only)"
-        )
-    return value
-
-
-def _sgd_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict) -> torch.Tensor:
-    """torch.optim.SGD without momentum: p - lr * (g + weight_decay * p)."""
-    if group["momentum"] or group.get("maximize", False):
-        raise ValueError("meta_virtual_step 'optimizer' follows SGD without momentum or maximize (RecBole's 'sgd')")
-    if group["weight_decay"]:
-        grad = grad + group["weight_decay"] * param
-    return param - group["lr"] * grad
-
-
-def _root(values: torch.Tensor) -> torch.Tensor:
-    """sqrt with gradient 0 (not 0 * inf) where the value is 0: entries no gradient ever reached."""
-    positive = values > 0
-    safe = torch.where(positive, values, torch.ones_like(values))
-    return torch.where(positive, safe.sqrt(), torch.zeros_like(values))
-
-
-def _adam_step(
-    param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict, decoupled: bool = False
-) -> torch.Tensor:
-    """torch.optim.Adam / AdamW's next step on ``grad`` from ``state`` (empty: its first step):
-    m, v updated by grad, bias corrections at step + 1, p - lr * m_hat / (sqrt(v_hat) + eps);
-    weight decay decoupled (AdamW: p * (1 - lr * decay) first) or added to the gradient (Adam)."""
-    if group.get("amsgrad", False) or group.get("maximize", False):
-        raise ValueError("meta_virtual_step 'optimizer' follows Adam without amsgrad or maximize (RecBole's 'adam')")
-    beta1, beta2 = group["betas"]
-    lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
-    step = float(state["step"]) + 1 if state else 1.0
-    base = param
-    if decay and (decoupled or group.get("decoupled_weight_decay", False)):
-        base = param * (1 - lr * decay)
-    elif decay:
-        grad = grad + decay * param
-    first = (1 - beta1) * grad + (beta1 * state["exp_avg"] if state else 0)
-    second = (1 - beta2) * grad * grad + (beta2 * state["exp_avg_sq"] if state else 0)
-    denom = _root(second) / math.sqrt(1 - beta2**step) + eps
-    return base - (lr / (1 - beta1**step)) * first / denom
-
-
-def _step_rule(optimizer: torch.optim.Optimizer):
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):  # AdamW subclasses Adam in recent torch only
-        return partial(_adam_step, decoupled=isinstance(optimizer, torch.optim.AdamW))
-    if type(optimizer) is torch.optim.SGD:
-        return _sgd_step
-    raise ValueError(
-        f"meta_virtual_step 'optimizer' cannot follow {type(optimizer).__name__}: "
-        f"supported are the optimisers of learner {' | '.join(FOLLOWED_LEARNERS)}"
-    )
-
-
-def virtual_parameters(
-    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]
-) -> list[torch.Tensor]:
-    """The parameters after the step ``optimizer`` would take next with gradients ``grads``,
-    differentiable with respect to the grads (and so to whatever they depend on); the optimiser's
-    state is read, never written. A parameter without gradient stays, as the real step skips it.
-    RecBole's ``clip_grad_norm`` (off by default) is not applied to the virtual step."""
-    rule = _step_rule(optimizer)
-    groups = {param: group for group in optimizer.param_groups for param in group["params"]}
-    stepped = []
-    for param, grad in zip(params, grads):
-        if grad is None:
-            stepped.append(param)
-            continue
-        if param not in groups:
-            raise ValueError("meta_virtual_step 'optimizer': a trainable parameter is not in the optimiser's groups")
-        stepped.append(rule(param, grad, groups[param], optimizer.state.get(param, {})))
-    return stepped
-
-
 class Guidance:
     """The clean set's view of one training batch, handed to schemes with ``needs_guidance``.
 
-    One clean batch is drawn lazily (batches that never ask draw none) and shared by
-    ``alignment`` and ``meta_step``; the alignment is computed once.
+    One clean batch is drawn lazily (batches that never ask draw none) and shared by every user
+    of the batch's guidance; the alignment is computed once.
     """
 
     def __init__(
@@ -434,7 +281,7 @@ class Guidance:
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         self.model = model
-        self.optimizer = optimizer  # the recommender's real optimiser, for meta_virtual_step 'optimizer'
+        self.optimizer = optimizer  # the recommender's real optimiser (for virtual steps)
         self.sample_loss = sample_loss
         self.clean_batches = clean_batches
         self.learning_rate = learning_rate
@@ -455,16 +302,3 @@ class Guidance:
                 self.model, self.sample_loss, self.interaction, self.clean_batch(), train_losses=self.train_losses
             )
         return self._alignment
-
-    def meta_step(self, weights: torch.Tensor, controller_params: Sequence[torch.Tensor],
-                  follow_optimizer: bool = False) -> MetaStep:
-        """``meta_step`` on this batch with the given (controller-attached) weights; with
-        ``follow_optimizer`` the virtual step is the real optimiser's next step."""
-        if follow_optimizer and self.optimizer is None:
-            raise ValueError("meta_virtual_step 'optimizer' needs the recommender's optimiser: train with "
-                             "AutoDenoiseTrainer (it hands its optimiser to Guidance)")
-        return meta_step(
-            self.model, self.sample_loss, self.interaction, weights, self.clean_batch(), self.learning_rate,
-            controller_params, train_losses=self.train_losses,
-            optimizer=self.optimizer if follow_optimizer else None,
-        )

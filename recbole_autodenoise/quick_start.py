@@ -19,7 +19,8 @@ from recbole.utils import init_logger, init_seed
 
 from recbole_autodenoise import distributed
 from recbole_autodenoise.checkpoints import check_checkpoint_dir, load_resumable, plain_config
-from recbole_autodenoise.config import make_config, plugin_keys, read_key
+from recbole_autodenoise.checks import read_key
+from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import DataBundle, create_dataset, prepare_data
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write

@@ -27,9 +27,8 @@ from recbole.utils import set_color
 
 from recbole_autodenoise import checkpoints, distributed, stopping
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
-from recbole_autodenoise.canaries import CANARY_FIELD
-from recbole_autodenoise.loss_store import ROW_FIELD
-from recbole_autodenoise.config import positive, read_key
+from recbole_autodenoise.checks import positive, positive_int, read_key
+from recbole_autodenoise.controller import parse_reward_metric
 from recbole_autodenoise.data.bundle import DataBundle, TrainingData, training_data_of
 from recbole_autodenoise.diagnostics import Diagnosis
 from recbole_autodenoise.evaluation import per_query, reward
@@ -38,8 +37,8 @@ from recbole_autodenoise.evaluation.per_user import CleanAUC
 from recbole_autodenoise.evaluation.weights import WeightStudy
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
 from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from recbole_autodenoise.schemes.autodenoise import parse_reward_metric, positive_int
 from recbole_autodenoise.schemes.default import DefaultScheme
 
 

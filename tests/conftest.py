@@ -88,3 +88,27 @@ def assert_float_close(actual: torch.Tensor, expected, steps: int = 16, magnitud
     expected = torch.as_tensor(expected, dtype=actual.dtype).detach()
     scale = float(expected.abs().max()) if magnitude is None else magnitude
     torch.testing.assert_close(actual, expected, rtol=0, atol=float_tolerance(actual.dtype, scale, steps))
+
+
+@pytest.fixture
+def main_only():
+    """The registries and property files as they are without ``recbole_autodenoise.experimental``,
+    whether or not a test module imported it (test modules share one process)."""
+    from recbole_autodenoise import registry
+    from recbole_autodenoise.controller import CREDITS, PRIORS, STATES
+    from recbole_autodenoise.controller.credit.explicit import ExplicitCredit
+    from recbole_autodenoise.schemes import SCHEMES
+
+    saved = {id(reg): dict(reg._entries) for reg in (SCHEMES, CREDITS, STATES, PRIORS)}
+    files = list(registry.EXTRA_PROPERTY_FILES)
+    for reg in (SCHEMES, CREDITS, STATES, PRIORS):
+        reg._entries = {name: cls for name, cls in reg._entries.items()
+                        if name not in reg.experimental}
+    CREDITS._entries["explicit"] = ExplicitCredit
+    registry.EXTRA_PROPERTY_FILES.clear()
+    try:
+        yield
+    finally:
+        for reg in (SCHEMES, CREDITS, STATES, PRIORS):
+            reg._entries = saved[id(reg)]
+        registry.EXTRA_PROPERTY_FILES[:] = files

@@ -20,6 +20,8 @@ import pytest
 import torch
 from recbole.utils import get_model, init_seed
 
+# l2rw, the user and meta credit below are experimental
+import recbole_autodenoise.experimental  # noqa: F401
 import recbole_autodenoise as rad
 from recbole_autodenoise import checkpoints, cli, quick_start
 from recbole_autodenoise.checkpoints import check_resumable

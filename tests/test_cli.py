@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import recbole_autodenoise.experimental  # noqa: F401  (the meta credit below: experimental)
 from recbole_autodenoise import cli
 
 

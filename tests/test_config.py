@@ -159,7 +159,7 @@ def test_general_models_without_a_yaml_get_the_general_eval_batch():
     assert make_config("NeuMF", "ml-100k", config_dict={"eval_batch_size": 512})["eval_batch_size"] == 512
 
 
-def test_property_files_of_a_users_own_model_name_are_ours_only():
+def test_property_files_of_a_users_own_model_name_are_ours_only(main_only):
     files = recbole_autodenoise.property_files("MyOwnModel", "ml-100k")
     assert [f.rsplit("/", 2)[-1] for f in files] == ["overall.yaml", "ml-100k.yaml"]
 

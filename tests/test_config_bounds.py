@@ -376,13 +376,13 @@ def test_local_rank_is_the_launchers(tmp_path, capsys):
 # plugin values, before the data set loads
 
 
-def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys):
+def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys, main_only):
     started = time.perf_counter()
     message = cli_error(capsys, "--denoise_scheme=bogus")
     assert time.perf_counter() - started < QUICK
     assert message == (
         "unknown denoise_scheme 'bogus'; available: adt_rl, adt_tl, autodenoise_h, autodenoise_s, "
-        "dcf, default, heuristic, l2rw, oracle"
+        "dcf, default, heuristic, oracle"
     )
 
 
@@ -391,11 +391,11 @@ def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys):
     [
         (
             ["--controller_credit=bogus"],
-            "unknown controller_credit 'bogus'; available: epoch, explicit, meta, supervised, user",
+            "unknown controller_credit 'bogus'; available: epoch, explicit, supervised",
         ),
         (
             ["--scheme=default", "--controller_credit=bogus"],  # checked whichever scheme runs
-            "unknown controller_credit 'bogus'; available: epoch, explicit, meta, supervised, user",
+            "unknown controller_credit 'bogus'; available: epoch, explicit, supervised",
         ),
         (
             ["--eval_protocol=bogus"],
@@ -468,7 +468,7 @@ def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys):
         ),
     ],
 )
-def test_plugin_values_are_refused_before_the_data_set_loads(capsys, args, message):
+def test_plugin_values_are_refused_before_the_data_set_loads(capsys, main_only, args, message):
     got = cli_error(capsys, *args)
     assert got.startswith(message), got
     assert not Path("new").exists() and not Path("out").exists()

@@ -12,22 +12,21 @@ import math
 
 import pytest
 import torch
-import yaml
 from torch.nn import functional as F
 
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
-from recbole_autodenoise.config import OVERALL_FILE
+from recbole_autodenoise.config import plugin_defaults
 from recbole_autodenoise.controller import (
     INV_SOFTPLUS_OF_ONE,
+    HardAutoDenoise,
     HardPolicy,
     ReinforceAccumulator,
+    SoftAutoDenoise,
     SoftPolicy,
     controller_state,
+    parse_reward_metric,
 )
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from recbole_autodenoise.schemes.autodenoise import parse_reward_metric
-from recbole_autodenoise.schemes.autodenoise_h import HardAutoDenoise
-from recbole_autodenoise.schemes.autodenoise_s import SoftAutoDenoise
 from conftest import assert_float_close, float_tolerance
 
 CPU = torch.device("cpu")
@@ -35,11 +34,11 @@ TOPK = [10, 20, 50]
 
 
 class FakeConfig:
-    """Just enough of RecBole's Config: ``config[key]`` and ``final_config_dict``."""
+    """Just enough of RecBole's Config: ``config[key]`` and ``final_config_dict``; the plugin's
+    defaults (``experimental.yaml``'s too once that package is imported)."""
 
     def __init__(self, **overrides):
-        with open(OVERALL_FILE, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle)
+        values = plugin_defaults()
         values.update(seed=2020, topk=list(TOPK), metrics=["Recall", "NDCG", "GAUC"])
         values.update(overrides)
         self.values = values
@@ -88,27 +87,6 @@ def test_controller_state_layout():
     expected = torch.tensor([[1.0, 2.0, 5.0, 0.5, 0.75], [3.0, 4.0, 6.0, 0.25, 0.75]])
     assert torch.equal(state, expected)
     assert not state.requires_grad
-
-
-def test_controller_state_with_the_product():
-    user = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    item = torch.tensor([[5.0, -1.0], [0.5, 2.0]])
-    losses = torch.tensor([0.5, 0.25])
-    state = controller_state(user, item, losses, 0.75, product=True)
-    expected = torch.tensor([[1.0, 2.0, 5.0, -1.0, 5.0, -2.0, 0.5, 0.75],
-                             [3.0, 4.0, 0.5, 2.0, 1.5, 8.0, 0.25, 0.75]])
-    assert torch.equal(state, expected)
-
-
-@pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
-def test_paper_product_widens_the_controller_input_by_d(name):
-    batch = toy_batch(8, seed=4)
-    d = batch.user_repr.shape[1]
-    plain = SCHEMES.get(name)(FakeConfig(), CPU)
-    product = SCHEMES.get(name)(FakeConfig(controller_state="paper_product"), CPU)
-    plain.weights(batch)
-    product.weights(batch)
-    assert product.input_size == plain.input_size + d == 3 * d + 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -640,6 +618,10 @@ def test_bad_diagnostic_keys_raise_naming_the_key(key, value):
         SCHEMES.get("autodenoise_s")(FakeConfig(**{key: value}), CPU)
 
 
-def test_first_reward_baseline_needs_epoch_credit():
-    with pytest.raises(ValueError, match="'baseline_init' = 'first_reward' applies to controller_credit 'epoch' only"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(baseline_init="first_reward", controller_credit="user"), CPU)
+def test_first_reward_baseline_needs_epoch_credit_not_supervised():
+    config = FakeConfig(baseline_init="first_reward", controller_credit="supervised")
+    with pytest.raises(ValueError) as error:
+        SCHEMES.get("autodenoise_s")(config, CPU)
+    assert str(error.value) == ("config key 'baseline_init' = 'first_reward' applies to "
+                                "controller_credit 'epoch' only (this run uses 'supervised'); "
+                                "leave it at 'zero'")

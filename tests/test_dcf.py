@@ -18,7 +18,7 @@ from recbole_autodenoise.schemes.dcf import confidence_bound, damped, dcf_select
 from conftest import FAST, assert_float_close, float_tolerance
 from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
-from test_loss_features import FakeTrainSet
+from test_controller_prior import FakeTrainSet
 
 KEYS = {"adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit", "dcf_co_lambda",
         "dcf_lambda_horizon", "dcf_time_step", "dcf_relabel_ratio"}

@@ -167,7 +167,8 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
 
 @pytest.mark.slow
 def test_a_rank_failing_on_bad_input_stops_the_run_with_its_error(tmp_path):
-    overrides = ddp_overrides("autodenoise_s", controller_state="loss_features", epochs=1)
+    overrides = ddp_overrides("autodenoise_s", controller_state="loss_features", epochs=1,
+                              experimental=True)  # loss_features: experimental
     with pytest.raises(RankFailed, match="controller_state' = 'loss_features' is single-process only"):
         run("BPR", "ml-100k", config_dict=overrides)
     assert not (tmp_path / "r.json").exists()

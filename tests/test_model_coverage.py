@@ -12,6 +12,7 @@ import pytest
 import torch
 from recbole.utils import init_seed
 
+import recbole_autodenoise.experimental  # noqa: F401  (l2rw below: experimental)
 from recbole_autodenoise import create_dataset, data_preparation, make_config
 from recbole_autodenoise.evaluation.per_query import metric_per_query
 from recbole_autodenoise.losses import PerSampleLoss

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+# l2rw, the user and meta credit below are experimental
+import recbole_autodenoise.experimental  # noqa: F401
 from recbole_autodenoise import cli
 from recbole_autodenoise.quick_start import run
 from recbole_autodenoise.schemes import SCHEMES

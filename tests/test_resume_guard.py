@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import recbole_autodenoise.experimental  # noqa: F401  (l2rw below: experimental)
 import recbole_autodenoise as rad
 from recbole_autodenoise import checkpoints, cli, files, quick_start
 from recbole_autodenoise.checkpoints import check_resumable, load_trainer_checkpoint, plain_config

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import recbole_autodenoise.experimental  # noqa: F401  (the user credit below: experimental)
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.controller import HardPolicy, Policy, SoftPolicy
 from conftest import FAST, assert_float_close

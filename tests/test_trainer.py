@@ -10,6 +10,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import get_model, init_seed
 
+import recbole_autodenoise.experimental  # noqa: F401  (l2rw in the every-scheme runs: experimental)
 import recbole_autodenoise as rad
 from recbole_autodenoise import checkpoints
 from tests.conftest import FAST

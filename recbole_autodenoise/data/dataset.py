@@ -36,7 +36,7 @@ from recbole.data.dataset import Dataset, SequentialDataset
 from recbole.data.interaction import Interaction, cat_interactions
 from recbole.utils import FeatureSource, FeatureType, ModelType
 
-from recbole_autodenoise.config import fraction, non_negative, read_key
+from recbole_autodenoise.checks import fraction, non_negative, read_key
 from recbole_autodenoise.data.guide import GUIDE_ORDERS, chronological_guide_mask, guide_mask
 from recbole_autodenoise.data.noise import (
     GUIDE_STREAM,

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.config import fraction, read_key
+from recbole_autodenoise.checks import fraction, read_key
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 GRADUAL_UNITS = ("iteration", "epoch")

@@ -28,9 +28,10 @@ class Batch:
     # 1.0 where the sample is a true positive (rating >= clean_rating_threshold, not injected), else
     # 0.0, shape [B]; filled only for schemes with ``reads_ratings`` (diagnostics, never methods)
     true_positive: torch.Tensor | None = None
-    # stable training-row id (``loss_store.ROW_FIELD``), where the scheme's setup added it, shape [B]
+    # stable training-row id (``rows.ROW_FIELD``), where the scheme's setup added it, shape [B]
     row_ids: torch.Tensor | None = None
-    # 1.0 on the canaries the scheme planted (``explicit_canaries``; ``WeightingScheme.augment``), else 0.0, shape [B]
+    # 1.0 on the rows the scheme added to the batch itself (``WeightingScheme.augment``,
+    # ``rows.CANARY_FIELD``), else 0.0, shape [B]
     canary: torch.Tensor | None = None
 
 
@@ -95,7 +96,8 @@ class WeightingScheme:
 
     def augment(self, interaction: Any) -> Any:
         """The training batch the step uses: ``interaction`` itself unless the scheme adds rows of
-        its own (``explicit_canaries``), flagged so that no group of the weight study counts them."""
+        its own, flagged (``rows.CANARY_FIELD``) so that no group of the weight study counts
+        them."""
         return interaction
 
     def weights(self, batch: Batch) -> torch.Tensor | None:
@@ -134,7 +136,7 @@ def effective_fraction(weights: torch.Tensor) -> torch.Tensor:
     return torch.where(squares > 0, weights.sum() ** 2 / (weights.numel() * safe), torch.ones_like(squares))
 
 
-SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme")
+SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme", experimental=("l2rw",))
 
 
 def ignored_keys(scheme: str, user_keys: set[str]) -> list[str]:

@@ -32,7 +32,7 @@ negatives together; here every sample is a positive (its negatives inside its lo
 fraction of positives dropped, as in ADT-TL.
 
 Memory: 8 bytes per training interaction (float32 running mean and count) plus the int64 row id
-column shared with ``controller_state: loss_features`` (``loss_store.add_row_ids``).
+column (``rows.add_row_ids``).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.config import fraction, is_number, positive_int, read_key
-from recbole_autodenoise.loss_store import add_row_ids, load_rows, mean_by
+from recbole_autodenoise.checks import fraction, is_number, positive_int, read_key
+from recbole_autodenoise.rows import add_row_ids, load_rows, mean_by
 from recbole_autodenoise.schemes.adt_tl import TruncatedLossScheme
 from recbole_autodenoise.schemes.base import Batch, register_scheme
 

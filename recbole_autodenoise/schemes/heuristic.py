@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from recbole_autodenoise.config import non_negative, read_key
+from recbole_autodenoise.checks import non_negative, read_key
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recbole_autodenoise.config import is_number, read_key
+from recbole_autodenoise.checks import is_number, read_key
 from recbole_autodenoise.schemes.base import SCHEMES, WeightingScheme
 
 OPT_IN = "allow_rating_diagnostics"

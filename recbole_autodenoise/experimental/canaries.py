@@ -12,8 +12,8 @@ the run's seed; whenever the source row is in a training batch its canary joins 
 recommender trains on canaries every epoch (with the weights the controller gives them), as on real
 noise. The controller is then also fitted to tell each canary (label 0) from its source row (label 1):
 same user, same moment, both trained on. The method knows which rows it planted; it never reads a
-training row's rating. Canaries are flagged ``CANARY_FIELD`` = 1 and belong to no group of the weight
-study (``diagnostics.sample_groups``).
+training row's rating. Canaries are flagged ``CANARY_FIELD`` = 1 (``rows``) and belong to no group
+of the weight study (``diagnostics.sample_groups``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from recbole.data.interaction import Interaction, cat_interactions
 
 from recbole_autodenoise.data.noise import seeded_generator
 from recbole_autodenoise.guidance import NoFreeItem, redraw_avoiding
-from recbole_autodenoise.loss_store import ROW_FIELD, add_row_ids
+from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD, add_row_ids
 
-CANARY_FIELD = "denoise_canary"
 CANARY_STREAM = 0x63616E61
 MAX_REDRAWS = 1000
 

@@ -1,10 +1,9 @@
-"""The AutoDenoise controller (paper Sec. 4.3) and its REINFORCE gradient (Sec. 4.2, Eq. 10).
+"""The AutoDenoise controller's policy (paper Sec. 4.3) and its REINFORCE gradient (Eq. 10).
 
-State: ``concat(e_u, e_v, loss_uv, epoch)``, everything detached from the recommender; the epoch
-enters as ``epoch / config['epochs']`` so the feature stays in [0, 1]. The trunk is an MLP with two
-ReLU layers of ``controller_hidden_size`` units; the heads follow Eq. 12 (hard) and Eqs. 13-16 (soft).
-The heads start with zero weights, so every sample starts from the same distribution, chosen so the
-expected initial weight is 1 (see ``HardPolicy`` and ``SoftPolicy``).
+The trunk is an MLP with two ReLU layers of ``controller_hidden_size`` units over the controller's
+state (``controller.state``); the heads follow Eq. 12 (hard) and Eqs. 13-16 (soft). The heads
+start with zero weights, so every sample starts from the same distribution, chosen so the expected
+initial weight is 1 (see ``HardPolicy`` and ``SoftPolicy``).
 """
 
 from __future__ import annotations
@@ -18,20 +17,6 @@ from torch.nn import functional as F
 
 INV_SOFTPLUS_OF_ONE = math.log(math.e - 1.0)  # the soft mean head's bias as sigma -> 0
 _HERMITE = np.polynomial.hermite_e.hermegauss(40)
-
-
-def controller_state(user_repr, item_repr, losses, epoch_fraction: float, true_positive=None,
-                     product: bool = False) -> torch.Tensor:
-    """``[e_u, e_v, loss, epoch]`` per sample (with ``product``, ``controller_state: paper_product``:
-    ``[e_u, e_v, e_u * e_v, loss, epoch]``, the elementwise product whose sum is a dot-product
-    model's score), plus the true-positive flag as a last column where given
-    (``controller_oracle_state``, a diagnostic)."""
-    epoch = torch.full_like(losses, float(epoch_fraction))
-    pair = [user_repr, item_repr, user_repr * item_repr] if product else [user_repr, item_repr]
-    columns = pair + [losses.unsqueeze(1), epoch.unsqueeze(1)]
-    if true_positive is not None:
-        columns.append(true_positive.to(losses.dtype).unsqueeze(1))
-    return torch.cat(columns, dim=1).detach()
 
 
 def _trunk_inputs(trunk: nn.Sequential, state: torch.Tensor) -> list[torch.Tensor]:

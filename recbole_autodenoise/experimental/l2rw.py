@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.schemes.base import Batch, WeightingScheme, effective_fraction, mean_one, register_scheme
+from recbole_autodenoise.schemes.base import (
+    Batch,
+    WeightingScheme,
+    effective_fraction,
+    mean_one,
+    register_scheme,
+)
 
 
 def l2rw_weights(alignment: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from recbole_autodenoise.credit.base import Credit, register_credit
+from recbole_autodenoise.controller.credit.base import Credit, register_credit
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 
 
@@ -28,9 +28,10 @@ from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 class SupervisedCredit(Credit):
     reads_ratings = True
     single_process_reason = "each rank would fit the controller to its own shard's ratings"
+    prior_refusal = "it fits the ratings alone"
 
-    def __init__(self, scheme) -> None:
-        super().__init__(scheme)
+    def __init__(self, controller, options) -> None:
+        super().__init__(controller, options)
         # since the last evaluation: batches fitted, sum of their squared errors before the step,
         # sum of the real weights' effective fractions (on the device: no sync per batch)
         self.stats = torch.zeros(3, dtype=torch.float64)
@@ -47,8 +48,8 @@ class SupervisedCredit(Credit):
 
     def fit(self, state: torch.Tensor, labels: torch.Tensor) -> None:
         """One Adam step of the controller on mean((w(state) - label)^2), w differentiable."""
-        policy, optimizer = self.scheme.policy, self.scheme.optimizer
-        weights = policy.meta_weights(state, self.scheme.generator)
+        policy, optimizer = self.controller.policy, self.controller.optimizer
+        weights = policy.meta_weights(state, self.controller.generator)
         error = F.mse_loss(weights, labels.to(weights.dtype))
         optimizer.zero_grad()
         error.backward()

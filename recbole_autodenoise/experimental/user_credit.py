@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from recbole_autodenoise import distributed
-from recbole_autodenoise.credit.base import Credit, register_credit
+from recbole_autodenoise.controller.credit import Credit, register_credit
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class UserCredit(Credit):
     needs_user_rewards = True
     learns_from_validation_rows = True
 
-    def __init__(self, scheme) -> None:
-        super().__init__(scheme)
+    def __init__(self, controller, options) -> None:
+        super().__init__(controller, options)
         self.states: list[torch.Tensor] = []
         self.actions: list[torch.Tensor] = []
         self.users: list[torch.Tensor] = []
@@ -74,7 +74,7 @@ class UserCredit(Credit):
         samples = int(distributed.all_reduce_sum(torch.tensor(local_samples, dtype=torch.int64, device=device)))
         credited = 0
         if bool((advantage != 0).any()):
-            policy, optimizer = self.scheme.policy, self.scheme.optimizer
+            policy, optimizer = self.controller.policy, self.controller.optimizer
             optimizer.zero_grad()
             for state, action, users in zip(self.states, self.actions, self.users):
                 adv = advantage[users].to(state.dtype)
@@ -85,7 +85,7 @@ class UserCredit(Credit):
                 if param.grad is not None:  # every head takes part in log_prob: the same on every rank
                     param.grad = distributed.all_reduce_sum(param.grad)
             optimizer.step()
-        decay = self.scheme.baseline_decay
+        decay = self.controller.baseline_decay
         updated = torch.where(fresh, rewards, decay * self.baseline + (1 - decay) * rewards)
         self.baseline = torch.where(seen, updated, self.baseline)
         self.states, self.actions, self.users = [], [], []
@@ -112,7 +112,7 @@ class UserCredit(Credit):
         baseline = state.get("user_baseline")
         self.baseline = None if baseline is None else baseline.double()
         buffer = state.get("user_buffer")
-        device = self.scheme.device
+        device = self.controller.device
         if buffer is None:
             self.states, self.actions, self.users = [], [], []
         else:

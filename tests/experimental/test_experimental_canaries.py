@@ -1,5 +1,6 @@
-"""``explicit_canaries``: planted stray clicks, trained beside their source rows and fitted as 0
-against the source's 1. Hand-built rows with exact expected canaries, the refusals, a short run."""
+"""``explicit_canaries`` (``import recbole_autodenoise.experimental``): planted stray clicks,
+trained beside their source rows and fitted as 0 against the source's 1. Hand-built rows with exact
+expected canaries, the refusals, a short run."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ import torch
 from recbole.data.interaction import Interaction
 
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
-from recbole_autodenoise.canaries import CANARY_FIELD, Canaries, canary_labels, draw_avoiding, user_item_keys
+import recbole_autodenoise.experimental  # noqa: F401  (registers explicit_canaries)
 from recbole_autodenoise.diagnostics import sample_groups
-from recbole_autodenoise.loss_store import ROW_FIELD
+from recbole_autodenoise.experimental.canaries import (
+    Canaries,
+    canary_labels,
+    draw_avoiding,
+    user_item_keys,
+)
+from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES
 from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
@@ -153,7 +160,7 @@ def test_a_short_run_with_canaries(tmp_path):
                                          controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
     trainer.fit(train, valid, saved=False)
     rows = len(train._dataset.inter_feat)
-    assert trainer.scheme.canaries.count == round(0.3 * rows)
+    assert trainer.scheme.credit.canaries.count == round(0.3 * rows)
     record = trainer.history[-1]
     assert record["tp_samples"] + record["fp_samples"] == rows  # canaries are in no group
     assert 0 < record["controller_canary_mean_weight"] < 10 and math.isfinite(record["controller_canary_source_mean_weight"])

@@ -1,11 +1,8 @@
 """The loss-aware controller state (``controller_state: loss_features``) and its per-row store.
 
-Each training interaction gets a stable row id, the column ``ROW_FIELD`` added to the training
-dataset's ``inter_feat`` by the scheme's ``setup`` (``add_row_ids``; DCF's store uses the same
-ids, and ``load_rows`` restores either store). RecBole's training loader
-indexes ``inter_feat`` and its negative sampling repeats whole rows (one per negative), so the id
-follows every copy of a row; sequential data sets are augmented before the split, so each
-augmented (prefix, target) row gets its own id.
+Seven loss-derived features per training row replace the paper's state (embeddings, loss, epoch);
+they live in a ``LossStore`` indexed by the stable row id (``rows.ROW_FIELD``) that the state's
+``setup`` adds to the training interactions.
 
 Memory: the store keeps two float32 values per training interaction (the loss EMA and the EMA of
 its squared deviation), 8 bytes, plus the int64 row-id column, 8 bytes: 16 bytes per training
@@ -18,30 +15,13 @@ from typing import Any
 
 import torch
 
-ROW_FIELD = "denoise_row_id"
-STATES = ("paper", "paper_product", "loss_features")
-NUM_FEATURES = 7  # loss, user-standardised loss, EMA, EMA of squared deviation, user rank, item rank, epoch
+from recbole_autodenoise.checks import fraction, read_key
+from recbole_autodenoise.controller.state import StateFeatures, register_state
+from recbole_autodenoise.rows import add_row_ids, load_rows, mean_by
+from recbole_autodenoise.schemes.base import Batch
 
-
-def add_row_ids(train_dataset: Any) -> int:
-    """Add ``ROW_FIELD`` = 0 .. N-1 to the training interactions; returns N."""
-    inter_feat = train_dataset.inter_feat
-    count = len(inter_feat)
-    inter_feat.interaction[ROW_FIELD] = torch.arange(count, dtype=torch.long)
-    return count
-
-
-def load_rows(store: Any, state: dict[str, Any], names: tuple[str, ...], what: str) -> None:
-    """Copy the saved per-row tensors ``names`` into ``store``'s (in place, on their device),
-    refusing a state saved on another training set (another number of rows)."""
-    for name in names:
-        target, saved = getattr(store, name), state[name]
-        if saved.shape != target.shape:
-            raise ValueError(
-                f"the saved {what}'s {name} has shape {tuple(saved.shape)}, this training set needs "
-                f"{tuple(target.shape)}: resume on the same data and split"
-            )
-        target.copy_(saved.to(target.device))
+# loss, user-standardised loss, EMA, EMA of squared deviation, user rank, item rank, epoch
+NUM_FEATURES = 7
 
 
 def standardise_within_users(losses: torch.Tensor, user_ids: torch.Tensor) -> torch.Tensor:
@@ -69,14 +49,6 @@ def ranks_in_unit(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         scaled = torch.arange(index.numel(), dtype=values.dtype, device=values.device) / (index.numel() - 1)
         ranks[index[order]] = scaled
     return ranks
-
-
-def mean_by(ids: torch.Tensor, values: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-id mean of ``values`` and whether the id has any value."""
-    count = torch.zeros(size, dtype=values.dtype, device=values.device).index_add_(0, ids, torch.ones_like(values))
-    total = torch.zeros_like(count).index_add_(0, ids, values)
-    present = count > 0
-    return total / torch.where(present, count, torch.ones_like(count)), present
 
 
 class LossStore:
@@ -152,3 +124,62 @@ class LossStore:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_rows(self, state, ("ema", "deviation", "user_rank", "item_rank"), "loss store")
         self.rank_epoch = int(state["rank_epoch"])
+
+
+@register_state("loss_features")
+class LossFeatures(StateFeatures):
+    """loss, loss standardised within the user's batch samples, per-row loss EMA and EMA of squared
+    deviation, user and item mean-loss ranks, epoch (``LossStore.features``)."""
+
+    config_keys = ("loss_ema_decay",)
+    needs_representations = False  # the loss features replace e_u and e_v
+    held_out_rows = False  # its loss history exists for training rows only
+    single_process_reason = ("its per-row loss history would be split across ranks (each epoch "
+                             "gives every rank other rows)")
+
+    @classmethod
+    def read_options(cls, config) -> dict[str, Any]:
+        """``loss_ema_decay``: the per-row loss EMA's decay."""
+        return {"loss_ema_decay": read_key(config, "loss_ema_decay", fraction,
+                                           "a number in [0, 1)")}
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)
+        self.store: LossStore | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
+        """Give every training row an id and build its loss store (restoring a state loaded
+        before)."""
+        add_row_ids(train_dataset)
+        inter_feat = train_dataset.inter_feat
+        self.store = LossStore(inter_feat[train_dataset.uid_field],
+                               inter_feat[train_dataset.iid_field], train_dataset.user_num,
+                               train_dataset.item_num, self.options["loss_ema_decay"])
+        if self._pending is not None:
+            self.store.load_state_dict(self._pending)
+            self._pending = None
+
+    def __call__(self, batch: Batch, true_positive: torch.Tensor | None = None) -> torch.Tensor:
+        if self.store is None or batch.row_ids is None or batch.user_ids is None:
+            raise ValueError(
+                "controller_state 'loss_features' needs the training rows' ids and users: train "
+                "with AutoDenoiseTrainer (the scheme's setup adds the row ids) on a model whose "
+                "batches hold the user id"
+            )
+        state = self.store.features(batch.row_ids, batch.user_ids, batch.item_ids, batch.losses,
+                                    batch.epoch, batch.epoch_fraction)
+        if true_positive is not None:
+            state = torch.cat([state, true_positive.to(state.dtype).unsqueeze(1)], dim=1)
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.store is None else {"loss_store": self.store.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "loss_store" not in state:
+            return
+        if self.store is None:  # a resumed run loads before the trainer's setup
+            self._pending = state["loss_store"]
+        else:
+            self.store.load_state_dict(state["loss_store"])

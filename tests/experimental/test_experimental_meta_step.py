@@ -1,7 +1,8 @@
-"""``meta_virtual_step``: the meta credit's virtual step as plain SGD or as the real optimiser's next
-step. On a hand-built linear model (4 training samples, float64) the meta-gradient reaching the
-controller is checked against central finite differences of the clean loss after a *real* step of
-a copy of the optimiser, so the virtual step is checked against torch's own Adam / AdamW / SGD."""
+"""``meta_virtual_step`` (experimental, ``import recbole_autodenoise.experimental``): the meta
+credit's virtual step as plain SGD or as the real optimiser's next step. On a hand-built linear
+model (4 training samples, float64) the meta-gradient reaching the controller is checked against
+central finite differences of the clean loss after a *real* step of a copy of the optimiser, so the
+virtual step is checked against torch's own Adam / AdamW / SGD."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from torch import nn
 from torch.nn import functional as F
 
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
-from recbole_autodenoise.guidance import meta_step, read_virtual_step, virtual_parameters
+import recbole_autodenoise.experimental  # noqa: F401  (registers the meta credit)
+from recbole_autodenoise.experimental.meta_step import (
+    meta_step,
+    read_virtual_step,
+    virtual_parameters,
+)
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
 from conftest import float_tolerance
@@ -192,7 +198,8 @@ def test_optimisers_it_cannot_follow_are_refused(optimizer, message):
 # --- the key --------------------------------------------------------------------------------
 def test_default_is_sgd_and_the_key_is_declared():
     scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_credit="meta"), CPU)
-    assert scheme.meta_virtual_step == "sgd" and not scheme.credit.follow_optimizer
+    assert scheme.credit.options["meta_virtual_step"] == "sgd"
+    assert not scheme.credit.follow_optimizer
     assert "meta_virtual_step" in SCHEMES.get("autodenoise_h").read_keys()
     followed = SCHEMES.get("autodenoise_s")(FakeConfig(controller_credit="meta", meta_virtual_step="optimizer",
                                                        learner="adam"), CPU)

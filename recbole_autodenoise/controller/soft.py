@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from recbole_autodenoise.config import positive, read_key
-from recbole_autodenoise.controller import SoftPolicy
-from recbole_autodenoise.schemes.autodenoise import ControllerScheme
+from recbole_autodenoise.checks import positive, read_key
+from recbole_autodenoise.controller.policy import SoftPolicy
+from recbole_autodenoise.controller.scheme import ControllerScheme
 from recbole_autodenoise.schemes.base import register_scheme
 
 

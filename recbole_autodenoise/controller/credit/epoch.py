@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.controller import ReinforceAccumulator
-from recbole_autodenoise.credit.base import Credit, register_credit
+from recbole_autodenoise.checks import read_key
+from recbole_autodenoise.controller.credit.base import Credit, register_credit
+from recbole_autodenoise.controller.policy import ReinforceAccumulator
 
 # the controller's logger since before credit modes existed: filters set on it keep working
 logger = logging.getLogger("recbole_autodenoise.schemes.autodenoise")
+BASELINE_INITS = ("zero", "first_reward")
 
 
 @register_credit("epoch")
@@ -25,15 +27,23 @@ class EpochCredit(Credit):
     needs_reward = True
     # learns from the validation result as the paper's Algorithm 1 does, on one validation set
     # under the paper's protocol, so ``learns_from_validation_rows`` stays False: not refused there
+    neutral = {"baseline_init": "zero"}
 
-    def __init__(self, scheme) -> None:
-        super().__init__(scheme)
+    @classmethod
+    def read_options(cls, config) -> dict[str, Any]:
+        """``baseline_init``: b before the first reward."""
+        return {"baseline_init": read_key(
+            config, "baseline_init", lambda v: isinstance(v, str) and v in BASELINE_INITS,
+            f"one of {list(BASELINE_INITS)}")}
+
+    def __init__(self, controller, options) -> None:
+        super().__init__(controller, options)
         self.baseline = 0.0
         self.rewarded = False  # has a finite reward been seen (``baseline_init: first_reward``)?
         self.accumulator: ReinforceAccumulator | None = None
 
     def on_build(self) -> None:
-        self.accumulator = ReinforceAccumulator(self.scheme.policy)
+        self.accumulator = ReinforceAccumulator(self.controller.policy)
 
     records_score = True
 
@@ -45,7 +55,7 @@ class EpochCredit(Credit):
             self.accumulator.sum_over_ranks()  # under DDP: Eq. 10 over every rank's samples
         if self.accumulator is None or self.accumulator.count == 0:
             return {}
-        reward_key = self.scheme.reward_key
+        reward_key = self.controller.reward_key
         reward = float(valid_result[reward_key])
         if not math.isfinite(reward):
             logger.warning(
@@ -54,18 +64,18 @@ class EpochCredit(Credit):
             )
             self.accumulator.reset()
             return {"reward": reward, "skipped": 1.0}
-        if not self.rewarded and self.scheme.baseline_init == "first_reward":
+        if not self.rewarded and self.options["baseline_init"] == "first_reward":
             self.baseline = reward
         self.rewarded = True
         advantage = reward - self.baseline
-        optimizer = self.scheme.optimizer
+        optimizer = self.controller.optimizer
         optimizer.zero_grad()
         for param, ascent in zip(self.accumulator.params, self.accumulator.policy_gradient(advantage)):
             param.grad = -ascent
         optimizer.step()
         self.accumulator.reset()
         used_baseline = self.baseline
-        decay = self.scheme.baseline_decay
+        decay = self.controller.baseline_decay
         self.baseline = decay * self.baseline + (1 - decay) * reward
         return {"reward": reward, "baseline": used_baseline, "advantage": advantage}
 

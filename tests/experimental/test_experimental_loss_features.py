@@ -1,6 +1,8 @@
 """The loss-aware controller state (``controller_state: loss_features``, ``LossStore``) and the
-priors (``controller_prior: adt_rl | adt_tl``): features against direct computations, the store
-through checkpoint and resume, a toy where noisy rows have higher losses, and bad values."""
+ADT-TL prior (``controller_prior: adt_tl``), both experimental (``import
+recbole_autodenoise.experimental``): features against direct computations, the store through
+checkpoint and resume, a toy where noisy rows have higher losses, and bad values. The ADT-RL
+prior: tests/test_controller_prior.py."""
 
 from __future__ import annotations
 
@@ -9,39 +11,25 @@ import math
 
 import pytest
 import torch
-from recbole.data.interaction import Interaction
-from torch.nn import functional as F
 
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
-from recbole_autodenoise.loss_store import (
+# registers loss_features and the adt_tl prior
+import recbole_autodenoise.experimental  # noqa: F401
+from recbole_autodenoise.experimental.loss_features import (
     NUM_FEATURES,
-    ROW_FIELD,
     LossStore,
     ranks_in_unit,
     standardise_within_users,
 )
-from recbole_autodenoise.schemes import SCHEMES, Batch
+from recbole_autodenoise.rows import ROW_FIELD
+from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
 from conftest import assert_float_close, float_tolerance
 from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
+from test_controller_prior import FakeTrainSet, batch_of, replayed_outputs, soft_batch
 
 LOSS = {"controller_state": "loss_features"}
-
-
-class FakeTrainSet:
-    """What ``setup`` reads from RecBole's training dataset."""
-
-    uid_field, iid_field = "user_id", "item_id"
-
-    def __init__(self, users: list[int], items: list[int], user_num: int, item_num: int) -> None:
-        self.inter_feat = Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(items)})
-        self.user_num, self.item_num = user_num, item_num
-
-
-def batch_of(rows, users, items, losses, epoch=0, epoch_fraction=0.0) -> Batch:
-    return Batch(losses=torch.tensor(losses, dtype=torch.float32), item_ids=torch.tensor(items), epoch=epoch,
-                 epoch_fraction=epoch_fraction, user_ids=torch.tensor(users), row_ids=torch.tensor(rows))
 
 
 # --- features -------------------------------------------------------------------------------
@@ -100,7 +88,7 @@ def test_scheme_feeds_the_features_to_the_controller():
     batch = batch_of([0, 1, 2, 3], [0, 0, 1, 2], [0, 1, 1, 2], [1.0, 3.0, 4.0, 0.5])
     scheme.weights(batch)
     assert scheme.input_size == NUM_FEATURES
-    assert torch.equal(scheme.loss_store.ema, torch.tensor([1.0, 3.0, 4.0, 0.5]))
+    assert torch.equal(scheme.features.store.ema, torch.tensor([1.0, 3.0, 4.0, 0.5]))
 
 
 def test_loss_features_without_row_ids_fail_clearly():
@@ -121,7 +109,8 @@ def test_paper_state_leaves_the_store_out():
     scheme = SCHEMES.get("autodenoise_s")(FakeConfig(), CPU)
     dataset = FakeTrainSet([0], [0], 1, 1)
     scheme.setup(dataset)
-    assert scheme.needs_representations and scheme.loss_store is None and ROW_FIELD not in dataset.inter_feat
+    assert scheme.needs_representations and getattr(scheme.features, "store", None) is None
+    assert ROW_FIELD not in dataset.inter_feat
     assert "loss_store" not in scheme.state_dict()
 
 
@@ -129,41 +118,6 @@ def test_paper_state_leaves_the_store_out():
 # ADT-TL's schedule in iterations: 0, 0.25, 0.5 after 3 batches (np.linspace(0, 0.5, 3)), then 0.5
 ADT_TL_PRIOR = {"controller_prior": "adt_tl", "adt_max_drop_rate": 0.5, "adt_num_gradual": 3,
                 "adt_gradual_unit": "iteration"}
-
-
-def soft_batch(losses: list[float]) -> Batch:
-    return Batch(losses=torch.tensor(losses), item_ids=torch.zeros(len(losses), dtype=torch.long), epoch=0,
-                 epoch_fraction=0.0, user_repr=torch.randn(len(losses), 3), item_repr=torch.randn(len(losses), 3))
-
-
-def replayed_outputs(scheme, start: torch.Tensor, size: int, draws: int) -> list[torch.Tensor]:
-    """The controller's softplus outputs for ``draws`` batches of ``size``, replayed from the
-    generator state ``start`` (epoch credit learns nothing between batches and the heads are zero,
-    so the output is state-free)."""
-    gen = torch.Generator()
-    gen.set_state(start)
-    dist = scheme.policy.distribution(torch.zeros(size, scheme.input_size))
-    return [F.softplus(dist.mean + dist.stddev * torch.randn(size, generator=gen)) for _ in range(draws)]
-
-
-def test_adt_rl_prior_times_the_controller_at_mean_one():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", adt_beta=0.7), CPU)
-    losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
-    start = scheme.generator.get_state()
-    weights = scheme.weights(soft_batch(losses.tolist()))
-    raw = torch.exp(-0.7 * losses) * replayed_outputs(scheme, start, 4, 1)[0]
-    assert_float_close(weights, raw * 4 / raw.sum())
-    assert_float_close(weights.mean(), 1.0)
-
-
-def test_adt_rl_prior_starts_at_adt_rl_as_the_noise_vanishes():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", controller_init_std=1e-6), CPU)
-    losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
-    batch = soft_batch(losses.tolist())
-    # the controller outputs softplus(mu + 1e-6 eps) = 1 + O(1e-6 |eps|): ADT-RL's weights rescaled to mean 1
-    noise = 1e-6 * 10  # |eps| < 10 and softplus' < 1, twice: the weight and the batch mean it is divided by
-    atol = 2 * noise * 4 + float_tolerance(torch.float32, 4.0)
-    torch.testing.assert_close(scheme.weights(batch), mean_one(torch.exp(-0.2 * losses)), rtol=0, atol=atol)
 
 
 def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
@@ -312,13 +266,14 @@ def test_store_state_round_trip_is_exact():
     resumed = SCHEMES.get("autodenoise_s")(FakeConfig(**LOSS), CPU)
     resumed.load_state_dict(torch.load(buffer, weights_only=False))  # before setup, as on resume
     resumed.setup(FakeTrainSet([0, 0, 1], [0, 1, 1], 2, 2))
-    for name, value in scheme.loss_store.state_dict().items():
-        saved = resumed.loss_store.state_dict()[name]
+    for name, value in scheme.features.store.state_dict().items():
+        saved = resumed.features.store.state_dict()[name]
         assert torch.equal(saved, value) if torch.is_tensor(value) else saved == value
     batch = batch_of([1, 2], [0, 1], [1, 1], [0.7, 0.9], epoch=2, epoch_fraction=0.8)
     assert torch.equal(resumed.weights(batch), scheme.weights(batch))
+    saved = scheme.features.store.state_dict()
     with pytest.raises(ValueError, match="the saved loss store's ema has shape"):
-        resumed.loss_store.load_state_dict({**scheme.loss_store.state_dict(), "ema": torch.zeros(5)})
+        resumed.features.store.load_state_dict({**saved, "ema": torch.zeros(5)})
 
 
 @pytest.mark.slow
@@ -327,16 +282,17 @@ def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
     straight, train, valid = tiny_trainer(tmp_path, epochs=2, **settings)
     straight.fit(train, valid)
     rows = len(train._dataset.inter_feat)
-    assert not torch.isnan(straight.scheme.loss_store.ema).any()  # every row's id reached the store
-    assert straight.scheme.loss_store.ema.shape == (rows,)
+    # every row's id reached the store
+    assert not torch.isnan(straight.scheme.features.store.ema).any()
+    assert straight.scheme.features.store.ema.shape == (rows,)
 
     first, train, valid = tiny_trainer(tmp_path, epochs=1, **settings)
     first.fit(train, valid)
     again, train, valid = tiny_trainer(tmp_path, epochs=2, **settings)
     again.resume_checkpoint(first.latest_model_file)
     again.fit(train, valid)
-    for name, value in straight.scheme.loss_store.state_dict().items():
-        resumed = again.scheme.loss_store.state_dict()[name]
+    for name, value in straight.scheme.features.store.state_dict().items():
+        resumed = again.scheme.features.store.state_dict()[name]
         assert torch.equal(resumed, value) if torch.is_tensor(value) else resumed == value
 
 

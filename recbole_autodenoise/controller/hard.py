@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from recbole_autodenoise.config import read_key
-from recbole_autodenoise.controller import HardPolicy
-from recbole_autodenoise.schemes.autodenoise import ControllerScheme
+from recbole_autodenoise.checks import read_key
+from recbole_autodenoise.controller.policy import HardPolicy
+from recbole_autodenoise.controller.scheme import ControllerScheme
 from recbole_autodenoise.schemes.base import register_scheme
 
 

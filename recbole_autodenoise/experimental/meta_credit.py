@@ -3,7 +3,7 @@
 Every ``meta_interval`` batches (the first one included) the controller proposes weights for the
 batch, the recommender takes a virtual step on the weighted loss (``meta_virtual_step``), and the
 controller is updated by Adam on the gradient of the clean loss after that step, taken through
-the weights (``guidance.meta_step``). The real step then uses weights drawn from the *updated*
+the weights (``experimental.meta_step``). The real step then uses weights drawn from the *updated*
 controller. Between those batches the controller is used as is. Validation teaches it
 nothing here; ``after_evaluation`` reports what the meta steps saw since the last validation.
 
@@ -19,7 +19,7 @@ the real step's weights become k / mean(k), no longer whole drops and duplicates
 The virtual step (``meta_virtual_step``): ``sgd`` (default), theta - alpha * g with alpha =
 ``learning_rate``, Learning to Reweight's model of one step whatever the real optimiser is; or
 ``optimizer``, the step the recommender's real optimiser would take next on g from its current
-state (``guidance.virtual_parameters``): for Adam / AdamW lr * m_hat / (sqrt(v_hat) + eps) with m
+state (``meta_step.virtual_parameters``): for Adam / AdamW lr * m_hat / (sqrt(v_hat) + eps) with m
 and v updated by g and bias correction at step + 1 (the first step when Adam has no state yet),
 for SGD exactly the SGD step (weight decay included). Other learners are refused at construction.
 Adam's first step is close to lr * sign(g), which rescaling g does not change, so its meta-gradient
@@ -43,7 +43,9 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.credit.base import Credit, register_credit
+from recbole_autodenoise.checks import positive_int, read_key
+from recbole_autodenoise.controller.credit import Credit, register_credit
+from recbole_autodenoise.experimental.meta_step import guided_meta_step, read_virtual_step
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 
 
@@ -51,12 +53,25 @@ from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 class MetaCredit(Credit):
     needs_guidance = True
     learns_from_validation_rows = True
+    prior_refusal = "its virtual step would ignore the prior"
+    config_keys = ("meta_interval", "meta_normalize_weights", "meta_virtual_step")
 
-    def __init__(self, scheme) -> None:
-        super().__init__(scheme)
-        self.interval: int = scheme.meta_interval
-        self.normalize: bool = scheme.meta_normalize_weights
-        self.follow_optimizer: bool = scheme.meta_virtual_step == "optimizer"
+    @classmethod
+    def read_options(cls, config) -> dict[str, Any]:
+        """``meta_interval``, ``meta_normalize_weights`` and ``meta_virtual_step`` (checked against
+        the run's ``learner`` where this credit runs)."""
+        return {
+            "meta_interval": read_key(config, "meta_interval", positive_int, "a positive integer"),
+            "meta_normalize_weights": read_key(config, "meta_normalize_weights",
+                                               lambda v: isinstance(v, bool), "true or false"),
+            "meta_virtual_step": read_virtual_step(config, config["controller_credit"]),
+        }
+
+    def __init__(self, controller, options) -> None:
+        super().__init__(controller, options)
+        self.interval: int = options["meta_interval"]
+        self.normalize: bool = options["meta_normalize_weights"]
+        self.follow_optimizer: bool = options["meta_virtual_step"] == "optimizer"
         self.batches = 0
         # since the last evaluation (kept on the device: no sync per batch): updates, sum of clean
         # loss after the virtual step, sum of alignments, count of positive alignments, samples;
@@ -75,12 +90,12 @@ class MetaCredit(Credit):
         self.batches += 1
         if not due:
             return
-        policy, optimizer = self.scheme.policy, self.scheme.optimizer
+        policy, optimizer = self.controller.policy, self.controller.optimizer
         params = list(policy.parameters())
-        weights = policy.meta_weights(state, self.scheme.generator)
+        weights = policy.meta_weights(state, self.controller.generator)
         if self.normalize:
             weights = mean_one(weights)
-        step = guidance.meta_step(weights, params, follow_optimizer=self.follow_optimizer)
+        step = guided_meta_step(guidance, weights, params, follow_optimizer=self.follow_optimizer)
         optimizer.zero_grad()
         for param, grad in zip(params, step.controller_grads):
             param.grad = grad

@@ -1,0 +1,314 @@
+"""AutoDenoise (paper Sec. 4, Algorithm 1): a controller samples each sample's weight and learns
+from the clean validation set. How it gets credit is ``controller_credit`` (``controller.credit``):
+``epoch``, the paper's REINFORCE after each validation with a moving-average baseline b (b = 0 at
+the start, as in Algorithm 1), ``explicit``, the controller fitted to the validation period's
+ratings, or ``supervised``, a diagnostic fitted to the training ratings. What the controller sees
+is ``controller_state`` (``controller.state``; the paper's by default).
+
+Two diagnostics for the paper's Fig. 2 question (can Algorithm 1 separate true from false
+positives?): ``controller_oracle_state: true`` appends each sample's true-positive flag (rating >=
+``clean_rating_threshold``, not injected) to the controller's state, so the answer is in its
+input; ``baseline_init: first_reward`` starts the epoch credit's baseline b at the first reward
+instead of the paper's 0 (with b = 0 every early advantage R - b is positive).
+
+``controller_prior`` multiplies the controller's weight by a baseline scheme's weight and rescales
+each batch to mean 1 (``mean_one``; ``controller.prior``): ``adt_rl``, ADT-RL's
+exp(-adt_beta * loss); the soft controller starts with expected output exactly 1, so training
+starts at the prior. The hard controller's weights {0, 1, 2, ...} cannot start at 1 for every
+sample, and a credit with a ``prior_refusal`` cannot take a prior: both are refused with it.
+
+Credits, states and priors are found in their registries; each one's keys are read and checked
+whichever of them a run uses (``read_options``, or the prior scheme's own constructor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from recbole.evaluator import register
+from recbole.utils import EvaluatorType
+
+from recbole_autodenoise import distributed
+from recbole_autodenoise.checks import fraction, non_negative, positive, positive_int, read_key
+from recbole_autodenoise.controller.credit import CREDITS, ControllerHandle, Credit
+from recbole_autodenoise.controller.policy import Policy, ReinforceAccumulator
+from recbole_autodenoise.controller.prior import PRIORS
+from recbole_autodenoise.controller.state import STATES, StateFeatures
+from recbole_autodenoise.registry import Registry
+from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
+
+
+def parse_reward_metric(value: Any, topk: list[int]) -> str:
+    """'GAUC' -> 'gauc', 'NDCG@20' -> 'ndcg@20': a RecBole ranking metric, k among ``topk``."""
+    ranking = sorted(name for name, kind in register.metric_types.items() if kind == EvaluatorType.RANKING)
+    if not isinstance(value, str):
+        raise ValueError(f"config key 'reward_metric' = {value!r} is invalid: expected one of {ranking}")
+    name, _, k = value.lower().partition("@")
+    if name not in ranking:
+        raise ValueError(f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of {ranking}")
+    needs_k = "rec.topk" in register.metric_information[name]
+    if needs_k and (not k.isdigit() or int(k) not in topk):
+        raise ValueError(f"config key 'reward_metric' = {value!r} needs '@K' with K in topk {topk}")
+    if not needs_k and k:
+        raise ValueError(f"config key 'reward_metric' = {value!r}: {name} takes no '@K'")
+    return f"{name}@{int(k)}" if needs_k else name
+
+
+def read_choice(config: Any, key: str, registry: Registry, extra: tuple[str, ...] = ()) -> str:
+    """``key``'s value, one of ``extra`` or a name of ``registry``; an experimental name that is not
+    registered says how to register it."""
+    value = config[key]
+    if isinstance(value, str) and value not in registry and value in registry.experimental:
+        raise ValueError(f"config key {key!r} = {value!r}: {registry.unknown(value)}")
+    allowed = [*extra, *registry.names()]
+    return read_key(config, key, lambda v: isinstance(v, str) and v in allowed, f"one of {allowed}")
+
+
+class ControllerScheme(WeightingScheme):
+    """Shared by the hard and soft controllers; subclasses only build their policy. Credit
+    assignment is delegated to a ``Credit`` object chosen by ``controller_credit``, which sees the
+    controller through a ``ControllerHandle``; the state is computed by a ``StateFeatures`` object
+    chosen by ``controller_state``."""
+
+    config_keys = (
+        "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
+        "reward_metric", "controller_credit", "controller_state", "controller_prior",
+    )
+    needs_representations = True
+    learns_from_validation = True
+
+    def __init__(self, config, device) -> None:
+        super().__init__(config, device)
+        self.hidden_size = read_key(config, "controller_hidden_size", positive_int, "a positive integer")
+        self.learning_rate = read_key(config, "controller_learning_rate", positive, "a number > 0")
+        self.weight_decay = read_key(config, "controller_weight_decay", non_negative, "a number >= 0")
+        baseline_decay = read_key(config, "baseline_decay", fraction, "a number in [0, 1)")
+        reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
+        self.credit_mode = read_choice(config, "controller_credit", CREDITS)
+        self.oracle_state = read_key(config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false")
+        options = self._read_credit_options(config)
+        features = self._read_state(config)
+        self._read_prior(config)
+        generator = torch.Generator(device=device)
+        # under DDP each rank draws its own shard's weights
+        generator.manual_seed(distributed.rank_seed(config))
+        self.controller = ControllerHandle(
+            device=device, generator=generator, seed=int(config["seed"]), reward_key=reward_key,
+            baseline_decay=baseline_decay, features=features)
+        self.input_size: int | None = None
+        self.credit: Credit = CREDITS.get(self.credit_mode)(self.controller, options)
+        self.reads_ratings = self.oracle_state or self.credit.reads_ratings
+        self.needs_guidance = self.credit.needs_guidance
+        self.guide_rows = self.credit.guide_rows
+        self.needs_user_rewards = self.credit.needs_user_rewards
+        self.needs_reward = self.credit.needs_reward
+
+    @classmethod
+    def read_keys(cls) -> frozenset[str]:
+        """``config_keys`` of this class and its bases, and those of every registered credit,
+        state and prior."""
+        own = super().read_keys()
+        parts = [CREDITS.get(name).config_keys for name in CREDITS.names()]
+        parts += [STATES.get(name).config_keys for name in STATES.names()]
+        parts += [PRIORS.get(name).read_keys() for name in PRIORS.names()]
+        return own.union(*parts)
+
+    @classmethod
+    def _credit_class(cls, config) -> type[Credit] | None:
+        """``controller_credit``'s class; None for a value ``__init__`` refuses."""
+        credit = config["controller_credit"]
+        return CREDITS.get(credit) if isinstance(credit, str) and credit in CREDITS else None
+
+    @classmethod
+    def rating_readers(cls, config) -> list[tuple[str, Any]]:
+        """``controller_credit`` where its mode reads the ratings (``supervised``), and
+        ``controller_oracle_state: true``."""
+        credit = cls._credit_class(config)
+        found = []
+        if credit is not None and credit.reads_ratings:
+            found.append(("controller_credit", credit.name))
+        if config["controller_oracle_state"] is True:
+            found.append(("controller_oracle_state", True))
+        return found
+
+    @classmethod
+    def validation_learners(cls, config) -> list[tuple[str, Any]]:
+        """``controller_credit`` where its mode learns from the validation rows (explicit)."""
+        credit = cls._credit_class(config)
+        if credit is None or not credit.learns_from_validation_rows:
+            return []
+        return [("controller_credit", credit.name)]
+
+    def _read_credit_options(self, config) -> dict[str, Any]:
+        """Every registered mode's keys, checked; a key another mode owns must keep its
+        ``neutral`` value. Returns the running mode's options."""
+        chosen: dict[str, Any] = {}
+        for name in CREDITS.names():
+            credit = CREDITS.get(name)
+            options = credit.read_options(config)
+            if name == self.credit_mode:
+                chosen = options
+                continue
+            for key, neutral in credit.neutral.items():
+                if options[key] != neutral:
+                    raise ValueError(
+                        f"config key {key!r} = {options[key]!r} applies to controller_credit "
+                        f"{name!r} only (this run uses {self.credit_mode!r}); "
+                        f"leave it at {neutral!r}"
+                    )
+        return chosen
+
+    def _read_state(self, config) -> StateFeatures:
+        """``controller_state`` and every registered state's keys; the running state."""
+        self.state_kind = read_choice(config, "controller_state", STATES)
+        options = {name: STATES.get(name).read_options(config) for name in STATES.names()}
+        features = STATES.get(self.state_kind)(options[self.state_kind])
+        if not features.needs_representations:
+            self.needs_representations = False  # the state replaces e_u and e_v
+        return features
+
+    def _read_prior(self, config) -> None:
+        """``controller_prior``; every registered prior scheme is built, so each of its keys is
+        checked whichever prior the run uses."""
+        self.prior = read_choice(config, "controller_prior", PRIORS, extra=("none",))
+        priors = {name: PRIORS.get(name)(config, self.device) for name in PRIORS.names()}
+        self.prior_scheme: WeightingScheme | None = priors.get(self.prior)
+        refusal = CREDITS.get(self.credit_mode).prior_refusal
+        if self.prior != "none" and refusal is not None:
+            raise ValueError(
+                f"config key 'controller_prior' = {self.prior!r} is not supported with controller_credit "
+                f"{self.credit_mode!r} ({refusal}); allowed there: 'none'"
+            )
+
+    # the handle's policy, optimiser and generator, where the trainer, the tests and older callers
+    # look for them
+    @property
+    def policy(self) -> Policy | None:
+        return self.controller.policy
+
+    @policy.setter
+    def policy(self, policy: Policy | None) -> None:
+        self.controller.policy = policy
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer | None:
+        return self.controller.optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer: torch.optim.Optimizer | None) -> None:
+        self.controller.optimizer = optimizer
+
+    @property
+    def generator(self) -> torch.Generator:
+        return self.controller.generator
+
+    @property
+    def features(self) -> StateFeatures:
+        return self.controller.features
+
+    def setup(self, train_dataset: Any, held_out: Any = None) -> None:
+        """The prior's own setup (ADT-TL's schedule in epochs), then the credit's and the state's
+        (rows they add or keep per training row; ``held_out``: every validation row, which
+        added rows must avoid)."""
+        if self.prior_scheme is not None:
+            self.prior_scheme.batches_per_epoch = self.batches_per_epoch
+            self.prior_scheme.setup(train_dataset, held_out)
+        self.credit.setup(train_dataset, held_out)
+        self.features.setup(train_dataset, held_out)
+
+    def augment(self, interaction: Any) -> Any:
+        return self.credit.augment(interaction)
+
+    # the epoch credit's REINFORCE state, where the tests and older callers look for it
+    @property
+    def baseline(self) -> float | None:
+        return getattr(self.credit, "baseline", None)
+
+    @property
+    def accumulator(self) -> ReinforceAccumulator | None:
+        return getattr(self.credit, "accumulator", None)
+
+    def build_policy(self, input_size: int) -> Policy:
+        raise NotImplementedError
+
+    def _build(self, input_size: int) -> None:
+        # the policy's own initialisation draws from a generator seeded by the config's seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.config["seed"]))
+            self.policy = self.build_policy(input_size).to(self.device)
+        distributed.broadcast_module(self.policy)  # under DDP every rank starts from rank 0's controller
+        self.input_size = input_size
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        self.credit.on_build()
+
+    def _state(self, batch: Batch) -> torch.Tensor:
+        return self.features(batch, batch.true_positive if self.oracle_state else None)
+
+    def weights(self, batch: Batch) -> torch.Tensor:
+        state = self._state(batch)
+        if self.policy is None:
+            self._build(state.shape[1])
+        self.credit.before_weights(state, batch)
+        if self.credit.records_score:  # the score's gradient from the sampling pass: no autograd graph
+            action, weight, grads = self.policy.sample_scored(state, self.generator)
+            self.credit.record_score(grads, len(action))
+        else:
+            action, weight = self.policy.sample(state, self.generator)
+            self.credit.record(state, action, batch)
+        weight = self.credit.real_weights(weight)
+        if self.prior_scheme is not None:
+            return mean_one(self.prior_scheme.weights(batch) * weight)
+        return weight
+
+    def observe_user_rewards(self, rewards: torch.Tensor) -> None:
+        self.credit.observe_user_rewards(rewards)
+
+    def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
+        return self.credit.after_evaluation(valid_result, epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"generator": self.generator.get_state(), "credit": self.credit_mode,
+                                 "controller_state": self.state_kind}
+        state.update(self.credit.state_dict())
+        if self.policy is not None:
+            state.update(
+                input_size=self.input_size, policy=self.policy.state_dict(), optimizer=self.optimizer.state_dict()
+            )
+        state.update(self.features.state_dict())
+        if self.prior_scheme is not None:
+            state["prior"] = {"name": self.prior, **self.prior_scheme.state_dict()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_mode = state.get("credit", "epoch")  # states from before credit modes are epoch's
+        if saved_mode != self.credit_mode:
+            raise ValueError(
+                f"the saved controller was trained with controller_credit={saved_mode!r}, "
+                f"this run uses {self.credit_mode!r}"
+            )
+        saved_kind = state.get("controller_state", "paper")  # states from before loss features are the paper's
+        if saved_kind != self.state_kind:
+            raise ValueError(
+                f"the saved controller was trained with controller_state={saved_kind!r}, this run uses {self.state_kind!r}"
+            )
+        self._load_prior(state)
+        self.generator.set_state(state["generator"].cpu())
+        if "policy" in state:
+            self._build(int(state["input_size"]))
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.credit.load_state_dict(state)
+        self.features.load_state_dict(state)
+
+    def _load_prior(self, state: dict[str, Any]) -> None:
+        """The prior's own state (ADT-TL's iteration); refuses a checkpoint of another prior."""
+        saved = state.get("prior")  # absent: no prior, or a stateless ADT-RL one saved before priors had state
+        if saved is not None and saved["name"] != self.prior:
+            raise ValueError(f"the saved controller was trained with controller_prior={saved['name']!r}, "
+                             f"this run uses {self.prior!r}")
+        if self.prior_scheme is None:
+            return
+        if saved is None and self.prior_scheme.state_dict():
+            raise ValueError(f"the saved controller has no state for controller_prior={self.prior!r} "
+                             f"(it was trained without that prior)")
+        self.prior_scheme.load_state_dict({key: value for key, value in (saved or {}).items() if key != "name"})
