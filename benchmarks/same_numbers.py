@@ -72,7 +72,7 @@ def run_at(rev: str, names: list[str], data_path: str, epochs: int | None, out: 
                 result_file = out / f"{rev_label(rev)}-{name}.json"
                 print(f"{rev}: {name} ...", file=sys.stderr, flush=True)
                 subprocess.run([sys.executable, "-m", "benchmarks.cell", str(spec_file), str(result_file)],
-                               cwd=scratch, env=env, check=True)
+                               cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
                 outcome = json.loads(result_file.read_text(encoding="utf-8"))
                 found[name] = compared_part(outcome["results"])
         finally:

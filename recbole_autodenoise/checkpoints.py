@@ -47,7 +47,7 @@ from recbole.utils import set_color
 
 from recbole_autodenoise import distributed
 from recbole_autodenoise.files import atomic_write
-from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, experimental_keys
+from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, experimental_defaults, experimental_keys
 
 CHECKSUM_KEY = "checksum"
 LATEST_SUFFIX = "-latest.pth"
@@ -231,7 +231,11 @@ def _difference(saved: dict[str, Any], current: dict[str, Any], key: str) -> str
 
 def _same(saved: dict[str, Any], current: dict[str, Any], key: str) -> bool:
     if (key in saved) != (key in current):
-        return False
+        # an experimental key at its default on one side only: the sides differ in whether the
+        # experimental package was imported (it adds its keys with their defaults), not in a setting
+        defaults = experimental_defaults()
+        present = saved if key in saved else current
+        return key in defaults and present[key] == defaults[key]
     a, b = saved.get(key), current.get(key)
     both_nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
     return both_nan or a == b

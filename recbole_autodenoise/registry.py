@@ -4,7 +4,7 @@ that packages imported on demand add to the plugin's own."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import yaml
 
@@ -22,10 +22,15 @@ EXPERIMENTAL_PROPERTY_FILE = Path(__file__).resolve().parent / "properties" / "e
 EXTRA_PROPERTY_FILES: list[Path] = []
 
 
+def experimental_defaults() -> dict[str, Any]:
+    """The keys of ``EXPERIMENTAL_PROPERTY_FILE`` with their default values."""
+    with open(EXPERIMENTAL_PROPERTY_FILE, encoding="utf-8") as handle:
+        return dict(yaml.safe_load(handle) or {})
+
+
 def experimental_keys() -> frozenset[str]:
     """The keys of ``EXPERIMENTAL_PROPERTY_FILE``."""
-    with open(EXPERIMENTAL_PROPERTY_FILE, encoding="utf-8") as handle:
-        return frozenset(yaml.safe_load(handle) or {})
+    return frozenset(experimental_defaults())
 
 
 def add_property_file(path: Path) -> None:

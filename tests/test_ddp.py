@@ -125,8 +125,9 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
     if scheme == "autodenoise_s":
         tmp_path, overrides, results = request.getfixturevalue("soft_run")
     else:
-        # user credit learns from the guide part of a guide/select split (refused without one)
-        split = {"clean_valid_guide_ratio": 0.5} if credit == "user" else {}
+        # user credit (experimental) learns from the guide part of a guide/select split (refused
+        # without one); each rank imports the experimental package from the key
+        split = {"clean_valid_guide_ratio": 0.5, "experimental": True} if credit == "user" else {}
         overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}),
                                   **split)
         results = run("BPR", "ml-100k", config_dict=overrides)

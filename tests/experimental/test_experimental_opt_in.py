@@ -125,14 +125,26 @@ def test_the_key_imports_the_package_in_a_fresh_process(tmp_path):
 def test_a_checkpoint_with_experimental_keys_resumes_with_the_opt_in():
     from recbole_autodenoise.checkpoints import check_same_settings
 
-    saved = {"epochs": 1, "meta_interval": 1, "loss_ema_decay": 0.9}
+    saved = {"epochs": 1, "meta_interval": 2, "loss_ema_decay": 0.5}
     check_same_settings(saved, {**saved, "epochs": 2, "experimental": True}, "x.pth")
     with pytest.raises(ValueError) as error:
         check_same_settings(saved, {"epochs": 2, "experimental": False}, "x.pth")
     assert str(error.value).startswith(
-        "x.pth was trained with loss_ema_decay=0.9, this run leaves it unset; meta_interval=1, "
+        "x.pth was trained with loss_ema_decay=0.5, this run leaves it unset; meta_interval=2, "
         "this run leaves it unset (the checkpoint's loss_ema_decay, meta_interval: "
         + OPT_IN + "): ")
+
+
+def test_experimental_keys_at_their_defaults_on_one_side_only_are_no_change():
+    """A process that imported the experimental package holds its keys at their defaults; one that
+    did not (a rank, a later resume) lacks them: the same run either way."""
+    from recbole_autodenoise.checkpoints import check_same_settings
+
+    defaults = {"epochs": 1, "meta_interval": 1, "loss_ema_decay": 0.9}
+    check_same_settings(defaults, {"epochs": 2}, "x.pth")
+    check_same_settings({"epochs": 1}, {**defaults, "epochs": 2}, "x.pth")
+    with pytest.raises(ValueError, match="meta_interval unset, this run uses 3"):
+        check_same_settings({"epochs": 1}, {"epochs": 1, "meta_interval": 3}, "x.pth")
 
 
 def test_benchmark_cells_keep_their_keys_with_the_opt_in():
