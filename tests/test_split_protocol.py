@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_inter
+from test_noise_and_guide import guide_rows
 from recbole.data.dataloader import AbstractDataLoader
 from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
@@ -375,22 +376,6 @@ def test_no_training_object_holds_a_test_row(tmp_path, model, overrides):
 
 
 # ------------------------------------------------------------------------------- equal information
-
-
-def guide_rows() -> list[tuple]:
-    """g1: 24 interactions, 4 validation rows, all clean. g2: 24, 4 validation rows rated 5, 1, 4,
-    1. g3: 12, 2 validation rows rated 1, 3. g4: 12, 2 validation rows rated 2, 1. 48 training
-    rows."""
-    rows = []
-    for k, (user, count, valid_ratings) in enumerate(
-        (("g1", 24, [5, 5, 5, 5]), ("g2", 24, [5, 1, 4, 1]), ("g3", 12, [1, 3]), ("g4", 12, [2, 1]))
-    ):
-        valid_start = count * 4 // 6
-        for j in range(count):
-            offset = j - valid_start
-            rating = valid_ratings[offset] if 0 <= offset < len(valid_ratings) else 4
-            rows.append((user, f"{user}i{j}", rating, 100_000 * (k + 1) + j))
-    return rows
 
 
 GUIDE = guide_rows()
