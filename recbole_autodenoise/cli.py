@@ -6,9 +6,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from recbole_autodenoise.config import launcher_key_message, parse_cli_value, read_config_file
+from recbole_autodenoise.config import launcher_key_message, parse_cli_value
 
-CLI_DEFAULT_SCHEME = "autodenoise_s"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict]:
@@ -22,7 +21,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     parser.add_argument("--scheme", "--denoise_scheme", dest="scheme", default=None,
                         help="default | heuristic | adt_tl | adt_rl | dcf | autodenoise_h | "
                              "autodenoise_s | oracle (diagnostic); l2rw with --experimental=true "
-                             f"(default: the config files' denoise_scheme, else {CLI_DEFAULT_SCHEME})")
+                             "(default: the config's denoise_scheme, as in Python: default)")
     parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
                         help="continue a run from its checkpoint with the same settings (epochs, "
                              "stopping_step and output paths may change: docs/guide.md): "
@@ -38,15 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
         overrides[key] = parse_cli_value(value, key)
     if args.scheme is not None:
         overrides["denoise_scheme"] = args.scheme
-    elif not _files_set_scheme(args.config_files):
-        overrides["denoise_scheme"] = CLI_DEFAULT_SCHEME
     return args, overrides
-
-
-def _files_set_scheme(config_files: str | None) -> bool:
-    """Whether a user config file chooses the scheme; each file is read within the bounds of
-    config input (``config.read_config_file``): a missing, oversized or malformed one fails here."""
-    return any("denoise_scheme" in read_config_file(file) for file in (config_files or "").split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

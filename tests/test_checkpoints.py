@@ -320,7 +320,7 @@ def test_resume_refuses_another_run_or_a_finished_one(changes, message):
 def test_resume_is_a_cli_option_not_a_config_override():
     args, overrides = cli.parse_args(["--model=BPR", "--resume=saved/BPR-x-latest.pth", "--epochs=5"])
     assert args.resume == "saved/BPR-x-latest.pth"
-    assert overrides == {"epochs": 5, "denoise_scheme": "autodenoise_s"}
+    assert overrides == {"epochs": 5}
     assert cli.parse_args([])[0].resume is None
 
 

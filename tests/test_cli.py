@@ -7,6 +7,7 @@ import json
 import pytest
 
 import recbole_autodenoise.experimental  # noqa: F401  (the meta credit below: experimental)
+import recbole_autodenoise as rad
 from recbole_autodenoise import cli
 
 
@@ -14,17 +15,17 @@ def test_overrides_are_parsed_like_recbole_key_value_arguments():
     args, overrides = cli.parse_args(["--model=SASRec", "--dataset=ml-1m", "--learning_rate=5e-4",
                                       "--topk=[10, 20]", "--show_progress=false"])
     assert (args.model, args.dataset) == ("SASRec", "ml-1m")
-    assert overrides == {"learning_rate": 5e-4, "topk": [10, 20], "show_progress": False,
-                         "denoise_scheme": "autodenoise_s"}
+    assert overrides == {"learning_rate": 5e-4, "topk": [10, 20], "show_progress": False}
 
 
-def test_scheme_precedence_flag_then_config_file_then_cli_default(tmp_path):
+def test_scheme_precedence_flag_then_config_then_the_one_default(tmp_path):
     config = tmp_path / "mine.yaml"
     config.write_text("denoise_scheme: adt_rl\n", encoding="utf-8")
     assert cli.parse_args(["--config_files", str(config)])[1] == {}
     assert cli.parse_args(["--config_files", str(config), "--scheme=heuristic"])[1] == {"denoise_scheme": "heuristic"}
-    assert cli.parse_args(["--denoise_scheme=default"])[1] == {"denoise_scheme": "default"}
-    assert cli.parse_args([])[1] == {"denoise_scheme": "autodenoise_s"}
+    assert cli.parse_args(["--denoise_scheme=autodenoise_s"])[1] == {"denoise_scheme": "autodenoise_s"}
+    assert cli.parse_args([])[1] == {}  # the config's default, the same as Python's
+    assert rad.make_config("BPR", "ml-100k")["denoise_scheme"] == "default"
 
 
 @pytest.mark.slow

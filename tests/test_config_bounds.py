@@ -415,11 +415,11 @@ def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys, mai
             "config key 'weight_decay' = -inf is invalid: expected a finite number >= 0",
         ),
         (
-            ["--controller_learning_rate=1e999"],
+            ["--scheme=autodenoise_s", "--controller_learning_rate=1e999"],
             "config key 'controller_learning_rate' = inf is invalid: expected a number > 0",
         ),
         (
-            ["--controller_hidden_size=0"],  # a key the scheme itself checks
+            ["--scheme=autodenoise_s", "--controller_hidden_size=0"],  # the scheme checks it
             "config key 'controller_hidden_size' = 0 is invalid: expected a positive integer",
         ),
         (
