@@ -1,6 +1,6 @@
 """Run a RecBole model with AutoDenoise or a baseline scheme on the paper's clean protocol.
 
-    python run_recbole_denoise.py --model=SASRec --dataset=ml-1m --scheme=autodenoise_s
+python run_recbole_denoise.py --model=SASRec --dataset=ml-1m --scheme=autodenoise_s
 """
 
 from recbole_autodenoise.cli import main

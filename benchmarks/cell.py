@@ -26,9 +26,17 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     from recbole_autodenoise.quick_start import run
 
-    before = _rss_mb()  # CUDA is not touched before run(): RecBole's gpu_id sets CUDA_VISIBLE_DEVICES
-    results = run(spec["model"], spec["dataset"], config_files=spec["config_files"] or None,
-                  config_dict=spec["config_dict"], saved=True, resume=spec.get("resume"))
+    before = (
+        _rss_mb()
+    )  # CUDA is not touched before run(): RecBole's gpu_id sets CUDA_VISIBLE_DEVICES
+    results = run(
+        spec["model"],
+        spec["dataset"],
+        config_files=spec["config_files"] or None,
+        config_dict=spec["config_dict"],
+        saved=True,
+        resume=spec.get("resume"),
+    )
     on_gpu = str(results.get("device", "")).startswith("cuda")  # fresh process: peak since start
     return {
         "results": results,

@@ -24,6 +24,7 @@ from scipy import stats
 
 from benchmarks.grid import latest_rows, read_rows
 from benchmarks.report import SCHEME_LABEL, fmt_p, mean, paired_p, rel, std
+
 # rows of the experimental schemes and keys (l2rw, meta_interval, ...) are compared too
 import recbole_autodenoise.experimental  # noqa: F401
 from recbole_autodenoise.arguments import input_file
@@ -45,23 +46,33 @@ def variant(row: dict[str, Any]) -> tuple[str, tuple, str]:
     overrides = {k: v for k, v in row.get("overrides", {}).items() if k not in IGNORED}
     condition = tuple((k, overrides.pop(k)) for k in CONDITION if k in overrides)
     scheme = row["scheme"]
-    read = set(overrides) - set(ignored_keys(scheme, set(overrides))) if scheme in SCHEMES.names() else set(overrides)
+    read = (
+        set(overrides) - set(ignored_keys(scheme, set(overrides)))
+        if scheme in SCHEMES.names()
+        else set(overrides)
+    )
     label = SCHEME_LABEL.get(scheme, scheme) + "".join(f" {k}={overrides[k]}" for k in sorted(read))
     return row["model"], condition, label
 
 
-def groups(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, tuple, str], dict[int, dict[str, Any]]]:
+def groups(
+    rows: Sequence[dict[str, Any]],
+) -> dict[tuple[str, tuple, str], dict[int, dict[str, Any]]]:
     """Finished rows by variant, then seed (a later row of the same cell key wins). Rows of one
     variant under different settings (config files' contents: another ``overrides_hash``) never
     merge: each hash becomes its own variant, labelled by the settings that differ."""
-    by_hash: dict[tuple[str, tuple, str], dict[str, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    by_hash: dict[tuple[str, tuple, str], dict[str, dict[int, dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
     for row in latest_rows(rows).values():
         if row.get("status") == "ok":
             by_hash[variant(row)][row.get("overrides_hash", "")][row["seed"]] = row
     out = {}
     for key, hashes in by_hash.items():
         for digest, group in hashes.items():
-            out[key if len(hashes) == 1 else (*key[:2], key[2] + settings_label(digest, hashes))] = group
+            out[
+                key if len(hashes) == 1 else (*key[:2], key[2] + settings_label(digest, hashes))
+            ] = group
     return out
 
 
@@ -88,12 +99,16 @@ def cell(group, reference, protocol: str, metric: str) -> str:
     mine = values(group, protocol, metric)
     if not mine:
         return ""
-    text = f"{mean(list(mine.values())):.3f}" + (f" ± {std(list(mine.values())):.3f}" if len(mine) > 1 else "")
+    text = f"{mean(list(mine.values())):.3f}" + (
+        f" ± {std(list(mine.values())):.3f}" if len(mine) > 1 else ""
+    )
     if reference is None:
         return text
     theirs = values(reference, protocol, metric)
     seeds = sorted(set(mine) & set(theirs))
-    change = rel(mean([mine[s] for s in seeds]), mean([theirs[s] for s in seeds])) if seeds else None
+    change = (
+        rel(mean([mine[s] for s in seeds]), mean([theirs[s] for s in seeds])) if seeds else None
+    )
     if change is None:
         return text
     return f"{text} ({change:+.1f} %, p = {fmt_p(paired_p(mine, theirs))}{per_query_text(group, reference, seeds, protocol, metric)})"
@@ -105,15 +120,24 @@ def query_means(group, seeds: Sequence[int], protocol: str, metric: str) -> tupl
     from recbole_autodenoise.evaluation.per_query import metric_per_query
 
     records = [group[s]["results"].get("per_query", {}).get(protocol) for s in seeds]
-    if not records or any(r is None for r in records) or len({r["users_digest"] for r in records}) != 1:
+    if (
+        not records
+        or any(r is None for r in records)
+        or len({r["users_digest"] for r in records}) != 1
+    ):
         return None
-    return records[0]["users_digest"], sum(metric_per_query(r, metric) for r in records) / len(records)
+    return records[0]["users_digest"], sum(metric_per_query(r, metric) for r in records) / len(
+        records
+    )
 
 
 def per_query_text(group, reference, seeds: Sequence[int], protocol: str, metric: str) -> str:
     """``; per query p = ..., Q x S``: a paired t-test over the queries, each query's metric averaged
     over the S seeds both ran; empty where either side lacks per-query records (older rows)."""
-    mine, theirs = query_means(group, seeds, protocol, metric), query_means(reference, seeds, protocol, metric)
+    mine, theirs = (
+        query_means(group, seeds, protocol, metric),
+        query_means(reference, seeds, protocol, metric),
+    )
     if mine is None or theirs is None or mine[0] != theirs[0]:
         return ""
     p = stats.ttest_rel(mine[1], theirs[1]).pvalue
@@ -133,9 +157,15 @@ def weights(group: dict[int, dict[str, Any]]) -> str:
 def table(found, model: str, condition: tuple, against: str) -> list[str]:
     """One Markdown table: every variant of (model, condition) against the reference scheme."""
     reference = found.get((model, condition, SCHEME_LABEL.get(against, against)))
-    columns = [f"{m.replace('ndcg', 'NDCG').replace('recall', 'Recall')} `{p}`" for m in METRICS for p in PROTOCOLS]
-    lines = [f"| variant | seeds | {' | '.join(columns)} | weights TP / FP (/ injected) |",
-             "| --- | ---: |" + " ---: |" * len(columns) + " ---: |"]
+    columns = [
+        f"{m.replace('ndcg', 'NDCG').replace('recall', 'Recall')} `{p}`"
+        for m in METRICS
+        for p in PROTOCOLS
+    ]
+    lines = [
+        f"| variant | seeds | {' | '.join(columns)} | weights TP / FP (/ injected) |",
+        "| --- | ---: |" + " ---: |" * len(columns) + " ---: |",
+    ]
     for key in sorted(k for k in found if k[:2] == (model, condition)):
         group = found[key]
         ref = None if key[2] == SCHEME_LABEL.get(against, against) else reference
@@ -144,13 +174,16 @@ def table(found, model: str, condition: tuple, against: str) -> list[str]:
     return lines
 
 
-def condition_label(condition: tuple, clean: str = "no injected noise, one clean validation set") -> str:
+def condition_label(
+    condition: tuple, clean: str = "no injected noise, one clean validation set"
+) -> str:
     """``noise_kind=foreign, noise_rate=0.2``: the data condition a variant ran under, ``clean`` for none."""
     return ", ".join(f"{k}={v}" for k, v in condition) or clean
 
 
-def check_choices(rows: Sequence[dict[str, Any]], models: Sequence[str] | None,
-                  against: Sequence[str]) -> None:
+def check_choices(
+    rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]
+) -> None:
     """A ValueError for a ``--model`` no finished row has or an ``--against`` that is no scheme."""
     from recbole_autodenoise.schemes import SCHEMES
 
@@ -164,28 +197,39 @@ def check_choices(rows: Sequence[dict[str, Any]], models: Sequence[str] | None,
         raise ValueError(f"--against {unknown}: not a scheme; choose from {SCHEMES.names()}")
 
 
-def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]) -> str:
+def render(
+    rows: Sequence[dict[str, Any]], models: Sequence[str] | None, against: Sequence[str]
+) -> str:
     found = groups(rows)
     out = []
     for model, condition in sorted({k[:2] for k in found if not models or k[0] in models}, key=str):
         for reference in against:
             if (model, condition, SCHEME_LABEL.get(reference, reference)) not in found:
                 continue
-            out += [f"### {model}, {condition_label(condition)}: against {SCHEME_LABEL.get(reference, reference)}", "",
-                    "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).", ""]
+            out += [
+                f"### {model}, {condition_label(condition)}: against {SCHEME_LABEL.get(reference, reference)}",
+                "",
+                "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).",
+                "",
+            ]
             out += table(found, model, condition, reference) + [""]
     if not out:
-        raise ValueError("no finished rows with a reference scheme to compare against "
-                         f"(--against {list(against)})")
+        raise ValueError(
+            "no finished rows with a reference scheme to compare against "
+            f"(--against {list(against)})"
+        )
     return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", nargs="+", type=input_file,
-                        help="JSONL rows of benchmarks.table3 (several merge)")
+    parser.add_argument(
+        "files", nargs="+", type=input_file, help="JSONL rows of benchmarks.table3 (several merge)"
+    )
     parser.add_argument("--model", nargs="*", help="only these models")
-    parser.add_argument("--against", nargs="+", default=["default", "adt_rl", "dcf"], help="reference schemes")
+    parser.add_argument(
+        "--against", nargs="+", default=["default", "adt_rl", "dcf"], help="reference schemes"
+    )
     args = parser.parse_args(argv)
     try:
         rows = [row for path in args.files for row in read_rows(path)]

@@ -52,12 +52,14 @@ def paired_draws(a: np.ndarray, b: np.ndarray, draws: int, rng: np.random.Genera
         size = min(CHUNK, draws - start)
         seed_w = rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=size) / seeds
         user_w = rng.multinomial(users, np.full(users, 1 / users), size=size) / users
-        mean_a[start:start + size] = ((user_w @ a.T) * seed_w).sum(axis=1)
-        mean_b[start:start + size] = ((user_w @ b.T) * seed_w).sum(axis=1)
+        mean_a[start : start + size] = ((user_w @ a.T) * seed_w).sum(axis=1)
+        mean_b[start : start + size] = ((user_w @ b.T) * seed_w).sum(axis=1)
     return mean_a, mean_b
 
 
-def relative_difference(a: np.ndarray, b: np.ndarray, draws: int, rng: np.random.Generator) -> dict[str, float]:
+def relative_difference(
+    a: np.ndarray, b: np.ndarray, draws: int, rng: np.random.Generator
+) -> dict[str, float]:
     """``mean(a) / mean(b) - 1`` with its 95 % percentile interval and two-sided bootstrap p."""
     mean_a, mean_b = paired_draws(a, b, draws, rng)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -84,6 +86,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman's rank correlation (average ranks for ties); None with fewer than 3 points."""
     if len(x) < 3:
         return None
+
     def ranks(values):
         values = np.asarray(values, dtype=float)
         order = values.argsort(kind="stable")
@@ -93,6 +96,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
             tied = values == value
             found[tied] = found[tied].mean()
         return found
+
     rx, ry = ranks(x), ranks(y)
     if rx.std() == 0 or ry.std() == 0:
         return None
@@ -108,7 +112,7 @@ def per_user(record: dict[str, Any]) -> np.ndarray:
 def read_arms(report_path: Path) -> tuple[dict[str, Any], dict[str, Arm]]:
     """A select report and its candidates' test arms, read from its cells folder."""
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    test = ((report.get("recommended") or {}).get("test") or {})
+    test = (report.get("recommended") or {}).get("test") or {}
     tested = test.get("candidates")
     if not tested:
         raise ValueError(f"{report_path}: no test of every candidate (run select with --test=all)")
@@ -118,21 +122,29 @@ def read_arms(report_path: Path) -> tuple[dict[str, Any], dict[str, Arm]]:
     for name, found in tested.items():
         rows, seeds = [], []
         for seed_entry in found["per_seed"]:
-            outcome = json.loads((cells / seed_entry["cell"] / "test.json").read_text(encoding="utf-8"))
+            outcome = json.loads(
+                (cells / seed_entry["cell"] / "test.json").read_text(encoding="utf-8")
+            )
             record = outcome["per_query"][PROTOCOL]
             digests.add(record["users_digest"])
             rows.append(per_user(record))
             seeds.append(seed_entry["seed"])
         arms[name] = Arm(seeds, np.vstack(rows), valid[name])
     if len(digests) != 1:
-        raise ValueError(f"{report_path}: the candidates' test queries differ ({len(digests)} user lists)")
+        raise ValueError(
+            f"{report_path}: the candidates' test queries differ ({len(digests)} user lists)"
+        )
     return report, arms
 
 
 def comparisons(arms: dict[str, Arm]) -> list[tuple[str, str]]:
     """The pre-registered pairs present in ``arms``: A then B."""
     pairs = [(name, REFERENCE) for name in arms if name != REFERENCE]
-    pairs += [(name, EQUAL_INFORMATION) for name in DENOISERS if name in arms and EQUAL_INFORMATION in arms]
+    pairs += [
+        (name, EQUAL_INFORMATION)
+        for name in DENOISERS
+        if name in arms and EQUAL_INFORMATION in arms
+    ]
     return pairs
 
 
@@ -144,19 +156,29 @@ def analyse(paths: Sequence[Path], draws: int) -> dict[str, Any]:
         args = report["settings"]["args"]
         names = list(arms)
         cell = {
-            "dataset": args["dataset"], "model": args["model"], "report": str(path),
+            "dataset": args["dataset"],
+            "model": args["model"],
+            "report": str(path),
             "commits": report["settings"].get("cell_commits"),
             "select_pick": report["recommended"]["candidate"],
             "test": {name: float(arm.users.mean()) for name, arm in arms.items()},
             "valid": {name: arm.valid_mean for name, arm in arms.items()},
-            "spearman_valid_test": spearman([arms[n].valid_mean for n in names],
-                                            [float(arms[n].users.mean()) for n in names]),
+            "spearman_valid_test": spearman(
+                [arms[n].valid_mean for n in names], [float(arms[n].users.mean()) for n in names]
+            ),
         }
         cells.append(cell)
         for name, against in comparisons(arms):
             found = relative_difference(arms[name].users, arms[against].users, draws, rng)
-            rows.append({"dataset": args["dataset"], "model": args["model"], "candidate": name,
-                         "against": against, **found})
+            rows.append(
+                {
+                    "dataset": args["dataset"],
+                    "model": args["model"],
+                    "candidate": name,
+                    "against": against,
+                    **found,
+                }
+            )
     for row, adjusted in zip(rows, holm([row["p"] for row in rows])):
         row["holm_p"] = adjusted
     return {"cells": cells, "comparisons": rows, "family_size": len(rows), "draws": draws}
@@ -166,28 +188,51 @@ def markdown(found: dict[str, Any]) -> str:
     lines = []
     by_cell = {(c["dataset"], c["model"]): c for c in found["cells"]}
     for dataset in dict.fromkeys(c["dataset"] for c in found["cells"]):
-        lines += [f"### {dataset}", "",
-                  "| model | candidate | test NDCG@20 | vs default (95 % CI) | Holm p | vs default_guide | Holm p |",
-                  "| --- | --- | ---: | --- | ---: | --- | ---: |"]
+        lines += [
+            f"### {dataset}",
+            "",
+            "| model | candidate | test NDCG@20 | vs default (95 % CI) | Holm p | vs default_guide | Holm p |",
+            "| --- | --- | ---: | --- | ---: | --- | ---: |",
+        ]
         for (d, model), cell in by_cell.items():
             if d != dataset:
                 continue
             for name, value in sorted(cell["test"].items(), key=lambda kv: -kv[1]):
                 parts = []
                 for against in (REFERENCE, EQUAL_INFORMATION):
-                    row = next((r for r in found["comparisons"] if r["dataset"] == d and r["model"] == model
-                                and r["candidate"] == name and r["against"] == against), None)
-                    parts += ["", ""] if row is None else [
-                        f"{100 * row['relative']:+.1f} % ({100 * row['ci'][0]:+.1f}, {100 * row['ci'][1]:+.1f})",
-                        f"{row['holm_p']:.3f}"]
+                    row = next(
+                        (
+                            r
+                            for r in found["comparisons"]
+                            if r["dataset"] == d
+                            and r["model"] == model
+                            and r["candidate"] == name
+                            and r["against"] == against
+                        ),
+                        None,
+                    )
+                    parts += (
+                        ["", ""]
+                        if row is None
+                        else [
+                            f"{100 * row['relative']:+.1f} % ({100 * row['ci'][0]:+.1f}, {100 * row['ci'][1]:+.1f})",
+                            f"{row['holm_p']:.3f}",
+                        ]
+                    )
                 pick = " (select's pick)" if name == cell["select_pick"] else ""
-                lines.append(f"| {model} | {name}{pick} | {100 * value:.3f} % | {' | '.join(parts)} |")
+                lines.append(
+                    f"| {model} | {name}{pick} | {100 * value:.3f} % | {' | '.join(parts)} |"
+                )
             rho = cell["spearman_valid_test"]
-            lines.append(f"| {model} | Spearman(valid, test) over candidates | "
-                         f"{'n/a' if rho is None else f'{rho:.2f}'} | | | | |")
+            lines.append(
+                f"| {model} | Spearman(valid, test) over candidates | "
+                f"{'n/a' if rho is None else f'{rho:.2f}'} | | | | |"
+            )
         lines.append("")
-    lines.append(f"Holm over {found['family_size']} comparisons; {found['draws']} bootstrap draws "
-                 f"(seed {BOOTSTRAP_SEED}).")
+    lines.append(
+        f"Holm over {found['family_size']} comparisons; {found['draws']} bootstrap draws "
+        f"(seed {BOOTSTRAP_SEED})."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reports", nargs="+", help="select --test=all reports (JSON)")
     parser.add_argument("--out", default=None, help="also write the tables to this Markdown file")
     parser.add_argument("--json", default=None, help="also write every number to this JSON file")
-    parser.add_argument("--draws", type=int, default=DRAWS, help=f"bootstrap draws (default {DRAWS})")
+    parser.add_argument(
+        "--draws", type=int, default=DRAWS, help=f"bootstrap draws (default {DRAWS})"
+    )
     args = parser.parse_args(argv)
     if args.draws < 100:
         parser.error(f"--draws must be >= 100, got {args.draws}")

@@ -32,7 +32,10 @@ def count_cpu(trainer_class, cpu: dict[str, list[float]]) -> None:
 
 def main(argv: list[str]) -> int:
     spec_path, out_path = argv
-    from cell import run_cell, write_outcome  # this script's sibling, whichever plugin PYTHONPATH names
+    from cell import (
+        run_cell,
+        write_outcome,
+    )  # this script's sibling, whichever plugin PYTHONPATH names
 
     from recbole_autodenoise.trainer import AutoDenoiseTrainer
 

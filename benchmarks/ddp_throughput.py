@@ -35,17 +35,34 @@ def samples_per_second(results: dict[str, Any]) -> float:
 
 
 def measure(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
-    overrides = {"epochs": args.epochs, "denoise_scheme": args.scheme, "show_progress": False, "state": "WARNING",
-                 "nproc": nproc, "port": free_port(), "ddp_backend": args.backend, "stopping_min_epochs": 0,
-                 "train_batch_size": args.batch_size, "use_gpu": args.backend != "gloo"}
+    overrides = {
+        "epochs": args.epochs,
+        "denoise_scheme": args.scheme,
+        "show_progress": False,
+        "state": "WARNING",
+        "nproc": nproc,
+        "port": free_port(),
+        "ddp_backend": args.backend,
+        "stopping_min_epochs": 0,
+        "train_batch_size": args.batch_size,
+        "use_gpu": args.backend != "gloo",
+    }
     if args.data_path:
         overrides["data_path"] = args.data_path
     results = run(args.model, args.dataset, config_dict=overrides, saved=False)
-    return {"model": args.model, "dataset": args.dataset, "scheme": args.scheme, "backend": args.backend,
-            "nproc": nproc, "device": results["device"], "train_rows": results["data"]["train"],
-            "train_batch_size": args.batch_size, "epochs": args.epochs,
-            "epoch_train_seconds": [record["train_seconds"] for record in results["epochs"]],
-            "samples_per_second": samples_per_second(results)}
+    return {
+        "model": args.model,
+        "dataset": args.dataset,
+        "scheme": args.scheme,
+        "backend": args.backend,
+        "nproc": nproc,
+        "device": results["device"],
+        "train_rows": results["data"]["train"],
+        "train_batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "epoch_train_seconds": [record["train_seconds"] for record in results["epochs"]],
+        "samples_per_second": samples_per_second(results),
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -55,7 +72,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         speedup = row["samples_per_second"] / first["samples_per_second"]
         efficiency = speedup * first["nproc"] / row["nproc"]
-        lines.append(f"{row['nproc']:>5} {row['samples_per_second']:>12.1f} {speedup:>8.2f} {efficiency:>10.2f}")
+        lines.append(
+            f"{row['nproc']:>5} {row['samples_per_second']:>12.1f} {speedup:>8.2f} {efficiency:>10.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -63,12 +82,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="SASRec")
     parser.add_argument("--dataset", default="ml-latest-small")
-    parser.add_argument("--data-path", default=None, help="folder holding <dataset>/<dataset>.inter (ml-100k: none)")
+    parser.add_argument(
+        "--data-path", default=None, help="folder holding <dataset>/<dataset>.inter (ml-100k: none)"
+    )
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--scheme", default="default")
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl", "auto"])
-    parser.add_argument("--batch-size", type=int, default=2048, help="global train_batch_size (split over the processes)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=2048,
+        help="global train_batch_size (split over the processes)",
+    )
     parser.add_argument("--out", default=None, help="append one JSON line per process count")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.nproc) or args.epochs < 1:
@@ -82,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out:
             with open(args.out, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
-    print(f"{args.model} on {args.dataset}, scheme {args.scheme}, backend {args.backend}, "
-          f"global batch {args.batch_size}, {args.epochs} epochs per count")
+    print(
+        f"{args.model} on {args.dataset}, scheme {args.scheme}, backend {args.backend}, "
+        f"global batch {args.batch_size}, {args.epochs} epochs per count"
+    )
     print(table(rows))
     return 0
 

@@ -31,15 +31,32 @@ from recbole_autodenoise.arguments import read_text
 from recbole_autodenoise.select.machine import cpu_model, git_commit, host_info  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMES = ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "autodenoise_s")  # the paper's Table 3
-EXTRA_SCHEMES = ("l2rw", "oracle", "dcf")  # beyond the paper (issues 5, 17, 13): runnable by name, not part of 'all'
-BASELINES = ("heuristic", "adt_tl", "adt_rl", "dcf")  # DCF (issue 13): beyond the paper, a baseline for the learned denoisers
+SCHEMES = (
+    "default",
+    "heuristic",
+    "adt_tl",
+    "adt_rl",
+    "autodenoise_h",
+    "autodenoise_s",
+)  # the paper's Table 3
+EXTRA_SCHEMES = (
+    "l2rw",
+    "oracle",
+    "dcf",
+)  # beyond the paper (issues 5, 17, 13): runnable by name, not part of 'all'
+BASELINES = (
+    "heuristic",
+    "adt_tl",
+    "adt_rl",
+    "dcf",
+)  # DCF (issue 13): beyond the paper, a baseline for the learned denoisers
 AUTODENOISE = ("autodenoise_h", "autodenoise_s")
 DEFAULT_SEED = 2020  # RecBole's default seed; seeds are DEFAULT_SEED, DEFAULT_SEED + 1, ...
 # Keys that never change what is computed: excluded from the hash so paths and verbosity do not
 # split one experiment into several.
-UNHASHED_KEYS = frozenset({"data_path", "show_progress", "state", "checkpoint_dir", "results_file",
-                           "experimental"})  # the opt-in to recbole_autodenoise.experimental
+UNHASHED_KEYS = frozenset(
+    {"data_path", "show_progress", "state", "checkpoint_dir", "results_file", "experimental"}
+)  # the opt-in to recbole_autodenoise.experimental
 
 
 @dataclass(frozen=True)
@@ -83,8 +100,14 @@ class Cell:
 
     def command(self) -> str:
         """The equivalent single-run CLI command (to reproduce or debug one cell by hand)."""
-        parts = ["python", "run_recbole_denoise.py", f"--model={self.model}", f"--dataset={self.dataset}",
-                 f"--scheme={self.scheme}", f"--seed={self.seed}"]
+        parts = [
+            "python",
+            "run_recbole_denoise.py",
+            f"--model={self.model}",
+            f"--dataset={self.dataset}",
+            f"--scheme={self.scheme}",
+            f"--seed={self.seed}",
+        ]
         if self.data_path is not None:
             parts.append(f"--data_path={self.data_path}")
         if self.config_files:
@@ -99,7 +122,11 @@ def _cli_value(value: Any) -> str:
 
     if isinstance(value, str):
         return value if parse_cli_value(value) == value else repr(value)
-    return repr(value) if isinstance(value, (int, float, list, tuple, dict)) and not isinstance(value, bool) else json.dumps(value)
+    return (
+        repr(value)
+        if isinstance(value, (int, float, list, tuple, dict)) and not isinstance(value, bool)
+        else json.dumps(value)
+    )
 
 
 def overrides_hash(overrides: dict[str, Any], config_files: Sequence[str] = ()) -> str:
@@ -110,7 +137,9 @@ def overrides_hash(overrides: dict[str, Any], config_files: Sequence[str] = ()) 
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def expand_config_files(patterns: Sequence[str], model: str, scheme: str, dataset: str) -> tuple[str, ...]:
+def expand_config_files(
+    patterns: Sequence[str], model: str, scheme: str, dataset: str
+) -> tuple[str, ...]:
     """Resolve ``{model}``/``{scheme}``/``{dataset}`` placeholders; a templated file that does not
     exist for this cell is skipped (e.g. no tuned yaml for it), a plain path must exist."""
     files = []
@@ -141,7 +170,15 @@ def make_cells(
             raise ValueError(f"'{key}' is set by the grid itself; do not pass it with --set")
     data_path = str(Path(data_path).resolve()) if data_path else None
     return [
-        Cell(dataset, model, scheme, seed, overrides, expand_config_files(config_files, model, scheme, dataset), data_path)
+        Cell(
+            dataset,
+            model,
+            scheme,
+            seed,
+            overrides,
+            expand_config_files(config_files, model, scheme, dataset),
+            data_path,
+        )
         for model, seed, scheme in itertools.product(models, seeds, schemes)
     ]
 
@@ -163,8 +200,12 @@ def check_settings(cells: Sequence[Cell]) -> None:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    make_config(cell.model, cell.dataset, list(cell.config_files) or None,
-                                cell.config_dict())
+                    make_config(
+                        cell.model,
+                        cell.dataset,
+                        list(cell.config_files) or None,
+                        cell.config_dict(),
+                    )
             except ValueError as error:
                 raise ValueError(f"{cell.model} / {cell.scheme}: {error}") from None
     finally:
@@ -225,7 +266,9 @@ and raises on failure."""
 class CellFailed(RuntimeError):
     def __init__(self, message: str, resumable: bool = False) -> None:
         super().__init__(message)
-        self.resumable = resumable  # stopped from outside (a signal, the timeout): its state is worth keeping
+        self.resumable = (
+            resumable  # stopped from outside (a signal, the timeout): its state is worth keeping
+        )
 
 
 class SubprocessRunner:
@@ -242,9 +285,15 @@ class SubprocessRunner:
     one last run by another commit of the code starts afresh. A lock held by the child keeps two
     processes off one folder."""
 
-    def __init__(self, log_dir: str | Path, timeout: float | None = None, python: str = sys.executable,
-                 root: Path = REPO_ROOT, cell: Sequence[str] = ("-m", "benchmarks.cell"),
-                 resumable: bool = False) -> None:
+    def __init__(
+        self,
+        log_dir: str | Path,
+        timeout: float | None = None,
+        python: str = sys.executable,
+        root: Path = REPO_ROOT,
+        cell: Sequence[str] = ("-m", "benchmarks.cell"),
+        resumable: bool = False,
+    ) -> None:
         # absolute: the child runs in its scratch folder, where a relative spec path is not found
         self.log_dir, self.timeout, self.python = Path(log_dir).resolve(), timeout, python
         self.root = Path(root)  # the checkout whose plugin (and benchmarks.cell) the cell imports
@@ -273,7 +322,9 @@ class SubprocessRunner:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CellFailed(f"{work} is in use: the cell still runs in another process") from None
+                raise CellFailed(
+                    f"{work} is in use: the cell still runs in another process"
+                ) from None
             self._start_afresh_unless_same_code(work)
             done = work / "out.json"  # there already: written by a child whose parent died
             if done.is_file():
@@ -286,7 +337,9 @@ class SubprocessRunner:
     def _continue(self, cell: Cell, work: Path, log_path: Path, lock) -> dict[str, Any]:
         """Run the cell from its saved state, if any; a failure of its own empties ``work``."""
         try:
-            return self._run(cell, work, log_path, resume=latest_checkpoint(work / "saved"), lock=lock)
+            return self._run(
+                cell, work, log_path, resume=latest_checkpoint(work / "saved"), lock=lock
+            )
         except CellFailed as failure:
             if not failure.resumable:
                 shutil.rmtree(work)
@@ -304,25 +357,51 @@ class SubprocessRunner:
                     entry.unlink()
         stamp.write_text(commit, encoding="utf-8")
 
-    def _run(self, cell: Cell, scratch: Path, log_path: Path, resume: Path | None = None, lock=None) -> dict[str, Any]:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(self.root), os.environ.get("PYTHONPATH")])))
+    def _run(
+        self, cell: Cell, scratch: Path, log_path: Path, resume: Path | None = None, lock=None
+    ) -> dict[str, Any]:
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [str(self.root), os.environ.get("PYTHONPATH")])
+            ),
+        )
         spec, out = scratch / "spec.json", scratch / "out.json"
-        spec.write_text(json.dumps({"model": cell.model, "dataset": cell.dataset,
-                                    "config_files": list(cell.config_files), "config_dict": cell.config_dict(),
-                                    "resume": str(resume) if resume else None}))
+        spec.write_text(
+            json.dumps(
+                {
+                    "model": cell.model,
+                    "dataset": cell.dataset,
+                    "config_files": list(cell.config_files),
+                    "config_dict": cell.config_dict(),
+                    "resume": str(resume) if resume else None,
+                }
+            )
+        )
         with open(log_path, "a" if resume else "w", encoding="utf-8") as log:
             if resume:
                 log.write(f"\n===== resumed from {resume} =====\n")
                 log.flush()
             try:
-                proc = subprocess.run([self.python, *self.cell, str(spec), str(out)], cwd=scratch, env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, timeout=self.timeout,
-                                      pass_fds=(lock.fileno(),) if lock is not None else ())
+                proc = subprocess.run(
+                    [self.python, *self.cell, str(spec), str(out)],
+                    cwd=scratch,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=self.timeout,
+                    pass_fds=(lock.fileno(),) if lock is not None else (),
+                )
             except subprocess.TimeoutExpired:
-                raise CellFailed(f"timed out after {self.timeout} s; log: {log_path}", resumable=True) from None
+                raise CellFailed(
+                    f"timed out after {self.timeout} s; log: {log_path}", resumable=True
+                ) from None
         if proc.returncode != 0 or not out.exists():
             tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise CellFailed(f"exit status {proc.returncode}; log: {log_path}\n{tail}", resumable=proc.returncode < 0)
+            raise CellFailed(
+                f"exit status {proc.returncode}; log: {log_path}\n{tail}",
+                resumable=proc.returncode < 0,
+            )
         return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -333,7 +412,11 @@ def file_name(cell: Cell) -> str:
 
 def latest_checkpoint(saved: Path) -> Path | None:
     """The newest ``*-latest.pth`` in ``saved`` (a cell's trainer writes one), or None."""
-    found = sorted(saved.glob("*-latest.pth"), key=lambda path: path.stat().st_mtime) if saved.is_dir() else []
+    found = (
+        sorted(saved.glob("*-latest.pth"), key=lambda path: path.stat().st_mtime)
+        if saved.is_dir()
+        else []
+    )
     return found[-1] if found else None
 
 
@@ -363,30 +446,50 @@ def run_grid(
     for index, cell in enumerate(todo, 1):
         cell_start = time.time()
         row: dict[str, Any] = {
-            "key": cell.key, "dataset": cell.dataset, "model": cell.model, "scheme": cell.scheme, "seed": cell.seed,
-            "overrides_hash": cell.overrides_hash, "overrides": cell.overrides, "settings": cell.settings(),
-            "config_files": list(cell.config_files), "data_path": cell.data_path,
-            "command": command, "cell_command": cell.command(), "host": host,
+            "key": cell.key,
+            "dataset": cell.dataset,
+            "model": cell.model,
+            "scheme": cell.scheme,
+            "seed": cell.seed,
+            "overrides_hash": cell.overrides_hash,
+            "overrides": cell.overrides,
+            "settings": cell.settings(),
+            "config_files": list(cell.config_files),
+            "data_path": cell.data_path,
+            "command": command,
+            "cell_command": cell.command(),
+            "host": host,
         }
         try:
             outcome = runner(cell)
             results = dict(outcome["results"])
             results.pop("checkpoint", None)  # lives in the cell's scratch folder, gone afterwards
-            row.update(status="ok", results=results, peak_memory=outcome.get("peak_memory", {}),
-                       device=outcome.get("device", {}), error=None)
+            row.update(
+                status="ok",
+                results=results,
+                peak_memory=outcome.get("peak_memory", {}),
+                device=outcome.get("device", {}),
+                error=None,
+            )
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - any failure is recorded and the grid goes on
             row.update(status="failed", error=f"{type(error).__name__}: {error}")
         wall = time.time() - cell_start
-        row.update(wall_seconds=wall, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        row.update(
+            wall_seconds=wall, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds")
+        )
         append_row(out, row)
         counts["ran"] += 1
         counts[row["status"]] += 1
         elapsed = time.time() - started
         left = len(todo) - index
-        log(f"[{counts['skipped'] + index}/{len(cells)}] {cell.key} {row['status']} in {wall:.1f} s; "
+        log(
+            f"[{counts['skipped'] + index}/{len(cells)}] {cell.key} {row['status']} in {wall:.1f} s; "
             f"{left} left, ETA {_duration(elapsed / index * left)}"
-            + (f"\n    {row['error'].splitlines()[0]}" if row["status"] == "failed" else ""))
-    log(f"done: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already finished)")
+            + (f"\n    {row['error'].splitlines()[0]}" if row["status"] == "failed" else "")
+        )
+    log(
+        f"done: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already finished)"
+    )
     return counts

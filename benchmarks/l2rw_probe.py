@@ -46,15 +46,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         clean_items = batch.guidance.clean_batch()[batch.guidance.model.ITEM_ID].unique()
         shared = torch.isin(batch.item_ids, clean_items)
         losses = batch.guidance.train_losses.detach()
-        records.append([float(shared.float().mean()), float(weights[shared].sum() / weights.sum()),
-                        float(losses.mean()), float((weights * losses).mean()), float(effective_fraction(weights))])
+        records.append(
+            [
+                float(shared.float().mean()),
+                float(weights[shared].sum() / weights.sum()),
+                float(losses.mean()),
+                float((weights * losses).mean()),
+                float(effective_fraction(weights)),
+            ]
+        )
         return weights
 
     l2rw.LearningToReweight.weights = observed
     try:
-        config = rad.make_config(args.model, args.dataset, config_dict={
-            "data_path": args.data_path, "epochs": args.epochs, "show_progress": False, "state": "WARNING",
-            "denoise_scheme": "l2rw", "learning_rate": 3e-3, "clean_valid_guide_ratio": 0.5})
+        config = rad.make_config(
+            args.model,
+            args.dataset,
+            config_dict={
+                "data_path": args.data_path,
+                "epochs": args.epochs,
+                "show_progress": False,
+                "state": "WARNING",
+                "denoise_scheme": "l2rw",
+                "learning_rate": 3e-3,
+                "clean_valid_guide_ratio": 0.5,
+            },
+        )
         init_seed(config["seed"], config["reproducibility"])
         train, valid, _ = rad.data_preparation(config, rad.create_dataset(config))
         init_seed(config["seed"], config["reproducibility"])
@@ -69,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     means = [sum(r[k] for r in records) / len(records) for k in range(len(header))]
     print("mean | " + " | ".join(f"{v:.3f}" for v in means))
     targets = train._dataset.inter_feat[train._dataset.iid_field]
-    print(f"popularity-only cross-entropy on the {len(targets)} training targets: {popularity_cross_entropy(targets):.3f} nats")
+    print(
+        f"popularity-only cross-entropy on the {len(targets)} training targets: {popularity_cross_entropy(targets):.3f} nats"
+    )
     return 0
 
 

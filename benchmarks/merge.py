@@ -25,7 +25,9 @@ def finished_keys(rows: Sequence[dict[str, Any]]) -> set[str]:
     return {row["key"] for row in rows if row.get("status") == "ok"}
 
 
-def new_rows(held: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def new_rows(
+    held: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The finished source rows whose key ``held`` lacks as finished, first occurrence only."""
     seen = finished_keys(held)
     taken = []
@@ -36,12 +38,16 @@ def new_rows(held: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]]) 
     return taken
 
 
-def check_datasets(dst: Path, held: Sequence[dict[str, Any]], taken: Sequence[dict[str, Any]]) -> None:
+def check_datasets(
+    dst: Path, held: Sequence[dict[str, Any]], taken: Sequence[dict[str, Any]]
+) -> None:
     datasets = {row.get("dataset") for row in held}
     foreign = sorted({str(row.get("dataset")) for row in taken} - datasets) if datasets else []
     if foreign:
-        raise ValueError(f"{dst} holds rows of data set(s) {sorted(map(str, datasets))}; "
-                         f"the sources add {foreign}: merge them into their own file")
+        raise ValueError(
+            f"{dst} holds rows of data set(s) {sorted(map(str, datasets))}; "
+            f"the sources add {foreign}: merge them into their own file"
+        )
 
 
 def merge(dst: str | Path, sources: Sequence[str | Path]) -> tuple[int, int]:
@@ -73,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         taken, left = merge(args.dst, args.sources)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    print(f"{args.dst}: took {taken} finished row(s); left {left} (already held, failed or repeated)")
+    print(
+        f"{args.dst}: took {taken} finished row(s); left {left} (already held, failed or repeated)"
+    )
     return 0
 
 

@@ -60,18 +60,32 @@ def report(profile: cProfile.Profile, title: str, top: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="BPR")
     parser.add_argument("--dataset", default="ml-latest-small")
     parser.add_argument("--data-path", default=None)
     parser.add_argument("--scheme", default="autodenoise_s")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=setting,
-                        help="any config key")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=setting,
+        help="any config key",
+    )
     args = parser.parse_args(argv)
-    config_dict: dict[str, Any] = {"denoise_scheme": args.scheme, "epochs": args.epochs, "show_progress": False,
-                                   "state": "WARNING", "stopping_step": 100, "stopping_min_epochs": 0}
+    config_dict: dict[str, Any] = {
+        "denoise_scheme": args.scheme,
+        "epochs": args.epochs,
+        "show_progress": False,
+        "state": "WARNING",
+        "stopping_step": 100,
+        "stopping_min_epochs": 0,
+    }
     if args.data_path:
         config_dict["data_path"] = args.data_path
     config_dict.update(parse_sets(args.set))
@@ -80,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiled(trainer, "_train_epoch", train_profile)
     profiled(trainer, "_valid_epoch", valid_profile)
     trainer.fit(train_data, valid_data, saved=False, show_progress=False)
-    print(f"model {args.model}, data set {args.dataset}, scheme {args.scheme}, {args.epochs} epochs")
+    print(
+        f"model {args.model}, data set {args.dataset}, scheme {args.scheme}, {args.epochs} epochs"
+    )
     print(report(train_profile, "train (all epochs)", args.top))
     print(report(valid_profile, "validation (all epochs)", args.top))
     return 0

@@ -27,8 +27,10 @@ def computed(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "best_valid_score": result.get("best_valid_score"),
         "valid_per_query": result.get("valid_per_query"),
-        "epochs": [{key: value for key, value in record.items() if "seconds" not in key}
-                   for record in result.get("epochs", [])],
+        "epochs": [
+            {key: value for key, value in record.items() if "seconds" not in key}
+            for record in result.get("epochs", [])
+        ],
         "stopping": result.get("stopping"),
         "weight_study": result.get("weight_study"),
     }
@@ -40,12 +42,30 @@ def rerun(cell: Path, scratch: Path) -> dict[str, Any]:
     spec_file = scratch / "train-spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     out = scratch / "result.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "recbole_autodenoise.select.child", "train", str(spec_file),
-                           str(out)], cwd=scratch, env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recbole_autodenoise.select.child",
+            "train",
+            str(spec_file),
+            str(out),
+        ],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
-        raise RuntimeError(f"{cell.name}: the re-run failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        raise RuntimeError(
+            f"{cell.name}: the re-run failed ({done.returncode}):\n{done.stderr[-4000:]}"
+        )
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -56,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = [Path(cell) for cell in args.cells]
     for cell in cells:
         if not (cell / "train-spec.json").is_file() or not (cell / "result.json").is_file():
-            parser.error(f"{cell} is not a finished select train cell (train-spec.json and result.json)")
+            parser.error(
+                f"{cell} is not a finished select train cell (train-spec.json and result.json)"
+            )
     same = True
     for cell in cells:
         row = json.loads((cell / "result.json").read_text(encoding="utf-8"))
@@ -64,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             again = rerun(cell, Path(scratch))
         equal = computed(row) == computed(again)
         same &= equal
-        print(f"{cell.name}: {'same' if equal else 'DIFFERENT'} (row of {row.get('commit')}, "
-              f"best valid {row.get('best_valid_score')} / {again.get('best_valid_score')})")
+        print(
+            f"{cell.name}: {'same' if equal else 'DIFFERENT'} (row of {row.get('commit')}, "
+            f"best valid {row.get('best_valid_score')} / {again.get('best_valid_score')})"
+        )
     return 0 if same else 1
 
 

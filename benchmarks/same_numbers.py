@@ -21,8 +21,12 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET = "ml-latest-small"
 SEED = 2020
-EXPLICIT = {"controller_credit": "explicit", "explicit_negatives": 1, "guide_batch_size": 512,
-            "clean_valid_guide_ratio": 0.5}
+EXPLICIT = {
+    "controller_credit": "explicit",
+    "explicit_negatives": 1,
+    "guide_batch_size": 512,
+    "clean_valid_guide_ratio": 0.5,
+}
 # name: (model, scheme whose paper-protocol yaml is used, overrides)
 CELLS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "bpr-default": ("BPR", "default", {}),
@@ -31,8 +35,15 @@ CELLS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "gru4rec-explicit": ("GRU4Rec", "autodenoise_s", EXPLICIT),
     "sasrec-adt_rl": ("SASRec", "adt_rl", {}),
 }
-COMPARED = ("best_valid_score", "best_valid_result", "test", "test_by_protocol", "per_query",
-            "weight_study", "stopping")
+COMPARED = (
+    "best_valid_score",
+    "best_valid_result",
+    "test",
+    "test_by_protocol",
+    "per_query",
+    "weight_study",
+    "stopping",
+)
 
 
 def cell_spec(root: Path, name: str, data_path: str, epochs: int | None) -> dict[str, Any]:
@@ -40,50 +51,84 @@ def cell_spec(root: Path, name: str, data_path: str, epochs: int | None) -> dict
     model, scheme, overrides = CELLS[name]
     folder = root / "benchmarks" / "properties" / "paper-protocol" / DATASET
     files = [str(folder / f"{model}-default.yaml"), str(folder / f"{model}-{scheme}.yaml")]
-    config = {"denoise_scheme": scheme, "seed": SEED, "data_path": data_path,
-              "show_progress": False, **overrides}
+    config = {
+        "denoise_scheme": scheme,
+        "seed": SEED,
+        "data_path": data_path,
+        "show_progress": False,
+        **overrides,
+    }
     if epochs is not None:
         config["epochs"] = epochs
-    return {"model": model, "dataset": DATASET, "config_files": sorted(set(files)),
-            "config_dict": config}
+    return {
+        "model": model,
+        "dataset": DATASET,
+        "config_files": sorted(set(files)),
+        "config_dict": config,
+    }
 
 
 def compared_part(results: dict[str, Any]) -> dict[str, Any]:
     """What must be equal between the two commits: scores and stopping, not times or paths."""
     part = {key: results.get(key) for key in COMPARED}
     if isinstance(part["stopping"], dict):
-        part["stopping"] = {key: value for key, value in part["stopping"].items()
-                            if "time" not in key and "second" not in key}
+        part["stopping"] = {
+            key: value
+            for key, value in part["stopping"].items()
+            if "time" not in key and "second" not in key
+        }
     return part
 
 
-def run_at(rev: str, names: list[str], data_path: str, epochs: int | None, out: Path) -> dict[str, Any]:
+def run_at(
+    rev: str, names: list[str], data_path: str, epochs: int | None, out: Path
+) -> dict[str, Any]:
     """Runs ``names`` in a detached worktree of ``rev``; their compared parts by name."""
     found = {}
     with tempfile.TemporaryDirectory(prefix="same-numbers-") as scratch:
         tree = Path(scratch) / "tree"
-        subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", "-q", str(tree), rev],
+            check=True,
+        )
         try:
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(tree)}
+            env = {
+                **os.environ,
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+                "PYTHONPATH": str(tree),
+            }
             for name in names:
                 spec_file = Path(scratch) / f"{name}.spec.json"
-                spec_file.write_text(json.dumps(cell_spec(tree, name, data_path, epochs)), encoding="utf-8")
+                spec_file.write_text(
+                    json.dumps(cell_spec(tree, name, data_path, epochs)), encoding="utf-8"
+                )
                 result_file = out / f"{rev_label(rev)}-{name}.json"
                 print(f"{rev}: {name} ...", file=sys.stderr, flush=True)
-                subprocess.run([sys.executable, "-m", "benchmarks.cell", str(spec_file), str(result_file)],
-                               cwd=scratch, env=env, check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(
+                    [sys.executable, "-m", "benchmarks.cell", str(spec_file), str(result_file)],
+                    cwd=scratch,
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
                 outcome = json.loads(result_file.read_text(encoding="utf-8"))
                 found[name] = compared_part(outcome["results"])
         finally:
-            subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False)
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)],
+                check=False,
+            )
     return found
 
 
 def rev_label(rev: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", rev], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,8 +149,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not inter.is_file():
         parser.error(f"--data-path {args.data_path!r} has no {inter.relative_to(args.data_path)}")
     for rev in (args.before, args.after):
-        probe = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"],
-                               capture_output=True)
+        probe = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", "-q", f"{rev}^{{commit}}"],
+            capture_output=True,
+        )
         if probe.returncode != 0:
             parser.error(f"{rev!r} is not a commit of this repository")
     return args
@@ -123,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         equal = before[name] == after[name]
         same &= equal
         score = before[name]["best_valid_score"]
-        print(f"{name:22s} {'same' if equal else 'DIFFERENT'}  best valid {score} / "
-              f"{after[name]['best_valid_score']}")
+        print(
+            f"{name:22s} {'same' if equal else 'DIFFERENT'}  best valid {score} / "
+            f"{after[name]['best_valid_score']}"
+        )
     return 0 if same else 1
 
 

@@ -12,18 +12,48 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import (
-    MAIN_METRIC, METRICS, METRIC_HEAD, STUDY_KEYS, Group, _pyplot, fmt, fmt_ms, fmt_p, fmt_rel, machine, mean, paired_p,
-    ratio, rel, table,
+    MAIN_METRIC,
+    METRICS,
+    METRIC_HEAD,
+    STUDY_KEYS,
+    Group,
+    _pyplot,
+    fmt,
+    fmt_ms,
+    fmt_p,
+    fmt_rel,
+    machine,
+    mean,
+    paired_p,
+    ratio,
+    rel,
+    table,
 )
 
 NOISE_KEYS = ("noise_rate", "noise_kind")
 GROUPS = ("tp", "fp", "injected")
 RAW_META = "meta, raw weights"
-METHOD_ORDER = ("default", "adt_rl", "l2rw", "autodenoise_s/epoch", "autodenoise_s/user", "autodenoise_s/meta",
-                f"autodenoise_s/{RAW_META}", "autodenoise_h/epoch", "autodenoise_h/user", "autodenoise_h/meta",
-                f"autodenoise_h/{RAW_META}")
-METHOD_LABEL = {"default": "Default", "adt_rl": "ADT-RL", "l2rw": "L2RW", "heuristic": "Heuristic", "adt_tl": "ADT-TL",
-                "dcf": "DCF"}
+METHOD_ORDER = (
+    "default",
+    "adt_rl",
+    "l2rw",
+    "autodenoise_s/epoch",
+    "autodenoise_s/user",
+    "autodenoise_s/meta",
+    f"autodenoise_s/{RAW_META}",
+    "autodenoise_h/epoch",
+    "autodenoise_h/user",
+    "autodenoise_h/meta",
+    f"autodenoise_h/{RAW_META}",
+)
+METHOD_LABEL = {
+    "default": "Default",
+    "adt_rl": "ADT-RL",
+    "l2rw": "L2RW",
+    "heuristic": "Heuristic",
+    "adt_tl": "ADT-TL",
+    "dcf": "DCF",
+}
 
 
 def method(row: dict[str, Any]) -> str:
@@ -47,14 +77,20 @@ def method_label(name: str) -> str:
 
 def condition(row: dict[str, Any]) -> str:
     s = row["settings"]
-    return f"{s['noise_kind']} {float(s['noise_rate']):.0%}" if float(s.get("noise_rate") or 0) > 0 else "clean"
+    return (
+        f"{s['noise_kind']} {float(s['noise_rate']):.0%}"
+        if float(s.get("noise_rate") or 0) > 0
+        else "clean"
+    )
 
 
 def signature(row: dict[str, Any], drop: tuple[str, ...] = ()) -> str:
     """The cell's settings without seed, scheme, credit and the ``drop`` keys: equal signatures
     are runs of the same experiment."""
     skip = {"seed", "denoise_scheme", "controller_credit", *drop}
-    return json.dumps({k: v for k, v in row["settings"].items() if k not in skip}, sort_keys=True, default=str) + machine(row)
+    return json.dumps(
+        {k: v for k, v in row["settings"].items() if k not in skip}, sort_keys=True, default=str
+    ) + machine(row)
 
 
 def _epoch_seconds(group: Group) -> float:
@@ -62,38 +98,83 @@ def _epoch_seconds(group: Group) -> float:
 
 
 def noise_cost(rows: list[dict[str, Any]]) -> list[str]:
-    survey = [r for r in rows if r["scheme"] == "default" and float(r["settings"].get("noise_rate") or 0) > 0]
+    survey = [
+        r
+        for r in rows
+        if r["scheme"] == "default" and float(r["settings"].get("noise_rate") or 0) > 0
+    ]
     if not survey:
         return []
     clean: dict[tuple[str, str], Group] = {}
     for r in rows:
         if r["scheme"] == "default" and not float(r["settings"].get("noise_rate") or 0):
-            clean.setdefault((r["model"], signature(r, NOISE_KEYS)), Group(r["model"], "default")).rows.append(r)
+            clean.setdefault(
+                (r["model"], signature(r, NOISE_KEYS)), Group(r["model"], "default")
+            ).rows.append(r)
     cells: dict[tuple[str, str, str, float], Group] = {}
     for r in survey:
-        key = (r["model"], signature(r, NOISE_KEYS), r["settings"]["noise_kind"], float(r["settings"]["noise_rate"]))
+        key = (
+            r["model"],
+            signature(r, NOISE_KEYS),
+            r["settings"]["noise_kind"],
+            float(r["settings"]["noise_rate"]),
+        )
         cells.setdefault(key, Group(r["model"], "default")).rows.append(r)
     body, worst = [], {}
-    for (model, sig, kind, rate), g in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])):
+    for (model, sig, kind, rate), g in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][3])
+    ):
         ref = clean.get((model, sig))
         m_noisy = mean(g.values(MAIN_METRIC))
         m_clean = mean(ref.values(MAIN_METRIC)) if ref else math.nan
         change = rel(m_noisy, m_clean)
         p = paired_p(g.by_seed(MAIN_METRIC), ref.by_seed(MAIN_METRIC)) if ref else None
-        body.append([model, g.machine, kind, f"{rate:.0%}", str(len(g.rows)), fmt_ms(g.values(MAIN_METRIC), MAIN_METRIC),
-                     fmt_ms(ref.values(MAIN_METRIC), MAIN_METRIC) if ref else "–", fmt_rel(change), fmt_p(p)])
+        body.append(
+            [
+                model,
+                g.machine,
+                kind,
+                f"{rate:.0%}",
+                str(len(g.rows)),
+                fmt_ms(g.values(MAIN_METRIC), MAIN_METRIC),
+                fmt_ms(ref.values(MAIN_METRIC), MAIN_METRIC) if ref else "–",
+                fmt_rel(change),
+                fmt_p(p),
+            ]
+        )
         if change is not None and (model not in worst or change < worst[model][0]):
             worst[model] = (change, kind, rate)
-    lines = ["### What injected noise costs Default", "",
-             "Default trained with `noise_rate` × |train| fake interactions of each `noise_kind` added to training only "
-             "(never to validation or test); clean = the same settings without noise, same seeds.", ""]
-    lines += table(["model", "machine", "kind", "rate", "seeds", "NDCG@20 (%)", "clean NDCG@20 (%)", "change", "p vs clean"], body) + [""]
+    lines = [
+        "### What injected noise costs Default",
+        "",
+        "Default trained with `noise_rate` × |train| fake interactions of each `noise_kind` added to training only "
+        "(never to validation or test); clean = the same settings without noise, same seeds.",
+        "",
+    ]
+    lines += table(
+        [
+            "model",
+            "machine",
+            "kind",
+            "rate",
+            "seeds",
+            "NDCG@20 (%)",
+            "clean NDCG@20 (%)",
+            "change",
+            "p vs clean",
+        ],
+        body,
+    ) + [""]
     for model, (change, kind, rate) in worst.items():
         if change < 0:
-            lines.append(f"- {model}: most harmful here is `{kind}` at {rate:.0%} ({fmt_rel(change)} NDCG@20).")
+            lines.append(
+                f"- {model}: most harmful here is `{kind}` at {rate:.0%} ({fmt_rel(change)} NDCG@20)."
+            )
         else:
-            lines.append(f"- {model}: no kind of injected noise lowered the mean NDCG@20 (smallest change: `{kind}` at "
-                         f"{rate:.0%}, {fmt_rel(change)}).")
+            lines.append(
+                f"- {model}: no kind of injected noise lowered the mean NDCG@20 (smallest change: `{kind}` at "
+                f"{rate:.0%}, {fmt_rel(change)})."
+            )
     return lines + [""]
 
 
@@ -106,30 +187,50 @@ def comparison(rows: list[dict[str, Any]]) -> list[str]:
     for r in study:
         exp = (r["model"], machine(r), condition(r))
         experiments[exp].setdefault(method(r), Group(r["model"], r["scheme"])).rows.append(r)
-    clean_default = {(model, where): groups.get("default")
-                     for (model, where, cond), groups in experiments.items() if cond == "clean"}
-    lines = ["### Credit modes and baselines, with the guide/select split", "",
-             "Every cell splits each user's clean validation interactions in half (`clean_valid_guide_ratio: 0.5`): "
-             "L2RW and AutoDenoise learn from the guide half; every method, Default included, early-stops on the "
-             "select half. Test is the clean test set. p = paired t-test over seeds. Recovered = (method − noisy "
-             "Default) / (clean Default − noisy Default) in NDCG@20. Train s/epoch ratio: training batches only, "
-             "to Default of the same condition.", ""]
-    for (model, where, cond), groups in sorted(experiments.items(),
-                                               key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "clean", kv[0][2])):
+    clean_default = {
+        (model, where): groups.get("default")
+        for (model, where, cond), groups in experiments.items()
+        if cond == "clean"
+    }
+    lines = [
+        "### Credit modes and baselines, with the guide/select split",
+        "",
+        "Every cell splits each user's clean validation interactions in half (`clean_valid_guide_ratio: 0.5`): "
+        "L2RW and AutoDenoise learn from the guide half; every method, Default included, early-stops on the "
+        "select half. Test is the clean test set. p = paired t-test over seeds. Recovered = (method − noisy "
+        "Default) / (clean Default − noisy Default) in NDCG@20. Train s/epoch ratio: training batches only, "
+        "to Default of the same condition.",
+        "",
+    ]
+    for (model, where, cond), groups in sorted(
+        experiments.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "clean", kv[0][2])
+    ):
         if len(groups) < 2:  # Default alone: a noise-survey cell, shown above
             continue
         names = sorted(groups, key=lambda n: METHOD_ORDER.index(n) if n in METHOD_ORDER else 99)
         d, l2rw = groups.get("default"), groups.get("l2rw")
         ref_clean = clean_default.get((model, where))
         lines += [f"#### {model}, {cond} ({groups[names[0]].machine})", ""]
-        body = [[method_label(n), str(len(groups[n].rows))] + [fmt_ms(groups[n].values(m), m) for m in METRICS] for n in names]
+        body = [
+            [method_label(n), str(len(groups[n].rows))]
+            + [fmt_ms(groups[n].values(m), m) for m in METRICS]
+            for n in names
+        ]
         lines += table(["Method", "seeds"] + METRIC_HEAD, body) + [""]
         body = []
         for n in names:
             g = groups[n]
             m = mean(g.values(MAIN_METRIC))
-            p_d = paired_p(g.by_seed(MAIN_METRIC), d.by_seed(MAIN_METRIC)) if d and n != "default" else None
-            p_l = paired_p(g.by_seed(MAIN_METRIC), l2rw.by_seed(MAIN_METRIC)) if l2rw and n != "l2rw" else None
+            p_d = (
+                paired_p(g.by_seed(MAIN_METRIC), d.by_seed(MAIN_METRIC))
+                if d and n != "default"
+                else None
+            )
+            p_l = (
+                paired_p(g.by_seed(MAIN_METRIC), l2rw.by_seed(MAIN_METRIC))
+                if l2rw and n != "l2rw"
+                else None
+            )
             recovered = "–"
             if cond != "clean" and d and ref_clean and n != "default":
                 cost = mean(ref_clean.values(MAIN_METRIC)) - mean(d.values(MAIN_METRIC))
@@ -137,52 +238,117 @@ def comparison(rows: list[dict[str, Any]]) -> list[str]:
                     recovered = f"{(m - mean(d.values(MAIN_METRIC))) / cost:.0%}"
                 else:
                     recovered = "n/a (noise cost nothing)"
-            weights = [fmt(mean(g.weights(f"{k}_mean_weight")), "f1") if g.weights(f"{k}_mean_weight") else "–" for k in GROUPS]
+            weights = [
+                fmt(mean(g.weights(f"{k}_mean_weight")), "f1")
+                if g.weights(f"{k}_mean_weight")
+                else "–"
+                for k in GROUPS
+            ]
             inj, tp = mean(g.weights("injected_mean_weight")), mean(g.weights("tp_mean_weight"))
-            body.append([method_label(n), fmt(m, MAIN_METRIC), fmt_rel(rel(m, mean(d.values(MAIN_METRIC))) if d else None),
-                         fmt_p(p_d), fmt_p(p_l), recovered] + weights
-                        + [f"{inj / tp:.2f}" if math.isfinite(inj) and tp else "–",
-                           f"{ratio(_epoch_seconds(g), _epoch_seconds(d)):.2f}×" if d else "–"])
-        lines += table(["Method", "NDCG@20 (%)", "vs Default", "p vs Default", "p vs L2RW", "recovered",
-                        "weight TP", "weight FP", "weight injected", "injected/TP", "train s/epoch ratio"], body) + [""]
+            body.append(
+                [
+                    method_label(n),
+                    fmt(m, MAIN_METRIC),
+                    fmt_rel(rel(m, mean(d.values(MAIN_METRIC))) if d else None),
+                    fmt_p(p_d),
+                    fmt_p(p_l),
+                    recovered,
+                ]
+                + weights
+                + [
+                    f"{inj / tp:.2f}" if math.isfinite(inj) and tp else "–",
+                    f"{ratio(_epoch_seconds(g), _epoch_seconds(d)):.2f}×" if d else "–",
+                ]
+            )
+        lines += table(
+            [
+                "Method",
+                "NDCG@20 (%)",
+                "vs Default",
+                "p vs Default",
+                "p vs L2RW",
+                "recovered",
+                "weight TP",
+                "weight FP",
+                "weight injected",
+                "injected/TP",
+                "train s/epoch ratio",
+            ],
+            body,
+        ) + [""]
     return lines
 
 
 def diagnostics(rows: list[dict[str, Any]], stem: Path) -> list[str]:
-    diag = [r for r in rows if r["scheme"] == "default" and any("diag_tp_alignment" in e for e in r["results"].get("epochs", []))]
+    diag = [
+        r
+        for r in rows
+        if r["scheme"] == "default"
+        and any("diag_tp_alignment" in e for e in r["results"].get("epochs", []))
+    ]
     if not diag:
         return []
     by_condition: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in diag:
         by_condition[(f"{r['model']} ({machine(r)})", condition(r))].append(r)
-    lines = ["### What the clean set says about each kind of sample (`denoise_diagnostics`)", "",
-             "Default's runs, on a fixed subsample (the first training batch) and a fixed clean batch, at every "
-             "validation: mean alignment ⟨∇ℓ_i, ∇L_clean⟩ (× 10⁶), the fraction of samples with positive alignment "
-             "(a step on them lowers the clean loss), and the mean training loss, per group; first and last epoch, "
-             "mean over seeds.", ""]
+    lines = [
+        "### What the clean set says about each kind of sample (`denoise_diagnostics`)",
+        "",
+        "Default's runs, on a fixed subsample (the first training batch) and a fixed clean batch, at every "
+        "validation: mean alignment ⟨∇ℓ_i, ∇L_clean⟩ (× 10⁶), the fraction of samples with positive alignment "
+        "(a step on them lowers the clean loss), and the mean training loss, per group; first and last epoch, "
+        "mean over seeds.",
+        "",
+    ]
     body = []
     curves: dict[tuple[str, str], dict[str, list[float]]] = {}
     for (model, cond), rs in sorted(by_condition.items()):
         for label, pick in (("first", 0), ("last", -1)):
             for group in GROUPS:
                 key = f"diag_{group}_alignment"
-                values = [r["results"]["epochs"][pick].get(key) for r in rs if r["results"]["epochs"]]
+                values = [
+                    r["results"]["epochs"][pick].get(key) for r in rs if r["results"]["epochs"]
+                ]
                 values = [v for v in values if isinstance(v, (int, float))]
                 if not values:
                     continue
-                helpful = mean([r["results"]["epochs"][pick][f"diag_{group}_helpful_fraction"] for r in rs])
+                helpful = mean(
+                    [r["results"]["epochs"][pick][f"diag_{group}_helpful_fraction"] for r in rs]
+                )
                 loss = mean([r["results"]["epochs"][pick][f"diag_{group}_loss"] for r in rs])
-                body.append([model, cond, label, group, f"{mean(values) * 1e6:.3g}", f"{helpful:.2f}", f"{loss:.3f}"])
+                body.append(
+                    [
+                        model,
+                        cond,
+                        label,
+                        group,
+                        f"{mean(values) * 1e6:.3g}",
+                        f"{helpful:.2f}",
+                        f"{loss:.3f}",
+                    ]
+                )
         epochs = min(len(r["results"]["epochs"]) for r in rs)
-        curves[(model, cond)] = {g: [mean([r["results"]["epochs"][e].get(f"diag_{g}_alignment", math.nan) * 1e6 for r in rs])
-                                     for e in range(epochs)] for g in GROUPS}
-    lines += table(["model", "data", "epoch", "group", "alignment ×10⁶", "helpful fraction", "mean loss"], body) + [""]
+        curves[(model, cond)] = {
+            g: [
+                mean(
+                    [
+                        r["results"]["epochs"][e].get(f"diag_{g}_alignment", math.nan) * 1e6
+                        for r in rs
+                    ]
+                )
+                for e in range(epochs)
+            ]
+            for g in GROUPS
+        }
+    lines += table(
+        ["model", "data", "epoch", "group", "alignment ×10⁶", "helpful fraction", "mean loss"], body
+    ) + [""]
     plt = _pyplot()
     if plt is not None and curves:
         cols = min(3, len(curves))
         rows_n = math.ceil(len(curves) / cols)
         fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.5 * rows_n), squeeze=False)
-        for ax in axes.flat[len(curves):]:
+        for ax in axes.flat[len(curves) :]:
             ax.set_visible(False)
         for ax, ((model, cond), series) in zip(axes.flat, sorted(curves.items())):
             for group, values in series.items():
@@ -208,4 +374,3 @@ def study_section(rows: list[dict[str, Any]], stem: Path) -> list[str]:
         return []
     lines = ["## Beyond the paper (issue 5)", ""]
     return lines + noise_cost(rows) + comparison(rows) + diagnostics(rows, stem)
-

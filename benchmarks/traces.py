@@ -30,8 +30,13 @@ def run_ratio(row: dict[str, Any], group: str) -> float | None:
 def settled_ratio(row: dict[str, Any], group: str, from_epoch: int) -> float | None:
     """The per-epoch ratio averaged over the epochs numbered ``from_epoch`` and later."""
     epochs = row["results"].get("weight_study", {}).get("per_epoch", [])
-    ratios = [e[f"{group}_mean_weight"] / e["tp_mean_weight"] for e in epochs
-              if e["epoch"] >= from_epoch and e.get(f"{group}_mean_weight") is not None and e.get("tp_mean_weight")]
+    ratios = [
+        e[f"{group}_mean_weight"] / e["tp_mean_weight"]
+        for e in epochs
+        if e["epoch"] >= from_epoch
+        and e.get(f"{group}_mean_weight") is not None
+        and e.get("tp_mean_weight")
+    ]
     return mean(ratios) if ratios else None
 
 
@@ -53,22 +58,34 @@ def epochs_text(runs: Sequence[dict[str, Any]]) -> str:
 def line(label: str, runs: Sequence[dict[str, Any]], from_epoch: int) -> str:
     cells = []
     for group in GROUPS:
-        cells += [spread([run_ratio(r, group) for r in runs]), spread([settled_ratio(r, group, from_epoch) for r in runs])]
+        cells += [
+            spread([run_ratio(r, group) for r in runs]),
+            spread([settled_ratio(r, group, from_epoch) for r in runs]),
+        ]
     return f"| {label} | {len(runs)} | {' | '.join(cells)} | {epochs_text(runs)} |"
 
 
 def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, from_epoch: int) -> str:
     found = {k: list(g.values()) for k, g in groups(rows).items() if not models or k[0] in models}
-    found = {k: runs for k, runs in found.items() if all("weight_study" in r["results"] for r in runs)}
+    found = {
+        k: runs for k, runs in found.items() if all("weight_study" in r["results"] for r in runs)
+    }
     if not found:
         raise SystemExit("no finished rows with a weight study")
     out = []
     for model, condition in sorted({k[:2] for k in found}, key=str):
-        out += [f"### {model}, {condition_label(condition, 'no injected noise')}", "",
-                f"Mean weight over the true positives' (mean over seeds, range); settled: epochs {from_epoch} and later.", "",
-                "| variant | seeds | injected / TP, run | injected / TP, settled | FP / TP, run | FP / TP, settled | epochs |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        out += [line(k[2], found[k], from_epoch) for k in sorted(k for k in found if k[:2] == (model, condition))] + [""]
+        out += [
+            f"### {model}, {condition_label(condition, 'no injected noise')}",
+            "",
+            f"Mean weight over the true positives' (mean over seeds, range); settled: epochs {from_epoch} and later.",
+            "",
+            "| variant | seeds | injected / TP, run | injected / TP, settled | FP / TP, run | FP / TP, settled | epochs |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        out += [
+            line(k[2], found[k], from_epoch)
+            for k in sorted(k for k in found if k[:2] == (model, condition))
+        ] + [""]
     return "\n".join(out)
 
 
@@ -76,11 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", help="JSONL rows of benchmarks.table3 (several merge)")
     parser.add_argument("--model", nargs="*", help="only these models")
-    parser.add_argument("--from-epoch", type=int, default=15, help="first epoch of the settled average (default 15)")
+    parser.add_argument(
+        "--from-epoch", type=int, default=15, help="first epoch of the settled average (default 15)"
+    )
     args = parser.parse_args(argv)
     if args.from_epoch < 0:
         parser.error(f"--from-epoch must be 0 or more, got {args.from_epoch}")
-    print(render([row for path in args.files for row in read_rows(path)], args.model, args.from_epoch))
+    print(
+        render([row for path in args.files for row in read_rows(path)], args.model, args.from_epoch)
+    )
     return 0
 
 

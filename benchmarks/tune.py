@@ -26,11 +26,27 @@ from typing import Any, Sequence
 
 import yaml
 
-from benchmarks.grid import (DEFAULT_SEED, EXTRA_SCHEMES, SCHEMES, Runner, SubprocessRunner,
-                             check_settings, latest_rows, make_cells, read_rows, run_grid)
+from benchmarks.grid import (
+    DEFAULT_SEED,
+    EXTRA_SCHEMES,
+    SCHEMES,
+    Runner,
+    SubprocessRunner,
+    check_settings,
+    latest_rows,
+    make_cells,
+    read_rows,
+    run_grid,
+)
 from benchmarks.table3 import add_common_arguments, check_common_arguments, overrides_from
-from recbole_autodenoise.arguments import (MAX_SEEDS, check_output_path, count, model_name,
-                                           read_text, seed)
+from recbole_autodenoise.arguments import (
+    MAX_SEEDS,
+    check_output_path,
+    count,
+    model_name,
+    read_text,
+    seed,
+)
 from recbole_autodenoise.config import parse_cli_value
 from recbole_autodenoise.files import atomic_write
 
@@ -67,7 +83,9 @@ def kept_keys(previous: str | None, out_yaml: Path, grid: dict[str, list[Any]]) 
     try:
         existing = yaml.safe_load(previous)
     except yaml.YAMLError as error:
-        raise ValueError(f"{out_yaml} is not valid YAML, so its settings cannot be kept: {error}") from error
+        raise ValueError(
+            f"{out_yaml} is not valid YAML, so its settings cannot be kept: {error}"
+        ) from error
     if existing is None:
         return {}
     if not isinstance(existing, dict):
@@ -78,13 +96,26 @@ def kept_keys(previous: str | None, out_yaml: Path, grid: dict[str, list[Any]]) 
 def replaced_comments(previous: str | None) -> list[str]:
     """The comment lines of the file being replaced (how its kept settings came about), indented."""
     comments = [line for line in (previous or "").splitlines() if line.startswith("#")]
-    return ["# the file this replaced said:"] + ["#   " + line[1:].strip() for line in comments] if comments else []
+    return (
+        ["# the file this replaced said:"] + ["#   " + line[1:].strip() for line in comments]
+        if comments
+        else []
+    )
 
 
 def tune(
-    dataset: str, model: str, scheme: str, grid: dict[str, list[Any]], seeds: Sequence[int], results: Path,
-    out_yaml: Path, runner: Runner, overrides: dict[str, Any] | None = None, config_files: Sequence[str] = (),
-    data_path: str | None = None, command: str = "",
+    dataset: str,
+    model: str,
+    scheme: str,
+    grid: dict[str, list[Any]],
+    seeds: Sequence[int],
+    results: Path,
+    out_yaml: Path,
+    runner: Runner,
+    overrides: dict[str, Any] | None = None,
+    config_files: Sequence[str] = (),
+    data_path: str | None = None,
+    command: str = "",
 ) -> tuple[dict[str, Any], float]:
     """Run every candidate, pick the best mean validation score, write it to ``out_yaml``."""
     overrides = dict(overrides or {})
@@ -95,19 +126,34 @@ def tune(
     check_output_path(results, "the results file")
     previous = read_text(out_yaml) if out_yaml.exists() else None  # read once, before any cell runs
     kept = kept_keys(previous, out_yaml, grid)
-    per_candidate = [(c, make_cells(dataset, [model], [scheme], seeds, {**overrides, **c}, config_files, data_path))
-                     for c in candidates(grid)]
+    per_candidate = [
+        (
+            c,
+            make_cells(
+                dataset, [model], [scheme], seeds, {**overrides, **c}, config_files, data_path
+            ),
+        )
+        for c in candidates(grid)
+    ]
     check_settings([cell for _, cells in per_candidate for cell in cells])
     read_rows(results)  # an unreadable results file stops the search here, not after a cell
-    run_grid([cell for _, cells in per_candidate for cell in cells], results, runner, command=command)
+    run_grid(
+        [cell for _, cells in per_candidate for cell in cells], results, runner, command=command
+    )
     latest = latest_rows(read_rows(results))
     scored = []
     for candidate, cells in per_candidate:
-        scores = [latest[c.key]["results"]["best_valid_score"] for c in cells if latest.get(c.key, {}).get("status") == "ok"]
+        scores = [
+            latest[c.key]["results"]["best_valid_score"]
+            for c in cells
+            if latest.get(c.key, {}).get("status") == "ok"
+        ]
         scores = [s for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
         if len(scores) == len(cells):  # only fully finished candidates compete
             scored.append((statistics.mean(scores), candidate))
-        print(f"  {candidate}: valid {statistics.mean(scores) if scores else float('nan'):.6f} ({len(scores)}/{len(cells)} seeds)")
+        print(
+            f"  {candidate}: valid {statistics.mean(scores) if scores else float('nan'):.6f} ({len(scores)}/{len(cells)} seeds)"
+        )
     if not scored:
         raise NoWinner(f"no candidate finished on every seed; see {results} and its .logs folder")
     score, best = max(scored, key=lambda pair: pair[0])
@@ -131,14 +177,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_common_arguments(parser)
     parser.add_argument("--model", required=True, type=model_name)
     parser.add_argument("--scheme", default="default", choices=SCHEMES + EXTRA_SCHEMES)
-    parser.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2", help="values to try (repeatable)")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="values to try (repeatable)",
+    )
     parser.add_argument("--seeds", type=count(MAX_SEEDS), default=1)
     parser.add_argument("--seed-base", type=seed, default=DEFAULT_SEED)
     parser.add_argument("--properties-dir", default="benchmarks/properties")
     args = parser.parse_args(argv)
     name = f"{args.model}-{args.scheme}"
     results = Path("benchmarks/results/tune") / args.dataset / f"{name}.jsonl"
-    command = shlex.join(["python", "-m", "benchmarks.tune", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(
+        ["python", "-m", "benchmarks.tune", *(sys.argv[1:] if argv is None else argv)]
+    )
     try:
         check_common_arguments(args, args.seeds, args.seed_base)
         grid = parse_grid(args.grid)
@@ -147,10 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     try:
         seeds = range(args.seed_base, args.seed_base + args.seeds)
-        tune(args.dataset, args.model, args.scheme, grid, seeds,
-             results, Path(args.properties_dir) / args.dataset / f"{name}.yaml",
-             SubprocessRunner(results.with_suffix(".logs"), args.cell_timeout, resumable=True),
-             overrides, args.config_files, args.data_path, command)
+        tune(
+            args.dataset,
+            args.model,
+            args.scheme,
+            grid,
+            seeds,
+            results,
+            Path(args.properties_dir) / args.dataset / f"{name}.yaml",
+            SubprocessRunner(results.with_suffix(".logs"), args.cell_timeout, resumable=True),
+            overrides,
+            args.config_files,
+            args.data_path,
+            command,
+        )
     except (ValueError, FileNotFoundError) as error:  # raised before any cell runs
         parser.error(str(error))
     except NoWinner as error:

@@ -56,7 +56,9 @@ def register_representations(model_class: type, fn: RepresentationFn) -> Represe
 
 def _check_class(model_class: object) -> None:
     if not isinstance(model_class, type) or not issubclass(model_class, nn.Module):
-        raise ValueError(f"model_class = {model_class!r} is invalid: expected a torch.nn.Module subclass")
+        raise ValueError(
+            f"model_class = {model_class!r} is invalid: expected a torch.nn.Module subclass"
+        )
 
 
 def lookup(table: dict[type, Callable], model_class: type) -> Callable | None:
@@ -70,7 +72,9 @@ def refusal(model_class: type) -> str | None:
     """Why ``model_class`` cannot be weighted per sample, or None (registered adapters win)."""
     if lookup(LOSS_ADAPTERS, model_class) is not None:
         return None
-    names = [cls.__name__ for cls in model_class.__mro__]  # a subclass of a refused model is refused
+    names = [
+        cls.__name__ for cls in model_class.__mro__
+    ]  # a subclass of a refused model is refused
     if USER_LEVEL_MODELS.intersection(names):
         return (
             "RecBole trains it on user-level batches (one row per user, the loss over the user's whole "
@@ -121,7 +125,9 @@ def bert4rec_losses(model: nn.Module, interaction) -> tuple[torch.Tensor, None]:
     with recording(F.cross_entropy) as outputs:
         model.calculate_loss(interaction)  # its value is losses.mean() below, from the same graph
     if len(outputs) != 1 or outputs[0].dim() != 1:
-        raise ValueError(f"BERT4Rec computed {len(outputs)} cross-entropies per batch; expected one unreduced")
+        raise ValueError(
+            f"BERT4Rec computed {len(outputs)} cross-entropies per batch; expected one unreduced"
+        )
     targets = (interaction[model.MASK_INDEX] > 0).to(outputs[0].dtype)
     per_row = (outputs[0].view_as(targets) * targets).sum(1)
     return per_row * (per_row.numel() / targets.sum()), None
@@ -138,7 +144,11 @@ def bert4rec_representations(model: nn.Module, interaction) -> tuple[torch.Tenso
 def fpmc_representations(model: nn.Module, interaction) -> tuple[torch.Tensor, torch.Tensor]:
     """FPMC scores UI[u]·IU[v] + LI[last]·IL[v]: e_u = [UI[u], LI[last]], e_v = [IU[v], IL[v]]
     (the user's and the item's side of that score)."""
-    last = interaction[model.ITEM_SEQ].gather(1, (interaction[model.ITEM_SEQ_LEN] - 1).unsqueeze(1)).squeeze(1)
+    last = (
+        interaction[model.ITEM_SEQ]
+        .gather(1, (interaction[model.ITEM_SEQ_LEN] - 1).unsqueeze(1))
+        .squeeze(1)
+    )
     item = interaction[model.ITEM_ID]
     user = torch.cat([model.UI_emb(interaction[model.USER_ID]), model.LI_emb(last)], dim=1)
     return user, torch.cat([model.IU_emb(item), model.IL_emb(item)], dim=1)
@@ -158,8 +168,12 @@ def dmf_representations(model: nn.Module, interaction) -> tuple[torch.Tensor, to
     outputs, read with forward hooks during the model's own ``forward``."""
     towers: dict[str, torch.Tensor] = {}
     hooks = [
-        model.user_fc_layers.register_forward_hook(lambda _m, _i, out: towers.__setitem__("user", out)),
-        model.item_fc_layers.register_forward_hook(lambda _m, _i, out: towers.__setitem__("item", out)),
+        model.user_fc_layers.register_forward_hook(
+            lambda _m, _i, out: towers.__setitem__("user", out)
+        ),
+        model.item_fc_layers.register_forward_hook(
+            lambda _m, _i, out: towers.__setitem__("item", out)
+        ),
     ]
     try:
         model.forward(interaction[model.USER_ID], interaction[model.ITEM_ID])

@@ -26,8 +26,9 @@ def count(high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = _integer(text)
         if not 1 <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range: expected an integer "
-                                             f"from 1 to {high}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range: expected an integer from 1 to {high}"
+            )
         return value
 
     parse.__name__ = "count"
@@ -38,8 +39,9 @@ def seed(text: str) -> int:
     """A seed: an integer from 0 to ``MAX_SEED``."""
     value = _integer(text)
     if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range: expected a seed from 0 "
-                                         f"to {MAX_SEED}")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range: expected a seed from 0 to {MAX_SEED}"
+        )
     return value
 
 
@@ -50,8 +52,9 @@ def positive_seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected a finite number of "
-                                         "seconds > 0")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is invalid: expected a finite number of seconds > 0"
+        )
     return value
 
 
@@ -120,8 +123,9 @@ def check_output_path(text: str | os.PathLike, option: str = "--out") -> Path:
         os.close(handle)
         os.remove(probe)
     except OSError as error:
-        raise ValueError(f"{where}: folder {folder} is not writable "
-                         f"({error.strerror or error})") from None
+        raise ValueError(
+            f"{where}: folder {folder} is not writable ({error.strerror or error})"
+        ) from None
     return path
 
 
@@ -139,8 +143,10 @@ def _writable_folder(path: Path, where: str) -> Path:
         missing.append(folder)
         folder = folder.parent
     if any(part.name == ".." for part in missing):
-        raise ValueError(f"{where}: folder {missing[-1]} does not exist, and '..' after it "
-                         "would create folders only to leave them")
+        raise ValueError(
+            f"{where}: folder {missing[-1]} does not exist, and '..' after it "
+            "would create folders only to leave them"
+        )
     if not folder.is_dir():
         raise ValueError(f"{where}: {folder} is a file, not a folder")
     return folder
@@ -150,8 +156,10 @@ def _check_name_lengths(path: Path, name_max: int, where: str) -> None:
     for part in path.parts:
         size = len(os.fsencode(part))
         if size > name_max:
-            raise ValueError(f"{where}: the name {part[:40]!r}... is {size} bytes long; the file "
-                             f"system allows {name_max}")
+            raise ValueError(
+                f"{where}: the name {part[:40]!r}... is {size} bytes long; the file "
+                f"system allows {name_max}"
+            )
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -167,8 +175,10 @@ def read_text(path: str | os.PathLike) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x} "
-                         f"at offset {error.start})") from None
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x} "
+            f"at offset {error.start})"
+        ) from None
 
 
 def check_dataset(name: str, data_path: str | os.PathLike | None) -> None:
@@ -179,8 +189,10 @@ def check_dataset(name: str, data_path: str | os.PathLike | None) -> None:
     if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
         raise ValueError(f"--dataset {name!r} is not a data set name (a folder name, no '/')")
     if len(os.fsencode(f"{name}.inter")) > DEFAULT_NAME_MAX:
-        raise ValueError(f"--dataset {name[:40]!r}... is longer than a file name may be "
-                         f"({DEFAULT_NAME_MAX} bytes with '.inter')")
+        raise ValueError(
+            f"--dataset {name[:40]!r}... is longer than a file name may be "
+            f"({DEFAULT_NAME_MAX} bytes with '.inter')"
+        )
     if data_path is not None:
         folder = Path(data_path)
         if not folder.is_dir():
@@ -188,15 +200,19 @@ def check_dataset(name: str, data_path: str | os.PathLike | None) -> None:
         atomic = folder / name / f"{name}.inter"
         split = list((folder / name).glob(f"{glob.escape(name)}.*.inter"))  # benchmark_filename
         if not atomic.is_file() and not split:
-            raise ValueError(f"--dataset {name!r}: no {atomic}; write it with `python -m "
-                             f"recbole_autodenoise.prepare RATINGS_FILE --name {name} "
-                             f"--data-path {data_path}`")
+            raise ValueError(
+                f"--dataset {name!r}: no {atomic}; write it with `python -m "
+                f"recbole_autodenoise.prepare RATINGS_FILE --name {name} "
+                f"--data-path {data_path}`"
+            )
         return
     downloadable = _recbole_download_names()
     if name != "ml-100k" and name not in downloadable:
-        raise ValueError(f"--dataset {name!r} is neither RecBole's embedded ml-100k nor a data set "
-                         f"RecBole can download: give --data-path, a folder holding "
-                         f"{name}/{name}.inter")
+        raise ValueError(
+            f"--dataset {name!r} is neither RecBole's embedded ml-100k nor a data set "
+            f"RecBole can download: give --data-path, a folder holding "
+            f"{name}/{name}.inter"
+        )
 
 
 def _recbole_download_names() -> set[str]:

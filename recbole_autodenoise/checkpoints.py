@@ -47,7 +47,11 @@ from recbole.utils import set_color
 
 from recbole_autodenoise import distributed
 from recbole_autodenoise.files import atomic_write
-from recbole_autodenoise.registry import EXPERIMENTAL_OPT_IN, experimental_defaults, experimental_keys
+from recbole_autodenoise.registry import (
+    EXPERIMENTAL_OPT_IN,
+    experimental_defaults,
+    experimental_keys,
+)
 
 CHECKSUM_KEY = "checksum"
 LATEST_SUFFIX = "-latest.pth"
@@ -58,11 +62,30 @@ FORMAT_VERSION = 1
 MAY_CHANGE_ON_RESUME: dict[str, tuple[str, ...]] = {
     "how long to train": ("epochs", "stopping_step", "stopping_min_epochs"),
     "where outputs go": ("checkpoint_dir", "results_file"),
-    "what is shown": ("show_progress", "state", "verbose", "loss_decimal_place",
-                      "metric_decimal_place", "log_wandb", "wandb_project"),
+    "what is shown": (
+        "show_progress",
+        "state",
+        "verbose",
+        "loss_decimal_place",
+        "metric_decimal_place",
+        "log_wandb",
+        "wandb_project",
+    ),
     # the number of processes must still match the checkpoint's (checked with the rank states)
-    "devices and processes": ("gpu_id", "use_gpu", "device", "nproc", "world_size", "local_rank",
-                              "offset", "ip", "port", "ddp_backend", "ddp_timeout", "single_spec"),
+    "devices and processes": (
+        "gpu_id",
+        "use_gpu",
+        "device",
+        "nproc",
+        "world_size",
+        "local_rank",
+        "offset",
+        "ip",
+        "port",
+        "ddp_backend",
+        "ddp_timeout",
+        "single_spec",
+    ),
     # the opt-in that imports recbole_autodenoise.experimental: it changes nothing computed
     "which packages are imported": ("experimental",),
 }
@@ -98,7 +121,9 @@ def _feed(digest, value: Any) -> None:
     elif isinstance(value, float):
         digest.update(f"F{value.hex()}|".encode())
     else:
-        raise TypeError(f"a checkpoint holds only tensors and plain values, not {type(value).__name__}")
+        raise TypeError(
+            f"a checkpoint holds only tensors and plain values, not {type(value).__name__}"
+        )
 
 
 def digest(*states: Any) -> str:
@@ -141,8 +166,10 @@ def _load_failure(error: Exception) -> str:
         return f"({type(error).__name__}: {text[:200]})"
     found = re.search(r"WeightsUnpickler error: (.*?)(?: Please use|\n|$)", text)
     what = f" ({found.group(1).strip()[:200]})" if found else ""
-    return (f"(it holds objects other than tensors and plain values{what}): recbole_autodenoise "
-            "checkpoints never do, and such a file is not unpickled")
+    return (
+        f"(it holds objects other than tensors and plain values{what}): recbole_autodenoise "
+        "checkpoints never do, and such a file is not unpickled"
+    )
 
 
 def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -158,8 +185,12 @@ def check_checkpoint_dir(config) -> Path:
     """The ``checkpoint_dir`` folder, created if missing; a ValueError if it cannot hold checkpoints."""
     from recbole_autodenoise.checks import read_key
 
-    path = read_key(config, "checkpoint_dir", lambda v: isinstance(v, (str, os.PathLike)) and str(v) != "",
-                    "a folder path")
+    path = read_key(
+        config,
+        "checkpoint_dir",
+        lambda v: isinstance(v, (str, os.PathLike)) and str(v) != "",
+        "a folder path",
+    )
     return check_writable_folder(path, f"config key 'checkpoint_dir' = {str(path)!r}")
 
 
@@ -198,7 +229,9 @@ def best_file(latest: str | os.PathLike) -> str:
     """``X.pth`` beside ``X-latest.pth``."""
     latest = os.fspath(latest)
     if not latest.endswith(LATEST_SUFFIX):
-        raise ValueError(f"{latest} is not named like a latest-state checkpoint (<name>{LATEST_SUFFIX})")
+        raise ValueError(
+            f"{latest} is not named like a latest-state checkpoint (<name>{LATEST_SUFFIX})"
+        )
     return latest[: -len(LATEST_SUFFIX)] + ".pth"
 
 
@@ -207,19 +240,25 @@ def check_same_settings(saved: dict[str, Any], current: dict[str, Any], path: st
     """A ValueError naming every setting outside ``RESUMABLE_KEYS`` whose value in this run
     (``current``) differs from the checkpoint's (``saved``), with both values."""
     differences = [
-        _difference(saved, current, key) for key in sorted(set(saved) | set(current), key=str)
+        _difference(saved, current, key)
+        for key in sorted(set(saved) | set(current), key=str)
         if key not in RESUMABLE_KEYS and not _same(saved, current, key)
     ]
     if differences:
-        groups = "; ".join(f"{what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                           for what, keys in MAY_CHANGE_ON_RESUME.items())
+        groups = "; ".join(
+            f"{what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+            for what, keys in MAY_CHANGE_ON_RESUME.items()
+        )
         unloaded = (set(saved) - set(current)) & experimental_keys()
-        hint = (f" (the checkpoint's {', '.join(sorted(unloaded))}: "
-                f"{EXPERIMENTAL_OPT_IN})" if unloaded else "")
+        hint = (
+            f" (the checkpoint's {', '.join(sorted(unloaded))}: {EXPERIMENTAL_OPT_IN})"
+            if unloaded
+            else ""
+        )
         raise ValueError(
             f"{path} was trained with {'; '.join(differences)}{hint}: a resume continues the same "
-            f"run, so only these may change: {groups} (docs/guide.md, \"What may change on "
-            "resume\"); start a new run to change the others"
+            f'run, so only these may change: {groups} (docs/guide.md, "What may change on '
+            'resume"); start a new run to change the others'
         )
 
 
@@ -250,12 +289,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_tensor(dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None,
-               floating: bool = False):
+def _is_tensor(
+    dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None, floating: bool = False
+):
     def check(value: Any) -> bool:
-        return (isinstance(value, torch.Tensor) and (dtype is None or value.dtype == dtype)
-                and (shape is None or tuple(value.shape) == shape)
-                and (not floating or value.is_floating_point()))
+        return (
+            isinstance(value, torch.Tensor)
+            and (dtype is None or value.dtype == dtype)
+            and (shape is None or tuple(value.shape) == shape)
+            and (not floating or value.is_floating_point())
+        )
 
     return check
 
@@ -269,8 +312,11 @@ def _is_dict(keys=lambda k: isinstance(k, str), values=lambda v: True):
 
 def _is_sequence(items=lambda v: True, length: int | None = None):
     def check(value: Any) -> bool:
-        return (isinstance(value, (list, tuple)) and (length is None or len(value) == length)
-                and all(items(v) for v in value))
+        return (
+            isinstance(value, (list, tuple))
+            and (length is None or len(value) == length)
+            and all(items(v) for v in value)
+        )
 
     return check
 
@@ -299,8 +345,11 @@ _TOP = (
     ("epoch", _is_int, "an integer >= 0"),
     ("cur_step", _is_int, "an integer >= 0"),
     ("best_valid_score", _is_number, "a number"),
-    ("best_valid_result", _optional(_is_dict(values=_is_number)),
-     "None or a dict of metric: number"),
+    (
+        "best_valid_result",
+        _optional(_is_dict(values=_is_number)),
+        "None or a dict of metric: number",
+    ),
     ("best_epoch", _optional(_is_int), "None or an integer >= 0"),
     ("best_valid_per_query", _optional(_is_dict()), "None or a dict (evaluation.per_query)"),
     ("train_loss_dict", _is_dict(keys=_is_int, values=_is_number), "a dict of epoch: loss"),
@@ -337,18 +386,24 @@ def check_structure(state: dict[str, Any], path: str) -> None:
     """A ValueError saying what is wrong unless ``state`` (a checksum-verified checkpoint) is a
     trainer checkpoint of ``FORMAT_VERSION`` with every entry of the right type and range."""
     if "format_version" not in state:
-        raise ValueError(f"{path} has no format_version: it was written by an earlier "
-                         "recbole_autodenoise or not by the trainer; this version reads "
-                         f"format_version {FORMAT_VERSION}")
+        raise ValueError(
+            f"{path} has no format_version: it was written by an earlier "
+            "recbole_autodenoise or not by the trainer; this version reads "
+            f"format_version {FORMAT_VERSION}"
+        )
     version = state["format_version"]
     if version != FORMAT_VERSION or not _is_int(version):
-        raise ValueError(f"{path} has format_version {version!r}, this version reads "
-                         f"format_version {FORMAT_VERSION}: resume it with the "
-                         "recbole_autodenoise that wrote it")
+        raise ValueError(
+            f"{path} has format_version {version!r}, this version reads "
+            f"format_version {FORMAT_VERSION}: resume it with the "
+            "recbole_autodenoise that wrote it"
+        )
     _check_entries(state, _TOP, path, "")
     if state["best_epoch"] is not None and state["best_epoch"] > state["epoch"]:
-        raise ValueError(f"{path} is malformed: best_epoch {state['best_epoch']} comes after its "
-                         f"epoch {state['epoch']}")
+        raise ValueError(
+            f"{path} is malformed: best_epoch {state['best_epoch']} comes after its "
+            f"epoch {state['epoch']}"
+        )
     denoise = state["denoise"]
     rank_states = [("denoise.", denoise)]
     if "ranks" in denoise:
@@ -381,8 +436,9 @@ def _check_entries(state: dict[str, Any], entries, path: str, where: str) -> Non
             else:
                 raise ValueError(f"{path} is malformed: it has no {where}{name} entry")
         if not check(value):
-            raise ValueError(f"{path} is malformed: {where}{name} is {_describe(value)}, "
-                             f"expected {expected}")
+            raise ValueError(
+                f"{path} is malformed: {where}{name} is {_describe(value)}, expected {expected}"
+            )
 
 
 def _describe(value: Any) -> str:
@@ -417,8 +473,12 @@ def rng_state(loader: torch.Generator | None = None) -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -432,8 +492,15 @@ def restore_rng(state: dict[str, Any], loader: torch.Generator | None = None) ->
     """Every generator back to ``state`` (``rng_state``'s)."""
     torch.set_rng_state(state["torch"].cpu())
     numpy_state = state["numpy"]
-    np.random.set_state(("MT19937", numpy_state["keys"].cpu().numpy().astype(np.uint32),
-                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy_state["keys"].cpu().numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached"],
+        )
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
@@ -449,8 +516,10 @@ def own_rank_state(denoise: dict[str, Any], config, path: str) -> dict[str, Any]
     saved = 1 if ranks is None else len(ranks)
     world = int(config["world_size"]) if distributed.is_distributed(config) else 1
     if saved != world:
-        raise ValueError(f"{path} was written by a run of {saved} process(es), this run has "
-                         f"{world}: resume with as many (nproc / world_size = {saved})")
+        raise ValueError(
+            f"{path} was written by a run of {saved} process(es), this run has "
+            f"{world}: resume with as many (nproc / world_size = {saved})"
+        )
     if ranks is None:
         return {"rng": denoise["rng"], "scheme_state": denoise["scheme_state"]}
     return ranks[distributed.global_rank(config)]
@@ -476,8 +545,9 @@ def training_state(trainer, kind: str, epoch: int, best_valid_result) -> dict[st
         "epoch": epoch,
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),
-        "best_valid_result": None if best_valid_result is None else
-        {str(k): float(v) for k, v in best_valid_result.items()},
+        "best_valid_result": None
+        if best_valid_result is None
+        else {str(k): float(v) for k, v in best_valid_result.items()},
         "best_epoch": trainer.best_epoch,
         "best_valid_per_query": trainer.best_valid_per_query,
         "train_loss_dict": {int(k): float(v) for k, v in trainer.train_loss_dict.items()},
@@ -510,7 +580,8 @@ def _denoise_state(trainer) -> dict[str, Any]:
     }
     if distributed.is_distributed(trainer.config):  # each rank's own draws, for a resume on as many
         state["ranks"] = distributed.gather_objects(
-            {"rng": state["rng"], "scheme_state": state["scheme_state"]})
+            {"rng": state["rng"], "scheme_state": state["scheme_state"]}
+        )
     if trainer.clean_batches is not None:
         state["guide"] = trainer.clean_batches.state_dict()
     if trainer.diagnosis is not None:
@@ -530,20 +601,21 @@ def restore_training_state(trainer, checkpoint: dict[str, Any], path: str) -> No
     needs = {"guide": trainer.scheme.needs_guidance, "diagnosis": trainer.diagnosis is not None}
     for key, needed in needs.items():
         if needed and key not in denoise:
-            raise ValueError(f"{path} is malformed: it has no denoise.{key} entry, "
-                             "which this run needs")
+            raise ValueError(
+                f"{path} is malformed: it has no denoise.{key} entry, which this run needs"
+            )
     own = own_rank_state(denoise, trainer.config, path)
     try:
         _restore_parts(trainer, checkpoint, denoise, own)
     except ValueError as error:  # the scheme's or the optimiser's own words
         raise ValueError(f"{path} does not fit this run: {error}") from None
     except (KeyError, TypeError, IndexError, RuntimeError) as error:
-        raise ValueError(f"{path} does not fit this run: "
-                         f"{type(error).__name__}: {error}") from None
+        raise ValueError(f"{path} does not fit this run: {type(error).__name__}: {error}") from None
 
 
-def _restore_parts(trainer, checkpoint: dict[str, Any], denoise: dict[str, Any],
-                   own: dict[str, Any]) -> None:
+def _restore_parts(
+    trainer, checkpoint: dict[str, Any], denoise: dict[str, Any], own: dict[str, Any]
+) -> None:
     trainer.model.load_other_parameter(checkpoint["other_parameter"])
     trainer.optimizer.load_state_dict(checkpoint["optimizer"])
     trainer.start_epoch = checkpoint["epoch"] + 1
@@ -570,8 +642,10 @@ def restore_pending(trainer) -> None:
         try:
             trainer.clean_batches.load_state_dict(pending["guide"])
         except (KeyError, TypeError, RuntimeError) as error:
-            raise ValueError(f"{trainer.resumed_from} does not fit this run: its guide state: "
-                             f"{type(error).__name__}: {error}") from None
+            raise ValueError(
+                f"{trainer.resumed_from} does not fit this run: its guide state: "
+                f"{type(error).__name__}: {error}"
+            ) from None
     if "rng" in pending:
         restore_rng(pending["rng"], trainer.train_data.generator)
 
@@ -608,12 +682,16 @@ def check_resumable(checkpoint: dict[str, Any], path: str, config) -> None:
     check_same_settings(checkpoint["config"], settings, path)
     epoch, epochs = checkpoint["epoch"], settings["epochs"]
     if epoch + 1 >= epochs:
-        raise ValueError(f"{path} holds epoch {epoch}, the last of epochs={epochs}: nothing left "
-                         "to train (raise epochs to train on)")
+        raise ValueError(
+            f"{path} holds epoch {epoch}, the last of epochs={epochs}: nothing left "
+            "to train (raise epochs to train on)"
+        )
     if checkpoint["cur_step"] > settings["stopping_step"]:
-        raise ValueError(f"{path} holds epoch {epoch}, where early stopping ended the run "
-                         f"(stopping_step={settings['stopping_step']}): nothing left to train "
-                         "(raise stopping_step to train on)")
+        raise ValueError(
+            f"{path} holds epoch {epoch}, where early stopping ended the run "
+            f"(stopping_step={settings['stopping_step']}): nothing left to train "
+            "(raise stopping_step to train on)"
+        )
 
 
 def resume(trainer, resume_file: str | os.PathLike) -> None:
@@ -624,8 +702,9 @@ def resume(trainer, resume_file: str | os.PathLike) -> None:
     if checkpoint["kind"] == "latest":
         best, latest = best_file(resume_file), resume_file
         if checkpoint["best_epoch"] is not None and not os.path.isfile(best):
-            raise ValueError(f"{resume_file} continues a run whose best-model file {best} "
-                             "is missing")
+            raise ValueError(
+                f"{resume_file} continues a run whose best-model file {best} is missing"
+            )
     else:
         best, latest = resume_file, latest_file(resume_file)
         epoch = checkpoint["epoch"]

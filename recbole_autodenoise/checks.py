@@ -39,8 +39,10 @@ def read_key(config, key: str, check: Callable[[Any], bool], allowed: str) -> An
     """Read one key, failing with the key, the value and what is allowed."""
     value = config[key]
     if value is None and key not in config.final_config_dict:
-        raise ValueError(f"config key '{key}' is missing (expected {allowed}); "
-                         "is properties/overall.yaml loaded?")
+        raise ValueError(
+            f"config key '{key}' is missing (expected {allowed}); "
+            "is properties/overall.yaml loaded?"
+        )
     if not check(value):
         raise ValueError(f"config key '{key}' = {value!r} is invalid: expected {allowed}")
     return value

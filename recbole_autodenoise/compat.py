@@ -73,6 +73,7 @@ def _restore_dok_update() -> None:
     from scipy.sparse import dok_matrix
 
     if not hasattr(dok_matrix, "_update"):
+
         def _update(self, data: dict) -> None:
             self._dict.update(data)
 
@@ -102,15 +103,23 @@ def _let_ddp_wrap_cpu_models() -> None:
 
 
 # the RecBole modules that bound ``ensure_dir`` by name
-_ENSURE_DIR_MODULES = ("recbole.utils.utils", "recbole.utils", "recbole.utils.logger", "recbole.trainer.trainer",
-                       "recbole.data.utils", "recbole.data.dataset.dataset")
+_ENSURE_DIR_MODULES = (
+    "recbole.utils.utils",
+    "recbole.utils",
+    "recbole.utils.logger",
+    "recbole.trainer.trainer",
+    "recbole.data.utils",
+    "recbole.data.dataset.dataset",
+)
 
 
 def _race_free_ensure_dir() -> None:
     import importlib
 
     def ensure_dir(dir_path):
-        if not os.path.exists(dir_path):  # RecBole's check (an existing file passes), then a race-free create
+        if not os.path.exists(
+            dir_path
+        ):  # RecBole's check (an existing file passes), then a race-free create
             os.makedirs(dir_path, exist_ok=True)
 
     for name in _ENSURE_DIR_MODULES:

@@ -76,7 +76,12 @@ def recbole_keys() -> frozenset[str]:
     from recbole.utils import argument_list
 
     keys = _yaml_keys(_recbole_properties() / "overall.yaml")
-    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+    for name in (
+        "general_arguments",
+        "training_arguments",
+        "evaluation_arguments",
+        "dataset_arguments",
+    ):
         keys |= set(getattr(argument_list, name))
     return frozenset(keys)
 
@@ -86,24 +91,53 @@ LAUNCHER_KEYS = frozenset({"local_rank"})
 
 # keys RecBole 1.2.1's models and data transforms read (``config[key]``, ``None`` when unset)
 # without a default in any of its yaml files
-RECBOLE_READ_KEYS = frozenset({
-    "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN", "INVERSE_ITEM_SEQ", "MASK_INDEX", "MASK_ITEM_SEQ",
-    "NEG_ITEMS", "POS_ITEMS", "REORDER_ITEM_SEQ", "cin", "contrast", "encoding", "eta",
-    "feature_num", "has_residual", "norm", "sim", "tail_ratio", "token_num_threshold",
-    "use_filter", "xgb_early_stopping_rounds",
-})
+RECBOLE_READ_KEYS = frozenset(
+    {
+        "CROP_ITEM_SEQ",
+        "CROP_ITEM_SEQ_LEN",
+        "INVERSE_ITEM_SEQ",
+        "MASK_INDEX",
+        "MASK_ITEM_SEQ",
+        "NEG_ITEMS",
+        "POS_ITEMS",
+        "REORDER_ITEM_SEQ",
+        "cin",
+        "contrast",
+        "encoding",
+        "eta",
+        "feature_num",
+        "has_residual",
+        "norm",
+        "sim",
+        "tail_ratio",
+        "token_num_threshold",
+        "use_filter",
+        "xgb_early_stopping_rounds",
+    }
+)
 
 # other libraries' names for a key, for the "did you mean" of an unknown one
 KEY_ALIASES = {
-    "lr": "learning_rate", "batch_size": "train_batch_size", "bs": "train_batch_size",
-    "wd": "weight_decay", "l2": "weight_decay", "epoch": "epochs", "num_epochs": "epochs",
-    "n_epochs": "epochs", "max_epochs": "epochs", "patience": "stopping_step",
-    "scheme": "denoise_scheme", "protocol": "eval_protocol", "emb_size": "embedding_size",
+    "lr": "learning_rate",
+    "batch_size": "train_batch_size",
+    "bs": "train_batch_size",
+    "wd": "weight_decay",
+    "l2": "weight_decay",
+    "epoch": "epochs",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "max_epochs": "epochs",
+    "patience": "stopping_step",
+    "scheme": "denoise_scheme",
+    "protocol": "eval_protocol",
+    "emb_size": "embedding_size",
     "embed_dim": "embedding_size",
 }
 
-CUSTOM_KEY_HINT = ("a key of your own model is declared in a yaml file passed with --config_files "
-                   "(Python: config_files), see docs/guide.md")
+CUSTOM_KEY_HINT = (
+    "a key of your own model is declared in a yaml file passed with --config_files "
+    "(Python: config_files), see docs/guide.md"
+)
 
 
 def known_keys() -> frozenset[str]:
@@ -161,7 +195,9 @@ class _SafeRecBoleLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` (no ``!!python/...`` tags) reading numbers as RecBole's loader does."""
 
 
-_SafeRecBoleLoader.add_implicit_resolver("tag:yaml.org,2002:float", _RECBOLE_FLOAT, list("-+0123456789."))
+_SafeRecBoleLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _RECBOLE_FLOAT, list("-+0123456789.")
+)
 
 
 # --- bounded input: what a config file, a --key=value or a config_dict value may hold -----------
@@ -222,8 +258,11 @@ class _BoundedLoader(_SafeRecBoleLoader):
     def construct_yaml_int(self, node):
         digits = str(node.value).replace("_", "").lstrip("+-")
         if len(digits) > _INT_TEXT:
-            raise self._refuse(node, f"integer {digits[:20]}... ({len(digits)} characters) is "
-                                     "past the limit |x| <= 2**63")
+            raise self._refuse(
+                node,
+                f"integer {digits[:20]}... ({len(digits)} characters) is "
+                "past the limit |x| <= 2**63",
+            )
         return super().construct_yaml_int(node)
 
     def get_single_data(self) -> Any:
@@ -240,8 +279,11 @@ class _BoundedLoader(_SafeRecBoleLoader):
         if isinstance(node, yaml.MappingNode):
             for key_node, _ in node.value:
                 if key_node.tag not in ("tag:yaml.org,2002:str", _MERGE):
-                    raise self._refuse(key_node, f"key {key_node.value!r} is not a name: config "
-                                                 "keys are text (quote it if you mean the text)")
+                    raise self._refuse(
+                        key_node,
+                        f"key {key_node.value!r} is not a name: config "
+                        "keys are text (quote it if you mean the text)",
+                    )
         return self.construct_document(node)
 
 
@@ -347,9 +389,11 @@ def check_name(kind: str, name: Any) -> None:
         raise ValueError(f"{kind} name {name!r} holds a control character")
     longest = max(len(part.encode("utf-8")) for part in name.split("/"))
     if longest > NAME_MAX - 40:  # the log file's name adds the other name, a time and a hash
-        raise ValueError(f"{kind} name {name[:40]!r}... is {longest} bytes long: a file name holds "
-                         f"at most {NAME_MAX} bytes, and the log file's holds the model, the data "
-                         "set, a time and a hash")
+        raise ValueError(
+            f"{kind} name {name[:40]!r}... is {longest} bytes long: a file name holds "
+            f"at most {NAME_MAX} bytes, and the log file's holds the model, the data "
+            "set, a time and a hash"
+        )
 
 
 def _too_long(where: str, length: int) -> str:
@@ -377,8 +421,9 @@ def check_value_bounds(value: Any, where: str) -> None:
             return
         if isinstance(item, int):
             if abs(item) > MAX_INT:
-                raise ValueError(f"{where} = {_preview(item)} is past the integer limit "
-                                 "|x| <= 2**63")
+                raise ValueError(
+                    f"{where} = {_preview(item)} is past the integer limit |x| <= 2**63"
+                )
             return
         if isinstance(item, str):
             if len(item) > MAX_CONFIG_BYTES:
@@ -388,10 +433,11 @@ def check_value_bounds(value: Any, where: str) -> None:
         if isinstance(item, (dict, list, tuple)):
             if depth + 1 > MAX_NESTING:
                 raise ValueError(f"{where}: nested deeper than {MAX_NESTING} levels")
-            for child in (item if not isinstance(item, dict) else [*item.keys(), *item.values()]):
+            for child in item if not isinstance(item, dict) else [*item.keys(), *item.values()]:
                 walk(child, depth + 1)
 
     walk(value, 1)  # the config's own mapping is the first level, as in a file
+
 
 # what RecBole's own conversion keeps from an evaluated string; anything else stays text
 _LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)
@@ -421,7 +467,9 @@ class SafeConfig(Config):
     """
 
     def __init__(self, *args, user_keys: Iterable[str] = (), **kwargs) -> None:
-        self._user_keys = frozenset(user_keys)  # keys the user set (files, overrides): never replaced
+        self._user_keys = frozenset(
+            user_keys
+        )  # keys the user set (files, overrides): never replaced
         super().__init__(*args, **kwargs)
 
     def _build_yaml_loader(self):
@@ -452,7 +500,10 @@ class SafeConfig(Config):
         self.final_config_dict["data_path"] = folder
 
     def _convert_config_dict(self, config_dict):
-        return {key: parse_literal(value) if isinstance(value, str) else value for key, value in config_dict.items()}
+        return {
+            key: parse_literal(value) if isinstance(value, str) else value
+            for key, value in config_dict.items()
+        }
 
     def _load_cmd_line(self):
         return {}
@@ -470,7 +521,9 @@ class SafeConfig(Config):
             distributed.join_process_group(self)
 
 
-def negatives_follow_loss_type(final: dict[str, Any], model_class: type, user_keys: Iterable[str]) -> None:
+def negatives_follow_loss_type(
+    final: dict[str, Any], model_class: type, user_keys: Iterable[str]
+) -> None:
     """Training negatives as the model's ``loss_type`` needs them, unless the user set
     ``train_neg_sample_args``: a sequential model whose input type comes from ``loss_type`` (RecBole's
     rule) gets none with ``CE`` (RecBole refuses negatives there) and RecBole's default (one uniform
@@ -479,7 +532,10 @@ def negatives_follow_loss_type(final: dict[str, Any], model_class: type, user_ke
 
     if "train_neg_sample_args" in user_keys or hasattr(model_class, "input_type"):
         return
-    if getattr(model_class, "type", None) == ModelType.SEQUENTIAL and final.get("loss_type") == "CE":
+    if (
+        getattr(model_class, "type", None) == ModelType.SEQUENTIAL
+        and final.get("loss_type") == "CE"
+    ):
         final["train_neg_sample_args"] = None
 
 
@@ -505,8 +561,9 @@ def nearest_key(key: str, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def check_keys(file_values: Sequence[tuple[str, dict[str, Any]]],
-               overrides: dict[str, Any]) -> None:
+def check_keys(
+    file_values: Sequence[tuple[str, dict[str, Any]]], overrides: dict[str, Any]
+) -> None:
     """Every key the user set belongs to a component. A key one typo from a known one is refused
     wherever it is set; a key of the user's own model is accepted where a user config file
     declares it (``--key=value`` and ``config_dict`` may then override it); any other key of the
@@ -514,12 +571,15 @@ def check_keys(file_values: Sequence[tuple[str, dict[str, Any]]],
     file's. A key of ``experimental.yaml`` before that package is imported says how to import it."""
     known = known_keys()
     unloaded = experimental_keys() - known
-    for where, values in [*((f"config file {file}: ", values) for file, values in file_values),
-                          ("", overrides)]:
+    for where, values in [
+        *((f"config file {file}: ", values) for file, values in file_values),
+        ("", overrides),
+    ]:
         for key in values:
             if key in unloaded:
-                raise ValueError(f"{where}config key {key!r} is experimental: "
-                                 f"{EXPERIMENTAL_OPT_IN}")
+                raise ValueError(
+                    f"{where}config key {key!r} is experimental: {EXPERIMENTAL_OPT_IN}"
+                )
     declared: set[str] = set()
     for file, values in file_values:
         check_key_spelling(values, known)
@@ -532,23 +592,29 @@ def check_keys(file_values: Sequence[tuple[str, dict[str, Any]]],
             continue
         meant = nearest_key(key, known)
         if meant:
-            raise ValueError(f"unknown config key '{key}'; did you mean '{meant}'? "
-                             f"({CUSTOM_KEY_HINT})")
-        raise ValueError(f"unknown config key '{key}': no RecBole, model, data set or plugin key "
-                         f"has this name; {CUSTOM_KEY_HINT}")
+            raise ValueError(
+                f"unknown config key '{key}'; did you mean '{meant}'? ({CUSTOM_KEY_HINT})"
+            )
+        raise ValueError(
+            f"unknown config key '{key}': no RecBole, model, data set or plugin key "
+            f"has this name; {CUSTOM_KEY_HINT}"
+        )
 
 
 def launcher_key_message() -> str:
-    return ("config key 'local_rank' is set by the multi-process launcher for each of its ranks, "
-            "not by a user; set nproc (and world_size, offset) to train with several processes")
+    return (
+        "config key 'local_rank' is set by the multi-process launcher for each of its ranks, "
+        "not by a user; set nproc (and world_size, offset) to train with several processes"
+    )
 
 
 def read_overrides(config_dict: dict[str, Any] | None) -> dict[str, Any]:
     """``config_dict`` as ``SafeConfig`` reads it (strings by :func:`parse_literal`), within the
     bounds: keys are names, values within nesting, size and integer limits."""
     if config_dict is not None and not isinstance(config_dict, dict):
-        raise ValueError("config_dict must be a mapping of key: value, got "
-                         f"{type(config_dict).__name__}")
+        raise ValueError(
+            f"config_dict must be a mapping of key: value, got {type(config_dict).__name__}"
+        )
     overrides = {}
     for key, value in (config_dict or {}).items():
         check_key_name(key)
@@ -576,15 +642,20 @@ def check_metric_keys(values: dict[str, Any]) -> None:
             raise ValueError(f"{invalid}: expected a list of metric names from {known}")
         unknown = [name for name in names if name.lower() not in register.metric_types]
         if unknown:
-            raise ValueError(f"{invalid}: unknown metric {unknown[0]!r}; expected names from "
-                             f"{known} (any case)")
+            raise ValueError(
+                f"{invalid}: unknown metric {unknown[0]!r}; expected names from {known} (any case)"
+            )
         if len({register.metric_types[name.lower()] for name in names}) > 1:
-            raise ValueError(f"{invalid}: ranking metrics and value metrics (RecBole's) cannot be "
-                             "evaluated together")
+            raise ValueError(
+                f"{invalid}: ranking metrics and value metrics (RecBole's) cannot be "
+                "evaluated together"
+            )
     metric = values.get("valid_metric", "")
     if not isinstance(metric, str):
-        raise ValueError(f"config key 'valid_metric' = {metric!r} is invalid: expected a metric "
-                         "name, e.g. NDCG@20")
+        raise ValueError(
+            f"config key 'valid_metric' = {metric!r} is invalid: expected a metric "
+            "name, e.g. NDCG@20"
+        )
 
 
 def make_config(
@@ -624,7 +695,9 @@ def make_config(
             user_keys=set(user_values),
         )
     except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
-        raise ValueError(f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}") from None
+        raise ValueError(
+            f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}"
+        ) from None
     check_values(config)
     check_plugin_values(config)
     check_output_paths(config)
@@ -632,8 +705,9 @@ def make_config(
     return config
 
 
-def opt_in_experimental(file_values: Sequence[tuple[str, dict[str, Any]]],
-                        overrides: dict[str, Any]) -> None:
+def opt_in_experimental(
+    file_values: Sequence[tuple[str, dict[str, Any]]], overrides: dict[str, Any]
+) -> None:
     """``experimental: true`` (the last setting of the user's files and overrides) imports
     ``recbole_autodenoise.experimental`` before the keys are checked, so that its keys and names
     are known."""
@@ -643,8 +717,9 @@ def opt_in_experimental(file_values: Sequence[tuple[str, dict[str, Any]]],
     values.update(overrides)
     value = values.get(EXPERIMENTAL_KEY, False)
     if not isinstance(value, bool):
-        raise ValueError(f"config key {EXPERIMENTAL_KEY!r} = {value!r} is invalid: expected true "
-                         "or false")
+        raise ValueError(
+            f"config key {EXPERIMENTAL_KEY!r} = {value!r} is invalid: expected true or false"
+        )
     if value:
         import recbole_autodenoise.experimental  # noqa: F401  (registers what it holds)
 
@@ -662,15 +737,19 @@ VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stopping_step": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
     "embedding_size": (positive_int, "an integer >= 1"),
     "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-    "state": (lambda v: v is None or (isinstance(v, str) and v.lower() in LOG_LEVELS),
-              f"a log level, one of {list(LOG_LEVELS)} (any case)"),
+    "state": (
+        lambda v: v is None or (isinstance(v, str) and v.lower() in LOG_LEVELS),
+        f"a log level, one of {list(LOG_LEVELS)} (any case)",
+    ),
 }
 
 
 def check_topk(value: Any) -> None:
     values = value if isinstance(value, list) else [value]
     if not values or not all(positive_int(k) for k in values):
-        raise ValueError(f"config key 'topk' = {value!r} is invalid: expected an integer >= 1 or a list of them")
+        raise ValueError(
+            f"config key 'topk' = {value!r} is invalid: expected an integer >= 1 or a list of them"
+        )
 
 
 def check_values(config) -> None:
@@ -688,8 +767,9 @@ def check_values(config) -> None:
             )
     metrics = list(config["metrics"])
     if str(metric).split("@")[0].lower() not in [name.lower() for name in metrics]:
-        raise ValueError(f"config key 'valid_metric' = {metric!r} is not among the evaluated "
-                         f"metrics {metrics}")
+        raise ValueError(
+            f"config key 'valid_metric' = {metric!r} is not among the evaluated metrics {metrics}"
+        )
 
 
 def check_plugin_values(config) -> None:
@@ -704,15 +784,20 @@ def check_plugin_values(config) -> None:
     from recbole_autodenoise.schemes import SCHEMES
 
     for key, registry in (("denoise_scheme", SCHEMES), ("controller_credit", CREDITS)):
-        name = read_key(config, key, lambda v: isinstance(v, str),
-                        f"a name, one of {registry.names()}")
+        name = read_key(
+            config, key, lambda v: isinstance(v, str), f"a name, one of {registry.names()}"
+        )
         registry.get(name)  # an unknown name fails listing the registered ones
     for key, registry in (("controller_state", STATES), ("controller_prior", PRIORS)):
         name = config[key]  # an experimental name is refused whichever scheme runs
         if isinstance(name, str) and name in registry.experimental and name not in registry:
             raise ValueError(registry.unknown(name))
-    read_key(config, "eval_protocol", lambda v: isinstance(v, str) and v in EVAL_PROTOCOLS,
-             f"one of {list(EVAL_PROTOCOLS)}")
+    read_key(
+        config,
+        "eval_protocol",
+        lambda v: isinstance(v, str) and v in EVAL_PROTOCOLS,
+        f"one of {list(EVAL_PROTOCOLS)}",
+    )
     SCHEMES.get(config["denoise_scheme"])(config, torch.device("cpu"))
 
 
@@ -722,11 +807,14 @@ def check_output_paths(config) -> None:
     results = config["results_file"]
     if results is not None:
         if not isinstance(results, (str, os.PathLike)) or not os.fspath(results):
-            raise ValueError(f"config key 'results_file' = {results!r} is invalid: expected a "
-                             "file path")
+            raise ValueError(
+                f"config key 'results_file' = {results!r} is invalid: expected a file path"
+            )
         if os.fspath(results).endswith(("/", os.sep)):
-            raise ValueError(f"config key 'results_file' = {os.fspath(results)!r} is invalid: it "
-                             "ends in '/'; expected a file path, e.g. out/results.json")
+            raise ValueError(
+                f"config key 'results_file' = {os.fspath(results)!r} is invalid: it "
+                "ends in '/'; expected a file path, e.g. out/results.json"
+            )
         _check_no_climb("results_file", os.fspath(results))
     folder = config["checkpoint_dir"]
     if isinstance(folder, (str, os.PathLike)):
@@ -754,7 +842,11 @@ def warn_ignored_keys(scheme: Any, user_keys: set[str]) -> None:
         return  # check_plugin_values reports an unknown scheme, listing the available ones
     ignored = ignored_keys(scheme, user_keys)
     if ignored:
-        warnings.warn(f"config keys {ignored} are ignored by denoise_scheme {scheme!r}", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"config keys {ignored} are ignored by denoise_scheme {scheme!r}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def parse_cli_value(text: str, key: str = "value") -> Any:

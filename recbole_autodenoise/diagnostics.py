@@ -70,8 +70,16 @@ class Diagnosis:
 
     def setup(self, clean_dataset: Any, batch_size: int, train_dataset: Any | None = None) -> None:
         if self.clean is None:
-            self.clean = next(CleanBatches(clean_dataset, self.model, batch_size, self.seed, self.device,
-                                           exclude=train_dataset))
+            self.clean = next(
+                CleanBatches(
+                    clean_dataset,
+                    self.model,
+                    batch_size,
+                    self.seed,
+                    self.device,
+                    exclude=train_dataset,
+                )
+            )
 
     def observe_training_batch(self, interaction: Interaction) -> None:
         if self.rows is None:
@@ -84,7 +92,9 @@ class Diagnosis:
         self.model.eval()
         try:
             with torch.enable_grad():
-                alignment = per_sample_alignment(self.model, self.sample_loss, self.rows, self.clean)
+                alignment = per_sample_alignment(
+                    self.model, self.sample_loss, self.rows, self.clean
+                )
             with torch.no_grad():
                 losses = self.sample_loss(self.rows).losses
         finally:
@@ -95,14 +105,18 @@ class Diagnosis:
             count = int(chosen.sum())
             if count:
                 out[f"diag_{name}_alignment"] = float(alignment[chosen].double().mean())
-                out[f"diag_{name}_helpful_fraction"] = float((alignment[chosen] > 0).double().mean())
+                out[f"diag_{name}_helpful_fraction"] = float(
+                    (alignment[chosen] > 0).double().mean()
+                )
                 out[f"diag_{name}_loss"] = float(losses[chosen].double().mean())
                 out[f"diag_{name}_samples"] = count
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": None if self.rows is None else _plain_interaction(self.rows),
-                "clean": None if self.clean is None else _plain_interaction(self.clean)}
+        return {
+            "rows": None if self.rows is None else _plain_interaction(self.rows),
+            "clean": None if self.clean is None else _plain_interaction(self.clean),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("rows") is not None:

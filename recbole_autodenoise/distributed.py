@@ -84,19 +84,36 @@ def process_counts(config) -> tuple[int, int]:
     """(nproc, world_size) as RecBole's ``run`` reads them: ``world_size: -1`` means ``nproc``."""
     from recbole_autodenoise.checks import read_key
 
-    nproc = read_key(config, "nproc", lambda v: _int(v) and v >= 1, "an integer >= 1 (processes on this machine)")
-    world_size = read_key(config, "world_size", lambda v: _int(v) and (v == -1 or v >= 1),
-                          "-1 (= nproc) or an integer >= 1 (processes on all machines)")
-    offset = read_key(config, "offset", lambda v: _int(v) and v >= 0, "an integer >= 0 (this machine's first rank)")
+    nproc = read_key(
+        config, "nproc", lambda v: _int(v) and v >= 1, "an integer >= 1 (processes on this machine)"
+    )
+    world_size = read_key(
+        config,
+        "world_size",
+        lambda v: _int(v) and (v == -1 or v >= 1),
+        "-1 (= nproc) or an integer >= 1 (processes on all machines)",
+    )
+    offset = read_key(
+        config,
+        "offset",
+        lambda v: _int(v) and v >= 0,
+        "an integer >= 0 (this machine's first rank)",
+    )
     world_size = nproc if world_size == -1 else world_size
     if offset + nproc > world_size:
         raise ValueError(
             f"config keys 'offset' = {offset} and 'nproc' = {nproc} ask for ranks up to {offset + nproc - 1}, "
             f"but 'world_size' = {world_size}: expected offset + nproc <= world_size"
         )
-    read_key(config, "ip", lambda v: isinstance(v, str) and v != "", "the address of the rank-0 machine")
-    read_key(config, "port", lambda v: (_int(v) and 0 < v < 65536) or (isinstance(v, str) and v.isdigit()),
-             "a TCP port number")
+    read_key(
+        config, "ip", lambda v: isinstance(v, str) and v != "", "the address of the rank-0 machine"
+    )
+    read_key(
+        config,
+        "port",
+        lambda v: (_int(v) and 0 < v < 65536) or (isinstance(v, str) and v.isdigit()),
+        "a TCP port number",
+    )
     return nproc, world_size
 
 
@@ -125,8 +142,12 @@ def backend(config) -> str:
 def timeout(config) -> datetime.timedelta:
     from recbole_autodenoise.checks import read_key
 
-    seconds = read_key(config, "ddp_timeout", lambda v: _int(v) and v >= 1,
-                       "an integer >= 1 (seconds a rank waits for the others)")
+    seconds = read_key(
+        config,
+        "ddp_timeout",
+        lambda v: _int(v) and v >= 1,
+        "an integer >= 1 (seconds a rank waits for the others)",
+    )
     return datetime.timedelta(seconds=seconds)
 
 
@@ -139,9 +160,16 @@ def join_process_group(config) -> None:
     local_rank = int(final["local_rank"])
     final["world_size"] = world_size
     if name == "nccl" and len(str(final["gpu_id"]).split(",")) < int(final["nproc"]):
-        raise ValueError(f"config key 'gpu_id' = {final['gpu_id']!r} lists fewer GPUs than nproc = {final['nproc']}")
-    dist.init_process_group(backend=name, rank=local_rank + int(final["offset"]), world_size=world_size,
-                            init_method=f"tcp://{final['ip']}:{final['port']}", timeout=wait)
+        raise ValueError(
+            f"config key 'gpu_id' = {final['gpu_id']!r} lists fewer GPUs than nproc = {final['nproc']}"
+        )
+    dist.init_process_group(
+        backend=name,
+        rank=local_rank + int(final["offset"]),
+        world_size=world_size,
+        init_method=f"tcp://{final['ip']}:{final['port']}",
+        timeout=wait,
+    )
     if name == "nccl":
         final["device"] = torch.device("cuda", local_rank)
         torch.cuda.set_device(local_rank)
@@ -181,18 +209,24 @@ def launch(fn: Callable, nproc: int, args: tuple) -> Any:
     result = None
     received: list[int] = []
     with _stop_signals_recorded(received):
-        context = mp.spawn(_rank_main, args=(fn, os.getpid(), *args, queue), nprocs=nproc,
-                           join=False)
+        context = mp.spawn(
+            _rank_main, args=(fn, os.getpid(), *args, queue), nprocs=nproc, join=False
+        )
         try:
             while not received and not context.join(timeout=0.5):
                 if result is None and not queue.empty():
                     result = queue.get()
         except mp.ProcessExitedException as error:
             if not received:
-                how = (f"signal {error.signal_name}" if error.signal_name
-                       else f"exit code {error.exit_code}")
-                raise RankFailed(f"rank {error.error_index} of {nproc} died ({how}); "
-                                 "the other ranks were stopped") from None
+                how = (
+                    f"signal {error.signal_name}"
+                    if error.signal_name
+                    else f"exit code {error.exit_code}"
+                )
+                raise RankFailed(
+                    f"rank {error.error_index} of {nproc} died ({how}); "
+                    "the other ranks were stopped"
+                ) from None
         except mp.ProcessRaisedException as error:
             if not received:
                 text = str(error).strip()
@@ -255,8 +289,9 @@ def _rank_main(local_rank: int, fn: Callable, launcher: int, *args: Any) -> None
     _set_parent_death_signal(signal.SIGTERM)
     if os.getppid() != launcher:  # the launcher ended before the death signal was set
         raise SystemExit(128 + signal.SIGTERM)
-    threading.Thread(target=_watch_launcher, args=(launcher,), name="launcher-watch",
-                     daemon=True).start()
+    threading.Thread(
+        target=_watch_launcher, args=(launcher,), name="launcher-watch", daemon=True
+    ).start()
     try:
         fn(local_rank, *args)
     except KeyboardInterrupt:
@@ -321,10 +356,12 @@ def shard_training(config, train_data):
     from recbole.data.dataloader import TrainDataLoader
 
     if not isinstance(train_data, TrainDataLoader):
-        raise ValueError(f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}")
-    return type(train_data)(config, train_data._dataset, train_data._sampler,
-                            shuffle=train_data.shuffle)
-
+        raise ValueError(
+            f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}"
+        )
+    return type(train_data)(
+        config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle
+    )
 
 
 def check_whole_set(eval_data, config) -> None:
@@ -332,9 +369,12 @@ def check_whole_set(eval_data, config) -> None:
     takes one rank's result as the whole one)."""
     sharded = isinstance(getattr(eval_data, "sampler", None), DistributedSampler)
     if is_distributed(config) and sharded:
-        raise ValueError("under multi-process training every rank evaluates the whole set: build "
-                         "the loaders with recbole_autodenoise.prepare_data or data_preparation "
-                         "(their evaluation loaders are not sharded)")
+        raise ValueError(
+            "under multi-process training every rank evaluates the whole set: build "
+            "the loaders with recbole_autodenoise.prepare_data or data_preparation "
+            "(their evaluation loaders are not sharded)"
+        )
+
 
 # --- collectives ------------------------------------------------------------------------------
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -398,10 +438,13 @@ def check_supported(config, scheme, diagnostics: bool) -> None:
         )
     reason = getattr(getattr(scheme, "credit", None), "single_process_reason", None)
     if reason:
-        raise ValueError(f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only ({reason}); "
-                         "run with nproc: 1")
+        raise ValueError(
+            f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only ({reason}); "
+            "run with nproc: 1"
+        )
     reason = getattr(getattr(scheme, "features", None), "single_process_reason", None)
     if reason:
-        raise ValueError(f"config key 'controller_state' = {scheme.state_kind!r} is single-process "
-                         f"only: {reason}; use 'paper' or nproc: 1")
-
+        raise ValueError(
+            f"config key 'controller_state' = {scheme.state_kind!r} is single-process "
+            f"only: {reason}; use 'paper' or nproc: 1"
+        )

@@ -37,8 +37,14 @@ class NoFreeItem(ValueError):
         self.users = users
 
 
-def redraw_avoiding(users: torch.Tensor, draw, known: torch.Tensor | None, num_items: int,
-                    own: torch.Tensor | None = None, max_redraws: int = 1000) -> torch.Tensor:
+def redraw_avoiding(
+    users: torch.Tensor,
+    draw,
+    known: torch.Tensor | None,
+    num_items: int,
+    own: torch.Tensor | None = None,
+    max_redraws: int = 1000,
+) -> torch.Tensor:
     """``draw(n)`` (n item ids, on ``users``' device) per row, redrawn, round by round, for the
     rows whose item is the row's ``own`` item or whose ``user * num_items + item`` is in ``known``
     (sorted keys; None or empty: nothing known). Raises ``NoFreeItem`` after ``max_redraws``
@@ -65,9 +71,11 @@ def guide_dataset(data: Any, valid_data: Any, rows: str = "clean") -> Any:
     the validation period's rated rows, high and low (``data.explicit_rows``)."""
     if rows == "explicit":
         if data is None:
-            raise ValueError("controller_credit 'explicit' needs the validation period's low-rated "
-                             "rows: build the data with recbole_autodenoise.create_dataset and "
-                             "prepare_data (or data_preparation)")
+            raise ValueError(
+                "controller_credit 'explicit' needs the validation period's low-rated "
+                "rows: build the data with recbole_autodenoise.create_dataset and "
+                "prepare_data (or data_preparation)"
+            )
         return data.explicit_rows
     if data is not None:
         return data.guide_rows
@@ -86,7 +94,8 @@ def double_backward_safe(model: nn.Module) -> Iterator[None]:
     The kernel is chosen in the forward pass, so the training forward whose graph is
     differentiated twice must run inside this context too (the trainer does that)."""
     uses_cudnn_rnn = torch.backends.cudnn.enabled and any(
-        isinstance(module, nn.RNNBase) and any(p.is_cuda for p in module.parameters()) for module in model.modules()
+        isinstance(module, nn.RNNBase) and any(p.is_cuda for p in module.parameters())
+        for module in model.modules()
     )
     if not uses_cudnn_rnn:
         yield
@@ -141,22 +150,34 @@ class CleanBatches:
     MAX_REDRAWS = 1000  # rounds of redrawing the negatives that hit a user's own items
 
     def __init__(
-        self, dataset: Any, model: nn.Module, batch_size: int, seed: int, device: torch.device | str,
+        self,
+        dataset: Any,
+        model: nn.Module,
+        batch_size: int,
+        seed: int,
+        device: torch.device | str,
         exclude: Any | None = None,
     ) -> None:
         check_clean_batches_fit(model)
         self.device = torch.device(device)
         # the clean rows stay on the model's device: a batch is one gather there, no host copy
-        self.rows = {field: values.to(self.device) for field, values in dataset.inter_feat.interaction.items()}
+        self.rows = {
+            field: values.to(self.device)
+            for field, values in dataset.inter_feat.interaction.items()
+        }
         self.num_rows = len(dataset.inter_feat)
         if self.num_rows == 0:
             raise ValueError("the clean guide set is empty")
         self.batch_size = min(int(batch_size), self.num_rows)
         self.num_items = int(dataset.item_num)
         needs_negatives = any(isinstance(module, BPRLoss) for module in model.children())
-        self.neg_field: str | None = getattr(model, "NEG_ITEM_ID", None) if needs_negatives else None
+        self.neg_field: str | None = (
+            getattr(model, "NEG_ITEM_ID", None) if needs_negatives else None
+        )
         if needs_negatives and self.neg_field is None:
-            raise ValueError(f"model {type(model).__name__} has a BPR loss but no NEG_ITEM_ID field name")
+            raise ValueError(
+                f"model {type(model).__name__} has a BPR loss but no NEG_ITEM_ID field name"
+            )
         self.user_field: str = getattr(model, "USER_ID", "user_id")
         self.item_field: str = getattr(model, "ITEM_ID", "item_id")
         # the (user, item) pairs a negative must avoid, as sorted keys user * num_items + item
@@ -190,7 +211,9 @@ class CleanBatches:
     def _negatives(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Uniform ids in 1 .. num_items - 1, redrawn where they hit the row's item or (with
         ``exclude``) one of the user's training items."""
-        return self._avoiding(users, items, lambda n: torch.randint(1, self.num_items, (n,), generator=self.generator))
+        return self._avoiding(
+            users, items, lambda n: torch.randint(1, self.num_items, (n,), generator=self.generator)
+        )
 
     def unobserved(self, batch: Interaction, copies: int) -> Interaction:
         """``copies`` copies of ``batch`` (rows repeated in order) whose item is replaced by one the
@@ -199,10 +222,17 @@ class CleanBatches:
         row's own item or one of the user's training items. Everything else, the sequential
         history and a BPR negative included, is the source row's. Draws from this stream's generator."""
         if self.train_items is None:
-            raise ValueError("unobserved items need the training dataset: build CleanBatches with exclude=")
-        rows = {field: values.repeat(copies, *([1] * (values.dim() - 1))) for field, values in batch.interaction.items()}
+            raise ValueError(
+                "unobserved items need the training dataset: build CleanBatches with exclude="
+            )
+        rows = {
+            field: values.repeat(copies, *([1] * (values.dim() - 1)))
+            for field, values in batch.interaction.items()
+        }
         users, items = rows[self.user_field], rows[self.item_field]
-        draw = lambda n: self.train_items[torch.randint(len(self.train_items), (n,), generator=self.generator)]  # noqa: E731
+        draw = lambda n: self.train_items[
+            torch.randint(len(self.train_items), (n,), generator=self.generator)
+        ]  # noqa: E731
         rows[self.item_field] = self._avoiding(users, items, draw).to(items.dtype)
         return Interaction(rows)
 
@@ -210,8 +240,14 @@ class CleanBatches:
         """``draw(n)`` (n item ids, on the CPU) per row, redrawn where it hits the row's item or
         (with ``exclude``) one of the user's training items."""
         try:
-            return redraw_avoiding(users, lambda n: draw(n).to(self.device), self.known, self.num_items,
-                                   own=items, max_redraws=self.MAX_REDRAWS)
+            return redraw_avoiding(
+                users,
+                lambda n: draw(n).to(self.device),
+                self.known,
+                self.num_items,
+                own=items,
+                max_redraws=self.MAX_REDRAWS,
+            )
         except NoFreeItem as stuck:
             raise ValueError(
                 f"could not draw a negative item for user(s) {stuck.users} in "
@@ -247,11 +283,15 @@ def per_sample_alignment(
     """
     params = [param for _, param in trainable_parameters(model)]
     with double_backward_safe(model):
-        clean_grads = torch.autograd.grad(clean_loss(model, clean_interaction), params, allow_unused=True)
+        clean_grads = torch.autograd.grad(
+            clean_loss(model, clean_interaction), params, allow_unused=True
+        )
         if train_losses is None:
             train_losses = sample_loss_fn(train_interaction).losses
         eps = torch.zeros_like(train_losses, requires_grad=True)
-        grads = torch.autograd.grad((eps * train_losses).sum(), params, create_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            (eps * train_losses).sum(), params, create_graph=True, allow_unused=True
+        )
         dot = sum(
             (grad * clean.detach()).sum()
             for grad, clean in zip(grads, clean_grads)
@@ -299,6 +339,10 @@ class Guidance:
         """a_i for every sample of the batch, shape [B], detached."""
         if self._alignment is None:
             self._alignment = per_sample_alignment(
-                self.model, self.sample_loss, self.interaction, self.clean_batch(), train_losses=self.train_losses
+                self.model,
+                self.sample_loss,
+                self.interaction,
+                self.clean_batch(),
+                train_losses=self.train_losses,
             )
         return self._alignment

@@ -52,8 +52,11 @@ class Headroom:
         differences = [self.values[scheme][s] - self.values["default"][s] for s in seeds]
         if all(d == differences[0] for d in differences):  # t undefined with zero spread
             return None
-        return float(stats.ttest_rel([self.values[scheme][s] for s in seeds],
-                                     [self.values["default"][s] for s in seeds]).pvalue)
+        return float(
+            stats.ttest_rel(
+                [self.values[scheme][s] for s in seeds], [self.values["default"][s] for s in seeds]
+            ).pvalue
+        )
 
     def summary(self, scheme: str) -> dict[str, Any]:
         changes = self.relative(scheme)
@@ -68,38 +71,63 @@ class Headroom:
         oracle = self.summary("oracle")
         if oracle["mean_relative_change"] is None:
             return "no seed finished both default and oracle: no headroom measured"
-        spread = "" if oracle["std_relative_change"] is None else f" ± {100 * oracle['std_relative_change']:.1f} %"
+        spread = (
+            ""
+            if oracle["std_relative_change"] is None
+            else f" ± {100 * oracle['std_relative_change']:.1f} %"
+        )
         p = oracle["paired_p"]
         verdict = "" if p is None else f" (paired p = {p:.3g}, {oracle['seeds']} seeds)"
-        return (f"removing low-rated training interactions changes clean-test {self.metric} by "
-                f"{100 * oracle['mean_relative_change']:+.1f} %{spread} for {self.model} on {self.dataset}"
-                f"{verdict}, under eval_protocol {self.protocol}")
+        return (
+            f"removing low-rated training interactions changes clean-test {self.metric} by "
+            f"{100 * oracle['mean_relative_change']:+.1f} %{spread} for {self.model} on {self.dataset}"
+            f"{verdict}, under eval_protocol {self.protocol}"
+        )
 
     def table(self) -> str:
         seeds = sorted(self.values["default"])
-        lines = [f"clean test {self.metric} ({self.protocol} protocol), fractions", "scheme        "
-                 + "".join(f"{'seed ' + str(s):>14}" for s in seeds) + f"{'vs default':>14}{'p':>8}"]
+        lines = [
+            f"clean test {self.metric} ({self.protocol} protocol), fractions",
+            "scheme        "
+            + "".join(f"{'seed ' + str(s):>14}" for s in seeds)
+            + f"{'vs default':>14}{'p':>8}",
+        ]
         for scheme, per_seed in self.values.items():
-            cells = "".join(f"{per_seed[s]:>14.6f}" if s in per_seed else f"{'-':>14}" for s in seeds)
+            cells = "".join(
+                f"{per_seed[s]:>14.6f}" if s in per_seed else f"{'-':>14}" for s in seeds
+            )
             extra = ""
             if scheme != "default":
                 info = self.summary(scheme)
                 change = info["mean_relative_change"]
-                extra = (f"{'-':>14}" if change is None else f"{100 * change:>+13.1f}%")
+                extra = f"{'-':>14}" if change is None else f"{100 * change:>+13.1f}%"
                 extra += f"{'-':>8}" if info["paired_p"] is None else f"{info['paired_p']:>8.3f}"
             lines.append(f"{scheme:<14}{cells}{extra}")
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "dataset": self.dataset, "metric": self.metric, "protocol": self.protocol,
-                "values": {k: {str(s): v for s, v in per.items()} for k, per in self.values.items()},
-                "summary": {k: self.summary(k) for k in self.values if k != "default"},
-                "sentence": self.sentence()}
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "metric": self.metric,
+            "protocol": self.protocol,
+            "values": {k: {str(s): v for s, v in per.items()} for k, per in self.values.items()},
+            "summary": {k: self.summary(k) for k in self.values if k != "default"},
+            "sentence": self.sentence(),
+        }
 
 
-def measure(model: str, dataset: str, seeds: Sequence[int], schemes: Sequence[str], metric: str,
-            config_files: Sequence[str] | None, overrides: dict[str, Any], runner: Runner | None = None,
-            log: Callable[[str], None] = print) -> Headroom:
+def measure(
+    model: str,
+    dataset: str,
+    seeds: Sequence[int],
+    schemes: Sequence[str],
+    metric: str,
+    config_files: Sequence[str] | None,
+    overrides: dict[str, Any],
+    runner: Runner | None = None,
+    log: Callable[[str], None] = print,
+) -> Headroom:
     """Train every (seed, scheme) pair and collect the clean-test ``metric``."""
     if runner is None:
         from recbole_autodenoise.quick_start import run as runner
@@ -113,7 +141,9 @@ def measure(model: str, dataset: str, seeds: Sequence[int], schemes: Sequence[st
             results = runner(model, dataset, config_files=config_files, config_dict=config)
             test = results["test"]
             if metric not in test:
-                raise ValueError(f"--metric {metric!r} is not among the test metrics {sorted(test)}")
+                raise ValueError(
+                    f"--metric {metric!r} is not among the test metrics {sorted(test)}"
+                )
             values[scheme][seed] = float(test[metric])
             protocol = results.get("eval_protocol", protocol)
             log(f"seed {seed} {scheme}: {metric} = {values[scheme][seed]:.6f}")
@@ -139,26 +169,44 @@ def check_metric(metric: str, config) -> None:
     """A ValueError unless ``metric`` is among the clean-test results of a run with ``config``."""
     keys = metric_keys(config)
     if metric not in keys:
-        raise ValueError(f"--metric {metric!r} is not a test metric of these runs: choose from "
-                         f"{keys} (set by the config keys 'metrics' and 'topk')")
+        raise ValueError(
+            f"--metric {metric!r} is not a test metric of these runs: choose from "
+            f"{keys} (set by the config keys 'metrics' and 'topk')"
+        )
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, argparse.Namespace, dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="--model, --dataset, --config_files and --key=value as for run_recbole_denoise.py")
-    parser.add_argument("--seeds", type=arguments.count(arguments.MAX_SEEDS), default=3,
-                        help="seeds per scheme (default 3): 2020, 2021, ...")
+def parse_args(
+    argv: Sequence[str] | None,
+) -> tuple[argparse.Namespace, argparse.Namespace, dict[str, Any]]:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="--model, --dataset, --config_files and --key=value as for run_recbole_denoise.py",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=arguments.count(arguments.MAX_SEEDS),
+        default=3,
+        help="seeds per scheme (default 3): 2020, 2021, ...",
+    )
     parser.add_argument("--seed-base", type=arguments.seed, default=2020)
-    parser.add_argument("--metric", default="ndcg@20",
-                        help="clean-test metric: name@k of the runs' metrics and topk "
-                             "(default ndcg@20)")
+    parser.add_argument(
+        "--metric",
+        default="ndcg@20",
+        help="clean-test metric: name@k of the runs' metrics and topk (default ndcg@20)",
+    )
     parser.add_argument("--no-adt-rl", action="store_true", help="skip the ADT-RL comparison")
-    parser.add_argument("--out", default=None, type=arguments.output_file,
-                        help="also write the numbers as JSON here")
+    parser.add_argument(
+        "--out",
+        default=None,
+        type=arguments.output_file,
+        help="also write the numbers as JSON here",
+    )
     own, rest = parser.parse_known_args(argv)
     if own.seed_base + own.seeds - 1 > arguments.MAX_SEED:
-        parser.error(f"--seed-base {own.seed_base} with --seeds {own.seeds} goes past the largest "
-                     f"seed {arguments.MAX_SEED}")
+        parser.error(
+            f"--seed-base {own.seed_base} with --seeds {own.seeds} goes past the largest "
+            f"seed {arguments.MAX_SEED}"
+        )
     from recbole_autodenoise import cli
 
     run_args, overrides = cli.parse_args(rest)
@@ -179,10 +227,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with warnings.catch_warnings():  # keys a scheme ignores: each run warns
             warnings.simplefilter("ignore")
-            config = make_config(run_args.model, run_args.dataset, config_files,
-                                 {**overrides, "denoise_scheme": "default", "seed": own.seed_base})
+            config = make_config(
+                run_args.model,
+                run_args.dataset,
+                config_files,
+                {**overrides, "denoise_scheme": "default", "seed": own.seed_base},
+            )
         check_metric(own.metric.lower(), config)
-        headroom = measure(run_args.model, run_args.dataset, seeds, schemes, own.metric.lower(), config_files, overrides)
+        headroom = measure(
+            run_args.model,
+            run_args.dataset,
+            seeds,
+            schemes,
+            own.metric.lower(),
+            config_files,
+            overrides,
+        )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -26,24 +26,37 @@ from torch.nn import functional as F
 
 from recbole_autodenoise import adapters
 
-def per_sample_bpr(module: BPRLoss, pos_score: torch.Tensor, neg_score: torch.Tensor) -> torch.Tensor:
+
+def per_sample_bpr(
+    module: BPRLoss, pos_score: torch.Tensor, neg_score: torch.Tensor
+) -> torch.Tensor:
     return -torch.log(module.gamma + torch.sigmoid(pos_score - neg_score))
 
 
-def per_sample_cross_entropy(module: nn.CrossEntropyLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def per_sample_cross_entropy(
+    module: nn.CrossEntropyLoss, logits: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     return F.cross_entropy(
-        logits, target, weight=module.weight, ignore_index=module.ignore_index,
-        reduction="none", label_smoothing=module.label_smoothing,
+        logits,
+        target,
+        weight=module.weight,
+        ignore_index=module.ignore_index,
+        reduction="none",
+        label_smoothing=module.label_smoothing,
     )
 
 
-def per_sample_bce_with_logits(module: nn.BCEWithLogitsLoss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def per_sample_bce_with_logits(
+    module: nn.BCEWithLogitsLoss, logits: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(
         logits, target, weight=module.weight, pos_weight=module.pos_weight, reduction="none"
     )
 
 
-def per_sample_bce(module: nn.BCELoss, probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def per_sample_bce(
+    module: nn.BCELoss, probability: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
     return F.binary_cross_entropy(probability, target, weight=module.weight, reduction="none")
 
 
@@ -99,7 +112,11 @@ class PerSampleLoss:
         reason = adapters.refusal(type(self.model))
         if reason is not None:
             raise ValueError(f"model {name} is not supported for per-sample weighting: {reason}")
-        found = [(attr, module) for attr, module in self.model.named_children() if type(module) in PER_SAMPLE]
+        found = [
+            (attr, module)
+            for attr, module in self.model.named_children()
+            if type(module) in PER_SAMPLE
+        ]
         if len(found) != 1:
             raise ValueError(
                 f"model {name} is not supported for per-sample weighting: it needs exactly one BPRLoss, "
@@ -120,7 +137,9 @@ class PerSampleLoss:
         if self.representations is not None:
             return
         needed = ["item_embedding"] if self.sequential else ["user_embedding", "item_embedding"]
-        missing = [name for name in needed if not isinstance(getattr(self.model, name, None), nn.Embedding)]
+        missing = [
+            name for name in needed if not isinstance(getattr(self.model, name, None), nn.Embedding)
+        ]
         if missing:
             name = type(self.model).__name__
             raise ValueError(
@@ -150,7 +169,9 @@ class PerSampleLoss:
             if capture_forward:
                 del self.model.forward
 
-    def _swapped(self, interaction, capture_forward: bool) -> tuple[torch.Tensor, torch.Tensor | None, list]:
+    def _swapped(
+        self, interaction, capture_forward: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list]:
         with self._recording(capture_forward) as (recorder, outputs):
             total = self.model.calculate_loss(interaction)
         if isinstance(total, tuple):
@@ -183,8 +204,12 @@ class PerSampleLoss:
         item_repr = self.model.item_embedding(interaction[self.model.ITEM_ID])
         if not self.sequential:
             return self.model.user_embedding(interaction[self.model.USER_ID]), item_repr
-        if not outputs or not isinstance(outputs[0], torch.Tensor) or outputs[0].shape[0] != len(item_repr) \
-                or outputs[0].dim() != 2:
+        if (
+            not outputs
+            or not isinstance(outputs[0], torch.Tensor)
+            or outputs[0].shape[0] != len(item_repr)
+            or outputs[0].dim() != 2
+        ):
             name = type(self.model).__name__
             raise ValueError(
                 f"model {name}'s forward does not return one sequence representation per row ([B, d]); "

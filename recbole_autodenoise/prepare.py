@@ -69,8 +69,23 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 # Ids that pandas' read_csv (RecBole's reader) takes for a missing value, lower case: its default
 # na_values and a few more spellings of them.
-MISSING = {"", "na", "n/a", "nan", "null", "none", "<na>", "#n/a", "#n/a n/a", "#na", "-nan",
-           "1.#ind", "1.#qnan", "-1.#ind", "-1.#qnan"}
+MISSING = {
+    "",
+    "na",
+    "n/a",
+    "nan",
+    "null",
+    "none",
+    "<na>",
+    "#n/a",
+    "#n/a n/a",
+    "#na",
+    "-nan",
+    "1.#ind",
+    "1.#qnan",
+    "-1.#ind",
+    "-1.#qnan",
+}
 MAX_TIMESTAMP = 32_503_680_000  # 3000-01-01 in Unix seconds (exact in float64)
 TEMP_PREFIX = ".tmp-prepare-"
 # Bounds on what a small input may cost. A compressed input (a zip/wheel member, a .gz file) is
@@ -186,11 +201,17 @@ def detect_format(input_path: str | os.PathLike[str]) -> str:
     if len(fields) == 4 or (len(fields) > 4 and _is_header(fields)):
         if [x.lower() for x in fields[:2]] == ["userid", "movieid"]:
             return "movielens-csv"
-        if len(fields) == 4 and _is_number(fields[2]) and fields[0].isdigit() and fields[1].isdigit():
+        if (
+            len(fields) == 4
+            and _is_number(fields[2])
+            and fields[0].isdigit()
+            and fields[1].isdigit()
+        ):
             return "movielens-csv"  # headerless numeric ids: MovieLens-style
         return "amazon-csv"
-    raise PrepareError(f"cannot detect the format of {path.name}; use --format with one of: "
-                       + ", ".join(FORMATS))
+    raise PrepareError(
+        f"cannot detect the format of {path.name}; use --format with one of: " + ", ".join(FORMATS)
+    )
 
 
 def _column_name(text: str) -> str:
@@ -203,12 +224,16 @@ def parse_columns(spec: str | None) -> tuple[str, ...] | None:
         return None
     parts = tuple(x.strip() for x in spec.split(","))
     if len(parts) != 4 or not all(parts):
-        raise PrepareError(f"--columns needs 4 comma-separated names or positions "
-                           f"(user,item,rating,timestamp), got {spec!r}")
+        raise PrepareError(
+            f"--columns needs 4 comma-separated names or positions "
+            f"(user,item,rating,timestamp), got {spec!r}"
+        )
     return parts
 
 
-def _explicit_columns(columns: tuple[str, ...], header: list[str] | None, width: int) -> tuple[int, ...]:
+def _explicit_columns(
+    columns: tuple[str, ...], header: list[str] | None, width: int
+) -> tuple[int, ...]:
     names = [_column_name(x) for x in header] if header else []
     found = []
     for role, spec in zip(ROLES, columns):
@@ -217,7 +242,11 @@ def _explicit_columns(columns: tuple[str, ...], header: list[str] | None, width:
         elif spec.isdigit() and 1 <= int(spec) <= width:
             found.append(int(spec) - 1)
         else:
-            where = f"header columns {header}" if header else f"{width} columns (no header: use positions)"
+            where = (
+                f"header columns {header}"
+                if header
+                else f"{width} columns (no header: use positions)"
+            )
             raise PrepareError(f"--columns: {role} column {spec!r} not found; the file has {where}")
     if len(set(found)) != 4:
         raise PrepareError(f"--columns {','.join(columns)} names one column twice")
@@ -234,8 +263,10 @@ def _header_columns(header: list[str], file_name: str) -> tuple[int, ...]:
         found.extend(hits[:1])
     if problems:
         known = "; ".join(f"{role}: {'|'.join(ALIASES[role])}" for role in ROLES)
-        raise PrepareError(f"{file_name}, line 1: cannot map the header columns {header} ({', '.join(problems)}); "
-                           f"known names: {known}; or name them with --columns user,item,rating,timestamp")
+        raise PrepareError(
+            f"{file_name}, line 1: cannot map the header columns {header} ({', '.join(problems)}); "
+            f"known names: {known}; or name them with --columns user,item,rating,timestamp"
+        )
     return tuple(found)
 
 
@@ -245,8 +276,10 @@ def _id(value: str, role: str, fail) -> str:
     if "\t" in value:
         raise fail(f"{role} id contains a tab")
     if '"' in value:
-        raise fail(f"{role} id {value!r} contains a double quote, which RecBole's reader takes for "
-                   "CSV quoting (the rows up to the next quote would merge into one): replace it")
+        raise fail(
+            f"{role} id {value!r} contains a double quote, which RecBole's reader takes for "
+            "CSV quoting (the rows up to the next quote would merge into one): replace it"
+        )
     return value
 
 
@@ -265,14 +298,17 @@ def _timestamp(ts: str, fail) -> str:
     if t < 0:
         raise fail(f"negative timestamp {ts!r}")
     if t > MAX_TIMESTAMP:
-        raise fail(f"timestamp {ts!r} out of range (after the year 3000; Unix seconds expected, "
-                   "not milliseconds)")
+        raise fail(
+            f"timestamp {ts!r} out of range (after the year 3000; Unix seconds expected, "
+            "not milliseconds)"
+        )
     # Keep digit strings verbatim (no float rounding); "9.6e8" / "964982703.0" -> integer.
     return ts if ts.isdigit() else (str(int(t)) if t.is_integer() else ts)
 
 
-def _first_line(fields: list[str], header_rule: str, columns: tuple[str, ...] | None, file_name: str,
-                fail) -> tuple[tuple[int, ...], int, bool]:
+def _first_line(
+    fields: list[str], header_rule: str, columns: tuple[str, ...] | None, file_name: str, fail
+) -> tuple[tuple[int, ...], int, bool]:
     """(column index of user, item, rating, timestamp; fields per line; whether this line is a header)."""
     is_header = header_rule == "always" or (header_rule == "optional" and _is_header(fields))
     if header_rule == "always" and not _is_header(fields):
@@ -284,8 +320,9 @@ def _first_line(fields: list[str], header_rule: str, columns: tuple[str, ...] | 
     return (_header_columns(header, file_name) if header else (0, 1, 2, 3)), width, is_header
 
 
-def _rows(f: TextIO, file_name: str, fmt: str,
-          columns: tuple[str, ...] | None = None) -> Iterator[tuple[int, str, str, str, str]]:
+def _rows(
+    f: TextIO, file_name: str, fmt: str, columns: tuple[str, ...] | None = None
+) -> Iterator[tuple[int, str, str, str, str]]:
     """Yield validated (line, user, item, rating, timestamp); stop at the first bad line."""
     sep, header_rule = FORMATS[fmt]
     blank_at = lineno = width = 0
@@ -326,8 +363,10 @@ def _bounded_lines(f: TextIO, file_name: str) -> Iterator[str]:
             return
         lineno += 1
         if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-            raise PrepareError(f"{file_name}, line {lineno}: longer than {MAX_LINE_CHARS} "
-                               "characters; not a rating file")
+            raise PrepareError(
+                f"{file_name}, line {lineno}: longer than {MAX_LINE_CHARS} "
+                "characters; not a rating file"
+            )
         yield line
 
 
@@ -358,14 +397,16 @@ class _Bounded(io.RawIOBase):
                 f"{name}: expands to more than {limits.max_expanded_bytes} bytes, the limit for "
                 "a compressed input (--max-expanded-bytes); refused as a likely decompression "
                 "bomb (for a genuine file, raise the limit or extract it and pass the extracted "
-                "file)")
+                "file)"
+            )
         ratio = limits.max_expansion_ratio
         if self.expanded > EXPANSION_RATIO_FROM and self.expanded > ratio * self._compressed:
             raise PrepareError(
                 f"{name}: expands to more than {ratio:g} times its compressed size of "
                 f"{self._compressed} bytes (--max-expansion-ratio); refused as a likely "
                 "decompression bomb (for a genuine file, raise the ratio or extract it and pass "
-                "the extracted file)")
+                "the extracted file)"
+            )
         return count
 
 
@@ -390,13 +431,13 @@ def _text_input(src: Path, limits: Limits) -> Iterator[tuple[TextIO, str]]:
 def _member_matches(member: str, name: str) -> bool:
     """``NAME.inter`` at the top of an archive or ``.../NAME/NAME.inter`` (``\\`` read as ``/``)."""
     member = member.replace("\\", "/")
-    return (member in (f"{name}.inter", f"/{name}.inter")
-            or member.endswith(f"/{name}/{name}.inter"))
+    return member in (f"{name}.inter", f"/{name}.inter") or member.endswith(f"/{name}/{name}.inter")
 
 
 @contextmanager
-def _open_input(src: Path, fmt: str, name: str,
-                limits: Limits = Limits()) -> Iterator[tuple[TextIO, str]]:
+def _open_input(
+    src: Path, fmt: str, name: str, limits: Limits = Limits()
+) -> Iterator[tuple[TextIO, str]]:
     """The text to read and the name used in messages (``wheel!member`` inside a zip)."""
     if fmt != "wheel":
         with _text_input(src, limits) as pair:
@@ -413,18 +454,24 @@ def _open_input(src: Path, fmt: str, name: str,
         inter = [info.filename for info in members if info.filename.endswith(".inter")]
         wanted = [info for info in members if _member_matches(info.filename, name)]
         if not wanted:
-            raise PrepareError(f"{src.name} holds neither {name}.inter nor .../{name}/{name}.inter "
-                               f"(its .inter files: {inter or 'none'}); --name picks the data set")
+            raise PrepareError(
+                f"{src.name} holds neither {name}.inter nor .../{name}/{name}.inter "
+                f"(its .inter files: {inter or 'none'}); --name picks the data set"
+            )
         if len(wanted) > 1:
-            raise PrepareError(f"{src.name} holds {len(wanted)} members that could be data set "
-                               f"{name}: {[info.filename for info in wanted]}; extract the one you "
-                               "mean and pass it as the input")
+            raise PrepareError(
+                f"{src.name} holds {len(wanted)} members that could be data set "
+                f"{name}: {[info.filename for info in wanted]}; extract the one you "
+                "mean and pass it as the input"
+            )
         info = wanted[0]
         file_name = f"{src.name}!{info.filename}"
         if info.file_size > limits.max_expanded_bytes:
-            raise PrepareError(f"{file_name}: declares {info.file_size} bytes uncompressed, more "
-                               f"than the limit for a compressed input of "
-                               f"{limits.max_expanded_bytes} (--max-expanded-bytes)")
+            raise PrepareError(
+                f"{file_name}: declares {info.file_size} bytes uncompressed, more "
+                f"than the limit for a compressed input of "
+                f"{limits.max_expanded_bytes} (--max-expanded-bytes)"
+            )
         try:
             raw = archive.open(info)
         except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError) as error:
@@ -496,13 +543,19 @@ def _warnings(counts: _Counts) -> tuple[str, ...]:
     out = []
     rows, users, items = counts.rows, len(counts.users), len(counts.items)
     if len(counts.ratings) > MAX_RATING_VALUES:
-        out.append(f"the rating column has more than {MAX_RATING_VALUES} distinct values; it may hold ids "
-                   "(check the column mapping, --columns)")
+        out.append(
+            f"the rating column has more than {MAX_RATING_VALUES} distinct values; it may hold ids "
+            "(check the column mapping, --columns)"
+        )
     if rows >= MIN_ROWS_TO_JUDGE:
         if items < MIN_ITEMS:
-            out.append(f"only {items} items for {rows} rows; the item column may hold ratings (check --columns)")
+            out.append(
+                f"only {items} items for {rows} rows; the item column may hold ratings (check --columns)"
+            )
         if users > MAX_RATIO * items or items > MAX_RATIO * users:
-            out.append(f"{users} users for {items} items is implausible; check the column mapping (--columns)")
+            out.append(
+                f"{users} users for {items} items is implausible; check the column mapping (--columns)"
+            )
     return tuple(out)
 
 
@@ -528,9 +581,11 @@ def _check_target(src: Path, name: str, fmt: str, data_path: Path | None = None)
         longest = _name_max(Path(os.path.abspath(data_path)))
         size = len(os.fsencode(f"{name}.inter"))
         if size > longest:
-            raise PrepareError(f"dataset name too long: its file name {name[:16]}...{name[-4:]}"
-                               f".inter would be {size} bytes, past the file system's limit of "
-                               f"{longest}; use a shorter --name")
+            raise PrepareError(
+                f"dataset name too long: its file name {name[:16]}...{name[-4:]}"
+                f".inter would be {size} bytes, past the file system's limit of "
+                f"{longest}; use a shorter --name"
+            )
     if fmt == "auto":
         return detect_format(src)
     if fmt not in FORMATS:
@@ -549,29 +604,52 @@ def _read_back(path: str, counts: _Counts, file_name: str, header: str = HEADER)
     dtype = {column: np.float64 if column.endswith(":float") else str for column in columns}
     rows, empty, users, items = 0, dict.fromkeys(columns, 0), set(), set()
     try:
-        for chunk in pd.read_csv(path, delimiter=RECBOLE_SEPARATOR, usecols=columns, dtype=dtype,
-                                 encoding=RECBOLE_ENCODING, engine="python",
-                                 chunksize=READ_BACK_CHUNK_ROWS):
+        for chunk in pd.read_csv(
+            path,
+            delimiter=RECBOLE_SEPARATOR,
+            usecols=columns,
+            dtype=dtype,
+            encoding=RECBOLE_ENCODING,
+            engine="python",
+            chunksize=READ_BACK_CHUNK_ROWS,
+        ):
             rows += len(chunk)
             for column in columns:
                 empty[column] += int(chunk[column].isna().sum())
             users.update(chunk[columns[0]].dropna())
             items.update(chunk[columns[1]].dropna())
     except (ValueError, pd.errors.ParserError) as error:
-        raise PrepareError(f"{file_name}: RecBole's reader cannot read the converted rows back "
-                           f"({str(error)[:200]}); nothing written") from None
-    problems = [f"{got} {what} instead of {wrote}" for what, got, wrote in (
-        ("rows", rows, counts.rows), ("users", len(users), len(counts.users)),
-        ("items", len(items), len(counts.items))) if got != wrote]
+        raise PrepareError(
+            f"{file_name}: RecBole's reader cannot read the converted rows back "
+            f"({str(error)[:200]}); nothing written"
+        ) from None
+    problems = [
+        f"{got} {what} instead of {wrote}"
+        for what, got, wrote in (
+            ("rows", rows, counts.rows),
+            ("users", len(users), len(counts.users)),
+            ("items", len(items), len(counts.items)),
+        )
+        if got != wrote
+    ]
     problems += [f"{n} empty cells in {column}" for column, n in empty.items() if n]
     if problems:
-        raise PrepareError(f"{file_name}: RecBole's reader would not read the converted rows as "
-                           f"written ({'; '.join(problems)}); nothing written")
+        raise PrepareError(
+            f"{file_name}: RecBole's reader would not read the converted rows as "
+            f"written ({'; '.join(problems)}); nothing written"
+        )
 
 
-def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.PathLike[str] = "dataset",
-            fmt: str = "auto", force: bool = False, columns: str | tuple[str, ...] | None = None,
-            dedupe: bool = False, limits: Limits = Limits()) -> PrepareSummary:
+def prepare(
+    input_path: str | os.PathLike[str],
+    name: str,
+    data_path: str | os.PathLike[str] = "dataset",
+    fmt: str = "auto",
+    force: bool = False,
+    columns: str | tuple[str, ...] | None = None,
+    dedupe: bool = False,
+    limits: Limits = Limits(),
+) -> PrepareSummary:
     """Stream ``input_path`` into ``<data_path>/<name>/<name>.inter``, atomically.
 
     The output is written to a temp file next to it, read back as RecBole will read it, and moved
@@ -590,8 +668,15 @@ def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.P
     out_dir.mkdir(parents=True, exist_ok=True)
     stale = _remove_stale_temps(out_dir)
     with _sigterm_raises():
-        tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", delete=False, dir=out_dir,
-                                          prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".inter")
+        tmp = tempfile.NamedTemporaryFile(
+            "w",
+            encoding="utf-8",
+            newline="\n",
+            delete=False,
+            dir=out_dir,
+            prefix=f"{TEMP_PREFIX}{os.getpid()}-",
+            suffix=".inter",
+        )
         try:
             with tmp, _open_input(src, fmt, name, limits) as (f, file_name):
                 tmp.write(HEADER)
@@ -613,8 +698,15 @@ def prepare(input_path: str | os.PathLike[str], name: str, data_path: str | os.P
                 except OSError:
                     pass
             raise
-    return PrepareSummary(rows=counts.rows, users=len(counts.users), items=len(counts.items), path=out,
-                          duplicates=counts.duplicates, warnings=_warnings(counts), stale_removed=stale)
+    return PrepareSummary(
+        rows=counts.rows,
+        users=len(counts.users),
+        items=len(counts.items),
+        path=out,
+        duplicates=counts.duplicates,
+        warnings=_warnings(counts),
+        stale_removed=stale,
+    )
 
 
 # --------------------------------------------------------------------------- --split-files
@@ -651,8 +743,10 @@ def _split_header(fields: list[str], fail) -> tuple[int, int, int, int | None]:
         hits = [i for i, name in enumerate(names) if name in ALIASES[role]]
         if len(hits) > 1 or (not hits and role != "timestamp"):
             what = "more than one" if hits else ("missing rating: no" if role == "rating" else "no")
-            raise fail(f"{what} {role} column in the header {fields} (known names: "
-                       f"{'|'.join(ALIASES[role])})")
+            raise fail(
+                f"{what} {role} column in the header {fields} (known names: "
+                f"{'|'.join(ALIASES[role])})"
+            )
         found.append(hits[0] if hits else None)
     return found[0], found[1], found[2], found[3]
 
@@ -686,16 +780,21 @@ def _split_rows(f: TextIO, file_name: str) -> Iterator[tuple[int, str, str, str,
                     index = _split_header(fields, fail)
                     continue
                 if width == 2:
-                    raise fail("missing rating: 2 fields (user, item); a split file holds user, "
-                               "item, rating[, timestamp] and the clean protocol needs each rating")
+                    raise fail(
+                        "missing rating: 2 fields (user, item); a split file holds user, "
+                        "item, rating[, timestamp] and the clean protocol needs each rating"
+                    )
                 if width not in (3, 4):
-                    raise fail(f"expected 3 or 4 fields (user, item, rating[, timestamp]) "
-                               f"separated by tabs or commas, got {width}")
+                    raise fail(
+                        f"expected 3 or 4 fields (user, item, rating[, timestamp]) "
+                        f"separated by tabs or commas, got {width}"
+                    )
                 index = (0, 1, 2, 3 if width == 4 else None)
             if len(fields) != width:
                 short = " (missing rating)" if len(fields) <= index[2] else ""
-                raise fail(f"expected {width} fields separated by {sep!r}, got "
-                           f"{len(fields)}{short}")
+                raise fail(
+                    f"expected {width} fields separated by {sep!r}, got {len(fields)}{short}"
+                )
             rating = fields[index[2]]
             if rating.lower() in MISSING:
                 raise fail(f"missing rating {rating!r}")
@@ -708,8 +807,9 @@ def _split_rows(f: TextIO, file_name: str) -> Iterator[tuple[int, str, str, str,
         raise fail(f"not valid UTF-8 ({e.reason})", lineno + 1) from None
 
 
-def _write_split_part(out, rows, part: str, file_name: str, state: _SplitState,
-                      allow_overlap: bool) -> _Counts:
+def _write_split_part(
+    out, rows, part: str, file_name: str, state: _SplitState, allow_overlap: bool
+) -> _Counts:
     """Write one part's rows under its header, refusing a row whose user or item training lacks
     (validation and test) and a (user, item) pair given twice, in this file or another (a
     validation-and-test pair only without ``allow_overlap``)."""
@@ -717,6 +817,7 @@ def _write_split_part(out, rows, part: str, file_name: str, state: _SplitState,
     train_name = state.files.get("train")
     state.pairs[part], state.files[part] = own, file_name
     for lineno, user, item, rating, ts in rows:
+
         def fail(reason: str, at: int = lineno) -> PrepareError:
             return PrepareError(f"{file_name}, line {at}: {reason}")
 
@@ -724,35 +825,48 @@ def _write_split_part(out, rows, part: str, file_name: str, state: _SplitState,
             timed = ts is not None
             if state.timed is not None and state.timed != timed:
                 first = next(name for p, name in state.files.items() if p != part)
-                raise fail(f"{'a' if timed else 'no'} timestamp column, unlike {first}: the "
-                           "three files need the same columns")
+                raise fail(
+                    f"{'a' if timed else 'no'} timestamp column, unlike {first}: the "
+                    "three files need the same columns"
+                )
             state.timed = timed
             out.write(HEADER if timed else UNTIMED_HEADER)
         if part != "train":
             if user not in state.users:
-                raise fail(f"user {user!r} is not in the training file {train_name}: RecBole "
-                           "would rank items for it with an embedding no training row updates; "
-                           "a split's validation and test users come from training")
+                raise fail(
+                    f"user {user!r} is not in the training file {train_name}: RecBole "
+                    "would rank items for it with an embedding no training row updates; "
+                    "a split's validation and test users come from training"
+                )
             if item not in state.items:
-                raise fail(f"item {item!r} is not in the training file {train_name}: RecBole "
-                           "would number it with the rest and rank it by an embedding no "
-                           "training row updates (as a held-out positive, one no model can "
-                           "learn); refused: drop the row or give the item training rows")
+                raise fail(
+                    f"item {item!r} is not in the training file {train_name}: RecBole "
+                    "would number it with the rest and rank it by an embedding no "
+                    "training row updates (as a held-out positive, one no model can "
+                    "learn); refused: drop the row or give the item training rows"
+                )
         pair = f"{user}\t{item}"
         if pair in own:
-            raise fail(f"(user, item) = ({user!r}, {item!r}) repeats line {own[pair]}: each "
-                       "pair may appear once in a split")
+            raise fail(
+                f"(user, item) = ({user!r}, {item!r}) repeats line {own[pair]}: each "
+                "pair may appear once in a split"
+            )
         for other, lines in state.pairs.items():
             if other == part or pair not in lines:
                 continue
             if allow_overlap and {other, part} == {"valid", "test"}:
                 state.overlap += 1
                 continue
-            hint = (" (or pass --allow-valid-test-overlap where the split means it)"
-                    if {other, part} == {"valid", "test"} else "")
-            raise fail(f"(user, item) = ({user!r}, {item!r}) is also in the "
-                       f"{SPLIT_ROLES[other]} file {state.files[other]}, line {lines[pair]}: a "
-                       f"split gives each pair to one file{hint}")
+            hint = (
+                " (or pass --allow-valid-test-overlap where the split means it)"
+                if {other, part} == {"valid", "test"}
+                else ""
+            )
+            raise fail(
+                f"(user, item) = ({user!r}, {item!r}) is also in the "
+                f"{SPLIT_ROLES[other]} file {state.files[other]}, line {lines[pair]}: a "
+                f"split gives each pair to one file{hint}"
+            )
         own[pair] = lineno
         if part == "train":
             state.users.add(user)
@@ -768,9 +882,14 @@ def _write_split_part(out, rows, part: str, file_name: str, state: _SplitState,
     return counts
 
 
-def prepare_split(split_files, name: str, data_path: str | os.PathLike[str] = "dataset",
-                  force: bool = False, allow_valid_test_overlap: bool = False,
-                  limits: Limits = Limits()) -> SplitSummary:
+def prepare_split(
+    split_files,
+    name: str,
+    data_path: str | os.PathLike[str] = "dataset",
+    force: bool = False,
+    allow_valid_test_overlap: bool = False,
+    limits: Limits = Limits(),
+) -> SplitSummary:
     """Convert three rating files (training, validation, test: user, item, rating[, timestamp])
     into ``<data_path>/<name>/<name>.{train,valid,test}.inter``, RecBole's pre-split files
     (``benchmark_filename: [train, valid, test]``).
@@ -784,16 +903,19 @@ def prepare_split(split_files, name: str, data_path: str | os.PathLike[str] = "d
     """
     sources = [Path(path) for path in split_files]
     if len(sources) != len(SPLIT_PARTS):
-        raise PrepareError(f"--split-files needs {len(SPLIT_PARTS)} files (TRAIN VALID TEST), "
-                           f"got {len(sources)}")
+        raise PrepareError(
+            f"--split-files needs {len(SPLIT_PARTS)} files (TRAIN VALID TEST), got {len(sources)}"
+        )
     for src in sources:
         _check_target(src, name, "ml100k")  # the input and the name; the format is the split's
     longest = _name_max(Path(os.path.abspath(data_path)))
     size = max(len(os.fsencode(f"{name}.{part}.inter")) for part in SPLIT_PARTS)
     if size > longest:
-        raise PrepareError(f"dataset name too long: its file name {name[:16]}....train.inter "
-                           f"would be {size} bytes, past the file system's limit of {longest}; "
-                           "use a shorter --name")
+        raise PrepareError(
+            f"dataset name too long: its file name {name[:16]}....train.inter "
+            f"would be {size} bytes, past the file system's limit of {longest}; "
+            "use a shorter --name"
+        )
     out_dir = Path(data_path) / name
     outs = [out_dir / f"{name}.{part}.inter" for part in SPLIT_PARTS]
     existing = [str(out) for out in outs if out.exists()]
@@ -807,12 +929,24 @@ def prepare_split(split_files, name: str, data_path: str | os.PathLike[str] = "d
         try:
             for part, src in zip(SPLIT_PARTS, sources):
                 tmp = tempfile.NamedTemporaryFile(
-                    "w", encoding="utf-8", newline="\n", delete=False, dir=out_dir,
-                    prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".inter")
+                    "w",
+                    encoding="utf-8",
+                    newline="\n",
+                    delete=False,
+                    dir=out_dir,
+                    prefix=f"{TEMP_PREFIX}{os.getpid()}-",
+                    suffix=".inter",
+                )
                 temps.append(tmp.name)
                 with tmp, _text_input(src, limits) as (f, file_name):
-                    counts = _write_split_part(tmp, _split_rows(f, file_name), part, file_name,
-                                               state, allow_valid_test_overlap)
+                    counts = _write_split_part(
+                        tmp,
+                        _split_rows(f, file_name),
+                        part,
+                        file_name,
+                        state,
+                        allow_valid_test_overlap,
+                    )
                     tmp.flush()
                     os.fsync(tmp.fileno())
                 written.append((counts, file_name))
@@ -834,29 +968,49 @@ def prepare_split(split_files, name: str, data_path: str | os.PathLike[str] = "d
                     pass
             raise
     parts = tuple(
-        PrepareSummary(rows=counts.rows, users=len(counts.users), items=len(counts.items),
-                       path=out, warnings=_warnings(counts) if out is outs[0] else ())
-        for (counts, _), out in zip(written, outs))
-    return SplitSummary(parts=parts, timestamps=bool(state.timed),
-                        valid_test_overlap=state.overlap, stale_removed=stale)
+        PrepareSummary(
+            rows=counts.rows,
+            users=len(counts.users),
+            items=len(counts.items),
+            path=out,
+            warnings=_warnings(counts) if out is outs[0] else (),
+        )
+        for (counts, _), out in zip(written, outs)
+    )
+    return SplitSummary(
+        parts=parts,
+        timestamps=bool(state.timed),
+        valid_test_overlap=state.overlap,
+        stale_removed=stale,
+    )
 
 
 def _report_split(s: SplitSummary, name: str, data_path: str) -> None:
     for part, summary in zip(SPLIT_PARTS, s.parts):
-        print(f"wrote {summary.rows} {SPLIT_ROLES[part]} rows ({summary.users} users, "
-              f"{summary.items} items) to {summary.path}")
+        print(
+            f"wrote {summary.rows} {SPLIT_ROLES[part]} rows ({summary.users} users, "
+            f"{summary.items} items) to {summary.path}"
+        )
     if s.valid_test_overlap:
-        print(f"{s.valid_test_overlap} test rows share their (user, item) with a validation row "
-              "(--allow-valid-test-overlap)")
+        print(
+            f"{s.valid_test_overlap} test rows share their (user, item) with a validation row "
+            "(--allow-valid-test-overlap)"
+        )
     if s.stale_removed:
-        print(f"removed {s.stale_removed} temp file(s) left by a killed run in "
-              f"{s.parts[0].path.parent}")
+        print(
+            f"removed {s.stale_removed} temp file(s) left by a killed run in "
+            f"{s.parts[0].path.parent}"
+        )
     untimed = "" if s.timestamps else " --eval_protocol=user"
-    print(f"train on them with: --dataset={name} --data_path={data_path} "
-          f"--benchmark_filename=\"['train','valid','test']\"{untimed}")
+    print(
+        f"train on them with: --dataset={name} --data_path={data_path} "
+        f"--benchmark_filename=\"['train','valid','test']\"{untimed}"
+    )
     if not s.timestamps:
-        print("no timestamp column: eval_protocol user_first and clean_valid_guide_order "
-              "chronological need one (use eval_protocol user or interaction)")
+        print(
+            "no timestamp column: eval_protocol user_first and clean_valid_guide_order "
+            "chronological need one (use eval_protocol user or interaction)"
+        )
     for warning in s.parts[0].warnings:
         print(f"warning: {warning}", file=sys.stderr)
 
@@ -864,7 +1018,11 @@ def _report_split(s: SplitSummary, name: str, data_path: str) -> None:
 def _report(s: PrepareSummary, dedupe: bool) -> None:
     print(f"wrote {s.rows} rows ({s.users} users, {s.items} items) to {s.path}")
     if s.duplicates:
-        policy = "removed, the latest of each pair kept (--dedupe)" if dedupe else "kept (--dedupe keeps the latest)"
+        policy = (
+            "removed, the latest of each pair kept (--dedupe)"
+            if dedupe
+            else "kept (--dedupe keeps the latest)"
+        )
         print(f"{s.duplicates} duplicate (user, item) rows {policy}")
     if s.stale_removed:
         print(f"removed {s.stale_removed} temp file(s) left by a killed run in {s.path.parent}")
@@ -874,6 +1032,7 @@ def _report(s: PrepareSummary, dedupe: bool) -> None:
 
 def _positive(kind: type) -> Callable[[str], float]:
     """An argparse type: a finite number of ``kind`` above 0."""
+
     def parse(text: str) -> float:
         try:
             value = kind(text)
@@ -882,34 +1041,62 @@ def _positive(kind: type) -> Callable[[str], float]:
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
         return value
+
     return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 2 with a one-line message on any user-facing error (143 on SIGTERM)."""
-    p = argparse.ArgumentParser(prog="python -m recbole_autodenoise.prepare", description=__doc__.splitlines()[0])
-    p.add_argument("input", nargs="?", help="raw ratings file, RecBole .inter file, or a "
-                                            "wheel/zip holding NAME/NAME.inter")
-    p.add_argument("--split-files", nargs=3, metavar=("TRAIN", "VALID", "TEST"),
-                   help="three rating files of a given split (user, item, rating[, timestamp]; "
-                        "tabs or commas): writes NAME.train.inter, NAME.valid.inter, "
-                        "NAME.test.inter (benchmark_filename) instead of NAME.inter")
-    p.add_argument("--allow-valid-test-overlap", action="store_true",
-                   help="with --split-files: accept test rows whose (user, item) is also a "
-                        "validation row (refused by default)")
+    p = argparse.ArgumentParser(
+        prog="python -m recbole_autodenoise.prepare", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "input",
+        nargs="?",
+        help="raw ratings file, RecBole .inter file, or a wheel/zip holding NAME/NAME.inter",
+    )
+    p.add_argument(
+        "--split-files",
+        nargs=3,
+        metavar=("TRAIN", "VALID", "TEST"),
+        help="three rating files of a given split (user, item, rating[, timestamp]; "
+        "tabs or commas): writes NAME.train.inter, NAME.valid.inter, "
+        "NAME.test.inter (benchmark_filename) instead of NAME.inter",
+    )
+    p.add_argument(
+        "--allow-valid-test-overlap",
+        action="store_true",
+        help="with --split-files: accept test rows whose (user, item) is also a "
+        "validation row (refused by default)",
+    )
     p.add_argument("--name", required=True, help="dataset name (output folder and file stem)")
     p.add_argument("--data-path", default="dataset", help="RecBole data_path (default: dataset)")
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS], dest="fmt")
-    p.add_argument("--columns", help="user,item,rating,timestamp columns: header names or positions (1 = first)")
-    p.add_argument("--dedupe", action="store_true", help="keep only the latest row of each (user, item) pair")
+    p.add_argument(
+        "--columns",
+        help="user,item,rating,timestamp columns: header names or positions (1 = first)",
+    )
+    p.add_argument(
+        "--dedupe", action="store_true", help="keep only the latest row of each (user, item) pair"
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing .inter file")
-    p.add_argument("--max-expanded-bytes", type=_positive(int), default=MAX_EXPANDED_BYTES,
-                   metavar="N", help="refuse a compressed input (zip/wheel member, .gz) expanding "
-                                     f"past N bytes (default {MAX_EXPANDED_BYTES})")
-    p.add_argument("--max-expansion-ratio", type=_positive(float), default=MAX_EXPANSION_RATIO,
-                   metavar="R", help="refuse a compressed input expanding past R times its "
-                                     f"compressed size, once past {EXPANSION_RATIO_FROM} bytes "
-                                     f"(default {MAX_EXPANSION_RATIO})")
+    p.add_argument(
+        "--max-expanded-bytes",
+        type=_positive(int),
+        default=MAX_EXPANDED_BYTES,
+        metavar="N",
+        help="refuse a compressed input (zip/wheel member, .gz) expanding "
+        f"past N bytes (default {MAX_EXPANDED_BYTES})",
+    )
+    p.add_argument(
+        "--max-expansion-ratio",
+        type=_positive(float),
+        default=MAX_EXPANSION_RATIO,
+        metavar="R",
+        help="refuse a compressed input expanding past R times its "
+        f"compressed size, once past {EXPANSION_RATIO_FROM} bytes "
+        f"(default {MAX_EXPANSION_RATIO})",
+    )
     args = p.parse_args(argv)
     limits = Limits(args.max_expanded_bytes, args.max_expansion_ratio)
     if (args.input is None) == (args.split_files is None):
@@ -917,16 +1104,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.split_files is None and args.allow_valid_test_overlap:
         p.error("--allow-valid-test-overlap applies to --split-files only")
     if args.split_files is not None:
-        given = [flag for flag, used in (("--format", args.fmt != "auto"),
-                                         ("--columns", args.columns is not None),
-                                         ("--dedupe", args.dedupe)) if used]
+        given = [
+            flag
+            for flag, used in (
+                ("--format", args.fmt != "auto"),
+                ("--columns", args.columns is not None),
+                ("--dedupe", args.dedupe),
+            )
+            if used
+        ]
         if given:
-            p.error(f"{', '.join(given)} do(es) not apply to --split-files (read by position, "
-                    "user, item, rating[, timestamp], or by a header's names; pairs never repeat)")
+            p.error(
+                f"{', '.join(given)} do(es) not apply to --split-files (read by position, "
+                "user, item, rating[, timestamp], or by a header's names; pairs never repeat)"
+            )
         return _main_split(args, limits)
     try:
-        s = prepare(args.input, args.name, args.data_path, args.fmt, args.force, args.columns,
-                    args.dedupe, limits)
+        s = prepare(
+            args.input,
+            args.name,
+            args.data_path,
+            args.fmt,
+            args.force,
+            args.columns,
+            args.dedupe,
+            limits,
+        )
     except (ValueError, OSError) as e:  # PrepareError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -939,8 +1142,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main_split(args: argparse.Namespace, limits: Limits) -> int:
     try:
-        s = prepare_split(args.split_files, args.name, args.data_path, args.force,
-                          args.allow_valid_test_overlap, limits)
+        s = prepare_split(
+            args.split_files,
+            args.name,
+            args.data_path,
+            args.force,
+            args.allow_valid_test_overlap,
+            limits,
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -52,7 +52,9 @@ def check_results_path(path: Any) -> Path | None:
         os.close(fd)
         os.remove(probe)
     except OSError as error:
-        raise _unwritable(path, f"its folder {path.parent} is not writable ({error.strerror or error})") from None
+        raise _unwritable(
+            path, f"its folder {path.parent} is not writable ({error.strerror or error})"
+        ) from None
     return path
 
 
@@ -64,9 +66,15 @@ def strict_json_payload(payload: Any, where: str = "", non_finite: list[str] | N
     """``payload`` with every non-finite float (NaN, +-inf) replaced by ``None``; the dotted path of
     each (list items by index: ``epochs.0.loss``) is appended to ``non_finite``."""
     if isinstance(payload, dict):
-        return {k: strict_json_payload(v, f"{where}.{k}" if where else str(k), non_finite) for k, v in payload.items()}
+        return {
+            k: strict_json_payload(v, f"{where}.{k}" if where else str(k), non_finite)
+            for k, v in payload.items()
+        }
     if isinstance(payload, (list, tuple)):
-        return [strict_json_payload(v, f"{where}.{i}" if where else str(i), non_finite) for i, v in enumerate(payload)]
+        return [
+            strict_json_payload(v, f"{where}.{i}" if where else str(i), non_finite)
+            for i, v in enumerate(payload)
+        ]
     if isinstance(payload, float) and not math.isfinite(payload):
         if non_finite is not None:
             non_finite.append(where)
@@ -113,14 +121,23 @@ def start_logging(config) -> str | None:
     configured before (``logging.basicConfig`` then adds nothing, as under pytest)."""
     before = list(logging.getLogger().handlers)
     init_logger(config)
-    added = [h for h in logging.getLogger().handlers if h not in before and isinstance(h, logging.FileHandler)]
+    added = [
+        h
+        for h in logging.getLogger().handlers
+        if h not in before and isinstance(h, logging.FileHandler)
+    ]
     return added[-1].baseFilename if added else None
 
 
-def output_locations(results_path: Path | None, checkpoint: str | None, log: str | None, tensorboard: str | None) -> str:
+def output_locations(
+    results_path: Path | None, checkpoint: str | None, log: str | None, tensorboard: str | None
+) -> str:
     """Where the run's files went, one per line."""
     rows = [
-        ("results file", str(results_path) if results_path else "not written (set results_file to keep one)"),
+        (
+            "results file",
+            str(results_path) if results_path else "not written (set results_file to keep one)",
+        ),
         ("checkpoint", checkpoint or "not saved (saved=False)"),
         ("log", log or "none"),
         ("tensorboard", tensorboard or "none"),
@@ -160,14 +177,20 @@ def run(
     return _train_and_test(config, saved, resume, started, results_path)
 
 
-def _launch(config, model, dataset, config_files, config_dict, saved, resume) -> dict[str, Any] | None:
+def _launch(
+    config, model, dataset, config_files, config_dict, saved, resume
+) -> dict[str, Any] | None:
     """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results back."""
     nproc, world_size = distributed.process_counts(config)
     overrides = {**(config_dict or {}), "world_size": world_size}
-    return distributed.launch(_run_rank, nproc, (model, dataset, config_files, overrides, saved, resume))
+    return distributed.launch(
+        _run_rank, nproc, (model, dataset, config_files, overrides, saved, resume)
+    )
 
 
-def _run_rank(local_rank: int, model, dataset, config_files, config_dict, saved, resume, queue) -> None:
+def _run_rank(
+    local_rank: int, model, dataset, config_files, config_dict, saved, resume, queue
+) -> None:
     """One rank: its config joins the process group (``SafeConfig._init_device``); rank 0 writes."""
     import torch.distributed as dist
 
@@ -203,11 +226,16 @@ def _test(trainer, bundle: DataBundle, config, saved: bool, show_progress: bool)
         result = trainer.evaluate(loader, load_best_model=False, show_progress=show_progress)
         test_by_protocol[name] = _lowered(result)
         per_query[name] = trainer.last_per_query
-    return {"test": test, "test_by_protocol": test_by_protocol,
-            "per_query": {name: found for name, found in per_query.items() if found is not None}}
+    return {
+        "test": test,
+        "test_by_protocol": test_by_protocol,
+        "per_query": {name: found for name, found in per_query.items() if found is not None},
+    }
 
 
-def _train_and_test(config, saved: bool, resume, started: float, results_path: Path | None) -> dict[str, Any]:
+def _train_and_test(
+    config, saved: bool, resume, started: float, results_path: Path | None
+) -> dict[str, Any]:
     """Data, model, training and the clean test of a run whose config is made; only the writer
     (rank 0, or the single process) prints the table and writes ``results_path``."""
     init_seed(distributed.rank_seed(config), config["reproducibility"])
@@ -228,7 +256,9 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         trainer.resume_checkpoint(resume)
 
     show_progress = bool(config["show_progress"])
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show_progress)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=show_progress
+    )
     tested = None
     if config["evaluate_test"]:
         tested = _test(trainer, bundle, config, saved, show_progress)
@@ -245,8 +275,12 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         "eval_protocol": config["eval_protocol"],
         "device": str(config["device"]),
         "data": {
-            "users": data.user_num, "items": data.item_num, "interactions": data.inter_num,
-            "train": len(train_data._dataset), "valid": len(valid_data._dataset), "test": len(test_data._dataset),
+            "users": data.user_num,
+            "items": data.item_num,
+            "interactions": data.inter_num,
+            "train": len(train_data._dataset),
+            "valid": len(valid_data._dataset),
+            "test": len(test_data._dataset),
             # every file the data set was read from: absolute path, sha256 of its bytes, rows read
             "files": list(data.data_files),
         },
@@ -259,7 +293,9 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
         "stopping": trainer.stopping_summary(),
         "timing": {
             "epochs_trained": len(train_seconds),
-            "mean_train_seconds_per_epoch": sum(train_seconds) / len(train_seconds) if train_seconds else None,
+            "mean_train_seconds_per_epoch": sum(train_seconds) / len(train_seconds)
+            if train_seconds
+            else None,
             "total_seconds": time() - started,
         },
         "epochs": trainer.history,
@@ -271,8 +307,10 @@ def _train_and_test(config, saved: bool, resume, started: float, results_path: P
     if not distributed.is_writer(config):
         return results
     if tested is None:
-        print(f"clean test set not evaluated (evaluate_test: false); best validation "
-              f"{config['valid_metric']}: {float(best_valid_score):.6f}")
+        print(
+            f"clean test set not evaluated (evaluate_test: false); best validation "
+            f"{config['valid_metric']}: {float(best_valid_score):.6f}"
+        )
     else:
         print(table_heading(results))
         print(results_table(results["test"]))
@@ -307,8 +345,10 @@ def evaluate_checkpoint(
     trained = {**saved["config"], "denoise_scheme": saved["denoise"]["scheme"]}
     for key in ("model", "dataset", "denoise_scheme", "seed"):
         if trained.get(key) != config[key]:
-            raise ValueError(f"{checkpoint} was trained with {key}={trained.get(key)!r}, "
-                             f"this evaluation uses {config[key]!r}")
+            raise ValueError(
+                f"{checkpoint} was trained with {key}={trained.get(key)!r}, "
+                f"this evaluation uses {config[key]!r}"
+            )
     init_seed(distributed.rank_seed(config), config["reproducibility"])
     start_logging(config)
     data = create_dataset(config)
@@ -318,7 +358,13 @@ def evaluate_checkpoint(
     trainer = AutoDenoiseTrainer(config, recommender)
     trainer.saved_model_file = checkpoint
     tested = _test(trainer, bundle, config, True, False)
-    sizes = {"users": data.user_num, "items": data.item_num, "interactions": data.inter_num,
-             "train": len(bundle.train._dataset), "valid": len(bundle.select._dataset),
-             "test": len(bundle.test._dataset), "files": list(data.data_files)}
+    sizes = {
+        "users": data.user_num,
+        "items": data.item_num,
+        "interactions": data.inter_num,
+        "train": len(bundle.train._dataset),
+        "valid": len(bundle.select._dataset),
+        "test": len(bundle.test._dataset),
+        "files": list(data.data_files),
+    }
     return {**tested, "data": sizes, "best_epoch": saved.get("epoch"), "checkpoint": checkpoint}

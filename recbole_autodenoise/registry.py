@@ -11,8 +11,10 @@ import yaml
 T = TypeVar("T")
 
 # how to get what ``recbole_autodenoise.experimental`` registers, in every message that names it
-EXPERIMENTAL_OPT_IN = ("set experimental: true (command line: --experimental=true; Python: "
-                       "import recbole_autodenoise.experimental)")
+EXPERIMENTAL_OPT_IN = (
+    "set experimental: true (command line: --experimental=true; Python: "
+    "import recbole_autodenoise.experimental)"
+)
 
 # recbole_autodenoise.experimental's keys and defaults (properties/experimental.yaml)
 EXPERIMENTAL_PROPERTY_FILE = Path(__file__).resolve().parent / "properties" / "experimental.yaml"
@@ -75,8 +77,9 @@ class Registry(Generic[T]):
         def decorator(cls: T) -> T:
             base = self.get(name)
             if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise TypeError(f"{self.kind} '{name}' can only be extended by a subclass of "
-                                f"{base!r}")
+                raise TypeError(
+                    f"{self.kind} '{name}' can only be extended by a subclass of {base!r}"
+                )
             cls.name = name
             self._entries[name] = cls
             return cls

@@ -41,8 +41,9 @@ def load_rows(store: Any, state: dict[str, Any], names: tuple[str, ...], what: s
         target.copy_(saved.to(target.device))
 
 
-def mean_by(ids: torch.Tensor, values: torch.Tensor,
-            size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_by(
+    ids: torch.Tensor, values: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-id mean of ``values`` and whether the id has any value."""
     count = torch.zeros(size, dtype=values.dtype, device=values.device)
     count = count.index_add_(0, ids, torch.ones_like(values))

@@ -18,8 +18,9 @@ def held_patience(cur_step: int, epoch: int, min_epochs: int, stopping_step: int
     return min(cur_step, stopping_step - 1) if epoch + 1 < min_epochs else cur_step
 
 
-def summary(history: list[dict[str, Any]], epochs: int, bigger: bool,
-            min_epochs: int) -> dict[str, Any]:
+def summary(
+    history: list[dict[str, Any]], epochs: int, bigger: bool, min_epochs: int
+) -> dict[str, Any]:
     """How a run ended, from its per-epoch ``history``: ``best_epoch`` (RecBole's rule: the last
     validation at least as good as every earlier one, ``bigger`` is better where true; None
     without validation), ``epochs_trained``, ``hit_epoch_cap`` (it ran all ``epochs``: it may not
@@ -32,5 +33,10 @@ def summary(history: list[dict[str, Any]], epochs: int, bigger: bool,
         if best is None or (score >= best if bigger else score <= best):
             best_epoch, best = record["epoch"], score
     trained = history[-1]["epoch"] + 1 if history else 0
-    return {"best_epoch": best_epoch, "epochs_trained": trained, "hit_epoch_cap": trained >= epochs,
-            "stopped_early": 0 < trained < epochs, "stopping_min_epochs": min_epochs}
+    return {
+        "best_epoch": best_epoch,
+        "epochs_trained": trained,
+        "hit_epoch_cap": trained >= epochs,
+        "stopped_early": 0 < trained < epochs,
+        "stopping_min_epochs": min_epochs,
+    }

@@ -49,13 +49,25 @@ class AutoDenoiseTrainer(Trainer):
         # the settings as the run chose them, before this trainer adds the reward's metric: a
         # checkpoint records them and a resume must match them (``checkpoints.check_same_settings``)
         self.run_config = checkpoints.plain_config(config)
-        self.scheme_name = read_key(config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name")
-        scheme_cls = SCHEMES.get(self.scheme_name)  # an unknown name fails listing the available ones
-        self.guide_learning_rate = float(read_key(config, "learning_rate", positive, "a number > 0"))
-        self.guide_batch_size = read_key(config, "guide_batch_size", positive_int, "a positive integer")
-        self.diagnostics = read_key(config, "denoise_diagnostics", lambda v: isinstance(v, bool), "true or false")
+        self.scheme_name = read_key(
+            config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name"
+        )
+        scheme_cls = SCHEMES.get(
+            self.scheme_name
+        )  # an unknown name fails listing the available ones
+        self.guide_learning_rate = float(
+            read_key(config, "learning_rate", positive, "a number > 0")
+        )
+        self.guide_batch_size = read_key(
+            config, "guide_batch_size", positive_int, "a positive integer"
+        )
+        self.diagnostics = read_key(
+            config, "denoise_diagnostics", lambda v: isinstance(v, bool), "true or false"
+        )
         self.stopping_min_epochs = read_key(
-            config, "stopping_min_epochs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            config,
+            "stopping_min_epochs",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
             "an integer >= 0 (0: no minimum)",
         )
         # built before RecBole's Trainer so the reward metric can join ``metrics`` if needed
@@ -63,7 +75,9 @@ class AutoDenoiseTrainer(Trainer):
         distributed.check_supported(config, self.scheme, self.diagnostics)
         self.reward_key = None
         if self.scheme.needs_reward:
-            self.reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
+            self.reward_key = parse_reward_metric(
+                config["reward_metric"], list(config["topk"] or [])
+            )
             if self.reward_key != "gauc":  # GAUC is computed here (evaluation.reward)
                 ensure_metric(config, self.reward_key)
         check_metrics(config, model)
@@ -76,7 +90,9 @@ class AutoDenoiseTrainer(Trainer):
         self.saved_model_file = distributed.broadcast_object(unique)
         self.latest_model_file = checkpoints.latest_file(self.saved_model_file)
         self.evaluator = per_query.RecordingEvaluator(config)
-        self.last_per_query: dict[str, Any] | None = None  # ``per_query.record`` of the last evaluation
+        self.last_per_query: dict[str, Any] | None = (
+            None  # ``per_query.record`` of the last evaluation
+        )
         self._valid_per_query: dict[str, Any] | None = None  # that of the last validation
         self.best_valid_per_query: dict[str, Any] | None = None  # that of the best validation
         self.best_epoch: int | None = None
@@ -89,8 +105,11 @@ class AutoDenoiseTrainer(Trainer):
         self.diagnosis = Diagnosis(model, config, self.device) if self.diagnostics else None
         if scheme_cls.needs_representations:
             self.sample_loss.check_representations()
-        self.study = WeightStudy(config["clean_rating_field"], float(config["clean_rating_threshold"]),
-                                 config["LABEL_FIELD"])
+        self.study = WeightStudy(
+            config["clean_rating_field"],
+            float(config["clean_rating_threshold"]),
+            config["LABEL_FIELD"],
+        )
         # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no ratings to study
         self._rows_are_interactions = config["model"] not in USER_LEVEL_MODELS
         self.history: list[dict[str, Any]] = []
@@ -99,7 +118,9 @@ class AutoDenoiseTrainer(Trainer):
         self.pending: dict[str, Any] = {}  # what a resume read for fit: "rng", "guide"
         self.train_data = None
         self.data: TrainingData | None = None  # the training side of the data (set_data)
-        self.clean_batches: CleanBatches | None = None  # built in fit() for schemes with needs_guidance
+        self.clean_batches: CleanBatches | None = (
+            None  # built in fit() for schemes with needs_guidance
+        )
         self._collect_auc: CleanAUC | None = None
 
     # --- training -------------------------------------------------------------------------
@@ -111,13 +132,22 @@ class AutoDenoiseTrainer(Trainer):
         (``data.bundle.training_data_of``); on other loaders the validation set guides."""
         self.data = bundle.training
 
-    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
-            callback_fn=None):
+    def fit(
+        self,
+        train_data,
+        valid_data=None,
+        verbose=True,
+        saved=True,
+        show_progress=False,
+        callback_fn=None,
+    ):
         if self.data is None:
             self.data = training_data_of(train_data)
         elif self.data.train is not train_data:
-            raise ValueError("fit() got another training loader than this trainer's data "
-                             "(set_data, or the first fit): pass that bundle's train loader")
+            raise ValueError(
+                "fit() got another training loader than this trainer's data "
+                "(set_data, or the first fit): pass that bundle's train loader"
+            )
         self.train_data, data = train_data, self.data
         if not self._is_set_up:
             self.scheme.batches_per_epoch = len(train_data)
@@ -125,17 +155,27 @@ class AutoDenoiseTrainer(Trainer):
             self._is_set_up = True
         if self.scheme.needs_guidance and self.clean_batches is None:
             self.clean_batches = CleanBatches(
-                guide_dataset(data, valid_data, self.scheme.guide_rows), self.model,
-                self.guide_batch_size, int(self.config["seed"]), self.device,
+                guide_dataset(data, valid_data, self.scheme.guide_rows),
+                self.model,
+                self.guide_batch_size,
+                int(self.config["seed"]),
+                self.device,
                 exclude=train_data._dataset,
             )
         if self.diagnosis is not None:
-            self.diagnosis.setup(guide_dataset(data, valid_data), self.guide_batch_size,
-                                 train_data._dataset)
+            self.diagnosis.setup(
+                guide_dataset(data, valid_data), self.guide_batch_size, train_data._dataset
+            )
         checkpoints.restore_pending(self)
         self._saving = saved
-        result = super().fit(train_data, valid_data, verbose, saved, show_progress,
-                             self._after_validation(callback_fn, verbose))
+        result = super().fit(
+            train_data,
+            valid_data,
+            verbose,
+            saved,
+            show_progress,
+            self._after_validation(callback_fn, verbose),
+        )
         if self._trained_epoch is not None:
             self._save_latest(self._trained_epoch, verbose)
         return result
@@ -153,17 +193,27 @@ class AutoDenoiseTrainer(Trainer):
         return callback
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if self._trained_epoch is not None:  # an epoch without validation (eval_step > 1) is finished too
+        if (
+            self._trained_epoch is not None
+        ):  # an epoch without validation (eval_step > 1) is finished too
             self._save_latest(self._trained_epoch, verbose=False)
         self._epoch = epoch_idx
         self.study.begin_epoch()
         start = time()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func or self._weighted_loss,
-                                    show_progress=show_progress)
+        loss = super()._train_epoch(
+            train_data,
+            epoch_idx,
+            loss_func=loss_func or self._weighted_loss,
+            show_progress=show_progress,
+        )
         train_loss = float(sum(loss) if isinstance(loss, tuple) else loss)
-        if distributed.is_distributed(self.config):  # every rank's samples: the weight study and mean loss
+        if distributed.is_distributed(
+            self.config
+        ):  # every rank's samples: the weight study and mean loss
             self.study.sum_over_ranks()
-            summed = distributed.all_reduce_sum(torch.tensor(train_loss, dtype=torch.float64, device=self.device))
+            summed = distributed.all_reduce_sum(
+                torch.tensor(train_loss, dtype=torch.float64, device=self.device)
+            )
             train_loss = float(summed) / self.config["world_size"]
         record = {"epoch": epoch_idx, "train_seconds": time() - start, "train_loss": train_loss}
         record.update(WeightStudy.summary(self.study.epoch))
@@ -180,14 +230,25 @@ class AutoDenoiseTrainer(Trainer):
                 self.study.add(None, interaction)
             return self.model.calculate_loss(interaction)
         if self.clean_batches is None:
-            sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
+            sample = self.sample_loss(
+                interaction, with_representations=self.scheme.needs_representations
+            )
             weights = self.scheme.weights(self._batch(interaction, sample))
         else:
             # the forward whose graph guidance differentiates twice must avoid cuDNN RNN kernels
             with double_backward_safe(self.model):
-                sample = self.sample_loss(interaction, with_representations=self.scheme.needs_representations)
-                guidance = Guidance(self.model, self.sample_loss, self.clean_batches, self.guide_learning_rate,
-                                    interaction, sample.losses, self.optimizer)
+                sample = self.sample_loss(
+                    interaction, with_representations=self.scheme.needs_representations
+                )
+                guidance = Guidance(
+                    self.model,
+                    self.sample_loss,
+                    self.clean_batches,
+                    self.guide_learning_rate,
+                    interaction,
+                    sample.losses,
+                    self.optimizer,
+                )
                 weights = self.scheme.weights(self._batch(interaction, sample, guidance))
         self.study.add(weights, interaction)
         if weights is None:
@@ -203,9 +264,12 @@ class AutoDenoiseTrainer(Trainer):
             user_repr=sample.user_repr,
             item_repr=sample.item_repr,
             guidance=guidance,
-            user_ids=interaction[self.model.USER_ID] if self.model.USER_ID in interaction.interaction else None,
-            true_positive=(self.study.true_positive(interaction) if self.scheme.reads_ratings
-                           else None),
+            user_ids=interaction[self.model.USER_ID]
+            if self.model.USER_ID in interaction.interaction
+            else None,
+            true_positive=(
+                self.study.true_positive(interaction) if self.scheme.reads_ratings else None
+            ),
             row_ids=interaction[ROW_FIELD] if ROW_FIELD in interaction.interaction else None,
             canary=interaction[CANARY_FIELD] if CANARY_FIELD in interaction.interaction else None,
         )
@@ -222,7 +286,9 @@ class AutoDenoiseTrainer(Trainer):
         rewards = reward.RewardPass(self, None if self.data is None else self.data.guide)
         self._collect_auc = rewards.collector
         try:
-            valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+            valid_score, valid_result = super()._valid_epoch(
+                valid_data, show_progress=show_progress
+            )
         finally:
             self._collect_auc = None
         self._valid_per_query = self.last_per_query  # before a guide pass evaluates again
@@ -235,21 +301,29 @@ class AutoDenoiseTrainer(Trainer):
             self.tensorboard.add_scalar(f"AutoDenoise/{key}", value, self._epoch)
         if logs:
             self.logger.info(
-                set_color("controller", "blue") + ": " + ", ".join(f"{k}={v:.6f}" for k, v in logs.items())
+                set_color("controller", "blue")
+                + ": "
+                + ", ".join(f"{k}={v:.6f}" for k, v in logs.items())
             )
         diagnostics = {} if self.diagnosis is None else self.diagnosis.run()
         if distributed.is_distributed(self.config):
             diagnostics["rank_digests"] = distributed.check_agreement(
                 f"the model, controller and baseline after epoch {self._epoch}",
-                checkpoints.shared_state_digest(self.model, self.scheme))
+                checkpoints.shared_state_digest(self.model, self.scheme),
+            )
         if self.history:
-            self.history[-1].update(valid_seconds=time() - start, valid_score=float(valid_score),
-                                    **{f"controller_{k}": v for k, v in logs.items()}, **diagnostics)
+            self.history[-1].update(
+                valid_seconds=time() - start,
+                valid_score=float(valid_score),
+                **{f"controller_{k}": v for k, v in logs.items()},
+                **diagnostics,
+            )
             if guide_score is not None:
                 self.history[-1]["guide_score"] = float(guide_score)
         # RecBole's fit passes cur_step to early_stopping right after this validation
-        self.cur_step = stopping.held_patience(self.cur_step, self._epoch, self.stopping_min_epochs,
-                                               self.stopping_step)
+        self.cur_step = stopping.held_patience(
+            self.cur_step, self._epoch, self.stopping_min_epochs, self.stopping_step
+        )
         self._last_valid_result = valid_result
         return valid_score, valid_result
 
@@ -260,8 +334,9 @@ class AutoDenoiseTrainer(Trainer):
 
     def stopping_summary(self) -> dict[str, Any]:
         """How the run ended (``stopping.summary``)."""
-        return stopping.summary(self.history, self.epochs, self.valid_metric_bigger,
-                                self.stopping_min_epochs)
+        return stopping.summary(
+            self.history, self.epochs, self.valid_metric_bigger, self.stopping_min_epochs
+        )
 
     def clean_auc(self, loader) -> tuple[float, torch.Tensor]:
         """RecBole's GAUC over ``loader`` and each user's mean AUC (``reward.clean_auc``)."""
@@ -286,8 +361,9 @@ class AutoDenoiseTrainer(Trainer):
     def _save_latest(self, epoch: int, verbose: bool = True) -> None:
         """The state after the finished ``epoch``, to ``latest_model_file`` (once per epoch)."""
         if self._saving and self._latest_epoch != epoch:
-            checkpoints.save(self, "latest", epoch, self.best_valid_result, self.latest_model_file,
-                             verbose)
+            checkpoints.save(
+                self, "latest", epoch, self.best_valid_result, self.latest_model_file, verbose
+            )
             self._latest_epoch = epoch
 
     def resume_checkpoint(self, resume_file):
@@ -316,4 +392,3 @@ class AutoDenoiseTrainer(Trainer):
     def weight_study(self) -> dict[str, Any]:
         """The run's weight study (``evaluation.weights.WeightStudy.report``)."""
         return self.study.report(self.history)
-

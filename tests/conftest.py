@@ -18,7 +18,13 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 
 # Small and fast, for end-to-end runs on ML-100K.
-FAST = {"epochs": 2, "show_progress": False, "state": "WARNING", "train_batch_size": 4096, "eval_batch_size": 262144}
+FAST = {
+    "epochs": 2,
+    "show_progress": False,
+    "state": "WARNING",
+    "train_batch_size": 4096,
+    "eval_batch_size": 262144,
+}
 
 
 FAST_TIER_MAX_INTER_BYTES = 200_000
@@ -34,6 +40,7 @@ def _isolated(tmp_path, monkeypatch):
 def _slow_only(what: str):
     def refuse(*args, **kwargs):
         pytest.fail(f"this test {what}: mark it @pytest.mark.slow", pytrace=False)
+
     return refuse
 
 
@@ -51,13 +58,18 @@ def _fast_tier(request, monkeypatch):
 
     monkeypatch.setattr(Trainer, "fit", _slow_only("trains a model (Trainer.fit)"))
     monkeypatch.setattr(subprocess.Popen, "__init__", _slow_only("starts a process"))
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _slow_only("starts a process"))
+    monkeypatch.setattr(
+        multiprocessing.process.BaseProcess, "start", _slow_only("starts a process")
+    )
     load_feat = Dataset._load_feat
 
     def small_files_only(self, filepath, source):
         if os.path.isfile(filepath) and os.path.getsize(filepath) > FAST_TIER_MAX_INTER_BYTES:
-            pytest.fail(f"this test loads {filepath} ({os.path.getsize(filepath)} bytes): mark it "
-                        "@pytest.mark.slow", pytrace=False)
+            pytest.fail(
+                f"this test loads {filepath} ({os.path.getsize(filepath)} bytes): mark it "
+                "@pytest.mark.slow",
+                pytrace=False,
+            )
         return load_feat(self, filepath, source)
 
     monkeypatch.setattr(Dataset, "_load_feat", small_files_only)
@@ -83,11 +95,15 @@ def float_tolerance(dtype: torch.dtype, magnitude: float = 1.0, steps: int = 16)
     return steps * torch.finfo(dtype).eps * max(abs(float(magnitude)), 1.0)
 
 
-def assert_float_close(actual: torch.Tensor, expected, steps: int = 16, magnitude: float | None = None) -> None:
+def assert_float_close(
+    actual: torch.Tensor, expected, steps: int = 16, magnitude: float | None = None
+) -> None:
     """``actual == expected`` up to ``float_tolerance`` at the expected values' magnitude."""
     expected = torch.as_tensor(expected, dtype=actual.dtype).detach()
     scale = float(expected.abs().max()) if magnitude is None else magnitude
-    torch.testing.assert_close(actual, expected, rtol=0, atol=float_tolerance(actual.dtype, scale, steps))
+    torch.testing.assert_close(
+        actual, expected, rtol=0, atol=float_tolerance(actual.dtype, scale, steps)
+    )
 
 
 @pytest.fixture
@@ -102,8 +118,9 @@ def main_only():
     saved = {id(reg): dict(reg._entries) for reg in (SCHEMES, CREDITS, STATES, PRIORS)}
     files = list(registry.EXTRA_PROPERTY_FILES)
     for reg in (SCHEMES, CREDITS, STATES, PRIORS):
-        reg._entries = {name: cls for name, cls in reg._entries.items()
-                        if name not in reg.experimental}
+        reg._entries = {
+            name: cls for name, cls in reg._entries.items() if name not in reg.experimental
+        }
     CREDITS._entries["explicit"] = ExplicitCredit
     registry.EXTRA_PROPERTY_FILES.clear()
     try:

@@ -28,18 +28,30 @@ from recbole_autodenoise.checkpoints import check_resumable
 from recbole_autodenoise.trainer import AutoDenoiseTrainer
 from tests.conftest import FAST, write_inter
 
-TINY = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "topk": [5],
-        "valid_metric": "NDCG@5", "show_progress": False, "state": "WARNING"}
+TINY = {
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "topk": [5],
+    "valid_metric": "NDCG@5",
+    "show_progress": False,
+    "state": "WARNING",
+}
 
 
 def tiny_rows() -> list[tuple]:
     """12 users x 10 of 14 items, ratings 1-5, one second apart."""
-    return [(u, 1 + (u + j) % 14, 1 + (u * j) % 5, 1000 * u + j) for u in range(1, 13) for j in range(10)]
+    return [
+        (u, 1 + (u + j) % 14, 1 + (u * j) % 5, 1000 * u + j)
+        for u in range(1, 13)
+        for j in range(10)
+    ]
 
 
 def tiny_trainer(tmp_path: Path, **overrides) -> tuple[AutoDenoiseTrainer, object, object]:
     write_inter(tmp_path, "tiny", tiny_rows())
-    config = rad.make_config("BPR", "tiny", config_dict={"data_path": str(tmp_path), **TINY, **overrides})
+    config = rad.make_config(
+        "BPR", "tiny", config_dict={"data_path": str(tmp_path), **TINY, **overrides}
+    )
     init_seed(config["seed"], config["reproducibility"])
     train, valid, _ = rad.data_preparation(config, rad.create_dataset(config))
     model = get_model("BPR")(config, train._dataset)
@@ -52,13 +64,17 @@ def zip_entry_offset(path: Path, suffix: str) -> int:
         info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
     assert info.compress_type == zipfile.ZIP_STORED
     raw = path.read_bytes()
-    name_length, extra_length = struct.unpack("<HH", raw[info.header_offset + 26: info.header_offset + 30])
+    name_length, extra_length = struct.unpack(
+        "<HH", raw[info.header_offset + 26 : info.header_offset + 30]
+    )
     return info.header_offset + 30 + name_length + extra_length
 
 
 # --- checksum -------------------------------------------------------------------------------
 def test_checksum_format_is_pinned():
-    expected = hashlib.sha256(b"D2|S1|aint:1|S1|bL2|F0x1.0000000000000p+1|NoneType:None|").hexdigest()
+    expected = hashlib.sha256(
+        b"D2|S1|aint:1|S1|bL2|F0x1.0000000000000p+1|NoneType:None|"
+    ).hexdigest()
     assert checkpoints.checksum({"b": [2.0, None], "a": 1}) == "sha256:" + expected
 
 
@@ -84,14 +100,17 @@ def test_checksum_refuses_what_a_checkpoint_cannot_hold():
 def saved(tmp_path) -> Path:
     path = tmp_path / "c.pth"
     checkpoints.atomic_torch_save(
-        {"state_dict": {"w": torch.arange(64, dtype=torch.float32)}, "epoch": 3}, path)
+        {"state_dict": {"w": torch.arange(64, dtype=torch.float32)}, "epoch": 3}, path
+    )
     return path
 
 
 def test_a_good_checkpoint_loads_without_its_checksum_entry(saved):
     loaded = checkpoints.load_checkpoint(saved)
     assert set(loaded) == {"state_dict", "epoch"}
-    assert loaded["epoch"] == 3 and torch.equal(loaded["state_dict"]["w"], torch.arange(64, dtype=torch.float32))
+    assert loaded["epoch"] == 3 and torch.equal(
+        loaded["state_dict"]["w"], torch.arange(64, dtype=torch.float32)
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"hello, I am a text file\n"], ids=["empty", "text"])
@@ -110,7 +129,10 @@ def test_a_truncated_checkpoint_is_not_readable(saved):
 
 
 def test_a_missing_file_is_not_readable(tmp_path):
-    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'nope.pth'} is not a readable checkpoint: no such file")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{tmp_path / 'nope.pth'} is not a readable checkpoint: no such file"),
+    ):
         checkpoints.load_checkpoint(tmp_path / "nope.pth")
 
 
@@ -118,9 +140,13 @@ def test_bytes_flipped_inside_tensor_data_fail_the_checksum(saved):
     raw = bytearray(saved.read_bytes())
     raw[zip_entry_offset(saved, "/data/0") + 40] ^= 0x01  # one bit of w[10]
     saved.write_bytes(bytes(raw))
-    flipped = torch.load(saved, weights_only=True)["state_dict"]["w"]  # torch itself notices nothing
+    flipped = torch.load(saved, weights_only=True)["state_dict"][
+        "w"
+    ]  # torch itself notices nothing
     assert flipped[10] != 10.0 and torch.equal(flipped[:10], torch.arange(10, dtype=torch.float32))
-    with pytest.raises(ValueError, match=re.escape(f"{saved} failed its checksum: the file is corrupt")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{saved} failed its checksum: the file is corrupt")
+    ):
         checkpoints.load_checkpoint(saved)
 
 
@@ -135,7 +161,9 @@ def test_a_changed_plain_value_fails_the_checksum(saved):
 def test_a_checkpoint_without_checksum_is_refused(tmp_path):
     path = tmp_path / "plain.pth"
     torch.save({"state_dict": {"w": torch.ones(2)}}, path)
-    with pytest.raises(ValueError, match=re.escape(f"{path} is not a readable checkpoint: it carries no checksum")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path} is not a readable checkpoint: it carries no checksum")
+    ):
         checkpoints.load_checkpoint(path)
 
 
@@ -148,18 +176,25 @@ def test_saving_refuses_a_non_dict_or_a_checksum_key(tmp_path):
 
 
 # --- location and names ---------------------------------------------------------------------
-@pytest.mark.parametrize("where, reason", [
-    ("file", "is a file: expected a folder"),
-    ("file/sub", "cannot hold checkpoints: NotADirectoryError"),
-    ("/proc/autodenoise-checkpoints", "cannot hold checkpoints"),
-])
+@pytest.mark.parametrize(
+    "where, reason",
+    [
+        ("file", "is a file: expected a folder"),
+        ("file/sub", "cannot hold checkpoints: NotADirectoryError"),
+        ("/proc/autodenoise-checkpoints", "cannot hold checkpoints"),
+    ],
+)
 def test_an_unusable_checkpoint_dir_fails_before_any_data_is_loaded(tmp_path, where, reason):
     (tmp_path / "file").write_text("x")
     folder = where if where.startswith("/") else str(tmp_path / where)
     message = re.escape(f"config key 'checkpoint_dir' = {folder!r} {reason}")
     with pytest.raises(ValueError, match=message):
         # a data set that does not exist: the check must come first
-        quick_start.run("BPR", "no-such-data", config_dict={"data_path": str(tmp_path), "checkpoint_dir": folder})
+        quick_start.run(
+            "BPR",
+            "no-such-data",
+            config_dict={"data_path": str(tmp_path), "checkpoint_dir": folder},
+        )
     with pytest.raises(ValueError, match=message):
         tiny_trainer(tmp_path, checkpoint_dir=folder)
 
@@ -186,31 +221,55 @@ def test_two_trainers_built_in_the_same_second_get_different_names(tmp_path, mon
 # --- latest state and the best model on tiny data -------------------------------------------
 @pytest.mark.slow
 def test_latest_state_after_every_finished_epoch_beside_the_best_model(tmp_path):
-    trainer, train, valid = tiny_trainer(tmp_path, epochs=3, eval_step=2)  # validation after epoch 1 only
+    trainer, train, valid = tiny_trainer(
+        tmp_path, epochs=3, eval_step=2
+    )  # validation after epoch 1 only
     trainer.fit(train, valid)
     best = checkpoints.load_checkpoint(trainer.saved_model_file)
     latest = checkpoints.load_checkpoint(trainer.latest_model_file)
-    assert (best["kind"], best["epoch"], latest["kind"], latest["epoch"]) == ("best", 1, "latest", 2)
+    assert (best["kind"], best["epoch"], latest["kind"], latest["epoch"]) == (
+        "best",
+        1,
+        "latest",
+        2,
+    )
     assert latest["best_epoch"] == 1 and latest["best_valid_result"] == best["best_valid_result"]
     assert set(best["best_valid_result"]) == {"precision@5", "recall@5", "f1@5", "ndcg@5"}
-    assert latest["train_loss_dict"] == trainer.train_loss_dict and list(trainer.train_loss_dict) == [0, 1, 2]
+    assert latest["train_loss_dict"] == trainer.train_loss_dict and list(
+        trainer.train_loss_dict
+    ) == [0, 1, 2]
     assert [r["epoch"] for r in latest["denoise"]["history"]] == [0, 1, 2]
-    assert not torch.equal(best["state_dict"]["item_embedding.weight"], latest["state_dict"]["item_embedding.weight"])
+    assert not torch.equal(
+        best["state_dict"]["item_embedding.weight"], latest["state_dict"]["item_embedding.weight"]
+    )
 
 
-@pytest.mark.parametrize("overrides", [
-    {"denoise_scheme": name} for name in ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "l2rw")
-] + [
-    {"denoise_scheme": "autodenoise_s", "controller_credit": credit, "denoise_diagnostics": True}
-    for credit in ("epoch", "user", "meta")
-], ids=lambda o: "-".join(str(v) for v in o.values()))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"denoise_scheme": name}
+        for name in ("default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "l2rw")
+    ]
+    + [
+        {
+            "denoise_scheme": "autodenoise_s",
+            "controller_credit": credit,
+            "denoise_diagnostics": True,
+        }
+        for credit in ("epoch", "user", "meta")
+    ],
+    ids=lambda o: "-".join(str(v) for v in o.values()),
+)
 @pytest.mark.slow
 def test_every_scheme_state_round_trips_through_a_checksummed_checkpoint(tmp_path, overrides):
     trainer, train, valid = tiny_trainer(tmp_path, epochs=1, **overrides)
     trainer.fit(train, valid)
     latest = checkpoints.load_checkpoint(trainer.latest_model_file)
     assert latest["denoise"]["scheme"] == overrides["denoise_scheme"]
-    assert checkpoints.checksum(latest) == torch.load(trainer.latest_model_file, weights_only=True)["checksum"]
+    assert (
+        checkpoints.checksum(latest)
+        == torch.load(trainer.latest_model_file, weights_only=True)["checksum"]
+    )
 
 
 @pytest.mark.slow
@@ -254,42 +313,78 @@ def test_resume_from_the_latest_state_or_from_the_best_model(tmp_path, monkeypat
     again, train, valid = tiny_trainer(tmp_path, epochs=4, stopping_step=5)
     again.resume_checkpoint(latest)
     assert (again.start_epoch, again.cur_step, again.best_epoch) == (3, 2, 0)
-    assert (again.saved_model_file, again.latest_model_file, again.resumed_from) == (best, latest, latest)
+    assert (again.saved_model_file, again.latest_model_file, again.resumed_from) == (
+        best,
+        latest,
+        latest,
+    )
     assert again.train_loss_dict == first.train_loss_dict and again.history == first.history
 
     rewound, train, valid = tiny_trainer(tmp_path, epochs=4, stopping_step=5)
     with caplog.at_level("WARNING"):
         rewound.resume_checkpoint(best)
-    assert (rewound.start_epoch, rewound.saved_model_file, rewound.latest_model_file) == (1, best, latest)
-    assert f"resuming from the best epoch 0; the run's last finished epoch is in {latest}" in caplog.text
+    assert (rewound.start_epoch, rewound.saved_model_file, rewound.latest_model_file) == (
+        1,
+        best,
+        latest,
+    )
+    assert (
+        f"resuming from the best epoch 0; the run's last finished epoch is in {latest}"
+        in caplog.text
+    )
 
     Path(best).unlink()
-    with pytest.raises(ValueError, match=re.escape(f"{latest} continues a run whose best-model file {best} is missing")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{latest} continues a run whose best-model file {best} is missing"),
+    ):
         tiny_trainer(tmp_path, epochs=4, stopping_step=5)[0].resume_checkpoint(latest)
 
 
 # --- what resume refuses ----------------------------------------------------------------------
-RUN = {"model": "BPR", "dataset": "ml-100k", "denoise_scheme": "autodenoise_s", "epochs": 4,
-       "stopping_step": 2, "clean_rating_threshold": 3, "seed": 2020}
+RUN = {
+    "model": "BPR",
+    "dataset": "ml-100k",
+    "denoise_scheme": "autodenoise_s",
+    "epochs": 4,
+    "stopping_step": 2,
+    "clean_rating_threshold": 3,
+    "seed": 2020,
+}
 
 
 def fake_checkpoint(settings: dict | None = None, scheme: str | None = None, **changes) -> dict:
     """Epoch 1 of a run with ``settings`` (default ``RUN``), built by hand with the trainer's layout
     (``checkpoints.check_structure`` accepts it), then ``changes`` replace top-level entries."""
     settings = dict(RUN if settings is None else settings)
-    numpy_state = {"keys": torch.zeros(624, dtype=torch.int64), "pos": 624, "has_gauss": 0,
-                   "cached": 0.0}
+    numpy_state = {
+        "keys": torch.zeros(624, dtype=torch.int64),
+        "pos": 624,
+        "has_gauss": 0,
+        "cached": 0.0,
+    }
     rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
     checkpoint = {
-        "format_version": checkpoints.FORMAT_VERSION, "kind": "latest", "config": settings,
-        "epoch": 1, "cur_step": 0, "best_valid_score": 0.5, "best_valid_result": {"ndcg@5": 0.5},
-        "best_epoch": 1, "best_valid_per_query": None, "train_loss_dict": {0: 0.7, 1: 0.6},
+        "format_version": checkpoints.FORMAT_VERSION,
+        "kind": "latest",
+        "config": settings,
+        "epoch": 1,
+        "cur_step": 0,
+        "best_valid_score": 0.5,
+        "best_valid_result": {"ndcg@5": 0.5},
+        "best_epoch": 1,
+        "best_valid_per_query": None,
+        "train_loss_dict": {0: 0.7, 1: 0.6},
         "state_dict": {"w": torch.zeros(2)},
         "other_parameter": {},
         "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
-        "denoise": {"scheme": scheme or settings["denoise_scheme"], "scheme_state": {},
-                    "study_total": torch.zeros(6, dtype=torch.float64),
-                    "history": [{"epoch": 0}, {"epoch": 1}], "rng": rng},
+        "denoise": {
+            "scheme": scheme or settings["denoise_scheme"],
+            "scheme_state": {},
+            "study_total": torch.zeros(6, dtype=torch.float64),
+            "history": [{"epoch": 0}, {"epoch": 1}],
+            "rng": rng,
+        },
     }
     checkpoints.check_structure(checkpoint, "fake.pth")
     checkpoint.update(changes)
@@ -299,26 +394,47 @@ def fake_checkpoint(settings: dict | None = None, scheme: str | None = None, **c
 TRAINED_WITH = "x.pth was trained with "
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"scheme": "adt_rl"}, TRAINED_WITH + "denoise_scheme='adt_rl', this run uses 'autodenoise_s'"),
-    ({"settings": {**RUN, "model": "SASRec"}},
-     TRAINED_WITH + "model='SASRec', this run uses 'BPR'"),
-    ({"settings": {**RUN, "dataset": "ml-1m"}},
-     TRAINED_WITH + "dataset='ml-1m', this run uses 'ml-100k'"),
-    ({"settings": {**RUN, "seed": 7}},
-     TRAINED_WITH + "seed=7, this run uses 2020: a resume continues"),
-    ({"epoch": 3, "best_epoch": 3},
-     "x.pth holds epoch 3, the last of epochs=4: nothing left to train"),
-    ({"cur_step": 3}, "x.pth holds epoch 1, where early stopping ended the run (stopping_step=2)"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"scheme": "adt_rl"},
+            TRAINED_WITH + "denoise_scheme='adt_rl', this run uses 'autodenoise_s'",
+        ),
+        (
+            {"settings": {**RUN, "model": "SASRec"}},
+            TRAINED_WITH + "model='SASRec', this run uses 'BPR'",
+        ),
+        (
+            {"settings": {**RUN, "dataset": "ml-1m"}},
+            TRAINED_WITH + "dataset='ml-1m', this run uses 'ml-100k'",
+        ),
+        (
+            {"settings": {**RUN, "seed": 7}},
+            TRAINED_WITH + "seed=7, this run uses 2020: a resume continues",
+        ),
+        (
+            {"epoch": 3, "best_epoch": 3},
+            "x.pth holds epoch 3, the last of epochs=4: nothing left to train",
+        ),
+        (
+            {"cur_step": 3},
+            "x.pth holds epoch 1, where early stopping ended the run (stopping_step=2)",
+        ),
+    ],
+)
 def test_resume_refuses_another_run_or_a_finished_one(changes, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         check_resumable(fake_checkpoint(**changes), "x.pth", RUN)
-    check_resumable(fake_checkpoint(epoch=2, cur_step=2), "x.pth", RUN)  # one epoch left, not stopped: fine
+    check_resumable(
+        fake_checkpoint(epoch=2, cur_step=2), "x.pth", RUN
+    )  # one epoch left, not stopped: fine
 
 
 def test_resume_is_a_cli_option_not_a_config_override():
-    args, overrides = cli.parse_args(["--model=BPR", "--resume=saved/BPR-x-latest.pth", "--epochs=5"])
+    args, overrides = cli.parse_args(
+        ["--model=BPR", "--resume=saved/BPR-x-latest.pth", "--epochs=5"]
+    )
     assert args.resume == "saved/BPR-x-latest.pth"
     assert overrides == {"epochs": 5}
     assert cli.parse_args([])[0].resume is None
@@ -326,17 +442,32 @@ def test_resume_is_a_cli_option_not_a_config_override():
 
 def test_cli_resume_of_a_bad_file_exits_2_before_loading_data(tmp_path, capsys):
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    code = cli.main(["--model=BPR", "--dataset=no-such-data", f"--data_path={tmp_path}", f"--resume={tmp_path / 'text.pth'}"])
+    code = cli.main(
+        [
+            "--model=BPR",
+            "--dataset=no-such-data",
+            f"--data_path={tmp_path}",
+            f"--resume={tmp_path / 'text.pth'}",
+        ]
+    )
     assert code == 2
-    assert f"error: {tmp_path / 'text.pth'} is not a readable checkpoint (" in capsys.readouterr().err
+    assert (
+        f"error: {tmp_path / 'text.pth'} is not a readable checkpoint (" in capsys.readouterr().err
+    )
 
 
 def test_run_resume_refuses_a_checkpoint_of_another_scheme_before_loading_data(tmp_path):
     path = tmp_path / "other.pth"
     checkpoints.atomic_torch_save(fake_checkpoint({**RUN, "dataset": "no-such-data"}), path)
-    with pytest.raises(ValueError, match="trained with denoise_scheme='autodenoise_s', this run uses 'adt_tl'"):
-        quick_start.run("BPR", "no-such-data", config_dict={"data_path": str(tmp_path), "denoise_scheme": "adt_tl"},
-                        resume=path)
+    with pytest.raises(
+        ValueError, match="trained with denoise_scheme='autodenoise_s', this run uses 'adt_tl'"
+    ):
+        quick_start.run(
+            "BPR",
+            "no-such-data",
+            config_dict={"data_path": str(tmp_path), "denoise_scheme": "adt_tl"},
+            resume=path,
+        )
 
 
 # --- killed and resumed on ML-100K ----------------------------------------------------------
@@ -367,19 +498,41 @@ def one_thread():
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninterrupted_one(monkeypatch, one_thread):
+def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninterrupted_one(
+    monkeypatch, one_thread
+):
     """BPR + AutoDenoise-S, 3 epochs; a run is killed (SIGKILL) while training epoch 2. In all three
     runs the score early stopping sees is -epoch, so the best epoch is 0 and resuming from the best
     model would rewind: the latest state must be used, and the results must equal the uninterrupted run's."""
     only_epoch_0_is_best(monkeypatch)
     settings = {**FAST, "epochs": 3, "stopping_step": 10, "user_inter_num_interval": "[10,60]"}
-    args = ["--model=BPR", "--dataset=ml-100k", "--scheme=autodenoise_s", *(f"--{k}={v}" for k, v in settings.items())]
+    args = [
+        "--model=BPR",
+        "--dataset=ml-100k",
+        "--scheme=autodenoise_s",
+        *(f"--{k}={v}" for k, v in settings.items()),
+    ]
     assert cli.main([*args, "--checkpoint_dir=whole", "--results_file=whole.json"]) == 0
     expected = json.loads(Path("whole.json").read_text())
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run([sys.executable, "-c", KILLED_IN_EPOCH_2, *args, "--checkpoint_dir=killed",
-                             "--results_file=killed.json"], env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OMP_NUM_THREADS": "1",
+    }
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_IN_EPOCH_2,
+            *args,
+            "--checkpoint_dir=killed",
+            "--results_file=killed.json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not Path("killed.json").exists() and not list(Path("killed").glob(".tmp-*"))
     [latest] = Path("killed").glob("*-latest.pth")
@@ -387,7 +540,12 @@ def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninter
     load = checkpoints.load_checkpoint
     assert (load(best)["epoch"], load(latest)["epoch"]) == (0, 1)
 
-    assert cli.main([*args, "--checkpoint_dir=killed", f"--resume={latest}", "--results_file=resumed.json"]) == 0
+    assert (
+        cli.main(
+            [*args, "--checkpoint_dir=killed", f"--resume={latest}", "--results_file=resumed.json"]
+        )
+        == 0
+    )
     resumed = json.loads(Path("resumed.json").read_text())
 
     assert resumed["resumed_from"] == str(latest) and expected["resumed_from"] is None
@@ -397,7 +555,9 @@ def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninter
     def without_timing(history):
         return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in history]
 
-    assert [r["train_loss"] for r in resumed["epochs"]] == [r["train_loss"] for r in expected["epochs"]]
+    assert [r["train_loss"] for r in resumed["epochs"]] == [
+        r["train_loss"] for r in expected["epochs"]
+    ]
     assert without_timing(resumed["epochs"]) == without_timing(expected["epochs"])
     for key in ("test", "best_valid_result", "best_valid_score", "valid_per_query", "weight_study"):
         assert resumed[key] == expected[key], key

@@ -91,8 +91,7 @@ def test_table3_refuses_unknown_data_sets_and_unusable_output_paths(tmp_path, da
     out = ["--out", str(tmp_path / "r.jsonl")]
     assert (
         "--dataset 'nosuch' is neither RecBole's embedded ml-100k nor a data set RecBole can "
-        "download"
-        in refused(table3.main, ["--dataset", "nosuch", *base, *out], capsys)
+        "download" in refused(table3.main, ["--dataset", "nosuch", *base, *out], capsys)
     )
     missing = tmp_path / "data" / "e" / "e.inter"
     assert (

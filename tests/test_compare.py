@@ -12,13 +12,33 @@ from benchmarks import compare
 PROTOCOLS = ("user_first", "interaction")
 
 
-def row(scheme: str, seed: int, ndcg: float, overrides: dict | None = None, tp: float = 1.0, fp: float = 1.0) -> dict:
+def row(
+    scheme: str,
+    seed: int,
+    ndcg: float,
+    overrides: dict | None = None,
+    tp: float = 1.0,
+    fp: float = 1.0,
+) -> dict:
     """A finished cell: NDCG@20 = ``ndcg`` under user_first, half of it under interaction."""
     overrides = {"show_progress": False, "gpu_id": "", **(overrides or {})}
-    results = {p: {"ndcg@20": ndcg * (1 if p == "user_first" else 0.5), "recall@20": 2 * ndcg} for p in PROTOCOLS}
-    return {"key": f"d|BPR|{scheme}|{seed}|{sorted(overrides.items())}", "dataset": "d", "model": "BPR", "scheme": scheme,
-            "seed": seed, "overrides": overrides, "status": "ok",
-            "results": {"test_by_protocol": results, "weight_study": {"tp_mean_weight": tp, "fp_mean_weight": fp}}}
+    results = {
+        p: {"ndcg@20": ndcg * (1 if p == "user_first" else 0.5), "recall@20": 2 * ndcg}
+        for p in PROTOCOLS
+    }
+    return {
+        "key": f"d|BPR|{scheme}|{seed}|{sorted(overrides.items())}",
+        "dataset": "d",
+        "model": "BPR",
+        "scheme": scheme,
+        "seed": seed,
+        "overrides": overrides,
+        "status": "ok",
+        "results": {
+            "test_by_protocol": results,
+            "weight_study": {"tp_mean_weight": tp, "fp_mean_weight": fp},
+        },
+    }
 
 
 EXPLICIT = {"controller_credit": "explicit"}
@@ -27,39 +47,93 @@ MINE = [0.044, 0.043, 0.045, 0.041]
 
 
 def rows() -> list[dict]:
-    found = [row("default", 2020 + i, v, EXPLICIT) for i, v in enumerate(DEFAULT)]  # ignored key: still Default
-    found += [row("autodenoise_s", 2020 + i, v, EXPLICIT, tp=1.02, fp=0.86) for i, v in enumerate(MINE)]
-    found += [row("autodenoise_s", 2020, 0.05, {**EXPLICIT, "noise_kind": "foreign", "noise_rate": 0.2})]
-    found += [row("default", 2020, 0.01, {"clean_valid_guide_ratio": 0.5}), row("default", 2021, 0.02, {"clean_valid_guide_ratio": 0.5})]
-    found += [row("autodenoise_s", 2020 + i, v, {**EXPLICIT, "clean_valid_guide_ratio": 0.5}) for i, v in enumerate((0.03, 0.05))]
-    found.append({**row("autodenoise_s", 2030, 0.9, EXPLICIT), "status": "failed"})  # failed cells stay out
+    found = [
+        row("default", 2020 + i, v, EXPLICIT) for i, v in enumerate(DEFAULT)
+    ]  # ignored key: still Default
+    found += [
+        row("autodenoise_s", 2020 + i, v, EXPLICIT, tp=1.02, fp=0.86) for i, v in enumerate(MINE)
+    ]
+    found += [
+        row("autodenoise_s", 2020, 0.05, {**EXPLICIT, "noise_kind": "foreign", "noise_rate": 0.2})
+    ]
+    found += [
+        row("default", 2020, 0.01, {"clean_valid_guide_ratio": 0.5}),
+        row("default", 2021, 0.02, {"clean_valid_guide_ratio": 0.5}),
+    ]
+    found += [
+        row("autodenoise_s", 2020 + i, v, {**EXPLICIT, "clean_valid_guide_ratio": 0.5})
+        for i, v in enumerate((0.03, 0.05))
+    ]
+    found.append(
+        {**row("autodenoise_s", 2030, 0.9, EXPLICIT), "status": "failed"}
+    )  # failed cells stay out
     return found
 
 
 def test_variants_keep_the_keys_a_scheme_reads_and_split_by_noise():
     found = compare.groups(rows())
     split = (("clean_valid_guide_ratio", 0.5),)
-    assert set(found) == {("BPR", (), "Default"), ("BPR", (), "AutoDenoise-S controller_credit=explicit"),
-                          ("BPR", (("noise_kind", "foreign"), ("noise_rate", 0.2)), "AutoDenoise-S controller_credit=explicit"),
-                          ("BPR", split, "Default"), ("BPR", split, "AutoDenoise-S controller_credit=explicit")}
+    assert set(found) == {
+        ("BPR", (), "Default"),
+        ("BPR", (), "AutoDenoise-S controller_credit=explicit"),
+        (
+            "BPR",
+            (("noise_kind", "foreign"), ("noise_rate", 0.2)),
+            "AutoDenoise-S controller_credit=explicit",
+        ),
+        ("BPR", split, "Default"),
+        ("BPR", split, "AutoDenoise-S controller_credit=explicit"),
+    }
     assert sorted(found[("BPR", (), "Default")]) == [2020, 2021, 2022, 2023]
-    assert sorted(found[("BPR", (), "AutoDenoise-S controller_credit=explicit")]) == [2020, 2021, 2022, 2023]
+    assert sorted(found[("BPR", (), "AutoDenoise-S controller_credit=explicit")]) == [
+        2020,
+        2021,
+        2022,
+        2023,
+    ]
 
 
 def test_rows_under_other_settings_never_merge():
-    tuned = [{**row("autodenoise_s", 2020 + i, v, EXPLICIT), "overrides_hash": "b", "key": f"tuned{i}",
-              "settings": {"controller_learning_rate": 0.01, "seed": 2020 + i}} for i, v in enumerate((0.05, 0.06))]
-    base = [{**r, "overrides_hash": "a", "settings": {"controller_learning_rate": 0.001, "seed": r["seed"]}} for r in rows()]
+    tuned = [
+        {
+            **row("autodenoise_s", 2020 + i, v, EXPLICIT),
+            "overrides_hash": "b",
+            "key": f"tuned{i}",
+            "settings": {"controller_learning_rate": 0.01, "seed": 2020 + i},
+        }
+        for i, v in enumerate((0.05, 0.06))
+    ]
+    base = [
+        {
+            **r,
+            "overrides_hash": "a",
+            "settings": {"controller_learning_rate": 0.001, "seed": r["seed"]},
+        }
+        for r in rows()
+    ]
     found = compare.groups(base + tuned)
     label = "AutoDenoise-S controller_credit=explicit"
-    assert sorted(found[("BPR", (), f"{label} controller_learning_rate=0.001")]) == [2020, 2021, 2022, 2023]
+    assert sorted(found[("BPR", (), f"{label} controller_learning_rate=0.001")]) == [
+        2020,
+        2021,
+        2022,
+        2023,
+    ]
     assert sorted(found[("BPR", (), f"{label} controller_learning_rate=0.01")]) == [2020, 2021]
-    assert ("BPR", (), label) not in found and ("BPR", (), "Default") in found  # Default has one hash
+    assert ("BPR", (), label) not in found and (
+        "BPR",
+        (),
+        "Default",
+    ) in found  # Default has one hash
 
 
 def test_the_table_holds_the_paired_change_and_p():
     text = compare.render(rows(), None, ["default"])
-    line = next(l for l in text.splitlines() if l.startswith("| AutoDenoise-S controller_credit=explicit | 4 |"))
+    line = next(
+        l
+        for l in text.splitlines()
+        if l.startswith("| AutoDenoise-S controller_credit=explicit | 4 |")
+    )
     p = stats.ttest_rel([100 * v for v in MINE], [100 * v for v in DEFAULT]).pvalue
     change = (sum(MINE) / sum(DEFAULT) - 1) * 100
     mean_pct = 100 * sum(MINE) / 4
@@ -68,11 +142,22 @@ def test_the_table_holds_the_paired_change_and_p():
     assert line.endswith("| 1.020 / 0.860 |")
     default = next(l for l in text.splitlines() if l.startswith("| Default | 4 |"))
     assert "%" not in default  # the reference itself carries no change
-    assert "noise_kind=foreign, noise_rate=0.2" not in text  # no reference under that noise: no table
+    assert (
+        "noise_kind=foreign, noise_rate=0.2" not in text
+    )  # no reference under that noise: no table
     # under the guide/select split the explicit rows pair with Default under the same split: 3 / 1, 5 / 2
-    assert "| AutoDenoise-S controller_credit=explicit | 2 | 4.000 ± 1.414 (+166.7 %, p = 0.126) |" in text
-    single = compare.render(rows() + [row("default", 2020, 0.05, {"noise_kind": "foreign", "noise_rate": 0.2})], None, ["default"])
-    assert "| AutoDenoise-S controller_credit=explicit | 1 | 5.000 (+0.0 %, p = n/a) |" in single  # one seed: no std
+    assert (
+        "| AutoDenoise-S controller_credit=explicit | 2 | 4.000 ± 1.414 (+166.7 %, p = 0.126) |"
+        in text
+    )
+    single = compare.render(
+        rows() + [row("default", 2020, 0.05, {"noise_kind": "foreign", "noise_rate": 0.2})],
+        None,
+        ["default"],
+    )
+    assert (
+        "| AutoDenoise-S controller_credit=explicit | 1 | 5.000 (+0.0 %, p = n/a) |" in single
+    )  # one seed: no std
 
 
 def test_no_reference_fails_clearly():
@@ -83,8 +168,12 @@ def test_no_reference_fails_clearly():
 
 def with_ranks(found: dict, ranks: list[int], digest: str = "q") -> dict:
     """``found`` plus a user_first per-query record: query i's positive at rank ranks[i] (0: outside the top 50)."""
-    record = {"queries": len(ranks), "top_k": 50, "users_digest": digest,
-              "hits": [[q, r] for q, r in enumerate(ranks) if r]}
+    record = {
+        "queries": len(ranks),
+        "top_k": 50,
+        "users_digest": digest,
+        "hits": [[q, r] for q, r in enumerate(ranks) if r],
+    }
     return {**found, "results": {**found["results"], "per_query": {"user_first": record}}}
 
 
@@ -99,12 +188,23 @@ def ndcg20(ranks: list[int]) -> list[float]:
 def test_per_query_p_pairs_each_querys_mean_over_the_common_seeds():
     mine = [with_ranks(row("autodenoise_s", s, 0.05), r) for s, r in MY_RANKS.items()]
     theirs = [with_ranks(row("default", s, 0.04), r) for s, r in THEIR_RANKS.items()]
-    theirs.append(with_ranks(row("default", 2022, 0.04), [1, 1, 1, 1, 1]))  # no partner seed: left out
-    line = next(l for l in compare.render(mine + theirs, None, ["default"]).splitlines() if l.startswith("| AutoDenoise-S |"))
-    means = [[sum(v) / 2 for v in zip(*(ndcg20(r) for r in side.values()))] for side in (MY_RANKS, THEIR_RANKS)]
+    theirs.append(
+        with_ranks(row("default", 2022, 0.04), [1, 1, 1, 1, 1])
+    )  # no partner seed: left out
+    line = next(
+        l
+        for l in compare.render(mine + theirs, None, ["default"]).splitlines()
+        if l.startswith("| AutoDenoise-S |")
+    )
+    means = [
+        [sum(v) / 2 for v in zip(*(ndcg20(r) for r in side.values()))]
+        for side in (MY_RANKS, THEIR_RANKS)
+    ]
     p = stats.ttest_rel(*means).pvalue
     assert f"; per query p = {p:.3f}, 5 × 2)" in line
-    assert line.count("per query") == 2  # NDCG@20 and Recall@20 under user_first; interaction kept none
+    assert (
+        line.count("per query") == 2
+    )  # NDCG@20 and Recall@20 under user_first; interaction kept none
 
 
 def test_no_per_query_p_where_a_side_lacks_records_or_other_queries_were_ranked():

@@ -40,7 +40,9 @@ def test_importing_the_plugin_and_training_never_imports_ray_or_recbole_quick_st
         """
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "IMPORTED []" in out.stdout
 
@@ -59,13 +61,18 @@ def test_missing_values_are_filled_under_pandas_copy_on_write(tmp_path):
     rows = [(1, 1, 4, 1, 0.5), (1, 2, 3, 2, ""), (2, 1, 2, 3, 1.5), (2, 3, 3, 4, 1.0)]
     (folder / "holes.inter").write_text(
         "user_id:token\titem_id:token\trating:float\ttimestamp:float\tweight:float\n"
-        + "".join("\t".join(map(str, row)) + "\n" for row in rows), encoding="utf-8")
+        + "".join("\t".join(map(str, row)) + "\n" for row in rows),
+        encoding="utf-8",
+    )
     config = rad.make_config(
-        "BPR", "holes",
-        config_dict={"data_path": str(tmp_path), "user_inter_num_interval": "[0,inf)",
-                     "item_inter_num_interval": "[0,inf)",
-                     "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp",
-                                            "weight"]}},
+        "BPR",
+        "holes",
+        config_dict={
+            "data_path": str(tmp_path),
+            "user_inter_num_interval": "[0,inf)",
+            "item_inter_num_interval": "[0,inf)",
+            "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp", "weight"]},
+        },
     )
     dataset = rad.create_dataset(config)
     weights = torch.as_tensor(dataset.inter_feat["weight"])
@@ -84,7 +91,9 @@ def test_checkpoints_load_with_weights_only(tmp_path):
 
 def test_a_pickled_object_is_refused_by_the_safe_loader(tmp_path):
     path = tmp_path / "evil.pth"
-    torch.save({"obj": Path("x")}, path)  # an arbitrary class instance can only be loaded by unpickling
+    torch.save(
+        {"obj": Path("x")}, path
+    )  # an arbitrary class instance can only be loaded by unpickling
     with pytest.raises(Exception):
         checkpoints.load_checkpoint(path)
 
@@ -112,9 +121,12 @@ def test_graph_models_build_their_normalised_adjacency():
     fake = SimpleNamespace(n_users=2, n_items=2, interaction_matrix=inter)
     half, eps = 1 / np.sqrt(2), torch.finfo(torch.float32).eps * 4
     expected = torch.tensor(
-        [[0, 0, half, 0.5], [0, 0, 0, half], [half, 0, 0, 0], [0.5, half, 0, 0]], dtype=torch.float32
+        [[0, 0, half, 0.5], [0, 0, 0, half], [half, 0, 0, 0], [0.5, half, 0, 0]],
+        dtype=torch.float32,
     )
-    torch.testing.assert_close(LightGCN.get_norm_adj_mat(fake).to_dense(), expected, rtol=0, atol=eps)
+    torch.testing.assert_close(
+        LightGCN.get_norm_adj_mat(fake).to_dense(), expected, rtol=0, atol=eps
+    )
     ngcf = NGCF.get_norm_adj_mat(fake)
     ngcf = ngcf.to_dense() if ngcf.is_sparse else ngcf
     torch.testing.assert_close(ngcf, expected, rtol=0, atol=eps)

@@ -64,7 +64,9 @@ def test_check_key_spelling_passes_ours_and_unrelated_keys():
     known = plugin_keys()
     assert {"denoise_scheme", "clean_rating_threshold", "eval_protocol", "results_file"} <= known
     assert "epochs" not in known and "learning_rate" not in known  # RecBole's own keys
-    check_key_spelling(["denoise_scheme", "epochs", "my_own_key", "embedding_size", "MAX_ITEM_LIST_LENGTH"], known)
+    check_key_spelling(
+        ["denoise_scheme", "epochs", "my_own_key", "embedding_size", "MAX_ITEM_LIST_LENGTH"], known
+    )
 
 
 def test_make_config_rejects_misspelt_key_before_loading_data(tmp_path, monkeypatch):
@@ -132,9 +134,17 @@ def test_defaults_are_the_papers(tmp_path):
     config = make_config("BPR", "ml-100k")
     defaults = plugin_defaults()
     assert config["epochs"] == defaults["epochs"] == 300
-    assert config["user_inter_num_interval"] == "[10,inf)" and config["item_inter_num_interval"] == "[10,inf)"
-    assert config["eval_args"]["split"] == {"RS": [4, 1, 1]} and config["eval_args"]["order"] == "TO"
-    assert config["eval_args"]["mode"] == {"valid": "full", "test": "full"} and config["eval_args"]["group_by"] == "user"
+    assert (
+        config["user_inter_num_interval"] == "[10,inf)"
+        and config["item_inter_num_interval"] == "[10,inf)"
+    )
+    assert (
+        config["eval_args"]["split"] == {"RS": [4, 1, 1]} and config["eval_args"]["order"] == "TO"
+    )
+    assert (
+        config["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+        and config["eval_args"]["group_by"] == "user"
+    )
     assert config["clean_rating_threshold"] == 3 and config["clean_rating_field"] == "rating"
     assert config["eval_protocol"] == "user_first"
     assert config["topk"] == [10, 20, 50]
@@ -146,7 +156,9 @@ def test_model_yaml_is_loaded_for_sasrec():
     config = make_config("SASRec", "ml-100k")
     assert config["MAX_ITEM_LIST_LENGTH"] == 10
     assert config["loss_type"] == "CE"
-    assert config["train_neg_sample_args"]["distribution"] == "none"  # CE: none, as RecBole spells it
+    assert (
+        config["train_neg_sample_args"]["distribution"] == "none"
+    )  # CE: none, as RecBole spells it
 
 
 def test_general_models_without_a_yaml_get_the_general_eval_batch():
@@ -155,8 +167,13 @@ def test_general_models_without_a_yaml_get_the_general_eval_batch():
     assert make_config("LightGCN", "ml-100k")["eval_batch_size"] == 262144
     assert make_config("BPR", "ml-100k")["eval_batch_size"] == 1048576  # its own yaml wins
     assert make_config("GRU4Rec", "ml-100k")["eval_batch_size"] == 1024  # sequential: its own yaml
-    assert make_config("NARM", "ml-100k")["eval_batch_size"] == 4096  # sequential: RecBole's default
-    assert make_config("NeuMF", "ml-100k", config_dict={"eval_batch_size": 512})["eval_batch_size"] == 512
+    assert (
+        make_config("NARM", "ml-100k")["eval_batch_size"] == 4096
+    )  # sequential: RecBole's default
+    assert (
+        make_config("NeuMF", "ml-100k", config_dict={"eval_batch_size": 512})["eval_batch_size"]
+        == 512
+    )
 
 
 def test_property_files_of_a_users_own_model_name_are_ours_only(main_only):
@@ -196,7 +213,11 @@ def test_read_key_missing_names_the_key():
     with pytest.raises(ValueError) as info:
         read_key(config, "no_such_plugin_key", positive, "a positive number")
     message = str(info.value)
-    assert "'no_such_plugin_key'" in message and "missing" in message and "a positive number" in message
+    assert (
+        "'no_such_plugin_key'" in message
+        and "missing" in message
+        and "a positive number" in message
+    )
 
 
 def test_read_key_bad_value_names_key_value_and_allowed():

@@ -60,8 +60,11 @@ def test_spearman_on_ranks():
 def test_the_comparisons_are_the_preregistered_ones():
     arms = {name: None for name in ("default", "default_guide", "adt_rl", "explicit")}
     assert confirm.comparisons(arms) == [
-        ("default_guide", "default"), ("adt_rl", "default"), ("explicit", "default"),
-        ("adt_rl", "default_guide"), ("explicit", "default_guide"),
+        ("default_guide", "default"),
+        ("adt_rl", "default"),
+        ("explicit", "default"),
+        ("adt_rl", "default_guide"),
+        ("explicit", "default_guide"),
     ]
 
 
@@ -82,35 +85,56 @@ def write_study(tmp_path, hits_by_candidate):
         for seed in (1, 2):
             cell = f"{name}-{seed}"
             (cells / cell).mkdir(parents=True)
-            record = {"queries": 4, "top_k": 50, "users_digest": "u4",
-                      "hits": [[q, r] for q, r in enumerate(ranks) if r]}
-            (cells / cell / "test.json").write_text(json.dumps({"per_query": {"user_first": record}}))
+            record = {
+                "queries": 4,
+                "top_k": 50,
+                "users_digest": "u4",
+                "hits": [[q, r] for q, r in enumerate(ranks) if r],
+            }
+            (cells / cell / "test.json").write_text(
+                json.dumps({"per_query": {"user_first": record}})
+            )
             per_seed.append({"seed": seed, "cell": cell})
         tested[name] = {"per_seed": per_seed}
         ranking.append({"candidate": name, "valid_mean": valid})
     report = tmp_path / "ml-x-BPR.json"
-    report.write_text(json.dumps({
-        "ranking": ranking,
-        "recommended": {"candidate": "default", "test": {"candidates": tested}},
-        "settings": {"args": {"dataset": "ml-x", "model": "BPR"}, "cell_commits": ["abc"]},
-    }))
+    report.write_text(
+        json.dumps(
+            {
+                "ranking": ranking,
+                "recommended": {"candidate": "default", "test": {"candidates": tested}},
+                "settings": {"args": {"dataset": "ml-x", "model": "BPR"}, "cell_commits": ["abc"]},
+            }
+        )
+    )
     return report
 
 
 def test_analyse_reads_a_study_report_and_its_cells(tmp_path, capsys):
-    report = write_study(tmp_path, {
-        "default": (0.10, [1, 0, 0, 3]),        # ndcg@20 per user: 1, 0, 0, 0.5
-        "default_guide": (0.20, [1, 1, 0, 3]),  # 1, 1, 0, 0.5
-        "adt_rl": (0.15, [1, 0, 0, 0]),         # 1, 0, 0, 0
-    })
+    report = write_study(
+        tmp_path,
+        {
+            "default": (0.10, [1, 0, 0, 3]),  # ndcg@20 per user: 1, 0, 0, 0.5
+            "default_guide": (0.20, [1, 1, 0, 3]),  # 1, 1, 0, 0.5
+            "adt_rl": (0.15, [1, 0, 0, 0]),  # 1, 0, 0, 0
+        },
+    )
     found = confirm.analyse([report], 500)
     cell = found["cells"][0]
-    assert cell["test"] == pytest.approx({"default": 1.5 / 4, "default_guide": 2.5 / 4, "adt_rl": 0.25})
+    assert cell["test"] == pytest.approx(
+        {"default": 1.5 / 4, "default_guide": 2.5 / 4, "adt_rl": 0.25}
+    )
     assert cell["spearman_valid_test"] == pytest.approx(0.5) and cell["commits"] == ["abc"]
     pairs = [(r["candidate"], r["against"]) for r in found["comparisons"]]
-    assert pairs == [("default_guide", "default"), ("adt_rl", "default"), ("adt_rl", "default_guide")]
+    assert pairs == [
+        ("default_guide", "default"),
+        ("adt_rl", "default"),
+        ("adt_rl", "default_guide"),
+    ]
     assert found["comparisons"][0]["relative"] == pytest.approx(2.5 / 1.5 - 1)
     assert all(r["holm_p"] >= r["p"] for r in found["comparisons"])
     assert confirm.main([str(report), "--draws", "200"]) == 0
     out = capsys.readouterr().out
-    assert "### ml-x" in out and "default (select's pick)" in out and "Holm over 3 comparisons" in out
+    assert (
+        "### ml-x" in out and "default (select's pick)" in out and "Holm over 3 comparisons" in out
+    )

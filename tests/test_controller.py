@@ -108,7 +108,9 @@ def test_hard_expected_initial_weight_one(num_actions):
     states = torch.randn(5, 6, generator=generator(2))
     probs = torch.softmax(policy.logits(states).double(), dim=1)
     expected_weight = (probs * torch.arange(num_actions, dtype=torch.float64)).sum(1)
-    torch.testing.assert_close(expected_weight, torch.ones(5, dtype=torch.float64), rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        expected_weight, torch.ones(5, dtype=torch.float64), rtol=0, atol=1e-4
+    )
     # all rows identical (zero head) and dropping is more likely than duplicating
     assert torch.equal(probs, probs[:1].expand_as(probs))
     assert bool((probs[0, 1:] < probs[0, :-1]).all())
@@ -183,7 +185,9 @@ def test_soft_small_std_mean_is_inverse_softplus_of_one():
     policy = SoftPolicy(6, 4, 1e-3)
     mean = policy.distribution(torch.zeros(1, 6)).mean.item()
     assert mean == pytest.approx(INV_SOFTPLUS_OF_ONE, abs=1e-4)
-    assert F.softplus(torch.tensor(INV_SOFTPLUS_OF_ONE)).item() == pytest.approx(1.0, abs=float_tolerance(torch.float32))
+    assert F.softplus(torch.tensor(INV_SOFTPLUS_OF_ONE)).item() == pytest.approx(
+        1.0, abs=float_tolerance(torch.float32)
+    )
 
 
 def test_soft_sampling_reproducible():
@@ -205,7 +209,11 @@ def test_soft_log_prob_by_hand():
     hidden = policy.trunk(states)
     mu = policy.mean_head(hidden).squeeze(1)
     variance = F.softplus(policy.var_head(hidden).squeeze(1))  # Eq. 14
-    expected = -((action - mu) ** 2) / (2 * variance) - 0.5 * torch.log(variance) - 0.5 * math.log(2 * math.pi)
+    expected = (
+        -((action - mu) ** 2) / (2 * variance)
+        - 0.5 * torch.log(variance)
+        - 0.5 * math.log(2 * math.pi)
+    )
     got = policy.log_prob(states, action)
     assert_float_close(got, expected)
     reference = torch.distributions.Normal(mu, variance.sqrt()).log_prob(action)
@@ -285,7 +293,10 @@ def run_toy(name: str, reward_sign: float, epochs: int = 30, size: int = 8) -> t
     ``reward_sign * (mean weight of the marked samples - 1)``: 0 at the start, where the baseline is.
     Returns the controller's mean weight for a marked and for an unmarked sample afterwards."""
     config = FakeConfig(
-        controller_learning_rate=0.02, controller_hidden_size=16, controller_init_std=1.0, baseline_decay=0.5
+        controller_learning_rate=0.02,
+        controller_hidden_size=16,
+        controller_init_std=1.0,
+        baseline_decay=0.5,
     )
     scheme = SCHEMES.get(name)(config, CPU)
     marked = torch.arange(size) % 2 == 0
@@ -394,13 +405,17 @@ def test_update_is_gradient_ascent_on_reward(name):
     moved = 0
     for old, new, direction in zip(before, snapshot(scheme), ascent):
         clear = direction.abs() > 1e-5
-        torch.testing.assert_close((new - old)[clear], 0.01 * direction[clear].sign(), rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            (new - old)[clear], 0.01 * direction[clear].sign(), rtol=0, atol=1e-4
+        )
         moved += int(clear.sum())
     assert moved > 10
 
 
 def test_learning_rate_and_weight_decay_reach_optimizer():
-    scheme = SCHEMES.get("autodenoise_h")(FakeConfig(controller_learning_rate=0.02, controller_weight_decay=0.1), CPU)
+    scheme = SCHEMES.get("autodenoise_h")(
+        FakeConfig(controller_learning_rate=0.02, controller_weight_decay=0.1), CPU
+    )
     scheme.weights(toy_batch(3))
     group = scheme.optimizer.param_groups[0]
     assert group["lr"] == 0.02 and group["weight_decay"] == 0.1
@@ -502,7 +517,9 @@ def test_parse_reward_metric_valid():
     assert parse_reward_metric("gauc", TOPK) == "gauc"
     assert parse_reward_metric("NDCG@20", TOPK) == "ndcg@20"
     assert parse_reward_metric("Recall@50", TOPK) == "recall@50"
-    assert parse_reward_metric("F1@10", TOPK) == "f1@10"  # the plugin's metric is a ranking metric too
+    assert (
+        parse_reward_metric("F1@10", TOPK) == "f1@10"
+    )  # the plugin's metric is a ranking metric too
 
 
 def test_parse_reward_metric_normalises_k():
@@ -565,8 +582,13 @@ def test_controller_state_oracle_column():
     losses = torch.tensor([0.5, 0.25, 2.0])
     true_positive = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
     state = controller_state(user, item, losses, 0.5, true_positive)
-    expected = torch.tensor([[1.0, 2.0, 5.0, 0.5, 0.5, 1.0], [3.0, 4.0, 6.0, 0.25, 0.5, 0.0],
-                             [7.0, 8.0, 9.0, 2.0, 0.5, 1.0]])
+    expected = torch.tensor(
+        [
+            [1.0, 2.0, 5.0, 0.5, 0.5, 1.0],
+            [3.0, 4.0, 6.0, 0.25, 0.5, 0.0],
+            [7.0, 8.0, 9.0, 2.0, 0.5, 1.0],
+        ]
+    )
     assert state.dtype == torch.float32 and torch.equal(state, expected)
 
 
@@ -574,7 +596,9 @@ def test_controller_state_oracle_column():
 def test_oracle_state_widens_the_controller_input_by_one(name):
     plain = SCHEMES.get(name)(FakeConfig(), CPU)
     oracle = SCHEMES.get(name)(FakeConfig(controller_oracle_state=True), CPU)
-    assert not plain.reads_ratings and oracle.reads_ratings  # the trainer fills batch.true_positive only then
+    assert (
+        not plain.reads_ratings and oracle.reads_ratings
+    )  # the trainer fills batch.true_positive only then
     batch = toy_batch(4)
     plain.weights(batch)
     batch.true_positive = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
@@ -584,17 +608,29 @@ def test_oracle_state_widens_the_controller_input_by_one(name):
 
 
 def test_first_reward_baseline_gives_a_zero_first_advantage():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(baseline_init="first_reward", baseline_decay=0.9), CPU)
+    scheme = SCHEMES.get("autodenoise_s")(
+        FakeConfig(baseline_init="first_reward", baseline_decay=0.9), CPU
+    )
     scheme.weights(toy_batch(4, seed=0))
     before = snapshot(scheme)
-    assert scheme.after_evaluation({"gauc": 0.5}, 0) == {"reward": 0.5, "baseline": 0.5, "advantage": 0.0}
+    assert scheme.after_evaluation({"gauc": 0.5}, 0) == {
+        "reward": 0.5,
+        "baseline": 0.5,
+        "advantage": 0.0,
+    }
     for got, expected in zip(snapshot(scheme), before):
-        assert torch.equal(got, expected)  # a zero advantage moves nothing (Adam's first step of a zero gradient)
+        assert torch.equal(
+            got, expected
+        )  # a zero advantage moves nothing (Adam's first step of a zero gradient)
     assert scheme.baseline == 0.5
     scheme.weights(toy_batch(4, seed=1))
     logs = scheme.after_evaluation({"gauc": 0.7}, 1)
-    assert logs["baseline"] == 0.5 and logs["advantage"] == pytest.approx(0.2, abs=4 * torch.finfo(torch.float64).eps)
-    assert scheme.baseline == pytest.approx(0.9 * 0.5 + 0.1 * 0.7, abs=4 * torch.finfo(torch.float64).eps)
+    assert logs["baseline"] == 0.5 and logs["advantage"] == pytest.approx(
+        0.2, abs=4 * torch.finfo(torch.float64).eps
+    )
+    assert scheme.baseline == pytest.approx(
+        0.9 * 0.5 + 0.1 * 0.7, abs=4 * torch.finfo(torch.float64).eps
+    )
     resumed = SCHEMES.get("autodenoise_s")(FakeConfig(baseline_init="first_reward"), CPU)
     resumed.load_state_dict(scheme.state_dict())
     assert resumed.credit.rewarded and resumed.baseline == scheme.baseline
@@ -610,8 +646,13 @@ def test_first_reward_baseline_skips_a_non_finite_first_reward():
 
 @pytest.mark.parametrize(
     "key, value",
-    [("controller_oracle_state", 1), ("controller_oracle_state", "true"), ("baseline_init", "first"),
-     ("baseline_init", None), ("baseline_init", 0)],
+    [
+        ("controller_oracle_state", 1),
+        ("controller_oracle_state", "true"),
+        ("baseline_init", "first"),
+        ("baseline_init", None),
+        ("baseline_init", 0),
+    ],
 )
 def test_bad_diagnostic_keys_raise_naming_the_key(key, value):
     with pytest.raises(ValueError, match=f"'{key}' = {value!r}"):
@@ -622,6 +663,8 @@ def test_first_reward_baseline_needs_epoch_credit_not_supervised():
     config = FakeConfig(baseline_init="first_reward", controller_credit="supervised")
     with pytest.raises(ValueError) as error:
         SCHEMES.get("autodenoise_s")(config, CPU)
-    assert str(error.value) == ("config key 'baseline_init' = 'first_reward' applies to "
-                                "controller_credit 'epoch' only (this run uses 'supervised'); "
-                                "leave it at 'zero'")
+    assert str(error.value) == (
+        "config key 'baseline_init' = 'first_reward' applies to "
+        "controller_credit 'epoch' only (this run uses 'supervised'); "
+        "leave it at 'zero'"
+    )

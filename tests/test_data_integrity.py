@@ -22,17 +22,30 @@ import recbole_autodenoise as rad
 from recbole_autodenoise import cli, quick_start
 from recbole_autodenoise.data import create_dataset
 
-NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
-             "state": "WARNING"}
-RUN = {**NO_FILTER, "topk": [5], "valid_metric": "NDCG@5", "show_progress": False, "epochs": 1,
-       "denoise_scheme": "default", "eval_protocol": "interaction"}
+NO_FILTER = {
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "state": "WARNING",
+}
+RUN = {
+    **NO_FILTER,
+    "topk": [5],
+    "valid_metric": "NDCG@5",
+    "show_progress": False,
+    "epochs": 1,
+    "denoise_scheme": "default",
+    "eval_protocol": "interaction",
+}
 
 
 def user_rows() -> list[tuple]:
     """6 users x 7 of 9 items, ratings 1-5 (4 on each user's last 3), distinct timestamps: 42 rows,
     none repeated."""
-    return [(f"u{u}", f"i{1 + (u + j) % 9}", 1 + (u * j) % 5 if j < 4 else 4, 1000 * u + j)
-            for u in range(6) for j in range(7)]
+    return [
+        (f"u{u}", f"i{1 + (u + j) % 9}", 1 + (u * j) % 5 if j < 4 else 4, 1000 * u + j)
+        for u in range(6)
+        for j in range(7)
+    ]
 
 
 def sha256(path: Path) -> str:
@@ -44,8 +57,9 @@ def sha256(path: Path) -> str:
 
 def test_user_ml100k_under_data_path_is_the_data_read(tmp_path, caplog):
     inter = write_inter(tmp_path, "ml-100k", user_rows())
-    config = rad.make_config("BPR", "ml-100k",
-                             config_dict={"data_path": str(tmp_path), **NO_FILTER})
+    config = rad.make_config(
+        "BPR", "ml-100k", config_dict={"data_path": str(tmp_path), **NO_FILTER}
+    )
     assert Path(config["data_path"]) == tmp_path / "ml-100k"
     with caplog.at_level(logging.INFO):
         dataset = create_dataset(config)
@@ -81,11 +95,16 @@ def test_user_data_path_without_ml100k_is_refused_before_loading(tmp_path, capsy
 def test_a_loaded_user_file_is_recorded_too(tmp_path):
     inter = write_inter(tmp_path, "withusers", user_rows())
     users = inter.parent / "withusers.user"
-    users.write_text("user_id:token\tage:float\n" + "".join(f"u{u}\t{20 + u}\n" for u in range(6)),
-                     encoding="utf-8")
+    users.write_text(
+        "user_id:token\tage:float\n" + "".join(f"u{u}\t{20 + u}\n" for u in range(6)),
+        encoding="utf-8",
+    )
     load_col = {"inter": ["user_id", "item_id", "rating", "timestamp"], "user": ["user_id", "age"]}
-    config = rad.make_config("BPR", "withusers", config_dict={
-        "data_path": str(tmp_path), "load_col": load_col, **NO_FILTER})
+    config = rad.make_config(
+        "BPR",
+        "withusers",
+        config_dict={"data_path": str(tmp_path), "load_col": load_col, **NO_FILTER},
+    )
     assert create_dataset(config).data_files == [
         {"path": str(inter), "sha256": sha256(inter), "rows": 42},
         {"path": str(users), "sha256": sha256(users), "rows": 6},
@@ -96,8 +115,12 @@ def test_a_loaded_user_file_is_recorded_too(tmp_path):
 def test_results_file_records_the_data_files(tmp_path):
     inter = write_inter(tmp_path, "ml-100k", user_rows())
     results_file = tmp_path / "out" / "results.json"
-    results = quick_start.run("BPR", "ml-100k", config_dict={
-        "data_path": str(tmp_path), "results_file": str(results_file), **RUN}, saved=False)
+    results = quick_start.run(
+        "BPR",
+        "ml-100k",
+        config_dict={"data_path": str(tmp_path), "results_file": str(results_file), **RUN},
+        saved=False,
+    )
     expected = [{"path": str(inter), "sha256": sha256(inter), "rows": 42}]
     assert results["data"]["files"] == expected
     assert json.loads(results_file.read_text(encoding="utf-8"))["data"]["files"] == expected
@@ -123,10 +146,13 @@ def load(tmp_path: Path, name: str):
     return create_dataset(config)
 
 
-@pytest.mark.parametrize("field, header", [
-    ("rating", "user_id:token\titem_id:token\trating:token\ttimestamp:float\n"),
-    ("timestamp", "user_id:token\titem_id:token\trating:float\ttimestamp:token\n"),
-])
+@pytest.mark.parametrize(
+    "field, header",
+    [
+        ("rating", "user_id:token\titem_id:token\trating:token\ttimestamp:float\n"),
+        ("timestamp", "user_id:token\titem_id:token\trating:float\ttimestamp:token\n"),
+    ],
+)
 def test_rating_or_timestamp_typed_token_is_refused(tmp_path, field, header):
     path = write_lines(tmp_path, "typed", header, good_lines())
     with pytest.raises(ValueError) as info:
@@ -136,12 +162,15 @@ def test_rating_or_timestamp_typed_token_is_refused(tmp_path, field, header):
     assert f"'{field}:float'" in message
 
 
-@pytest.mark.parametrize("field, column, bad_rows", [
-    ("rating", 2, (3, 17)),
-    ("timestamp", 3, (40,)),
-    ("user_id", 0, (0, 5, 9)),
-    ("item_id", 1, (41,)),
-])
+@pytest.mark.parametrize(
+    "field, column, bad_rows",
+    [
+        ("rating", 2, (3, 17)),
+        ("timestamp", 3, (40,)),
+        ("user_id", 0, (0, 5, 9)),
+        ("item_id", 1, (41,)),
+    ],
+)
 def test_empty_cells_are_refused_with_the_field_and_the_count(tmp_path, field, column, bad_rows):
     lines = good_lines()
     for row in bad_rows:
@@ -180,9 +209,17 @@ def test_cli_reports_bad_cells_as_an_error_before_training(tmp_path, capsys):
         cells = lines[row].split("\t")
         lines[row] = "\t".join([*cells[:2], "", cells[3]])
     write_lines(tmp_path, "ml-100k", INTER_HEADER, lines)
-    code = cli.main(["--model=BPR", "--dataset=ml-100k", f"--data_path={tmp_path}",
-                     "--scheme=default", "--user_inter_num_interval=[0,inf)",
-                     "--item_inter_num_interval=[0,inf)", "--state=WARNING"])
+    code = cli.main(
+        [
+            "--model=BPR",
+            "--dataset=ml-100k",
+            f"--data_path={tmp_path}",
+            "--scheme=default",
+            "--user_inter_num_interval=[0,inf)",
+            "--item_inter_num_interval=[0,inf)",
+            "--state=WARNING",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     inter = tmp_path / "ml-100k" / "ml-100k.inter"

@@ -22,7 +22,11 @@ from recbole_autodenoise.data import (
     data_preparation,
 )
 
-NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "state": "WARNING"}
+NO_FILTER = {
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "state": "WARNING",
+}
 
 # Per user: items in chronological order with their ratings. The first 4 are train, the 5th is
 # validation, the 6th test. Timestamps are distinct; the file lists the rows shuffled. No user has
@@ -69,7 +73,9 @@ def as_list(dataset) -> list[tuple]:
     feat = dataset.inter_feat
     users = tokens(dataset, dataset.uid_field, feat[dataset.uid_field])
     items = tokens(dataset, dataset.iid_field, feat[dataset.iid_field])
-    return sorted((str(u), str(i), float(r)) for u, i, r in zip(users, items, feat["rating"].tolist()))
+    return sorted(
+        (str(u), str(i), float(r)) for u, i, r in zip(users, items, feat["rating"].tolist())
+    )
 
 
 # --------------------------------------------------------------------------- general models
@@ -173,7 +179,9 @@ def kcore_rows() -> list[tuple]:
     only after user 12 (9 < 10) is removed does item 13 drop to 9 raters and go too: the filter is
     iterative. What is left: users 1-11 x 11 items each, items 1-12 with 10 or 11 raters.
     """
-    items_of = {u: [i for i in range(1, 13) if i != u] + ([13] if u <= 9 else []) for u in range(1, 12)}
+    items_of = {
+        u: [i for i in range(1, 13) if i != u] + ([13] if u <= 9 else []) for u in range(1, 12)
+    }
     items_of[12] = list(range(1, 9)) + [13]
     rows, ts = [], 0
     for user, items in items_of.items():
@@ -187,7 +195,9 @@ def test_kcore_default_is_iterative_10_core(tmp_path):
     rows = kcore_rows()
     assert len(rows) == 11 * 11 + 9 + 9
     write_inter(tmp_path, "kcore", rows)
-    config = recbole_autodenoise.make_config("BPR", "kcore", config_dict={"data_path": str(tmp_path), "state": "WARNING"})
+    config = recbole_autodenoise.make_config(
+        "BPR", "kcore", config_dict={"data_path": str(tmp_path), "state": "WARNING"}
+    )
     assert config["user_inter_num_interval"] == "[10,inf)"
     dataset = create_dataset(config)
     assert dataset.inter_num == 11 * 11
@@ -203,16 +213,29 @@ def test_kcore_default_is_iterative_10_core(tmp_path):
 def test_kcore_is_configurable(tmp_path):
     write_inter(tmp_path, "kcore", kcore_rows())
     config = recbole_autodenoise.make_config(
-        "BPR", "kcore",
-        config_dict={"data_path": str(tmp_path), "state": "WARNING",
-                     "user_inter_num_interval": "[9,inf)", "item_inter_num_interval": "[9,inf)",
-                     "eval_protocol": "interaction"},  # loaders over every clean held-out row
+        "BPR",
+        "kcore",
+        config_dict={
+            "data_path": str(tmp_path),
+            "state": "WARNING",
+            "user_inter_num_interval": "[9,inf)",
+            "item_inter_num_interval": "[9,inf)",
+            "eval_protocol": "interaction",
+        },  # loaders over every clean held-out row
     )
     dataset = create_dataset(config)
-    assert (dataset.inter_num, dataset.user_num, dataset.item_num) == (139, 13, 14)  # nothing removed
+    assert (dataset.inter_num, dataset.user_num, dataset.item_num) == (
+        139,
+        13,
+        14,
+    )  # nothing removed
     train, valid, test = data_preparation(config, dataset)
     # Users 1-9: 12 rows -> 8/2/2; users 10-11: 11 -> 9/1/1; user 12: 9 -> 7/1/1.
-    assert (len(train._dataset), len(valid._dataset), len(test._dataset)) == (9 * 8 + 2 * 9 + 7, 9 * 2 + 2 + 1, 9 * 2 + 2 + 1)
+    assert (len(train._dataset), len(valid._dataset), len(test._dataset)) == (
+        9 * 8 + 2 * 9 + 7,
+        9 * 2 + 2 + 1,
+        9 * 2 + 2 + 1,
+    )
 
 
 # --------------------------------------------------------------------------- errors before training
@@ -224,7 +247,9 @@ def test_missing_rating_column(tmp_path):
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
     lines += [f"u{u}\ti{i}\t{10 * u + i}" for u in range(3) for i in range(6)]
     (folder / "norating.inter").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = recbole_autodenoise.make_config("BPR", "norating", config_dict={"data_path": str(tmp_path), **NO_FILTER})
+    config = recbole_autodenoise.make_config(
+        "BPR", "norating", config_dict={"data_path": str(tmp_path), **NO_FILTER}
+    )
     with pytest.raises(ValueError) as info:
         create_dataset(config)
     message = str(info.value)
@@ -252,11 +277,18 @@ def test_threshold_leaving_test_empty(tmp_path):
     # At 5 only u3/i5 (validation) and u1/i6 (test) are clean; rate u1/i6 4 and test is empty.
     config = tiny_config(tmp_path, clean_rating_threshold=5)
     _, valid, test = data_preparation(config, create_dataset(config))
-    assert as_list(valid._dataset) == [("u3", "i5", 5.0)] and as_list(test._dataset) == [("u1", "i6", 5.0)]
-    rows = [row if not (row[0] == "u1" and row[1] == "i6") else (row[0], row[1], 4, row[3]) for row in tiny_rows()]
+    assert as_list(valid._dataset) == [("u3", "i5", 5.0)] and as_list(test._dataset) == [
+        ("u1", "i6", 5.0)
+    ]
+    rows = [
+        row if not (row[0] == "u1" and row[1] == "i6") else (row[0], row[1], 4, row[3])
+        for row in tiny_rows()
+    ]
     write_inter(tmp_path, "tiny2", rows)
     config = recbole_autodenoise.make_config(
-        "BPR", "tiny2", config_dict={"data_path": str(tmp_path), **NO_FILTER, "clean_rating_threshold": 5}
+        "BPR",
+        "tiny2",
+        config_dict={"data_path": str(tmp_path), **NO_FILTER, "clean_rating_threshold": 5},
     )
     with pytest.raises(ValueError, match=r"clean_rating_threshold=5 leaves the test set"):
         data_preparation(config, create_dataset(config))
@@ -289,7 +321,9 @@ def test_missing_dataset_offline_names_the_file_and_prepare(tmp_path, monkeypatc
     # "ml-1m" is a name RecBole knows how to download; "no-such-dataset" is not.
     _offline(monkeypatch)
     data_path = tmp_path / "nowhere"
-    config = recbole_autodenoise.make_config("BPR", name, config_dict={"data_path": str(data_path), **NO_FILTER})
+    config = recbole_autodenoise.make_config(
+        "BPR", name, config_dict={"data_path": str(data_path), **NO_FILTER}
+    )
     with pytest.raises(FileNotFoundError) as info:
         create_dataset(config)
     message = str(info.value)
@@ -302,7 +336,9 @@ def test_header_only_file_is_an_error(tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()
     (folder / "empty.inter").write_text(INTER_HEADER, encoding="utf-8")
-    config = recbole_autodenoise.make_config("BPR", "empty", config_dict={"data_path": str(tmp_path), **NO_FILTER})
+    config = recbole_autodenoise.make_config(
+        "BPR", "empty", config_dict={"data_path": str(tmp_path), **NO_FILTER}
+    )
     with pytest.raises(ValueError, match="empty"):  # RecBole's own check, before any training
         data_preparation(config, create_dataset(config))
 
@@ -321,7 +357,13 @@ def test_ml_latest_small_matches_the_paper(tmp_path):
     summary = prepare(ML_LATEST_SMALL, "ml-latest-small", data_path=tmp_path)
     assert summary.rows == 100836
     config = recbole_autodenoise.make_config(
-        "BPR", "ml-latest-small", config_dict={"data_path": str(tmp_path), "state": "WARNING", "eval_protocol": "interaction"}
+        "BPR",
+        "ml-latest-small",
+        config_dict={
+            "data_path": str(tmp_path),
+            "state": "WARNING",
+            "eval_protocol": "interaction",
+        },
     )
     dataset = create_dataset(config)
     # Paper Table 2 (10-core): 81,109 interactions, 609 users and 2,269 items (+1 padding id each).

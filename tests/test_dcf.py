@@ -20,8 +20,15 @@ from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
 from test_controller_prior import FakeTrainSet
 
-KEYS = {"adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit", "dcf_co_lambda",
-        "dcf_lambda_horizon", "dcf_time_step", "dcf_relabel_ratio"}
+KEYS = {
+    "adt_max_drop_rate",
+    "adt_num_gradual",
+    "adt_gradual_unit",
+    "dcf_co_lambda",
+    "dcf_lambda_horizon",
+    "dcf_time_step",
+    "dcf_relabel_ratio",
+}
 
 
 def dcf(**overrides):
@@ -29,14 +36,21 @@ def dcf(**overrides):
 
 
 def batch_of(rows, losses, epoch) -> Batch:
-    return Batch(losses=torch.tensor(losses, dtype=torch.float32), item_ids=torch.zeros(len(rows), dtype=torch.long),
-                 epoch=epoch, epoch_fraction=0.0, row_ids=torch.tensor(rows))
+    return Batch(
+        losses=torch.tensor(losses, dtype=torch.float32),
+        item_ids=torch.zeros(len(rows), dtype=torch.long),
+        epoch=epoch,
+        epoch_fraction=0.0,
+        row_ids=torch.tensor(rows),
+    )
 
 
 # --- the pieces -------------------------------------------------------------------------------
 def test_damping_and_bound_formulas():
     losses = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
-    assert torch.equal(damped(losses), torch.tensor([0.0, math.log(2.5), math.log(5.0)], dtype=torch.float64))
+    assert torch.equal(
+        damped(losses), torch.tensor([0.0, math.log(2.5), math.log(5.0)], dtype=torch.float64)
+    )
     counts = torch.tensor([1.0, 3.0], dtype=torch.float64)
     lam, s = 0.5, 3  # epoch 2
     expected = [lam * (s + lam * math.log(2 * s) / (s * s)) / (n + 1 - lam) for n in (1.0, 3.0)]
@@ -52,7 +66,9 @@ def test_selection_edge_cases_first():
     weights, below = dcf_selection(ties, 0.5, 0.0)  # ties: the batch's order decides (stable)
     assert torch.equal(weights, torch.tensor([2.0, 2.0, 0.0, 0.0])) and bool(below.all())
     weights, below = dcf_selection(torch.tensor([3.0, 1.0, 2.0]), 0.0, 0.05)
-    assert torch.equal(weights, torch.ones(3)) and bool(below.all())  # no drop rate yet: every row stays
+    assert torch.equal(weights, torch.ones(3)) and bool(
+        below.all()
+    )  # no drop rate yet: every row stays
 
 
 def test_which_rows_a_hand_built_batch_drops():
@@ -80,15 +96,21 @@ def authors_dcf(batches, epochs, time_step, co_lambda, max_drop, num_gradual, re
             means, counts = {row: 0.0 for row in rows}, {row: 1.0 for row in rows}
         drop = schedule[epoch] if epoch < num_gradual else max_drop
         s, lam = epoch + 1.0, float(lambdas[epoch])
-        mean = [(means[r] * s + math.log(1 + x + x * x / 2)) / (s + 1) for r, x in zip(rows, losses)]
-        bound = [lam * (s + lam * math.log(2 * s) / (s * s)) / ((counts[r] + 1) - lam) for r in rows]
+        mean = [
+            (means[r] * s + math.log(1 + x + x * x / 2)) / (s + 1) for r, x in zip(rows, losses)
+        ]
+        bound = [
+            lam * (s + lam * math.log(2 * s) / (s * s)) / ((counts[r] + 1) - lam) for r in rows
+        ]
         lower = [max(m - b, 0.0) for m, b in zip(mean, bound)]
         order = sorted(range(len(rows)), key=lambda i: lower[i])
         keep = int((1 - drop) * len(rows))
         cut = int(((1 - relabel) + relabel * (1 - drop)) * len(rows))
         final = set(order[cut:]) | set(order[:keep])
         all_lower.append(lower)
-        all_weights.append([len(rows) / len(final) if i in final else 0.0 for i in range(len(rows))])
+        all_weights.append(
+            [len(rows) / len(final) if i in final else 0.0 for i in range(len(rows))]
+        )
         for i in order[:cut]:
             counts[rows[i]] += 1
         for r, m in zip(rows, mean):
@@ -100,17 +122,31 @@ def test_running_mean_bound_and_drops_against_the_authors_computation():
     """6 rows over 6 epochs (cycles of 4), shuffled each epoch; row 5 has a steady high loss (noise),
     row 4 one spike (a hard sample). The running mean ranks rows unlike the current loss in
     epochs 3 and 5, and the relabelled (highest) rows are not counted, so the counts differ."""
-    per_row = [[0.3, 0.2, 0.25, 0.2, 0.15, 0.1], [0.5, 0.45, 0.4, 0.35, 0.3, 0.3], [0.2, 0.3, 0.2, 0.1, 0.2, 0.1],
-               [0.7, 0.6, 0.5, 0.5, 0.4, 0.4], [0.4, 0.3, 0.3, 0.35, 1.0, 0.25], [1.2, 1.1, 1.3, 1.0, 1.2, 1.1]]
+    per_row = [
+        [0.3, 0.2, 0.25, 0.2, 0.15, 0.1],
+        [0.5, 0.45, 0.4, 0.35, 0.3, 0.3],
+        [0.2, 0.3, 0.2, 0.1, 0.2, 0.1],
+        [0.7, 0.6, 0.5, 0.5, 0.4, 0.4],
+        [0.4, 0.3, 0.3, 0.35, 1.0, 0.25],
+        [1.2, 1.1, 1.3, 1.0, 1.2, 1.1],
+    ]
     gen = torch.Generator().manual_seed(3)
     batches = []
     for epoch in range(6):
         rows = torch.randperm(6, generator=gen).tolist()
         batches.append((rows, [per_row[r][epoch] for r in rows]))
     settings = dict(epochs=6, time_step=4, co_lambda=0.05, max_drop=0.4, num_gradual=3, relabel=0.5)
-    expected_lower, expected_weights, expected_means, expected_counts = authors_dcf(batches, **settings)
-    scheme = dcf(dcf_lambda_horizon=6, dcf_time_step=4, dcf_co_lambda=0.05, adt_max_drop_rate=0.4,
-                 adt_num_gradual=3, dcf_relabel_ratio=0.5)
+    expected_lower, expected_weights, expected_means, expected_counts = authors_dcf(
+        batches, **settings
+    )
+    scheme = dcf(
+        dcf_lambda_horizon=6,
+        dcf_time_step=4,
+        dcf_co_lambda=0.05,
+        adt_max_drop_rate=0.4,
+        adt_num_gradual=3,
+        dcf_relabel_ratio=0.5,
+    )
     scheme.setup(FakeTrainSet([0] * 6, list(range(6)), 1, 6))
     unlike_the_loss = []
     for epoch, (rows, losses) in enumerate(batches):
@@ -126,7 +162,14 @@ def test_running_mean_bound_and_drops_against_the_authors_computation():
     assert unlike_the_loss == [3, 5]
     rows = list(range(6))
     assert torch.equal(scheme.store.count, torch.tensor([expected_counts[r] for r in rows]))
-    assert scheme.store.count.tolist() == [3.0, 3.0, 3.0, 3.0, 1.0, 1.0]  # 4 and 5 were relabelled in epochs 4-5
+    assert scheme.store.count.tolist() == [
+        3.0,
+        3.0,
+        3.0,
+        3.0,
+        1.0,
+        1.0,
+    ]  # 4 and 5 were relabelled in epochs 4-5
     assert_float_close(scheme.store.mean, [expected_means[r] for r in rows])
 
 
@@ -162,10 +205,14 @@ def test_cycle_restarts_the_store():
     scheme.setup(FakeTrainSet([0, 0], [0, 1], 1, 2))
     scheme.weights(batch_of([0, 1], [1.0, 2.0], 0))
     scheme.weights(batch_of([1, 0], [1.0, 2.0], 1))
-    assert bool((scheme.store.mean > 0).all()) and torch.equal(scheme.store.count, torch.tensor([3.0, 3.0]))
+    assert bool((scheme.store.mean > 0).all()) and torch.equal(
+        scheme.store.count, torch.tensor([3.0, 3.0])
+    )
     scheme.weights(batch_of([0], [0.5], 2))  # epoch 2 starts a cycle: every row restarts
     assert scheme.store.mean[1].item() == 0.0 and scheme.store.count.tolist() == [2.0, 1.0]
-    assert_float_close(scheme.store.mean[:1], [math.log(1 + 0.5 + 0.125) * 1 / 4])  # (0 * 3 + f) / 4
+    assert_float_close(
+        scheme.store.mean[:1], [math.log(1 + 0.5 + 0.125) * 1 / 4]
+    )  # (0 * 3 + f) / 4
     scheme.weights(batch_of([1], [0.5], 2))  # a later batch of the same epoch does not restart
     assert scheme.store.count.tolist() == [2.0, 2.0]
 
@@ -173,7 +220,9 @@ def test_cycle_restarts_the_store():
 def test_without_row_ids_it_fails_clearly():
     scheme = dcf()
     with pytest.raises(ValueError, match="denoise_scheme 'dcf' needs the training rows' ids"):
-        scheme.weights(Batch(losses=torch.ones(2), item_ids=torch.zeros(2), epoch=0, epoch_fraction=0.0))
+        scheme.weights(
+            Batch(losses=torch.ones(2), item_ids=torch.zeros(2), epoch=0, epoch_fraction=0.0)
+        )
 
 
 # --- checkpoints ----------------------------------------------------------------------------
@@ -200,8 +249,13 @@ def test_store_state_round_trip_is_exact():
 
 @pytest.mark.slow
 def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
-    settings = {"denoise_scheme": "dcf", "stopping_step": 5, "adt_num_gradual": 1, "adt_gradual_unit": "epoch",
-                "dcf_co_lambda": 0.1}
+    settings = {
+        "denoise_scheme": "dcf",
+        "stopping_step": 5,
+        "adt_num_gradual": 1,
+        "adt_gradual_unit": "epoch",
+        "dcf_co_lambda": 0.1,
+    }
     straight, train, valid = tiny_trainer(tmp_path, epochs=3, **settings)
     straight.fit(train, valid)
     assert straight.scheme.store.count.shape == (len(train._dataset.inter_feat),)
@@ -239,23 +293,30 @@ def test_keys_are_declared_with_defaults():
     assert SCHEMES.get("dcf").read_keys() >= KEYS
     scheme = dcf()
     assert (scheme.co_lambda, scheme.time_step, scheme.relabel_ratio) == (0.0001, 3, 0.05)
-    assert (scheme.max_drop_rate, scheme.num_gradual, scheme.gradual_unit) == (0.2, 30000, "iteration")
+    assert (scheme.max_drop_rate, scheme.num_gradual, scheme.gradual_unit) == (
+        0.2,
+        30000,
+        "iteration",
+    )
     assert scheme.lambda_horizon == 10  # the epochs the authors' main.py trains by default
 
 
-@pytest.mark.parametrize("key, value, allowed", [
-    ("dcf_co_lambda", 1.0, "a number in [0, 1)"),
-    ("dcf_co_lambda", -0.1, "a number in [0, 1)"),
-    ("dcf_co_lambda", "1e-4", "a number in [0, 1)"),
-    ("dcf_time_step", 0, "a positive integer"),
-    ("dcf_lambda_horizon", 0, "a positive integer"),
-    ("dcf_lambda_horizon", 2.5, "a positive integer"),
-    ("dcf_time_step", 2.5, "a positive integer"),
-    ("dcf_relabel_ratio", 1.5, "a number in [0, 1]"),
-    ("dcf_relabel_ratio", None, "a number in [0, 1]"),
-    ("adt_max_drop_rate", 1.0, "a number in [0, 1)"),
-    ("adt_gradual_unit", "batch", "one of ['iteration', 'epoch']"),
-])
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("dcf_co_lambda", 1.0, "a number in [0, 1)"),
+        ("dcf_co_lambda", -0.1, "a number in [0, 1)"),
+        ("dcf_co_lambda", "1e-4", "a number in [0, 1)"),
+        ("dcf_time_step", 0, "a positive integer"),
+        ("dcf_lambda_horizon", 0, "a positive integer"),
+        ("dcf_lambda_horizon", 2.5, "a positive integer"),
+        ("dcf_time_step", 2.5, "a positive integer"),
+        ("dcf_relabel_ratio", 1.5, "a number in [0, 1]"),
+        ("dcf_relabel_ratio", None, "a number in [0, 1]"),
+        ("adt_max_drop_rate", 1.0, "a number in [0, 1)"),
+        ("adt_gradual_unit", "batch", "one of ['iteration', 'epoch']"),
+    ],
+)
 def test_bad_values_name_key_value_and_allowed(key, value, allowed):
     with pytest.raises(ValueError) as error:
         dcf(**{key: value})

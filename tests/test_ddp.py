@@ -42,14 +42,24 @@ def free_port() -> int:
 
 
 def ddp_overrides(scheme: str, **extra) -> dict:
-    return {**BASE, "denoise_scheme": scheme, "nproc": 2, "port": free_port(), "results_file": "r.json", **extra}
+    return {
+        **BASE,
+        "denoise_scheme": scheme,
+        "nproc": 2,
+        "port": free_port(),
+        "results_file": "r.json",
+        **extra,
+    }
 
 
 # --- settings, no processes ------------------------------------------------------------------
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"ddp_backend": "mpi"}, r"'ddp_backend' = 'mpi' is invalid: expected one of \['auto', 'gloo', 'nccl'\]"),
+        (
+            {"ddp_backend": "mpi"},
+            r"'ddp_backend' = 'mpi' is invalid: expected one of \['auto', 'gloo', 'nccl'\]",
+        ),
         ({"ddp_timeout": 0}, "'ddp_timeout' = 0 is invalid"),
         ({"nproc": 0}, "'nproc' = 0 is invalid"),
         ({"world_size": 0}, "'world_size' = 0 is invalid"),
@@ -75,7 +85,10 @@ def test_backend_auto_is_gloo_without_cuda_and_nccl_needs_a_gpu():
 
 def test_single_process_defaults_launch_nothing():
     config = rad.make_config("BPR", "ml-100k", None, FAST)
-    assert (distributed.process_counts(config), distributed.wants_processes(config)) == ((1, 1), False)
+    assert (distributed.process_counts(config), distributed.wants_processes(config)) == (
+        (1, 1),
+        False,
+    )
     assert (distributed.global_rank(config), distributed.rank_seed(config)) == (0, config["seed"])
     config["world_size"] = 2  # one process of a two-machine run (RecBole's rule)
     assert distributed.wants_processes(config)
@@ -85,7 +98,9 @@ def test_a_multi_process_checkpoint_resumes_on_as_many_ranks_only(tmp_path):
     config = rad.make_config("BPR", "ml-100k", None, FAST)
     one_rank = {"rng": "r", "scheme_state": "s"}
     assert checkpoints.own_rank_state(one_rank, config, "x.pth") == one_rank
-    with pytest.raises(ValueError, match=r"x.pth was written by a run of 2 process\(es\), this run has 1"):
+    with pytest.raises(
+        ValueError, match=r"x.pth was written by a run of 2 process\(es\), this run has 1"
+    ):
         checkpoints.own_rank_state({**one_rank, "ranks": [one_rank, one_rank]}, config, "x.pth")
 
 
@@ -98,8 +113,10 @@ def one_process_evaluation(overrides: dict, checkpoint: str) -> tuple[dict, dict
     train, valid, test = rad.data_preparation(config, rad.create_dataset(config))
     model = get_model("BPR")(config, train._dataset).to(config["device"])
     trainer = rad.AutoDenoiseTrainer(config, model)
-    lowered = [{k.lower(): float(v) for k, v in trainer.evaluate(data, model_file=checkpoint).items()}
-               for data in (valid, test)]
+    lowered = [
+        {k.lower(): float(v) for k, v in trainer.evaluate(data, model_file=checkpoint).items()}
+        for data in (valid, test)
+    ]
     return lowered[0], lowered[1]
 
 
@@ -120,16 +137,21 @@ def soft_run(tmp_path_factory):
 # AutoDenoise-S with the paper's epoch credit, AutoDenoise-H with user credit (each credit's
 # all-reduce once, each controller head once) and a baseline without a controller
 @pytest.mark.slow
-@pytest.mark.parametrize("scheme, credit", [("autodenoise_s", "epoch"), ("autodenoise_h", "user"), ("adt_rl", None)])
-def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, scheme, credit, request):
+@pytest.mark.parametrize(
+    "scheme, credit", [("autodenoise_s", "epoch"), ("autodenoise_h", "user"), ("adt_rl", None)]
+)
+def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(
+    tmp_path, scheme, credit, request
+):
     if scheme == "autodenoise_s":
         tmp_path, overrides, results = request.getfixturevalue("soft_run")
     else:
         # user credit (experimental) learns from the guide part of a guide/select split (refused
         # without one); each rank imports the experimental package from the key
         split = {"clean_valid_guide_ratio": 0.5, "experimental": True} if credit == "user" else {}
-        overrides = ddp_overrides(scheme, **({"controller_credit": credit} if credit else {}),
-                                  **split)
+        overrides = ddp_overrides(
+            scheme, **({"controller_credit": credit} if credit else {}), **split
+        )
         results = run("BPR", "ml-100k", config_dict=overrides)
 
     # one results file (rank 0's), one best model and its latest state
@@ -137,7 +159,8 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
     assert json.loads((tmp_path / "r.json").read_text())["test"] == results["test"]
     checkpoint = results["checkpoint"]
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
-        [Path(checkpoint).name, Path(checkpoint).name[:-4] + "-latest.pth"])
+        [Path(checkpoint).name, Path(checkpoint).name[:-4] + "-latest.pth"]
+    )
     assert results["plugin_config"]["world_size"] == 2 and results["device"] == "cpu"
 
     # after every epoch both ranks hold the same model, controller and baseline, bit for bit
@@ -150,10 +173,14 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
     if credit == "user":  # every rank rewards the users of the whole guide part
         rewarded = [record["controller_users_rewarded"] for record in epochs]
         assert rewarded[0] == rewarded[1] and 0 < rewarded[0] <= results["data"]["users"]
-    if credit == "epoch":  # the controller learned from a finite reward, with the same b on both ranks
+    if (
+        credit == "epoch"
+    ):  # the controller learned from a finite reward, with the same b on both ranks
         assert [math.isfinite(record["controller_reward"]) for record in epochs] == [True, True]
         assert epochs[0]["controller_baseline"] == 0.0
-        assert epochs[1]["controller_baseline"] == pytest.approx(0.1 * epochs[0]["controller_reward"], rel=1e-12)
+        assert epochs[1]["controller_baseline"] == pytest.approx(
+            0.1 * epochs[0]["controller_reward"], rel=1e-12
+        )
 
     # the weight study counts both ranks' samples: every training row once, plus the sampler's padding
     train_rows = results["data"]["train"]
@@ -168,9 +195,12 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(tmp_path, sch
 
 @pytest.mark.slow
 def test_a_rank_failing_on_bad_input_stops_the_run_with_its_error(tmp_path):
-    overrides = ddp_overrides("autodenoise_s", controller_state="loss_features", epochs=1,
-                              experimental=True)  # loss_features: experimental
-    with pytest.raises(RankFailed, match="controller_state' = 'loss_features' is single-process only"):
+    overrides = ddp_overrides(
+        "autodenoise_s", controller_state="loss_features", epochs=1, experimental=True
+    )  # loss_features: experimental
+    with pytest.raises(
+        RankFailed, match="controller_state' = 'loss_features' is single-process only"
+    ):
         run("BPR", "ml-100k", config_dict=overrides)
     assert not (tmp_path / "r.json").exists()
 
@@ -187,21 +217,40 @@ def _rank_processes(parent: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the ranks through Linux's /proc")
+@pytest.mark.skipif(
+    not Path("/proc/self/task").is_dir(), reason="finds the ranks through Linux's /proc"
+)
 def test_a_killed_rank_stops_the_run_with_a_clear_error(tmp_path):
-    command = [sys.executable, str(REPO / "run_recbole_denoise.py"), "--model=BPR", "--dataset=ml-100k",
-               "--scheme=adt_rl", "--nproc=2", f"--port={free_port()}", "--ddp_backend=gloo", "--epochs=100",
-               "--show_progress=False", "--state=WARNING", "--results_file=r.json"]
+    command = [
+        sys.executable,
+        str(REPO / "run_recbole_denoise.py"),
+        "--model=BPR",
+        "--dataset=ml-100k",
+        "--scheme=adt_rl",
+        "--nproc=2",
+        f"--port={free_port()}",
+        "--ddp_backend=gloo",
+        "--epochs=100",
+        "--show_progress=False",
+        "--state=WARNING",
+        "--results_file=r.json",
+    ]
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         ranks: list[int] = []
         deadline = time.monotonic() + 120
         while len(ranks) < 2 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
             ranks = _rank_processes(process.pid)
-        assert len(ranks) == 2, process.stderr.read() if process.poll() is not None else "ranks never started"
-        time.sleep(3)  # the ranks are importing, loading or training: wherever they are, the run must stop
+        assert len(ranks) == 2, (
+            process.stderr.read() if process.poll() is not None else "ranks never started"
+        )
+        time.sleep(
+            3
+        )  # the ranks are importing, loading or training: wherever they are, the run must stop
         os.kill(ranks[1], signal.SIGKILL)
         _, stderr = process.communicate(timeout=120)  # a hang fails here
     finally:
@@ -210,8 +259,11 @@ def test_a_killed_rank_stops_the_run_with_a_clear_error(tmp_path):
     assert process.returncode == 2
     assert "error: rank 1 of 2 died (signal SIGKILL); the other ranks were stopped" in stderr
     assert not (tmp_path / "r.json").exists()
-    assert all(not Path(f"/proc/{pid}").exists() or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split()[2]
-               for pid in ranks)
+    assert all(
+        not Path(f"/proc/{pid}").exists()
+        or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split()[2]
+        for pid in ranks
+    )
 
 
 @pytest.mark.slow
@@ -224,7 +276,10 @@ def test_a_rank_whose_peer_never_comes_stops_after_ddp_timeout(tmp_path):
 
 def test_ranks_that_disagree_stop_the_run(monkeypatch):
     monkeypatch.setattr(distributed, "gather_objects", lambda value: [value, "0" * 64])
-    with pytest.raises(ValueError, match=r"ranks diverged: the controller differs between ranks \(\['ab', '0{64}'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"ranks diverged: the controller differs between ranks \(\['ab', '0{64}'\]\)",
+    ):
         distributed.check_agreement("the controller", "ab")
     assert distributed.check_agreement("the controller", "0" * 64) == ["0" * 64, "0" * 64]
 
@@ -256,10 +311,18 @@ def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path, soft_run):
     """Stopped after epoch 0 and resumed, a run reaches the state (digest) and test metrics of the
     same run trained without a break: every rank's random state and controller generator come back."""
     _, soft, straight = soft_run
-    first = run("BPR", "ml-100k", config_dict={**soft, "port": free_port(), "epochs": 1, "results_file": "b.json"})
+    first = run(
+        "BPR",
+        "ml-100k",
+        config_dict={**soft, "port": free_port(), "epochs": 1, "results_file": "b.json"},
+    )
     latest = first["checkpoint"][:-4] + "-latest.pth"
-    resumed = run("BPR", "ml-100k", config_dict={**soft, "port": free_port(), "results_file": "c.json"},
-                  resume=latest)
+    resumed = run(
+        "BPR",
+        "ml-100k",
+        config_dict={**soft, "port": free_port(), "results_file": "c.json"},
+        resume=latest,
+    )
     assert resumed["resumed_from"] == latest
     assert [r["epoch"] for r in resumed["epochs"]] == [0, 1]
     assert resumed["epochs"][1]["rank_digests"] == straight["epochs"][1]["rank_digests"]
@@ -274,7 +337,9 @@ def _put_large_result(rank: int, size: int, queue) -> None:
 @pytest.mark.slow
 def test_the_launcher_returns_a_result_far_bigger_than_a_pipe_buffer():
     # rank 0's results grow with the epochs; a pipe holds 64 KiB: read while the ranks run, or hang
-    assert distributed.launch(_put_large_result, 2, (4 * 1024 * 1024,)) == {"history": "x" * 4 * 1024 * 1024}
+    assert distributed.launch(_put_large_result, 2, (4 * 1024 * 1024,)) == {
+        "history": "x" * 4 * 1024 * 1024
+    }
 
 
 def test_recbole_creates_its_folders_without_a_race(tmp_path, monkeypatch):
@@ -282,7 +347,9 @@ def test_recbole_creates_its_folders_without_a_race(tmp_path, monkeypatch):
     import recbole.utils.logger as logger_module
 
     real_exists = os.path.exists
-    monkeypatch.setattr(os.path, "exists", lambda path: False if str(path).endswith("racy") else real_exists(path))
+    monkeypatch.setattr(
+        os.path, "exists", lambda path: False if str(path).endswith("racy") else real_exists(path)
+    )
     (tmp_path / "racy").mkdir()
     logger_module.ensure_dir(str(tmp_path / "racy"))  # RecBole's own raised FileExistsError here
     assert (tmp_path / "racy").is_dir()

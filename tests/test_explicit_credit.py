@@ -36,8 +36,11 @@ class FakeGuidance:
         gen.manual_seed(seed)
         self.good = (torch.rand(rows, generator=gen) < 0.7).float()
         self.rows = Interaction({"rating": torch.where(self.good > 0, 5.0, 1.0)})
-        self.sample = SimpleNamespace(losses=torch.rand(rows, generator=gen), user_repr=signal_repr(self.good, gen),
-                                      item_repr=torch.randn(rows, 4, generator=gen))
+        self.sample = SimpleNamespace(
+            losses=torch.rand(rows, generator=gen),
+            user_repr=signal_repr(self.good, gen),
+            item_repr=torch.randn(rows, 4, generator=gen),
+        )
         self.asked = 0
 
     def clean_batch(self) -> Interaction:
@@ -53,15 +56,24 @@ def training_batch(seed: int, guidance=None, rows: int = 40) -> tuple[Batch, tor
     gen = torch.Generator()
     gen.manual_seed(10_000 + seed)
     good = (torch.arange(rows) % 4 != 0).float()
-    batch = Batch(losses=torch.rand(rows, generator=gen), item_ids=torch.arange(rows), epoch=0, epoch_fraction=0.0,
-                  user_repr=signal_repr(good, gen), item_repr=torch.randn(rows, 4, generator=gen), guidance=guidance)
+    batch = Batch(
+        losses=torch.rand(rows, generator=gen),
+        item_ids=torch.arange(rows),
+        epoch=0,
+        epoch_fraction=0.0,
+        user_repr=signal_repr(good, gen),
+        item_repr=torch.randn(rows, 4, generator=gen),
+        guidance=guidance,
+    )
     return batch, good
 
 
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
 def test_a_controller_taught_by_explicit_rows_down_weights_bad_training_rows(name):
     scheme = SCHEMES.get(name)(FakeConfig(**EXPLICIT, controller_learning_rate=0.01), CPU)
-    assert scheme.reads_ratings is False and scheme.needs_guidance and scheme.guide_rows == "explicit"
+    assert (
+        scheme.reads_ratings is False and scheme.needs_guidance and scheme.guide_rows == "explicit"
+    )
     gaps = []
     for step in range(150):
         guidance = FakeGuidance(step)
@@ -71,13 +83,17 @@ def test_a_controller_taught_by_explicit_rows_down_weights_bad_training_rows(nam
         assert weights.mean().item() == pytest.approx(1.0, abs=1e-5)
         gaps.append((weights[good > 0].mean() - weights[good == 0].mean()).item())
     assert abs(sum(gaps[:3]) / 3) < 0.3  # blind at first
-    assert min(gaps[-10:]) > 0.5, gaps[-10:]  # the training rows' weights follow what the explicit rows taught
+    assert min(gaps[-10:]) > 0.5, gaps[
+        -10:
+    ]  # the training rows' weights follow what the explicit rows taught
     assert scheme.after_evaluation({}, 0)["fit_mse"] < 0.1
 
 
 def test_the_prior_multiplies_the_fitted_weights():
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, controller_prior="adt_rl", adt_beta=0.5,
-                                                     controller_init_std=1e-6), CPU)
+    scheme = SCHEMES.get("autodenoise_s")(
+        FakeConfig(**EXPLICIT, controller_prior="adt_rl", adt_beta=0.5, controller_init_std=1e-6),
+        CPU,
+    )
     batch, _ = training_batch(0, FakeGuidance(0))
     weights = scheme.weights(batch)
     # one small fitting step from an expected weight of 1 everywhere: close to ADT-RL's weights
@@ -86,15 +102,23 @@ def test_the_prior_multiplies_the_fitted_weights():
 
 def test_without_guidance_it_fails_clearly():
     scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT), CPU)
-    with pytest.raises(ValueError, match="controller_credit 'explicit' needs the explicit rows' batches"):
+    with pytest.raises(
+        ValueError, match="controller_credit 'explicit' needs the explicit rows' batches"
+    ):
         scheme.weights(training_batch(0)[0])
 
 
 @pytest.mark.slow
 def test_a_short_run_learns_from_the_explicit_rows(tmp_path):
     """(The explicit rows under a guide/select split: tests/test_noise_and_guide.py.)"""
-    trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2,
-                                         controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
+    trainer, train, valid = tiny_trainer(
+        tmp_path,
+        denoise_scheme="autodenoise_s",
+        epochs=2,
+        controller_learning_rate=0.01,
+        guide_batch_size=16,
+        **EXPLICIT,
+    )
     explicit = training_data_of(train).explicit_rows
     assert trainer.scheme.reads_ratings is False
     trainer.fit(train, valid, saved=False)
@@ -124,8 +148,11 @@ def test_explicit_negatives_join_the_fit_labelled_zero():
     def sample_loss(rows, with_representations=False):
         seen["rows"] = len(rows)
         gen = torch.Generator().manual_seed(1)
-        return SimpleNamespace(losses=torch.rand(len(rows), generator=gen), user_repr=torch.randn(len(rows), 4, generator=gen),
-                               item_repr=torch.randn(len(rows), 4, generator=gen))
+        return SimpleNamespace(
+            losses=torch.rand(len(rows), generator=gen),
+            user_repr=torch.randn(len(rows), 4, generator=gen),
+            item_repr=torch.randn(len(rows), 4, generator=gen),
+        )
 
     guidance.sample_loss = sample_loss
     state, labels = scheme.credit.examples(None, training_batch(0, guidance)[0])
@@ -135,22 +162,35 @@ def test_explicit_negatives_join_the_fit_labelled_zero():
 
 @pytest.mark.parametrize("value", [-1, 1.5, True, "1"])
 def test_explicit_negatives_must_be_a_count(value):
-    with pytest.raises(ValueError, match=f"config key 'explicit_negatives' = {value!r} is invalid: expected an integer >= 0"):
+    with pytest.raises(
+        ValueError,
+        match=f"config key 'explicit_negatives' = {value!r} is invalid: expected an integer >= 0",
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=value), CPU)
 
 
 def test_explicit_negatives_belong_to_explicit_credit():
-    with pytest.raises(ValueError, match="'explicit_negatives' = 1 applies to controller_credit 'explicit' only "
-                                         "\\(this run uses 'epoch'\\); leave it at 0"):
+    with pytest.raises(
+        ValueError,
+        match="'explicit_negatives' = 1 applies to controller_credit 'explicit' only "
+        "\\(this run uses 'epoch'\\); leave it at 0",
+    ):
         SCHEMES.get("autodenoise_h")(FakeConfig(explicit_negatives=1), CPU)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("labels", ["rating", "observed"])
 def test_a_short_run_with_stray_rows(tmp_path, labels):
-    trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=1, explicit_negatives=1,
-                                         controller_learning_rate=0.01, guide_batch_size=16, explicit_labels=labels,
-                                         **EXPLICIT)
+    trainer, train, valid = tiny_trainer(
+        tmp_path,
+        denoise_scheme="autodenoise_s",
+        epochs=1,
+        explicit_negatives=1,
+        controller_learning_rate=0.01,
+        guide_batch_size=16,
+        explicit_labels=labels,
+        **EXPLICIT,
+    )
     trainer.fit(train, valid, saved=False)
     assert 0 <= trainer.history[-1]["controller_fit_mse"] < 1.5
     assert math.isfinite(trainer.history[-1]["tp_mean_weight"])
@@ -165,8 +205,11 @@ def test_observed_labels_make_every_rated_row_one_and_only_the_stray_rows_zero()
 
     def sample_loss(rows, with_representations=False):
         gen = torch.Generator().manual_seed(1)
-        return SimpleNamespace(losses=torch.rand(len(rows), generator=gen), user_repr=torch.randn(len(rows), 4, generator=gen),
-                               item_repr=torch.randn(len(rows), 4, generator=gen))
+        return SimpleNamespace(
+            losses=torch.rand(len(rows), generator=gen),
+            user_repr=torch.randn(len(rows), 4, generator=gen),
+            item_repr=torch.randn(len(rows), 4, generator=gen),
+        )
 
     guidance.sample_loss = sample_loss
     _, labels = scheme.credit.examples(None, training_batch(0, guidance)[0])
@@ -181,36 +224,56 @@ def test_observed_labels_teach_the_controller_to_down_weight_stray_looking_rows(
         def unobserved(self, rows, copies):
             return Interaction({"rating": torch.full((len(rows) * copies,), 5.0)})
 
-    scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1,
-                                                     explicit_labels="observed",
-                                                     controller_learning_rate=0.01), CPU)
+    scheme = SCHEMES.get("autodenoise_s")(
+        FakeConfig(
+            **EXPLICIT,
+            explicit_negatives=1,
+            explicit_labels="observed",
+            controller_learning_rate=0.01,
+        ),
+        CPU,
+    )
     gaps = []
     for step in range(150):
         guidance = FakeGuidance(step, rows=30)
         guidance.clean_batches = MarkedStream()
         gen = torch.Generator().manual_seed(step)
         stray = torch.cat([torch.zeros(30), torch.ones(30)])
-        guidance.sample_loss = lambda rows, with_representations=False, gen=gen, stray=stray: SimpleNamespace(
-            losses=torch.rand(60, generator=gen), user_repr=signal_repr(stray, gen), item_repr=torch.randn(60, 4, generator=gen))
+        guidance.sample_loss = lambda rows, with_representations=False, gen=gen, stray=stray: (
+            SimpleNamespace(
+                losses=torch.rand(60, generator=gen),
+                user_repr=signal_repr(stray, gen),
+                item_repr=torch.randn(60, 4, generator=gen),
+            )
+        )
         batch, marked = training_batch(step, guidance)
         weights = scheme.weights(batch)
         gaps.append((weights[marked == 0].mean() - weights[marked > 0].mean()).item())
-    assert min(gaps[-10:]) > 0.5, gaps[-10:]  # rows that look like stray clicks (good == 1 here carries the mark) lose weight
+    assert min(gaps[-10:]) > 0.5, gaps[
+        -10:
+    ]  # rows that look like stray clicks (good == 1 here carries the mark) lose weight
 
 
 @pytest.mark.parametrize("value", ["liked", None, 1])
 def test_explicit_labels_must_be_named(value):
-    with pytest.raises(ValueError, match=f"config key 'explicit_labels' = {value!r} is invalid: expected one of "
-                                         r"\['rating', 'observed'\]"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels=value), CPU)
+    with pytest.raises(
+        ValueError,
+        match=f"config key 'explicit_labels' = {value!r} is invalid: expected one of "
+        r"\['rating', 'observed'\]",
+    ):
+        SCHEMES.get("autodenoise_s")(
+            FakeConfig(**EXPLICIT, explicit_negatives=1, explicit_labels=value), CPU
+        )
 
 
 def test_observed_labels_need_rows_labelled_zero_without_experimental(main_only):
     with pytest.raises(ValueError) as error:
         SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_labels="observed"), CPU)
-    assert str(error.value) == ("config key 'explicit_labels' = 'observed' labels every rated "
-                                "row 1, so the fit needs rows labelled 0: set "
-                                "explicit_negatives >= 1")
+    assert str(error.value) == (
+        "config key 'explicit_labels' = 'observed' labels every rated "
+        "row 1, so the fit needs rows labelled 0: set "
+        "explicit_negatives >= 1"
+    )
 
 
 @pytest.mark.parametrize("credit", [EXPLICIT, {}])
@@ -218,13 +281,18 @@ def test_the_old_interaction_labels_are_refused_naming_observed(credit):
     with pytest.raises(ValueError) as error:
         config = FakeConfig(**credit, explicit_negatives=1, explicit_labels="interaction")
         SCHEMES.get("autodenoise_s")(config, CPU)
-    assert str(error.value) == ("config key 'explicit_labels' = 'interaction' was renamed "
-                                "'observed' (every rated row labelled 1: no rating is used); "
-                                "set explicit_labels: observed")
+    assert str(error.value) == (
+        "config key 'explicit_labels' = 'interaction' was renamed "
+        "'observed' (every rated row labelled 1: no rating is used); "
+        "set explicit_labels: observed"
+    )
 
 
 def test_explicit_labels_belong_to_explicit_credit():
-    with pytest.raises(ValueError, match="'explicit_labels' = 'observed' applies to "
-                                         "controller_credit 'explicit' only \\(this run uses "
-                                         "'epoch'\\); leave it at 'rating'"):
+    with pytest.raises(
+        ValueError,
+        match="'explicit_labels' = 'observed' applies to "
+        "controller_credit 'explicit' only \\(this run uses "
+        "'epoch'\\); leave it at 'rating'",
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(explicit_labels="observed"), CPU)

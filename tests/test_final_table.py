@@ -16,7 +16,12 @@ from recbole_autodenoise.quick_start import (
     table_heading,
 )
 
-RESULTS = {"model": "BPR", "dataset": "ml-100k", "denoise_scheme": "adt_tl", "eval_protocol": "interaction"}
+RESULTS = {
+    "model": "BPR",
+    "dataset": "ml-100k",
+    "denoise_scheme": "adt_tl",
+    "eval_protocol": "interaction",
+}
 
 
 def test_heading_names_the_run_and_the_units():
@@ -27,7 +32,9 @@ def test_heading_names_the_run_and_the_units():
 
 
 def test_output_locations_one_per_line_and_say_what_was_not_written():
-    assert output_locations(Path("out/r.json"), "saved/BPR.pth", "/x/log/BPR/a.log", "log_tensorboard/a").splitlines() == [
+    assert output_locations(
+        Path("out/r.json"), "saved/BPR.pth", "/x/log/BPR/a.log", "log_tensorboard/a"
+    ).splitlines() == [
         "results file: out/r.json",
         "checkpoint:   saved/BPR.pth",
         "log:          /x/log/BPR/a.log",
@@ -53,17 +60,23 @@ def test_table_rows_are_metrics_and_columns_are_k():
 def test_a_run_prints_the_heading_the_table_and_where_its_files_went(tmp_path, capsys):
     results = tmp_path / "r.json"
     overrides = [f"--{key}={value}" for key, value in FAST.items() if key != "epochs"]
-    code = cli.main(["--model=BPR", "--scheme=default", "--epochs=1", f"--results_file={results}", *overrides])
+    code = cli.main(
+        ["--model=BPR", "--scheme=default", "--epochs=1", f"--results_file={results}", *overrides]
+    )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    start = lines.index(table_heading({**RESULTS, "denoise_scheme": "default", "eval_protocol": "user_first"}))
+    start = lines.index(
+        table_heading({**RESULTS, "denoise_scheme": "default", "eval_protocol": "user_first"})
+    )
     assert lines[start + 1].startswith("metric ") and lines[start + 3].startswith("precision ")
     payload = json.loads(results.read_text())
     where = dict(line.split(":", 1) for line in lines[-4:])
     where = {name: value.strip() for name, value in where.items()}
     assert where["results file"] == str(results) and where["checkpoint"] == payload["checkpoint"]
     assert Path(payload["checkpoint"]).is_file()
-    assert where["log"] == "none"  # pytest configured the root logger first: RecBole adds no log file
+    assert (
+        where["log"] == "none"
+    )  # pytest configured the root logger first: RecBole adds no log file
     assert Path(where["tensorboard"]).parent.name == "log_tensorboard"
 
 

@@ -42,12 +42,18 @@ SMALL = {"epochs": 1, "user_inter_num_interval": "[10,60]"}
 def direct_alignment(model, train_interaction, clean_interaction) -> torch.Tensor:
     """<grad l_i, grad L_clean> one sample at a time: the definition, B backward passes."""
     params = [p for p in model.parameters() if p.requires_grad]
-    clean_grads = torch.autograd.grad(clean_loss(model, clean_interaction), params, allow_unused=True)
+    clean_grads = torch.autograd.grad(
+        clean_loss(model, clean_interaction), params, allow_unused=True
+    )
     losses = PerSampleLoss(model)(train_interaction).losses
     values = []
     for i in range(len(losses)):
         grads = torch.autograd.grad(losses[i], params, retain_graph=True, allow_unused=True)
-        values.append(sum((g * c).sum() for g, c in zip(grads, clean_grads) if g is not None and c is not None))
+        values.append(
+            sum(
+                (g * c).sum() for g, c in zip(grads, clean_grads) if g is not None and c is not None
+            )
+        )
     return torch.stack(values).detach()
 
 
@@ -76,8 +82,11 @@ def perturbed(model: nn.Module, seed: int) -> nn.Module:
 def test_alignment_equals_direct_computation_bpr():
     model = perturbed(FakeBPR(), 0)
     train = bpr_interaction()
-    clean = {"user_id": torch.tensor([0, 1, 2, 2]), "item_id": torch.tensor([1, 3, 2, 4]),
-             "neg_item_id": torch.tensor([4, 2, 1, 0])}
+    clean = {
+        "user_id": torch.tensor([0, 1, 2, 2]),
+        "item_id": torch.tensor([1, 3, 2, 4]),
+        "neg_item_id": torch.tensor([4, 2, 1, 0]),
+    }
     got = per_sample_alignment(model, PerSampleLoss(model), train, clean)
     expected = direct_alignment(model, train, clean)
     assert got.shape == (4,) and not got.requires_grad
@@ -98,7 +107,9 @@ def test_alignment_reuses_given_losses_and_keeps_their_graph():
     sample = PerSampleLoss(model)(bpr_interaction())
     clean = bpr_interaction()
     got = per_sample_alignment(model, PerSampleLoss(model), None, clean, train_losses=sample.losses)
-    torch.testing.assert_close(got, direct_alignment(model, bpr_interaction(), clean), rtol=1e-5, atol=1e-10)
+    torch.testing.assert_close(
+        got, direct_alignment(model, bpr_interaction(), clean), rtol=1e-5, atol=1e-10
+    )
     sample.losses.mean().backward()  # the real step's graph is still there
 
 
@@ -122,12 +133,17 @@ def test_alignment_on_recbole_models(model_name):
 
 
 def fake_dataset(rows: int, sequential: bool = False) -> SimpleNamespace:
-    fields = {"user_id": torch.arange(rows) % 3, "item_id": torch.arange(rows) % 4 + 1,
-              "rating": torch.full((rows,), 4.0)}
+    fields = {
+        "user_id": torch.arange(rows) % 3,
+        "item_id": torch.arange(rows) % 4 + 1,
+        "rating": torch.full((rows,), 4.0),
+    }
     if sequential:
         fields["item_id_list"] = torch.arange(rows * 3).view(rows, 3) % 5
         fields["item_length"] = torch.full((rows,), 3)
-    return SimpleNamespace(inter_feat=Interaction(fields), item_num=5)  # FakeBPR's 5 ids, 0 = padding
+    return SimpleNamespace(
+        inter_feat=Interaction(fields), item_num=5
+    )  # FakeBPR's 5 ids, 0 = padding
 
 
 def test_clean_batches_add_uniform_negatives_for_bpr():
@@ -138,13 +154,17 @@ def test_clean_batches_add_uniform_negatives_for_bpr():
     batches = [next(stream) for _ in range(200)]
     negatives = torch.cat([b["neg_item_id"] for b in batches])
     assert int(negatives.min()) == 1 and int(negatives.max()) == 4  # 0 is padding
-    assert not any(bool((b["neg_item_id"] == b["item_id"]).any()) for b in batches)  # never the row's own item
+    assert not any(
+        bool((b["neg_item_id"] == b["item_id"]).any()) for b in batches
+    )  # never the row's own item
     assert FakeBPR().calculate_loss(batch).item() > 0
 
 
 def train_set(pairs: list[tuple[int, int]]) -> SimpleNamespace:
     users, items = zip(*pairs)
-    return SimpleNamespace(inter_feat=Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(items)}))
+    return SimpleNamespace(
+        inter_feat=Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(items)})
+    )
 
 
 def test_clean_batch_negatives_avoid_the_users_training_items():
@@ -155,7 +175,9 @@ def test_clean_batch_negatives_avoid_the_users_training_items():
     seen = {0: set(), 1: set(), 2: set()}
     for _ in range(300):
         batch = next(stream)
-        for user, item, negative in zip(*(batch[k].tolist() for k in ("user_id", "item_id", "neg_item_id"))):
+        for user, item, negative in zip(
+            *(batch[k].tolist() for k in ("user_id", "item_id", "neg_item_id"))
+        ):
             assert negative not in known[user] and negative != item
             seen[user].add(negative)
     assert seen == {0: {3, 4}, 1: {1, 2, 4}, 2: {1, 2, 3, 4}}  # everything else is drawn
@@ -172,15 +194,26 @@ def test_redraw_avoiding_redraws_only_the_hits_in_draw_order():
     # items come from a fixed queue: rows 0 and 2 hit (user 1 has item 3; row 2's own item is 5)
     queue = iter([torch.tensor([3, 4, 5]), torch.tensor([3, 6]), torch.tensor([7])])
     known = torch.tensor([1 * 10 + 3])
-    items = redraw_avoiding(torch.tensor([1, 2, 2]), lambda n: next(queue)[:n].clone(), known, 10,
-                            own=torch.tensor([0, 0, 5]))
+    items = redraw_avoiding(
+        torch.tensor([1, 2, 2]),
+        lambda n: next(queue)[:n].clone(),
+        known,
+        10,
+        own=torch.tensor([0, 0, 5]),
+    )
     assert items.tolist() == [7, 4, 6]  # round 2 redrew rows 0 and 2 (3, 6); round 3 row 0 again
 
 
 def test_redraw_avoiding_names_the_stuck_users():
     with pytest.raises(NoFreeItem) as stuck:
-        redraw_avoiding(torch.tensor([4, 2]), lambda n: torch.full((n,), 1), None, 10,
-                        own=torch.tensor([1, 0]), max_redraws=3)
+        redraw_avoiding(
+            torch.tensor([4, 2]),
+            lambda n: torch.full((n,), 1),
+            None,
+            10,
+            own=torch.tensor([1, 0]),
+            max_redraws=3,
+        )
     assert stuck.value.users == [4]
 
 
@@ -188,7 +221,9 @@ def test_unobserved_rows_take_items_the_user_never_trained_on_in_proportion_to_p
     # training rows: item 3 fills eight, items 1, 2 and 4 one each; user 0 trained on 1 and 3,
     # user 1 on 2 and 3, user 2 on 4. The clean rows (user, item): (0,1) (1,2) (2,3) (0,4) (1,1) (2,2)
     exclude = train_set([(0, 1), (1, 2), (2, 4)] + [(0, 3)] * 4 + [(1, 3)] * 4)
-    stream = CleanBatches(fake_dataset(6, sequential=True), FakeSequential(), 6, seed=4, device=CPU, exclude=exclude)
+    stream = CleanBatches(
+        fake_dataset(6, sequential=True), FakeSequential(), 6, seed=4, device=CPU, exclude=exclude
+    )
     batch = next(stream)
     fake = stream.unobserved(batch, 3)
     assert len(fake) == 18 and torch.equal(fake["user_id"], batch["user_id"].repeat(3))
@@ -197,10 +232,21 @@ def test_unobserved_rows_take_items_the_user_never_trained_on_in_proportion_to_p
     drawn: dict[tuple[int, int], list[int]] = {}
     for _ in range(300):
         fake = stream.unobserved(batch, 3)
-        for user, source, item in zip(fake["user_id"].tolist(), batch["item_id"].repeat(3).tolist(), fake["item_id"].tolist()):
+        for user, source, item in zip(
+            fake["user_id"].tolist(), batch["item_id"].repeat(3).tolist(), fake["item_id"].tolist()
+        ):
             drawn.setdefault((user, source), []).append(item)
-    allowed = {(0, 1): {2, 4}, (0, 4): {2}, (1, 2): {1, 4}, (1, 1): {4}, (2, 3): {1, 2}, (2, 2): {1, 3}}
-    assert {key: set(items) for key, items in drawn.items()} == allowed  # never trained on, never the row's own
+    allowed = {
+        (0, 1): {2, 4},
+        (0, 4): {2},
+        (1, 2): {1, 4},
+        (1, 1): {4},
+        (2, 3): {1, 2},
+        (2, 2): {1, 3},
+    }
+    assert {
+        key: set(items) for key, items in drawn.items()
+    } == allowed  # never trained on, never the row's own
     popular = drawn[(2, 2)]
     assert popular.count(3) > 4 * popular.count(1)  # 8 training rows against 1
 
@@ -223,7 +269,9 @@ def test_clean_batches_cover_each_pass_and_are_seeded():
     stream = CleanBatches(dataset, FakeBPR(), 3, seed=7, device=CPU)
     batches = [next(stream) for _ in range(3)]
     assert sorted(stream.order.tolist()) == list(range(9))  # one pass = a permutation of the rows
-    assert sorted(torch.cat([b["item_id"] for b in batches]).tolist()) == sorted(dataset.inter_feat["item_id"].tolist())
+    assert sorted(torch.cat([b["item_id"] for b in batches]).tolist()) == sorted(
+        dataset.inter_feat["item_id"].tolist()
+    )
     again = CleanBatches(dataset, FakeBPR(), 3, seed=7, device=CPU)
     assert all(torch.equal(b["user_id"], next(again)["user_id"]) for b in batches)
     other = CleanBatches(dataset, FakeBPR(), 3, seed=8, device=CPU)
@@ -256,13 +304,22 @@ def test_mean_one_rescales_and_has_no_gradient_along_the_scale():
     torch.testing.assert_close(mean_one(torch.tensor([1.0, 3.0])), torch.tensor([0.5, 1.5]))
     assert torch.equal(mean_one(torch.zeros(3)), torch.ones(3))
     weights = torch.tensor([0.5, 2.0, 1.5], requires_grad=True)
-    (grad,) = torch.autograd.grad((mean_one(weights) * torch.tensor([1.0, -2.0, 4.0])).sum(), weights)
-    assert float((grad * weights).sum()) == pytest.approx(0.0, abs=float_tolerance(torch.float32, 8.0))  # scaling w changes nothing
+    (grad,) = torch.autograd.grad(
+        (mean_one(weights) * torch.tensor([1.0, -2.0, 4.0])).sum(), weights
+    )
+    assert float((grad * weights).sum()) == pytest.approx(
+        0.0, abs=float_tolerance(torch.float32, 8.0)
+    )  # scaling w changes nothing
 
 
 @pytest.mark.parametrize(
     "weights, expected",
-    [([1.0, 1.0, 1.0, 1.0], 1.0), ([4.0, 0.0, 0.0, 0.0], 0.25), ([1.0, 3.0], 16 / 20), ([0.0, 0.0], 1.0)],
+    [
+        ([1.0, 1.0, 1.0, 1.0], 1.0),
+        ([4.0, 0.0, 0.0, 0.0], 0.25),
+        ([1.0, 3.0], 16 / 20),
+        ([0.0, 0.0], 1.0),
+    ],
 )
 def test_effective_fraction(weights, expected):
     assert float(effective_fraction(torch.tensor(weights))) == pytest.approx(expected)
@@ -288,8 +345,11 @@ def flipped_problem(users: int = 8):
     user = torch.arange(users)
     good, bad = 2 * user + 1, 2 * user + 2
     clean = {"user_id": user, "item_id": good, "neg_item_id": bad}
-    train = {"user_id": torch.cat([user, user]), "item_id": torch.cat([good, bad]),
-             "neg_item_id": torch.cat([bad, good])}
+    train = {
+        "user_id": torch.cat([user, user]),
+        "item_id": torch.cat([good, bad]),
+        "neg_item_id": torch.cat([bad, good]),
+    }
     marked = torch.arange(2 * users) >= users
     return model, train, clean, marked
 
@@ -335,25 +395,39 @@ def test_bad_guide_batch_size_fails_before_training(value):
 def test_guide_split_result_goes_to_the_scheme(monkeypatch):
     """With clean_valid_guide_ratio > 0 the scheme learns from the guide part's evaluation (its
     score is in the history), validation keeps selecting, and clean batches come from the guide."""
-    config, train, valid, test = build("BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3, **SMALL)
+    config, train, valid, test = build(
+        "BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3, **SMALL
+    )
     guide_loader, guide_rows = training_data_of(train).guide, training_data_of(train).guide_rows
     assert guide_loader is not None and len(guide_rows) < len(valid._dataset)
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     seen = []
     original = trainer.scheme.after_evaluation
-    monkeypatch.setattr(trainer.scheme, "after_evaluation",
-                        lambda result, epoch: seen.append(result) or original(result, epoch))
+    monkeypatch.setattr(
+        trainer.scheme,
+        "after_evaluation",
+        lambda result, epoch: seen.append(result) or original(result, epoch),
+    )
     trainer.fit(train, valid, saved=False)
     guide_gauc, _ = trainer.clean_auc(guide_loader)
-    assert seen == [{"gauc": guide_gauc}]  # the GAUC reward of the guide part, nothing of validation
+    assert seen == [
+        {"gauc": guide_gauc}
+    ]  # the GAUC reward of the guide part, nothing of validation
     assert guide_gauc != trainer.clean_auc(valid)[0]
     record = trainer.history[-1]
-    assert record["valid_score"] == pytest.approx(trainer.evaluate(valid, load_best_model=False)["ndcg@20"])
+    assert record["valid_score"] == pytest.approx(
+        trainer.evaluate(valid, load_best_model=False)["ndcg@20"]
+    )
     assert record["controller_reward"] == pytest.approx(guide_gauc)
     assert trainer.clean_batches is None  # epoch credit draws no clean batches
     # a reward RecBole computes: the guide part is evaluated by RecBole, its score recorded
-    config, train, valid, test = build("BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3,
-                                       reward_metric="NDCG@20", **SMALL)
+    config, train, valid, test = build(
+        "BPR",
+        denoise_scheme="autodenoise_s",
+        clean_valid_guide_ratio=0.3,
+        reward_metric="NDCG@20",
+        **SMALL,
+    )
     ndcg = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     ndcg.fit(train, valid, saved=False)
     expected = ndcg.evaluate(training_data_of(train).guide, load_best_model=False)

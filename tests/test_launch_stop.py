@@ -22,8 +22,10 @@ import pytest
 from recbole_autodenoise import distributed
 from tests.test_ddp import REPO, free_port
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's signals")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's signals"),
+]
 
 WAIT_SECONDS = 10  # the ranks must be gone this long after the launcher was signalled
 
@@ -55,12 +57,16 @@ if __name__ == "__main__":
 
 
 def environment(*paths: Path) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([*map(str, paths), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
-def ranks_of(process: subprocess.Popen, count: int, ready,
-             timeout: float = 180) -> list[psutil.Process]:
+def ranks_of(
+    process: subprocess.Popen, count: int, ready, timeout: float = 180
+) -> list[psutil.Process]:
     """The ``count`` spawned ranks of ``process`` once ``ready()`` holds."""
     parent = psutil.Process(process.pid)
     deadline = time.monotonic() + timeout
@@ -99,9 +105,14 @@ def start_stand_in(tmp_path: Path, ignore_sigterm: bool = False, ignore_sigint: 
     out.mkdir()
     sigint = signal.SIG_IGN if ignore_sigint else signal.SIG_DFL
     command = [sys.executable, str(tmp_path / "launch.py"), str(out), str(int(ignore_sigterm))]
-    process = subprocess.Popen(command, env=environment(tmp_path, REPO), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    process = subprocess.Popen(
+        command,
+        env=environment(tmp_path, REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+    )
     ranks = ranks_of(process, 2, lambda: len(list(out.iterdir())) == 2)
     return process, ranks, out
 
@@ -110,8 +121,9 @@ def sizes(folder: Path) -> dict[str, int]:
     return {path.name: path.stat().st_size for path in folder.iterdir()}
 
 
-@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGKILL, signal.SIGHUP],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sent", [signal.SIGTERM, signal.SIGKILL, signal.SIGHUP], ids=lambda s: s.name
+)
 def test_ranks_end_with_a_launcher_started_with_sigint_ignored(tmp_path, sent):
     # a background job (`cmd &` in a script) ignores SIGINT, and so do its ranks: torch's own
     # parent-death signal (SIGINT) would leave them running
@@ -138,17 +150,33 @@ def test_ranks_that_ignore_sigterm_are_killed_after_the_grace_period(tmp_path):
     assert sizes(out) == written
 
 
-@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "sent", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name
+)
 def test_stopping_a_two_rank_run_stops_both_ranks_within_seconds(tmp_path, sent):
-    command = [sys.executable, str(REPO / "run_recbole_denoise.py"), "--model=BPR",
-               "--dataset=ml-100k", "--scheme=default", "--nproc=2", f"--port={free_port()}",
-               "--ddp_backend=gloo", "--epochs=100", "--show_progress=False", "--state=WARNING",
-               "--results_file=r.json"]
+    command = [
+        sys.executable,
+        str(REPO / "run_recbole_denoise.py"),
+        "--model=BPR",
+        "--dataset=ml-100k",
+        "--scheme=default",
+        "--nproc=2",
+        f"--port={free_port()}",
+        "--ddp_backend=gloo",
+        "--epochs=100",
+        "--show_progress=False",
+        "--state=WARNING",
+        "--results_file=r.json",
+    ]
     # SIGINT as in a terminal, even where these tests run as a background job (which ignores it)
-    process = subprocess.Popen(command, env=environment(REPO), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        command,
+        env=environment(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # signalled once the ranks have begun the run (RecBole's log folder exists), training or loading
     ranks = ranks_of(process, 2, lambda: (tmp_path / "log").is_dir())
     time.sleep(2)

@@ -124,10 +124,16 @@ def test_bpr_gamma_guards_log_of_zero():
     model = FakeBPR()
     with torch.no_grad():
         model.user_embedding.weight[0] = torch.tensor([10.0, 0.0])
-    interaction = {"user_id": torch.tensor([0]), "item_id": torch.tensor([4]), "neg_item_id": torch.tensor([1])}
+    interaction = {
+        "user_id": torch.tensor([0]),
+        "item_id": torch.tensor([4]),
+        "neg_item_id": torch.tensor([1]),
+    }
     losses = PerSampleLoss(model)(interaction).losses  # pos - neg = -30 - 20 = -50
     expected = -math.log(1e-10 + 1 / (1 + math.exp(50.0)))  # ~ -log(1e-10) = 23.03, not 50
-    assert losses.item() == pytest.approx(expected, rel=0, abs=float_tolerance(torch.float32, expected))
+    assert losses.item() == pytest.approx(
+        expected, rel=0, abs=float_tolerance(torch.float32, expected)
+    )
     assert math.isfinite(losses.item())
 
 
@@ -212,8 +218,12 @@ def test_model_with_two_loss_modules_raises():
 def test_general_representations_are_embeddings():
     model = FakeBPR()
     result = PerSampleLoss(model)(bpr_interaction(), with_representations=True)
-    torch.testing.assert_close(result.user_repr, model.user_embedding.weight[USER].detach(), rtol=0, atol=0)
-    torch.testing.assert_close(result.item_repr, model.item_embedding.weight[POS].detach(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        result.user_repr, model.user_embedding.weight[USER].detach(), rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        result.item_repr, model.item_embedding.weight[POS].detach(), rtol=0, atol=0
+    )
     assert not result.user_repr.requires_grad and not result.item_repr.requires_grad
 
 
@@ -260,7 +270,9 @@ def test_sequential_representations_from_forward():
     result = PerSampleLoss(model)(interaction, with_representations=True)
     expected_user = model.forward(interaction["item_id_list"]).detach()
     torch.testing.assert_close(result.user_repr, expected_user, rtol=0, atol=0)
-    torch.testing.assert_close(result.item_repr, model.item_embedding(interaction["item_id"]).detach(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        result.item_repr, model.item_embedding(interaction["item_id"]).detach(), rtol=0, atol=0
+    )
     assert not result.user_repr.requires_grad
     # the temporary forward hook is gone again
     assert "forward" not in model.__dict__
@@ -292,30 +304,48 @@ class FakePointwise(nn.Module):
         self.probabilities = probabilities
 
     def calculate_loss(self, interaction):
-        score = (self.user_embedding(interaction[self.USER_ID]) * self.item_embedding(interaction[self.ITEM_ID])).sum(1)
-        return self.loss(torch.sigmoid(score) if self.probabilities else score, interaction[self.LABEL])
+        score = (
+            self.user_embedding(interaction[self.USER_ID])
+            * self.item_embedding(interaction[self.ITEM_ID])
+        ).sum(1)
+        return self.loss(
+            torch.sigmoid(score) if self.probabilities else score, interaction[self.LABEL]
+        )
 
 
 def pointwise_interaction():
     # scores u*i: 1*2 = 2, -1*1 = -1, 2*-0.5 = -1, 1*3 = 3; labels 1, 0, 1, 0
-    return {"user_id": torch.tensor([0, 1, 2, 0]), "item_id": torch.tensor([1, 2, 3, 4]),
-            "label": torch.tensor([1.0, 0.0, 1.0, 0.0])}
+    return {
+        "user_id": torch.tensor([0, 1, 2, 0]),
+        "item_id": torch.tensor([1, 2, 3, 4]),
+        "label": torch.tensor([1.0, 0.0, 1.0, 0.0]),
+    }
 
 
 def bce_by_hand(scores, labels):
-    return torch.tensor([-math.log(1 / (1 + math.exp(-s))) if y else -math.log(1 - 1 / (1 + math.exp(-s)))
-                         for s, y in zip(scores, labels)])
+    return torch.tensor(
+        [
+            -math.log(1 / (1 + math.exp(-s))) if y else -math.log(1 - 1 / (1 + math.exp(-s)))
+            for s, y in zip(scores, labels)
+        ]
+    )
 
 
-@pytest.mark.parametrize("loss, probabilities", [(nn.BCEWithLogitsLoss(), False), (nn.BCELoss(), True)])
+@pytest.mark.parametrize(
+    "loss, probabilities", [(nn.BCEWithLogitsLoss(), False), (nn.BCELoss(), True)]
+)
 def test_bce_per_sample_exact_values(loss, probabilities):
     model = FakePointwise(loss, probabilities)
     result = PerSampleLoss(model)(pointwise_interaction())
     expected = bce_by_hand([2.0, -1.0, -1.0, 3.0], [1, 0, 1, 0])
     torch.testing.assert_close(result.losses, expected, rtol=0, atol=EPS32 * 8)
     assert result.extra is None
-    torch.testing.assert_close(result.weighted(torch.ones(4)), model.calculate_loss(pointwise_interaction()),
-                               rtol=0, atol=EPS32 * 8)
+    torch.testing.assert_close(
+        result.weighted(torch.ones(4)),
+        model.calculate_loss(pointwise_interaction()),
+        rtol=0,
+        atol=EPS32 * 8,
+    )
     assert model.loss is loss
 
 
@@ -372,7 +402,8 @@ def test_registered_loss_adapter_is_used_and_inherited(clean_registries):
     with pytest.raises(ValueError, match="found none"):
         PerSampleLoss(InlineHinge())
     clean_registries.register_loss_adapter(
-        InlineHinge, lambda model, inter: (model.hinge(inter), 0.1 * model.table.weight.pow(2).sum())
+        InlineHinge,
+        lambda model, inter: (model.hinge(inter), 0.1 * model.table.weight.pow(2).sum()),
     )
 
     class Child(InlineHinge):
@@ -381,12 +412,20 @@ def test_registered_loss_adapter_is_used_and_inherited(clean_registries):
     interaction = {"user_id": USER, "item_id": POS}  # items 1, 2, 3, 4: hinge 0, 0.5, 2, 0
     for model in (InlineHinge(), Child()):
         result = PerSampleLoss(model)(interaction)
-        torch.testing.assert_close(result.losses, torch.tensor([0.0, 0.5, 2.0, 0.0]), rtol=0, atol=0)
+        torch.testing.assert_close(
+            result.losses, torch.tensor([0.0, 0.5, 2.0, 0.0]), rtol=0, atol=0
+        )
         reg = 0.1 * (4 + 0.25 + 1 + 1)
         weights = torch.tensor([1.0, 2.0, 0.0, 1.0])
-        torch.testing.assert_close(result.weighted(weights), torch.tensor(1.0 / 4 + reg), rtol=0, atol=EPS32 * 4)
-        torch.testing.assert_close(result.weighted(torch.ones(4)), model.calculate_loss(interaction),
-                                   rtol=0, atol=EPS32 * 4)
+        torch.testing.assert_close(
+            result.weighted(weights), torch.tensor(1.0 / 4 + reg), rtol=0, atol=EPS32 * 4
+        )
+        torch.testing.assert_close(
+            result.weighted(torch.ones(4)),
+            model.calculate_loss(interaction),
+            rtol=0,
+            atol=EPS32 * 4,
+        )
 
 
 def test_registered_representations_replace_the_tables(clean_registries):
@@ -400,13 +439,19 @@ def test_registered_representations_replace_the_tables(clean_registries):
     sample = PerSampleLoss(model)
     sample.check_representations()
     result = sample({"user_id": USER, "item_id": POS}, with_representations=True)
-    torch.testing.assert_close(result.user_repr, torch.tensor([[0.0], [4.0], [1.0], [0.0]]), rtol=0, atol=0)
-    torch.testing.assert_close(result.item_repr, torch.tensor([[2.0], [0.5], [-1.0], [1.0]]), rtol=0, atol=0)
+    torch.testing.assert_close(
+        result.user_repr, torch.tensor([[0.0], [4.0], [1.0], [0.0]]), rtol=0, atol=0
+    )
+    torch.testing.assert_close(
+        result.item_repr, torch.tensor([[2.0], [0.5], [-1.0], [1.0]]), rtol=0, atol=0
+    )
     assert not result.user_repr.requires_grad
 
 
 def test_register_refuses_a_non_module_class(clean_registries):
-    with pytest.raises(ValueError, match="model_class = 'BPR' is invalid: expected a torch.nn.Module subclass"):
+    with pytest.raises(
+        ValueError, match="model_class = 'BPR' is invalid: expected a torch.nn.Module subclass"
+    ):
         clean_registries.register_loss_adapter("BPR", lambda m, i: None)
     with pytest.raises(ValueError, match="expected a torch.nn.Module subclass"):
         clean_registries.register_representations(int, lambda m, i: None)
@@ -421,7 +466,9 @@ def test_user_level_and_inline_models_are_refused_with_the_reason(clean_registri
     with pytest.raises(ValueError, match="model MyVAE is not supported.*user-level batches"):
         PerSampleLoss(mine())
     simplex = type("SimpleX", (FakeBPR,), {})
-    with pytest.raises(ValueError, match=r"SimpleX is not supported.*computed inline.*register_loss_adapter"):
+    with pytest.raises(
+        ValueError, match=r"SimpleX is not supported.*computed inline.*register_loss_adapter"
+    ):
         PerSampleLoss(simplex())
     # a registered adapter wins over the refusal
     clean_registries.register_loss_adapter(simplex, lambda model, inter: (torch.zeros(2), None))
@@ -435,11 +482,15 @@ def test_sequential_forward_without_one_row_per_sample_is_refused():
 
         def calculate_loss(self, interaction):
             seq_output = self.forward(interaction[self.ITEM_SEQ])[:, -1]
-            return self.loss_fct(seq_output @ self.item_embedding.weight.t(), interaction[self.ITEM_ID])
+            return self.loss_fct(
+                seq_output @ self.item_embedding.weight.t(), interaction[self.ITEM_ID]
+            )
 
     sample = PerSampleLoss(Blocks())
     sample(seq_interaction())  # the losses alone are fine
-    with pytest.raises(ValueError, match=r"Blocks's forward does not return one sequence representation"):
+    with pytest.raises(
+        ValueError, match=r"Blocks's forward does not return one sequence representation"
+    ):
         sample(seq_interaction(), with_representations=True)
 
 
@@ -456,13 +507,20 @@ class FakeBERT4Rec(nn.Module):
         super().__init__()
         self.item_embedding = nn.Embedding(4, 2)
         with torch.no_grad():
-            self.item_embedding.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+            self.item_embedding.weight.copy_(
+                torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+            )
 
     def calculate_loss(self, interaction):
-        logits = self.item_embedding.weight[interaction[self.POS_ITEMS]] @ self.item_embedding.weight.t()
+        logits = (
+            self.item_embedding.weight[interaction[self.POS_ITEMS]] @ self.item_embedding.weight.t()
+        )
         targets = (interaction[self.MASK_INDEX] > 0).float().view(-1)
         loss_fct = nn.CrossEntropyLoss(reduction="none")
-        return torch.sum(loss_fct(logits.view(-1, 4), interaction[self.POS_ITEMS].view(-1)) * targets) / targets.sum()
+        return (
+            torch.sum(loss_fct(logits.view(-1, 4), interaction[self.POS_ITEMS].view(-1)) * targets)
+            / targets.sum()
+        )
 
 
 def test_bert4rec_rows_share_the_masked_positions_loss():
@@ -470,15 +528,21 @@ def test_bert4rec_rows_share_the_masked_positions_loss():
 
     model = FakeBERT4Rec()
     # row 0: two masked positions, row 1: one, row 2: none (padding 0 at index 0)
-    interaction = {"Pos_item_id": torch.tensor([[1, 2], [0, 3], [0, 0]]),
-                   "MASK_INDEX": torch.tensor([[1, 3], [0, 2], [0, 0]])}
+    interaction = {
+        "Pos_item_id": torch.tensor([[1, 2], [0, 3], [0, 0]]),
+        "MASK_INDEX": torch.tensor([[1, 3], [0, 2], [0, 0]]),
+    }
     losses, extra = bert4rec_losses(model, interaction)
     logits = model.item_embedding.weight @ model.item_embedding.weight.t()
     ce = -torch.log_softmax(logits, dim=1)  # ce[i, i]: the loss of predicting item i
-    rows = torch.stack([ce[1, 1] + ce[2, 2], ce[3, 3], torch.tensor(0.0)]) * (3 / 3)  # B = 3 rows, 3 masked
+    rows = torch.stack([ce[1, 1] + ce[2, 2], ce[3, 3], torch.tensor(0.0)]) * (
+        3 / 3
+    )  # B = 3 rows, 3 masked
     torch.testing.assert_close(losses, rows, rtol=0, atol=EPS32 * 8)
     assert extra is None and losses.requires_grad
-    torch.testing.assert_close(losses.mean(), model.calculate_loss(interaction), rtol=0, atol=EPS32 * 8)
+    torch.testing.assert_close(
+        losses.mean(), model.calculate_loss(interaction), rtol=0, atol=EPS32 * 8
+    )
 
 
 def test_bert4rec_with_bpr_loss_is_refused():
@@ -498,6 +562,8 @@ def test_recording_sees_functional_losses_inside_the_block():
         nn.CrossEntropyLoss(reduction="none")(logits, target)
         F.mse_loss(logits, logits)
     assert len(outputs) == 1
-    torch.testing.assert_close(outputs[0], F.cross_entropy(logits, target, reduction="none"), rtol=0, atol=0)
+    torch.testing.assert_close(
+        outputs[0], F.cross_entropy(logits, target, reduction="none"), rtol=0, atol=0
+    )
     F.cross_entropy(logits, target)
     assert len(outputs) == 1  # nothing recorded outside the block

@@ -11,8 +11,15 @@ from benchmarks.grid import read_rows
 
 
 def row(scheme: str, seed: int, status: str = "ok", dataset: str = "d", ndcg: float = 0.04) -> dict:
-    return {"key": f"{dataset}|BPR|{scheme}|{seed}|h", "dataset": dataset, "model": "BPR", "scheme": scheme,
-            "seed": seed, "status": status, "results": {"ndcg@20": ndcg}}
+    return {
+        "key": f"{dataset}|BPR|{scheme}|{seed}|h",
+        "dataset": dataset,
+        "model": "BPR",
+        "scheme": scheme,
+        "seed": seed,
+        "status": status,
+        "results": {"ndcg@20": ndcg},
+    }
 
 
 def write(path, rows, tail: str = "") -> None:
@@ -22,12 +29,25 @@ def write(path, rows, tail: str = "") -> None:
 def test_takes_only_finished_rows_the_destination_lacks(tmp_path):
     dst, src = tmp_path / "results.jsonl", tmp_path / "study.jsonl"
     write(dst, [row("default", 2020), row("adt_rl", 2020, status="failed")])
-    write(src, [row("default", 2020, ndcg=0.9), row("adt_rl", 2020), row("dcf", 2020, status="failed"),
-                row("dcf", 2021), row("dcf", 2021, ndcg=0.8)], tail='{"key": "d|BPR|x|1|h", "dat')  # a crash mid-write
+    write(
+        src,
+        [
+            row("default", 2020, ndcg=0.9),
+            row("adt_rl", 2020),
+            row("dcf", 2020, status="failed"),
+            row("dcf", 2021),
+            row("dcf", 2021, ndcg=0.8),
+        ],
+        tail='{"key": "d|BPR|x|1|h", "dat',
+    )  # a crash mid-write
     assert merge.merge(dst, [src]) == (2, 3)
     rows = read_rows(dst)
     assert [(r["scheme"], r["seed"], r["status"]) for r in rows] == [
-        ("default", 2020, "ok"), ("adt_rl", 2020, "failed"), ("adt_rl", 2020, "ok"), ("dcf", 2021, "ok")]
+        ("default", 2020, "ok"),
+        ("adt_rl", 2020, "failed"),
+        ("adt_rl", 2020, "ok"),
+        ("dcf", 2021, "ok"),
+    ]
     assert rows[0]["results"]["ndcg@20"] == 0.04  # the held row is kept, not replaced
     assert rows[3]["results"]["ndcg@20"] == 0.04  # the first of two repeated source rows
 

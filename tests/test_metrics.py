@@ -18,7 +18,11 @@ from recbole.evaluator.collector import DataStruct
 from recbole.utils import EvaluatorType
 
 import recbole_autodenoise
-from recbole_autodenoise.data import InteractionFullSortEvalDataLoader, create_dataset, data_preparation
+from recbole_autodenoise.data import (
+    InteractionFullSortEvalDataLoader,
+    create_dataset,
+    data_preparation,
+)
 from recbole_autodenoise.evaluation.metrics import F1, register_metrics
 
 # --------------------------------------------------------------------------- F1 in the registry
@@ -94,19 +98,33 @@ def test_f1_single_target_reduces_to_recall():
     # One relevant item per query (the per-interaction protocol): F1@k = 2 R@k / (k + 1).
     pos_index = np.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=bool)
     pos_len = np.ones(4, dtype=int)
-    recall = register.metrics_dict["recall"]({"topk": [4], "metric_decimal_place": 6}).metric_info(pos_index, pos_len)
+    recall = register.metrics_dict["recall"]({"topk": [4], "metric_decimal_place": 6}).metric_info(
+        pos_index, pos_len
+    )
     f = f1_metric().metric_info(pos_index, pos_len)
     k = np.arange(1, 5)
-    np.testing.assert_allclose(f.mean(axis=0), 2 * recall.mean(axis=0) / (k + 1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        f.mean(axis=0), 2 * recall.mean(axis=0) / (k + 1), rtol=0, atol=1e-12
+    )
 
 
 def test_f1_calculate_metric_averages_and_rounds():
     data = DataStruct()
-    data.set("rec.topk", torch.cat([torch.from_numpy(POS_INDEX.astype(np.int64)), torch.from_numpy(POS_LEN).view(-1, 1)], dim=1))
+    data.set(
+        "rec.topk",
+        torch.cat(
+            [torch.from_numpy(POS_INDEX.astype(np.int64)), torch.from_numpy(POS_LEN).view(-1, 1)],
+            dim=1,
+        ),
+    )
     result = f1_metric(topk=(1, 3, 5), decimals=4).calculate_metric(data)
     assert set(result) == {"f1@1", "f1@3", "f1@5"}
     mean = F1_EXPECTED.mean(axis=0)
-    assert result == {"f1@1": round(mean[0], 4), "f1@3": round(mean[2], 4), "f1@5": round(mean[4], 4)}
+    assert result == {
+        "f1@1": round(mean[0], 4),
+        "f1@3": round(mean[2], 4),
+        "f1@5": round(mean[4], 4),
+    }
     assert result["f1@1"] == pytest.approx((2 / 3 + 0 + 0 + 1 / 3) / 4, abs=1e-4)
 
 
@@ -118,7 +136,11 @@ def test_f1_all_queries_without_hits_is_zero():
 
 # --------------------------------------------------------------------------- the interaction protocol
 
-NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "state": "WARNING"}
+NO_FILTER = {
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "state": "WARNING",
+}
 
 # 12 interactions per user -> RecBole's 4:1:1 gives 8 train / 2 validation / 2 test, in time order.
 # Items are tokens "a".."l" for A and "b".."m" for B, so nobody has rated every item.
@@ -143,7 +165,15 @@ def protocol_rows():
 def protocol_config(tmp_path, **overrides):
     write_inter(tmp_path, "proto", protocol_rows())
     return recbole_autodenoise.make_config(
-        "BPR", "proto", config_dict={"data_path": str(tmp_path), **NO_FILTER, "eval_batch_size": 4096, "eval_protocol": "interaction", **overrides}
+        "BPR",
+        "proto",
+        config_dict={
+            "data_path": str(tmp_path),
+            **NO_FILTER,
+            "eval_batch_size": 4096,
+            "eval_protocol": "interaction",
+            **overrides,
+        },
     )
 
 
@@ -168,7 +198,10 @@ def _queries(loader):
 def test_interaction_protocol_one_query_per_clean_heldout_interaction(tmp_path):
     config = protocol_config(tmp_path)
     train, valid, test = data_preparation(config, create_dataset(config))
-    assert type(valid) is InteractionFullSortEvalDataLoader and type(test) is InteractionFullSortEvalDataLoader
+    assert (
+        type(valid) is InteractionFullSortEvalDataLoader
+        and type(test) is InteractionFullSortEvalDataLoader
+    )
 
     # Validation: A -> i (5), j (4); B -> e (5); B's d (1) is noisy.
     assert len(valid._dataset) == 3
@@ -226,7 +259,12 @@ def test_sequential_models_keep_recboles_loader(tmp_path):
     # RecBole splits a sequential user's 11 target rows (items 2-12), not its 12 interactions:
     # 9/1/1, so validation is the 11th item of each user (A: k, rating 3; B: c, rating 4).
     ds = valid._dataset
-    rows = sorted(zip(_token(ds, ds.uid_field, ds.inter_feat[ds.uid_field]), _token(ds, ds.iid_field, ds.inter_feat[ds.iid_field])))
+    rows = sorted(
+        zip(
+            _token(ds, ds.uid_field, ds.inter_feat[ds.uid_field]),
+            _token(ds, ds.iid_field, ds.inter_feat[ds.iid_field]),
+        )
+    )
     assert rows == [("A", "k"), ("B", "c")]
     assert valid.sample_size == 2  # one query per target row already
     assert config["eval_protocol"] == "interaction"

@@ -24,28 +24,48 @@ from tests.conftest import write_inter
 # negative sampling follows the model's loss_type
 
 
-@pytest.mark.parametrize("model", ["NARM", "STAMP", "Caser", "BERT4Rec", "SRGNN", "GCSAN", "GRU4Rec", "SASRec"])
+@pytest.mark.parametrize(
+    "model", ["NARM", "STAMP", "Caser", "BERT4Rec", "SRGNN", "GCSAN", "GRU4Rec", "SASRec"]
+)
 def test_cross_entropy_sequential_models_get_no_negatives(model):
     config = make_config(model, "ml-100k")
     assert config["loss_type"] == "CE"
-    assert config["train_neg_sample_args"] == {"distribution": "none", "sample_num": "none", "alpha": "none",
-                                               "dynamic": False, "candidate_num": 0}
+    assert config["train_neg_sample_args"] == {
+        "distribution": "none",
+        "sample_num": "none",
+        "alpha": "none",
+        "dynamic": False,
+        "candidate_num": 0,
+    }
 
 
 def test_bpr_loss_type_gets_one_uniform_negative():
-    for model, overrides in (("GRU4Rec", {"loss_type": "BPR"}), ("FPMC", {}), ("BPR", {}), ("NeuMF", {})):
+    for model, overrides in (
+        ("GRU4Rec", {"loss_type": "BPR"}),
+        ("FPMC", {}),
+        ("BPR", {}),
+        ("NeuMF", {}),
+    ):
         args = make_config(model, "ml-100k", config_dict=overrides)["train_neg_sample_args"]
         assert (args["distribution"], args["sample_num"]) == ("uniform", 1), model
 
 
 def test_negatives_set_by_the_user_are_kept(tmp_path):
-    config = make_config("GRU4Rec", "ml-100k", config_dict={"loss_type": "BPR", "train_neg_sample_args": None})
+    config = make_config(
+        "GRU4Rec", "ml-100k", config_dict={"loss_type": "BPR", "train_neg_sample_args": None}
+    )
     assert config["train_neg_sample_args"]["distribution"] == "none"
     # RecBole's own refusal of negatives with a CE loss stays the user's to see
     with pytest.raises(ValueError, match="should be None when the loss_type is CE"):
-        make_config("NARM", "ml-100k", config_dict={"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
+        make_config(
+            "NARM",
+            "ml-100k",
+            config_dict={"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}},
+        )
     path = tmp_path / "negatives.yaml"
-    path.write_text("train_neg_sample_args:\n  distribution: uniform\n  sample_num: 2\n", encoding="utf-8")
+    path.write_text(
+        "train_neg_sample_args:\n  distribution: uniform\n  sample_num: 2\n", encoding="utf-8"
+    )
     args = make_config("FPMC", "ml-100k", config_files=[str(path)])["train_neg_sample_args"]
     assert (args["distribution"], args["sample_num"]) == ("uniform", 2)
 
@@ -53,8 +73,22 @@ def test_negatives_set_by_the_user_are_kept(tmp_path):
 # --------------------------------------------------------------------------------------------
 # the coverage matrix
 
-WEIGHTED = ["BPR", "NeuMF", "DMF", "LightGCN", "NGCF", "FPMC", "GRU4Rec", "SASRec", "NARM", "STAMP", "Caser",
-            "BERT4Rec", "SRGNN", "GCSAN"]
+WEIGHTED = [
+    "BPR",
+    "NeuMF",
+    "DMF",
+    "LightGCN",
+    "NGCF",
+    "FPMC",
+    "GRU4Rec",
+    "SASRec",
+    "NARM",
+    "STAMP",
+    "Caser",
+    "BERT4Rec",
+    "SRGNN",
+    "GCSAN",
+]
 DEFAULT_ONLY = {  # trains under default; per-sample weighting refused with this reason
     "SimpleX": "computed inline",
     "MultiVAE": "user-level batches",
@@ -63,9 +97,20 @@ DEFAULT_ONLY = {  # trains under default; per-sample weighting refused with this
 TRADITIONAL = ["Pop", "ItemKNN"]
 SCHEMES = ["default", "adt_rl", "autodenoise_s", "dcf", "oracle"]
 # small layers so the whole matrix stays fast on 2 cores
-SMALL = {"embedding_size": 8, "hidden_size": 8, "inner_size": 16, "n_layers": 1, "mlp_hidden_size": [8],
-         "user_hidden_size_list": [8], "item_hidden_size_list": [8], "hidden_dimension": [8, 8],
-         "nv": 2, "nh": 4, "step": 1, "MAX_ITEM_LIST_LENGTH": 5}
+SMALL = {
+    "embedding_size": 8,
+    "hidden_size": 8,
+    "inner_size": 16,
+    "n_layers": 1,
+    "mlp_hidden_size": [8],
+    "user_hidden_size_list": [8],
+    "item_hidden_size_list": [8],
+    "hidden_dimension": [8, 8],
+    "nv": 2,
+    "nh": 4,
+    "step": 1,
+    "MAX_ITEM_LIST_LENGTH": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +127,26 @@ def tiny(tmp_path_factory):
 
 
 def tiny_config(model: str, scheme: str, data_path: str, **overrides):
-    return make_config(model, "tiny", config_dict={
-        "data_path": data_path, "epochs": 1, "show_progress": False, "state": "ERROR", "denoise_scheme": scheme,
-        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "train_batch_size": 256,
-        "eval_batch_size": 4096, "topk": [5, 10], "valid_metric": "NDCG@10", "seed": 7, **SMALL, **overrides,
-    })
+    return make_config(
+        model,
+        "tiny",
+        config_dict={
+            "data_path": data_path,
+            "epochs": 1,
+            "show_progress": False,
+            "state": "ERROR",
+            "denoise_scheme": scheme,
+            "user_inter_num_interval": "[0,inf)",
+            "item_inter_num_interval": "[0,inf)",
+            "train_batch_size": 256,
+            "eval_batch_size": 4096,
+            "topk": [5, 10],
+            "valid_metric": "NDCG@10",
+            "seed": 7,
+            **SMALL,
+            **overrides,
+        },
+    )
 
 
 def build(model: str, scheme: str, data_path: str, **overrides):
@@ -103,13 +163,19 @@ def check_one_epoch(config, recommender, loaders) -> AutoDenoiseTrainer:
     trainer = AutoDenoiseTrainer(config, recommender)
     trainer.fit(train_data, valid_data, saved=False, verbose=False)
     result = trainer.evaluate(test_data, load_best_model=False)
-    assert set(result) == {f"{m}@{k}" for m in ("precision", "recall", "f1", "ndcg") for k in (5, 10)}
+    assert set(result) == {
+        f"{m}@{k}" for m in ("precision", "recall", "f1", "ndcg") for k in (5, 10)
+    }
     assert all(math.isfinite(v) and 0 <= v <= 1 for v in result.values()), result
-    assert result["ndcg@10"] > 0, result  # one epoch on 30 items ranks some held-out item in the top 10
+    assert result["ndcg@10"] > 0, (
+        result
+    )  # one epoch on 30 items ranks some held-out item in the top 10
     record = trainer.last_per_query  # user_first: one positive per query, each query's rank kept
     assert record is not None and record["queries"] == len(test_data._dataset)
     for metric in ("ndcg@10", "recall@5"):  # RecBole rounds to 4 places
-        assert abs(metric_per_query(record, metric).mean() - result[metric]) <= 0.5e-4 + 1e-12, metric
+        assert abs(metric_per_query(record, metric).mean() - result[metric]) <= 0.5e-4 + 1e-12, (
+            metric
+        )
     for name, parameter in recommender.named_parameters():
         assert torch.isfinite(parameter).all(), name
     return trainer
@@ -165,8 +231,11 @@ def test_default_only_models_train_and_refuse_weighting_with_the_reason(model, t
     check_one_epoch(config, recommender, loaders)
     for scheme in ("adt_rl", "autodenoise_s"):
         config, recommender, _ = build(model, scheme, tiny)
-        with pytest.raises(ValueError, match=f"model {model} is not supported for per-sample weighting: .*"
-                                             f"{DEFAULT_ONLY[model]}"):
+        with pytest.raises(
+            ValueError,
+            match=f"model {model} is not supported for per-sample weighting: .*"
+            f"{DEFAULT_ONLY[model]}",
+        ):
             AutoDenoiseTrainer(config, recommender)
 
 
@@ -177,8 +246,14 @@ def test_traditional_models_are_refused(model, tiny):
         data_preparation(config, create_dataset(config))
 
 
-@pytest.mark.parametrize("model, reason", [("NeuMF", "trains pointwise"), ("DMF", "trains pointwise"),
-                                           ("BERT4Rec", "trains on masked sequences")])
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        ("NeuMF", "trains pointwise"),
+        ("DMF", "trains pointwise"),
+        ("BERT4Rec", "trains on masked sequences"),
+    ],
+)
 def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, reason, tiny):
     config, recommender, (train_data, valid_data, _) = build(model, "l2rw", tiny)
     trainer = AutoDenoiseTrainer(config, recommender)
@@ -190,8 +265,11 @@ def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, rea
 def test_clean_guided_schemes_take_a_pointwise_model_with_a_cross_entropy_loss(tiny):
     """SoftmaxMF is pointwise (no sampled negatives) but its loss is cross-entropy over all items:
     clean batches of positives feed it (explicit credit, one epoch)."""
-    config, recommender, (train_data, valid_data, _) = build("SoftmaxMF", "autodenoise_s", tiny,
-                                                             controller_credit="explicit")
+    config, recommender, (train_data, valid_data, _) = build(
+        "SoftmaxMF", "autodenoise_s", tiny, controller_credit="explicit"
+    )
     trainer = AutoDenoiseTrainer(config, recommender)
     trainer.fit(train_data, valid_data, saved=False, verbose=False)
-    assert trainer.clean_batches is not None and math.isfinite(trainer.history[-1]["controller_fit_mse"])
+    assert trainer.clean_batches is not None and math.isfinite(
+        trainer.history[-1]["controller_fit_mse"]
+    )

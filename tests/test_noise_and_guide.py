@@ -30,7 +30,11 @@ from recbole_autodenoise.data import (
 from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.data.guide import guide_count
 
-NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "state": "WARNING"}
+NO_FILTER = {
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "state": "WARNING",
+}
 
 # 6 users x 12 interactions over 40 items: user k rates items 5k .. 5k+11 (mod 40), in that order,
 # so neighbours share items (``foreign`` has donors) and every user has 28 unseen items.
@@ -42,7 +46,9 @@ def noise_rows() -> list[tuple]:
     rows = []
     for k in range(USERS):
         for j in range(PER_USER):
-            rows.append((f"u{k}", f"i{(5 * k + j) % ITEMS}", 1 + (k + j) % 5, 1000 * (k + 1) + 10 * j))
+            rows.append(
+                (f"u{k}", f"i{(5 * k + j) % ITEMS}", 1 + (k + j) % 5, 1000 * (k + 1) + 10 * j)
+            )
     return rows[::-1]  # file order is not chronological
 
 
@@ -56,10 +62,25 @@ def train_interactions(user: str, sequential: bool) -> list[tuple[float, str]]:
     return BY_USER[user][: SEQ_TRAIN + 1 if sequential else GENERAL_TRAIN]
 
 
-def make(tmp_path: Path, model: str = "BPR", name: str = "noisy", rows: list[tuple] | None = None, **overrides):
+def make(
+    tmp_path: Path,
+    model: str = "BPR",
+    name: str = "noisy",
+    rows: list[tuple] | None = None,
+    **overrides,
+):
     if not (tmp_path / name).exists():
         write_inter(tmp_path, name, RAW if rows is None else rows)
-    config = recbole_autodenoise.make_config(model, name, config_dict={"data_path": str(tmp_path), **NO_FILTER, "eval_protocol": "interaction", **overrides})
+    config = recbole_autodenoise.make_config(
+        model,
+        name,
+        config_dict={
+            "data_path": str(tmp_path),
+            **NO_FILTER,
+            "eval_protocol": "interaction",
+            **overrides,
+        },
+    )
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
     return config, dataset, train, valid, test
@@ -91,13 +112,18 @@ def fake(dataset) -> list[tuple]:
 
 @pytest.mark.parametrize(
     "key, value, allowed",
-    [("noise_rate", v, ">= 0") for v in (-0.1, "high", True, None, float("nan"), float("inf"), [0.1])]
+    [
+        ("noise_rate", v, ">= 0")
+        for v in (-0.1, "high", True, None, float("nan"), float("inf"), [0.1])
+    ]
     # noise_kind is checked even with noise off (noise_rate 0, the default)
     + [("noise_kind", v, "foreign") for v in ("gaussian", "Random", 3, None)],
 )
 def test_bad_noise_keys(tmp_path, key, value, allowed):
     write_inter(tmp_path, "noisy", RAW)
-    config = recbole_autodenoise.make_config("BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, key: value})
+    config = recbole_autodenoise.make_config(
+        "BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, key: value}
+    )
     with pytest.raises(ValueError) as info:
         create_dataset(config)
     message = str(info.value)
@@ -108,7 +134,9 @@ def test_bad_noise_keys(tmp_path, key, value, allowed):
 def test_bad_guide_ratio(tmp_path, value):
     write_inter(tmp_path, "noisy", RAW)
     config = recbole_autodenoise.make_config(
-        "BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, "clean_valid_guide_ratio": value}
+        "BPR",
+        "noisy",
+        config_dict={"data_path": str(tmp_path), **NO_FILTER, "clean_valid_guide_ratio": value},
     )
     with pytest.raises(ValueError) as info:
         create_dataset(config)
@@ -123,13 +151,19 @@ def test_noise_rate_beyond_the_unseen_items(tmp_path, kind):
     with pytest.raises(ValueError) as info:
         make(tmp_path, noise_rate=3, noise_kind=kind)
     message = str(info.value)
-    assert "noise_rate is too large" in message and f"noise_kind='{kind}'" in message and "user 'u" in message
+    assert (
+        "noise_rate is too large" in message
+        and f"noise_kind='{kind}'" in message
+        and "user 'u" in message
+    )
 
 
 @pytest.mark.parametrize("rate", [4, 1e9])
 def test_noise_rate_beyond_every_untrained_pair_is_refused_before_any_draw(tmp_path, rate):
     # 48 training rows: 4 x 48 = 192 > 174 untrained (user, item) pairs; 1e9 must not allocate 4.8e10 rows
-    with pytest.raises(ValueError, match=rf"asks for {int(48 * rate)} fake interactions, more than the 174 "):
+    with pytest.raises(
+        ValueError, match=rf"asks for {int(48 * rate)} fake interactions, more than the 174 "
+    ):
         make(tmp_path, noise_rate=rate)
 
 
@@ -137,7 +171,14 @@ def test_noise_needs_the_chronological_per_user_split(tmp_path):
     write_inter(tmp_path, "noisy", RAW)
     split = {"split": {"RS": [4, 1, 1]}, "order": "RO", "group_by": "user", "mode": "full"}
     config = recbole_autodenoise.make_config(
-        "BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, "noise_rate": 0.1, "eval_args": split}
+        "BPR",
+        "noisy",
+        config_dict={
+            "data_path": str(tmp_path),
+            **NO_FILTER,
+            "noise_rate": 0.1,
+            "eval_args": split,
+        },
     )
     with pytest.raises(ValueError, match=r"noise_rate=0.1 needs eval_args .*order='RO'"):
         create_dataset(config)
@@ -147,22 +188,32 @@ def test_keys_are_plugin_keys_with_paper_defaults():
     known = recbole_autodenoise.config.plugin_keys()
     assert {"noise_rate", "noise_kind", "clean_valid_guide_ratio"} <= known
     defaults = recbole_autodenoise.config.plugin_defaults()
-    assert (defaults["noise_rate"], defaults["noise_kind"], defaults["clean_valid_guide_ratio"]) == (0.0, "random", 0.0)
+    assert (
+        defaults["noise_rate"],
+        defaults["noise_kind"],
+        defaults["clean_valid_guide_ratio"],
+    ) == (0.0, "random", 0.0)
 
 
 # --------------------------------------------------------------------------- noise off: stock RecBole
 
 
-@pytest.mark.parametrize(("model", "stock"), [("BPR", StockDataset), ("SASRec", StockSequentialDataset)])
+@pytest.mark.parametrize(
+    ("model", "stock"), [("BPR", StockDataset), ("SASRec", StockSequentialDataset)]
+)
 def test_noise_off_is_stock_recbole_and_has_no_flag(tmp_path, model, stock):
     # noise_kind is ignored at rate 0; the train split must equal stock RecBole's, tensor for tensor.
-    config, dataset, train, valid, test = make(tmp_path, model, noise_rate=0.0, noise_kind="foreign")
+    config, dataset, train, valid, test = make(
+        tmp_path, model, noise_rate=0.0, noise_kind="foreign"
+    )
     assert INJECTED_FIELD not in dataset.field2type
     assert INJECTED_FIELD not in train._dataset.inter_feat.columns
     expected = stock(config).build()
     assert train._dataset.inter_feat.columns == expected[0].inter_feat.columns
     for column in expected[0].inter_feat.columns:
-        assert torch.equal(train._dataset.inter_feat[column], expected[0].inter_feat[column]), column
+        assert torch.equal(train._dataset.inter_feat[column], expected[0].inter_feat[column]), (
+            column
+        )
     for ours, theirs in zip((valid._dataset, test._dataset), expected[1:]):
         assert real(ours) <= real(theirs)  # the clean filter only removes rows
 
@@ -217,22 +268,33 @@ def skewed_rows() -> list[tuple]:
         a_items = ["h0", "h1", "h2", "h3"] + [f"a{k}x{j}" for j in range(8)]
         b_items = [f"b{k}x{j}" for j in range(12)]
         for user, items in ((f"a{k}", a_items), (f"b{k}", b_items)):
-            rows += [(user, item, 4, 10_000 * (k + 1) + (0 if user[0] == "a" else 500) + j) for j, item in enumerate(items)]
+            rows += [
+                (user, item, 4, 10_000 * (k + 1) + (0 if user[0] == "a" else 500) + j)
+                for j, item in enumerate(items)
+            ]
     return rows
 
 
 def test_popular_prefers_popular_items(tmp_path):
     rows = skewed_rows()
-    train_items = [item for user in {r[0] for r in rows} for _, item in sorted((r[3], r[1]) for r in rows if r[0] == user)[:8]]
+    train_items = [
+        item
+        for user in {r[0] for r in rows}
+        for _, item in sorted((r[3], r[1]) for r in rows if r[0] == user)[:8]
+    ]
     popularity = Counter(train_items)
     mean_popularity = {}
     for kind in ("random", "popular"):
-        _, _, train, _, _ = make(tmp_path, name="skewed", rows=rows, noise_rate=0.5, noise_kind=kind)
+        _, _, train, _, _ = make(
+            tmp_path, name="skewed", rows=rows, noise_rate=0.5, noise_kind=kind
+        )
         injected = fake(train._dataset)
         assert len(injected) == 80
         mean_popularity[kind] = np.mean([popularity[item] for _, item, _ in injected])
         if kind == "popular":
-            assert all(popularity[item] > 0 for _, item, _ in injected)  # never a held-out-only item
+            assert all(
+                popularity[item] > 0 for _, item, _ in injected
+            )  # never a held-out-only item
             hot = sum(item.startswith("h") for user, item, _ in injected if user.startswith("b"))
             assert hot >= 5
         else:
@@ -289,12 +351,18 @@ def test_sequential_fake_clicks_live_in_later_histories(tmp_path):
     for row in fake_rows:
         user, _, timestamp, _ = all_rows[row]
         # Earlier rows of the user; a real row with the same timestamp also comes first.
-        before = sorted((t, i) for u, i, t, flag in all_rows if u == user and (t < timestamp or (t == timestamp and flag == 0)))
+        before = sorted(
+            (t, i)
+            for u, i, t, flag in all_rows
+            if u == user and (t < timestamp or (t == timestamp and flag == 0))
+        )
         before = BY_USER[user][:1] + before  # the first interaction is history only
         history = tokens(ds, ds.iid_field, feat["item_id_list"][row][: lengths[row]])
         assert history == [i for _, i in before][-10:]
     # Validation histories may now hold fake clicks; their targets never are fake.
-    assert (valid._dataset.inter_feat[INJECTED_FIELD] == 0).all() and (test._dataset.inter_feat[INJECTED_FIELD] == 0).all()
+    assert (valid._dataset.inter_feat[INJECTED_FIELD] == 0).all() and (
+        test._dataset.inter_feat[INJECTED_FIELD] == 0
+    ).all()
 
 
 # --------------------------------------------------------------------------- guide / select split
@@ -320,7 +388,14 @@ def per_user(dataset) -> Counter:
 
 
 def test_guide_count_edge_cases():
-    assert [guide_count(n, 0.3) for n in range(6)] == [0, 0, 1, 1, 1, 2]  # 0, 1 -> 0; 2 -> at least 1
+    assert [guide_count(n, 0.3) for n in range(6)] == [
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+    ]  # 0, 1 -> 0; 2 -> at least 1
     assert guide_count(4, 0.9) == 3 and guide_count(2, 0.9) == 1  # select keeps one row
     assert guide_count(10, 0.25) == 3 and guide_count(10, 0.0) == 0  # 2.5 rounds up
 
@@ -331,11 +406,15 @@ def test_ratio_zero_guide_is_the_validation_set(tmp_path):
     assert training_data_of(train).guide is None
 
 
-@pytest.mark.parametrize(("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})])
+@pytest.mark.parametrize(
+    ("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})]
+)
 def test_guide_select_per_user_counts(tmp_path, ratio, guide_sizes):
     _, _, _, whole, _ = make(tmp_path, name="guide", rows=guide_rows())
     assert per_user(whole._dataset) == {"g1": 4, "g2": 2, "g3": 1}  # g4 has no clean validation row
-    _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio)
+    _, _, train, valid, _ = make(
+        tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio
+    )
     guide, select = training_data_of(train).guide_rows, valid._dataset
     assert type(guide) is type(select)
     assert per_user(guide) == guide_sizes
@@ -347,7 +426,9 @@ def test_guide_select_per_user_counts(tmp_path, ratio, guide_sizes):
 
 def test_guide_split_is_seeded(tmp_path):
     def guide(seed: int) -> set:
-        _, _, train, _, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5, seed=seed)
+        _, _, train, _, _ = make(
+            tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5, seed=seed
+        )
         return real(training_data_of(train).guide_rows)
 
     draws = {frozenset(guide(seed)) for seed in range(6)}
@@ -356,7 +437,9 @@ def test_guide_split_is_seeded(tmp_path):
 
 def test_guide_needs_a_user_with_two_clean_rows(tmp_path):
     rows = [row for row in guide_rows() if row[0] in ("g3", "g4")]
-    with pytest.raises(ValueError, match=r"clean_valid_guide_ratio=0.5 leaves the guide part .* empty"):
+    with pytest.raises(
+        ValueError, match=r"clean_valid_guide_ratio=0.5 leaves the guide part .* empty"
+    ):
         make(tmp_path, name="guide_small", rows=rows, clean_valid_guide_ratio=0.5)
 
 
@@ -368,13 +451,17 @@ def masked_of(loader) -> dict[tuple[str, str], set[str]]:
         users = tokens(dataset, dataset.uid_field, user_df[dataset.uid_field])
         targets = tokens(dataset, dataset.iid_field, positive_i)
         for row, (user, target) in enumerate(zip(users, targets)):
-            out[(user, target)] = set(tokens(dataset, dataset.iid_field, hist_item[hist_row == row]))
+            out[(user, target)] = set(
+                tokens(dataset, dataset.iid_field, hist_item[hist_row == row])
+            )
     return out
 
 
 def test_guide_and_select_mask_each_other_and_test_masking_is_unchanged(tmp_path):
     _, _, _, _, whole_test = make(tmp_path, name="guide", rows=guide_rows())
-    _, _, train, valid, test = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5)
+    _, _, train, valid, test = make(
+        tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5
+    )
     guide_data = training_data_of(train).guide
     assert type(valid) is type(guide_data) is InteractionFullSortEvalDataLoader
     guide_items = {(u, i) for u, i, _ in real(guide_data._dataset)}
@@ -390,11 +477,14 @@ def test_guide_and_select_mask_each_other_and_test_masking_is_unchanged(tmp_path
 
 def test_sequential_guide_rows_keep_their_histories(tmp_path):
     _, _, _, whole, _ = make(tmp_path, "SASRec", name="guide", rows=guide_rows())
-    _, _, train, valid, _ = make(tmp_path, "SASRec", name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5)
+    _, _, train, valid, _ = make(
+        tmp_path, "SASRec", name="guide", rows=guide_rows(), clean_valid_guide_ratio=0.5
+    )
     guide = training_data_of(train).guide_rows
     assert type(guide) is type(valid._dataset)
     history_of = {
-        row[:3]: tuple(whole._dataset.inter_feat["item_id_list"][n].tolist()) for n, row in enumerate(rows(whole._dataset))
+        row[:3]: tuple(whole._dataset.inter_feat["item_id_list"][n].tolist())
+        for n, row in enumerate(rows(whole._dataset))
     }
     for n, row in enumerate(rows(guide)):
         assert tuple(guide.inter_feat["item_id_list"][n].tolist()) == history_of[row[:3]]
@@ -404,8 +494,12 @@ def test_sequential_guide_rows_keep_their_histories(tmp_path):
 
 def test_noise_and_guide_together_use_separate_streams(tmp_path):
     _, _, train, _, _ = make(tmp_path, name="guide", rows=guide_rows(), noise_rate=0.2)
-    _, _, both, _, _ = make(tmp_path, name="guide", rows=guide_rows(), noise_rate=0.2, clean_valid_guide_ratio=0.5)
-    assert sorted(fake(train._dataset)) == sorted(fake(both._dataset))  # the guide split draws nothing from noise's stream
+    _, _, both, _, _ = make(
+        tmp_path, name="guide", rows=guide_rows(), noise_rate=0.2, clean_valid_guide_ratio=0.5
+    )
+    assert sorted(fake(train._dataset)) == sorted(
+        fake(both._dataset)
+    )  # the guide split draws nothing from noise's stream
 
 
 # --------------------------------------------------------------------------- ML-100K end to end
@@ -418,7 +512,13 @@ def test_guide_loader_evaluates_after_a_short_bpr_run():
 
     from conftest import FAST
 
-    overrides = {**FAST, "epochs": 1, "user_inter_num_interval": "[10,60]", "clean_valid_guide_ratio": 0.2, "noise_rate": 0.1}
+    overrides = {
+        **FAST,
+        "epochs": 1,
+        "user_inter_num_interval": "[10,60]",
+        "clean_valid_guide_ratio": 0.2,
+        "noise_rate": 0.1,
+    }
     config = recbole_autodenoise.make_config("BPR", "ml-100k", config_dict=overrides)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
@@ -447,11 +547,15 @@ def tied_rows() -> list[tuple]:
 def test_fake_rows_stay_before_heldout_rows_that_share_their_timestamp(tmp_path, model):
     rows_ = tied_rows()
     _, _, clean_train, clean_valid, clean_test = make(tmp_path, model, name="tied", rows=rows_)
-    _, _, train, valid, test = make(tmp_path, model, name="tied", rows=rows_, noise_rate=0.5, seed=3)
+    _, _, train, valid, test = make(
+        tmp_path, model, name="tied", rows=rows_, noise_rate=0.5, seed=3
+    )
     injected = [row for row in fake(train._dataset) if row[0] == "u0"]
     assert injected and all(t == 5000 for _, _, t in injected)
     assert real(train._dataset) == real(clean_train._dataset)
-    assert real(valid._dataset) == real(clean_valid._dataset) and real(test._dataset) == real(clean_test._dataset)
+    assert real(valid._dataset) == real(clean_valid._dataset) and real(test._dataset) == real(
+        clean_test._dataset
+    )
     if model == "SASRec":
         # No training row (fake ones included) has a real held-out interaction of u0 (clean or not)
         # in its history. (A fake click's item may be a held-out item: noise avoids training items
@@ -495,14 +599,26 @@ def rated(dataset) -> Counter:
 def test_explicit_rows_are_every_rated_validation_row_without_a_guide_split(tmp_path):
     _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows())
     explicit = training_data_of(train).explicit_rows
-    assert rated(explicit) == {("g1", True): 4, ("g2", True): 2, ("g2", False): 2, ("g3", True): 1,
-                               ("g3", False): 1, ("g4", False): 2}
+    assert rated(explicit) == {
+        ("g1", True): 4,
+        ("g2", True): 2,
+        ("g2", False): 2,
+        ("g3", True): 1,
+        ("g3", False): 1,
+        ("g4", False): 2,
+    }
     assert real(valid._dataset) < real(explicit)  # the clean validation rows and the low-rated ones
 
 
-@pytest.mark.parametrize(("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})])
-def test_explicit_rows_with_a_guide_split_are_the_guide_part_and_the_low_rated_rows(tmp_path, ratio, guide_sizes):
-    _, _, train, valid, _ = make(tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio)
+@pytest.mark.parametrize(
+    ("ratio", "guide_sizes"), [(0.3, {"g1": 1, "g2": 1}), (0.9, {"g1": 3, "g2": 1})]
+)
+def test_explicit_rows_with_a_guide_split_are_the_guide_part_and_the_low_rated_rows(
+    tmp_path, ratio, guide_sizes
+):
+    _, _, train, valid, _ = make(
+        tmp_path, name="guide", rows=guide_rows(), clean_valid_guide_ratio=ratio
+    )
     explicit = training_data_of(train).explicit_rows
     low = {("g2", False): 2, ("g3", False): 1, ("g4", False): 2}
     assert rated(explicit) == {**low, **{(u, True): n for u, n in guide_sizes.items()}}
@@ -516,4 +632,6 @@ def test_sequential_explicit_rows_keep_their_histories(tmp_path):
     assert len(explicit) == len(held_out) == 8  # every validation target row, clean or not
     for field in ("user_id", "item_id", "rating", "item_id_list", "item_length"):
         assert torch.equal(explicit.inter_feat[field], held_out[field])
-    assert (explicit.inter_feat["rating"] < 3).sum() == 1 and (explicit.inter_feat["item_length"] > 0).all()
+    assert (explicit.inter_feat["rating"] < 3).sum() == 1 and (
+        explicit.inter_feat["item_length"] > 0
+    ).all()

@@ -20,11 +20,18 @@ CPU = torch.device("cpu")
 
 def batch_of(rating, injected) -> Batch:
     """A hand-built batch: the trainer's true-positive mask from ratings and injected flags."""
-    interaction = Interaction({"rating": torch.tensor(rating), INJECTED_FIELD: torch.tensor(injected)})
+    interaction = Interaction(
+        {"rating": torch.tensor(rating), INJECTED_FIELD: torch.tensor(injected)}
+    )
     true_positive = sample_groups(interaction, "rating", 3.0)["tp"]
     size = len(rating)
-    return Batch(losses=torch.ones(size), item_ids=torch.zeros(size, dtype=torch.long), epoch=0, epoch_fraction=0.0,
-                 true_positive=true_positive)
+    return Batch(
+        losses=torch.ones(size),
+        item_ids=torch.zeros(size, dtype=torch.long),
+        epoch=0,
+        epoch_fraction=0.0,
+        true_positive=true_positive,
+    )
 
 
 def test_all_zero_batch_contributes_nothing():
@@ -57,8 +64,9 @@ def test_oracle_reads_ratings_and_fails_without_them():
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
-    config, train, valid, test = build(model, epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="oracle",
-                                       noise_rate=0.1)
+    config, train, valid, test = build(
+        model, epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="oracle", noise_rate=0.1
+    )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
     result = trainer.evaluate(test, load_best_model=False)
@@ -72,10 +80,18 @@ def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
 @pytest.mark.slow
 def test_controller_oracle_state_end_to_end_on_bpr():
     """The trainer fills the flag for the controller: BPR's state is e_u, e_v (64 each), loss, epoch, flag."""
-    config, train, valid, _ = build("BPR", epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="autodenoise_s",
-                                    controller_oracle_state=True, baseline_init="first_reward")
+    config, train, valid, _ = build(
+        "BPR",
+        epochs=1,
+        user_inter_num_interval="[10,60]",
+        denoise_scheme="autodenoise_s",
+        controller_oracle_state=True,
+        baseline_init="first_reward",
+    )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
     assert trainer.scheme.input_size == 2 * config["embedding_size"] + 3
     assert trainer.history[-1]["controller_advantage"] == 0.0
-    assert trainer.scheme.batches_per_epoch == sum(1 for _ in train) == 3  # what adt_gradual_unit: epoch counts
+    assert (
+        trainer.scheme.batches_per_epoch == sum(1 for _ in train) == 3
+    )  # what adt_gradual_unit: epoch counts

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from benchmarks.paper import METRICS, PAPER_ROWS, PAPER_TABLES, identity_breaks, identity_flags, repeated_cells
+from benchmarks.paper import (
+    METRICS,
+    PAPER_ROWS,
+    PAPER_TABLES,
+    identity_breaks,
+    identity_flags,
+    repeated_cells,
+)
 
 EXPECTED_FLAGS = {
     ("ml-latest-small", ("SASRec", "autodenoise_s")): ["f1@10", "f1@20", "f1@50"],
     ("ml-1m", ("BPR", "heuristic")): ["f1@10", "f1@50"],
     ("electronics", ("BPR", "autodenoise_s")): [
-        "precision@10", "precision@20", "f1@20", "precision@50",
-        "precision@20 repeats autodenoise_h", "precision@50 repeats autodenoise_h", "ndcg@20 repeats autodenoise_h",
+        "precision@10",
+        "precision@20",
+        "f1@20",
+        "precision@50",
+        "precision@20 repeats autodenoise_h",
+        "precision@50 repeats autodenoise_h",
+        "ndcg@20 repeats autodenoise_h",
     ],
     ("electronics", ("GRU4Rec", "heuristic")): ["f1@20", "f1@50"],
 }
@@ -30,7 +42,11 @@ def test_spot_values_of_the_new_blocks():
 
 
 def test_exactly_the_known_broken_rows_are_flagged():
-    flags = {(name, key): problems for name, table in PAPER_TABLES.items() for key, problems in identity_flags(table).items()}
+    flags = {
+        (name, key): problems
+        for name, table in PAPER_TABLES.items()
+        for key, problems in identity_flags(table).items()
+    }
     assert flags == EXPECTED_FLAGS
 
 

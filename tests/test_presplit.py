@@ -21,10 +21,27 @@ from recbole_autodenoise.data import create_dataset, data_preparation
 from recbole_autodenoise.data.dataloader import prepare_data
 from recbole_autodenoise.prepare import main, prepare_split
 
-TRAIN = [("u1", "i1", 5), ("u1", "i2", 1), ("u1", "i3", 4), ("u2", "i1", 2), ("u2", "i4", 5),
-         ("u2", "i5", 3), ("u3", "i2", 4), ("u3", "i6", 1), ("u3", "i7", 2), ("u4", "i8", 3)]
-VALID = [("u1", "i4", 5), ("u1", "i5", 2), ("u2", "i2", 4), ("u2", "i3", 1), ("u3", "i1", 3),
-         ("u3", "i3", 5), ("u4", "i1", 4)]
+TRAIN = [
+    ("u1", "i1", 5),
+    ("u1", "i2", 1),
+    ("u1", "i3", 4),
+    ("u2", "i1", 2),
+    ("u2", "i4", 5),
+    ("u2", "i5", 3),
+    ("u3", "i2", 4),
+    ("u3", "i6", 1),
+    ("u3", "i7", 2),
+    ("u4", "i8", 3),
+]
+VALID = [
+    ("u1", "i4", 5),
+    ("u1", "i5", 2),
+    ("u2", "i2", 4),
+    ("u2", "i3", 1),
+    ("u3", "i1", 3),
+    ("u3", "i3", 5),
+    ("u4", "i1", 4),
+]
 TEST = [("u1", "i6", 5), ("u1", "i7", 1), ("u2", "i6", 3), ("u3", "i4", 2)]
 PARTS = ("train", "valid", "test")
 SPLIT = ["train", "valid", "test"]
@@ -41,8 +58,11 @@ def write_raw(folder: Path, train=TRAIN, valid=VALID, test=TEST) -> list[Path]:
     """The three raw files: train tab-separated (LF), valid comma-separated (CRLF), test tabs."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    layout = (("train.txt", train, "\t", "\n"), ("valid.csv", valid, ",", "\r\n"),
-              ("test.txt", test, "\t", "\n"))
+    layout = (
+        ("train.txt", train, "\t", "\n"),
+        ("valid.csv", valid, ",", "\r\n"),
+        ("test.txt", test, "\t", "\n"),
+    )
     for name, rows, sep, end in layout:
         path = folder / name
         path.write_bytes("".join(sep.join(map(str, row)) + end for row in rows).encode())
@@ -57,9 +77,17 @@ def convert(tmp_path: Path, name: str = "tiny", **rows) -> Path:
 
 
 def presplit_config(data: Path, name: str = "tiny", model: str = "BPR", **overrides):
-    return recbole_autodenoise.make_config(model, name, config_dict={
-        "data_path": str(data), "benchmark_filename": SPLIT, "eval_protocol": "user",
-        "state": "WARNING", **overrides})
+    return recbole_autodenoise.make_config(
+        model,
+        name,
+        config_dict={
+            "data_path": str(data),
+            "benchmark_filename": SPLIT,
+            "eval_protocol": "user",
+            "state": "WARNING",
+            **overrides,
+        },
+    )
 
 
 def rows_of(dataset) -> list[tuple]:
@@ -108,29 +136,59 @@ def test_prepare_reads_a_header_and_timestamps(tmp_path):
     assert lines == [TIMED, "u1\ti6\t5\t100", "u1\ti7\t1\t101", "u2\ti6\t3\t102", "u3\ti4\t2\t103"]
 
 
-@pytest.mark.parametrize(("part", "rows", "file", "reason"), [
-    ("valid", VALID + [("u9", "i1", 4)], "valid.csv, line 8",
-     "user 'u9' is not in the training file train.txt"),
-    ("test", TEST + [("u9", "i1", 4)], "test.txt, line 5",
-     "user 'u9' is not in the training file train.txt"),
-    ("test", TEST + [("u1", "i9", 4)], "test.txt, line 5",
-     "item 'i9' is not in the training file train.txt"),
-    ("valid", VALID + [("u1", "i2", 4)], "valid.csv, line 8",
-     "(user, item) = ('u1', 'i2') is also in the training file train.txt, line 2"),
-    ("test", TEST + [("u2", "i4", 4)], "test.txt, line 5",
-     "(user, item) = ('u2', 'i4') is also in the training file train.txt, line 5"),
-    ("test", TEST + [("u1", "i4", 4)], "test.txt, line 5",
-     "(user, item) = ('u1', 'i4') is also in the validation file valid.csv, line 1"),
-    ("train", TRAIN + [("u1", "i1", 2)], "train.txt, line 11",
-     "(user, item) = ('u1', 'i1') repeats line 1"),
-    ("valid", VALID + [("u1", "i6", "")], "valid.csv, line 8", "missing rating ''"),
-    ("valid", VALID + [("u1", "i6", "NA")], "valid.csv, line 8", "missing rating 'NA'"),
-    ("test", TEST + [("u1", "i8")], "test.txt, line 5", "got 2 (missing rating)"),
-    ("test", [("u1", "i6")], "test.txt, line 1", "missing rating: 2 fields"),
-    ("valid", [], "valid.csv", "no data rows"),
-])
-def test_bad_splits_are_refused_naming_file_and_reason(tmp_path, capsys, part, rows, file,
-                                                       reason):
+@pytest.mark.parametrize(
+    ("part", "rows", "file", "reason"),
+    [
+        (
+            "valid",
+            VALID + [("u9", "i1", 4)],
+            "valid.csv, line 8",
+            "user 'u9' is not in the training file train.txt",
+        ),
+        (
+            "test",
+            TEST + [("u9", "i1", 4)],
+            "test.txt, line 5",
+            "user 'u9' is not in the training file train.txt",
+        ),
+        (
+            "test",
+            TEST + [("u1", "i9", 4)],
+            "test.txt, line 5",
+            "item 'i9' is not in the training file train.txt",
+        ),
+        (
+            "valid",
+            VALID + [("u1", "i2", 4)],
+            "valid.csv, line 8",
+            "(user, item) = ('u1', 'i2') is also in the training file train.txt, line 2",
+        ),
+        (
+            "test",
+            TEST + [("u2", "i4", 4)],
+            "test.txt, line 5",
+            "(user, item) = ('u2', 'i4') is also in the training file train.txt, line 5",
+        ),
+        (
+            "test",
+            TEST + [("u1", "i4", 4)],
+            "test.txt, line 5",
+            "(user, item) = ('u1', 'i4') is also in the validation file valid.csv, line 1",
+        ),
+        (
+            "train",
+            TRAIN + [("u1", "i1", 2)],
+            "train.txt, line 11",
+            "(user, item) = ('u1', 'i1') repeats line 1",
+        ),
+        ("valid", VALID + [("u1", "i6", "")], "valid.csv, line 8", "missing rating ''"),
+        ("valid", VALID + [("u1", "i6", "NA")], "valid.csv, line 8", "missing rating 'NA'"),
+        ("test", TEST + [("u1", "i8")], "test.txt, line 5", "got 2 (missing rating)"),
+        ("test", [("u1", "i6")], "test.txt, line 1", "missing rating: 2 fields"),
+        ("valid", [], "valid.csv", "no data rows"),
+    ],
+)
+def test_bad_splits_are_refused_naming_file_and_reason(tmp_path, capsys, part, rows, file, reason):
     raw = write_raw(tmp_path / "raw", **{part: rows})
     data = tmp_path / "data"
     code = main(["--split-files", *map(str, raw), "--name", "tiny", "--data-path", str(data)])
@@ -165,19 +223,29 @@ def test_existing_files_are_kept_unless_forced_and_a_refusal_keeps_them(tmp_path
     assert main(args) == 2
     assert "already exist(s); use --force" in capsys.readouterr().err
     bad = write_raw(tmp_path / "raw3", test=TEST + [("u9", "i1", 5)])
-    assert main(["--split-files", *map(str, bad), "--name", "tiny", "--data-path", str(data),
-                 "--force"]) == 2
+    assert (
+        main(
+            ["--split-files", *map(str, bad), "--name", "tiny", "--data-path", str(data), "--force"]
+        )
+        == 2
+    )
     assert {p.name: p.read_bytes() for p in (data / "tiny").iterdir()} == before
     assert main([*args, "--force"]) == 0
     assert (data / "tiny" / "tiny.test.inter").read_text() == f"{UNTIMED}\nu1\ti6\t5\n"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ([], "give either INPUT or --split-files"),
-    (["x.csv", "--split-files", "a", "b", "c"], "give either INPUT or --split-files"),
-    (["--split-files", "a", "b", "c", "--dedupe"], "--dedupe do(es) not apply to --split-files"),
-    (["x.csv", "--allow-valid-test-overlap"], "applies to --split-files only"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give either INPUT or --split-files"),
+        (["x.csv", "--split-files", "a", "b", "c"], "give either INPUT or --split-files"),
+        (
+            ["--split-files", "a", "b", "c", "--dedupe"],
+            "--dedupe do(es) not apply to --split-files",
+        ),
+        (["x.csv", "--allow-valid-test-overlap"], "applies to --split-files only"),
+    ],
+)
 def test_prepare_arguments_that_do_not_go_together(capsys, args, message):
     with pytest.raises(SystemExit) as stop:
         main([*args, "--name", "tiny"])
@@ -187,10 +255,11 @@ def test_prepare_arguments_that_do_not_go_together(capsys, args, message):
 # --------------------------------------------------------------------------- the data set
 
 
-@pytest.mark.parametrize(("presplit_filter", "valid", "test"), [
-    ("threshold", clean(VALID), clean(TEST)), ("as_given", VALID, TEST)])
-def test_data_set_has_exactly_the_given_rows_without_k_core(tmp_path, presplit_filter, valid,
-                                                            test):
+@pytest.mark.parametrize(
+    ("presplit_filter", "valid", "test"),
+    [("threshold", clean(VALID), clean(TEST)), ("as_given", VALID, TEST)],
+)
+def test_data_set_has_exactly_the_given_rows_without_k_core(tmp_path, presplit_filter, valid, test):
     config = presplit_config(convert(tmp_path), clean_presplit_filter=presplit_filter)
     # overall.yaml's 10-core filter is set; RecBole runs no filter on benchmark files
     assert config["user_inter_num_interval"] == "[10,inf)"
@@ -226,13 +295,20 @@ def test_a_test_pair_also_in_validation_is_relevant_not_masked(tmp_path):
     assert i4 in valid.uid2positive_item[u1].tolist()
 
 
-@pytest.mark.parametrize(("presplit_filter", "guide", "select"), [
-    ("threshold", 1, 4),  # clean rows per user 1, 1, 2, 1: only u3 gives one to the guide
-    ("as_given", 3, 4),  # rows per user 2, 2, 2, 1
-])
+@pytest.mark.parametrize(
+    ("presplit_filter", "guide", "select"),
+    [
+        ("threshold", 1, 4),  # clean rows per user 1, 1, 2, 1: only u3 gives one to the guide
+        ("as_given", 3, 4),  # rows per user 2, 2, 2, 1
+    ],
+)
 def test_guide_split_of_given_validation_rows(tmp_path, presplit_filter, guide, select):
-    config = presplit_config(convert(tmp_path), clean_presplit_filter=presplit_filter,
-                             clean_valid_guide_ratio=0.5, seed=3)
+    config = presplit_config(
+        convert(tmp_path),
+        clean_presplit_filter=presplit_filter,
+        clean_valid_guide_ratio=0.5,
+        seed=3,
+    )
     split = create_dataset(config).build_split()
     guide_rows, select_rows = rows_of(split.guide), rows_of(split.select)
     assert (len(guide_rows), len(select_rows)) == (guide, select)
@@ -242,13 +318,22 @@ def test_guide_split_of_given_validation_rows(tmp_path, presplit_filter, guide, 
     assert rows_of(split.train) == sorted(TRAIN)
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"clean_valid_guide_ratio": 0.5, "clean_valid_guide_order": "chronological"},
-     (r"clean_valid_guide_order='chronological' \(with clean_valid_guide_ratio=0.5\) needs each "
-      r"validation row's time; the pre-split files of \[tiny\] .* have no time field 'timestamp'")),
-    ({"eval_protocol": "user_first"},
-     r"eval_protocol='user_first' needs each held-out row's time.*use eval_protocol: user"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"clean_valid_guide_ratio": 0.5, "clean_valid_guide_order": "chronological"},
+            (
+                r"clean_valid_guide_order='chronological' \(with clean_valid_guide_ratio=0.5\) needs each "
+                r"validation row's time; the pre-split files of \[tiny\] .* have no time field 'timestamp'"
+            ),
+        ),
+        (
+            {"eval_protocol": "user_first"},
+            r"eval_protocol='user_first' needs each held-out row's time.*use eval_protocol: user",
+        ),
+    ],
+)
 def test_what_needs_times_is_refused_without_them(tmp_path, overrides, message):
     config = presplit_config(convert(tmp_path), **overrides)
     with pytest.raises(ValueError, match=message):
@@ -261,8 +346,9 @@ def test_timed_pre_split_files_keep_user_first(tmp_path):
     files = []
     for part, rows in zip(PARTS, (TRAIN, VALID, TEST)):
         files.append(raw / part)
-        files[-1].write_text("".join(f"{u}\t{i}\t{r}\t{900 - t}\n" for t, (u, i, r) in
-                                     enumerate(rows)))
+        files[-1].write_text(
+            "".join(f"{u}\t{i}\t{r}\t{900 - t}\n" for t, (u, i, r) in enumerate(rows))
+        )
     prepare_split(files, "timed", tmp_path / "data")
     config = presplit_config(tmp_path / "data", "timed", eval_protocol="user_first")
     bundle = prepare_data(config, create_dataset(config))
@@ -272,20 +358,46 @@ def test_timed_pre_split_files_keep_user_first(tmp_path):
     assert len(test._dataset) == 2 and len(train._dataset) == 10
 
 
-@pytest.mark.parametrize(("overrides", "error", "message"), [
-    ({"clean_presplit_filter": "all"}, ValueError,
-     (r"config key 'clean_presplit_filter' = 'all' is invalid: expected one of \['threshold', "
-      r"'as_given'\]")),
-    ({"benchmark_filename": ["train", "test"]}, ValueError,
-     r"config key 'benchmark_filename' = \['train', 'test'\] is invalid: expected three"),
-    ({"benchmark_filename": ["train", "valid", "../test"]}, ValueError, "three distinct part"),
-    ({"benchmark_filename": ["train", "valid", "final"]}, FileNotFoundError,
-     (r"has no .*tiny.final.inter; write the files .*prepare --split-files TRAIN VALID TEST "
-      r"--name tiny")),
-    ({"noise_rate": 0.1, "eval_args": {"split": {"RS": [4, 1, 1]}, "order": "TO",
-                                       "group_by": "user", "mode": "full"}},
-     ValueError, "noise_rate=0.1 cannot be used with benchmark_filename"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        (
+            {"clean_presplit_filter": "all"},
+            ValueError,
+            (
+                r"config key 'clean_presplit_filter' = 'all' is invalid: expected one of \['threshold', "
+                r"'as_given'\]"
+            ),
+        ),
+        (
+            {"benchmark_filename": ["train", "test"]},
+            ValueError,
+            r"config key 'benchmark_filename' = \['train', 'test'\] is invalid: expected three",
+        ),
+        ({"benchmark_filename": ["train", "valid", "../test"]}, ValueError, "three distinct part"),
+        (
+            {"benchmark_filename": ["train", "valid", "final"]},
+            FileNotFoundError,
+            (
+                r"has no .*tiny.final.inter; write the files .*prepare --split-files TRAIN VALID TEST "
+                r"--name tiny"
+            ),
+        ),
+        (
+            {
+                "noise_rate": 0.1,
+                "eval_args": {
+                    "split": {"RS": [4, 1, 1]},
+                    "order": "TO",
+                    "group_by": "user",
+                    "mode": "full",
+                },
+            },
+            ValueError,
+            "noise_rate=0.1 cannot be used with benchmark_filename",
+        ),
+    ],
+)
 def test_bad_pre_split_settings_are_refused(tmp_path, overrides, error, message):
     config = presplit_config(convert(tmp_path), **overrides)
     with pytest.raises(error, match=message):
@@ -293,22 +405,31 @@ def test_bad_pre_split_settings_are_refused(tmp_path, overrides, error, message)
 
 
 def test_as_given_needs_pre_split_files(tmp_path):
-    config = presplit_config(convert(tmp_path), benchmark_filename=None,
-                             clean_presplit_filter="as_given")
-    with pytest.raises(ValueError, match=r"'clean_presplit_filter' = 'as_given' needs pre-split "
-                                         r"files \(benchmark_filename\)"):
+    config = presplit_config(
+        convert(tmp_path), benchmark_filename=None, clean_presplit_filter="as_given"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"'clean_presplit_filter' = 'as_given' needs pre-split "
+        r"files \(benchmark_filename\)",
+    ):
         create_dataset(config)
 
 
 def test_one_file_without_timestamps_is_refused_for_the_chronological_split(tmp_path):
     folder = tmp_path / "flat"
     folder.mkdir()
-    (folder / "flat.inter").write_text(UNTIMED + "\n" + "".join(
-        f"{u}\t{i}\t{r}\n" for u, i, r in TRAIN + VALID + TEST))
-    config = recbole_autodenoise.make_config("BPR", "flat", config_dict={
-        "data_path": str(tmp_path), "state": "WARNING"})
-    with pytest.raises(ValueError, match=r"flat.inter: no time field 'timestamp'.*eval_args order: "
-                                         r"TO\) needs it"):
+    (folder / "flat.inter").write_text(
+        UNTIMED + "\n" + "".join(f"{u}\t{i}\t{r}\n" for u, i, r in TRAIN + VALID + TEST)
+    )
+    config = recbole_autodenoise.make_config(
+        "BPR", "flat", config_dict={"data_path": str(tmp_path), "state": "WARNING"}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"flat.inter: no time field 'timestamp'.*eval_args order: "
+        r"TO\) needs it",
+    ):
         create_dataset(config)
 
 
@@ -348,11 +469,22 @@ def test_evaldenoisingrec_split_end_to_end(tmp_path, capsys):
     assert len(np.unique(test.uid_list.numpy())) == 707
 
     results = tmp_path / "r.json"
-    code = cli.main(["--model=BPR", "--dataset=edr", f"--data_path={data}",
-                     "--benchmark_filename=['train','valid','test']", "--scheme=default",
-                     "--eval_protocol=user", "--epochs=1", "--stopping_min_epochs=0",
-                     f"--results_file={results}", "--show_progress=False", "--state=WARNING",
-                     f"--train_batch_size={FAST['train_batch_size']}"])
+    code = cli.main(
+        [
+            "--model=BPR",
+            "--dataset=edr",
+            f"--data_path={data}",
+            "--benchmark_filename=['train','valid','test']",
+            "--scheme=default",
+            "--eval_protocol=user",
+            "--epochs=1",
+            "--stopping_min_epochs=0",
+            f"--results_file={results}",
+            "--show_progress=False",
+            "--state=WARNING",
+            f"--train_batch_size={FAST['train_batch_size']}",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     found = json.loads(results.read_text())
     assert (found["data"]["train"], found["data"]["test"]) == (79619, 3594)

@@ -43,14 +43,22 @@ def quiet(message: str) -> None:
 class FakeCell:
     """One grid cell run by FAKE_CELL through a resumable runner; ``run(mode)`` returns its newest row."""
 
-    def __init__(self, tmp_path: Path, monkeypatch, timeout: float | None = None, log_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        monkeypatch,
+        timeout: float | None = None,
+        log_dir: str | Path | None = None,
+    ) -> None:
         script = tmp_path / "fake_cell.py"
         script.write_text(FAKE_CELL)
         self.calls = tmp_path / "calls.txt"
         monkeypatch.setenv("FAKE_CELL_CALLS", str(self.calls))
         self.monkeypatch, self.out = monkeypatch, tmp_path / "r.jsonl"
         self.cell = make_cells("tiny", ["BPR"], ["autodenoise_s"], [2020], {"epochs": 3})[0]
-        self.runner = SubprocessRunner(log_dir or tmp_path / "logs", timeout=timeout, cell=[str(script)], resumable=True)
+        self.runner = SubprocessRunner(
+            log_dir or tmp_path / "logs", timeout=timeout, cell=[str(script)], resumable=True
+        )
         self.work = tmp_path / "logs" / (self.cell.key.replace("|", "_") + ".work")
         self.checkpoint = self.work / "saved" / "BPR-x-latest.pth"
 
@@ -61,7 +69,11 @@ class FakeCell:
 
     def resumes(self) -> list:
         """The ``resume`` each child was given, in order."""
-        return [json.loads(line) for line in self.calls.read_text().splitlines()] if self.calls.exists() else []
+        return (
+            [json.loads(line) for line in self.calls.read_text().splitlines()]
+            if self.calls.exists()
+            else []
+        )
 
 
 @pytest.mark.slow
@@ -107,7 +119,9 @@ def test_a_cell_past_its_timeout_continues_on_its_next_run(tmp_path, monkeypatch
 def test_results_written_after_the_parent_died_are_taken(tmp_path, monkeypatch):
     fake = FakeCell(tmp_path, monkeypatch)
     fake.run("killed")
-    (fake.work / "out.json").write_text(json.dumps({"results": {"resumed_from": "orphan", "test": {}}}))
+    (fake.work / "out.json").write_text(
+        json.dumps({"results": {"resumed_from": "orphan", "test": {}}})
+    )
     assert fake.run("fails")["results"]["resumed_from"] == "orphan"
     assert fake.resumes() == [None] and not fake.work.exists()  # no child started
 
@@ -128,7 +142,10 @@ def test_a_cell_still_running_elsewhere_is_left_alone(tmp_path, monkeypatch):
     with open(fake.work / "lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         row = fake.run("finishes")
-    assert row["status"] == "failed" and "is in use: the cell still runs in another process" in row["error"]
+    assert (
+        row["status"] == "failed"
+        and "is in use: the cell still runs in another process" in row["error"]
+    )
     assert fake.resumes() == []  # no child started
     assert fake.run("finishes")["status"] == "ok"
 
@@ -154,12 +171,26 @@ raise SystemExit(main(sys.argv[1:]))
 def test_a_real_cell_killed_mid_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     """BPR + AutoDenoise-S (controller, REINFORCE state, RNG) on a tiny data set, 4 epochs."""
     rng = random.Random(0)
-    rows = [(u, i, rng.randint(1, 5), 1000 * u + t)
-            for u in range(1, 61) for t, i in enumerate(rng.sample(range(1, 61), 30))]
+    rows = [
+        (u, i, rng.randint(1, 5), 1000 * u + t)
+        for u in range(1, 61)
+        for t, i in enumerate(rng.sample(range(1, 61), 30))
+    ]
     write_inter(tmp_path, "tiny", rows)
-    cell = make_cells("tiny", ["BPR"], ["autodenoise_s"], [2020],
-                      {"epochs": 4, "stopping_step": 10, "show_progress": False, "state": "WARNING", "gpu_id": ""},
-                      data_path=str(tmp_path))[0]
+    cell = make_cells(
+        "tiny",
+        ["BPR"],
+        ["autodenoise_s"],
+        [2020],
+        {
+            "epochs": 4,
+            "stopping_step": 10,
+            "show_progress": False,
+            "state": "WARNING",
+            "gpu_id": "",
+        },
+        data_path=str(tmp_path),
+    )[0]
     script = tmp_path / "killed_cell.py"
     script.write_text(KILLED_AFTER_EPOCH_1)
     resumed = SubprocessRunner(tmp_path / "logs", timeout=300, cell=[str(script)], resumable=True)
@@ -167,9 +198,14 @@ def test_a_real_cell_killed_mid_run_ends_exactly_like_an_uninterrupted_one(tmp_p
     assert run_grid([cell], tmp_path / "resumed.jsonl", resumed, log=quiet)["ok"] == 1
     straight = SubprocessRunner(tmp_path / "logs-straight", timeout=300)
     assert run_grid([cell], tmp_path / "straight.jsonl", straight, log=quiet)["ok"] == 1
-    a, b = read_rows(tmp_path / "resumed.jsonl")[-1]["results"], read_rows(tmp_path / "straight.jsonl")[0]["results"]
+    a, b = (
+        read_rows(tmp_path / "resumed.jsonl")[-1]["results"],
+        read_rows(tmp_path / "straight.jsonl")[0]["results"],
+    )
     assert a["resumed_from"].endswith("-latest.pth") and b["resumed_from"] is None
     assert a["timing"]["epochs_trained"] == b["timing"]["epochs_trained"] == 4
     assert a["test"] == b["test"] and a["best_valid_score"] == b["best_valid_score"]
     assert a["weight_study"] == b["weight_study"]
-    assert [e["controller_reward"] for e in a["epochs"]] == [e["controller_reward"] for e in b["epochs"]]
+    assert [e["controller_reward"] for e in a["epochs"]] == [
+        e["controller_reward"] for e in b["epochs"]
+    ]

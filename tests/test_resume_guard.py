@@ -73,8 +73,10 @@ def resume(tmp_path: Path, path: Path, **overrides):
 )
 def test_a_changed_setting_is_refused_before_any_data_loads(tmp_path, key, saved, new):
     path = saved_checkpoint(tmp_path, fake_checkpoint(settings(tmp_path, **{key: saved})))
-    message = (f"{path} was trained with {key}={saved!r}, this run uses {new!r}: "
-               "a resume continues the same run")
+    message = (
+        f"{path} was trained with {key}={saved!r}, this run uses {new!r}: "
+        "a resume continues the same run"
+    )
     with pytest.raises(ValueError, match=re.escape(message)):
         resume(tmp_path, path, **{key: new})
     assert not (tmp_path / "log").exists()  # refused before logging started

@@ -23,8 +23,16 @@ from conftest import assert_float_close, float_tolerance
 
 CPU = torch.device("cpu")
 # without recbole_autodenoise.experimental (its l2rw: tests/experimental)
-MAIN_SCHEMES = ["adt_rl", "adt_tl", "autodenoise_h", "autodenoise_s", "dcf", "default", "heuristic",
-                "oracle"]
+MAIN_SCHEMES = [
+    "adt_rl",
+    "adt_tl",
+    "autodenoise_h",
+    "autodenoise_s",
+    "dcf",
+    "default",
+    "heuristic",
+    "oracle",
+]
 
 
 class FakeConfig:
@@ -122,7 +130,9 @@ def test_inverse_frequency_exact_values():
     expected = torch.tensor([0.0, 6 / (3 * 3), 6 / (3 * 1), 6 / (3 * 2), 0.0])
     assert table.dtype == torch.float32
     torch.testing.assert_close(table, expected, rtol=0, atol=0)
-    assert table[items].double().mean().item() == pytest.approx(1.0, abs=float_tolerance(torch.float32))
+    assert table[items].double().mean().item() == pytest.approx(
+        1.0, abs=float_tolerance(torch.float32)
+    )
 
 
 def test_inverse_frequency_uniform_items_all_one():
@@ -197,7 +207,9 @@ def test_truncated_scheme_iteration_counter():
     ]
     for step, row in enumerate(expected):
         assert scheme.iteration == step
-        torch.testing.assert_close(scheme.weights(make_batch(losses)), torch.tensor(row), rtol=0, atol=0)
+        torch.testing.assert_close(
+            scheme.weights(make_batch(losses)), torch.tensor(row), rtol=0, atol=0
+        )
     assert scheme.iteration == 4
     assert scheme.state_dict() == {"iteration": 4}
 
@@ -211,8 +223,12 @@ def test_truncated_scheme_state_round_trip():
     resumed.load_state_dict(first.state_dict())
     assert resumed.iteration == 2
     # the resumed scheme continues at drop rate 0.5, not at 0
-    assert torch.equal(resumed.weights(make_batch([4.0, 1.0, 3.0, 2.0])), torch.tensor([0.0, 2.0, 0.0, 2.0]))
-    assert torch.equal(first.weights(make_batch([4.0, 1.0, 3.0, 2.0])), torch.tensor([0.0, 2.0, 0.0, 2.0]))
+    assert torch.equal(
+        resumed.weights(make_batch([4.0, 1.0, 3.0, 2.0])), torch.tensor([0.0, 2.0, 0.0, 2.0])
+    )
+    assert torch.equal(
+        first.weights(make_batch([4.0, 1.0, 3.0, 2.0])), torch.tensor([0.0, 2.0, 0.0, 2.0])
+    )
 
 
 @pytest.mark.parametrize(
@@ -283,17 +299,27 @@ def test_tempered_inverse_frequency_exact_values():
 
 def test_alpha_zero_is_default_and_one_is_the_paper():
     items = torch.tensor([1, 1, 1, 2, 3, 3])
-    assert torch.equal(inverse_frequency_weights(items, 5, alpha=0.0), torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))
-    torch.testing.assert_close(inverse_frequency_weights(items, 5, alpha=1.0),
-                               torch.tensor([0.0, 6 / 9, 2.0, 1.0, 0.0]), rtol=torch.finfo(torch.float32).eps, atol=0)
+    assert torch.equal(
+        inverse_frequency_weights(items, 5, alpha=0.0), torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0])
+    )
+    torch.testing.assert_close(
+        inverse_frequency_weights(items, 5, alpha=1.0),
+        torch.tensor([0.0, 6 / 9, 2.0, 1.0, 0.0]),
+        rtol=torch.finfo(torch.float32).eps,
+        atol=0,
+    )
 
 
 def test_heuristic_scheme_reads_alpha():
-    dataset = SimpleNamespace(inter_feat={"item_id": torch.tensor([1, 1, 1, 1, 2])}, iid_field="item_id", item_num=3)
+    dataset = SimpleNamespace(
+        inter_feat={"item_id": torch.tensor([1, 1, 1, 1, 2])}, iid_field="item_id", item_num=3
+    )
     scheme = SCHEMES.get("heuristic")(FakeConfig(heuristic_alpha=2.0), CPU)
     scheme.setup(dataset)
     # f = 4, 1; sum_j f_j^-1 = 1.25; w = 5 f^-2 / 1.25 -> 0.25 and 4
-    assert torch.equal(scheme.weights(make_batch([1.0, 1.0], item_ids=[1, 2])), torch.tensor([0.25, 4.0]))
+    assert torch.equal(
+        scheme.weights(make_batch([1.0, 1.0], item_ids=[1, 2])), torch.tensor([0.25, 4.0])
+    )
 
 
 @pytest.mark.parametrize("value", [-0.5, "1", None, True])
@@ -307,7 +333,9 @@ def test_heuristic_rejects_bad_alpha(value):
 
 
 def test_truncated_schedule_in_epochs():
-    scheme = SCHEMES.get("adt_tl")(FakeConfig(adt_max_drop_rate=0.5, adt_num_gradual=1, adt_gradual_unit="epoch"), CPU)
+    scheme = SCHEMES.get("adt_tl")(
+        FakeConfig(adt_max_drop_rate=0.5, adt_num_gradual=1, adt_gradual_unit="epoch"), CPU
+    )
     scheme.batches_per_epoch = 3  # the trainer sets it before setup
     scheme.setup(None)
     assert scheme.gradual_iterations == 3

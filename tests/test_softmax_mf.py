@@ -97,8 +97,13 @@ def test_lookup_finds_plugin_models_first_then_recboles():
 def test_unknown_model_lists_the_plugin_models_too():
     with pytest.raises(ValueError) as info:
         rad.make_config("NoSuchModelAtAll", "ml-100k")
-    assert "unknown model 'NoSuchModelAtAll'" in str(info.value) and "the plugin's: SoftmaxMF" in str(info.value)
-    with pytest.raises(ValueError, match="unknown model 'softmaxmf': not a RecBole or plugin model; did you mean 'SoftmaxMF'"):
+    assert "unknown model 'NoSuchModelAtAll'" in str(
+        info.value
+    ) and "the plugin's: SoftmaxMF" in str(info.value)
+    with pytest.raises(
+        ValueError,
+        match="unknown model 'softmaxmf': not a RecBole or plugin model; did you mean 'SoftmaxMF'",
+    ):
         rad.make_config("softmaxmf", "ml-100k")
 
 
@@ -107,15 +112,21 @@ def test_config_of_softmax_mf_has_no_negative_sampling():
     assert config["model"] == "SoftmaxMF" and config["MODEL_TYPE"] == ModelType.GENERAL
     assert config["train_neg_sample_args"]["distribution"] == "none"
     assert config["embedding_size"] == 64 and config["eval_batch_size"] == 1048576
-    assert any(path.endswith("model/SoftmaxMF.yaml") for path in property_files("SoftmaxMF", "ml-100k"))
+    assert any(
+        path.endswith("model/SoftmaxMF.yaml") for path in property_files("SoftmaxMF", "ml-100k")
+    )
 
 
 def test_cli_runs_softmax_mf(monkeypatch):
     from recbole_autodenoise import cli
 
     seen = {}
-    monkeypatch.setattr("recbole_autodenoise.quick_start.run", lambda model, dataset, **kw: seen.update(model=model))
-    assert cli.main(["--model=SoftmaxMF", "--dataset=ml-100k"]) == 0 and seen == {"model": "SoftmaxMF"}
+    monkeypatch.setattr(
+        "recbole_autodenoise.quick_start.run", lambda model, dataset, **kw: seen.update(model=model)
+    )
+    assert cli.main(["--model=SoftmaxMF", "--dataset=ml-100k"]) == 0 and seen == {
+        "model": "SoftmaxMF"
+    }
 
 
 # --------------------------------------------------------------------------- ML-100K end to end

@@ -61,7 +61,9 @@ POLICIES = {
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_one_row(name):
     torch.manual_seed(0)
-    assert_same_score(random_policy(POLICIES[name](4), seed=1), torch.randn(1, 4, generator=seeded(2)))
+    assert_same_score(
+        random_policy(POLICIES[name](4), seed=1), torch.randn(1, 4, generator=seeded(2))
+    )
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -130,17 +132,29 @@ def assert_same_auc(scores, positive_u, positive_i):
     assert fast is not None
     expected = _compared_auc(scores, positive_u, positive_i)
     assert torch.equal(torch.isnan(fast), torch.isnan(expected))
-    assert torch.equal(fast[~torch.isnan(fast)], expected[~torch.isnan(expected)])  # same counts, same division
+    assert torch.equal(
+        fast[~torch.isnan(fast)], expected[~torch.isnan(expected)]
+    )  # same counts, same division
 
 
 def test_auc_by_hand_ties_and_masks():
     inf = float("inf")
-    scores = torch.tensor([
-        [-inf, 0.5, 0.2, 0.5, -inf, 0.9, 0.5],  # positives 1 (tied with a negative and a positive), 3, 5
-        [-inf, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],  # all tied
-        [-inf, 0.3, -inf, -inf, -inf, -inf, -inf],  # the positive alone: no negative, NaN
-        [-inf, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0],  # no positive in this row
-    ])
+    scores = torch.tensor(
+        [
+            [
+                -inf,
+                0.5,
+                0.2,
+                0.5,
+                -inf,
+                0.9,
+                0.5,
+            ],  # positives 1 (tied with a negative and a positive), 3, 5
+            [-inf, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],  # all tied
+            [-inf, 0.3, -inf, -inf, -inf, -inf, -inf],  # the positive alone: no negative, NaN
+            [-inf, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0],  # no positive in this row
+        ]
+    )
     positive_u = torch.tensor([0, 0, 0, 1, 1, 2])
     positive_i = torch.tensor([1, 3, 5, 2, 6, 1])
     from recbole_autodenoise.evaluation.per_user import _sorted_auc
@@ -152,7 +166,9 @@ def test_auc_by_hand_ties_and_masks():
     assert_same_auc(scores, positive_u, positive_i)
 
 
-@pytest.mark.parametrize("block", [2**18, 50, 120])  # one block; one row per block; two rows per block
+@pytest.mark.parametrize(
+    "block", [2**18, 50, 120]
+)  # one block; one row per block; two rows per block
 def test_auc_pairs_in_any_order_and_random_ties(block, monkeypatch):
     monkeypatch.setattr("recbole_autodenoise.evaluation.per_user.BLOCK_ELEMENTS", block)
     gen = seeded(21)
@@ -161,7 +177,9 @@ def test_auc_pairs_in_any_order_and_random_ties(block, monkeypatch):
     scores[:, 0] = -float("inf")
     pairs = torch.randperm(30 * 49, generator=gen)[:200]
     positive_u, positive_i = pairs // 49, pairs % 49 + 1
-    scores[positive_u, positive_i] = torch.randint(0, 7, (200,), generator=gen).float()  # positives finite
+    scores[positive_u, positive_i] = torch.randint(
+        0, 7, (200,), generator=gen
+    ).float()  # positives finite
     assert_same_auc(scores, positive_u, positive_i)
 
 
@@ -176,7 +194,9 @@ def test_auc_without_any_tie():
 
 def test_auc_with_signed_zeros_and_ties_at_zero():
     """-0.0 == 0.0: NumPy's sort may put either first; the counts come from comparisons alike."""
-    scores = torch.tensor([[-float("inf"), 0.0, -0.0, 0.0, -0.0, 1.0, -1.0], [-0.0, 0.0, 0.0, -0.0, 2.0, 0.0, -0.0]])
+    scores = torch.tensor(
+        [[-float("inf"), 0.0, -0.0, 0.0, -0.0, 1.0, -1.0], [-0.0, 0.0, 0.0, -0.0, 2.0, 0.0, -0.0]]
+    )
     positive_u, positive_i = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 2, 0, 4])
     assert_same_auc(scores, positive_u, positive_i)
 
@@ -226,7 +246,11 @@ def test_count_per_row_by_hand():
 
 @pytest.mark.parametrize("case", ["nan", "posinf", "masked_positive", "repeated_pair"])
 def test_auc_falls_back_to_the_comparison(case):
-    from recbole_autodenoise.evaluation.per_user import _any_positives_auc, _compared_auc, _sorted_auc
+    from recbole_autodenoise.evaluation.per_user import (
+        _any_positives_auc,
+        _compared_auc,
+        _sorted_auc,
+    )
 
     scores = torch.tensor([[0.1, 0.4, 0.3, 0.2], [0.5, 0.2, 0.9, 0.1]])
     positive_u, positive_i = torch.tensor([0, 1, 1]), torch.tensor([1, 0, 2])
@@ -239,8 +263,13 @@ def test_auc_falls_back_to_the_comparison(case):
     else:
         positive_u, positive_i = torch.tensor([0, 0, 1]), torch.tensor([1, 1, 2])
     assert _sorted_auc(scores, positive_u, positive_i) is None
-    torch.testing.assert_close(_any_positives_auc(scores, positive_u, positive_i),
-                               _compared_auc(scores, positive_u, positive_i), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(
+        _any_positives_auc(scores, positive_u, positive_i),
+        _compared_auc(scores, positive_u, positive_i),
+        rtol=0,
+        atol=0,
+        equal_nan=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,8 +285,16 @@ def train_ml100k(scheme: str, reference: bool, **overrides):
     from recbole_autodenoise.data.dataloader import InteractionFullSortEvalDataLoader
     from recbole_autodenoise.model import get_model
 
-    config = rad.make_config("BPR", "ml-100k", config_dict={**FAST, "denoise_scheme": scheme,
-                                                           "user_inter_num_interval": "[10,60]", **overrides})
+    config = rad.make_config(
+        "BPR",
+        "ml-100k",
+        config_dict={
+            **FAST,
+            "denoise_scheme": scheme,
+            "user_inter_num_interval": "[10,60]",
+            **overrides,
+        },
+    )
     init_seed(config["seed"], config["reproducibility"])
     train, valid, _ = rad.data_preparation(config, rad.create_dataset(config))
     init_seed(config["seed"], config["reproducibility"])
@@ -266,14 +303,21 @@ def train_ml100k(scheme: str, reference: bool, **overrides):
     with pytest.MonkeyPatch.context() as patch:
         if reference:
             patch.setattr(Policy, "sample_scored", reference_sample_scored)
-            patch.setattr(InteractionFullSortEvalDataLoader, "user_batches", lambda self: iter(self))
+            patch.setattr(
+                InteractionFullSortEvalDataLoader, "user_batches", lambda self: iter(self)
+            )
         trainer.fit(train, valid, saved=False)
     return trainer
 
 
-@pytest.mark.parametrize("scheme, overrides", [
-    ("autodenoise_s", {}), ("autodenoise_h", {}), ("autodenoise_s", {"controller_credit": "user"}),
-])
+@pytest.mark.parametrize(
+    "scheme, overrides",
+    [
+        ("autodenoise_s", {}),
+        ("autodenoise_h", {}),
+        ("autodenoise_s", {"controller_credit": "user"}),
+    ],
+)
 @pytest.mark.slow
 def test_ml100k_run_equals_the_reference(scheme, overrides):
     fast, slow = train_ml100k(scheme, False, **overrides), train_ml100k(scheme, True, **overrides)
@@ -286,8 +330,12 @@ def test_ml100k_run_equals_the_reference(scheme, overrides):
                 continue
             # float64 sums in another order (reward), float32 steps after a controller update
             assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
-    assert fast.history[0]["controller_reward"] == pytest.approx(slow.history[0]["controller_reward"], rel=1e-14)
-    for (name, got), expected in zip(fast.scheme.policy.state_dict().items(), slow.scheme.policy.state_dict().values()):
+    assert fast.history[0]["controller_reward"] == pytest.approx(
+        slow.history[0]["controller_reward"], rel=1e-14
+    )
+    for (name, got), expected in zip(
+        fast.scheme.policy.state_dict().items(), slow.scheme.policy.state_dict().values()
+    ):
         assert_float_close(got, expected, steps=256)
     for got, expected in zip(fast.model.parameters(), slow.model.parameters()):
         assert_float_close(got.detach(), expected.detach(), steps=256)
@@ -300,11 +348,21 @@ def test_ml100k_run_equals_the_reference(scheme, overrides):
 def test_cost_schedule_interleaves_and_rotates():
     from benchmarks.cost import schedule
 
-    order = schedule([("BPR", 3), ("GRU4Rec", 2)], ["default", "adt_rl", "autodenoise_s"], ["after", "before"], 2,
-                     ["default", "autodenoise_s"])
+    order = schedule(
+        [("BPR", 3), ("GRU4Rec", 2)],
+        ["default", "adt_rl", "autodenoise_s"],
+        ["after", "before"],
+        2,
+        ["default", "autodenoise_s"],
+    )
     first = [(v, s) for r, m, _, v, s in order if r == 0 and m == "BPR"]
-    assert first == [("after", "default"), ("before", "default"), ("after", "adt_rl"),
-                     ("after", "autodenoise_s"), ("before", "autodenoise_s")]
+    assert first == [
+        ("after", "default"),
+        ("before", "default"),
+        ("after", "adt_rl"),
+        ("after", "autodenoise_s"),
+        ("before", "autodenoise_s"),
+    ]
     second = [(v, s) for r, m, _, v, s in order if r == 1 and m == "BPR"]
     assert second == first[1:] + first[:1]
     assert len(order) == 2 * 2 * 5 and {e for _, m, e, _, _ in order if m == "GRU4Rec"} == {2}
@@ -313,8 +371,12 @@ def test_cost_schedule_interleaves_and_rotates():
 def test_cost_cell_times_skip_the_first_epoch():
     from benchmarks.cost import cell_times, cpu_times
 
-    epochs = [{"train_seconds": 9.0, "valid_seconds": 9.0}, {"train_seconds": 1.0, "valid_seconds": 0.5},
-              {"train_seconds": 3.0, "valid_seconds": 0.25}, {"train_seconds": 2.0, "valid_seconds": 0.75}]
+    epochs = [
+        {"train_seconds": 9.0, "valid_seconds": 9.0},
+        {"train_seconds": 1.0, "valid_seconds": 0.5},
+        {"train_seconds": 3.0, "valid_seconds": 0.25},
+        {"train_seconds": 2.0, "valid_seconds": 0.75},
+    ]
     assert cell_times({"epochs": epochs}) == {"train": 2.0, "valid": 0.5, "total": 2.5}
     cpu = {"train": [9.0, 1.0, 3.0], "valid": [9.0, 0.5, 0.25]}
     assert cpu_times(cpu) == {"train": 2.0, "valid": 0.375, "total": 2.375}
@@ -324,19 +386,38 @@ def test_cost_summary_pairs_ratios_by_repetition():
     from benchmarks.cost import summarise
 
     def row(scheme, repetition, train, valid, rss, variant="after"):
-        return {"status": "ok", "variant": variant, "model": "BPR", "scheme": scheme, "repetition": repetition,
-                "cpu": {"train": train, "valid": valid, "total": train + valid},
-                "times": {"train": 2 * train, "valid": valid, "total": 2 * train + valid}, "peak_memory": {"peak_rss_mb": rss}}
+        return {
+            "status": "ok",
+            "variant": variant,
+            "model": "BPR",
+            "scheme": scheme,
+            "repetition": repetition,
+            "cpu": {"train": train, "valid": valid, "total": train + valid},
+            "times": {"train": 2 * train, "valid": valid, "total": 2 * train + valid},
+            "peak_memory": {"peak_rss_mb": rss},
+        }
 
-    rows = [row("default", 0, 1.0, 1.0, 100.0), row("autodenoise_s", 0, 1.5, 1.0, 100.0),
-            row("default", 1, 2.0, 1.0, 100.0), row("autodenoise_s", 1, 2.2, 1.2, 110.0),
-            {"status": "failed", "variant": "after", "model": "BPR", "scheme": "adt_rl", "repetition": 0}]
+    rows = [
+        row("default", 0, 1.0, 1.0, 100.0),
+        row("autodenoise_s", 0, 1.5, 1.0, 100.0),
+        row("default", 1, 2.0, 1.0, 100.0),
+        row("autodenoise_s", 1, 2.2, 1.2, 110.0),
+        {
+            "status": "failed",
+            "variant": "after",
+            "model": "BPR",
+            "scheme": "adt_rl",
+            "repetition": 0,
+        },
+    ]
     table = summarise(rows).splitlines()
     line = next(l for l in table if "autodenoise_s" in l)
     # CPU: train 1.5 and 1.1 -> median 1.30; valid 1.0 and 1.2; total 1.25 and 1.133...; wall total
     # 4/3 and 5.6/5; RSS 1.0 and 1.1
-    assert line == ("| after | BPR | autodenoise_s | 1.850 | 1.100 | 1.30x (1.10-1.50) | 1.10x (1.00-1.20) | "
-                    "1.19x (1.13-1.25) | 1.23x (1.12-1.33) | 1.05x (1.00-1.10) | - |")
+    assert line == (
+        "| after | BPR | autodenoise_s | 1.850 | 1.100 | 1.30x (1.10-1.50) | 1.10x (1.00-1.20) | "
+        "1.19x (1.13-1.25) | 1.23x (1.12-1.33) | 1.05x (1.00-1.10) | - |"
+    )
     assert not any("adt_rl" in l for l in table)
 
 
@@ -344,11 +425,23 @@ def test_cost_summary_gives_the_gpu_memory_ratio_for_cells_on_a_gpu():
     from benchmarks.cost import summarise
 
     def row(scheme, repetition, gpu_mb):
-        return {"status": "ok", "variant": "gpu", "model": "SASRec", "scheme": scheme, "repetition": repetition,
-                "cpu": {"train": 1.0, "valid": 1.0, "total": 2.0}, "times": {"train": 1.0, "valid": 1.0, "total": 2.0},
-                "peak_memory": {"peak_rss_mb": 100.0, "cuda_max_allocated_mb": gpu_mb}}
+        return {
+            "status": "ok",
+            "variant": "gpu",
+            "model": "SASRec",
+            "scheme": scheme,
+            "repetition": repetition,
+            "cpu": {"train": 1.0, "valid": 1.0, "total": 2.0},
+            "times": {"train": 1.0, "valid": 1.0, "total": 2.0},
+            "peak_memory": {"peak_rss_mb": 100.0, "cuda_max_allocated_mb": gpu_mb},
+        }
 
-    rows = [row("default", 0, 400.0), row("autodenoise_h", 0, 420.0), row("default", 1, 400.0), row("autodenoise_h", 1, 460.0)]
+    rows = [
+        row("default", 0, 400.0),
+        row("autodenoise_h", 0, 420.0),
+        row("default", 1, 400.0),
+        row("autodenoise_h", 1, 460.0),
+    ]
     line = next(l for l in summarise(rows).splitlines() if "autodenoise_h" in l)
     assert line.endswith("| 1.00x (1.00-1.00) | 1.10x (1.05-1.15) |")
 
@@ -358,15 +451,25 @@ def test_cost_device_sets_recboles_gpu_id(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(cost, "run", lambda args: seen.update(device=args.device) or 0)
-    assert cost.main(["--device", "cuda", "--out", str(tmp_path / "c.jsonl")]) == 0 and seen["device"] == "cuda"
-    assert cost.DEVICE_OVERRIDES["cuda"] == {"gpu_id": "0"} and cost.DEVICE_OVERRIDES["cpu"] == {"gpu_id": ""}
+    assert (
+        cost.main(["--device", "cuda", "--out", str(tmp_path / "c.jsonl")]) == 0
+        and seen["device"] == "cuda"
+    )
+    assert cost.DEVICE_OVERRIDES["cuda"] == {"gpu_id": "0"} and cost.DEVICE_OVERRIDES["cpu"] == {
+        "gpu_id": ""
+    }
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--models", "BPR"], "MODEL:EPOCHS"), (["--models", "BPR:1"], "MODEL:EPOCHS"),
-    (["--code", "old=/nonexistent"], "NAME=PATH"), (["--schemes", "adt_rl"], "need 'default'"),
-    (["--device", "tpu"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--models", "BPR"], "MODEL:EPOCHS"),
+        (["--models", "BPR:1"], "MODEL:EPOCHS"),
+        (["--code", "old=/nonexistent"], "NAME=PATH"),
+        (["--schemes", "adt_rl"], "need 'default'"),
+        (["--device", "tpu"], "invalid choice"),
+    ],
+)
 def test_cost_refuses_bad_arguments(argv, message, capsys):
     from benchmarks.cost import main
 

@@ -360,9 +360,7 @@ def test_no_training_object_holds_a_test_row(tmp_path, model, overrides):
     }
     assert len(test_items) == 4 * len(last)
     assert holders_of(test, test_items, ds.iid_field)  # the walk finds the rows where they are
-    assert (
-        holders_of(train, test_items, ds.iid_field) == []
-    )  # the loader, its dataset, sampler
+    assert holders_of(train, test_items, ds.iid_field) == []  # the loader, its dataset, sampler
     assert holders_of(valid, test_items, ds.iid_field) == []  # what fit() and the schemes also read
     # the bundle's whole training side: loaders, guide loader, guide, explicit and validation rows
     assert holders_of(bundle.training, test_items, ds.iid_field) == []

@@ -27,9 +27,15 @@ def paper_batch(flags: list[float], signal: float = 0.0, seed: int = 0) -> Batch
     flag = torch.tensor(flags)
     user = torch.randn(len(flags), 4, generator=gen)
     user[:, 0] = signal * flag
-    return Batch(losses=torch.rand(len(flags), generator=gen), item_ids=torch.arange(len(flags)), epoch=0,
-                 epoch_fraction=0.0, user_repr=user, item_repr=torch.randn(len(flags), 4, generator=gen),
-                 true_positive=flag)
+    return Batch(
+        losses=torch.rand(len(flags), generator=gen),
+        item_ids=torch.arange(len(flags)),
+        epoch=0,
+        epoch_fraction=0.0,
+        user_repr=user,
+        item_repr=torch.randn(len(flags), 4, generator=gen),
+        true_positive=flag,
+    )
 
 
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
@@ -41,7 +47,9 @@ def test_the_scheme_reads_the_ratings_only_with_this_credit(name):
 def test_one_step_is_adam_on_the_squared_error_of_the_expected_weight():
     """The hard controller's differentiable weight is E[k | s] (no draw), so the step can be
     replayed exactly: Adam on mean((E[k | s] - flag)^2), then weights drawn from the new policy."""
-    scheme = SCHEMES.get("autodenoise_h")(FakeConfig(**SUPERVISED, controller_learning_rate=0.05), CPU)
+    scheme = SCHEMES.get("autodenoise_h")(
+        FakeConfig(**SUPERVISED, controller_learning_rate=0.05), CPU
+    )
     batch = paper_batch([1, 0, 1, 1, 0, 1])
     state = scheme._state(batch)
     scheme._build(state.shape[1])
@@ -84,7 +92,9 @@ def test_a_state_that_holds_the_answer_is_fitted_to_it(name):
 def test_a_state_blind_to_the_answer_learns_the_base_rate():
     """Without the flag in the state the best fit is P(true positive) for every sample: the mean
     weight approaches the share of true positives, the same for both groups."""
-    scheme = SCHEMES.get("autodenoise_h")(FakeConfig(**SUPERVISED, controller_learning_rate=0.01), CPU)
+    scheme = SCHEMES.get("autodenoise_h")(
+        FakeConfig(**SUPERVISED, controller_learning_rate=0.01), CPU
+    )
     flags = [float(i % 4 != 0) for i in range(80)]  # 3 of 4 true positives
     for step in range(200):
         scheme.weights(paper_batch(flags, signal=0.0, seed=step))
@@ -99,27 +109,43 @@ def test_without_ratings_it_fails_clearly():
     scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**SUPERVISED), CPU)
     batch = paper_batch([1, 0])
     batch.true_positive = None
-    with pytest.raises(ValueError, match="controller_credit 'supervised' needs batch.true_positive"):
+    with pytest.raises(
+        ValueError, match="controller_credit 'supervised' needs batch.true_positive"
+    ):
         scheme.weights(batch)
 
 
 def test_the_prior_is_refused():
-    with pytest.raises(ValueError, match="'controller_prior' = 'adt_rl' is not supported with controller_credit "
-                                         "'supervised' \\(it fits the ratings alone\\); allowed there: 'none'"):
+    with pytest.raises(
+        ValueError,
+        match="'controller_prior' = 'adt_rl' is not supported with controller_credit "
+        "'supervised' \\(it fits the ratings alone\\); allowed there: 'none'",
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", **SUPERVISED), CPU)
 
 
 def test_several_processes_are_refused_with_the_reason():
     scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**SUPERVISED), CPU)
-    with pytest.raises(ValueError, match="'controller_credit' = 'supervised' is single-process only \\(each rank"):
-        distributed.check_supported({"single_spec": False, "denoise_scheme": "autodenoise_s"}, scheme, False)
-    distributed.check_supported({"single_spec": True, "denoise_scheme": "autodenoise_s"}, scheme, False)
+    with pytest.raises(
+        ValueError, match="'controller_credit' = 'supervised' is single-process only \\(each rank"
+    ):
+        distributed.check_supported(
+            {"single_spec": False, "denoise_scheme": "autodenoise_s"}, scheme, False
+        )
+    distributed.check_supported(
+        {"single_spec": True, "denoise_scheme": "autodenoise_s"}, scheme, False
+    )
 
 
 @pytest.mark.slow
 def test_a_short_run_fits_the_ratings_and_resumes_the_stats(tmp_path):
-    trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2,
-                                         controller_learning_rate=0.01, **SUPERVISED)
+    trainer, train, valid = tiny_trainer(
+        tmp_path,
+        denoise_scheme="autodenoise_s",
+        epochs=2,
+        controller_learning_rate=0.01,
+        **SUPERVISED,
+    )
     trainer.fit(train, valid, saved=False)
     record = trainer.history[-1]
     assert math.isfinite(record["tp_mean_weight"]) and math.isfinite(record["fp_mean_weight"])

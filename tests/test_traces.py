@@ -11,13 +11,33 @@ from benchmarks import traces
 NOISE = {"noise_kind": "foreign", "noise_rate": 0.2}
 
 
-def row(seed: int, per_epoch: list[tuple[float, float, float]], run: tuple[float, float, float], scheme: str = "adt_rl") -> dict:
+def row(
+    seed: int,
+    per_epoch: list[tuple[float, float, float]],
+    run: tuple[float, float, float],
+    scheme: str = "adt_rl",
+) -> dict:
     """A finished noisy cell whose epoch e had weights (TP, FP, injected) = ``per_epoch[e]``."""
-    epochs = [{"epoch": e, "tp_mean_weight": tp, "fp_mean_weight": fp, "injected_mean_weight": inj}
-              for e, (tp, fp, inj) in enumerate(per_epoch)]
-    study = {"tp_mean_weight": run[0], "fp_mean_weight": run[1], "injected_mean_weight": run[2], "per_epoch": epochs}
-    return {"key": f"d|GRU4Rec|{scheme}|{seed}", "dataset": "d", "model": "GRU4Rec", "scheme": scheme, "seed": seed,
-            "overrides": {"show_progress": False, **NOISE}, "status": "ok", "results": {"weight_study": study}}
+    epochs = [
+        {"epoch": e, "tp_mean_weight": tp, "fp_mean_weight": fp, "injected_mean_weight": inj}
+        for e, (tp, fp, inj) in enumerate(per_epoch)
+    ]
+    study = {
+        "tp_mean_weight": run[0],
+        "fp_mean_weight": run[1],
+        "injected_mean_weight": run[2],
+        "per_epoch": epochs,
+    }
+    return {
+        "key": f"d|GRU4Rec|{scheme}|{seed}",
+        "dataset": "d",
+        "model": "GRU4Rec",
+        "scheme": scheme,
+        "seed": seed,
+        "overrides": {"show_progress": False, **NOISE},
+        "status": "ok",
+        "results": {"weight_study": study},
+    }
 
 
 def test_ratios_over_the_run_and_once_settled():
@@ -40,8 +60,10 @@ def test_a_row_without_injected_rows_has_no_injected_ratio():
 
 
 def test_the_table_gives_the_mean_and_range_over_seeds():
-    rows = [row(2020, [(1.0, 1.0, 0.6)] * 3, run=(1.0, 1.0, 0.6)),
-            row(2021, [(1.0, 1.0, 0.8)] * 2, run=(1.0, 1.0, 0.8))]
+    rows = [
+        row(2020, [(1.0, 1.0, 0.6)] * 3, run=(1.0, 1.0, 0.6)),
+        row(2021, [(1.0, 1.0, 0.8)] * 2, run=(1.0, 1.0, 0.8)),
+    ]
     text = traces.render(rows, None, from_epoch=2)
     line = next(l for l in text.splitlines() if l.startswith("| ADT-RL |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
@@ -54,8 +76,10 @@ def test_the_table_gives_the_mean_and_range_over_seeds():
 
 
 def test_variants_stay_apart_and_models_filter():
-    rows = [row(2020, [(1.0, 1.0, 0.6)], run=(1.0, 1.0, 0.6)),
-            row(2020, [(1.0, 1.0, 1.0)], run=(1.0, 1.0, 1.0), scheme="default")]
+    rows = [
+        row(2020, [(1.0, 1.0, 0.6)], run=(1.0, 1.0, 0.6)),
+        row(2020, [(1.0, 1.0, 1.0)], run=(1.0, 1.0, 1.0), scheme="default"),
+    ]
     text = traces.render(rows, ["GRU4Rec"], from_epoch=0)
     assert "| ADT-RL | 1 | 0.600 |" in text and "| Default | 1 | 1.000 |" in text
     with pytest.raises(SystemExit, match="no finished rows with a weight study"):

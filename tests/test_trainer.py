@@ -20,7 +20,9 @@ ALL_SCHEMES = ["default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "aut
 
 def build(model: str, **overrides):
     # written for the per-interaction protocol; user_first's loaders: tests/test_user_first.py
-    config = rad.make_config(model, "ml-100k", config_dict={**FAST, "eval_protocol": "interaction", **overrides})
+    config = rad.make_config(
+        model, "ml-100k", config_dict={**FAST, "eval_protocol": "interaction", **overrides}
+    )
     init_seed(config["seed"], config["reproducibility"])
     dataset = rad.create_dataset(config)
     train, valid, test = rad.data_preparation(config, dataset)
@@ -114,8 +116,12 @@ def assert_resume_reproduces(model: str, stop_after: int = 1, **overrides) -> No
     resumed.fit(train, valid)
     actual = resumed.evaluate(test)
 
-    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in uninterrupted.history]
-    assert resumed.weight_study()["tp_mean_weight"] == uninterrupted.weight_study()["tp_mean_weight"]
+    assert [r["train_loss"] for r in resumed.history] == [
+        r["train_loss"] for r in uninterrupted.history
+    ]
+    assert (
+        resumed.weight_study()["tp_mean_weight"] == uninterrupted.weight_study()["tp_mean_weight"]
+    )
     assert actual == expected
 
 
@@ -171,11 +177,20 @@ def test_resume_rejects_a_checkpoint_of_another_scheme():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"denoise_scheme": "magic"}, "adt_rl, adt_tl, autodenoise_h, autodenoise_s, dcf, default, heuristic"),
+        (
+            {"denoise_scheme": "magic"},
+            "adt_rl, adt_tl, autodenoise_h, autodenoise_s, dcf, default, heuristic",
+        ),
         ({"topk": [10, 5000]}, "topk"),
-        ({"denoise_scheme": "autodenoise_h", "controller_num_actions": 1}, "controller_num_actions"),
+        (
+            {"denoise_scheme": "autodenoise_h", "controller_num_actions": 1},
+            "controller_num_actions",
+        ),
         ({"learning_rate": 0}, "learning_rate"),
-        ({"denoise_scheme": "autodenoise_s", "controller_learning_rate": -1e-3}, "controller_learning_rate"),
+        (
+            {"denoise_scheme": "autodenoise_s", "controller_learning_rate": -1e-3},
+            "controller_learning_rate",
+        ),
         ({"denoise_scheme": "autodenoise_s", "reward_metric": "NDCG@7"}, "reward_metric"),
         ({"valid_metric": "GAUC"}, "valid_metric"),
     ],
@@ -202,6 +217,8 @@ def test_nan_training_loss_stops_with_a_clear_message(prepared_bpr, monkeypatch)
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     monkeypatch.setattr(trainer.sample_loss, "__call__", None, raising=False)
     original = trainer._weighted_loss
-    monkeypatch.setattr(trainer, "_weighted_loss", lambda interaction: original(interaction) * float("nan"))
+    monkeypatch.setattr(
+        trainer, "_weighted_loss", lambda interaction: original(interaction) * float("nan")
+    )
     with pytest.raises(ValueError, match="training loss is NaN at epoch 0 .*adt_rl"):
         trainer.fit(train, None, saved=False)

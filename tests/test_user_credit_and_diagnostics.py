@@ -25,7 +25,9 @@ SMALL = {"epochs": 2, "user_inter_num_interval": "[10,60]"}
 def test_auc_counts_negatives_below_the_positive():
     scores = torch.tensor([[-INF, 0.1, 0.5, 0.3, 0.9]])
     # negatives: items 1, 3, 4 (item 0 is padding at -inf); 0.1 and 0.3 are below 0.5
-    assert per_query_auc(scores, torch.tensor([0]), torch.tensor([2])).tolist() == pytest.approx([2 / 3])
+    assert per_query_auc(scores, torch.tensor([0]), torch.tensor([2])).tolist() == pytest.approx(
+        [2 / 3]
+    )
 
 
 def test_auc_other_positives_of_the_row_are_not_negatives():
@@ -70,14 +72,18 @@ def test_gauc_reward_is_not_added_to_recbole_metrics():
     trainer.fit(train, valid, saved=False)
     gauc, _ = trainer.clean_auc(valid)
     assert trainer.history[-1]["controller_reward"] == pytest.approx(gauc, abs=1e-12)
-    config, train, valid, _ = build("BPR", denoise_scheme="autodenoise_s", reward_metric="Recall@20", **SMALL)
+    config, train, valid, _ = build(
+        "BPR", denoise_scheme="autodenoise_s", reward_metric="Recall@20", **SMALL
+    )
     rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     assert "recall" in [m.lower() for m in config["metrics"]]
 
 
 @pytest.mark.slow
 def test_noise_and_diagnostics_end_to_end():
-    config, train, valid, test = build("BPR", denoise_scheme="default", noise_rate=0.1, denoise_diagnostics=True, **SMALL)
+    config, train, valid, test = build(
+        "BPR", denoise_scheme="default", noise_rate=0.1, denoise_diagnostics=True, **SMALL
+    )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
     injected = int((train._dataset.inter_feat["noise_injected"] > 0.5).sum())
@@ -85,15 +91,22 @@ def test_noise_and_diagnostics_end_to_end():
     study = trainer.weight_study()
     assert study["injected_samples"] == injected * 2  # two epochs
     assert study["injected_mean_weight"] == study["tp_mean_weight"] == 1.0
-    assert study["tp_samples"] + study["fp_samples"] + study["injected_samples"] == 2 * len(train._dataset)
+    assert study["tp_samples"] + study["fp_samples"] + study["injected_samples"] == 2 * len(
+        train._dataset
+    )
     for record in trainer.history:
         for group in ("tp", "fp", "injected"):
             assert math.isfinite(record[f"diag_{group}_alignment"])
             assert 0.0 <= record[f"diag_{group}_helpful_fraction"] <= 1.0
             assert record[f"diag_{group}_loss"] > 0
-        assert record["diag_tp_samples"] + record["diag_fp_samples"] + record["diag_injected_samples"] == config["train_batch_size"]
+        assert (
+            record["diag_tp_samples"] + record["diag_fp_samples"] + record["diag_injected_samples"]
+            == config["train_batch_size"]
+        )
     # the subsample is fixed: same groups every epoch
-    assert trainer.history[0]["diag_injected_samples"] == trainer.history[1]["diag_injected_samples"]
+    assert (
+        trainer.history[0]["diag_injected_samples"] == trainer.history[1]["diag_injected_samples"]
+    )
 
 
 @pytest.mark.slow
@@ -105,14 +118,19 @@ def test_diagnostics_key_is_checked():
 
 
 def test_one_positive_per_row_fast_path_equals_the_general_computation():
-    from recbole_autodenoise.evaluation.per_user import _any_positives_auc, _one_positive_per_row_auc
+    from recbole_autodenoise.evaluation.per_user import (
+        _any_positives_auc,
+        _one_positive_per_row_auc,
+    )
 
     gen = generator(3)
     scores = torch.randint(0, 5, (50, 30), generator=gen).float()  # many ties
     scores[torch.rand(50, 30, generator=gen) < 0.2] = -INF  # masked history
     scores[:, 0] = -INF  # padding
     positive_i = torch.randint(1, 30, (50,), generator=gen)
-    scores[torch.arange(50), positive_i] = torch.randint(0, 5, (50,), generator=gen).float()  # positives are candidates
+    scores[torch.arange(50), positive_i] = torch.randint(
+        0, 5, (50,), generator=gen
+    ).float()  # positives are candidates
     rows = torch.arange(50)
     fast = _one_positive_per_row_auc(scores, positive_i)
     assert torch.allclose(fast, _any_positives_auc(scores, rows, positive_i), equal_nan=True)

@@ -27,10 +27,16 @@ from recbole_autodenoise.data import (
 from recbole_autodenoise.data.bundle import training_data_of
 from recbole.utils import get_model
 
-NO_FILTER = {"user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "state": "WARNING"}
+NO_FILTER = {
+    "user_inter_num_interval": "[0,inf)",
+    "item_inter_num_interval": "[0,inf)",
+    "state": "WARNING",
+}
 
 
-def _user_rows(user: str, ratings: list[float], times: list[float], items: list[str] | None = None) -> list[tuple]:
+def _user_rows(
+    user: str, ratings: list[float], times: list[float], items: list[str] | None = None
+) -> list[tuple]:
     items = items or [f"{user.lower()}{n}" for n in range(1, len(ratings) + 1)]
     return [(user, item, rating, time) for item, rating, time in zip(items, ratings, times)]
 
@@ -43,7 +49,12 @@ ROWS = (
     _user_rows("A", [4] * 8 + [2, 5] + [4, 5], TIMES, ["x"] + [f"a{n}" for n in range(2, 13)])
     # B: validation b9 noisy, b10 clean (3 = threshold); test tie at t=11, y before x in the file:
     # split_seed 0's hash puts x first, split_seed 2's y
-    + _user_rows("B", [1] * 8 + [1, 3] + [4, 5], TIMES[:10] + [11.0, 11.0], [f"b{n}" for n in range(1, 11)] + ["y", "x"])
+    + _user_rows(
+        "B",
+        [1] * 8 + [1, 3] + [4, 5],
+        TIMES[:10] + [11.0, 11.0],
+        [f"b{n}" for n in range(1, 11)] + ["y", "x"],
+    )
     # C: validation c9, c10 clean -> c9; test c11 noisy, c12 clean -> c12
     + _user_rows("C", [5] * 8 + [4, 5] + [1, 4], TIMES)
 )
@@ -51,7 +62,9 @@ ROWS = (
 
 def tiny_config(tmp_path, model="BPR", **overrides):
     write_inter(tmp_path, "uf", ROWS)
-    return rad.make_config(model, "uf", config_dict={"data_path": str(tmp_path), **NO_FILTER, **overrides})
+    return rad.make_config(
+        model, "uf", config_dict={"data_path": str(tmp_path), **NO_FILTER, **overrides}
+    )
 
 
 def _tokens(dataset, field, ids) -> list[str]:
@@ -63,11 +76,18 @@ def _queries(loader) -> dict[str, tuple[str, set[str]]]:
     dataset = loader._dataset
     out = {}
     for user_df, (hist_row, hist_item), positive_u, positive_i in loader:
-        assert torch.equal(positive_u, torch.arange(len(user_df)))  # exactly one relevant item per query
+        assert torch.equal(
+            positive_u, torch.arange(len(user_df))
+        )  # exactly one relevant item per query
         users = _tokens(dataset, dataset.uid_field, user_df[dataset.uid_field])
-        for row, (user, target) in enumerate(zip(users, _tokens(dataset, dataset.iid_field, positive_i))):
+        for row, (user, target) in enumerate(
+            zip(users, _tokens(dataset, dataset.iid_field, positive_i))
+        ):
             assert user not in out
-            out[user] = (target, set(_tokens(dataset, dataset.iid_field, hist_item[hist_row == row])))
+            out[user] = (
+                target,
+                set(_tokens(dataset, dataset.iid_field, hist_item[hist_row == row])),
+            )
     return out
 
 
@@ -84,7 +104,10 @@ def test_user_first_validation_queries_and_masks(tmp_path):
     _, valid, _ = data_preparation(config, create_dataset(config))
     assert type(valid) is UserFirstFullSortEvalDataLoader and valid.sample_size == 3
     assert _queries(valid) == {
-        "A": ("a10", _items("A", range(1, 10))),  # training items and the noisy a9; never the test items
+        "A": (
+            "a10",
+            _items("A", range(1, 10)),
+        ),  # training items and the noisy a9; never the test items
         "B": ("b10", _items("B", range(1, 10))),
         "C": ("c9", _items("C", [*range(1, 9), 10])),  # the other (clean) validation item
     }
@@ -105,8 +128,11 @@ def test_user_first_test_queries_and_masks(tmp_path):
 def test_user_first_tie_follows_split_seed_not_file_order(tmp_path, split_seed, target):
     for name, rows in (("uf", ROWS), ("uf_reversed", ROWS[::-1])):
         write_inter(tmp_path, name, rows)
-        config = rad.make_config("BPR", name, config_dict={"data_path": str(tmp_path), **NO_FILTER,
-                                                           "split_seed": split_seed})
+        config = rad.make_config(
+            "BPR",
+            name,
+            config_dict={"data_path": str(tmp_path), **NO_FILTER, "split_seed": split_seed},
+        )
         _, _, test = data_preparation(config, create_dataset(config))
         assert _queries(test)["B"][0] == target, name
 
@@ -141,15 +167,21 @@ def test_interaction_protocol_keeps_no_reward_loader(tmp_path):
 
 
 def test_user_first_needs_a_timestamp(tmp_path):
-    config = tiny_config(tmp_path, load_col={"inter": ["user_id", "item_id", "rating"]},
-                         eval_args={"split": {"RS": [4, 1, 1]}, "order": "RO", "group_by": "user", "mode": "full"})
+    config = tiny_config(
+        tmp_path,
+        load_col={"inter": ["user_id", "item_id", "rating"]},
+        eval_args={"split": {"RS": [4, 1, 1]}, "order": "RO", "group_by": "user", "mode": "full"},
+    )
     with pytest.raises(ValueError, match="user_first needs a timestamp"):
         data_preparation(config, create_dataset(config))
 
 
 def test_bad_protocol_names_the_allowed_ones(tmp_path):
-    with pytest.raises(ValueError, match=r"'eval_protocol' = 'first' is invalid: expected one of "
-                                         r"\['user_first', 'interaction', 'user'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"'eval_protocol' = 'first' is invalid: expected one of "
+        r"\['user_first', 'interaction', 'user'\]",
+    ):
         tiny_config(tmp_path, eval_protocol="first")  # make_config refuses it before any data
 
 
@@ -159,15 +191,21 @@ SEQ_TIMES = [float(t) for t in range(1, 25)]
 # 24 rows per user: 23 target rows, which RecBole splits 18 / 3 (s19-s21) / 3 (s22-s24); s22 is noisy.
 SEQ_ROWS = [
     (user, item, 1.0 if item == "s22" else rating, time)
-    for user, item, rating, time in _user_rows("S", [4.0] * 24, SEQ_TIMES) + _user_rows("T", [4.0] * 24, SEQ_TIMES)
+    for user, item, rating, time in _user_rows("S", [4.0] * 24, SEQ_TIMES)
+    + _user_rows("T", [4.0] * 24, SEQ_TIMES)
 ]
 
 
-@pytest.mark.parametrize("phase, expected", [("valid", {"S": "s19", "T": "t19"}), ("test", {"S": "s23", "T": "t22"})])
+@pytest.mark.parametrize(
+    "phase, expected", [("valid", {"S": "s19", "T": "t19"}), ("test", {"S": "s23", "T": "t22"})]
+)
 def test_sequential_user_first_keeps_each_users_first_clean_target_row(tmp_path, phase, expected):
     write_inter(tmp_path, "seq", SEQ_ROWS)
-    config = rad.make_config("GRU4Rec", "seq", config_dict={"data_path": str(tmp_path), **NO_FILTER,
-                                                            "MAX_ITEM_LIST_LENGTH": 10})
+    config = rad.make_config(
+        "GRU4Rec",
+        "seq",
+        config_dict={"data_path": str(tmp_path), **NO_FILTER, "MAX_ITEM_LIST_LENGTH": 10},
+    )
     bundle = prepare_data(config, create_dataset(config))
     loader = {"valid": bundle.select, "test": bundle.test}[phase]
     ds = loader._dataset
@@ -178,7 +216,9 @@ def test_sequential_user_first_keeps_each_users_first_clean_target_row(tmp_path,
         number = int(expected[user][1:])
         length = int(ds.inter_feat["item_length"][row])
         history = _tokens(ds, ds.iid_field, ds.inter_feat["item_id_list"][row][:length])
-        assert history == [f"{user.lower()}{n}" for n in range(number - 10, number)]  # RecBole's last 10 items
+        assert history == [
+            f"{user.lower()}{n}" for n in range(number - 10, number)
+        ]  # RecBole's last 10 items
     assert list(bundle.test_by_protocol) == ["user_first", "interaction"]
 
 
@@ -187,20 +227,31 @@ def test_sequential_user_first_keeps_each_users_first_clean_target_row(tmp_path,
 
 @pytest.mark.slow
 def test_reward_is_computed_on_the_whole_clean_validation_set(tmp_path):
-    config = tiny_config(tmp_path, denoise_scheme="autodenoise_s", epochs=1, train_batch_size=64, topk=[5], valid_metric="NDCG@5")
+    config = tiny_config(
+        tmp_path,
+        denoise_scheme="autodenoise_s",
+        epochs=1,
+        train_batch_size=64,
+        topk=[5],
+        valid_metric="NDCG@5",
+    )
     train, valid, _ = data_preparation(config, create_dataset(config))
     model = get_model("BPR")(config, train._dataset)
     trainer = rad.AutoDenoiseTrainer(config, model)
     seen = []
     original = trainer.scheme.after_evaluation
-    trainer.scheme.after_evaluation = lambda result, epoch: seen.append(dict(result)) or original(result, epoch)
+    trainer.scheme.after_evaluation = lambda result, epoch: (
+        seen.append(dict(result)) or original(result, epoch)
+    )
     trainer.fit(train, valid, saved=False)
     guide = training_data_of(train).guide
     whole = InteractionFullSortEvalDataLoader(config, guide._dataset, valid._sampler)
     expected, _ = trainer.clean_auc(whole)
     assert len(whole._dataset) == 4 and seen and seen[-1]["gauc"] == expected
     assert trainer.history[-1]["controller_reward"] == expected
-    assert trainer.clean_auc(valid)[0] != expected  # the one-query-per-user pass would give another reward
+    assert (
+        trainer.clean_auc(valid)[0] != expected
+    )  # the one-query-per-user pass would give another reward
 
 
 # --------------------------------------------------------------------------- ml-latest-small end to end
@@ -213,16 +264,31 @@ def ml_latest_small(tmp_path_factory):
         pytest.skip(f"{ratings} is absent")
     folder = tmp_path_factory.mktemp("mls")
     subprocess.run(
-        [sys.executable, "-m", "recbole_autodenoise.prepare", str(ratings), "--name", "ml-latest-small",
-         "--data-path", str(folder)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "recbole_autodenoise.prepare",
+            str(ratings),
+            "--name",
+            "ml-latest-small",
+            "--data-path",
+            str(folder),
+        ],
+        check=True,
+        capture_output=True,
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         mp.setattr("sys.argv", ["pytest"])
         from recbole_autodenoise.quick_start import run
 
-        config = {**FAST, "epochs": 1, "denoise_scheme": "default", "data_path": str(folder), "metric_decimal_place": 12}
+        config = {
+            **FAST,
+            "epochs": 1,
+            "denoise_scheme": "default",
+            "data_path": str(folder),
+            "metric_decimal_place": 12,
+        }
         return run("BPR", "ml-latest-small", config_dict=config, saved=False)
 
 
@@ -266,4 +332,6 @@ def test_per_query_ranks_give_each_protocols_reported_metrics(ml_latest_small):
         assert all(0 <= q < record["queries"] and 1 <= rank <= 50 for q, rank in record["hits"])
         for metric in ("ndcg@20", "recall@20", "ndcg@50"):
             per_query = metric_per_query(record, metric)
-            assert per_query.mean() == pytest.approx(results["test_by_protocol"][name][metric], abs=1e-11), (name, metric)
+            assert per_query.mean() == pytest.approx(
+                results["test_by_protocol"][name][metric], abs=1e-11
+            ), (name, metric)

@@ -31,8 +31,22 @@ from recbole_autodenoise.controller.state import (
 )
 
 __all__ = [
-    "CREDITS", "INV_SOFTPLUS_OF_ONE", "PRIORS", "STATES", "ControllerHandle", "ControllerScheme",
-    "Credit", "HardAutoDenoise", "HardPolicy", "Policy", "ReinforceAccumulator", "SoftAutoDenoise",
-    "SoftPolicy", "StateFeatures", "controller_state", "parse_reward_metric", "register_credit",
+    "CREDITS",
+    "INV_SOFTPLUS_OF_ONE",
+    "PRIORS",
+    "STATES",
+    "ControllerHandle",
+    "ControllerScheme",
+    "Credit",
+    "HardAutoDenoise",
+    "HardPolicy",
+    "Policy",
+    "ReinforceAccumulator",
+    "SoftAutoDenoise",
+    "SoftPolicy",
+    "StateFeatures",
+    "controller_state",
+    "parse_reward_metric",
+    "register_credit",
     "register_state",
 ]

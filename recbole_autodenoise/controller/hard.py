@@ -15,7 +15,9 @@ class HardAutoDenoise(ControllerScheme):
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
         self.num_actions = read_key(
-            config, "controller_num_actions", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+            config,
+            "controller_num_actions",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
             "an integer >= 2 (action k gives weight k)",
         )
         if self.prior != "none":

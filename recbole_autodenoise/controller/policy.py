@@ -27,20 +27,26 @@ def _trunk_inputs(trunk: nn.Sequential, state: torch.Tensor) -> list[torch.Tenso
     return values
 
 
-def _trunk_backward(trunk: nn.Sequential, values: list[torch.Tensor], grad: torch.Tensor) -> list[torch.Tensor]:
+def _trunk_backward(
+    trunk: nn.Sequential, values: list[torch.Tensor], grad: torch.Tensor
+) -> list[torch.Tensor]:
     """Sum over rows of d(sum_j grad_j . out_j) / d parameters of a Linear / ReLU trunk, in
     ``trunk.parameters()`` order, from ``_trunk_inputs``' values."""
     grads: list[torch.Tensor] = []
     for index in range(len(trunk) - 1, -1, -1):
         layer, given, output = trunk[index], values[index], values[index + 1]
         if isinstance(layer, nn.ReLU):
-            grad = torch.ops.aten.threshold_backward(grad, output, 0)  # autograd's own ReLU backward
+            grad = torch.ops.aten.threshold_backward(
+                grad, output, 0
+            )  # autograd's own ReLU backward
         elif isinstance(layer, nn.Linear):
             grads[:0] = [grad.t() @ given, grad.sum(0)]
             if index > 0:
                 grad = grad @ layer.weight
         else:
-            raise TypeError(f"no hand-written backward for {type(layer).__name__} in the controller's trunk")
+            raise TypeError(
+                f"no hand-written backward for {type(layer).__name__} in the controller's trunk"
+            )
     return grads
 
 
@@ -55,10 +61,15 @@ class Policy(nn.Module):
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.trunk = nn.Sequential(
-            nn.Linear(input_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size), nn.ReLU()
+            nn.Linear(input_size, hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(),
         )
 
-    def sample(self, state: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, state: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample an action per row; return (action, weight), both detached."""
         with torch.no_grad():
             return self._draw(self._heads(self.trunk(state)), generator)
@@ -82,7 +93,9 @@ class Policy(nn.Module):
     def _heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
-    def _draw(self, outputs: tuple[torch.Tensor, ...], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(
+        self, outputs: tuple[torch.Tensor, ...], generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def _head_score(
@@ -152,7 +165,9 @@ class HardPolicy(Policy):
         return _linear_score(hidden, grad), grad @ self.head.weight
 
     def log_prob(self, state, action):
-        return torch.log_softmax(self.logits(state), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
+        return (
+            torch.log_softmax(self.logits(state), dim=1).gather(1, action.unsqueeze(1)).squeeze(1)
+        )
 
     def meta_weights(self, state, generator):
         """E_pi[k | s]: no pathwise gradient through a categorical sample, and since the
@@ -183,7 +198,10 @@ class SoftPolicy(Policy):
             mid = (low + high) / 2
             low, high = (mid, high) if _softplus_mean(mid, init_std) < 1.0 else (low, mid)
         variance = init_std**2
-        for head, bias in ((self.mean_head, (low + high) / 2), (self.var_head, math.log(math.expm1(variance)))):
+        for head, bias in (
+            (self.mean_head, (low + high) / 2),
+            (self.var_head, math.log(math.expm1(variance))),
+        ):
             nn.init.zeros_(head.weight)
             nn.init.constant_(head.bias, bias)
 
@@ -220,8 +238,13 @@ class SoftPolicy(Policy):
         slope = torch.where(raw > 20.0, torch.ones_like(raw), torch.sigmoid(raw))
         open_clamp = F.softplus(raw) >= self.MIN_VARIANCE
         grad_raw = torch.where(open_clamp, grad_std / (2.0 * std) * slope, torch.zeros_like(raw))
-        grads = _linear_score(hidden, grad_mean.unsqueeze(1)) + _linear_score(hidden, grad_raw.unsqueeze(1))
-        grad_hidden = grad_mean.unsqueeze(1) * self.mean_head.weight + grad_raw.unsqueeze(1) * self.var_head.weight
+        grads = _linear_score(hidden, grad_mean.unsqueeze(1)) + _linear_score(
+            hidden, grad_raw.unsqueeze(1)
+        )
+        grad_hidden = (
+            grad_mean.unsqueeze(1) * self.mean_head.weight
+            + grad_raw.unsqueeze(1) * self.var_head.weight
+        )
         return grads, grad_hidden
 
     def log_prob(self, state, action):
@@ -231,7 +254,9 @@ class SoftPolicy(Policy):
         """Reparameterised softplus(mu + sigma * eps), eps ~ N(0, 1) from ``generator``: the
         pathwise gradient reaches both heads."""
         dist = self.distribution(state)
-        noise = torch.randn(dist.mean.shape, generator=generator, device=state.device, dtype=state.dtype)
+        noise = torch.randn(
+            dist.mean.shape, generator=generator, device=state.device, dtype=state.dtype
+        )
         return F.softplus(dist.mean + dist.stddev * noise)
 
 
@@ -267,7 +292,11 @@ class ReinforceAccumulator:
 
         for total in self.sums:
             total.copy_(distributed.all_reduce_sum(total))
-        self.count = int(distributed.all_reduce_sum(torch.tensor(self.count, dtype=torch.int64, device=self.sums[0].device)))
+        self.count = int(
+            distributed.all_reduce_sum(
+                torch.tensor(self.count, dtype=torch.int64, device=self.sums[0].device)
+            )
+        )
 
     def policy_gradient(self, advantage: float) -> list[torch.Tensor]:
         """Eq. 10: (R - b) / |D| * sum_j grad log pi(w_j | s_j) (ascent direction)."""

@@ -11,6 +11,7 @@ from recbole_autodenoise.registry import Registry
 from recbole_autodenoise.schemes.adt_rl import ReweightedLossScheme
 from recbole_autodenoise.schemes.base import WeightingScheme
 
-PRIORS: Registry[type[WeightingScheme]] = Registry("controller_prior", experimental=("adt_tl",),
-                                                   sort=False)
+PRIORS: Registry[type[WeightingScheme]] = Registry(
+    "controller_prior", experimental=("adt_tl",), sort=False
+)
 PRIORS.register("adt_rl")(ReweightedLossScheme)

@@ -40,12 +40,18 @@ from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
 def parse_reward_metric(value: Any, topk: list[int]) -> str:
     """'GAUC' -> 'gauc', 'NDCG@20' -> 'ndcg@20': a RecBole ranking metric, k among ``topk``."""
-    ranking = sorted(name for name, kind in register.metric_types.items() if kind == EvaluatorType.RANKING)
+    ranking = sorted(
+        name for name, kind in register.metric_types.items() if kind == EvaluatorType.RANKING
+    )
     if not isinstance(value, str):
-        raise ValueError(f"config key 'reward_metric' = {value!r} is invalid: expected one of {ranking}")
+        raise ValueError(
+            f"config key 'reward_metric' = {value!r} is invalid: expected one of {ranking}"
+        )
     name, _, k = value.lower().partition("@")
     if name not in ranking:
-        raise ValueError(f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of {ranking}")
+        raise ValueError(
+            f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of {ranking}"
+        )
     needs_k = "rec.topk" in register.metric_information[name]
     if needs_k and (not k.isdigit() or int(k) not in topk):
         raise ValueError(f"config key 'reward_metric' = {value!r} needs '@K' with K in topk {topk}")
@@ -71,21 +77,33 @@ class ControllerScheme(WeightingScheme):
     chosen by ``controller_state``."""
 
     config_keys = (
-        "controller_hidden_size", "controller_learning_rate", "controller_weight_decay", "baseline_decay",
-        "reward_metric", "controller_credit", "controller_state", "controller_prior",
+        "controller_hidden_size",
+        "controller_learning_rate",
+        "controller_weight_decay",
+        "baseline_decay",
+        "reward_metric",
+        "controller_credit",
+        "controller_state",
+        "controller_prior",
     )
     needs_representations = True
     learns_from_validation = True
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        self.hidden_size = read_key(config, "controller_hidden_size", positive_int, "a positive integer")
+        self.hidden_size = read_key(
+            config, "controller_hidden_size", positive_int, "a positive integer"
+        )
         self.learning_rate = read_key(config, "controller_learning_rate", positive, "a number > 0")
-        self.weight_decay = read_key(config, "controller_weight_decay", non_negative, "a number >= 0")
+        self.weight_decay = read_key(
+            config, "controller_weight_decay", non_negative, "a number >= 0"
+        )
         baseline_decay = read_key(config, "baseline_decay", fraction, "a number in [0, 1)")
         reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
         self.credit_mode = read_choice(config, "controller_credit", CREDITS)
-        self.oracle_state = read_key(config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false")
+        self.oracle_state = read_key(
+            config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false"
+        )
         options = self._read_credit_options(config)
         features = self._read_state(config)
         self._read_prior(config)
@@ -93,8 +111,13 @@ class ControllerScheme(WeightingScheme):
         # under DDP each rank draws its own shard's weights
         generator.manual_seed(distributed.rank_seed(config))
         self.controller = ControllerHandle(
-            device=device, generator=generator, seed=int(config["seed"]), reward_key=reward_key,
-            baseline_decay=baseline_decay, features=features)
+            device=device,
+            generator=generator,
+            seed=int(config["seed"]),
+            reward_key=reward_key,
+            baseline_decay=baseline_decay,
+            features=features,
+        )
         self.input_size: int | None = None
         self.credit: Credit = CREDITS.get(self.credit_mode)(self.controller, options)
         self.reads_ratings = self.oracle_state or self.credit.reads_ratings
@@ -236,9 +259,13 @@ class ControllerScheme(WeightingScheme):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.config["seed"]))
             self.policy = self.build_policy(input_size).to(self.device)
-        distributed.broadcast_module(self.policy)  # under DDP every rank starts from rank 0's controller
+        distributed.broadcast_module(
+            self.policy
+        )  # under DDP every rank starts from rank 0's controller
         self.input_size = input_size
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
         self.credit.on_build()
 
     def _state(self, batch: Batch) -> torch.Tensor:
@@ -249,7 +276,9 @@ class ControllerScheme(WeightingScheme):
         if self.policy is None:
             self._build(state.shape[1])
         self.credit.before_weights(state, batch)
-        if self.credit.records_score:  # the score's gradient from the sampling pass: no autograd graph
+        if (
+            self.credit.records_score
+        ):  # the score's gradient from the sampling pass: no autograd graph
             action, weight, grads = self.policy.sample_scored(state, self.generator)
             self.credit.record_score(grads, len(action))
         else:
@@ -267,12 +296,17 @@ class ControllerScheme(WeightingScheme):
         return self.credit.after_evaluation(valid_result, epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"generator": self.generator.get_state(), "credit": self.credit_mode,
-                                 "controller_state": self.state_kind}
+        state: dict[str, Any] = {
+            "generator": self.generator.get_state(),
+            "credit": self.credit_mode,
+            "controller_state": self.state_kind,
+        }
         state.update(self.credit.state_dict())
         if self.policy is not None:
             state.update(
-                input_size=self.input_size, policy=self.policy.state_dict(), optimizer=self.optimizer.state_dict()
+                input_size=self.input_size,
+                policy=self.policy.state_dict(),
+                optimizer=self.optimizer.state_dict(),
             )
         state.update(self.features.state_dict())
         if self.prior_scheme is not None:
@@ -286,7 +320,9 @@ class ControllerScheme(WeightingScheme):
                 f"the saved controller was trained with controller_credit={saved_mode!r}, "
                 f"this run uses {self.credit_mode!r}"
             )
-        saved_kind = state.get("controller_state", "paper")  # states from before loss features are the paper's
+        saved_kind = state.get(
+            "controller_state", "paper"
+        )  # states from before loss features are the paper's
         if saved_kind != self.state_kind:
             raise ValueError(
                 f"the saved controller was trained with controller_state={saved_kind!r}, this run uses {self.state_kind!r}"
@@ -302,13 +338,21 @@ class ControllerScheme(WeightingScheme):
 
     def _load_prior(self, state: dict[str, Any]) -> None:
         """The prior's own state (ADT-TL's iteration); refuses a checkpoint of another prior."""
-        saved = state.get("prior")  # absent: no prior, or a stateless ADT-RL one saved before priors had state
+        saved = state.get(
+            "prior"
+        )  # absent: no prior, or a stateless ADT-RL one saved before priors had state
         if saved is not None and saved["name"] != self.prior:
-            raise ValueError(f"the saved controller was trained with controller_prior={saved['name']!r}, "
-                             f"this run uses {self.prior!r}")
+            raise ValueError(
+                f"the saved controller was trained with controller_prior={saved['name']!r}, "
+                f"this run uses {self.prior!r}"
+            )
         if self.prior_scheme is None:
             return
         if saved is None and self.prior_scheme.state_dict():
-            raise ValueError(f"the saved controller has no state for controller_prior={self.prior!r} "
-                             f"(it was trained without that prior)")
-        self.prior_scheme.load_state_dict({key: value for key, value in (saved or {}).items() if key != "name"})
+            raise ValueError(
+                f"the saved controller has no state for controller_prior={self.prior!r} "
+                f"(it was trained without that prior)"
+            )
+        self.prior_scheme.load_state_dict(
+            {key: value for key, value in (saved or {}).items() if key != "name"}
+        )

@@ -15,8 +15,9 @@ from recbole_autodenoise.registry import Registry
 from recbole_autodenoise.schemes.base import Batch
 
 
-def controller_state(user_repr, item_repr, losses, epoch_fraction: float,
-                     true_positive=None) -> torch.Tensor:
+def controller_state(
+    user_repr, item_repr, losses, epoch_fraction: float, true_positive=None
+) -> torch.Tensor:
     """``[e_u, e_v, loss, epoch]`` per sample, plus the true-positive flag as a last column where
     given (``controller_oracle_state``, a diagnostic)."""
     epoch = torch.full_like(losses, float(epoch_fraction))
@@ -70,7 +71,8 @@ class StateFeatures:
 
 
 STATES: Registry[type[StateFeatures]] = Registry(
-    "controller_state", experimental=("paper_product", "loss_features"), sort=False)
+    "controller_state", experimental=("paper_product", "loss_features"), sort=False
+)
 
 
 def register_state(name: str):
@@ -83,8 +85,9 @@ class PaperState(StateFeatures):
     """The paper's state: ``[e_u, e_v, loss, epoch]``."""
 
     def __call__(self, batch: Batch, true_positive: torch.Tensor | None = None) -> torch.Tensor:
-        return controller_state(batch.user_repr, batch.item_repr, batch.losses,
-                                batch.epoch_fraction, true_positive)
+        return controller_state(
+            batch.user_repr, batch.item_repr, batch.losses, batch.epoch_fraction, true_positive
+        )
 
     def of_rows(self, user_repr, item_repr, losses, epoch_fraction: float) -> torch.Tensor:
         return controller_state(user_repr, item_repr, losses, epoch_fraction)

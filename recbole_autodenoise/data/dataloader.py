@@ -98,7 +98,9 @@ class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
         candidates is the same as from its own query (whose mask holds the user's other positives),
         so GAUC and the per-user AUCs come from a pass over users, not interactions."""
         for start in range(0, len(self.uid_list), self.step):
-            yield FullSortEvalDataLoader.collate_fn(self, np.arange(start, min(start + self.step, len(self.uid_list))))
+            yield FullSortEvalDataLoader.collate_fn(
+                self, np.arange(start, min(start + self.step, len(self.uid_list)))
+            )
 
 
 def first_rows(dataset):
@@ -140,7 +142,9 @@ def protocol_loader(protocol: str, config, loader):
     general = config["MODEL_TYPE"] == ModelType.GENERAL
     rebuilt = protocol == "user_first" or (protocol == "interaction" and general)
     if rebuilt and not isinstance(loader, FullSortEvalDataLoader):
-        raise ValueError(f"eval_protocol={protocol} needs full-sort evaluation (eval_args.mode: full)")
+        raise ValueError(
+            f"eval_protocol={protocol} needs full-sort evaluation (eval_args.mode: full)"
+        )
     if protocol == "user_first" and general:
         return UserFirstFullSortEvalDataLoader(config, loader._dataset, loader._sampler)
     if protocol == "user_first":
@@ -162,15 +166,18 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
     its period: the mask of every protocol. ``popularity`` negatives count only those rows (RecBole
     counts every row, future ones included).
     """
-    parts = [("train", [train]), ("valid", [train, valid_rated]),
-             ("test", [train, valid_rated, test_rated])]
+    parts = [
+        ("train", [train]),
+        ("valid", [train, valid_rated]),
+        ("test", [train, valid_rated, test_rated]),
+    ]
     samplers = []
     for phase, datasets in parts:
         args = config[f"{phase}_neg_sample_args"]
         if args["distribution"] == "none":
             samplers.append(None)
             continue
-        phases = ["train", "valid", "test"][:len(datasets)]
+        phases = ["train", "valid", "test"][: len(datasets)]
         alpha = args.get("alpha", 1.0) if phase == "train" else 1.0
         if config["repeatable"]:  # its rows only give popularity's candidates
             rows = train
@@ -239,8 +246,11 @@ def prepare_data(config, dataset) -> DataBundle:
     with distributed.whole_sets(config):  # under DDP every rank evaluates whole sets: exact metrics
         split, train, select, guide, by_protocol = _prepare(config, dataset, protocol)
     training = TrainingData(
-        train=distributed.shard_training(config, train), select=select, guide=guide,
-        guide_rows=split.guide, explicit_rows=split.explicit,
+        train=distributed.shard_training(config, train),
+        select=select,
+        guide=guide,
+        guide_rows=split.guide,
+        explicit_rows=split.explicit,
         valid_rows=split.valid_rated.inter_feat,
     )
     return DataBundle(training, by_protocol[protocol], by_protocol)

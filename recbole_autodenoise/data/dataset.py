@@ -122,22 +122,38 @@ class CleanFeedbackMixin:
         self.clean_rating_field = field
         self.clean_rating_threshold = float(threshold)
         self.noise_rate = float(
-            read_key(config, "noise_rate", _finite_non_negative, "a finite number >= 0 (0 switches injection off)")
+            read_key(
+                config,
+                "noise_rate",
+                _finite_non_negative,
+                "a finite number >= 0 (0 switches injection off)",
+            )
         )
-        self.noise_kind = read_key(config, "noise_kind", lambda v: v in NOISE_KINDS, f"one of {list(NOISE_KINDS)}")
+        self.noise_kind = read_key(
+            config, "noise_kind", lambda v: v in NOISE_KINDS, f"one of {list(NOISE_KINDS)}"
+        )
         self.clean_valid_guide_ratio = float(
-            read_key(config, "clean_valid_guide_ratio", fraction, "a number in [0, 1) (0: no guide/select split)")
+            read_key(
+                config,
+                "clean_valid_guide_ratio",
+                fraction,
+                "a number in [0, 1) (0: no guide/select split)",
+            )
         )
         self.clean_valid_guide_order = read_key(
-            config, "clean_valid_guide_order", lambda v: v in GUIDE_ORDERS,
+            config,
+            "clean_valid_guide_order",
+            lambda v: v in GUIDE_ORDERS,
             f"one of {list(GUIDE_ORDERS)}",
         )
         self.clean_valid_guide_as_train = read_key(
             config, "clean_valid_guide_as_train", lambda v: isinstance(v, bool), "true or false"
         )
         if self.clean_valid_guide_ratio == 0:
-            for key, default in (("clean_valid_guide_as_train", False),
-                                 ("clean_valid_guide_order", "random")):
+            for key, default in (
+                ("clean_valid_guide_as_train", False),
+                ("clean_valid_guide_order", "random"),
+            ):
                 value = getattr(self, key)
                 if value != default:
                     raise ValueError(
@@ -146,7 +162,9 @@ class CleanFeedbackMixin:
                         f"it in (0, 1) or {key}: {str(default).lower()}"
                     )
         self.clean_presplit_filter = read_key(
-            config, "clean_presplit_filter", lambda v: v in PRESPLIT_FILTERS,
+            config,
+            "clean_presplit_filter",
+            lambda v: v in PRESPLIT_FILTERS,
             f"one of {list(PRESPLIT_FILTERS)}",
         )
         _check_presplit(config, self.clean_presplit_filter)
@@ -156,7 +174,10 @@ class CleanFeedbackMixin:
         self._seed = None
         if self.noise_rate > 0 or self.clean_valid_guide_ratio > 0:
             self._seed = read_key(
-                config, "seed", _seed_value, "a non-negative integer (it seeds noise_rate/clean_valid_guide_ratio)"
+                config,
+                "seed",
+                _seed_value,
+                "a non-negative integer (it seeds noise_rate/clean_valid_guide_ratio)",
             )
         if self.noise_rate > 0:
             _check_noise_protocol(config, self.noise_rate)
@@ -178,11 +199,18 @@ class CleanFeedbackMixin:
             )
         self._check_inter_cells()
         self._check_time_field()
-        self.logger.info(f"data set [{self.dataset_name}] read from " + "; ".join(
-            f"{f['path']} (sha256 {f['sha256']}, {f['rows']} rows)" for f in self.data_files))
+        self.logger.info(
+            f"data set [{self.dataset_name}] read from "
+            + "; ".join(
+                f"{f['path']} (sha256 {f['sha256']}, {f['rows']} rows)" for f in self.data_files
+            )
+        )
         if self.config["benchmark_filename"] is not None:
-            kept = ("every given row" if self.clean_presplit_filter == "as_given" else
-                    f"the rows rated >= {self.clean_rating_threshold:g}")
+            kept = (
+                "every given row"
+                if self.clean_presplit_filter == "as_given"
+                else f"the rows rated >= {self.clean_rating_threshold:g}"
+            )
             self.logger.info(
                 f"pre-split data set [{self.dataset_name}]: {self.file_size_list} train/validation/"
                 "test rows as given (RecBole runs neither its filters, user_inter_num_interval, "
@@ -237,8 +265,10 @@ class CleanFeedbackMixin:
                 f"({where}) have no time field {field!r}: use eval_protocol: user (one query per "
                 "user, all its clean held-out items relevant) or interaction"
             )
-        self.logger.info(f"pre-split data set [{self.dataset_name}] has no time field {field!r}: "
-                         "the given files are used in their order")
+        self.logger.info(
+            f"pre-split data set [{self.dataset_name}] has no time field {field!r}: "
+            "the given files are used in their order"
+        )
 
     def _load_feat(self, filepath, source):
         """RecBole's, with the file named in its errors and each file read recorded in
@@ -261,8 +291,10 @@ class CleanFeedbackMixin:
         fills ratings and timestamps with the mean, and drops rows without ids)."""
         feat = self.inter_feat
         where = ", ".join(self._inter_files)
-        numeric = ((self.clean_rating_field, "clean_rating_field", "the clean threshold"),
-                   (self.time_field, "TIME_FIELD", "the chronological split"))
+        numeric = (
+            (self.clean_rating_field, "clean_rating_field", "the clean threshold"),
+            (self.time_field, "TIME_FIELD", "the chronological split"),
+        )
         for field, role, use in numeric:
             ftype = self.field2type.get(field)
             if field in feat.columns and ftype != FeatureType.FLOAT:
@@ -308,8 +340,12 @@ class CleanFeedbackMixin:
         """
         feat = self.inter_feat
         field = self.time_field
-        if (self.config["benchmark_filename"] is not None or not isinstance(feat, pd.DataFrame)
-                or field not in feat.columns or self.field2type.get(field) != FeatureType.FLOAT):
+        if (
+            self.config["benchmark_filename"] is not None
+            or not isinstance(feat, pd.DataFrame)
+            or field not in feat.columns
+            or self.field2type.get(field) != FeatureType.FLOAT
+        ):
             return
         exact = feat[field].to_numpy(dtype=np.float64)
         coarse = exact.astype(np.float32)
@@ -334,7 +370,12 @@ class CleanFeedbackMixin:
         target = os.path.join(self.dataset_path, f"{self.dataset_name}.inter")
         try:
             super()._download()
-        except (URLError, OSError, EOFError, ValueError) as error:  # ValueError: a name RecBole can't fetch
+        except (
+            URLError,
+            OSError,
+            EOFError,
+            ValueError,
+        ) as error:  # ValueError: a name RecBole can't fetch
             raise FileNotFoundError(
                 f"data set [{self.dataset_name}] is not at {target} and could not be downloaded "
                 f"({error}). Place a RecBole atomic file there, for example with "
@@ -503,8 +544,15 @@ class CleanFeedbackMixin:
         train_rows = int(target_mask.sum())
         count = int(round(self.noise_rate * train_rows))
         injection = draw_noise(
-            users, items, times.astype(np.float64), train_mask, target_mask, self.item_num, count,
-            self.noise_kind, seeded_generator(self._seed, NOISE_STREAM),
+            users,
+            items,
+            times.astype(np.float64),
+            train_mask,
+            target_mask,
+            self.item_num,
+            count,
+            self.noise_kind,
+            seeded_generator(self._seed, NOISE_STREAM),
             user_name=lambda uid: repr(str(self.id2token(self.uid_field, uid))),
         )
 
@@ -515,7 +563,9 @@ class CleanFeedbackMixin:
         }  # every other field (the rating included) is 0
         fake[self.uid_field] = torch.from_numpy(injection.users).to(feat[self.uid_field].dtype)
         fake[self.iid_field] = torch.from_numpy(injection.items).to(feat[self.iid_field].dtype)
-        fake[self.time_field] = torch.from_numpy(injection.timestamps).to(feat[self.time_field].dtype)
+        fake[self.time_field] = torch.from_numpy(injection.timestamps).to(
+            feat[self.time_field].dtype
+        )
         fake[INJECTED_FIELD] = torch.ones(len(injection))
         feat[INJECTED_FIELD] = torch.zeros(len(feat))
         combined = cat_interactions([feat[order], Interaction(fake)])
@@ -523,7 +573,12 @@ class CleanFeedbackMixin:
         is_fake = np.concatenate([np.zeros(len(order), np.int8), np.ones(len(injection), np.int8)])
         held_out = np.concatenate([~in_train, np.zeros(len(injection), dtype=bool)]).astype(np.int8)
         index = np.arange(len(combined))
-        for key in (is_fake, combined[self.time_field].numpy(), held_out, combined[self.uid_field].numpy()):
+        for key in (
+            is_fake,
+            combined[self.time_field].numpy(),
+            held_out,
+            combined[self.uid_field].numpy(),
+        ):
             index = index[np.argsort(key[index], kind="stable")]  # least significant key first
         self.inter_feat = combined[index]
         self.logger.info(
@@ -544,7 +599,7 @@ class CleanFeedbackMixin:
         for grouped_index in self._grouped_index(self.inter_feat[group_by].numpy()):
             real = [i for i in grouped_index if not fake[i]]
             split_ids = self._calcu_split_ids(tot=len(real), ratios=ratios)
-            held_out = set(real[split_ids[0]:])
+            held_out = set(real[split_ids[0] :])
             next_index[0].extend(i for i in grouped_index if i not in held_out)
             for index, start, end in zip(next_index[1:], split_ids, split_ids[1:] + [len(real)]):
                 index.extend(real[start:end])
@@ -565,8 +620,11 @@ class CleanFeedbackMixin:
             if len(split) == 0:
                 raise ValueError(f"the {name} set of [{self.dataset_name}] has no rows")
             ratings = split.inter_feat[self.clean_rating_field]
-            given = ("; or keep the given rows with clean_presplit_filter: as_given"
-                     if self.config["benchmark_filename"] is not None else "")
+            given = (
+                "; or keep the given rows with clean_presplit_filter: as_given"
+                if self.config["benchmark_filename"] is not None
+                else ""
+            )
             raise ValueError(
                 f"clean_rating_threshold={self.clean_rating_threshold:g} leaves the {name} set of "
                 f"[{self.dataset_name}] empty ({len(split)} rows before filtering, ratings between "
@@ -579,7 +637,11 @@ def _check_noise_protocol(config, rate: float) -> None:
     """Injection reproduces RecBole's chronological per-user ratio split; refuse any other."""
     eval_args = config["eval_args"]
     split = eval_args["split"]
-    if not (isinstance(split, dict) and list(split) == ["RS"]) or eval_args["order"] != "TO" or eval_args["group_by"] != "user":
+    if (
+        not (isinstance(split, dict) and list(split) == ["RS"])
+        or eval_args["order"] != "TO"
+        or eval_args["group_by"] != "user"
+    ):
         raise ValueError(
             f"noise_rate={rate:g} needs eval_args split: {{RS: [...]}}, order: TO, group_by: user "
             f"(the chronological per-user split); got split={split!r}, order={eval_args['order']!r}, "
@@ -605,8 +667,12 @@ def _check_presplit(config, presplit_filter: str) -> None:
                 "threshold"
             )
         return
-    valid = (isinstance(parts, list) and len(parts) == 3 and len(set(map(str, parts))) == 3
-             and all(isinstance(part, str) and PART_NAME.fullmatch(part) for part in parts))
+    valid = (
+        isinstance(parts, list)
+        and len(parts) == 3
+        and len(set(map(str, parts))) == 3
+        and all(isinstance(part, str) and PART_NAME.fullmatch(part) for part in parts)
+    )
     if not valid:
         raise ValueError(
             f"config key 'benchmark_filename' = {parts!r} is invalid: expected three distinct part "

@@ -37,7 +37,7 @@ def guide_mask(users: np.ndarray, ratio: float, rng: np.random.Generator) -> np.
     for start, rows in zip(starts.tolist(), counts.tolist()):
         wanted = guide_count(rows, ratio)
         if wanted:
-            mask[rng.choice(order[start:start + rows], size=wanted, replace=False)] = True
+            mask[rng.choice(order[start : start + rows], size=wanted, replace=False)] = True
     return mask
 
 
@@ -50,5 +50,5 @@ def chronological_guide_mask(users: np.ndarray, times: np.ndarray, ratio: float)
     order = order[np.argsort(users[order], kind="stable")]
     _, starts, counts = np.unique(users[order], return_index=True, return_counts=True)
     for start, rows in zip(starts.tolist(), counts.tolist()):
-        mask[order[start:start + guide_count(rows, ratio)]] = True
+        mask[order[start : start + guide_count(rows, ratio)]] = True
     return mask

@@ -69,14 +69,18 @@ def draw_noise(
     target_rows = np.flatnonzero(target_mask)
     if count > 0 and len(target_rows) == 0:
         raise ValueError("noise injection needs at least one training row")
-    trained_pairs = len(np.unique(users[train_mask].astype(np.int64) * item_num + items[train_mask]))
+    trained_pairs = len(
+        np.unique(users[train_mask].astype(np.int64) * item_num + items[train_mask])
+    )
     free = len(np.unique(users[target_rows])) * (item_num - 1) - trained_pairs
     if count > free:  # before any draw: a huge noise_rate must not allocate count rows first
         raise ValueError(
             f"noise_rate asks for {count} fake interactions, more than the {max(free, 0)} (user, item) "
             f"pairs its users have not trained on; use a smaller noise_rate"
         )
-    drawn_users = users[rng.choice(target_rows, size=count)] if count > 0 else np.zeros(0, dtype=np.int64)
+    drawn_users = (
+        users[rng.choice(target_rows, size=count)] if count > 0 else np.zeros(0, dtype=np.int64)
+    )
     per_user = np.bincount(drawn_users, minlength=user_num)
 
     train = sp.csr_matrix(
@@ -85,7 +89,9 @@ def draw_noise(
     )
     train.sum_duplicates()
     popularity = np.asarray(train.sum(axis=0)).ravel().astype(np.float64)
-    train_has = (train > 0).astype(np.int64).tocsr()  # user x item: 1 where the item is in u's training history
+    train_has = (
+        (train > 0).astype(np.int64).tocsr()
+    )  # user x item: 1 where the item is in u's training history
     holders = train_has.tocsc()
     low = np.full(user_num, np.inf)
     high = np.full(user_num, -np.inf)
@@ -97,21 +103,30 @@ def draw_noise(
         wanted = int(per_user[user])
         unseen = np.ones(item_num, dtype=bool)
         unseen[0] = False
-        unseen[train_has.indices[train_has.indptr[user]:train_has.indptr[user + 1]]] = False
+        unseen[train_has.indices[train_has.indptr[user] : train_has.indptr[user + 1]]] = False
         if kind == "random":
-            chosen = _without_replacement(rng, np.flatnonzero(unseen), None, wanted, user, user_name, kind)
+            chosen = _without_replacement(
+                rng, np.flatnonzero(unseen), None, wanted, user, user_name, kind
+            )
         elif kind == "popular":
             candidates = np.flatnonzero(unseen & (popularity > 0))
-            chosen = _without_replacement(rng, candidates, popularity[candidates], wanted, user, user_name, kind)
+            chosen = _without_replacement(
+                rng, candidates, popularity[candidates], wanted, user, user_name, kind
+            )
         else:
             chosen = _foreign(rng, train_has, holders, unseen, user, wanted, user_name)
         out_users.append(np.full(wanted, user, dtype=np.int64))
         out_items.append(np.asarray(chosen, dtype=np.int64))
-        out_times.append(rng.uniform(low[user], high[user], size=wanted) if high[user] > low[user]
-                         else np.full(wanted, low[user]))
+        out_times.append(
+            rng.uniform(low[user], high[user], size=wanted)
+            if high[user] > low[user]
+            else np.full(wanted, low[user])
+        )
     if not out_users:
         return Injection(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
-    return Injection(np.concatenate(out_users), np.concatenate(out_items), np.concatenate(out_times))
+    return Injection(
+        np.concatenate(out_users), np.concatenate(out_items), np.concatenate(out_times)
+    )
 
 
 def _shortage(kind: str, user_name: str, wanted: int, available: int, what: str) -> ValueError:
@@ -131,8 +146,11 @@ def _without_replacement(
     kind: str,
 ) -> np.ndarray:
     if len(candidates) < wanted:
-        what = "items outside its training history" if weights is None else (
-            "items outside its training history with training popularity > 0")
+        what = (
+            "items outside its training history"
+            if weights is None
+            else ("items outside its training history with training popularity > 0")
+        )
         raise _shortage(kind, user_name(user), wanted, len(candidates), what)
     p = None if weights is None else weights / weights.sum()
     return rng.choice(candidates, size=wanted, replace=False, p=p)
@@ -150,17 +168,24 @@ def _foreign(
     """Each item: another user drawn uniformly among those whose training history still holds an
     item outside ``user``'s training history (not yet given), then one of those items uniformly."""
     remaining = unseen.copy()
-    offers = train_has @ remaining.astype(np.int64)  # per user: usable items in its history (0 for ``user``)
+    offers = train_has @ remaining.astype(
+        np.int64
+    )  # per user: usable items in its history (0 for ``user``)
     available = int(np.count_nonzero(remaining & (np.diff(holders.indptr) > 0)))
     if available < wanted:
-        raise _shortage("foreign", user_name(user), wanted, available,
-                        "items outside its training history in other users' training histories")
+        raise _shortage(
+            "foreign",
+            user_name(user),
+            wanted,
+            available,
+            "items outside its training history in other users' training histories",
+        )
     chosen = []
     for _ in range(wanted):
         donor = rng.choice(np.flatnonzero(offers > 0))
-        history = train_has.indices[train_has.indptr[donor]:train_has.indptr[donor + 1]]
+        history = train_has.indices[train_has.indptr[donor] : train_has.indptr[donor + 1]]
         item = int(rng.choice(history[remaining[history]]))
         chosen.append(item)
         remaining[item] = False
-        offers[holders.indices[holders.indptr[item]:holders.indptr[item + 1]]] -= 1
+        offers[holders.indices[holders.indptr[item] : holders.indptr[item + 1]]] -= 1
     return chosen

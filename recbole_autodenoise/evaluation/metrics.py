@@ -36,7 +36,9 @@ class F1(TopkMetric):
         precision = hits / np.arange(1, pos_index.shape[1] + 1)
         recall = hits / pos_len.reshape(-1, 1)
         total = precision + recall
-        return np.divide(2 * precision * recall, total, out=np.zeros_like(total, dtype=float), where=total > 0)
+        return np.divide(
+            2 * precision * recall, total, out=np.zeros_like(total, dtype=float), where=total > 0
+        )
 
 
 PLUGIN_METRICS = {"f1": F1}
@@ -56,8 +58,10 @@ def check_metrics(config, model) -> None:
     """``topk`` within the model's items and ``valid_metric`` among the evaluated ``metrics``."""
     num_items = getattr(model, "n_items", None)  # n_items counts the padding id
     if num_items is not None and max(config["topk"] or [0]) >= num_items:
-        raise ValueError(f"config key 'topk' = {config['topk']} asks for more items than the data "
-                         f"set has ({num_items - 1})")
+        raise ValueError(
+            f"config key 'topk' = {config['topk']} asks for more items than the data "
+            f"set has ({num_items - 1})"
+        )
     valid_name = str(config["valid_metric"]).split("@")[0].lower()
     if valid_name not in [m.lower() for m in config["metrics"]]:
         raise ValueError(

@@ -30,7 +30,9 @@ def query_ranks(topk: torch.Tensor) -> torch.Tensor | None:
     if len(topk) == 0 or not bool((positives == 1).all()):
         return None
     found = hits.bool().any(dim=1)
-    return torch.where(found, hits.int().argmax(dim=1) + 1, torch.zeros_like(positives, dtype=torch.long)).long()
+    return torch.where(
+        found, hits.int().argmax(dim=1) + 1, torch.zeros_like(positives, dtype=torch.long)
+    ).long()
 
 
 def users_digest(users: torch.Tensor) -> str:
@@ -45,8 +47,12 @@ def record(topk: torch.Tensor | None, users: torch.Tensor) -> dict[str, Any] | N
     if ranks is None or len(users) != len(ranks):
         return None
     hit = ranks.nonzero().squeeze(1)
-    return {"queries": len(ranks), "top_k": int(topk.shape[1] - 1), "users_digest": users_digest(users),
-            "hits": [[int(q), int(ranks[q])] for q in hit]}
+    return {
+        "queries": len(ranks),
+        "top_k": int(topk.shape[1] - 1),
+        "users_digest": users_digest(users),
+        "hits": [[int(q), int(ranks[q])] for q in hit],
+    }
 
 
 def metric_per_query(found: dict[str, Any], metric: str) -> np.ndarray:
@@ -54,7 +60,9 @@ def metric_per_query(found: dict[str, Any], metric: str) -> np.ndarray:
     name, _, cut = metric.partition("@")
     k = int(cut) if cut.isdigit() else 0
     if name not in ("ndcg", "recall") or not 0 < k <= found["top_k"]:
-        raise ValueError(f"metric {metric!r}: per-query values exist for ndcg@k and recall@k with k <= {found['top_k']}")
+        raise ValueError(
+            f"metric {metric!r}: per-query values exist for ndcg@k and recall@k with k <= {found['top_k']}"
+        )
     values = np.zeros(found["queries"])
     for query, rank in found["hits"]:
         if rank <= k:

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 
-def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+def per_query_auc(
+    scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor
+) -> torch.Tensor:
     """AUC of every (row, positive item) pair against the row's negatives.
 
     .. math::
@@ -24,22 +26,30 @@ def per_query_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
     """
     positive_u = positive_u.to(scores.device)
     positive_i = positive_i.to(scores.device)
-    if len(positive_u) == len(scores) and bool((positive_u == torch.arange(len(scores), device=scores.device)).all()):
+    if len(positive_u) == len(scores) and bool(
+        (positive_u == torch.arange(len(scores), device=scores.device)).all()
+    ):
         return _one_positive_per_row_auc(scores, positive_i)
     return _any_positives_auc(scores, positive_u, positive_i)
 
 
-def _any_positives_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+def _any_positives_auc(
+    scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor
+) -> torch.Tensor:
     """Several positives per row: from each row sorted once (``_sorted_auc``) where every score is
     finite or -inf (masked) and the pairs are distinct, else by comparing every pair's row."""
     auc = _sorted_auc(scores, positive_u, positive_i)
     return _compared_auc(scores, positive_u, positive_i) if auc is None else auc
 
 
-BLOCK_ELEMENTS = 2**18  # scores per block of rows in ``_sorted_auc``: bounds its int64 temporaries (~2 MB each)
+BLOCK_ELEMENTS = (
+    2**18
+)  # scores per block of rows in ``_sorted_auc``: bounds its int64 temporaries (~2 MB each)
 
 
-def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor | None:
+def _sorted_auc(
+    scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor
+) -> torch.Tensor | None:
     """``_compared_auc``'s values (the same integer counts, the same division) without a
     [pairs, items] copy: each row is sorted once and its positives are found in it by binary
     search (``_block_auc``). Rows go in blocks of similar numbers of positives (fewest first), so
@@ -66,7 +76,9 @@ def _sorted_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torc
     return auc
 
 
-def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+def _block_auc(
+    scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor
+) -> torch.Tensor:
     """``_sorted_auc`` on rows that all hold a positive, past its checks. Each row is sorted once;
     two binary searches of its positives in it count the scores below and tied with each, and two
     in the row's sorted positives count the positives among them."""
@@ -77,17 +89,23 @@ def _block_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch
     order = torch.argsort(positive_u, stable=True)
     row = positive_u[order]
     slot = torch.arange(len(order), device=scores.device) - (torch.cumsum(counts, 0) - counts)[row]
-    padded = torch.full((rows, int(counts.max())), math.inf, dtype=scores.dtype, device=scores.device)
+    padded = torch.full(
+        (rows, int(counts.max())), math.inf, dtype=scores.dtype, device=scores.device
+    )
     padded[row, slot] = own[order]
     positives = torch.sort(padded, dim=1).values
     below_all, tied_all = _counts_in(sort_rows(scores), positives)
     below_pos, tied_pos = _counts_in(positives, positives)
-    rank = torch.searchsorted(positives, padded)[row, slot]  # a pair reads its row's first equal positive
+    rank = torch.searchsorted(positives, padded)[
+        row, slot
+    ]  # a pair reads its row's first equal positive
     masked = count_per_row(torch.isneginf(scores))  # -inf is below every positive
     below = (below_all[row, rank] - below_pos[row, rank] - masked[row]).double()
     ties = (tied_all[row, rank] - tied_pos[row, rank]).double()
     count = (items - masked - counts)[row].double()
-    auc_sorted = torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+    auc_sorted = torch.where(
+        count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan"))
+    )
     auc = torch.empty_like(auc_sorted)
     auc[order] = auc_sorted
     return auc
@@ -118,7 +136,9 @@ def _counts_in(ordered: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tens
     return below, torch.searchsorted(ordered, queries, right=True) - below
 
 
-def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
+def _compared_auc(
+    scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor
+) -> torch.Tensor:
     is_positive = torch.zeros_like(scores, dtype=torch.bool)
     is_positive[positive_u, positive_i] = True
     rows = scores[positive_u]  # [pairs, items]
@@ -127,7 +147,9 @@ def _compared_auc(scores: torch.Tensor, positive_u: torch.Tensor, positive_i: to
     below = count_per_row((rows < own) & negative).double()
     ties = count_per_row((rows == own) & negative).double()
     count = count_per_row(negative).double()
-    return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+    return torch.where(
+        count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan"))
+    )
 
 
 def _one_positive_per_row_auc(scores: torch.Tensor, positive_i: torch.Tensor) -> torch.Tensor:
@@ -138,10 +160,14 @@ def _one_positive_per_row_auc(scores: torch.Tensor, positive_i: torch.Tensor) ->
     below = below.double() - masked  # every -inf is below a finite score
     ties = tied.double() - 1  # the positive itself
     count = scores.shape[1] - masked - 1
-    return torch.where(count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan")))
+    return torch.where(
+        count > 0, (below + 0.5 * ties) / count.clamp(min=1), torch.full_like(count, float("nan"))
+    )
 
 
-def _row_counts(scores: torch.Tensor, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _row_counts(
+    scores: torch.Tensor, own: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row of ``scores`` ([rows, N]) against ``own`` ([rows, 1]): the numbers of infinite
     entries, of entries below ``own`` and of entries equal to it (int64). On the CPU by NumPy,
     whose comparisons and boolean row sums are several times faster than torch's there; the
@@ -162,7 +188,9 @@ class CleanAUC:
         self.means = UserMeans(num_users, device)
         self.total = torch.zeros(2, dtype=torch.float64, device=device)
 
-    def add(self, interaction, scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor) -> None:
+    def add(
+        self, interaction, scores: torch.Tensor, positive_u: torch.Tensor, positive_i: torch.Tensor
+    ) -> None:
         device = self.total.device
         auc = per_query_auc(scores, positive_u, positive_i).to(device)
         self.means.add(interaction[self.user_field].to(device)[positive_u.to(device)], auc)
@@ -190,4 +218,8 @@ class UserMeans:
 
     def means(self) -> torch.Tensor:
         """[num_users]; NaN for users without a query."""
-        return torch.where(self.counts > 0, self.sums / self.counts.clamp(min=1), torch.full_like(self.sums, float("nan")))
+        return torch.where(
+            self.counts > 0,
+            self.sums / self.counts.clamp(min=1),
+            torch.full_like(self.sums, float("nan")),
+        )

@@ -50,8 +50,9 @@ class RewardPass:
         self.wants_auc = self.own_gauc or trainer.scheme.needs_user_rewards
         self.collector = accumulator(trainer) if self.wants_auc and guide is None else None
 
-    def learn_from(self, valid_result: dict[str, Any],
-                   evaluate: Callable[[Any], tuple[float, dict[str, Any]]]) -> tuple[Any, Any]:
+    def learn_from(
+        self, valid_result: dict[str, Any], evaluate: Callable[[Any], tuple[float, dict[str, Any]]]
+    ) -> tuple[Any, Any]:
         """(what the scheme learns from, the guide loader's score where RecBole evaluated it, else
         ``None``), after the validation pass gave ``valid_result``; ``evaluate``: RecBole's
         ``_valid_epoch`` of a loader. Hands the per-user AUCs to a scheme that needs them."""

@@ -35,9 +35,16 @@ class WeightStudy:
         true_positive, false_positive, injected = groups["tp"], groups["fp"], groups["injected"]
         weights = torch.ones_like(true_positive) if weights is None else weights.detach().double()
         # sums stay on the batch's device: no host sync per batch, one per epoch in ``summary``
-        batch = torch.stack([(weights * true_positive).sum(), true_positive.sum(),
-                             (weights * false_positive).sum(), false_positive.sum(),
-                             (weights * injected).sum(), injected.sum()])
+        batch = torch.stack(
+            [
+                (weights * true_positive).sum(),
+                true_positive.sum(),
+                (weights * false_positive).sum(),
+                false_positive.sum(),
+                (weights * injected).sum(),
+                injected.sum(),
+            ]
+        )
         self.epoch = self.epoch.to(batch.device) + batch
         self.total = self.total.to(batch.device) + batch
 
@@ -54,8 +61,9 @@ class WeightStudy:
     def load_total(self, total: torch.Tensor) -> None:
         """A saved total (``SIZE`` sums)."""
         if tuple(total.shape) != (self.SIZE,):
-            raise ValueError(f"the weight study's total has shape {tuple(total.shape)}, "
-                             f"expected ({self.SIZE},)")
+            raise ValueError(
+                f"the weight study's total has shape {tuple(total.shape)}, expected ({self.SIZE},)"
+            )
         self.total = total.detach().cpu().double()
 
     @staticmethod

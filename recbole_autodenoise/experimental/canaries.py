@@ -37,14 +37,20 @@ def user_item_keys(users: np.ndarray, items: np.ndarray, item_num: int) -> np.nd
     return np.unique(users.astype(np.int64) * item_num + items.astype(np.int64))
 
 
-def draw_avoiding(users: np.ndarray, pool: np.ndarray, known: np.ndarray, item_num: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def draw_avoiding(
+    users: np.ndarray, pool: np.ndarray, known: np.ndarray, item_num: int, rng: np.random.Generator
+) -> np.ndarray:
     """Per user, an item of ``pool`` drawn uniformly (so items by their count in it), redrawn
     where (user, item) is in ``known`` (sorted keys)."""
     draw = lambda n: torch.from_numpy(pool[rng.integers(len(pool), size=n)])  # noqa: E731
     try:
-        items = redraw_avoiding(torch.from_numpy(users), draw, torch.from_numpy(known), item_num,
-                                max_redraws=MAX_REDRAWS)
+        items = redraw_avoiding(
+            torch.from_numpy(users),
+            draw,
+            torch.from_numpy(known),
+            item_num,
+            max_redraws=MAX_REDRAWS,
+        )
     except NoFreeItem as stuck:
         raise ValueError(
             f"explicit_canaries: could not draw an unseen item for user(s) {stuck.users} "
@@ -58,8 +64,9 @@ class Canaries:
     uniformly without replacement, each with a fixed item that neither the training rows nor the
     validation rows (``held_out``: ``TrainingData.valid_rows``) pair with its user."""
 
-    def __init__(self, train_dataset: Any, rate: float, seed: int,
-                 held_out: Interaction | None = None) -> None:
+    def __init__(
+        self, train_dataset: Any, rate: float, seed: int, held_out: Interaction | None = None
+    ) -> None:
         feat = train_dataset.inter_feat
         if ROW_FIELD not in feat.interaction:
             add_row_ids(train_dataset)
@@ -67,7 +74,9 @@ class Canaries:
         item_num = int(train_dataset.item_num)
         users, items = feat[self.user_field].numpy(), feat[self.item_field].numpy().astype(np.int64)
         seen_users, seen_items = [users], [items]
-        history = getattr(train_dataset, "item_id_list_field", None)  # sequential: the first item is history only
+        history = getattr(
+            train_dataset, "item_id_list_field", None
+        )  # sequential: the first item is history only
         if history is not None and history in feat.interaction:
             lists = feat[history].numpy()
             seen_users.append(np.repeat(users, lists.shape[1])[lists.ravel() > 0])
@@ -91,7 +100,10 @@ class Canaries:
         batch order): the row's copy with the canary's item, flagged 1."""
         row_ids = interaction[ROW_FIELD]
         if self.is_source.device != row_ids.device:  # moved once, not per batch
-            self.is_source, self.items = self.is_source.to(row_ids.device), self.items.to(row_ids.device)
+            self.is_source, self.items = (
+                self.is_source.to(row_ids.device),
+                self.items.to(row_ids.device),
+            )
         chosen = self.is_source[row_ids].nonzero().squeeze(1)
         real = Interaction(dict(interaction.interaction))
         real.interaction[CANARY_FIELD] = torch.zeros(len(row_ids), device=row_ids.device)
@@ -107,6 +119,10 @@ def canary_labels(canary: torch.Tensor, row_ids: torch.Tensor) -> tuple[torch.Te
     planted = canary > 0.5
     sources = ~planted & torch.isin(row_ids, row_ids[planted])
     rows = torch.cat([sources.nonzero().squeeze(1), planted.nonzero().squeeze(1)])
-    labels = torch.cat([torch.ones(int(sources.sum()), device=canary.device),
-                        torch.zeros(int(planted.sum()), device=canary.device)])
+    labels = torch.cat(
+        [
+            torch.ones(int(sources.sum()), device=canary.device),
+            torch.zeros(int(planted.sum()), device=canary.device),
+        ]
+    )
     return rows, labels

@@ -33,10 +33,12 @@ class ExplicitCreditExtras(ExplicitCredit):
     def read_options(cls, config) -> dict[str, Any]:
         """The explicit credit's keys, ``explicit_canaries`` and ``explicit_weight_power``."""
         options = super().read_options(config)
-        options["explicit_canaries"] = read_key(config, "explicit_canaries", fraction,
-                                                "a number in [0, 1)")
-        options["explicit_weight_power"] = read_key(config, "explicit_weight_power", positive,
-                                                    "a number > 0")
+        options["explicit_canaries"] = read_key(
+            config, "explicit_canaries", fraction, "a number in [0, 1)"
+        )
+        options["explicit_weight_power"] = read_key(
+            config, "explicit_weight_power", positive, "a number > 0"
+        )
         return options
 
     @classmethod
@@ -56,8 +58,9 @@ class ExplicitCreditExtras(ExplicitCredit):
         """With ``explicit_canaries``: plant the canaries, on items neither the training rows nor
         the validation rows (``held_out``) pair with their user."""
         if self.canary_rate:
-            self.canaries = Canaries(train_dataset, self.canary_rate, self.controller.seed,
-                                     held_out)
+            self.canaries = Canaries(
+                train_dataset, self.canary_rate, self.controller.seed, held_out
+            )
 
     def augment(self, interaction: Any) -> Any:
         return interaction if self.canaries is None else self.canaries.augment(interaction)
@@ -78,8 +81,13 @@ class ExplicitCreditExtras(ExplicitCredit):
             paired = weights[rows].double()
             labels = labels.double()
             self.canary_stats = self.canary_stats.to(weights.device) + torch.stack(
-                [(paired * (1 - labels)).sum(), (1 - labels).sum(), (paired * labels).sum(),
-                 labels.sum()])
+                [
+                    (paired * (1 - labels)).sum(),
+                    (1 - labels).sum(),
+                    (paired * labels).sum(),
+                    labels.sum(),
+                ]
+            )
             self._pairs = None
         return weights
 
@@ -88,8 +96,9 @@ class ExplicitCreditExtras(ExplicitCredit):
         canary_w, canaries, source_w, sources = self.canary_stats.tolist()
         self.canary_stats = torch.zeros_like(self.canary_stats)
         if canaries:
-            logged.update(canary_mean_weight=canary_w / canaries,
-                          canary_source_mean_weight=source_w / sources)
+            logged.update(
+                canary_mean_weight=canary_w / canaries, canary_source_mean_weight=source_w / sources
+            )
         return logged
 
     def state_dict(self) -> dict[str, Any]:

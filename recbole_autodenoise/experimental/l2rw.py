@@ -40,14 +40,21 @@ class LearningToReweight(WeightingScheme):
 
     def weights(self, batch: Batch) -> torch.Tensor:
         if batch.guidance is None:
-            raise ValueError("denoise_scheme l2rw needs the clean set's guidance; train with AutoDenoiseTrainer")
+            raise ValueError(
+                "denoise_scheme l2rw needs the clean set's guidance; train with AutoDenoiseTrainer"
+            )
         alignment = batch.guidance.alignment()
         weights = l2rw_weights(alignment)
         one = torch.ones((), dtype=torch.float64, device=alignment.device)
-        update = torch.stack([
-            alignment.double().sum(), (alignment > 0).double().sum(), one * alignment.numel(), one,
-            effective_fraction(weights),
-        ])
+        update = torch.stack(
+            [
+                alignment.double().sum(),
+                (alignment > 0).double().sum(),
+                one * alignment.numel(),
+                one,
+                effective_fraction(weights),
+            ]
+        )
         self.stats = self.stats.to(update.device) + update
         return weights
 
@@ -56,12 +63,19 @@ class LearningToReweight(WeightingScheme):
         self.stats = torch.zeros_like(self.stats)
         if not samples:
             return {}
-        return {"mean_alignment": alignment_sum / samples, "kept_fraction": kept / samples,
-                "effective_fraction": effective / batches}
+        return {
+            "mean_alignment": alignment_sum / samples,
+            "kept_fraction": kept / samples,
+            "effective_fraction": effective / batches,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.cpu()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = state["stats"].cpu().double()  # states from before the effective fraction hold 3 sums
-        self.stats = torch.cat([saved, torch.zeros(len(self.stats) - len(saved), dtype=torch.float64)])
+        saved = (
+            state["stats"].cpu().double()
+        )  # states from before the effective fraction hold 3 sums
+        self.stats = torch.cat(
+            [saved, torch.zeros(len(self.stats) - len(saved), dtype=torch.float64)]
+        )

@@ -29,7 +29,9 @@ def standardise_within_users(losses: torch.Tensor, user_ids: torch.Tensor) -> to
     training set); population std; 0 where a user has one sample or all-equal losses."""
     _, groups = torch.unique(user_ids, return_inverse=True)
     size = int(groups.max()) + 1 if groups.numel() else 0
-    count = torch.zeros(size, dtype=losses.dtype, device=losses.device).index_add_(0, groups, torch.ones_like(losses))
+    count = torch.zeros(size, dtype=losses.dtype, device=losses.device).index_add_(
+        0, groups, torch.ones_like(losses)
+    )
     total = torch.zeros_like(count).index_add_(0, groups, losses)
     mean = (total / count)[groups]
     deviation = losses - mean
@@ -46,7 +48,9 @@ def ranks_in_unit(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     index = present.nonzero().squeeze(1)
     if index.numel() >= 2:
         order = torch.argsort(values[index], stable=True)
-        scaled = torch.arange(index.numel(), dtype=values.dtype, device=values.device) / (index.numel() - 1)
+        scaled = torch.arange(index.numel(), dtype=values.dtype, device=values.device) / (
+            index.numel() - 1
+        )
         ranks[index[order]] = scaled
     return ranks
 
@@ -61,8 +65,14 @@ class LossStore:
     recomputed when a batch of a new epoch arrives (0.5 before any row is seen).
     """
 
-    def __init__(self, row_users: torch.Tensor, row_items: torch.Tensor, num_users: int, num_items: int,
-                 decay: float) -> None:
+    def __init__(
+        self,
+        row_users: torch.Tensor,
+        row_items: torch.Tensor,
+        num_users: int,
+        num_items: int,
+        decay: float,
+    ) -> None:
         self.row_users = row_users.long()
         self.row_items = row_items.long()
         self.decay = float(decay)
@@ -96,8 +106,15 @@ class LossStore:
             target.copy_(ranks_in_unit(mean, present))
         self.rank_epoch = epoch
 
-    def features(self, rows: torch.Tensor, users: torch.Tensor, items: torch.Tensor, losses: torch.Tensor,
-                 epoch: int, epoch_fraction: float) -> torch.Tensor:
+    def features(
+        self,
+        rows: torch.Tensor,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        losses: torch.Tensor,
+        epoch: int,
+        epoch_fraction: float,
+    ) -> torch.Tensor:
         """Update the store with this batch, then the [B, 7] state (``NUM_FEATURES``), in order:
         loss, loss standardised within the user's samples of the batch, loss EMA (this batch
         included), EMA of squared deviation, user rank, item rank, epoch fraction."""
@@ -110,16 +127,24 @@ class LossStore:
             return values.to(device=device, dtype=dtype)
 
         columns = [
-            losses, standardise_within_users(losses, users),
-            column(self.ema[cpu_rows]), column(self.deviation[cpu_rows]),
-            column(self.user_rank[users.cpu().long()]), column(self.item_rank[items.cpu().long()]),
+            losses,
+            standardise_within_users(losses, users),
+            column(self.ema[cpu_rows]),
+            column(self.deviation[cpu_rows]),
+            column(self.user_rank[users.cpu().long()]),
+            column(self.item_rank[items.cpu().long()]),
             torch.full_like(losses, float(epoch_fraction)),
         ]
         return torch.stack(columns, dim=1).detach()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ema": self.ema.clone(), "deviation": self.deviation.clone(), "user_rank": self.user_rank.clone(),
-                "item_rank": self.item_rank.clone(), "rank_epoch": self.rank_epoch}
+        return {
+            "ema": self.ema.clone(),
+            "deviation": self.deviation.clone(),
+            "user_rank": self.user_rank.clone(),
+            "item_rank": self.item_rank.clone(),
+            "rank_epoch": self.rank_epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_rows(self, state, ("ema", "deviation", "user_rank", "item_rank"), "loss store")
@@ -134,14 +159,17 @@ class LossFeatures(StateFeatures):
     config_keys = ("loss_ema_decay",)
     needs_representations = False  # the loss features replace e_u and e_v
     held_out_rows = False  # its loss history exists for training rows only
-    single_process_reason = ("its per-row loss history would be split across ranks (each epoch "
-                             "gives every rank other rows)")
+    single_process_reason = (
+        "its per-row loss history would be split across ranks (each epoch "
+        "gives every rank other rows)"
+    )
 
     @classmethod
     def read_options(cls, config) -> dict[str, Any]:
         """``loss_ema_decay``: the per-row loss EMA's decay."""
-        return {"loss_ema_decay": read_key(config, "loss_ema_decay", fraction,
-                                           "a number in [0, 1)")}
+        return {
+            "loss_ema_decay": read_key(config, "loss_ema_decay", fraction, "a number in [0, 1)")
+        }
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)
@@ -153,9 +181,13 @@ class LossFeatures(StateFeatures):
         before)."""
         add_row_ids(train_dataset)
         inter_feat = train_dataset.inter_feat
-        self.store = LossStore(inter_feat[train_dataset.uid_field],
-                               inter_feat[train_dataset.iid_field], train_dataset.user_num,
-                               train_dataset.item_num, self.options["loss_ema_decay"])
+        self.store = LossStore(
+            inter_feat[train_dataset.uid_field],
+            inter_feat[train_dataset.iid_field],
+            train_dataset.user_num,
+            train_dataset.item_num,
+            self.options["loss_ema_decay"],
+        )
         if self._pending is not None:
             self.store.load_state_dict(self._pending)
             self._pending = None
@@ -167,8 +199,14 @@ class LossFeatures(StateFeatures):
                 "with AutoDenoiseTrainer (the scheme's setup adds the row ids) on a model whose "
                 "batches hold the user id"
             )
-        state = self.store.features(batch.row_ids, batch.user_ids, batch.item_ids, batch.losses,
-                                    batch.epoch, batch.epoch_fraction)
+        state = self.store.features(
+            batch.row_ids,
+            batch.user_ids,
+            batch.item_ids,
+            batch.losses,
+            batch.epoch,
+            batch.epoch_fraction,
+        )
         if true_positive is not None:
             state = torch.cat([state, true_positive.to(state.dtype).unsqueeze(1)], dim=1)
         return state

@@ -62,8 +62,9 @@ class MetaCredit(Credit):
         the run's ``learner`` where this credit runs)."""
         return {
             "meta_interval": read_key(config, "meta_interval", positive_int, "a positive integer"),
-            "meta_normalize_weights": read_key(config, "meta_normalize_weights",
-                                               lambda v: isinstance(v, bool), "true or false"),
+            "meta_normalize_weights": read_key(
+                config, "meta_normalize_weights", lambda v: isinstance(v, bool), "true or false"
+            ),
             "meta_virtual_step": read_virtual_step(config, config["controller_credit"]),
         }
 
@@ -103,20 +104,24 @@ class MetaCredit(Credit):
         # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta' (after an optimizer
         # step: -B / alpha * d L / d w_i, the same sign convention, positive where up-weighting helps)
         alignment = step.weight_grads * (-len(weights) / guidance.learning_rate)
-        update = torch.stack([
-            torch.ones((), dtype=torch.float64, device=alignment.device),
-            step.clean_loss.double(),
-            alignment.double().sum(),
-            (alignment > 0).double().sum(),
-            torch.tensor(float(len(alignment)), dtype=torch.float64, device=alignment.device),
-        ])
+        update = torch.stack(
+            [
+                torch.ones((), dtype=torch.float64, device=alignment.device),
+                step.clean_loss.double(),
+                alignment.double().sum(),
+                (alignment > 0).double().sum(),
+                torch.tensor(float(len(alignment)), dtype=torch.float64, device=alignment.device),
+            ]
+        )
         self.stats = self.stats.to(update.device) + update
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
         if self.normalize:
             weights = mean_one(weights)
         effective = effective_fraction(weights)
-        self.spread = self.spread.to(effective.device) + torch.stack([torch.ones_like(effective), effective])
+        self.spread = self.spread.to(effective.device) + torch.stack(
+            [torch.ones_like(effective), effective]
+        )
         return weights
 
     def after_evaluation(self, valid_result: dict[str, float], epoch: int) -> dict[str, float]:
@@ -134,7 +139,11 @@ class MetaCredit(Credit):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"meta_batches": self.batches, "meta_stats": self.stats.cpu(), "meta_spread": self.spread.cpu()}
+        return {
+            "meta_batches": self.batches,
+            "meta_stats": self.stats.cpu(),
+            "meta_spread": self.spread.cpu(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches = int(state["meta_batches"])

@@ -74,8 +74,10 @@ def meta_step(
         inner = (weights * train_losses).mean()
         grads = torch.autograd.grad(inner, params, create_graph=True, allow_unused=True)
         if optimizer is None:
-            stepped = [param if grad is None else param - learning_rate * grad
-                       for param, grad in zip(params, grads)]
+            stepped = [
+                param if grad is None else param - learning_rate * grad
+                for param, grad in zip(params, grads)
+            ]
         else:
             stepped = virtual_parameters(optimizer, params, grads)
         updated = {f"model.{name}": value for (name, _), value in zip(named, stepped)}
@@ -83,8 +85,9 @@ def meta_step(
         inputs = [weights, *controller_params]
         found = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
     weight_grads = torch.zeros_like(weights) if found[0] is None else found[0]
-    controller_grads = [torch.zeros_like(p) if g is None else g
-                        for p, g in zip(controller_params, found[1:])]
+    controller_grads = [
+        torch.zeros_like(p) if g is None else g for p, g in zip(controller_params, found[1:])
+    ]
     return MetaStep(controller_grads, weight_grads.detach(), loss.detach())
 
 
@@ -97,9 +100,12 @@ FOLLOWED_LEARNERS = ("adam", "adamw", "sgd")
 def read_virtual_step(config: Any, credit_mode: str) -> str:
     """``meta_virtual_step``, checked against the values and, for ``optimizer`` with
     ``controller_credit: meta``, against the run's ``learner``."""
-    value = read_key(config, "meta_virtual_step",
-                     lambda v: isinstance(v, str) and v in VIRTUAL_STEPS,
-                     f"one of {list(VIRTUAL_STEPS)}")
+    value = read_key(
+        config,
+        "meta_virtual_step",
+        lambda v: isinstance(v, str) and v in VIRTUAL_STEPS,
+        f"one of {list(VIRTUAL_STEPS)}",
+    )
     learner = config["learner"]
     followed = str(learner).lower() in FOLLOWED_LEARNERS
     if value == "optimizer" and credit_mode == "meta" and not followed:
@@ -114,8 +120,10 @@ def read_virtual_step(config: Any, credit_mode: str) -> str:
 def _sgd_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict) -> torch.Tensor:
     """torch.optim.SGD without momentum: p - lr * (g + weight_decay * p)."""
     if group["momentum"] or group.get("maximize", False):
-        raise ValueError("meta_virtual_step 'optimizer' follows SGD without momentum or maximize "
-                         "(RecBole's 'sgd')")
+        raise ValueError(
+            "meta_virtual_step 'optimizer' follows SGD without momentum or maximize "
+            "(RecBole's 'sgd')"
+        )
     if group["weight_decay"]:
         grad = grad + group["weight_decay"] * param
     return param - group["lr"] * grad
@@ -135,8 +143,10 @@ def _adam_step(
     m, v updated by grad, bias corrections at step + 1, p - lr * m_hat / (sqrt(v_hat) + eps);
     weight decay decoupled (AdamW: p * (1 - lr * decay) first) or added to the gradient (Adam)."""
     if group.get("amsgrad", False) or group.get("maximize", False):
-        raise ValueError("meta_virtual_step 'optimizer' follows Adam without amsgrad or maximize "
-                         "(RecBole's 'adam')")
+        raise ValueError(
+            "meta_virtual_step 'optimizer' follows Adam without amsgrad or maximize "
+            "(RecBole's 'adam')"
+        )
     beta1, beta2 = group["betas"]
     lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
     step = float(state["step"]) + 1 if state else 1.0
@@ -164,7 +174,8 @@ def _step_rule(optimizer: torch.optim.Optimizer):
 
 
 def virtual_parameters(
-    optimizer: torch.optim.Optimizer, params: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    params: Sequence[torch.Tensor],
     grads: Sequence[torch.Tensor | None],
 ) -> list[torch.Tensor]:
     """The parameters after the step ``optimizer`` would take next with gradients ``grads``,
@@ -179,22 +190,35 @@ def virtual_parameters(
             stepped.append(param)
             continue
         if param not in groups:
-            raise ValueError("meta_virtual_step 'optimizer': a trainable parameter is not in the "
-                             "optimiser's groups")
+            raise ValueError(
+                "meta_virtual_step 'optimizer': a trainable parameter is not in the "
+                "optimiser's groups"
+            )
         stepped.append(rule(param, grad, groups[param], optimizer.state.get(param, {})))
     return stepped
 
 
-def guided_meta_step(guidance: Guidance, weights: torch.Tensor,
-                     controller_params: Sequence[torch.Tensor],
-                     follow_optimizer: bool = False) -> MetaStep:
+def guided_meta_step(
+    guidance: Guidance,
+    weights: torch.Tensor,
+    controller_params: Sequence[torch.Tensor],
+    follow_optimizer: bool = False,
+) -> MetaStep:
     """``meta_step`` on ``guidance``'s batch with the given (controller-attached) weights; with
     ``follow_optimizer`` the virtual step is the real optimiser's next step."""
     if follow_optimizer and guidance.optimizer is None:
-        raise ValueError("meta_virtual_step 'optimizer' needs the recommender's optimiser: "
-                         "train with AutoDenoiseTrainer (it hands its optimiser to Guidance)")
+        raise ValueError(
+            "meta_virtual_step 'optimizer' needs the recommender's optimiser: "
+            "train with AutoDenoiseTrainer (it hands its optimiser to Guidance)"
+        )
     return meta_step(
-        guidance.model, guidance.sample_loss, guidance.interaction, weights, guidance.clean_batch(),
-        guidance.learning_rate, controller_params, train_losses=guidance.train_losses,
+        guidance.model,
+        guidance.sample_loss,
+        guidance.interaction,
+        weights,
+        guidance.clean_batch(),
+        guidance.learning_rate,
+        controller_params,
+        train_losses=guidance.train_losses,
         optimizer=guidance.optimizer if follow_optimizer else None,
     )

@@ -47,7 +47,9 @@ class UserCredit(Credit):
 
     def record(self, state: torch.Tensor, action: torch.Tensor, batch) -> None:
         if batch.user_ids is None:
-            raise ValueError("controller_credit: user needs the user id of every training sample (Batch.user_ids)")
+            raise ValueError(
+                "controller_credit: user needs the user id of every training sample (Batch.user_ids)"
+            )
         self.states.append(state.detach())
         self.actions.append(action.detach())
         self.users.append(batch.user_ids.detach().to(state.device))
@@ -60,7 +62,9 @@ class UserCredit(Credit):
             return {}
         rewards, self.rewards = self.rewards, None
         if rewards is None:
-            raise ValueError("controller_credit: user got no per-user rewards; train with AutoDenoiseTrainer")
+            raise ValueError(
+                "controller_credit: user got no per-user rewards; train with AutoDenoiseTrainer"
+            )
         device = self.states[0].device
         rewards = rewards.to(device=device, dtype=torch.float64)
         if self.baseline is None or len(self.baseline) != len(rewards):
@@ -71,7 +75,11 @@ class UserCredit(Credit):
         advantage = torch.where(seen & ~fresh, rewards - self.baseline, torch.zeros_like(rewards))
         local_samples = sum(len(u) for u in self.users)
         # under DDP: |D| and the gradient over every rank's samples (rewards are the whole clean set's)
-        samples = int(distributed.all_reduce_sum(torch.tensor(local_samples, dtype=torch.int64, device=device)))
+        samples = int(
+            distributed.all_reduce_sum(
+                torch.tensor(local_samples, dtype=torch.int64, device=device)
+            )
+        )
         credited = 0
         if bool((advantage != 0).any()):
             policy, optimizer = self.controller.policy, self.controller.optimizer
@@ -82,7 +90,9 @@ class UserCredit(Credit):
                 # gradient ascent on sum_j adv_j log pi(a_j | s_j) / |D|, accumulated chunk by chunk
                 (-(adv * policy.log_prob(state, action)).sum() / samples).backward()
             for param in policy.parameters():
-                if param.grad is not None:  # every head takes part in log_prob: the same on every rank
+                if (
+                    param.grad is not None
+                ):  # every head takes part in log_prob: the same on every rank
                     param.grad = distributed.all_reduce_sum(param.grad)
             optimizer.step()
         decay = self.controller.baseline_decay
@@ -90,22 +100,31 @@ class UserCredit(Credit):
         self.baseline = torch.where(seen, updated, self.baseline)
         self.states, self.actions, self.users = [], [], []
         if not bool(seen.any()):
-            logger.warning("epoch %d: no user has a clean-validation reward; controller unchanged", epoch)
+            logger.warning(
+                "epoch %d: no user has a clean-validation reward; controller unchanged", epoch
+            )
             return {"users_rewarded": 0.0}
         used = advantage[seen & ~fresh]
         return {
             "reward": float(rewards[seen].mean()),
             "users_rewarded": float(seen.sum()),
             "mean_abs_advantage": float(used.abs().mean()) if len(used) else 0.0,
-            "positive_advantage_fraction": float((used > 0).double().mean()) if len(used) else math.nan,
+            "positive_advantage_fraction": float((used > 0).double().mean())
+            if len(used)
+            else math.nan,
             "credited_fraction": credited / local_samples,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"user_baseline": None if self.baseline is None else self.baseline.cpu()}
+        state: dict[str, Any] = {
+            "user_baseline": None if self.baseline is None else self.baseline.cpu()
+        }
         if self.states:
-            state["user_buffer"] = {"states": torch.cat(self.states).cpu(), "actions": torch.cat(self.actions).cpu(),
-                                    "users": torch.cat(self.users).cpu()}
+            state["user_buffer"] = {
+                "states": torch.cat(self.states).cpu(),
+                "actions": torch.cat(self.actions).cpu(),
+                "users": torch.cat(self.users).cpu(),
+            }
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

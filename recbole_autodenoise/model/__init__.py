@@ -14,8 +14,12 @@ from recbole_autodenoise.model.softmax_mf import SoftmaxMF
 PLUGIN_MODELS = {"SoftmaxMF": SoftmaxMF}
 
 # RecBole's model packages, without exlib_recommender (its import needs lightgbm and xgboost)
-MODEL_PACKAGES = ("general_recommender", "sequential_recommender", "context_aware_recommender",
-                  "knowledge_aware_recommender")
+MODEL_PACKAGES = (
+    "general_recommender",
+    "sequential_recommender",
+    "context_aware_recommender",
+    "knowledge_aware_recommender",
+)
 
 
 @lru_cache(maxsize=1)
@@ -27,8 +31,10 @@ def recbole_model_names() -> tuple[str, ...]:
     for package in MODEL_PACKAGES:
         module = importlib.import_module(f"recbole.model.{package}")
         names |= {
-            name for name, obj in vars(module).items()
-            if inspect.isclass(obj) and issubclass(obj, AbstractRecommender)
+            name
+            for name, obj in vars(module).items()
+            if inspect.isclass(obj)
+            and issubclass(obj, AbstractRecommender)
             and obj.__module__.startswith(f"recbole.model.{package}.")
         }
     return tuple(sorted(names))
@@ -47,9 +53,12 @@ def check_model(model: Any) -> type:
     known = sorted(names + tuple(PLUGIN_MODELS))
     by_case = [name for name in known if name.lower() == str(model).lower()]
     close = by_case or difflib.get_close_matches(str(model), known, n=3, cutoff=0.6)
-    hint = (f"did you mean {' or '.join(repr(name) for name in close)}?" if close
-            else f"RecBole's models include {', '.join(names[:12])}, ... (recbole.model); "
-                 f"the plugin's: {', '.join(sorted(PLUGIN_MODELS))}")
+    hint = (
+        f"did you mean {' or '.join(repr(name) for name in close)}?"
+        if close
+        else f"RecBole's models include {', '.join(names[:12])}, ... (recbole.model); "
+        f"the plugin's: {', '.join(sorted(PLUGIN_MODELS))}"
+    )
     raise ValueError(f"unknown model {model!r}: not a RecBole or plugin model; {hint}")
 
 

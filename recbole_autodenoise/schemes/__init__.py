@@ -5,8 +5,19 @@ Add your own with ``@register_scheme("name")`` on a :class:`WeightingScheme` sub
 """
 
 from recbole_autodenoise.schemes import (  # noqa: F401  (registers the built-in schemes)
-    adt_rl, adt_tl, dcf, default, heuristic, oracle,
+    adt_rl,
+    adt_tl,
+    dcf,
+    default,
+    heuristic,
+    oracle,
 )
-from recbole_autodenoise.schemes.base import SCHEMES, Batch, WeightingScheme, ignored_keys, register_scheme
+from recbole_autodenoise.schemes.base import (
+    SCHEMES,
+    Batch,
+    WeightingScheme,
+    ignored_keys,
+    register_scheme,
+)
 
 __all__ = ["SCHEMES", "Batch", "WeightingScheme", "register_scheme"]

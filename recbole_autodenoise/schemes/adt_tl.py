@@ -47,18 +47,27 @@ class TruncatedLossScheme(WeightingScheme):
         super().__init__(config, device)
         self.max_drop_rate = read_key(config, "adt_max_drop_rate", fraction, "a number in [0, 1)")
         self.num_gradual = read_key(
-            config, "adt_num_gradual", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+            config,
+            "adt_num_gradual",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
             "a positive integer",
         )
-        self.gradual_unit = read_key(config, "adt_gradual_unit", lambda v: v in GRADUAL_UNITS, f"one of {list(GRADUAL_UNITS)}")
+        self.gradual_unit = read_key(
+            config,
+            "adt_gradual_unit",
+            lambda v: v in GRADUAL_UNITS,
+            f"one of {list(GRADUAL_UNITS)}",
+        )
         self.gradual_iterations = self.num_gradual if self.gradual_unit == "iteration" else None
         self.iteration = 0
 
     def setup(self, train_dataset, held_out=None) -> None:
         if self.gradual_unit == "epoch":
             if self.batches_per_epoch is None:
-                raise ValueError("adt_gradual_unit 'epoch' needs the number of training batches per epoch; "
-                                 "set the scheme's batches_per_epoch before setup (AutoDenoiseTrainer does)")
+                raise ValueError(
+                    "adt_gradual_unit 'epoch' needs the number of training batches per epoch; "
+                    "set the scheme's batches_per_epoch before setup (AutoDenoiseTrainer does)"
+                )
             self.gradual_iterations = self.num_gradual * self.batches_per_epoch
 
     def next_drop_rate(self) -> float:
@@ -75,4 +84,3 @@ class TruncatedLossScheme(WeightingScheme):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.iteration = int(state["iteration"])
-

@@ -23,7 +23,9 @@ class Batch:
     epoch_fraction: float  # epoch / config['epochs'], the controller's epoch feature
     user_repr: torch.Tensor | None = None  # e_u: user embedding or sequence representation
     item_repr: torch.Tensor | None = None  # e_v: target item embedding
-    guidance: Guidance | None = None  # the clean set's view of this batch, for schemes with needs_guidance
+    guidance: Guidance | None = (
+        None  # the clean set's view of this batch, for schemes with needs_guidance
+    )
     user_ids: torch.Tensor | None = None  # user of each sample, shape [B]
     # 1.0 where the sample is a true positive (rating >= clean_rating_threshold, not injected), else
     # 0.0, shape [B]; filled only for schemes with ``reads_ratings`` (diagnostics, never methods)
@@ -133,7 +135,9 @@ def effective_fraction(weights: torch.Tensor) -> torch.Tensor:
     weights = weights.detach().double()
     squares = (weights * weights).sum()
     safe = torch.where(squares > 0, squares, torch.ones_like(squares))
-    return torch.where(squares > 0, weights.sum() ** 2 / (weights.numel() * safe), torch.ones_like(squares))
+    return torch.where(
+        squares > 0, weights.sum() ** 2 / (weights.numel() * safe), torch.ones_like(squares)
+    )
 
 
 SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme", experimental=("l2rw",))

@@ -109,7 +109,11 @@ class DCFStore:
         self.count[torch.unique(rows[below])] += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.cpu().clone(), "count": self.count.cpu().clone(), "cycle_epoch": self.cycle_epoch}
+        return {
+            "mean": self.mean.cpu().clone(),
+            "count": self.count.cpu().clone(),
+            "cycle_epoch": self.cycle_epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_rows(self, state, ("mean", "count"), "DCF store")
@@ -124,10 +128,15 @@ class DCFScheme(TruncatedLossScheme):
         super().__init__(config, device)
         self.co_lambda = read_key(config, "dcf_co_lambda", fraction, "a number in [0, 1)")
         self.time_step = read_key(config, "dcf_time_step", positive_int, "a positive integer")
-        self.relabel_ratio = read_key(config, "dcf_relabel_ratio", lambda v: is_number(v) and 0 <= v <= 1,
-                                      "a number in [0, 1]")
-        self.lambda_horizon = read_key(config, "dcf_lambda_horizon", positive_int,
-                                       "a positive integer")
+        self.relabel_ratio = read_key(
+            config,
+            "dcf_relabel_ratio",
+            lambda v: is_number(v) and 0 <= v <= 1,
+            "a number in [0, 1]",
+        )
+        self.lambda_horizon = read_key(
+            config, "dcf_lambda_horizon", positive_int, "a positive integer"
+        )
         self.store: DCFStore | None = None
         self._pending_store: dict[str, Any] | None = None
 
@@ -144,11 +153,15 @@ class DCFScheme(TruncatedLossScheme):
 
     def weights(self, batch: Batch) -> torch.Tensor:
         if self.store is None or batch.row_ids is None:
-            raise ValueError("denoise_scheme 'dcf' needs the training rows' ids: train with AutoDenoiseTrainer "
-                             "(the scheme's setup adds them)")
+            raise ValueError(
+                "denoise_scheme 'dcf' needs the training rows' ids: train with AutoDenoiseTrainer "
+                "(the scheme's setup adds them)"
+            )
         rows = batch.row_ids.to(self.store.mean.device).long()
         self.store.begin(batch.epoch, self.time_step)
-        mean, lower = self.store.lower_bounds(rows, batch.losses.detach(), batch.epoch, self.co_lambda_at(batch.epoch))
+        mean, lower = self.store.lower_bounds(
+            rows, batch.losses.detach(), batch.epoch, self.co_lambda_at(batch.epoch)
+        )
         weights, below = dcf_selection(lower, self.next_drop_rate(), self.relabel_ratio)
         self.store.update(rows, mean, below)
         return weights.to(batch.losses.device)

@@ -10,7 +10,9 @@ from recbole_autodenoise.checks import non_negative, read_key
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 
-def inverse_frequency_weights(item_ids: torch.Tensor, num_items: int, alpha: float = 1.0) -> torch.Tensor:
+def inverse_frequency_weights(
+    item_ids: torch.Tensor, num_items: int, alpha: float = 1.0
+) -> torch.Tensor:
     """Per-item weight f_i^-alpha, scaled so the mean weight over the training samples is 1.
 
     The samples' weights sum to sum over distinct items of f_i^(1 - alpha), so
@@ -27,11 +29,15 @@ def inverse_frequency_weights(item_ids: torch.Tensor, num_items: int, alpha: flo
 class HeuristicScheme(WeightingScheme):
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        self.alpha = float(read_key(config, "heuristic_alpha", non_negative, "a number >= 0 (1: the paper's 1/f)"))
+        self.alpha = float(
+            read_key(config, "heuristic_alpha", non_negative, "a number >= 0 (1: the paper's 1/f)")
+        )
 
     def setup(self, train_dataset, held_out=None) -> None:
         items = train_dataset.inter_feat[train_dataset.iid_field]
-        self.table = inverse_frequency_weights(items, train_dataset.item_num, self.alpha).to(self.device)
+        self.table = inverse_frequency_weights(items, train_dataset.item_num, self.alpha).to(
+            self.device
+        )
 
     def weights(self, batch: Batch) -> torch.Tensor:
         return self.table[batch.item_ids]

@@ -26,6 +26,8 @@ class OracleScheme(WeightingScheme):
 
     def weights(self, batch: Batch) -> torch.Tensor:
         if batch.true_positive is None:
-            raise ValueError("denoise_scheme 'oracle' needs batch.true_positive (the trainer fills it from "
-                             "clean_rating_field for schemes with reads_ratings)")
+            raise ValueError(
+                "denoise_scheme 'oracle' needs batch.true_positive (the trainer fills it from "
+                "clean_rating_field for schemes with reads_ratings)"
+            )
         return oracle_weights(batch.true_positive.to(batch.losses.dtype))

@@ -31,12 +31,22 @@ ITEMS = 12  # ids 0 (padding) .. 11
 
 
 def toy_dataset(users, items, held_users=(), held_items=()) -> SimpleNamespace:
-    feat = Interaction({"user_id": torch.tensor(users), "item_id": torch.tensor(items),
-                        "rating": torch.full((len(users),), 4.0)})
-    held = Interaction({"user_id": torch.tensor(held_users, dtype=torch.long),
-                        "item_id": torch.tensor(held_items, dtype=torch.long)})
-    return SimpleNamespace(inter_feat=feat, uid_field="user_id", iid_field="item_id", item_num=ITEMS,
-                           valid_rows=held)
+    feat = Interaction(
+        {
+            "user_id": torch.tensor(users),
+            "item_id": torch.tensor(items),
+            "rating": torch.full((len(users),), 4.0),
+        }
+    )
+    held = Interaction(
+        {
+            "user_id": torch.tensor(held_users, dtype=torch.long),
+            "item_id": torch.tensor(held_items, dtype=torch.long),
+        }
+    )
+    return SimpleNamespace(
+        inter_feat=feat, uid_field="user_id", iid_field="item_id", item_num=ITEMS, valid_rows=held
+    )
 
 
 def plant(dataset: SimpleNamespace, rate: float, seed: int) -> Canaries:
@@ -59,7 +69,9 @@ def test_the_chosen_rows_get_items_no_split_pairs_with_their_user():
         for row in sources.tolist():
             user, item = int(dataset.inter_feat["user_id"][row]), int(canaries.items[row])
             forbidden = {1, 2, 3, 4, 5} if user == 1 else {5, 6, 7, 8, 1}
-            assert item not in forbidden and 1 <= item <= 8  # a training row's item (popularity), never padding
+            assert (
+                item not in forbidden and 1 <= item <= 8
+            )  # a training row's item (popularity), never padding
         assert ROW_FIELD in dataset.inter_feat.interaction  # the rows got their ids
 
 
@@ -84,12 +96,16 @@ def test_a_sequential_history_item_is_never_a_canary():
         canaries = plant(dataset, 0.5, seed)
         users = dataset.inter_feat["user_id"][canaries.is_source].tolist()
         for user, item in zip(users, canaries.items[canaries.is_source].tolist()):
-            assert item in {1: {4}, 2: {1, 2}}[user]  # user 1 could draw 3 if histories were ignored
+            assert (
+                item in {1: {4}, 2: {1, 2}}[user]
+            )  # user 1 could draw 3 if histories were ignored
 
 
 def test_a_user_with_every_item_fails_clearly():
     known = user_item_keys(np.array([1, 1]), np.array([1, 2]), ITEMS)
-    with pytest.raises(ValueError, match=r"explicit_canaries: could not draw an unseen item for user\(s\) \[1\]"):
+    with pytest.raises(
+        ValueError, match=r"explicit_canaries: could not draw an unseen item for user\(s\) \[1\]"
+    ):
         draw_avoiding(np.array([1]), np.array([1, 2]), known, ITEMS, np.random.default_rng(0))
 
 
@@ -97,9 +113,15 @@ def test_augment_appends_each_source_rows_canary():
     canaries = plant(toy(), 0.0, 0)
     canaries.is_source[[2, 5]] = True
     canaries.items[2], canaries.items[5] = 9, 10
-    batch = Interaction({ROW_FIELD: torch.tensor([5, 0, 2, 7]), "user_id": torch.tensor([2, 1, 1, 2]),
-                         "item_id": torch.tensor([6, 1, 3, 8]), "neg_item_id": torch.tensor([11, 10, 9, 3]),
-                         "rating": torch.tensor([5.0, 4.0, 1.0, 2.0])})
+    batch = Interaction(
+        {
+            ROW_FIELD: torch.tensor([5, 0, 2, 7]),
+            "user_id": torch.tensor([2, 1, 1, 2]),
+            "item_id": torch.tensor([6, 1, 3, 8]),
+            "neg_item_id": torch.tensor([11, 10, 9, 3]),
+            "rating": torch.tensor([5.0, 4.0, 1.0, 2.0]),
+        }
+    )
     out = canaries.augment(batch)
     assert out[ROW_FIELD].tolist() == [5, 0, 2, 7, 5, 2]
     assert out["user_id"].tolist() == [2, 1, 1, 2, 2, 1]
@@ -117,7 +139,12 @@ def test_canary_pairs_are_labelled_source_one_canary_zero():
 
 
 def test_no_group_of_the_weight_study_counts_a_canary():
-    batch = Interaction({"rating": torch.tensor([5.0, 1.0, 5.0, 1.0]), CANARY_FIELD: torch.tensor([0.0, 0.0, 1.0, 1.0])})
+    batch = Interaction(
+        {
+            "rating": torch.tensor([5.0, 1.0, 5.0, 1.0]),
+            CANARY_FIELD: torch.tensor([0.0, 0.0, 1.0, 1.0]),
+        }
+    )
     groups = sample_groups(batch, "rating", 3)
     assert groups["tp"].tolist() == [1, 0, 0, 0] and groups["fp"].tolist() == [0, 1, 0, 0]
     assert groups["injected"].tolist() == [0, 0, 0, 0]
@@ -133,18 +160,26 @@ def test_the_pairs_join_the_explicit_fit_in_the_training_rows_state():
     examples, labels = scheme.credit.examples(state, batch)
     assert examples.shape == (9, 10)
     torch.testing.assert_close(examples[5:], state[[0, 2, 4, 5]])
-    torch.testing.assert_close(labels, torch.cat([guidance.good, torch.tensor([1.0, 1.0, 0.0, 0.0])]))
+    torch.testing.assert_close(
+        labels, torch.cat([guidance.good, torch.tensor([1.0, 1.0, 0.0, 0.0])])
+    )
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.0, True, "0.1"])
 def test_the_share_must_be_a_fraction(value):
-    with pytest.raises(ValueError, match=f"config key 'explicit_canaries' = {value!r} is invalid: expected a number in \\[0, 1\\)"):
+    with pytest.raises(
+        ValueError,
+        match=f"config key 'explicit_canaries' = {value!r} is invalid: expected a number in \\[0, 1\\)",
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_canaries=value), CPU)
 
 
 def test_canaries_belong_to_explicit_credit():
-    with pytest.raises(ValueError, match="'explicit_canaries' = 0.1 applies to controller_credit 'explicit' only "
-                                         "\\(this run uses 'epoch'\\); leave it at 0"):
+    with pytest.raises(
+        ValueError,
+        match="'explicit_canaries' = 0.1 applies to controller_credit 'explicit' only "
+        "\\(this run uses 'epoch'\\); leave it at 0",
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(explicit_canaries=0.1), CPU)
 
 
@@ -156,16 +191,30 @@ def test_other_schemes_train_on_the_loaders_batch_itself():
 
 @pytest.mark.slow
 def test_a_short_run_with_canaries(tmp_path):
-    trainer, train, valid = tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", epochs=2, explicit_canaries=0.3,
-                                         controller_learning_rate=0.01, guide_batch_size=16, **EXPLICIT)
+    trainer, train, valid = tiny_trainer(
+        tmp_path,
+        denoise_scheme="autodenoise_s",
+        epochs=2,
+        explicit_canaries=0.3,
+        controller_learning_rate=0.01,
+        guide_batch_size=16,
+        **EXPLICIT,
+    )
     trainer.fit(train, valid, saved=False)
     rows = len(train._dataset.inter_feat)
     assert trainer.scheme.credit.canaries.count == round(0.3 * rows)
     record = trainer.history[-1]
     assert record["tp_samples"] + record["fp_samples"] == rows  # canaries are in no group
-    assert 0 < record["controller_canary_mean_weight"] < 10 and math.isfinite(record["controller_canary_source_mean_weight"])
+    assert 0 < record["controller_canary_mean_weight"] < 10 and math.isfinite(
+        record["controller_canary_source_mean_weight"]
+    )
     state = trainer.scheme.state_dict()
-    assert state["canary_stats"].tolist() == [0.0, 0.0, 0.0, 0.0]  # reported and reset at the validation
+    assert state["canary_stats"].tolist() == [
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]  # reported and reset at the validation
     resumed = SCHEMES.get("autodenoise_s")(trainer.config, CPU)
     resumed.load_state_dict(state)
     torch.testing.assert_close(resumed.credit.canary_stats, state["canary_stats"].double())

@@ -64,11 +64,17 @@ def test_meta_gradient_equals_finite_differences(kind, normalized):
     """Also through the rescaling to mean 1 (``meta_normalize_weights``)."""
     if kind == "bpr":
         model, train = perturbed(FakeBPR(), 3), bpr_interaction()
-        clean = {"user_id": torch.tensor([0, 1, 2]), "item_id": torch.tensor([1, 3, 2]),
-                 "neg_item_id": torch.tensor([4, 2, 1])}
+        clean = {
+            "user_id": torch.tensor([0, 1, 2]),
+            "item_id": torch.tensor([1, 3, 2]),
+            "neg_item_id": torch.tensor([4, 2, 1]),
+        }
     else:
         model, train = perturbed(FakeSequential(), 4), seq_interaction()
-        clean = {"item_id_list": torch.tensor([[2, 1, 0], [4, 4, 5]]), "item_id": torch.tensor([2, 3])}
+        clean = {
+            "item_id_list": torch.tensor([[2, 1, 0], [4, 4, 5]]),
+            "item_id": torch.tensor([2, 3]),
+        }
     size = len(train["item_id"])
     states = torch.randn(size, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     tiny = TinyController()
@@ -77,8 +83,12 @@ def test_meta_gradient_equals_finite_differences(kind, normalized):
     params = list(tiny.parameters())
     before = [p.detach().clone() for p in model.parameters()]
     step = meta_step(model, PerSampleLoss(model), train, controller(states), clean, lr, params)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the step was virtual
-    assert step.clean_loss.item() == pytest.approx(clean_loss_after_step(model, controller, states, train, clean, lr))
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, model.parameters())
+    )  # the step was virtual
+    assert step.clean_loss.item() == pytest.approx(
+        clean_loss_after_step(model, controller, states, train, clean, lr)
+    )
     h = 1e-6
     for param, grad in zip(params, step.controller_grads):
         numeric = torch.zeros_like(param)
@@ -115,8 +125,9 @@ def test_meta_weight_gradient_is_minus_lr_over_b_times_alignment_at_theta_prime(
     for i in range(4):
         g = torch.autograd.grad(per_sample[i], list(model.parameters()), retain_graph=True)
         expected.append(-lr / 4 * sum((a * b).sum() for a, b in zip(g, clean_grads)))
-    torch.testing.assert_close(step.weight_grads, torch.stack(expected).detach(), rtol=1e-6, atol=1e-12)
-
+    torch.testing.assert_close(
+        step.weight_grads, torch.stack(expected).detach(), rtol=1e-6, atol=1e-12
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,20 +145,26 @@ def test_l2rw_weights_uniform_when_nothing_aligned(values):
     assert torch.equal(l2rw_weights(torch.tensor(values)), torch.ones(3))
 
 
-
 def test_l2rw_down_weights_samples_against_the_clean_gradient():
     model, train, clean, marked = flipped_problem()
     scheme = SCHEMES.get("l2rw")(FakeConfig(), CPU)
     assert scheme.needs_guidance and scheme.learns_from_validation
     guidance = guidance_for(model, train, clean)
-    batch = Batch(losses=guidance.train_losses.detach(), item_ids=train["item_id"], epoch=0, epoch_fraction=0.0,
-                  guidance=guidance)
+    batch = Batch(
+        losses=guidance.train_losses.detach(),
+        item_ids=train["item_id"],
+        epoch=0,
+        epoch_fraction=0.0,
+        guidance=guidance,
+    )
     weights = scheme.weights(batch)
     assert torch.all(weights[marked] == 0) and torch.all(weights[~marked] > 0)
     assert weights.mean().item() == pytest.approx(1.0)
     assert (guidance.alignment()[marked] < 0).all()
     logs = scheme.after_evaluation({}, 0)
-    assert logs["kept_fraction"] == 0.5 and logs["mean_alignment"] == pytest.approx(float(guidance.alignment().mean()))
+    assert logs["kept_fraction"] == 0.5 and logs["mean_alignment"] == pytest.approx(
+        float(guidance.alignment().mean())
+    )
     assert logs["effective_fraction"] == pytest.approx(float(effective_fraction(weights)))
     assert logs["effective_fraction"] <= 0.5 + 1e-9  # half the batch carries all the weight
     assert scheme.after_evaluation({}, 1) == {}
@@ -156,9 +173,14 @@ def test_l2rw_down_weights_samples_against_the_clean_gradient():
 def test_l2rw_without_guidance_fails_clearly():
     scheme = SCHEMES.get("l2rw")(FakeConfig(), CPU)
     with pytest.raises(ValueError, match="guidance"):
-        scheme.weights(Batch(losses=torch.ones(2), item_ids=torch.ones(2, dtype=torch.long), epoch=0,
-                             epoch_fraction=0.0))
-
+        scheme.weights(
+            Batch(
+                losses=torch.ones(2),
+                item_ids=torch.ones(2, dtype=torch.long),
+                epoch=0,
+                epoch_fraction=0.0,
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,8 +188,12 @@ def test_l2rw_without_guidance_fails_clearly():
 
 
 def meta_config(**overrides) -> FakeConfig:
-    values = dict(controller_credit="meta", controller_learning_rate=0.02, controller_hidden_size=16,
-                  controller_init_std=0.5)
+    values = dict(
+        controller_credit="meta",
+        controller_learning_rate=0.02,
+        controller_hidden_size=16,
+        controller_init_std=0.5,
+    )
     values.update(overrides)
     return FakeConfig(**values)
 
@@ -218,7 +244,11 @@ def test_meta_interval_updates_every_kth_batch():
     scheme = SCHEMES.get("autodenoise_s")(meta_config(meta_interval=3), CPU)
     changed = []
     for _ in range(7):
-        before = [p.detach().clone() for p in scheme.policy.parameters()] if scheme.policy is not None else None
+        before = (
+            [p.detach().clone() for p in scheme.policy.parameters()]
+            if scheme.policy is not None
+            else None
+        )
         scheme.weights(toy_meta_batch(model, train, clean, marked))
         after = list(scheme.policy.parameters())
         changed.append(before is None or any(not torch.equal(a, b) for a, b in zip(before, after)))
@@ -259,9 +289,13 @@ def test_normalized_meta_weights_learn_a_mix_not_a_step_size(name):
     train = dict(clean)
     means = {}
     for normalize in (False, True):
-        scheme = SCHEMES.get(name)(meta_config(meta_normalize_weights=normalize, controller_learning_rate=0.05), CPU)
+        scheme = SCHEMES.get(name)(
+            meta_config(meta_normalize_weights=normalize, controller_learning_rate=0.05), CPU
+        )
         for _ in range(30):
-            batch = toy_meta_batch(model, train, clean, torch.zeros(len(train["item_id"]), dtype=torch.bool))
+            batch = toy_meta_batch(
+                model, train, clean, torch.zeros(len(train["item_id"]), dtype=torch.bool)
+            )
             weights = scheme.weights(batch)
         means[normalize] = float(weights.mean())
         assert scheme.after_evaluation({}, 0)["effective_fraction"] <= 1.0
@@ -297,25 +331,41 @@ def test_meta_state_round_trip(name):
         epoch_scheme.load_state_dict(state)
 
 
-
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
 @pytest.mark.parametrize(
     "key, value",
-    [("controller_credit", "bogus"), ("controller_credit", None),
-     ("meta_interval", 0), ("meta_interval", 1.5), ("meta_interval", True), ("meta_interval", "2"),
-     ("meta_normalize_weights", "yes"), ("meta_normalize_weights", 1), ("meta_normalize_weights", None)],
+    [
+        ("controller_credit", "bogus"),
+        ("controller_credit", None),
+        ("meta_interval", 0),
+        ("meta_interval", 1.5),
+        ("meta_interval", True),
+        ("meta_interval", "2"),
+        ("meta_normalize_weights", "yes"),
+        ("meta_normalize_weights", 1),
+        ("meta_normalize_weights", None),
+    ],
 )
 def test_bad_credit_keys_raise(name, key, value):
     with pytest.raises(ValueError, match=key):
         SCHEMES.get(name)(FakeConfig(**{key: value}), CPU)
 
 
-
-@pytest.mark.parametrize("model, scheme", [("BPR", "autodenoise_s"), ("BPR", "autodenoise_h"), ("GRU4Rec", "autodenoise_s"),
-                                           ("GRU4Rec", "autodenoise_h"), ("SASRec", "autodenoise_s")])
+@pytest.mark.parametrize(
+    "model, scheme",
+    [
+        ("BPR", "autodenoise_s"),
+        ("BPR", "autodenoise_h"),
+        ("GRU4Rec", "autodenoise_s"),
+        ("GRU4Rec", "autodenoise_h"),
+        ("SASRec", "autodenoise_s"),
+    ],
+)
 @pytest.mark.slow
 def test_meta_credit_trains_end_to_end(model, scheme):
-    config, train, valid, test = build(model, denoise_scheme=scheme, controller_credit="meta", **SMALL)
+    config, train, valid, test = build(
+        model, denoise_scheme=scheme, controller_credit="meta", **SMALL
+    )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
     result = trainer.evaluate(test, load_best_model=False)
@@ -323,7 +373,10 @@ def test_meta_credit_trains_end_to_end(model, scheme):
     assert 0.0 < result["ndcg@20"] < 1.0
     record = trainer.history[-1]
     assert record["controller_meta_updates"] == len(train)
-    assert math.isfinite(record["controller_mean_alignment"]) and 0 <= record["controller_aligned_fraction"] <= 1
+    assert (
+        math.isfinite(record["controller_mean_alignment"])
+        and 0 <= record["controller_aligned_fraction"] <= 1
+    )
     assert "controller_reward" not in record  # no REINFORCE update in meta mode
     study = trainer.weight_study()
     assert math.isfinite(study["tp_mean_weight"]) and math.isfinite(study["fp_mean_weight"])
@@ -332,8 +385,13 @@ def test_meta_credit_trains_end_to_end(model, scheme):
 @pytest.mark.slow
 def test_l2rw_draws_clean_batches_from_the_guide_part():
     """(From test_guidance's guide-split test: the same data, then l2rw.)"""
-    config, train, valid, test = build("BPR", denoise_scheme="autodenoise_s", clean_valid_guide_ratio=0.3,
-                                       reward_metric="NDCG@20", **SMALL)
+    config, train, valid, test = build(
+        "BPR",
+        denoise_scheme="autodenoise_s",
+        clean_valid_guide_ratio=0.3,
+        reward_metric="NDCG@20",
+        **SMALL,
+    )
     config["denoise_scheme"] = "l2rw"
     l2rw = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     l2rw.fit(train, valid, saved=False)
@@ -344,5 +402,12 @@ def test_l2rw_draws_clean_batches_from_the_guide_part():
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["autodenoise_s", "l2rw"])
 def test_resume_reproduces_an_uninterrupted_guided_run(scheme):
-    assert_resume_reproduces("BPR", epochs=3, denoise_scheme=scheme, controller_credit="meta", meta_interval=2,
-                             stopping_step=10, user_inter_num_interval="[10,60]")
+    assert_resume_reproduces(
+        "BPR",
+        epochs=3,
+        denoise_scheme=scheme,
+        controller_credit="meta",
+        meta_interval=2,
+        stopping_step=10,
+        user_inter_num_interval="[10,60]",
+    )

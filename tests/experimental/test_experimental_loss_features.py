@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
+
 # registers loss_features and the adt_tl prior
 import recbole_autodenoise.experimental  # noqa: F401
 from recbole_autodenoise.experimental.loss_features import (
@@ -40,42 +41,76 @@ def test_standardise_within_users_edge_cases_first():
     losses = torch.tensor([1.0, 5.0, 3.0, 2.0, 2.0, 7.0])
     users = torch.tensor([1, 2, 1, 2, 2, 3])
     root2 = math.sqrt(2.0)  # user 2: mean 3, population variance (4 + 1 + 1) / 3 = 2
-    assert_float_close(standardise_within_users(losses, users), [-1.0, 2 / root2, 1.0, -1 / root2, -1 / root2, 0.0])
+    assert_float_close(
+        standardise_within_users(losses, users), [-1.0, 2 / root2, 1.0, -1 / root2, -1 / root2, 0.0]
+    )
 
 
 def test_ranks_in_unit():
     values = torch.tensor([0.3, 0.1, 0.9, 5.0])
-    assert torch.equal(ranks_in_unit(values, torch.tensor([True, True, True, False])), torch.tensor([0.5, 0.0, 1.0, 0.5]))
-    assert torch.equal(ranks_in_unit(values, torch.tensor([False, True, False, False])), torch.full((4,), 0.5))
+    assert torch.equal(
+        ranks_in_unit(values, torch.tensor([True, True, True, False])),
+        torch.tensor([0.5, 0.0, 1.0, 0.5]),
+    )
+    assert torch.equal(
+        ranks_in_unit(values, torch.tensor([False, True, False, False])), torch.full((4,), 0.5)
+    )
 
 
 def test_store_ema_and_deviation_with_repeated_rows():
     store = LossStore(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]), 2, 2, decay=0.5)
-    store.update(torch.tensor([0, 2, 2]), torch.tensor([2.0, 1.0, 3.0]))  # row 2 twice (two negatives): mean 2
+    store.update(
+        torch.tensor([0, 2, 2]), torch.tensor([2.0, 1.0, 3.0])
+    )  # row 2 twice (two negatives): mean 2
     assert torch.equal(store.ema[[0, 2]], torch.tensor([2.0, 2.0])) and torch.isnan(store.ema[1])
     assert torch.equal(store.deviation, torch.zeros(3))
     store.update(torch.tensor([0]), torch.tensor([4.0]))
     assert store.ema[0] == 0.5 * 2 + 0.5 * 4 and store.deviation[0] == 0.5 * (4 - 2) ** 2
-    store.update(torch.tensor([0]), torch.tensor([1.0]))  # ema 3 -> 2, deviation 2 -> 0.5 * 2 + 0.5 * 4
+    store.update(
+        torch.tensor([0]), torch.tensor([1.0])
+    )  # ema 3 -> 2, deviation 2 -> 0.5 * 2 + 0.5 * 4
     assert store.ema[0] == 2.0 and store.deviation[0] == 3.0
 
 
 def test_features_against_a_direct_computation():
     # rows: (user, item) = (0, 0), (0, 1), (1, 1), (2, 2)
     store = LossStore(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3, 3, decay=0.5)
-    first = store.features(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]),
-                           torch.tensor([1.0, 3.0, 4.0, 0.5]), epoch=0, epoch_fraction=0.0)
+    first = store.features(
+        torch.tensor([0, 1, 2, 3]),
+        torch.tensor([0, 0, 1, 2]),
+        torch.tensor([0, 1, 1, 2]),
+        torch.tensor([1.0, 3.0, 4.0, 0.5]),
+        epoch=0,
+        epoch_fraction=0.0,
+    )
     assert first.shape == (4, NUM_FEATURES)
     half = torch.full((4,), 0.5)
-    expected = torch.stack([torch.tensor([1.0, 3.0, 4.0, 0.5]), torch.tensor([-1.0, 1.0, 0.0, 0.0]),
-                            torch.tensor([1.0, 3.0, 4.0, 0.5]), torch.zeros(4), half, half, torch.zeros(4)], dim=1)
+    expected = torch.stack(
+        [
+            torch.tensor([1.0, 3.0, 4.0, 0.5]),
+            torch.tensor([-1.0, 1.0, 0.0, 0.0]),
+            torch.tensor([1.0, 3.0, 4.0, 0.5]),
+            torch.zeros(4),
+            half,
+            half,
+            torch.zeros(4),
+        ],
+        dim=1,
+    )
     assert torch.equal(first, expected)
     # epoch 1: ranks from the epoch-0 EMAs. users' means 2, 4, 0.5 -> ranks 0.5, 1, 0;
     # items' means 1, (3 + 4) / 2, 0.5 -> 0.5, 1, 0
-    second = store.features(torch.tensor([1, 3]), torch.tensor([0, 2]), torch.tensor([1, 2]),
-                            torch.tensor([5.0, 0.5]), epoch=1, epoch_fraction=0.25)
-    expected = torch.tensor([[5.0, 0.0, 4.0, 2.0, 0.5, 1.0, 0.25],
-                             [0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.25]])
+    second = store.features(
+        torch.tensor([1, 3]),
+        torch.tensor([0, 2]),
+        torch.tensor([1, 2]),
+        torch.tensor([5.0, 0.5]),
+        epoch=1,
+        epoch_fraction=0.25,
+    )
+    expected = torch.tensor(
+        [[5.0, 0.0, 4.0, 2.0, 0.5, 1.0, 0.25], [0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.25]]
+    )
     assert torch.equal(second, expected)
 
 
@@ -93,16 +128,22 @@ def test_scheme_feeds_the_features_to_the_controller():
 
 def test_loss_features_without_row_ids_fail_clearly():
     scheme = SCHEMES.get("autodenoise_s")(FakeConfig(**LOSS), CPU)
-    with pytest.raises(ValueError, match="controller_state 'loss_features' needs the training rows' ids"):
+    with pytest.raises(
+        ValueError, match="controller_state 'loss_features' needs the training rows' ids"
+    ):
         scheme.weights(batch_of([0], [0], [0], [1.0]))
 
 
 def test_resume_refuses_another_controller_state():
     paper = SCHEMES.get("autodenoise_s")(FakeConfig(), CPU)
-    with pytest.raises(ValueError, match="trained with controller_state='paper', this run uses 'loss_features'"):
+    with pytest.raises(
+        ValueError, match="trained with controller_state='paper', this run uses 'loss_features'"
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(**LOSS), CPU).load_state_dict(paper.state_dict())
     older = {key: value for key, value in paper.state_dict().items() if key != "controller_state"}
-    SCHEMES.get("autodenoise_s")(FakeConfig(), CPU).load_state_dict(older)  # saved before the key: paper
+    SCHEMES.get("autodenoise_s")(FakeConfig(), CPU).load_state_dict(
+        older
+    )  # saved before the key: paper
 
 
 def test_paper_state_leaves_the_store_out():
@@ -116,8 +157,12 @@ def test_paper_state_leaves_the_store_out():
 
 # --- prior ----------------------------------------------------------------------------------
 # ADT-TL's schedule in iterations: 0, 0.25, 0.5 after 3 batches (np.linspace(0, 0.5, 3)), then 0.5
-ADT_TL_PRIOR = {"controller_prior": "adt_tl", "adt_max_drop_rate": 0.5, "adt_num_gradual": 3,
-                "adt_gradual_unit": "iteration"}
+ADT_TL_PRIOR = {
+    "controller_prior": "adt_tl",
+    "adt_max_drop_rate": 0.5,
+    "adt_num_gradual": 3,
+    "adt_gradual_unit": "iteration",
+}
 
 
 def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
@@ -126,7 +171,9 @@ def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
     losses = [0.1, 3.0, 0.5, 2.0]
     weights = [scheme.weights(soft_batch(losses)) for _ in range(4)]
     # drop rates 0, 0.25 (keep 3 of 4: the loss 3.0 goes), 0.5 (keep 2: 3.0 and 2.0 go), then 0.5 again
-    for got, output, dropped in zip(weights, replayed_outputs(scheme, start, 4, 4), ([], [1], [1, 3], [1, 3])):
+    for got, output, dropped in zip(
+        weights, replayed_outputs(scheme, start, 4, 4), ([], [1], [1, 3], [1, 3])
+    ):
         kept = torch.ones(4)
         kept[dropped] = 0.0
         assert torch.equal(got == 0, kept == 0)
@@ -140,11 +187,18 @@ def test_adt_tl_prior_starts_at_adt_tl_as_the_noise_vanishes():
     atol = 2 * 1e-5 * 4 + float_tolerance(torch.float32, 4.0)  # as for the ADT-RL prior
     for losses in ([0.1, 3.0, 0.5, 2.0], [1.0, 0.2, 0.3, 0.4], [5.0, 4.0, 0.1, 0.2]):
         batch = soft_batch(losses)
-        torch.testing.assert_close(scheme.weights(batch), reference.weights(batch), rtol=0, atol=atol)
+        torch.testing.assert_close(
+            scheme.weights(batch), reference.weights(batch), rtol=0, atol=atol
+        )
 
 
 def test_adt_tl_prior_counts_epochs_in_training_batches():
-    config = FakeConfig(controller_prior="adt_tl", adt_max_drop_rate=0.2, adt_num_gradual=2, adt_gradual_unit="epoch")
+    config = FakeConfig(
+        controller_prior="adt_tl",
+        adt_max_drop_rate=0.2,
+        adt_num_gradual=2,
+        adt_gradual_unit="epoch",
+    )
     scheme = SCHEMES.get("autodenoise_s")(config, CPU)
     scheme.batches_per_epoch = 7
     scheme.setup(FakeTrainSet([0], [0], 1, 1))
@@ -162,21 +216,31 @@ def test_adt_tl_prior_survives_checkpoint_and_resume_exactly():
     resumed.load_state_dict(torch.load(buffer, weights_only=False))
     assert resumed.prior_scheme.iteration == 1
     batch = soft_batch(losses)
-    assert torch.equal(resumed.weights(batch), scheme.weights(batch))  # rate 0.25 on both: one row dropped
+    assert torch.equal(
+        resumed.weights(batch), scheme.weights(batch)
+    )  # rate 0.25 on both: one row dropped
     assert int((resumed.weights(batch) == 0).sum()) == 2  # and both move on to 0.5
 
 
 def test_resume_refuses_another_prior():
     tl = SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU)
     tl.weights(soft_batch([1.0, 2.0]))
-    with pytest.raises(ValueError, match="trained with controller_prior='adt_tl', this run uses 'adt_rl'"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU).load_state_dict(tl.state_dict())
-    with pytest.raises(ValueError, match="trained with controller_prior='adt_tl', this run uses 'none'"):
+    with pytest.raises(
+        ValueError, match="trained with controller_prior='adt_tl', this run uses 'adt_rl'"
+    ):
+        SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU).load_state_dict(
+            tl.state_dict()
+        )
+    with pytest.raises(
+        ValueError, match="trained with controller_prior='adt_tl', this run uses 'none'"
+    ):
         SCHEMES.get("autodenoise_s")(FakeConfig(), CPU).load_state_dict(tl.state_dict())
     plain = SCHEMES.get("autodenoise_s")(FakeConfig(), CPU)
     plain.weights(soft_batch([1.0, 2.0]))
     with pytest.raises(ValueError, match="has no state for controller_prior='adt_tl'"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU).load_state_dict(plain.state_dict())
+        SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU).load_state_dict(
+            plain.state_dict()
+        )
     # an ADT-RL prior has no state: a checkpoint without the prior's entry (saved before it had one) loads
     rl = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU)
     rl.weights(soft_batch([1.0, 2.0]))
@@ -184,32 +248,49 @@ def test_resume_refuses_another_prior():
     SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU).load_state_dict(older)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"controller_prior": "adt_rl"}, "'controller_prior' = 'adt_rl' is not supported by autodenoise_h"),
-    ({"controller_prior": "adt_tl"}, "'controller_prior' = 'adt_tl' is not supported by autodenoise_h"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"controller_prior": "adt_rl"},
+            "'controller_prior' = 'adt_rl' is not supported by autodenoise_h",
+        ),
+        (
+            {"controller_prior": "adt_tl"},
+            "'controller_prior' = 'adt_tl' is not supported by autodenoise_h",
+        ),
+    ],
+)
 def test_hard_controller_refuses_the_prior(overrides, message):
     with pytest.raises(ValueError, match=message):
         SCHEMES.get("autodenoise_h")(FakeConfig(**overrides), CPU)
 
 
 def test_meta_credit_refuses_the_prior():
-    with pytest.raises(ValueError, match="'controller_prior' = 'adt_rl' is not supported with controller_credit 'meta'"):
-        SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl", controller_credit="meta"), CPU)
+    with pytest.raises(
+        ValueError,
+        match="'controller_prior' = 'adt_rl' is not supported with controller_credit 'meta'",
+    ):
+        SCHEMES.get("autodenoise_s")(
+            FakeConfig(controller_prior="adt_rl", controller_credit="meta"), CPU
+        )
 
 
 # --- bad values -----------------------------------------------------------------------------
-@pytest.mark.parametrize("key, value, allowed", [
-    ("controller_state", "embeddings", "one of ['paper', 'paper_product', 'loss_features']"),
-    ("controller_state", None, "one of ['paper', 'paper_product', 'loss_features']"),
-    ("loss_ema_decay", 1.0, "a number in [0, 1)"),
-    ("loss_ema_decay", -0.1, "a number in [0, 1)"),
-    ("loss_ema_decay", "0.9", "a number in [0, 1)"),
-    ("controller_prior", "dcf", "one of ['none', 'adt_rl', 'adt_tl']"),
-    ("adt_beta", -1.0, "a number >= 0"),
-    ("adt_max_drop_rate", 1.0, "a number in [0, 1)"),
-    ("adt_gradual_unit", "batch", "one of ['iteration', 'epoch']"),
-])
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("controller_state", "embeddings", "one of ['paper', 'paper_product', 'loss_features']"),
+        ("controller_state", None, "one of ['paper', 'paper_product', 'loss_features']"),
+        ("loss_ema_decay", 1.0, "a number in [0, 1)"),
+        ("loss_ema_decay", -0.1, "a number in [0, 1)"),
+        ("loss_ema_decay", "0.9", "a number in [0, 1)"),
+        ("controller_prior", "dcf", "one of ['none', 'adt_rl', 'adt_tl']"),
+        ("adt_beta", -1.0, "a number >= 0"),
+        ("adt_max_drop_rate", 1.0, "a number in [0, 1)"),
+        ("adt_gradual_unit", "batch", "one of ['iteration', 'epoch']"),
+    ],
+)
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
 def test_bad_values_name_key_value_and_allowed(name, key, value, allowed):
     with pytest.raises(ValueError) as error:
@@ -224,8 +305,15 @@ def test_bad_value_fails_before_training(tmp_path):
 
 def test_new_keys_are_declared():
     keys = SCHEMES.get("autodenoise_s").read_keys()
-    assert {"controller_state", "loss_ema_decay", "controller_prior", "adt_beta", "adt_max_drop_rate",
-            "adt_num_gradual", "adt_gradual_unit"} <= keys
+    assert {
+        "controller_state",
+        "loss_ema_decay",
+        "controller_prior",
+        "adt_beta",
+        "adt_max_drop_rate",
+        "adt_num_gradual",
+        "adt_gradual_unit",
+    } <= keys
 
 
 # --- toy: noisy rows with higher loss histories ------------------------------------------------
@@ -243,12 +331,24 @@ def test_controller_with_loss_features_down_weights_noisy_rows():
     gaps = []
     for epoch in range(10):
         losses = torch.where(noisy, 3.0, 0.5) + 0.1 * torch.rand(40, generator=gen)
-        weights = scheme.weights(batch_of(list(range(40)), users, list(range(40)), losses.tolist(), epoch, epoch / 15))
+        weights = scheme.weights(
+            batch_of(list(range(40)), users, list(range(40)), losses.tolist(), epoch, epoch / 15)
+        )
         weights = mean_one(weights)
         gaps.append(float(weights[~noisy].mean() - weights[noisy].mean()))
         scheme.after_evaluation({"gauc": gaps[-1]}, epoch)
-    expected = scheme.policy.distribution(scheme._state(
-        batch_of(list(range(40)), users, list(range(40)), torch.where(noisy, 3.0, 0.5).tolist(), 10, 1.0))).mean
+    expected = scheme.policy.distribution(
+        scheme._state(
+            batch_of(
+                list(range(40)),
+                users,
+                list(range(40)),
+                torch.where(noisy, 3.0, 0.5).tolist(),
+                10,
+                1.0,
+            )
+        )
+    ).mean
     assert abs(gaps[0]) < 0.1  # the controller starts blind to the features
     assert expected[noisy].max() < expected[~noisy].min()
     assert min(gaps[-5:]) > 1.5  # of at most 2: the noisy rows' weights near 0 within five updates
@@ -300,8 +400,14 @@ def test_store_survives_checkpoint_and_resume_exactly(tmp_path):
 def test_adt_tl_prior_trains_and_resumes_exactly_end_to_end(tmp_path):
     """A real (tiny) run with the ADT-TL prior on an epoch schedule: the resumed run's schedule,
     controller and recommender end where the uninterrupted run's do."""
-    settings = {"denoise_scheme": "autodenoise_s", "controller_prior": "adt_tl", "adt_max_drop_rate": 0.2,
-                "adt_num_gradual": 1, "adt_gradual_unit": "epoch", "stopping_step": 5}
+    settings = {
+        "denoise_scheme": "autodenoise_s",
+        "controller_prior": "adt_tl",
+        "adt_max_drop_rate": 0.2,
+        "adt_num_gradual": 1,
+        "adt_gradual_unit": "epoch",
+        "stopping_step": 5,
+    }
     straight, train, valid = tiny_trainer(tmp_path, epochs=2, **settings)
     straight.fit(train, valid)
     assert straight.scheme.prior_scheme.iteration == 2 * len(train) > 0

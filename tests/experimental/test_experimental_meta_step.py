@@ -28,10 +28,16 @@ from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
 
 DOUBLE = torch.float64
-TRAIN = {"x": torch.tensor([[1.0, 0.5, 0.0], [-0.5, 2.0, 0.0], [1.5, -1.0, 0.0], [0.3, 0.7, 0.0]], dtype=DOUBLE),
-         "y": torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=DOUBLE)}
-CLEAN = {"x": torch.tensor([[0.8, 0.1, 0.0], [-1.0, 1.2, 0.0], [0.4, 0.4, 0.0]], dtype=DOUBLE),
-         "y": torch.tensor([0.5, 1.0, -0.3], dtype=DOUBLE)}
+TRAIN = {
+    "x": torch.tensor(
+        [[1.0, 0.5, 0.0], [-0.5, 2.0, 0.0], [1.5, -1.0, 0.0], [0.3, 0.7, 0.0]], dtype=DOUBLE
+    ),
+    "y": torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=DOUBLE),
+}
+CLEAN = {
+    "x": torch.tensor([[0.8, 0.1, 0.0], [-1.0, 1.2, 0.0], [0.4, 0.4, 0.0]], dtype=DOUBLE),
+    "y": torch.tensor([0.5, 1.0, -0.3], dtype=DOUBLE),
+}
 # the controller's state per training sample: softplus(STATES @ phi) is the weight
 STATES = torch.tensor([[1.0, -0.5], [0.2, 0.9], [-0.7, 0.4], [0.5, 0.5]], dtype=DOUBLE)
 
@@ -46,7 +52,9 @@ class Linear(nn.Module):
         self.b = nn.Parameter(torch.tensor(0.05, dtype=dtype))
 
     def per_sample(self, interaction) -> torch.Tensor:
-        return (interaction["x"].to(self.w.dtype) @ self.w + self.b - interaction["y"].to(self.w.dtype)) ** 2
+        return (
+            interaction["x"].to(self.w.dtype) @ self.w + self.b - interaction["y"].to(self.w.dtype)
+        ) ** 2
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         return self.per_sample(interaction).mean()
@@ -70,7 +78,9 @@ def warmed(optimizer_cls, steps: int, **options):
 
 def clean_loss_after_real_step(model, optimizer, phi, normalized: bool) -> float:
     """The clean loss after a real ``optimizer`` step (on copies) on the weighted training loss."""
-    stepped, real = copy.deepcopy((model, optimizer))  # one copy: the optimiser holds the copied parameters
+    stepped, real = copy.deepcopy(
+        (model, optimizer)
+    )  # one copy: the optimiser holds the copied parameters
     weights = controller_weights(phi.detach(), normalized)
     real.zero_grad()
     (weights * stepped.per_sample(TRAIN)).mean().backward()
@@ -109,9 +119,20 @@ def test_meta_gradient_equals_finite_differences_of_the_real_step(case, normaliz
     phi = torch.tensor([0.4, -0.3], dtype=DOUBLE, requires_grad=True)
     before = [p.detach().clone() for p in model.parameters()]
     state_before = copy.deepcopy(optimizer.state_dict())
-    step = meta_step(model, None, None, controller_weights(phi, normalized), CLEAN, options["lr"], [phi],
-                     train_losses=model.per_sample(TRAIN), optimizer=optimizer if follow else None)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the step was virtual
+    step = meta_step(
+        model,
+        None,
+        None,
+        controller_weights(phi, normalized),
+        CLEAN,
+        options["lr"],
+        [phi],
+        train_losses=model.per_sample(TRAIN),
+        optimizer=optimizer if follow else None,
+    )
+    assert all(
+        torch.equal(a, b) for a, b in zip(before, model.parameters())
+    )  # the step was virtual
     assert str(optimizer.state_dict()) == str(state_before)  # and the optimiser's state untouched
     (grad,) = step.controller_grads
     assert torch.isfinite(grad).all()
@@ -129,18 +150,32 @@ def test_follow_and_sgd_differ_under_adam():
     """The two virtual steps are different models of the step: their meta-gradients differ."""
     model, optimizer = warmed(torch.optim.Adam, 3, lr=0.05)
     phi = torch.tensor([0.4, -0.3], dtype=DOUBLE, requires_grad=True)
-    grads = [meta_step(model, None, None, controller_weights(phi, False), CLEAN, 0.05, [phi],
-                       train_losses=model.per_sample(TRAIN), optimizer=chosen).controller_grads[0]
-             for chosen in (None, optimizer)]
+    grads = [
+        meta_step(
+            model,
+            None,
+            None,
+            controller_weights(phi, False),
+            CLEAN,
+            0.05,
+            [phi],
+            train_losses=model.per_sample(TRAIN),
+            optimizer=chosen,
+        ).controller_grads[0]
+        for chosen in (None, optimizer)
+    ]
     assert not torch.allclose(grads[0], grads[1], rtol=0.01)
 
 
-@pytest.mark.parametrize("optimizer_cls, options", [
-    (torch.optim.Adam, {"lr": 0.01}),
-    (torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.5}),
-    (torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.5, "betas": (0.5, 0.8)}),
-    (torch.optim.SGD, {"lr": 0.01, "weight_decay": 0.5}),
-])
+@pytest.mark.parametrize(
+    "optimizer_cls, options",
+    [
+        (torch.optim.Adam, {"lr": 0.01}),
+        (torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.5}),
+        (torch.optim.Adam, {"lr": 0.01, "weight_decay": 0.5, "betas": (0.5, 0.8)}),
+        (torch.optim.SGD, {"lr": 0.01, "weight_decay": 0.5}),
+    ],
+)
 @pytest.mark.parametrize("warm_steps", [0, 2])
 def test_virtual_parameters_are_the_real_next_step(optimizer_cls, options, warm_steps):
     """With no state yet (0 steps) Adam's virtual step is its first step, lr * g / (|g| + eps)
@@ -151,21 +186,31 @@ def test_virtual_parameters_are_the_real_next_step(optimizer_cls, options, warm_
         optimizer.zero_grad()
         model.calculate_loss(TRAIN).backward()
         optimizer.step()
-    has_state = warm_steps > 0 and optimizer_cls is not torch.optim.SGD  # SGD without momentum keeps none
+    has_state = (
+        warm_steps > 0 and optimizer_cls is not torch.optim.SGD
+    )  # SGD without momentum keeps none
     assert bool(optimizer.state) == has_state
     params = list(model.parameters())
-    grads = torch.autograd.grad((torch.tensor([2.0, 0.5, 1.0, 0.1]) * model.per_sample(TRAIN)).mean(), params)
+    grads = torch.autograd.grad(
+        (torch.tensor([2.0, 0.5, 1.0, 0.1]) * model.per_sample(TRAIN)).mean(), params
+    )
     virtual = [value.detach().clone() for value in virtual_parameters(optimizer, params, grads)]
     assert bool(optimizer.state) == has_state  # reading the state created none
     for param, grad in zip(params, grads):
         param.grad = grad.clone()
     optimizer.step()
     for value, param in zip(virtual, params):
-        torch.testing.assert_close(value, param.detach(), rtol=0, atol=float_tolerance(torch.float32, 1.0))
+        torch.testing.assert_close(
+            value, param.detach(), rtol=0, atol=float_tolerance(torch.float32, 1.0)
+        )
     if optimizer_cls is torch.optim.Adam and warm_steps == 0 and "weight_decay" not in options:
         first = params[0].detach()  # the first step: lr * sign(g) up to eps, 0 where g = 0
-        expected = torch.tensor([0.3, -0.2, 0.1]) - 0.01 * grads[0].sign() * (grads[0].abs() / (grads[0].abs() + 1e-8))
-        torch.testing.assert_close(first, expected, rtol=0, atol=float_tolerance(torch.float32, 1.0))
+        expected = torch.tensor([0.3, -0.2, 0.1]) - 0.01 * grads[0].sign() * (
+            grads[0].abs() / (grads[0].abs() + 1e-8)
+        )
+        torch.testing.assert_close(
+            first, expected, rtol=0, atol=float_tolerance(torch.float32, 1.0)
+        )
 
 
 def test_adam_first_step_has_a_finite_meta_gradient_where_no_gradient_reached():
@@ -173,20 +218,34 @@ def test_adam_first_step_has_a_finite_meta_gradient_where_no_gradient_reached():
     model = Linear()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     phi = torch.tensor([0.4, -0.3], dtype=DOUBLE, requires_grad=True)
-    step = meta_step(model, None, None, controller_weights(phi, False), CLEAN, 0.05, [phi],
-                     train_losses=model.per_sample(TRAIN), optimizer=optimizer)
-    assert torch.isfinite(step.controller_grads[0]).all() and torch.isfinite(step.weight_grads).all()
+    step = meta_step(
+        model,
+        None,
+        None,
+        controller_weights(phi, False),
+        CLEAN,
+        0.05,
+        [phi],
+        train_losses=model.per_sample(TRAIN),
+        optimizer=optimizer,
+    )
+    assert (
+        torch.isfinite(step.controller_grads[0]).all() and torch.isfinite(step.weight_grads).all()
+    )
     numeric = finite_difference(model, optimizer, phi, False)
     tolerance = 100 * torch.finfo(DOUBLE).eps ** (2 / 3)
     torch.testing.assert_close(step.controller_grads[0], numeric, rtol=0, atol=tolerance)
 
 
-@pytest.mark.parametrize("optimizer, message", [
-    (lambda p: torch.optim.Adagrad(p), "cannot follow Adagrad"),
-    (lambda p: torch.optim.RMSprop(p), "cannot follow RMSprop"),
-    (lambda p: torch.optim.Adam(p, amsgrad=True), "without amsgrad"),
-    (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), "without momentum"),
-])
+@pytest.mark.parametrize(
+    "optimizer, message",
+    [
+        (lambda p: torch.optim.Adagrad(p), "cannot follow Adagrad"),
+        (lambda p: torch.optim.RMSprop(p), "cannot follow RMSprop"),
+        (lambda p: torch.optim.Adam(p, amsgrad=True), "without amsgrad"),
+        (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), "without momentum"),
+    ],
+)
 def test_optimisers_it_cannot_follow_are_refused(optimizer, message):
     model = Linear()
     params = list(model.parameters())
@@ -201,8 +260,9 @@ def test_default_is_sgd_and_the_key_is_declared():
     assert scheme.credit.options["meta_virtual_step"] == "sgd"
     assert not scheme.credit.follow_optimizer
     assert "meta_virtual_step" in SCHEMES.get("autodenoise_h").read_keys()
-    followed = SCHEMES.get("autodenoise_s")(FakeConfig(controller_credit="meta", meta_virtual_step="optimizer",
-                                                       learner="adam"), CPU)
+    followed = SCHEMES.get("autodenoise_s")(
+        FakeConfig(controller_credit="meta", meta_virtual_step="optimizer", learner="adam"), CPU
+    )
     assert followed.credit.follow_optimizer
 
 
@@ -210,8 +270,10 @@ def test_default_is_sgd_and_the_key_is_declared():
 def test_bad_values_name_key_value_and_allowed(value):
     with pytest.raises(ValueError) as error:
         read_virtual_step(FakeConfig(meta_virtual_step=value, learner="adam"), "meta")
-    assert str(error.value) == (f"config key 'meta_virtual_step' = {value!r} is invalid: "
-                                "expected one of ['sgd', 'optimizer']")
+    assert str(error.value) == (
+        f"config key 'meta_virtual_step' = {value!r} is invalid: "
+        "expected one of ['sgd', 'optimizer']"
+    )
 
 
 @pytest.mark.parametrize("learner", ["adagrad", "rmsprop", "sparse_adam", "lbfgs"])
@@ -219,24 +281,40 @@ def test_learners_it_cannot_follow_are_refused_at_construction(learner):
     config = FakeConfig(controller_credit="meta", meta_virtual_step="optimizer", learner=learner)
     with pytest.raises(ValueError) as error:
         SCHEMES.get("autodenoise_s")(config, CPU)
-    assert str(error.value) == (f"config key 'meta_virtual_step' = 'optimizer' is invalid with learner {learner!r}: "
-                                "expected 'sgd' (the virtual step follows learner adam | adamw | sgd only)")
+    assert str(error.value) == (
+        f"config key 'meta_virtual_step' = 'optimizer' is invalid with learner {learner!r}: "
+        "expected 'sgd' (the virtual step follows learner adam | adamw | sgd only)"
+    )
     # the learner only matters where the meta credit takes virtual steps
     SCHEMES.get("autodenoise_s")(FakeConfig(meta_virtual_step="optimizer", learner=learner), CPU)
 
 
 def test_bad_learner_fails_before_training(tmp_path):
-    with pytest.raises(ValueError, match="'meta_virtual_step' = 'optimizer' is invalid with learner 'adagrad'"):
-        tiny_trainer(tmp_path, denoise_scheme="autodenoise_s", controller_credit="meta",
-                     meta_virtual_step="optimizer", learner="adagrad")
+    with pytest.raises(
+        ValueError, match="'meta_virtual_step' = 'optimizer' is invalid with learner 'adagrad'"
+    ):
+        tiny_trainer(
+            tmp_path,
+            denoise_scheme="autodenoise_s",
+            controller_credit="meta",
+            meta_virtual_step="optimizer",
+            learner="adagrad",
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["autodenoise_s", "autodenoise_h"])
 def test_training_follows_the_real_adam(tmp_path, name):
-    trainer, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme=name, controller_credit="meta",
-                                         meta_virtual_step="optimizer")
+    trainer, train, valid = tiny_trainer(
+        tmp_path,
+        epochs=1,
+        denoise_scheme=name,
+        controller_credit="meta",
+        meta_virtual_step="optimizer",
+    )
     trainer.fit(train, valid)
     record = trainer.history[-1]
     assert record["controller_meta_updates"] == len(train)
-    assert math.isfinite(record["controller_clean_loss_after_step"]) and math.isfinite(record["train_loss"])
+    assert math.isfinite(record["controller_clean_loss_after_step"]) and math.isfinite(
+        record["train_loss"]
+    )

@@ -59,16 +59,22 @@ class Credit:
     # period's rated rows, high and low: ``guidance.guide_dataset``)
     guide_rows: ClassVar[str] = "clean"
     needs_user_rewards: ClassVar[bool] = False  # does ``after_evaluation`` need per-user rewards?
-    needs_reward: ClassVar[bool] = False  # does ``after_evaluation`` read ``reward_metric`` from the result?
+    needs_reward: ClassVar[bool] = (
+        False  # does ``after_evaluation`` read ``reward_metric`` from the result?
+    )
     # does the mode want sum_j grad log pi(a_j | s_j) of each batch (``record_score``, from the
     # sampling pass itself) instead of the states and actions (``record``)?
     records_score: ClassVar[bool] = False
-    reads_ratings: ClassVar[bool] = False  # does ``before_weights`` read ``batch.true_positive``? (diagnostics only)
+    reads_ratings: ClassVar[bool] = (
+        False  # does ``before_weights`` read ``batch.true_positive``? (diagnostics only)
+    )
     # does the mode learn from the clean validation rows themselves (batches of them, or each
     # user's reward on them)? Then those rows must not select the epoch: ``schemes.protocol``
     # refuses it with one validation set (``clean_valid_guide_ratio`` 0)
     learns_from_validation_rows: ClassVar[bool] = False
-    single_process_reason: ClassVar[str | None] = None  # why the mode cannot run under DDP, if it cannot
+    single_process_reason: ClassVar[str | None] = (
+        None  # why the mode cannot run under DDP, if it cannot
+    )
 
     @classmethod
     def read_options(cls, config: Any) -> dict[str, Any]:

@@ -32,9 +32,14 @@ class EpochCredit(Credit):
     @classmethod
     def read_options(cls, config) -> dict[str, Any]:
         """``baseline_init``: b before the first reward."""
-        return {"baseline_init": read_key(
-            config, "baseline_init", lambda v: isinstance(v, str) and v in BASELINE_INITS,
-            f"one of {list(BASELINE_INITS)}")}
+        return {
+            "baseline_init": read_key(
+                config,
+                "baseline_init",
+                lambda v: isinstance(v, str) and v in BASELINE_INITS,
+                f"one of {list(BASELINE_INITS)}",
+            )
+        }
 
     def __init__(self, controller, options) -> None:
         super().__init__(controller, options)
@@ -60,7 +65,9 @@ class EpochCredit(Credit):
         if not math.isfinite(reward):
             logger.warning(
                 "epoch %d: reward %s = %r is not finite; controller update skipped (controller and baseline unchanged)",
-                epoch, reward_key, reward,
+                epoch,
+                reward_key,
+                reward,
             )
             self.accumulator.reset()
             return {"reward": reward, "skipped": 1.0}
@@ -70,7 +77,9 @@ class EpochCredit(Credit):
         advantage = reward - self.baseline
         optimizer = self.controller.optimizer
         optimizer.zero_grad()
-        for param, ascent in zip(self.accumulator.params, self.accumulator.policy_gradient(advantage)):
+        for param, ascent in zip(
+            self.accumulator.params, self.accumulator.policy_gradient(advantage)
+        ):
             param.grad = -ascent
         optimizer.step()
         self.accumulator.reset()
@@ -87,6 +96,8 @@ class EpochCredit(Credit):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.baseline = float(state["baseline"])
-        self.rewarded = bool(state.get("rewarded", True))  # older states: a saved baseline had its rewards
+        self.rewarded = bool(
+            state.get("rewarded", True)
+        )  # older states: a saved baseline had its rewards
         if "accumulator" in state and self.accumulator is not None:
             self.accumulator.load_state_dict(state["accumulator"])

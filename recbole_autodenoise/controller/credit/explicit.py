@@ -54,19 +54,26 @@ class ExplicitCredit(SupervisedCredit):
     def read_options(cls, config) -> dict[str, Any]:
         """``explicit_negatives`` and ``explicit_labels`` (the old value ``interaction`` is refused
         naming its new one), and the ratings' field and threshold (the data's keys)."""
-        negatives = read_key(config, "explicit_negatives", lambda v: is_int(v) and v >= 0,
-                             "an integer >= 0")
+        negatives = read_key(
+            config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0"
+        )
         if config["explicit_labels"] == "interaction":
             raise ValueError(
                 "config key 'explicit_labels' = 'interaction' was renamed 'observed' (every rated "
                 "row labelled 1: no rating is used); set explicit_labels: observed"
             )
-        labels = read_key(config, "explicit_labels",
-                          lambda v: isinstance(v, str) and v in EXPLICIT_LABELS,
-                          f"one of {list(EXPLICIT_LABELS)}")
-        return {"explicit_negatives": negatives, "explicit_labels": labels,
-                "rating_field": config["clean_rating_field"],
-                "threshold": config["clean_rating_threshold"]}
+        labels = read_key(
+            config,
+            "explicit_labels",
+            lambda v: isinstance(v, str) and v in EXPLICIT_LABELS,
+            f"one of {list(EXPLICIT_LABELS)}",
+        )
+        return {
+            "explicit_negatives": negatives,
+            "explicit_labels": labels,
+            "rating_field": config["clean_rating_field"],
+            "threshold": config["clean_rating_threshold"],
+        }
 
     @classmethod
     def has_zero_labels(cls, options: dict[str, Any]) -> bool:
@@ -82,8 +89,9 @@ class ExplicitCredit(SupervisedCredit):
             )
         features = controller.features
         if not features.held_out_rows:
-            allowed = ", ".join(repr(name) for name in STATES.names()
-                                if STATES.get(name).held_out_rows)
+            allowed = ", ".join(
+                repr(name) for name in STATES.names() if STATES.get(name).held_out_rows
+            )
             raise ValueError(
                 f"config key 'controller_state' = {features.name!r} is not supported with "
                 "controller_credit 'explicit' (its loss history exists for training rows only); "
@@ -95,8 +103,10 @@ class ExplicitCredit(SupervisedCredit):
     def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
         guidance = batch.guidance
         if guidance is None:
-            raise ValueError("controller_credit 'explicit' needs the explicit rows' batches: "
-                             "train with AutoDenoiseTrainer (it provides Batch.guidance)")
+            raise ValueError(
+                "controller_credit 'explicit' needs the explicit rows' batches: "
+                "train with AutoDenoiseTrainer (it provides Batch.guidance)"
+            )
         rows = guidance.clean_batch()
         labels = self._labels(rows)
         copies = self.options["explicit_negatives"]
@@ -106,8 +116,9 @@ class ExplicitCredit(SupervisedCredit):
             labels = torch.cat([labels, labels.new_zeros(len(labels) * copies)])
         with torch.no_grad():
             sample = guidance.sample_loss(rows, with_representations=True)
-        explicit = self.controller.features.of_rows(sample.user_repr, sample.item_repr,
-                                                    sample.losses.detach(), batch.epoch_fraction)
+        explicit = self.controller.features.of_rows(
+            sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction
+        )
         return explicit, labels.to(explicit.dtype)
 
     def _labels(self, rows) -> torch.Tensor:

@@ -42,8 +42,10 @@ class SupervisedCredit(Credit):
     def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(states, 0/1 labels) the controller is fitted to before this batch's weights are drawn."""
         if batch.true_positive is None:
-            raise ValueError("controller_credit 'supervised' needs batch.true_positive: train with "
-                             "AutoDenoiseTrainer, which fills it from clean_rating_field for schemes that read ratings")
+            raise ValueError(
+                "controller_credit 'supervised' needs batch.true_positive: train with "
+                "AutoDenoiseTrainer, which fills it from clean_rating_field for schemes that read ratings"
+            )
         return state, batch.true_positive
 
     def fit(self, state: torch.Tensor, labels: torch.Tensor) -> None:
@@ -55,7 +57,9 @@ class SupervisedCredit(Credit):
         error.backward()
         optimizer.step()
         self.stats = self.stats.to(error.device)
-        self.stats[:2] += torch.stack([torch.ones((), dtype=torch.float64, device=error.device), error.detach().double()])
+        self.stats[:2] += torch.stack(
+            [torch.ones((), dtype=torch.float64, device=error.device), error.detach().double()]
+        )
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
         weights = mean_one(weights)
