@@ -624,7 +624,8 @@ def test_paper_rows_transcribed_consistently():
 # --- one tiny real cell -----------------------------------------------------------------------
 @pytest.mark.slow
 def test_subprocess_runner_real_tiny_cell(tmp_path):
-    """A synthetic 60-user, 60-item data set, BPR + AutoDenoise-H, 1 epoch, through the real child process."""
+    """A synthetic 60-user, 60-item data set, BPR + AutoDenoise-H, 1 epoch, through the real child
+    process."""
     rng = random.Random(0)
     rows = [
         (u, i, rng.randint(1, 5), 1000 * u + t)
@@ -658,8 +659,8 @@ def test_subprocess_runner_real_tiny_cell(tmp_path):
 
 @pytest.mark.slow
 def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_path, monkeypatch):
-    """Issue 5's section from a tiny fake study: noise survey, the comparison per condition, recovered
-    fraction and the diagnostics table; the study cells stay out of the paper's table."""
+    """Issue 5's section from a tiny fake study: noise survey, the comparison per condition,
+    recovered fraction and the diagnostics table; the study cells stay out of the paper's table."""
     monkeypatch.setattr(report, "_pyplot", lambda: None)
     out_jsonl = tmp_path / "study.jsonl"
     NOISY = {"noise_kind": "random", "noise_rate": 0.2}
@@ -724,7 +725,8 @@ def test_report_study_section_noise_cost_credit_comparison_and_diagnostics(tmp_p
                 runner,
                 log=quiet,
             )
-    # meta credit without normalisation (also what rows from before the key look like) is its own method
+    # meta credit without normalisation (also what rows from before the key look like) is its own
+    # method
     run_grid(
         make_cells(
             "ml-latest-small",
@@ -783,7 +785,8 @@ while (( $# )); do
   esac
   shift
 done
-[[ $seed == 2021 && $scheme == l2rw && $noise == clean ]] && sleep 30  # a cell that overruns its wave
+[[ $seed == 2021 && $scheme == l2rw && $noise == clean ]] && sleep 30  \
+# a cell that overruns its wave
 echo "{\\"seed\\": $seed, \\"method\\": \\"$scheme\\", \\"noise\\": \\"$noise\\"}" >> "$out"
 """
 
@@ -791,7 +794,8 @@ echo "{\\"seed\\": $seed, \\"method\\": \\"$scheme\\", \\"noise\\": \\"$noise\\"
 def run_with_fake_python(
     tmp_path, fake: str, script: str, *args: str, **env_extra: str
 ) -> subprocess.CompletedProcess:
-    """``bash benchmarks/<script> DATA_DIR ARGS...`` with ``fake`` (a bash script) as ``python``; it must exit 0."""
+    """``bash benchmarks/<script> DATA_DIR ARGS...`` with ``fake`` (a bash script) as ``python``;
+    it must exit 0."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "python").write_text(fake)
@@ -847,7 +851,8 @@ def test_device_study_runs_one_wave_per_seed_and_returns_every_finished_row(tmp_
 
 
 def test_study_comparison_never_pairs_seeds_across_machines():
-    """The same model and seeds on a CPU and on a GPU are two experiments, each with its own Default."""
+    """The same model and seeds on a CPU and on a GPU are two experiments, each with its own
+    Default."""
     from benchmarks import study
 
     def row(scheme: str, seed: int, gpu: str | None, value: float) -> dict:
@@ -918,7 +923,8 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
     chosen = report.select_protocol(rows + [old], "interaction", notes)
     assert [r["results"]["test"]["ndcg@20"] for r in chosen] == [0.02, 0.025]
     assert notes == [
-        "1 finished cell(s) have no test results under eval protocol 'interaction' (older runs) and are not in these tables"
+        "1 finished cell(s) have no test results under eval protocol 'interaction' (older runs) "
+        "and are not in these tables"
     ]
     assert report.stopping_notes(rows + [old]) == [
         "Stopping: 2 of 3 cells record how they stopped; 1 hit the epoch cap (d|BPR|default|1|h), "
@@ -948,7 +954,8 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
     }
     lines = report.headroom_lines(groups, ["GRU4Rec"])
     assert lines[0].startswith("## Headroom")
-    # oracle 7.33 vs Default 6.00 (+22.2 %); ADT-RL recovered (6.5 - 6.0) / (7.333 - 6.0) = 37.5 %, printed +37 %
+    # oracle 7.33 vs Default 6.00 (+22.2 %); ADT-RL recovered (6.5 - 6.0) / (7.333 - 6.0) = 37.5 %,
+    # printed +37 %
     p = __import__("scipy").stats.ttest_rel([0.06, 0.07, 0.09], [0.05, 0.06, 0.07]).pvalue
     assert lines[4] == (
         f"- GRU4Rec: oracle 7.333 vs Default 6.000 NDCG@20, headroom +22.2% (p = {p:.3f}, n = 3); "
@@ -957,8 +964,9 @@ def test_report_selects_a_protocol_shows_both_mf_rows_flags_stopping_and_the_hea
 
 
 def test_report_keeps_the_literal_heuristic_beside_the_tuned_one():
-    """Issue 12: Heuristic as the paper defines it (heuristic_alpha 1, set on the command line) is a row of its
-    own, after the tuned Heuristic; alpha from the settings files alone stays the tuned row."""
+    """Issue 12: Heuristic as the paper defines it (heuristic_alpha 1, set on the command line) is a
+    row of its own, after the tuned Heuristic; alpha from the settings files alone stays the tuned
+    row."""
 
     def row(seed, alpha=None):
         r = {
@@ -1002,7 +1010,8 @@ def test_headroom_lines_give_no_share_of_a_negative_headroom():
 
 
 FAKE_TABLE3 = """#!/usr/bin/env bash
-# stands in for `python -m benchmarks.table3 ...`: one row naming its data set, model, seed and credit
+# stands in for `python -m benchmarks.table3 ...`: \
+one row naming its data set, model, seed and credit
 dataset= model= seed= out= credit=epoch
 while (( $# )); do
   case $1 in
@@ -1010,21 +1019,26 @@ while (( $# )); do
     --models) model=$2; shift ;;
     --seed-base) seed=$2; shift ;;
     --out) out=$2; shift ;;
-    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; [[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
-           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; [[ $2 == explicit_labels=* ]] && credit+=:${2#*=}
-           [[ $2 == guide_batch_size=* ]] && credit+=@${2#*=}; [[ $2 == controller_prior=* ]] && credit+=^${2#*=}
+    --set) [[ $2 == controller_credit=* ]] && credit=${2#*=}; \
+[[ $2 == explicit_negatives=* ]] && credit+=+${2#*=}
+           [[ $2 == noise_rate=* ]] && credit+=/noise${2#*=}; \
+[[ $2 == explicit_labels=* ]] && credit+=:${2#*=}
+           [[ $2 == guide_batch_size=* ]] && credit+=@${2#*=}; \
+[[ $2 == controller_prior=* ]] && credit+=^${2#*=}
            [[ $2 == adt_max_drop_rate=* ]] && credit+=%${2#*=}
            [[ $2 == clean_valid_guide_ratio=* ]] && credit+=~${2#*=}; shift ;;
   esac
   shift
 done
 [[ $model == GRU4Rec && $seed == 2021 ]] && sleep 30  # a cell that overruns the deadline
-echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \\"seed\\": $seed, \\"credit\\": \\"$credit\\"}" >> "$out"
+echo "{\\"dataset\\": \\"$dataset\\", \\"model\\": \\"$model\\", \
+\\"seed\\": $seed, \\"credit\\": \\"$credit\\"}" >> "$out"
 """
 
 
 def run_device_paper_protocol(tmp_path, seeds: str, **env_extra) -> Path:
-    """The device script against FAKE_TABLE3, with ML-1M data present and a 4-second deadline; its OUT_DIR."""
+    """The device script against FAKE_TABLE3, with ML-1M data present and a 4-second deadline; its
+    OUT_DIR."""
     ml1m = tmp_path / "ml1m"
     (ml1m / "ml-1m").mkdir(parents=True)
     (ml1m / "ml-1m" / "ml-1m.inter").write_text("x")

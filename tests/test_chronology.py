@@ -1,4 +1,5 @@
-"""Exact chronological order: timestamps 1 s apart near today's Unix time (float32 spacing 128 s)."""
+"""Exact chronological order: timestamps 1 s apart near today's Unix time (float32 spacing
+128 s)."""
 
 from __future__ import annotations
 

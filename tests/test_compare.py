@@ -1,4 +1,5 @@
-"""``benchmarks.compare``: study variants paired with reference schemes, by seed, from hand-built rows."""
+"""``benchmarks.compare``: study variants paired with reference schemes, by seed, from hand-built
+rows."""
 
 from __future__ import annotations
 
@@ -130,9 +131,9 @@ def test_rows_under_other_settings_never_merge():
 def test_the_table_holds_the_paired_change_and_p():
     text = compare.render(rows(), None, ["default"])
     line = next(
-        l
-        for l in text.splitlines()
-        if l.startswith("| AutoDenoise-S controller_credit=explicit | 4 |")
+        entry
+        for entry in text.splitlines()
+        if entry.startswith("| AutoDenoise-S controller_credit=explicit | 4 |")
     )
     p = stats.ttest_rel([100 * v for v in MINE], [100 * v for v in DEFAULT]).pvalue
     change = (sum(MINE) / sum(DEFAULT) - 1) * 100
@@ -140,12 +141,13 @@ def test_the_table_holds_the_paired_change_and_p():
     assert f"{mean_pct:.3f} ± " in line and f"({change:+.1f} %, p = {p:.3f})" in line
     assert f"{mean_pct / 2:.3f} ± " in line  # the interaction column
     assert line.endswith("| 1.020 / 0.860 |")
-    default = next(l for l in text.splitlines() if l.startswith("| Default | 4 |"))
+    default = next(entry for entry in text.splitlines() if entry.startswith("| Default | 4 |"))
     assert "%" not in default  # the reference itself carries no change
     assert (
         "noise_kind=foreign, noise_rate=0.2" not in text
     )  # no reference under that noise: no table
-    # under the guide/select split the explicit rows pair with Default under the same split: 3 / 1, 5 / 2
+    # under the guide/select split the explicit rows pair with Default under the same split:
+    # 3 / 1, 5 / 2
     assert (
         "| AutoDenoise-S controller_credit=explicit | 2 | 4.000 ± 1.414 (+166.7 %, p = 0.126) |"
         in text
@@ -167,7 +169,8 @@ def test_no_reference_fails_clearly():
 
 
 def with_ranks(found: dict, ranks: list[int], digest: str = "q") -> dict:
-    """``found`` plus a user_first per-query record: query i's positive at rank ranks[i] (0: outside the top 50)."""
+    """``found`` plus a user_first per-query record: query i's positive at rank ranks[i] (0: outside
+    the top 50)."""
     record = {
         "queries": len(ranks),
         "top_k": 50,
@@ -192,9 +195,9 @@ def test_per_query_p_pairs_each_querys_mean_over_the_common_seeds():
         with_ranks(row("default", 2022, 0.04), [1, 1, 1, 1, 1])
     )  # no partner seed: left out
     line = next(
-        l
-        for l in compare.render(mine + theirs, None, ["default"]).splitlines()
-        if l.startswith("| AutoDenoise-S |")
+        entry
+        for entry in compare.render(mine + theirs, None, ["default"]).splitlines()
+        if entry.startswith("| AutoDenoise-S |")
     )
     means = [
         [sum(v) / 2 for v in zip(*(ndcg20(r) for r in side.values()))]

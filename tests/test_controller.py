@@ -290,8 +290,8 @@ def test_accumulator_reset_and_state():
 
 def run_toy(name: str, reward_sign: float, epochs: int = 30, size: int = 8) -> tuple[float, float]:
     """Half of each batch is "marked" (user feature +1, the rest -1). After each epoch the reward is
-    ``reward_sign * (mean weight of the marked samples - 1)``: 0 at the start, where the baseline is.
-    Returns the controller's mean weight for a marked and for an unmarked sample afterwards."""
+    ``reward_sign * (mean weight of the marked samples - 1)``: 0 at the start, where the baseline
+    is. Returns the controller's mean weight for a marked and for an unmarked sample afterwards."""
     config = FakeConfig(
         controller_learning_rate=0.02,
         controller_hidden_size=16,

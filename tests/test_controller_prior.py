@@ -79,7 +79,8 @@ def test_adt_rl_prior_starts_at_adt_rl_as_the_noise_vanishes():
     )
     losses = torch.tensor([0.1, 0.5, 2.0, 3.0])
     batch = soft_batch(losses.tolist())
-    # the controller outputs softplus(mu + 1e-6 eps) = 1 + O(1e-6 |eps|): ADT-RL's weights rescaled to mean 1
+    # the controller outputs softplus(mu + 1e-6 eps) = 1 + O(1e-6 |eps|): ADT-RL's weights rescaled
+    # to mean 1
     noise = (
         1e-6 * 10
     )  # |eps| < 10 and softplus' < 1, twice: the weight and the batch mean it is divided by

@@ -104,7 +104,8 @@ def test_general_train_keeps_low_ratings_and_heldout_is_clean(tmp_path):
         counts[user] = counts.get(user, 0) + 1
     assert counts == {"u1": 4, "u2": 4, "u3": 4}
 
-    # Threshold 3: validation u1/i5 (2) and u2/i2 (1) dropped; test u3/i6 (2.5) dropped, u2/i1 (3) kept.
+    # Threshold 3: validation u1/i5 (2) and u2/i2 (1) dropped; test u3/i6 (2.5) dropped, u2/i1 (3)
+    # kept.
     assert as_list(valid._dataset) == [("u3", "i5", 5.0)]
     assert as_list(test._dataset) == [("u1", "i6", 5.0), ("u2", "i1", 3.0)]
     for split in (valid._dataset, test._dataset):

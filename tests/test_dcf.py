@@ -15,7 +15,7 @@ import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.quick_start import run
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.dcf import confidence_bound, damped, dcf_selection
-from conftest import FAST, assert_float_close, float_tolerance
+from conftest import FAST, assert_float_close
 from test_checkpoints import tiny_trainer
 from test_controller import CPU, FakeConfig
 from test_controller_prior import FakeTrainSet
@@ -119,8 +119,8 @@ def authors_dcf(batches, epochs, time_step, co_lambda, max_drop, num_gradual, re
 
 
 def test_running_mean_bound_and_drops_against_the_authors_computation():
-    """6 rows over 6 epochs (cycles of 4), shuffled each epoch; row 5 has a steady high loss (noise),
-    row 4 one spike (a hard sample). The running mean ranks rows unlike the current loss in
+    """6 rows over 6 epochs (cycles of 4), shuffled each epoch; row 5 has a steady high loss
+    (noise), row 4 one spike (a hard sample). The running mean ranks rows unlike the current loss in
     epochs 3 and 5, and the relabelled (highest) rows are not counted, so the counts differ."""
     per_row = [
         [0.3, 0.2, 0.25, 0.2, 0.15, 0.1],

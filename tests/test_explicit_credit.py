@@ -29,7 +29,8 @@ def signal_repr(good: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class FakeGuidance:
-    """What the credit reads of ``Batch.guidance``: explicit rows (rating 5 or 1) and their state."""
+    """What the credit reads of ``Batch.guidance``: explicit rows (rating 5 or 1) and their
+    state."""
 
     def __init__(self, seed: int, rows: int = 60) -> None:
         gen = torch.Generator()

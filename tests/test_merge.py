@@ -1,4 +1,5 @@
-"""``benchmarks.merge``: a study's rows folded into a results file, with exact counts, from hand-built rows."""
+"""``benchmarks.merge``: a study's rows folded into a results file, with exact counts, from
+hand-built rows."""
 
 from __future__ import annotations
 

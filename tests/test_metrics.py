@@ -134,7 +134,7 @@ def test_f1_all_queries_without_hits_is_zero():
     assert (result == 0).all()
 
 
-# --------------------------------------------------------------------------- the interaction protocol
+# ------------------------------------------------------------------------ the interaction protocol
 
 NO_FILTER = {
     "user_inter_num_interval": "[0,inf)",

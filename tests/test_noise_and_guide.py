@@ -160,7 +160,8 @@ def test_noise_rate_beyond_the_unseen_items(tmp_path, kind):
 
 @pytest.mark.parametrize("rate", [4, 1e9])
 def test_noise_rate_beyond_every_untrained_pair_is_refused_before_any_draw(tmp_path, rate):
-    # 48 training rows: 4 x 48 = 192 > 174 untrained (user, item) pairs; 1e9 must not allocate 4.8e10 rows
+    # 48 training rows: 4 x 48 = 192 > 174 untrained (user, item) pairs; 1e9 must not allocate
+    # 4.8e10 rows
     with pytest.raises(
         ValueError, match=rf"asks for {int(48 * rate)} fake interactions, more than the 174 "
     ):
@@ -195,14 +196,15 @@ def test_keys_are_plugin_keys_with_paper_defaults():
     ) == (0.0, "random", 0.0)
 
 
-# --------------------------------------------------------------------------- noise off: stock RecBole
+# ------------------------------------------------------------------------ noise off: stock RecBole
 
 
 @pytest.mark.parametrize(
     ("model", "stock"), [("BPR", StockDataset), ("SASRec", StockSequentialDataset)]
 )
 def test_noise_off_is_stock_recbole_and_has_no_flag(tmp_path, model, stock):
-    # noise_kind is ignored at rate 0; the train split must equal stock RecBole's, tensor for tensor.
+    # noise_kind is ignored at rate 0; the train split must equal stock RecBole's, tensor for
+    # tensor.
     config, dataset, train, valid, test = make(
         tmp_path, model, noise_rate=0.0, noise_kind="foreign"
     )
@@ -313,7 +315,7 @@ def test_same_seed_same_noise_other_seed_other_noise(tmp_path):
     assert injected(8) != first
 
 
-# --------------------------------------------------------------------------- noise, sequential models
+# ------------------------------------------------------------------------ noise, sequential models
 
 
 def test_sequential_injected_rows_are_training_targets_and_heldout_targets_stay(tmp_path):
@@ -586,7 +588,7 @@ def test_injection_logs_one_info_line(tmp_path, caplog):
     assert "12 'popular' fake interactions" in lines[0] and "48 training rows" in lines[0]
 
 
-# --------------------------------------------------------------------------- explicit rows (controller_credit: explicit)
+# ---------------------------------------------------- explicit rows (controller_credit: explicit)
 
 
 def rated(dataset) -> Counter:

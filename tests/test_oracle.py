@@ -79,7 +79,8 @@ def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
 
 @pytest.mark.slow
 def test_controller_oracle_state_end_to_end_on_bpr():
-    """The trainer fills the flag for the controller: BPR's state is e_u, e_v (64 each), loss, epoch, flag."""
+    """The trainer fills the flag for the controller: BPR's state is e_u, e_v (64 each), loss,
+    epoch, flag."""
     config, train, valid, _ = build(
         "BPR",
         epochs=1,

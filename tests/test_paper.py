@@ -1,4 +1,5 @@
-"""The paper's Table 3 as transcribed in benchmarks/paper.py, and the rows breaking its own identities."""
+"""The paper's Table 3 as transcribed in benchmarks/paper.py, and the rows breaking its own
+identities."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def test_identity_breaks_edges():
 
 
 def test_a_consistent_equal_precision_is_no_repeat():
-    """GRU4Rec ADT-TL and ADT-RL on Electronics print the same P@50 from different R@50, each fitting its own."""
+    """GRU4Rec ADT-TL and ADT-RL on Electronics print the same P@50 from different R@50, each
+    fitting its own."""
     table = PAPER_TABLES["electronics"]
     tl, rl = table[("GRU4Rec", "adt_tl")], table[("GRU4Rec", "adt_rl")]
     assert tl["precision@50"] == rl["precision@50"] and tl["recall@50"] != rl["recall@50"]

@@ -24,7 +24,8 @@ USERS = torch.tensor([7, 3, 9, 4])
 
 @pytest.fixture(autouse=True)
 def recbole_numpy_aliases(monkeypatch):
-    """RecBole's metrics read ``np.float``, which its ``Config`` restores on construction; none is built here."""
+    """RecBole's metrics read ``np.float``, which its ``Config`` restores on construction; none is
+    built here."""
     monkeypatch.setattr(np, "float", np.float64, raising=False)
 
 

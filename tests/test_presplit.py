@@ -324,8 +324,10 @@ def test_guide_split_of_given_validation_rows(tmp_path, presplit_filter, guide, 
         (
             {"clean_valid_guide_ratio": 0.5, "clean_valid_guide_order": "chronological"},
             (
-                r"clean_valid_guide_order='chronological' \(with clean_valid_guide_ratio=0.5\) needs each "
-                r"validation row's time; the pre-split files of \[tiny\] .* have no time field 'timestamp'"
+                r"clean_valid_guide_order='chronological' \(with clean_valid_guide_ratio=0.5\) "
+                r"needs each "
+                r"validation row's time; the pre-split files of \[tiny\] .* "
+                r"have no time field 'timestamp'"
             ),
         ),
         (
@@ -365,7 +367,8 @@ def test_timed_pre_split_files_keep_user_first(tmp_path):
             {"clean_presplit_filter": "all"},
             ValueError,
             (
-                r"config key 'clean_presplit_filter' = 'all' is invalid: expected one of \['threshold', "
+                r"config key 'clean_presplit_filter' = 'all' is invalid: "
+                r"expected one of \['threshold', "
                 r"'as_given'\]"
             ),
         ),
@@ -379,7 +382,8 @@ def test_timed_pre_split_files_keep_user_first(tmp_path):
             {"benchmark_filename": ["train", "valid", "final"]},
             FileNotFoundError,
             (
-                r"has no .*tiny.final.inter; write the files .*prepare --split-files TRAIN VALID TEST "
+                r"has no .*tiny.final.inter; "
+                r"write the files .*prepare --split-files TRAIN VALID TEST "
                 r"--name tiny"
             ),
         ),

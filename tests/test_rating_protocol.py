@@ -1,6 +1,7 @@
 """``schemes.protocol``: rating-reading diagnostics run only with ``allow_rating_diagnostics``
 and say so in their results; a scheme or credit that learns from the validation rows is refused
-where those rows also select the epoch (``clean_valid_guide_ratio`` 0). Both before any data loads."""
+where those rows also select the epoch (``clean_valid_guide_ratio`` 0). Both before any data
+loads."""
 
 from __future__ import annotations
 
@@ -76,15 +77,18 @@ def tiny_rows() -> list[tuple]:
 
 def opt_in_message(settings: str) -> str:
     return (
-        f"{settings} reads the training rows' ratings (a diagnostic, never a denoising method): set "
-        "allow_rating_diagnostics: true to run it (its results then say reads_training_ratings: true)"
+        f"{settings} reads the training rows' ratings (a diagnostic, never a denoising method): "
+        "set allow_rating_diagnostics: true to run it "
+        "(its results then say reads_training_ratings: true)"
     )
 
 
 def split_message(settings: str) -> str:
     return (
-        f"{settings} learns from the clean validation rows, and clean_valid_guide_ratio = 0.0 makes them the "
-        "rows that select the epoch: set clean_valid_guide_ratio to 0.5 (half of each user's clean validation "
+        f"{settings} learns from the clean validation rows, "
+        "and clean_valid_guide_ratio = 0.0 makes them the "
+        "rows that select the epoch: set clean_valid_guide_ratio to 0.5 "
+        "(half of each user's clean validation "
         "rows teach, the other half select)"
     )
 

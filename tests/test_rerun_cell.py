@@ -1,4 +1,5 @@
-"""benchmarks.rerun_cell: what a re-run must reproduce, and its refusal of a folder that is no cell."""
+"""benchmarks.rerun_cell: what a re-run must reproduce, and its refusal of a folder that is no
+cell."""
 
 from __future__ import annotations
 

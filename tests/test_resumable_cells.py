@@ -1,6 +1,6 @@
-"""Resumable grid cells (``SubprocessRunner(resumable=True)``, used by ``table3`` and ``tune``): a cell
-stopped from outside continues from its last finished epoch on the next run and ends exactly as an
-uninterrupted one; one that fails by itself, or ran another commit's code, starts afresh."""
+"""Resumable grid cells (``SubprocessRunner(resumable=True)``, used by ``table3`` and ``tune``): a
+cell stopped from outside continues from its last finished epoch on the next run and ends exactly
+as an uninterrupted one; one that fails by itself, or ran another commit's code, starts afresh."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def quiet(message: str) -> None:
 
 
 class FakeCell:
-    """One grid cell run by FAKE_CELL through a resumable runner; ``run(mode)`` returns its newest row."""
+    """One grid cell run by FAKE_CELL through a resumable runner; ``run(mode)`` returns its newest
+    row."""
 
     def __init__(
         self,
@@ -90,8 +91,9 @@ def test_a_killed_cell_keeps_its_state_and_its_next_run_continues_from_it(tmp_pa
 
 @pytest.mark.slow
 def test_a_relative_log_folder_works_from_the_cells_scratch_folder(tmp_path, monkeypatch):
-    # benchmarks.tune's results (benchmarks/results/tune/...) and table3's default --out are relative
-    # paths; the child runs inside its .work folder (2026-12-02: every tune cell failed, spec.json not found)
+    # benchmarks.tune's results (benchmarks/results/tune/...) and table3's default --out are
+    # relative paths; the child runs inside its .work folder (2026-12-02: every tune cell failed,
+    # spec.json not found)
     monkeypatch.chdir(tmp_path)
     fake = FakeCell(tmp_path, monkeypatch, log_dir="logs")
     assert fake.run("killed")["status"] == "failed" and fake.checkpoint.read_text() == "epoch 1"

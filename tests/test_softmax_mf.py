@@ -134,7 +134,8 @@ def test_cli_runs_softmax_mf(monkeypatch):
 
 @pytest.fixture(scope="module")
 def random_recall(tmp_path_factory) -> dict[int, float]:
-    """A random ranker's expected Recall@K under user_first: mean over queries of K / #candidates."""
+    """A random ranker's expected Recall@K under user_first: mean over queries of K /
+    #candidates."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path_factory.mktemp("random"))
         config = rad.make_config("SoftmaxMF", "ml-100k", config_dict={"state": "WARNING"})

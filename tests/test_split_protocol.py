@@ -258,7 +258,10 @@ def test_noise_beyond_the_items_outside_the_training_history(tmp_path):
     config = config_for(tmp_path, "one", ONE_USER, noise_rate=0.625)  # 5 fake rows, 4 candidates
     with pytest.raises(
         ValueError,
-        match="asks for 5 fake interactions, more than the 4 .user, item. pairs its users have not trained on",
+        match=(
+            "asks for 5 fake interactions, "
+            "more than the 4 .user, item. pairs its users have not trained on"
+        ),
     ):
         create_dataset(config).build()
 

@@ -1,4 +1,5 @@
-"""``benchmarks.traces``: injected / FP weight ratios to the true positives', from hand-built rows."""
+"""``benchmarks.traces``: injected / FP weight ratios to the true positives', from hand-built
+rows."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_the_table_gives_the_mean_and_range_over_seeds():
         row(2021, [(1.0, 1.0, 0.8)] * 2, run=(1.0, 1.0, 0.8)),
     ]
     text = traces.render(rows, None, from_epoch=2)
-    line = next(l for l in text.splitlines() if l.startswith("| ADT-RL |"))
+    line = next(entry for entry in text.splitlines() if entry.startswith("| ADT-RL |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1] == "2"
     assert cells[2] == "0.700 (0.600-0.800)"

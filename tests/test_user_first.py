@@ -188,7 +188,8 @@ def test_bad_protocol_names_the_allowed_ones(tmp_path):
 # --------------------------------------------------------------------------- sequential models
 
 SEQ_TIMES = [float(t) for t in range(1, 25)]
-# 24 rows per user: 23 target rows, which RecBole splits 18 / 3 (s19-s21) / 3 (s22-s24); s22 is noisy.
+# 24 rows per user: 23 target rows, which RecBole splits 18 / 3 (s19-s21) / 3 (s22-s24); s22 is
+# noisy.
 SEQ_ROWS = [
     (user, item, 1.0 if item == "s22" else rating, time)
     for user, item, rating, time in _user_rows("S", [4.0] * 24, SEQ_TIMES)
@@ -254,7 +255,7 @@ def test_reward_is_computed_on_the_whole_clean_validation_set(tmp_path):
     )  # the one-query-per-user pass would give another reward
 
 
-# --------------------------------------------------------------------------- ml-latest-small end to end
+# ----------------------------------------------------------------------- ml-latest-small end to end
 
 
 @pytest.fixture(scope="module")

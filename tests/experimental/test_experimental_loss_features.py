@@ -170,7 +170,8 @@ def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
     start = scheme.generator.get_state()
     losses = [0.1, 3.0, 0.5, 2.0]
     weights = [scheme.weights(soft_batch(losses)) for _ in range(4)]
-    # drop rates 0, 0.25 (keep 3 of 4: the loss 3.0 goes), 0.5 (keep 2: 3.0 and 2.0 go), then 0.5 again
+    # drop rates 0, 0.25 (keep 3 of 4: the loss 3.0 goes), 0.5 (keep 2: 3.0 and 2.0 go), then 0.5
+    # again
     for got, output, dropped in zip(
         weights, replayed_outputs(scheme, start, 4, 4), ([], [1], [1, 3], [1, 3])
     ):
@@ -241,7 +242,8 @@ def test_resume_refuses_another_prior():
         SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU).load_state_dict(
             plain.state_dict()
         )
-    # an ADT-RL prior has no state: a checkpoint without the prior's entry (saved before it had one) loads
+    # an ADT-RL prior has no state: a checkpoint without the prior's entry (saved before it had one)
+    # loads
     rl = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU)
     rl.weights(soft_batch([1.0, 2.0]))
     older = {key: value for key, value in rl.state_dict().items() if key != "prior"}

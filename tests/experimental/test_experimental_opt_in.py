@@ -324,7 +324,8 @@ def test_loss_features_are_refused_with_the_reason():
     with pytest.raises(
         ValueError,
         match="'controller_state' = 'loss_features' is not supported with controller_credit "
-        "'explicit' \\(its loss history exists for training rows only\\); allowed there: 'paper', 'paper_product'",
+        "'explicit' \\(its loss history exists for training rows only\\); "
+        "allowed there: 'paper', 'paper_product'",
     ):
         SCHEMES.get("autodenoise_s")(FakeConfig(controller_state="loss_features", **EXPLICIT), CPU)
 

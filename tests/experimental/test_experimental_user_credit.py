@@ -147,7 +147,8 @@ def test_user_credit_trains_end_to_end(model):
     assert 0.0 < result["ndcg@20"] < 1.0
     first, second = trainer.history
     users = train._dataset.user_num - 1
-    # the reward is the clean validation GAUC of a one-epoch model: near chance, never outside (0, 1)
+    # the reward is the clean validation GAUC of a one-epoch model: near chance, never outside
+    # (0, 1)
     assert 0.4 < first["controller_reward"] < 1.0 and first["controller_mean_abs_advantage"] == 0.0
     assert (
         0 < second["controller_users_rewarded"] <= users
