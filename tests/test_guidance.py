@@ -30,8 +30,8 @@ from recbole_autodenoise.guidance import (
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
-from conftest import float_tolerance
-from tests.test_controller import FakeConfig
+from tests.conftest import float_tolerance
+from tests.controller.test_controller import FakeConfig
 from tests.test_losses import FakeBPR, FakeSequential, bpr_interaction, seq_interaction
 from tests.test_trainer import build, fresh_model
 

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 import recbole_autodenoise  # noqa: F401  (compat patches)
 from recbole_autodenoise.losses import PerSampleLoss
-from conftest import assert_float_close, float_tolerance
+from tests.conftest import assert_float_close, float_tolerance
 
 USER = torch.tensor([0, 1, 2, 0])
 POS = torch.tensor([1, 2, 3, 4])

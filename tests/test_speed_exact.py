@@ -13,7 +13,7 @@ import torch
 import recbole_autodenoise.experimental  # noqa: F401  (the user credit below: experimental)
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.controller import HardPolicy, Policy, SoftPolicy
-from conftest import FAST, assert_float_close
+from tests.conftest import FAST, assert_float_close
 
 
 def reference_sample_scored(policy: Policy, state: torch.Tensor, generator: torch.Generator):

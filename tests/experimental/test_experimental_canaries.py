@@ -23,9 +23,9 @@ from recbole_autodenoise.experimental.canaries import (
 )
 from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
-from test_explicit_credit import EXPLICIT, FakeGuidance, training_batch
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
+from tests.controller.test_explicit_credit import EXPLICIT, FakeGuidance, training_batch
 
 ITEMS = 12  # ids 0 (padding) .. 11
 

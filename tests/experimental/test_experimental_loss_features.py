@@ -2,7 +2,7 @@
 ADT-TL prior (``controller_prior: adt_tl``), both experimental (``import
 recbole_autodenoise.experimental``): features against direct computations, the store through
 checkpoint and resume, a toy where noisy rows have higher losses, and bad values. The ADT-RL
-prior: tests/test_controller_prior.py."""
+prior: tests/controller/test_controller_prior.py."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ from recbole_autodenoise.experimental.loss_features import (
 from recbole_autodenoise.rows import ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
-from conftest import assert_float_close, float_tolerance
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
-from test_controller_prior import FakeTrainSet, batch_of, replayed_outputs, soft_batch
+from tests.conftest import assert_float_close, float_tolerance
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
+from tests.controller.test_controller_prior import (
+    FakeTrainSet,
+    batch_of,
+    replayed_outputs,
+    soft_batch,
+)
 
 LOSS = {"controller_state": "loss_features"}
 

@@ -23,9 +23,9 @@ from recbole_autodenoise.experimental.meta_step import (
 )
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
-from conftest import float_tolerance
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
+from tests.conftest import float_tolerance
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
 
 DOUBLE = torch.float64
 TRAIN = {

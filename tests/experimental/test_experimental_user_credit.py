@@ -1,6 +1,6 @@
 """``controller_credit: user`` (per-user rewards; ``import recbole_autodenoise.experimental``):
 the credit's gradient on hand-built tensors, then short runs on ML-100K. Moved from
-tests/test_user_credit_and_diagnostics.py unchanged."""
+tests/evaluation/test_user_credit_and_diagnostics.py unchanged."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 import recbole_autodenoise as rad
 import recbole_autodenoise.experimental  # noqa: F401  (registers the user credit)
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from conftest import assert_float_close
-from tests.test_controller import CPU, FakeConfig, generator
+from tests.conftest import assert_float_close
+from tests.controller.test_controller import CPU, FakeConfig, generator
 from tests.test_trainer import assert_resume_reproduces, build, fresh_model
-from tests.test_user_credit_and_diagnostics import SMALL
+from tests.evaluation.test_user_credit_and_diagnostics import SMALL
 
 
 # --------------------------------------------------------------------------------------------

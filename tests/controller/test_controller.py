@@ -27,7 +27,7 @@ from recbole_autodenoise.controller import (
     parse_reward_metric,
 )
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from conftest import assert_float_close, float_tolerance
+from tests.conftest import assert_float_close, float_tolerance
 
 CPU = torch.device("cpu")
 TOPK = [10, 20, 50]

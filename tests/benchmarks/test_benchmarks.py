@@ -27,7 +27,7 @@ from benchmarks.grid import (
 )
 from benchmarks.l2rw_probe import popularity_cross_entropy
 from benchmarks.paper import METRICS, PAPER_ROWS, PAPER_TABLES
-from conftest import write_inter
+from tests.conftest import write_inter
 
 EFFECT = {
     "default": 0.0,
@@ -801,7 +801,7 @@ def run_with_fake_python(
     (fake_bin / "python").write_text(fake)
     (fake_bin / "python").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", **env_extra}
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         ["bash", str(root / "benchmarks" / script), str(tmp_path / "data"), *args],
         cwd=root,
@@ -1064,7 +1064,7 @@ def device_rows(out: Path) -> list[dict]:
 def test_device_paper_protocol_launches_one_process_per_model_and_seed_and_returns_finished_rows(
     tmp_path,
 ):
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     before = sorted(p.relative_to(root) for p in (root / "benchmarks").rglob("*"))
     out = run_device_paper_protocol(tmp_path, "2")
     assert (
@@ -1213,7 +1213,7 @@ def test_ml1m_settings_are_ml_latest_small_s_with_the_paper_s_20_core_filter():
     settings tuned on ml-latest-small, plus the 20-core filter that gives the paper's Table 2 sizes;
     SoftmaxMF's learning rate and weight decay, and its ADT-RL beta (0.1 broke it there), were tuned
     on ML-1M itself (2026-12-02)."""
-    root = Path(__file__).resolve().parents[1] / "benchmarks/properties/paper-protocol"
+    root = Path(__file__).resolve().parents[2] / "benchmarks/properties/paper-protocol"
     core20 = {"user_inter_num_interval": "[20,inf)", "item_inter_num_interval": "[20,inf)"}
     tuned = (root / "ml-1m" / "SoftmaxMF-default.yaml").read_text()
     assert "for SoftmaxMF / default on ml-1m:" in tuned and "--dataset ml-1m" in tuned

@@ -14,8 +14,8 @@ from torch.nn import functional as F
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise import distributed
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
 
 SUPERVISED = {"controller_credit": "supervised"}
 

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from conftest import FAST
+from tests.conftest import FAST
 from recbole.data.interaction import Interaction
 from recbole.model.general_recommender import BPR
 from recbole.utils import ModelType

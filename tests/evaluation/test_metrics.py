@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, write_inter
+from tests.conftest import FAST, write_inter
 from recbole.data.dataloader import FullSortEvalDataLoader
 from recbole.evaluator import register
 from recbole.evaluator.collector import DataStruct

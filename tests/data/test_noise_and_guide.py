@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_inter
+from tests.conftest import write_inter
 from recbole.data.dataset import Dataset as StockDataset
 from recbole.data.dataset import SequentialDataset as StockSequentialDataset
 
@@ -512,7 +512,7 @@ def test_guide_loader_evaluates_after_a_short_bpr_run():
     from recbole.trainer import Trainer
     from recbole.utils import get_model, init_seed
 
-    from conftest import FAST
+    from tests.conftest import FAST
 
     overrides = {
         **FAST,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_inter
+from tests.conftest import write_inter
 
 import recbole_autodenoise
 from recbole_autodenoise.data import create_dataset

@@ -15,7 +15,7 @@ from recbole_autodenoise.quick_start import run
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.protocol import check_protocol, reads_training_ratings
 from tests.conftest import write_inter
-from tests.test_schemes import FakeConfig
+from tests.schemes.test_schemes import FakeConfig
 
 CPU = torch.device("cpu")
 TINY = {

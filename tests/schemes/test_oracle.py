@@ -12,7 +12,7 @@ from recbole_autodenoise.data import INJECTED_FIELD
 from recbole_autodenoise.diagnostics import sample_groups
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.oracle import OracleScheme, oracle_weights
-from tests.test_schemes import FakeConfig
+from tests.schemes.test_schemes import FakeConfig
 from tests.test_trainer import build, fresh_model
 
 CPU = torch.device("cpu")

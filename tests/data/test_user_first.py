@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, SHARED_DATA, write_inter
+from tests.conftest import FAST, SHARED_DATA, write_inter
 from recbole.data.dataloader import FullSortEvalDataLoader
 
 import recbole_autodenoise as rad

@@ -13,8 +13,8 @@ from torch.nn import functional as F
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.base import mean_one
-from conftest import assert_float_close, float_tolerance
-from test_controller import CPU, FakeConfig
+from tests.conftest import assert_float_close, float_tolerance
+from tests.controller.test_controller import CPU, FakeConfig
 
 
 class FakeTrainSet:

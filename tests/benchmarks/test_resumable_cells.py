@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import write_inter
+from tests.conftest import write_inter
 
 from benchmarks import grid
 from benchmarks.grid import SubprocessRunner, make_cells, read_rows, run_grid

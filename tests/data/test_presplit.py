@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST, SHARED_DATA
+from tests.conftest import FAST, SHARED_DATA
 
 import recbole_autodenoise
 from recbole_autodenoise import cli

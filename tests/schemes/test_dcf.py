@@ -15,10 +15,10 @@ import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.quick_start import run
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.dcf import confidence_bound, damped, dcf_selection
-from conftest import FAST, assert_float_close
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
-from test_controller_prior import FakeTrainSet
+from tests.conftest import FAST, assert_float_close
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
+from tests.controller.test_controller_prior import FakeTrainSet
 
 KEYS = {
     "adt_max_drop_rate",

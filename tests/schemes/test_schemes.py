@@ -19,7 +19,7 @@ from recbole_autodenoise.schemes.adt_rl import ReweightedLossScheme
 from recbole_autodenoise.schemes.adt_tl import TruncatedLossScheme, drop_rate_at, truncation_weights
 from recbole_autodenoise.schemes.default import DefaultScheme
 from recbole_autodenoise.schemes.heuristic import HeuristicScheme, inverse_frequency_weights
-from conftest import assert_float_close, float_tolerance
+from tests.conftest import assert_float_close, float_tolerance
 
 CPU = torch.device("cpu")
 # without recbole_autodenoise.experimental (its l2rw: tests/experimental)

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import INTER_HEADER, write_inter
+from tests.conftest import INTER_HEADER, write_inter
 
 import recbole_autodenoise as rad
 from recbole_autodenoise import cli, quick_start

@@ -11,7 +11,7 @@ import torch
 
 import recbole_autodenoise as rad
 from recbole_autodenoise.evaluation.per_user import UserMeans, per_query_auc
-from tests.test_controller import generator
+from tests.controller.test_controller import generator
 from tests.test_trainer import build, fresh_model
 
 INF = float("inf")

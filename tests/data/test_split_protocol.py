@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_inter
-from test_noise_and_guide import guide_rows
+from tests.conftest import write_inter
+from tests.data.test_noise_and_guide import guide_rows
 from recbole.data.dataloader import AbstractDataLoader
 from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction

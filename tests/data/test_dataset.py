@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.error import URLError
 
 import pytest
-from conftest import INTER_HEADER, SHARED_DATA, write_inter
+from tests.conftest import INTER_HEADER, SHARED_DATA, write_inter
 
 import recbole_autodenoise
 from recbole_autodenoise.data import (

@@ -15,8 +15,8 @@ import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.base import mean_one
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
 
 EXPLICIT = {"controller_credit": "explicit"}
 
@@ -111,7 +111,7 @@ def test_without_guidance_it_fails_clearly():
 
 @pytest.mark.slow
 def test_a_short_run_learns_from_the_explicit_rows(tmp_path):
-    """(The explicit rows under a guide/select split: tests/test_noise_and_guide.py.)"""
+    """(The explicit rows under a guide/select split: tests/data/test_noise_and_guide.py.)"""
     trainer, train, valid = tiny_trainer(
         tmp_path,
         denoise_scheme="autodenoise_s",
