@@ -1,4 +1,5 @@
-"""Paired comparisons of study variants: ``python -m benchmarks.compare FILE.jsonl ... [--model BPR]``.
+"""Paired comparisons of study variants:
+``python -m benchmarks.compare FILE.jsonl ... [--model BPR]``.
 
 ``benchmarks.report`` tables the paper's schemes; the studies beyond the paper (explicit credit,
 noise, guide splits) set ``--set`` overrides, which the report leaves out. Here every finished row
@@ -7,10 +8,11 @@ joins a variant: its model, its data condition (``noise_kind`` / ``noise_rate``,
 overrides that scheme reads (an override the scheme ignores, e.g. ``controller_credit`` on a
 Default row, does not change the run and so does not split a variant). Each variant is compared,
 seed by seed, with each reference scheme (``--against``, default: Default, ADT-RL and DCF) run
-under the same model and condition and no other override: mean ± sample std of each metric under each test
-protocol the rows hold (``results.test_by_protocol``), the change in % and the paired t-test p over
-the seeds both finished; where both sides' runs kept per-query ranks (``results.per_query``), also
-a paired t-test over the queries, each query's metric averaged over those seeds. Mean weights of true / false positives (/ injected rows) come beside.
+under the same model and condition and no other override: mean ± sample std of each metric under
+each test protocol the rows hold (``results.test_by_protocol``), the change in % and the paired
+t-test p over the seeds both finished; where both sides' runs kept per-query ranks
+(``results.per_query``), also a paired t-test over the queries, each query's metric averaged over
+those seeds. Mean weights of true / false positives (/ injected rows) come beside.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from recbole_autodenoise.arguments import input_file
 
 # never change what a run computes (experimental: the opt-in to recbole_autodenoise.experimental)
 IGNORED = ("show_progress", "gpu_id", "experimental")
-# the data a run sees: its references must have seen the same (injected noise, the guide/select split)
+# the data a run sees: its references must have seen the same (injected noise, the guide/select
+# split)
 CONDITION = ("noise_kind", "noise_rate", "clean_valid_guide_ratio")
 PROTOCOLS = ("user_first", "interaction")
 METRICS = ("ndcg@20", "recall@20")
@@ -111,7 +114,10 @@ def cell(group, reference, protocol: str, metric: str) -> str:
     )
     if change is None:
         return text
-    return f"{text} ({change:+.1f} %, p = {fmt_p(paired_p(mine, theirs))}{per_query_text(group, reference, seeds, protocol, metric)})"
+    return (
+        f"{text} ({change:+.1f} %, p = {fmt_p(paired_p(mine, theirs))}"
+        f"{per_query_text(group, reference, seeds, protocol, metric)})"
+    )
 
 
 def query_means(group, seeds: Sequence[int], protocol: str, metric: str) -> tuple[str, Any] | None:
@@ -132,8 +138,9 @@ def query_means(group, seeds: Sequence[int], protocol: str, metric: str) -> tupl
 
 
 def per_query_text(group, reference, seeds: Sequence[int], protocol: str, metric: str) -> str:
-    """``; per query p = ..., Q x S``: a paired t-test over the queries, each query's metric averaged
-    over the S seeds both ran; empty where either side lacks per-query records (older rows)."""
+    """``; per query p = ..., Q x S``: a paired t-test over the queries, each query's metric
+    averaged over the S seeds both ran; empty where either side lacks per-query records (older
+    rows)."""
     mine, theirs = (
         query_means(group, seeds, protocol, metric),
         query_means(reference, seeds, protocol, metric),
@@ -141,7 +148,10 @@ def per_query_text(group, reference, seeds: Sequence[int], protocol: str, metric
     if mine is None or theirs is None or mine[0] != theirs[0]:
         return ""
     p = stats.ttest_rel(mine[1], theirs[1]).pvalue
-    return f"; per query p = {fmt_p(None if math.isnan(p) else float(p))}, {len(mine[1])} × {len(seeds)}"
+    return (
+        f"; per query p = {fmt_p(None if math.isnan(p) else float(p))}, "
+        f"{len(mine[1])} × {len(seeds)}"
+    )
 
 
 def weights(group: dict[int, dict[str, Any]]) -> str:
@@ -177,7 +187,8 @@ def table(found, model: str, condition: tuple, against: str) -> list[str]:
 def condition_label(
     condition: tuple, clean: str = "no injected noise, one clean validation set"
 ) -> str:
-    """``noise_kind=foreign, noise_rate=0.2``: the data condition a variant ran under, ``clean`` for none."""
+    """``noise_kind=foreign, noise_rate=0.2``: the data condition a variant ran under, ``clean``
+    for none."""
     return ", ".join(f"{k}={v}" for k, v in condition) or clean
 
 
@@ -207,9 +218,11 @@ def render(
             if (model, condition, SCHEME_LABEL.get(reference, reference)) not in found:
                 continue
             out += [
-                f"### {model}, {condition_label(condition)}: against {SCHEME_LABEL.get(reference, reference)}",
+                f"### {model}, {condition_label(condition)}: "
+                f"against {SCHEME_LABEL.get(reference, reference)}",
                 "",
-                "Clean test, %, mean ± std over seeds (change and paired t-test p against the reference).",
+                "Clean test, %, mean ± std over seeds "
+                "(change and paired t-test p against the reference).",
                 "",
             ]
             out += table(found, model, condition, reference) + [""]

@@ -2,12 +2,13 @@
 [--out FILE.md] [--draws N]``.
 
 Reads the ``select --test=all`` reports of the study (one per data set and model) and their cells'
-per-query test records, and for every pre-registered comparison (``benchmarks/preregistration.yaml``:
-A, every candidate against ``default``; B, each denoiser against ``default_guide``) gives the relative
-difference of test NDCG@20 (``user_first``), a 95 % two-level bootstrap interval (seeds, then the
-users, one user draw shared by both sides and all seeds: paired), a two-sided bootstrap p and its
-Holm-adjusted value over every comparison present. Beside each (data set, model): select's pick (from
-validation only) and the Spearman correlation of the candidates' validation and test means.
+per-query test records, and for every pre-registered comparison
+(``benchmarks/preregistration.yaml``: A, every candidate against ``default``; B, each denoiser
+against ``default_guide``) gives the relative difference of test NDCG@20 (``user_first``), a 95 %
+two-level bootstrap interval (seeds, then the users, one user draw shared by both sides and all
+seeds: paired), a two-sided bootstrap p and its Holm-adjusted value over every comparison present.
+Beside each (data set, model): select's pick (from validation only) and the Spearman correlation of
+the candidates' validation and test means.
 Prints one table per data set; exits 2 on bad input.
 """
 
@@ -191,7 +192,8 @@ def markdown(found: dict[str, Any]) -> str:
         lines += [
             f"### {dataset}",
             "",
-            "| model | candidate | test NDCG@20 | vs default (95 % CI) | Holm p | vs default_guide | Holm p |",
+            "| model | candidate | test NDCG@20 | vs default (95 % CI) | Holm p "
+            "| vs default_guide | Holm p |",
             "| --- | --- | ---: | --- | ---: | --- | ---: |",
         ]
         for (d, model), cell in by_cell.items():
@@ -215,7 +217,8 @@ def markdown(found: dict[str, Any]) -> str:
                         ["", ""]
                         if row is None
                         else [
-                            f"{100 * row['relative']:+.1f} % ({100 * row['ci'][0]:+.1f}, {100 * row['ci'][1]:+.1f})",
+                            f"{100 * row['relative']:+.1f} % "
+                            f"({100 * row['ci'][0]:+.1f}, {100 * row['ci'][1]:+.1f})",
                             f"{row['holm_p']:.3f}",
                         ]
                     )

@@ -1,7 +1,8 @@
 """Cost of each scheme against Default, per epoch, train and validation apart (issue 15).
 
     python -m benchmarks.cost --dataset ml-latest-small --data-path /work/data \\
-        --models BPR:15 GRU4Rec:4 --repetitions 2 --out benchmarks/results/ml-latest-small-cost.jsonl
+        --models BPR:15 GRU4Rec:4 --repetitions 2 \\
+        --out benchmarks/results/ml-latest-small-cost.jsonl
     python -m benchmarks.cost --summarise benchmarks/results/ml-latest-small-cost.jsonl
 
 Every cell is one ``python -m benchmarks.cell`` process (its own peak memory) training MODEL for
@@ -55,7 +56,8 @@ def parse_models(items: Sequence[str]) -> list[tuple[str, int]]:
         name, _, epochs = item.partition(":")
         if not name or not epochs.isdigit() or int(epochs) < 2:
             raise SystemExit(
-                f"--models expects MODEL:EPOCHS with EPOCHS >= 2 (the first epoch is not timed), got {item!r}"
+                "--models expects MODEL:EPOCHS with EPOCHS >= 2 (the first epoch is not timed), "
+                f"got {item!r}"
             )
         models.append((name, int(epochs)))
     return models
@@ -68,7 +70,8 @@ def parse_code(items: Sequence[str], name: str = "this") -> dict[str, Path]:
         name, _, path = item.partition("=")
         if not name or not path or not (Path(path) / "recbole_autodenoise").is_dir():
             raise SystemExit(
-                f"--code expects NAME=PATH with PATH a checkout holding recbole_autodenoise/, got {item!r}"
+                "--code expects NAME=PATH with PATH a checkout holding recbole_autodenoise/, "
+                f"got {item!r}"
             )
         code[name] = Path(path).resolve()
     return code
@@ -231,15 +234,18 @@ def summarise(rows: list[dict[str, Any]]) -> str:
         train = statistics.median(r["cpu"]["train"] for r in group)
         valid = statistics.median(r["cpu"]["valid"] for r in group)
         lines.append(
-            f"| {variant} | {model} | {scheme} | {train:.3f} | {valid:.3f} | {_spread(ratios['train'])} | "
-            f"{_spread(ratios['valid'])} | {_spread(ratios['total'])} | {_spread(ratios['wall'])} | "
+            f"| {variant} | {model} | {scheme} | {train:.3f} | {valid:.3f} | "
+            f"{_spread(ratios['train'])} | "
+            f"{_spread(ratios['valid'])} | {_spread(ratios['total'])} | "
+            f"{_spread(ratios['wall'])} | "
             f"{_spread(ratios['rss'])} | {_spread(ratios['gpu'])} |"
         )
     reps = sorted({r["repetition"] for r in ok})
     return (
         "\n".join(lines)
         + f"\n\n{len(ok)} cells, repetitions {reps}; seconds per epoch: median over the epochs "
-        "after the first; ratios against Default of the same variant, model and repetition: median (min-max)"
+        "after the first; ratios against Default of the same variant, model and repetition: "
+        "median (min-max)"
     )
 
 

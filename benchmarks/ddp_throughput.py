@@ -1,7 +1,8 @@
 """Training throughput of RecBole's multi-process mode (issue 14): samples per second for each
 process count, speedup and scaling efficiency against one process. A benchmark, not a test.
 
-    python -m benchmarks.ddp_throughput --model SASRec --dataset ml-latest-small --data-path /work/data --nproc 1 2
+    python -m benchmarks.ddp_throughput --model SASRec --dataset ml-latest-small \\
+        --data-path /work/data --nproc 1 2
 
 Each count is one full run (``quick_start.run``) of ``--epochs`` epochs; throughput is the training
 rows of an epoch over rank 0's training time of that epoch (the ranks step together), averaged
@@ -28,7 +29,8 @@ def free_port() -> int:
 
 
 def samples_per_second(results: dict[str, Any]) -> float:
-    """Training rows per second of training, over the epochs after the first where there are some."""
+    """Training rows per second of training, over the epochs after the first where there are
+    some."""
     seconds = [record["train_seconds"] for record in results["epochs"]]
     timed = seconds[1:] or seconds
     return results["data"]["train"] / (sum(timed) / len(timed))
@@ -73,7 +75,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         speedup = row["samples_per_second"] / first["samples_per_second"]
         efficiency = speedup * first["nproc"] / row["nproc"]
         lines.append(
-            f"{row['nproc']:>5} {row['samples_per_second']:>12.1f} {speedup:>8.2f} {efficiency:>10.2f}"
+            f"{row['nproc']:>5} {row['samples_per_second']:>12.1f} "
+            f"{speedup:>8.2f} {efficiency:>10.2f}"
         )
     return "\n".join(lines)
 

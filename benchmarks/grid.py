@@ -130,7 +130,8 @@ def _cli_value(value: Any) -> str:
 
 
 def overrides_hash(overrides: dict[str, Any], config_files: Sequence[str] = ()) -> str:
-    """10 hex digits over the overrides (order-free) and config files' contents (not their paths)."""
+    """10 hex digits over the overrides (order-free) and config files' contents (not their
+    paths)."""
     hashed = {k: v for k, v in overrides.items() if k not in UNHASHED_KEYS}
     files = [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in config_files]
     blob = json.dumps({"overrides": hashed, "files": files}, sort_keys=True, default=str)
@@ -259,8 +260,9 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
 # --- machine -------------------------------------------------------------------------------
 # --- running -------------------------------------------------------------------------------
 Runner = Callable[[Cell], dict[str, Any]]
-"""A cell runner returns ``{"results": quick_start.run's dict, "peak_memory": {...}, "device": {...}}``
-and raises on failure."""
+"""A cell runner returns
+``{"results": quick_start.run's dict, "peak_memory": {...}, "device": {...}}`` and raises on
+failure."""
 
 
 class CellFailed(RuntimeError):
@@ -280,7 +282,8 @@ class SubprocessRunner:
     from outside (killed by a signal, or past ``timeout``): the next run of the cell continues from
     its ``saved/*-latest.pth`` (the trainer's state after its last finished epoch, from which a run
     ends exactly as an uninterrupted one), so a cell longer than a session is split across
-    sessions where the folder survives between them. A cell that fails by itself (an exception, exit status > 0) starts afresh next time;
+    sessions where the folder survives between them. A cell that fails by itself (an exception,
+    exit status > 0) starts afresh next time;
     one whose results were written after its parent died (an orphaned child) is taken as finished;
     one last run by another commit of the code starts afresh. A lock held by the child keeps two
     processes off one folder."""
@@ -346,8 +349,8 @@ class SubprocessRunner:
             raise
 
     def _start_afresh_unless_same_code(self, work: Path) -> None:
-        """A folder last run by another commit (uncommitted edits aside: a study's rows make the tree
-        dirty) is emptied, its lock kept."""
+        """A folder last run by another commit (uncommitted edits aside: a study's rows make the
+        tree dirty) is emptied, its lock kept."""
         stamp, commit = work / "code.txt", str(git_commit(self.root)).removesuffix("+dirty")
         if stamp.is_file() and stamp.read_text(encoding="utf-8") != commit:
             for entry in work.iterdir():
@@ -485,11 +488,13 @@ def run_grid(
         elapsed = time.time() - started
         left = len(todo) - index
         log(
-            f"[{counts['skipped'] + index}/{len(cells)}] {cell.key} {row['status']} in {wall:.1f} s; "
+            f"[{counts['skipped'] + index}/{len(cells)}] {cell.key} {row['status']} "
+            f"in {wall:.1f} s; "
             f"{left} left, ETA {_duration(elapsed / index * left)}"
             + (f"\n    {row['error'].splitlines()[0]}" if row["status"] == "failed" else "")
         )
     log(
-        f"done: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped (already finished)"
+        f"done: {counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['skipped']} skipped (already finished)"
     )
     return counts

@@ -6,7 +6,8 @@ popularity-only predictor would have on the same training targets.
 Prints, per batch: the share of samples whose target item is also a target in that batch's clean
 batch, their share of the weight, the mean training loss, the weighted loss and the effective
 fraction (Kish) of the weights; then the means and the cross-entropy of predicting every user the
-training popularity distribution. Settings as the study (guide/select split 0.5, learning rate 3e-3).
+training popularity distribution. Settings as the study (guide/select split 0.5, learning rate
+3e-3).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from recbole_autodenoise.schemes.base import effective_fraction
 
 
 def popularity_cross_entropy(item_ids: torch.Tensor) -> float:
-    """-sum_v p_v log p_v over the training targets: the loss of predicting popularity to everyone."""
+    """-sum_v p_v log p_v over the training targets: the loss of predicting popularity to
+    everyone."""
     counts = torch.bincount(item_ids).double()
     p = counts[counts > 0] / counts.sum()
     return float(-(p * p.log()).sum())
@@ -87,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("mean | " + " | ".join(f"{v:.3f}" for v in means))
     targets = train._dataset.inter_feat[train._dataset.iid_field]
     print(
-        f"popularity-only cross-entropy on the {len(targets)} training targets: {popularity_cross_entropy(targets):.3f} nats"
+        f"popularity-only cross-entropy on the {len(targets)} training targets: "
+        f"{popularity_cross_entropy(targets):.3f} nats"
     )
     return 0
 

@@ -1,7 +1,7 @@
 """Where an epoch's time goes: cProfile of the training and the validation phase, apart.
 
-    python -m benchmarks.profile_epoch --model BPR --dataset ml-latest-small --data-path /work/data \\
-        --scheme autodenoise_s --epochs 3 [--top 25] [--set key=value ...]
+    python -m benchmarks.profile_epoch --model BPR --dataset ml-latest-small \\
+        --data-path /work/data --scheme autodenoise_s --epochs 3 [--top 25] [--set key=value ...]
 
 Builds the run as ``quick_start.run`` does (same config, data, model and trainer), profiles every
 ``_train_epoch`` call into one profile and every ``_valid_epoch`` into another, and prints the top

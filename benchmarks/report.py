@@ -1,4 +1,5 @@
-"""Report: ``python -m benchmarks.report benchmarks/results/ml-latest-small.jsonl --out docs/table3.md``.
+"""Report: ``python -m benchmarks.report benchmarks/results/ml-latest-small.jsonl
+--out docs/table3.md``.
 
 Writes the Markdown report, a CSV beside it (same units: P/R/NDCG in %, F1 as a fraction, like the
 paper's Table 3) and, when matplotlib is installed, PNG figures beside it. Statistics are over
@@ -171,7 +172,8 @@ def times(r: float) -> str:
 def load(
     paths: str | Path | Sequence[str | Path], dataset: str | None = None
 ) -> tuple[str, list[dict[str, Any]], list[str]]:
-    """Finished rows of one data set from one or more JSONL files, and notes on what was left out."""
+    """Finished rows of one data set from one or more JSONL files, and notes on what was left
+    out."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     every = [row for path in paths for row in read_rows(path)]
     rows = [r for r in latest_rows(every).values() if r.get("status") == "ok"]
@@ -220,7 +222,8 @@ def main_groups(
 ) -> dict[tuple[str, str], Group]:
     """One settings hash per (model, scheme): the one with most finished seeds (then the newest).
     Cells of the Fig. 3 sweep (``SWEEP_KEYS`` in --set overrides) are left out; the groups of the
-    other hashes go to ``others`` keyed (model, scheme, hash), e.g. a short cost run on another machine."""
+    other hashes go to ``others`` keyed (model, scheme, hash), e.g. a short cost run on another
+    machine."""
     by_hash: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if not any(k in r.get("overrides", {}) for k in SWEEP_KEYS + STUDY_KEYS):
@@ -479,7 +482,8 @@ def stopping_notes(rows: list[dict[str, Any]]) -> list[str]:
     ]
     known = sum(1 for r in rows if r["results"].get("stopping"))
     notes = [
-        f"Stopping: {known} of {len(rows)} cells record how they stopped; {len(capped)} hit the epoch cap"
+        f"Stopping: {known} of {len(rows)} cells record how they stopped; "
+        f"{len(capped)} hit the epoch cap"
         + (f" ({', '.join(capped)})" if capped else "")
         + f", {len(at_zero)} kept their epoch-0 model"
         + (f" ({', '.join(at_zero)})" if at_zero else "")
@@ -504,7 +508,8 @@ def headroom_lines(groups: dict[tuple[str, str], Group], models: Sequence[str]) 
             g = groups.get((model, scheme))
             if g is not None and gap > 0:
                 recovered.append(
-                    f"{SCHEME_LABEL[scheme]} {100 * (mean(g.values(MAIN_METRIC)) - m_d) / gap:+.0f} %"
+                    f"{SCHEME_LABEL[scheme]} "
+                    f"{100 * (mean(g.values(MAIN_METRIC)) - m_d) / gap:+.0f} %"
                 )
         tail = f"; share of it recovered: {', '.join(recovered)}" if recovered else ""
         if (
@@ -512,8 +517,9 @@ def headroom_lines(groups: dict[tuple[str, str], Group], models: Sequence[str]) 
         ):  # a share of a negative headroom has no meaning: removing the low-rated rows hurts there
             tail = "; no headroom to recover: removing the low-rated rows does not help"
         lines.append(
-            f"- {MODEL_LABEL.get(model, model)}: oracle {fmt(m_o)} vs Default {fmt(m_d)} NDCG@20, headroom "
-            f"{fmt_rel(rel(m_o, m_d))} (p {fmt_p(p) if p is None or p < 0.001 else '= ' + fmt_p(p)}, "
+            f"- {MODEL_LABEL.get(model, model)}: oracle {fmt(m_o)} vs Default {fmt(m_d)} NDCG@20, "
+            f"headroom {fmt_rel(rel(m_o, m_d))} "
+            f"(p {fmt_p(p) if p is None or p < 0.001 else '= ' + fmt_p(p)}, "
             f"n = {len(set(o.by_seed(MAIN_METRIC)) & set(d.by_seed(MAIN_METRIC)))})" + tail + "."
         )
     if not lines:
@@ -522,7 +528,8 @@ def headroom_lines(groups: dict[tuple[str, str], Group], models: Sequence[str]) 
         [
             "## Headroom: the oracle (drops every training sample rated below the threshold)",
             "",
-            "A diagnostic that reads the ratings, not a method: how much perfect denoising changes clean-test NDCG@20.",
+            "A diagnostic that reads the ratings, not a method: how much perfect denoising changes "
+            "clean-test NDCG@20.",
             "",
         ]
         + lines
@@ -565,9 +572,12 @@ def build(
     lines = [
         f"# AutoDenoise benchmark: {dataset}",
         "",
-        f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `python -m benchmarks.report {source}`"
-        f" from {len(rows)} finished cells. Test metrics on the clean test set; Precision, Recall, NDCG in %, "
-        "F1 as a fraction (as the paper's Table 3 prints them); ours are mean ± sample std over seeds.",
+        f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} "
+        f"by `python -m benchmarks.report {source}`"
+        f" from {len(rows)} finished cells. Test metrics on the clean test set; "
+        "Precision, Recall, NDCG in %, "
+        "F1 as a fraction (as the paper's Table 3 prints them); "
+        "ours are mean ± sample std over seeds.",
         "",
     ]
 
@@ -593,8 +603,10 @@ def build(
                 )
             )
             verdict.append(
-                f"- {label(model, scheme)}: NDCG@20 {fmt(m_g)} vs Default {fmt(m_d)} ({fmt_rel(rel(m_g, m_d))}, "
-                f"p {fmt_p(p) if p is None or p < 0.001 else '= ' + fmt_p(p)}): **{'beats' if beats else 'does NOT beat'} Default**{why}."
+                f"- {label(model, scheme)}: NDCG@20 {fmt(m_g)} vs Default {fmt(m_d)} "
+                f"({fmt_rel(rel(m_g, m_d))}, "
+                f"p {fmt_p(p) if p is None or p < 0.001 else '= ' + fmt_p(p)}): "
+                f"**{'beats' if beats else 'does NOT beat'} Default**{why}."
             )
     losers = [label(*k) for k, v in summary["beats_default"].items() if not v]
     lines += (
@@ -604,14 +616,16 @@ def build(
     )
     if losers:
         lines += [
-            f"**AutoDenoise does not beat Default** (NDCG@20, paired t-test over seeds, p < {ALPHA}) for: "
+            "**AutoDenoise does not beat Default** "
+            f"(NDCG@20, paired t-test over seeds, p < {ALPHA}) for: "
             + ", ".join(losers)
             + ". The paper (Sec. 5.3.2) reports AutoDenoise better than Default in every setting.",
             "",
         ]
     elif summary["beats_default"]:
         lines += [
-            f"AutoDenoise beats Default significantly (NDCG@20, p < {ALPHA}) for every model measured.",
+            f"AutoDenoise beats Default significantly (NDCG@20, p < {ALPHA}) "
+            "for every model measured.",
             "",
         ]
 
@@ -623,11 +637,13 @@ def build(
         "## Table 3 (ours vs. the paper)",
         "",
         (
-            f"*paper* rows are transcribed from the paper's Table 3 ({PAPER_BLOCK[dataset]} block); – = not legible there; "
+            "*paper* rows are transcribed from the paper's Table 3 "
+            f"({PAPER_BLOCK[dataset]} block); – = not legible there; "
             if dataset in PAPER_TABLES
             else f"The paper's Table 3 has no block for {dataset}. "
         )
-        + "† = NDCG@50 column clipped in the paper's markdown (value may have lost trailing digits). "
+        + "† = NDCG@50 column clipped in the paper's markdown "
+        "(value may have lost trailing digits). "
         "See benchmarks/paper.py for the transcription notes.",
         "",
     ]
@@ -680,7 +696,8 @@ def build(
         "## Paired t-tests over seeds (p-values)",
         "",
         "scipy.stats.ttest_rel over the seeds both cells finished; best baseline = best of "
-        "Heuristic / ADT-TL / ADT-RL / DCF (those run) by mean NDCG@20 for that model; n/a = fewer than 2 pairs or identical results.",
+        "Heuristic / ADT-TL / ADT-RL / DCF (those run) by mean NDCG@20 for that model; "
+        "n/a = fewer than 2 pairs or identical results.",
         "",
     ]
     body, pvals = [], {}
@@ -704,9 +721,12 @@ def build(
     lines += [
         "## Cost (ratio to Default of the same model)",
         "",
-        f"Epoch time = (train + validation) seconds summed over epochs / epochs trained; train = training batches only. "
-        f"Memory: GPU max allocated when run on GPU, else the cell process's peak RSS (includes ~constant "
-        f"torch/RecBole import overhead, which dilutes ratios). Targets for AutoDenoise: ≤ {TIME_TARGET}× epoch time, "
+        "Epoch time = (train + validation) seconds summed over epochs / epochs trained; "
+        "train = training batches only. "
+        "Memory: GPU max allocated when run on GPU, else the cell process's peak RSS "
+        "(includes ~constant "
+        "torch/RecBole import overhead, which dilutes ratios). "
+        f"Targets for AutoDenoise: ≤ {TIME_TARGET}× epoch time, "
         f"≤ {MEMORY_TARGET}× memory.",
         "",
     ]
@@ -731,7 +751,8 @@ def build(
     lines += table(header, body) + [""]
     if other_groups:
         lines += [
-            "Other runs of the same schemes with other settings (typically a short run on another machine; "
+            "Other runs of the same schemes with other settings "
+            "(typically a short run on another machine; "
             "ratios to Default of the same settings):",
             "",
         ]
@@ -756,8 +777,10 @@ def build(
     lines += [
         "## Learned weights (Fig. 2)",
         "",
-        f"Mean weight of training samples rated ≥ threshold (TP) and < threshold (FP) over the run. The paper reports "
-        f"TP {PAPER_WEIGHTS['tp_mean_weight']} vs FP {PAPER_WEIGHTS['fp_mean_weight']} (SASRec, averaged over data sets).",
+        "Mean weight of training samples rated ≥ threshold (TP) and < threshold (FP) over the run. "
+        "The paper reports "
+        f"TP {PAPER_WEIGHTS['tp_mean_weight']} vs FP {PAPER_WEIGHTS['fp_mean_weight']} "
+        "(SASRec, averaged over data sets).",
         "",
     ]
     body = [
@@ -777,7 +800,8 @@ def build(
     # Fig. 3: number of hard actions.
     fig3_model = "BPR"
     points: dict[int, list[float]] = defaultdict(list)
-    # the sweep's cells; A = 3 from the main grid unless the sweep ran it too (then one machine throughout)
+    # the sweep's cells; A = 3 from the main grid unless the sweep ran it too (then one machine
+    # throughout)
     for r in rows:
         overrides = r.get("overrides", {})
         if (
@@ -794,8 +818,10 @@ def build(
     lines += [
         "## Number of hard actions (Fig. 3)",
         "",
-        "A = 1 (keep only) is invalid in this implementation (AutoDenoise-H needs A ≥ 2), so A runs 2..6. Produce the "
-        f"cells with `python -m benchmarks.table3 ... --models {fig3_model} --schemes autodenoise_h --set controller_num_actions=A`.",
+        "A = 1 (keep only) is invalid in this implementation (AutoDenoise-H needs A ≥ 2), "
+        "so A runs 2..6. Produce the "
+        f"cells with `python -m benchmarks.table3 ... --models {fig3_model} "
+        "--schemes autodenoise_h --set controller_num_actions=A`.",
         "",
     ]
     if len(points) >= 2:
@@ -869,7 +895,8 @@ def build(
             f"CPU {c} ({n} cores), device {dev}, GPU {gpu or 'none'}, torch {t}"
             for c, n, gpu, dev, t in hosts
         ),
-        f"Cells finished: {finished[0] if finished else '–'} to {finished[-1] if finished else '–'}; code: {', '.join(commits)}.",
+        f"Cells finished: {finished[0] if finished else '–'} "
+        f"to {finished[-1] if finished else '–'}; code: {', '.join(commits)}.",
         "",
     ]
     if notes:

@@ -1,11 +1,11 @@
 """Does a study row reproduce at this checkout? ``python -m benchmarks.rerun_cell CELL_DIR ...``.
 
-Each CELL_DIR is a finished ``select`` train cell (``train-spec.json`` and ``result.json``, e.g. under
-``benchmarks/results/confirm/<data set>-<model>.json.cells/``). The cell is trained again here, from
-its own spec, in a scratch folder with one thread, and what it computed (best validation score, the
-per-query validation record, every epoch's record but its times, how it stopped, the learned
-weights) is compared with the row to the last digit. Prints one line per cell; exits 1 if any
-differs, 2 on bad input.
+Each CELL_DIR is a finished ``select`` train cell (``train-spec.json`` and ``result.json``, e.g.
+under ``benchmarks/results/confirm/<data set>-<model>.json.cells/``). The cell is trained again
+here, from its own spec, in a scratch folder with one thread, and what it computed (best
+validation score, the per-query validation record, every epoch's record but its times, how it
+stopped, the learned weights) is compared with the row to the last digit. Prints one line per
+cell; exits 1 if any differs, 2 on bad input.
 """
 
 from __future__ import annotations

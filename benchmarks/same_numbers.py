@@ -4,7 +4,8 @@
 Each named cell (a model, a scheme and its keys on ml-latest-small, one seed) runs once at each
 commit, in a detached worktree of that commit, as ``python -m benchmarks.cell`` with one thread. The
 best validation score, the test metrics under every protocol and the epoch the run stopped at are
-compared exactly (to the last digit). Prints one line per cell; exits 1 if any differs, 2 on bad input.
+compared exactly (to the last digit). Prints one line per cell; exits 1 if any differs, 2 on bad
+input.
 """
 
 from __future__ import annotations

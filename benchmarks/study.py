@@ -147,7 +147,8 @@ def noise_cost(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "### What injected noise costs Default",
         "",
-        "Default trained with `noise_rate` × |train| fake interactions of each `noise_kind` added to training only "
+        "Default trained with `noise_rate` × |train| fake interactions of each `noise_kind` "
+        "added to training only "
         "(never to validation or test); clean = the same settings without noise, same seeds.",
         "",
     ]
@@ -168,11 +169,13 @@ def noise_cost(rows: list[dict[str, Any]]) -> list[str]:
     for model, (change, kind, rate) in worst.items():
         if change < 0:
             lines.append(
-                f"- {model}: most harmful here is `{kind}` at {rate:.0%} ({fmt_rel(change)} NDCG@20)."
+                f"- {model}: most harmful here is `{kind}` at {rate:.0%} "
+                f"({fmt_rel(change)} NDCG@20)."
             )
         else:
             lines.append(
-                f"- {model}: no kind of injected noise lowered the mean NDCG@20 (smallest change: `{kind}` at "
+                f"- {model}: no kind of injected noise lowered the mean NDCG@20 "
+                f"(smallest change: `{kind}` at "
                 f"{rate:.0%}, {fmt_rel(change)})."
             )
     return lines + [""]
@@ -195,10 +198,14 @@ def comparison(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "### Credit modes and baselines, with the guide/select split",
         "",
-        "Every cell splits each user's clean validation interactions in half (`clean_valid_guide_ratio: 0.5`): "
-        "L2RW and AutoDenoise learn from the guide half; every method, Default included, early-stops on the "
-        "select half. Test is the clean test set. p = paired t-test over seeds. Recovered = (method − noisy "
-        "Default) / (clean Default − noisy Default) in NDCG@20. Train s/epoch ratio: training batches only, "
+        "Every cell splits each user's clean validation interactions in half "
+        "(`clean_valid_guide_ratio: 0.5`): "
+        "L2RW and AutoDenoise learn from the guide half; every method, Default included, "
+        "early-stops on the "
+        "select half. Test is the clean test set. p = paired t-test over seeds. "
+        "Recovered = (method − noisy "
+        "Default) / (clean Default − noisy Default) in NDCG@20. "
+        "Train s/epoch ratio: training batches only, "
         "to Default of the same condition.",
         "",
     ]
@@ -294,9 +301,12 @@ def diagnostics(rows: list[dict[str, Any]], stem: Path) -> list[str]:
     lines = [
         "### What the clean set says about each kind of sample (`denoise_diagnostics`)",
         "",
-        "Default's runs, on a fixed subsample (the first training batch) and a fixed clean batch, at every "
-        "validation: mean alignment ⟨∇ℓ_i, ∇L_clean⟩ (× 10⁶), the fraction of samples with positive alignment "
-        "(a step on them lowers the clean loss), and the mean training loss, per group; first and last epoch, "
+        "Default's runs, on a fixed subsample (the first training batch) and a fixed clean batch, "
+        "at every "
+        "validation: mean alignment ⟨∇ℓ_i, ∇L_clean⟩ (× 10⁶), "
+        "the fraction of samples with positive alignment "
+        "(a step on them lowers the clean loss), and the mean training loss, per group; "
+        "first and last epoch, "
         "mean over seeds.",
         "",
     ]

@@ -111,8 +111,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def dry_run(cells: Sequence[Any], out: Path, runner: SubprocessRunner) -> None:
-    """Each cell's status (ok, failed, todo; ``partial`` where a stopped run left a state to continue
-    from), key and command."""
+    """Each cell's status (ok, failed, todo; ``partial`` where a stopped run left a state to
+    continue from), key and command."""
     latest = latest_rows(read_rows(out))
     for cell in cells:
         status = latest.get(cell.key, {}).get("status", "todo")

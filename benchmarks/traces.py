@@ -1,4 +1,5 @@
-"""Weight traces of study variants: ``python -m benchmarks.traces FILE.jsonl ... [--model M] [--from-epoch 15]``.
+"""Weight traces of study variants:
+``python -m benchmarks.traces FILE.jsonl ... [--model M] [--from-epoch 15]``.
 
 For every variant (grouped as ``benchmarks.compare`` groups rows) whose runs kept a weight study,
 the mean weight of the injected rows and of the false positives, each as a ratio to the true
@@ -77,9 +78,11 @@ def render(rows: Sequence[dict[str, Any]], models: Sequence[str] | None, from_ep
         out += [
             f"### {model}, {condition_label(condition, 'no injected noise')}",
             "",
-            f"Mean weight over the true positives' (mean over seeds, range); settled: epochs {from_epoch} and later.",
+            "Mean weight over the true positives' (mean over seeds, range); "
+            f"settled: epochs {from_epoch} and later.",
             "",
-            "| variant | seeds | injected / TP, run | injected / TP, settled | FP / TP, run | FP / TP, settled | epochs |",
+            "| variant | seeds | injected / TP, run | injected / TP, settled "
+            "| FP / TP, run | FP / TP, settled | epochs |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         out += [

@@ -1,14 +1,16 @@
 """Small validation-set grid search, writing the winner as a property yaml for ``table3``.
 
-    python -m benchmarks.tune --dataset ml-latest-small --data-path DIR --model BPR --scheme default \\
-        --grid learning_rate=1e-3,5e-3 --grid embedding_size=32,64 --set epochs=100
+    python -m benchmarks.tune --dataset ml-latest-small --data-path DIR --model BPR \\
+        --scheme default --grid learning_rate=1e-3,5e-3 --grid embedding_size=32,64 \\
+        --set epochs=100
 
 Every combination is a grid cell (one subprocess each, resumable JSONL under
 benchmarks/results/tune/), ranked by the mean over seeds of ``best_valid_score`` (the clean
 validation ``valid_metric``, NDCG@20 by default); the test set is never looked at. The winner is
-written to ``benchmarks/properties/<dataset>/<model>-<scheme>.yaml`` (replacing it, with any settings of
-the old file that the grid does not tune kept); use it with
-``python -m benchmarks.table3 ... --config-files 'benchmarks/properties/{dataset}/{model}-{scheme}.yaml'``.
+written to ``benchmarks/properties/<dataset>/<model>-<scheme>.yaml`` (replacing it, with any
+settings of the old file that the grid does not tune kept); use it with
+``python -m benchmarks.table3 ...
+--config-files 'benchmarks/properties/{dataset}/{model}-{scheme}.yaml'``.
 """
 
 from __future__ import annotations
@@ -152,15 +154,18 @@ def tune(
         if len(scores) == len(cells):  # only fully finished candidates compete
             scored.append((statistics.mean(scores), candidate))
         print(
-            f"  {candidate}: valid {statistics.mean(scores) if scores else float('nan'):.6f} ({len(scores)}/{len(cells)} seeds)"
+            f"  {candidate}: valid {statistics.mean(scores) if scores else float('nan'):.6f} "
+            f"({len(scores)}/{len(cells)} seeds)"
         )
     if not scored:
         raise NoWinner(f"no candidate finished on every seed; see {results} and its .logs folder")
     score, best = max(scored, key=lambda pair: pair[0])
     out_yaml.parent.mkdir(parents=True, exist_ok=True)
     header = [
-        f"# Tuned by benchmarks.tune on {datetime.now(timezone.utc).date()} for {model} / {scheme} on {dataset}:",
-        f"# best mean clean-validation score {score:.6f} over seeds {list(seeds)} (valid_metric; test never used).",
+        f"# Tuned by benchmarks.tune on {datetime.now(timezone.utc).date()} "
+        f"for {model} / {scheme} on {dataset}:",
+        f"# best mean clean-validation score {score:.6f} over seeds {list(seeds)} "
+        "(valid_metric; test never used).",
         f"# grid: {grid}",
         f"# fixed overrides: {overrides}",
     ] + ([f"# command: {command}"] if command else [])

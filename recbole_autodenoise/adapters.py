@@ -32,7 +32,8 @@ USER_LEVEL_MODELS = frozenset(
     {"MultiDAE", "MultiVAE", "MacridVAE", "CDAE", "ENMF", "RaCT", "RecVAE", "DiffRec", "LDiffRec"}
 )
 REFUSED = {
-    "SimpleX": "its cosine contrastive loss is computed inline (no loss module) over one positive and "
+    "SimpleX": "its cosine contrastive loss is computed inline (no loss module) "
+    "over one positive and "
     "neg_seq_len negatives per row; register_loss_adapter(SimpleX, fn) can add it",
 }
 
@@ -77,7 +78,8 @@ def refusal(model_class: type) -> str | None:
     ]  # a subclass of a refused model is refused
     if USER_LEVEL_MODELS.intersection(names):
         return (
-            "RecBole trains it on user-level batches (one row per user, the loss over the user's whole "
+            "RecBole trains it on user-level batches "
+            "(one row per user, the loss over the user's whole "
             "item vector), so its loss is not a mean over training interactions"
         )
     return next((REFUSED[name] for name in names if name in REFUSED), None)
@@ -119,7 +121,8 @@ def bert4rec_losses(model: nn.Module, interaction) -> tuple[torch.Tensor, None]:
     no masked position has loss 0."""
     if model.loss_type != "CE":
         raise ValueError(
-            f"BERT4Rec with loss_type={model.loss_type!r} computes its loss inline; per-sample weighting "
+            f"BERT4Rec with loss_type={model.loss_type!r} computes its loss inline; "
+            "per-sample weighting "
             "supports BERT4Rec with loss_type: CE"
         )
     with recording(F.cross_entropy) as outputs:

@@ -1,4 +1,5 @@
-"""Command line: ``python run_recbole_denoise.py --model=SASRec --dataset=ml-1m [--key=value ...]``."""
+"""Command line:
+``python run_recbole_denoise.py --model=SASRec --dataset=ml-1m [--key=value ...]``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from recbole_autodenoise.config import launcher_key_message, parse_cli_value
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict]:
     parser = argparse.ArgumentParser(
-        description="Train a RecBole model with a denoising scheme and evaluate it on clean test data.",
-        epilog="Any other --key=value is a RecBole/plugin config override, e.g. --epochs=50 --learning_rate=1e-3.",
+        description=(
+            "Train a RecBole model with a denoising scheme and evaluate it on clean test data."
+        ),
+        epilog=(
+            "Any other --key=value is a RecBole/plugin config override, "
+            "e.g. --epochs=50 --learning_rate=1e-3."
+        ),
     )
     parser.add_argument(
         "--model", "-m", default="BPR", help="RecBole model: BPR, GRU4Rec, SASRec, ..."

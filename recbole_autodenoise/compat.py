@@ -11,14 +11,15 @@ the smallest change that restores RecBole's own behaviour; nothing here changes 
   still makes fail loudly rather than silently.)
 * Importing RecBole's models (``recbole.model.sequential_recommender.sine``) switches on
   ``torch.autograd.set_detect_anomaly(True)`` for the whole process, which makes every backward
-  pass several times slower (SASRec, one ML-100K epoch on a busy 2-core CPU: 55 s with it, 16 s without):
-  the models are imported here and anomaly detection is switched back off.
+  pass several times slower (SASRec, one ML-100K epoch on a busy 2-core CPU: 55 s with it, 16 s
+  without): the models are imported here and anomaly detection is switched back off.
 * SciPy >= 1.12 dropped ``dok_matrix._update`` (a ``dict.update`` without index checks), with
   which RecBole's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF, KGIN, MCCLK) build their
   adjacency matrix: it is restored as an update of the matrix's own dict, as it was.
 * RecBole's multi-process mode wraps the model in ``DistributedDataParallel(model,
   device_ids=[local_rank])``, which torch refuses for a model on the CPU (gloo ranks,
-  ``distributed.py``): ``device_ids`` is dropped there, as torch's documentation asks for CPU modules.
+  ``distributed.py``): ``device_ids`` is dropped there, as torch's documentation asks for CPU
+  modules.
 * RecBole's ``ensure_dir`` checks, then creates: two ranks starting together (``./log``) race,
   and the loser fails with ``FileExistsError``. It creates with ``exist_ok`` here, wherever
   RecBole imported it by name.

@@ -48,7 +48,8 @@ def redraw_avoiding(
     """``draw(n)`` (n item ids, on ``users``' device) per row, redrawn, round by round, for the
     rows whose item is the row's ``own`` item or whose ``user * num_items + item`` is in ``known``
     (sorted keys; None or empty: nothing known). Raises ``NoFreeItem`` after ``max_redraws``
-    rounds. The CleanBatches' negatives and stray clicks and the canaries' items all come from here."""
+    rounds. The CleanBatches' negatives and stray clicks and the canaries' items all come from
+    here."""
     items = draw(len(users))
     for _ in range(max_redraws):
         hit = items == own if own is not None else torch.zeros_like(items, dtype=torch.bool)
@@ -124,13 +125,15 @@ def check_clean_batches_fit(model: nn.Module) -> None:
     cross_entropy = any(isinstance(module, nn.CrossEntropyLoss) for module in model.children())
     if getattr(model, "input_type", None) == InputType.POINTWISE and not cross_entropy:
         raise ValueError(
-            f"model {name} trains pointwise (label 1 positives and label 0 sampled negatives); clean "
-            "guiding batches (l2rw, controller_credit: meta or explicit, denoise_diagnostics) are positives only and "
+            f"model {name} trains pointwise (label 1 positives and label 0 sampled negatives); "
+            "clean guiding batches (l2rw, controller_credit: meta or explicit, "
+            "denoise_diagnostics) are positives only and "
             "support BPR and cross-entropy models"
         )
     if hasattr(model, "MASK_ITEM_SEQ"):
         raise ValueError(
-            f"model {name} trains on masked sequences built by a batch transform; clean guiding batches "
+            f"model {name} trains on masked sequences built by a batch transform; "
+            "clean guiding batches "
             "(l2rw, controller_credit: meta, denoise_diagnostics) carry no masked positions"
         )
 
@@ -144,7 +147,8 @@ class CleanBatches:
     except the row's own item and, given ``exclude`` (the training dataset), the user's training
     items, as RecBole's training sampler draws them; so ``model.calculate_loss`` works on the batch
     as on a training batch. Sequential clean rows already carry their ``item_id_list`` and
-    ``item_length``. The random state lives in ``state_dict`` so a resumed run draws the same batches.
+    ``item_length``. The random state lives in ``state_dict`` so a resumed run draws the same
+    batches.
     """
 
     MAX_REDRAWS = 1000  # rounds of redrawing the negatives that hit a user's own items
@@ -220,7 +224,8 @@ class CleanBatches:
         user never trained on: the item of a uniformly drawn training row (so drawn in proportion
         to its popularity, as a stray click on the catalogue would be), redrawn where it is the
         row's own item or one of the user's training items. Everything else, the sequential
-        history and a BPR negative included, is the source row's. Draws from this stream's generator."""
+        history and a BPR negative included, is the source row's. Draws from this stream's
+        generator."""
         if self.train_items is None:
             raise ValueError(
                 "unobserved items need the training dataset: build CleanBatches with exclude="
@@ -230,9 +235,12 @@ class CleanBatches:
             for field, values in batch.interaction.items()
         }
         users, items = rows[self.user_field], rows[self.item_field]
-        draw = lambda n: self.train_items[
-            torch.randint(len(self.train_items), (n,), generator=self.generator)
-        ]  # noqa: E731
+
+        def draw(n: int) -> torch.Tensor:
+            return self.train_items[
+                torch.randint(len(self.train_items), (n,), generator=self.generator)
+            ]
+
         rows[self.item_field] = self._avoiding(users, items, draw).to(items.dtype)
         return Interaction(rows)
 
@@ -274,7 +282,8 @@ def per_sample_alignment(
     clean_interaction: Interaction,
     train_losses: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """a_i = <grad_theta l_i, grad_theta L_clean> over all trainable parameters, shape [B], detached.
+    """a_i = <grad_theta l_i, grad_theta L_clean> over all trainable parameters, shape [B],
+    detached.
 
     With eps = 0 (requiring grad), G(eps) = grad_theta sum_i eps_i l_i is linear in eps, and
     d/d eps_i <G(eps), g_v> = <grad l_i, g_v>: one backward with ``create_graph`` and one through

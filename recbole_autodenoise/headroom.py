@@ -1,6 +1,7 @@
 """How much could denoising give on *your* data? Default against the ``oracle`` scheme.
 
-    python -m recbole_autodenoise.headroom --model=BPR --dataset=ml-latest-small --data_path=dataset --seeds=3
+    python -m recbole_autodenoise.headroom --model=BPR --dataset=ml-latest-small \\
+        --data_path=dataset --seeds=3
 
 Trains ``model`` with ``default`` and with ``oracle`` (every training interaction rated below
 ``clean_rating_threshold`` dropped: what a perfect denoiser that knew the ratings would do; a
@@ -80,7 +81,8 @@ class Headroom:
         verdict = "" if p is None else f" (paired p = {p:.3g}, {oracle['seeds']} seeds)"
         return (
             f"removing low-rated training interactions changes clean-test {self.metric} by "
-            f"{100 * oracle['mean_relative_change']:+.1f} %{spread} for {self.model} on {self.dataset}"
+            f"{100 * oracle['mean_relative_change']:+.1f} %{spread} "
+            f"for {self.model} on {self.dataset}"
             f"{verdict}, under eval_protocol {self.protocol}"
         )
 

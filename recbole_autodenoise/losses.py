@@ -119,15 +119,18 @@ class PerSampleLoss:
         ]
         if len(found) != 1:
             raise ValueError(
-                f"model {name} is not supported for per-sample weighting: it needs exactly one BPRLoss, "
-                f"nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or nn.BCELoss attribute (found "
-                f"{[attr for attr, _ in found] or 'none'}); register_loss_adapter({name}, fn) adds one"
+                f"model {name} is not supported for per-sample weighting: "
+                "it needs exactly one BPRLoss, "
+                "nn.CrossEntropyLoss, nn.BCEWithLogitsLoss or nn.BCELoss attribute (found "
+                f"{[attr for attr, _ in found] or 'none'}); "
+                f"register_loss_adapter({name}, fn) adds one"
             )
         attr, module = found[0]
         reduction = getattr(module, "reduction", "mean")
         if reduction != "mean":
             raise ValueError(
-                f"model {name}'s loss module '{attr}' has reduction={reduction!r}; per-sample weighting "
+                f"model {name}'s loss module '{attr}' has reduction={reduction!r}; "
+                "per-sample weighting "
                 "needs the mean over samples (reduction='mean')"
             )
         return attr
@@ -144,7 +147,8 @@ class PerSampleLoss:
             name = type(self.model).__name__
             raise ValueError(
                 f"model {name} has no {missing} embedding table; the AutoDenoise controller needs "
-                f"user/sequence and item representations: register_representations({name}, fn) gives them"
+                "user/sequence and item representations: "
+                f"register_representations({name}, fn) gives them"
             )
 
     @contextmanager
@@ -178,7 +182,8 @@ class PerSampleLoss:
             total = sum(total)
         if len(recorder.calls) != 1:
             raise ValueError(
-                f"model {type(self.model).__name__} called its loss {len(recorder.calls)} times per batch; "
+                f"model {type(self.model).__name__} called its loss {len(recorder.calls)} "
+                "times per batch; "
                 "per-sample weighting needs exactly one call"
             )
         extra = None if total is recorder.means[0] else total - recorder.means[0]
@@ -212,7 +217,8 @@ class PerSampleLoss:
         ):
             name = type(self.model).__name__
             raise ValueError(
-                f"model {name}'s forward does not return one sequence representation per row ([B, d]); "
+                f"model {name}'s forward does not return one sequence representation per row "
+                "([B, d]); "
                 f"register_representations({name}, fn) gives the controller's e_u and e_v"
             )
         return outputs[0], item_repr

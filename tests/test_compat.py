@@ -35,7 +35,8 @@ def test_importing_the_plugin_and_training_never_imports_ray_or_recbole_quick_st
         from recbole_autodenoise.quick_start import run
         run("BPR", "ml-100k", config_dict={"epochs": 1, "show_progress": False, "state": "WARNING",
             "eval_batch_size": 1048576}, saved=False)
-        bad = [m for m in sys.modules if m == "ray" or m.startswith("ray.") or m.startswith("recbole.quick_start")]
+        bad = [m for m in sys.modules if m == "ray" or m.startswith("ray.") \
+or m.startswith("recbole.quick_start")]
         print("IMPORTED", bad)
         """
     )

@@ -182,7 +182,8 @@ def test_two_ranks_agree_every_epoch_and_metrics_equal_one_process(
             0.1 * epochs[0]["controller_reward"], rel=1e-12
         )
 
-    # the weight study counts both ranks' samples: every training row once, plus the sampler's padding
+    # the weight study counts both ranks' samples: every training row once, plus the sampler's
+    # padding
     train_rows = results["data"]["train"]
     for record in epochs:
         assert record["tp_samples"] + record["fp_samples"] == 2 * math.ceil(train_rows / 2)
@@ -206,7 +207,8 @@ def test_a_rank_failing_on_bad_input_stops_the_run_with_its_error(tmp_path):
 
 
 def _rank_processes(parent: int) -> list[int]:
-    """The spawned ranks under ``parent`` (multiprocessing's ``spawn_main`` children), oldest first."""
+    """The spawned ranks under ``parent`` (multiprocessing's ``spawn_main`` children), oldest
+    first."""
     found = []
     for task in Path(f"/proc/{parent}/task").iterdir():
         for child in (task / "children").read_text().split():
@@ -309,7 +311,8 @@ def test_a_sharded_evaluation_loader_is_refused_under_ddp():
 @pytest.mark.slow
 def test_a_two_rank_run_resumes_exactly_on_two_ranks(tmp_path, soft_run):
     """Stopped after epoch 0 and resumed, a run reaches the state (digest) and test metrics of the
-    same run trained without a break: every rank's random state and controller generator come back."""
+    same run trained without a break: every rank's random state and controller generator come
+    back."""
     _, soft, straight = soft_run
     first = run(
         "BPR",

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FAST
+from tests.conftest import FAST
 
 from recbole_autodenoise import cli
 from recbole_autodenoise.quick_start import (

@@ -30,8 +30,8 @@ from recbole_autodenoise.guidance import (
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
-from conftest import float_tolerance
-from tests.test_controller import FakeConfig
+from tests.conftest import float_tolerance
+from tests.controller.test_controller import FakeConfig
 from tests.test_losses import FakeBPR, FakeSequential, bpr_interaction, seq_interaction
 from tests.test_trainer import build, fresh_model
 
@@ -219,7 +219,8 @@ def test_redraw_avoiding_names_the_stuck_users():
 
 def test_unobserved_rows_take_items_the_user_never_trained_on_in_proportion_to_popularity():
     # training rows: item 3 fills eight, items 1, 2 and 4 one each; user 0 trained on 1 and 3,
-    # user 1 on 2 and 3, user 2 on 4. The clean rows (user, item): (0,1) (1,2) (2,3) (0,4) (1,1) (2,2)
+    # user 1 on 2 and 3, user 2 on 4. The clean rows (user, item): (0,1) (1,2) (2,3) (0,4) (1,1)
+    # (2,2)
     exclude = train_set([(0, 1), (1, 2), (2, 4)] + [(0, 3)] * 4 + [(1, 3)] * 4)
     stream = CleanBatches(
         fake_dataset(6, sequential=True), FakeSequential(), 6, seed=4, device=CPU, exclude=exclude

@@ -59,7 +59,8 @@ def test_headroom_is_the_mean_paired_relative_change_with_a_paired_t_test():
     expected_p = stats.ttest_rel([0.044, 0.052, 0.069], [0.040, 0.050, 0.060]).pvalue
     assert summary["paired_p"] == pytest.approx(expected_p, rel=1e-12)
     assert result.sentence() == (
-        "removing low-rated training interactions changes clean-test ndcg@20 by +9.7 % ± 5.5 % for BPR on toy "
+        "removing low-rated training interactions changes clean-test ndcg@20 "
+        "by +9.7 % ± 5.5 % for BPR on toy "
         f"(paired p = {expected_p:.3g}, 3 seeds), under eval_protocol user_first"
     )
     table = result.table().splitlines()

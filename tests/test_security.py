@@ -15,7 +15,7 @@ import recbole
 from recbole_autodenoise import cli, quick_start
 from recbole_autodenoise.config import make_config
 from recbole_autodenoise.data import create_dataset, data_preparation
-from conftest import FAST
+from tests.conftest import FAST
 
 
 class _Stop(Exception):

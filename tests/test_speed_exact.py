@@ -13,7 +13,7 @@ import torch
 import recbole_autodenoise.experimental  # noqa: F401  (the user credit below: experimental)
 import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.controller import HardPolicy, Policy, SoftPolicy
-from conftest import FAST, assert_float_close
+from tests.conftest import FAST, assert_float_close
 
 
 def reference_sample_scored(policy: Policy, state: torch.Tensor, generator: torch.Generator):
@@ -112,7 +112,8 @@ def test_dead_relu_units():
 
 
 def test_sample_is_unchanged_by_scoring():
-    """``sample`` and ``sample_scored`` consume the generator alike: the stream of draws continues."""
+    """``sample`` and ``sample_scored`` consume the generator alike: the stream of draws
+    continues."""
     policy = random_policy(SoftPolicy(4, 8, 0.1), seed=13)
     state = torch.randn(20, 4, generator=seeded(14))
     gen_a, gen_b = seeded(5), seeded(5)
@@ -411,14 +412,14 @@ def test_cost_summary_pairs_ratios_by_repetition():
         },
     ]
     table = summarise(rows).splitlines()
-    line = next(l for l in table if "autodenoise_s" in l)
+    line = next(entry for entry in table if "autodenoise_s" in entry)
     # CPU: train 1.5 and 1.1 -> median 1.30; valid 1.0 and 1.2; total 1.25 and 1.133...; wall total
     # 4/3 and 5.6/5; RSS 1.0 and 1.1
     assert line == (
         "| after | BPR | autodenoise_s | 1.850 | 1.100 | 1.30x (1.10-1.50) | 1.10x (1.00-1.20) | "
         "1.19x (1.13-1.25) | 1.23x (1.12-1.33) | 1.05x (1.00-1.10) | - |"
     )
-    assert not any("adt_rl" in l for l in table)
+    assert not any("adt_rl" in entry for entry in table)
 
 
 def test_cost_summary_gives_the_gpu_memory_ratio_for_cells_on_a_gpu():
@@ -442,7 +443,7 @@ def test_cost_summary_gives_the_gpu_memory_ratio_for_cells_on_a_gpu():
         row("default", 1, 400.0),
         row("autodenoise_h", 1, 460.0),
     ]
-    line = next(l for l in summarise(rows).splitlines() if "autodenoise_h" in l)
+    line = next(entry for entry in summarise(rows).splitlines() if "autodenoise_h" in entry)
     assert line.endswith("| 1.00x (1.00-1.00) | 1.10x (1.05-1.15) |")
 
 

@@ -19,7 +19,7 @@ ALL_SCHEMES = ["default", "heuristic", "adt_tl", "adt_rl", "autodenoise_h", "aut
 
 
 def build(model: str, **overrides):
-    # written for the per-interaction protocol; user_first's loaders: tests/test_user_first.py
+    # written for the per-interaction protocol; user_first's loaders: tests/data/test_user_first.py
     config = rad.make_config(
         model, "ml-100k", config_dict={**FAST, "eval_protocol": "interaction", **overrides}
     )

@@ -228,7 +228,8 @@ def make_config_warnings(config_dict) -> list[str]:
         ),
         (
             {"denoise_scheme": "default", "adt_beta": 0.3, "controller_init_std": 0.2},
-            "config keys ['adt_beta', 'controller_init_std'] are ignored by denoise_scheme 'default'",
+            "config keys ['adt_beta', 'controller_init_std'] "
+            "are ignored by denoise_scheme 'default'",
         ),
     ],
 )

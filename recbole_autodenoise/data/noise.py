@@ -75,7 +75,8 @@ def draw_noise(
     free = len(np.unique(users[target_rows])) * (item_num - 1) - trained_pairs
     if count > free:  # before any draw: a huge noise_rate must not allocate count rows first
         raise ValueError(
-            f"noise_rate asks for {count} fake interactions, more than the {max(free, 0)} (user, item) "
+            f"noise_rate asks for {count} fake interactions, "
+            f"more than the {max(free, 0)} (user, item) "
             f"pairs its users have not trained on; use a smaller noise_rate"
         )
     drawn_users = (

@@ -61,7 +61,8 @@ def metric_per_query(found: dict[str, Any], metric: str) -> np.ndarray:
     k = int(cut) if cut.isdigit() else 0
     if name not in ("ndcg", "recall") or not 0 < k <= found["top_k"]:
         raise ValueError(
-            f"metric {metric!r}: per-query values exist for ndcg@k and recall@k with k <= {found['top_k']}"
+            f"metric {metric!r}: per-query values exist for ndcg@k and recall@k "
+            f"with k <= {found['top_k']}"
         )
     values = np.zeros(found["queries"])
     for query, rank in found["hits"]:

@@ -19,7 +19,8 @@ def per_query_auc(
     """AUC of every (row, positive item) pair against the row's negatives.
 
     .. math::
-        \\mathrm{AUC}_{r,i} = \\frac{|\\{j \\in N_r : s_{rj} < s_{ri}\\}| + \\tfrac12 |\\{j \\in N_r : s_{rj} = s_{ri}\\}|}{|N_r|}
+        \\mathrm{AUC}_{r,i} = \\frac{|\\{j \\in N_r : s_{rj} < s_{ri}\\}|
+            + \\tfrac12 |\\{j \\in N_r : s_{rj} = s_{ri}\\}|}{|N_r|}
 
     with :math:`N_r` the row's candidates (finite score) that are not among its positives.
     ``scores`` is [rows, items]; returns [pairs], NaN for a row without negatives.

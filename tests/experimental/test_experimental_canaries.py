@@ -23,9 +23,9 @@ from recbole_autodenoise.experimental.canaries import (
 )
 from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
-from test_explicit_credit import EXPLICIT, FakeGuidance, training_batch
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
+from tests.controller.test_explicit_credit import EXPLICIT, FakeGuidance, training_batch
 
 ITEMS = 12  # ids 0 (padding) .. 11
 
@@ -88,7 +88,8 @@ def test_the_count_rounds_the_share_of_training_rows():
 
 
 def test_a_sequential_history_item_is_never_a_canary():
-    # user 1's first item (3) is history only: in item_id_list, never a target; user 2 trains on 3 and 4
+    # user 1's first item (3) is history only: in item_id_list, never a target; user 2 trains on 3
+    # and 4
     dataset = toy_dataset([1, 1, 2, 2], [1, 2, 3, 4])
     dataset.inter_feat.interaction["item_id_list"] = torch.tensor([[3, 0], [3, 1], [4, 0], [0, 0]])
     dataset.item_id_list_field = "item_id_list"
@@ -169,7 +170,10 @@ def test_the_pairs_join_the_explicit_fit_in_the_training_rows_state():
 def test_the_share_must_be_a_fraction(value):
     with pytest.raises(
         ValueError,
-        match=f"config key 'explicit_canaries' = {value!r} is invalid: expected a number in \\[0, 1\\)",
+        match=(
+            f"config key 'explicit_canaries' = {value!r} is invalid: "
+            "expected a number in \\[0, 1\\)"
+        ),
     ):
         SCHEMES.get("autodenoise_s")(FakeConfig(**EXPLICIT, explicit_canaries=value), CPU)
 

@@ -22,7 +22,7 @@ from recbole_autodenoise.guidance import clean_loss
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
-from tests.test_controller import FakeConfig
+from tests.controller.test_controller import FakeConfig
 from tests.test_guidance import CPU, SMALL, flipped_problem, guidance_for, perturbed, saved
 from tests.test_losses import FakeBPR, FakeSequential, bpr_interaction, seq_interaction
 from tests.test_trainer import assert_resume_reproduces, build, fresh_model

@@ -2,7 +2,7 @@
 ADT-TL prior (``controller_prior: adt_tl``), both experimental (``import
 recbole_autodenoise.experimental``): features against direct computations, the store through
 checkpoint and resume, a toy where noisy rows have higher losses, and bad values. The ADT-RL
-prior: tests/test_controller_prior.py."""
+prior: tests/controller/test_controller_prior.py."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ from recbole_autodenoise.experimental.loss_features import (
 from recbole_autodenoise.rows import ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
-from conftest import assert_float_close, float_tolerance
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
-from test_controller_prior import FakeTrainSet, batch_of, replayed_outputs, soft_batch
+from tests.conftest import assert_float_close, float_tolerance
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
+from tests.controller.test_controller_prior import (
+    FakeTrainSet,
+    batch_of,
+    replayed_outputs,
+    soft_batch,
+)
 
 LOSS = {"controller_state": "loss_features"}
 
@@ -170,7 +175,8 @@ def test_adt_tl_prior_truncates_on_its_schedule_times_the_controller():
     start = scheme.generator.get_state()
     losses = [0.1, 3.0, 0.5, 2.0]
     weights = [scheme.weights(soft_batch(losses)) for _ in range(4)]
-    # drop rates 0, 0.25 (keep 3 of 4: the loss 3.0 goes), 0.5 (keep 2: 3.0 and 2.0 go), then 0.5 again
+    # drop rates 0, 0.25 (keep 3 of 4: the loss 3.0 goes), 0.5 (keep 2: 3.0 and 2.0 go), then 0.5
+    # again
     for got, output, dropped in zip(
         weights, replayed_outputs(scheme, start, 4, 4), ([], [1], [1, 3], [1, 3])
     ):
@@ -241,7 +247,8 @@ def test_resume_refuses_another_prior():
         SCHEMES.get("autodenoise_s")(FakeConfig(**ADT_TL_PRIOR), CPU).load_state_dict(
             plain.state_dict()
         )
-    # an ADT-RL prior has no state: a checkpoint without the prior's entry (saved before it had one) loads
+    # an ADT-RL prior has no state: a checkpoint without the prior's entry (saved before it had one)
+    # loads
     rl = SCHEMES.get("autodenoise_s")(FakeConfig(controller_prior="adt_rl"), CPU)
     rl.weights(soft_batch([1.0, 2.0]))
     older = {key: value for key, value in rl.state_dict().items() if key != "prior"}

@@ -23,9 +23,9 @@ from recbole_autodenoise.experimental.meta_step import (
 )
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
-from conftest import float_tolerance
-from test_checkpoints import tiny_trainer
-from test_controller import CPU, FakeConfig
+from tests.conftest import float_tolerance
+from tests.test_checkpoints import tiny_trainer
+from tests.controller.test_controller import CPU, FakeConfig
 
 DOUBLE = torch.float64
 TRAIN = {
@@ -139,7 +139,8 @@ def test_meta_gradient_equals_finite_differences_of_the_real_step(case, normaliz
     numeric = finite_difference(model, optimizer, phi, normalized)
     scale = float(numeric.abs().max())
     assert scale > 1e-3  # non-zero: the weights move the clean loss
-    # central differences at h = eps^(1/3): error ~ eps^(2/3) times the loss's scale; 100 units of slack
+    # central differences at h = eps^(1/3): error ~ eps^(2/3) times the loss's scale; 100 units of
+    # slack
     tolerance = 100 * torch.finfo(DOUBLE).eps ** (2 / 3) * max(scale, 1.0)
     torch.testing.assert_close(grad, numeric, rtol=0, atol=tolerance)
     loss = clean_loss_after_real_step(model, optimizer, phi, normalized)

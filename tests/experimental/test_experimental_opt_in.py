@@ -1,7 +1,8 @@
 """The experimental package apart from the method: registered only when imported (``import
 recbole_autodenoise.experimental`` or ``experimental: true``), its own keys, and what it adds to
-the controller (moved from tests/test_controller.py, test_explicit_credit.py, test_schemes.py and
-test_config_bounds.py with their expected values unchanged)."""
+the controller (moved from tests/controller/test_controller.py, test_explicit_credit.py,
+tests/schemes/test_schemes.py and tests/test_config_bounds.py with their expected values
+unchanged)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ from recbole_autodenoise.schemes.adt_tl import TruncatedLossScheme
 from recbole_autodenoise.schemes.base import mean_one
 from recbole_autodenoise.schemes.default import DefaultScheme
 from recbole_autodenoise.schemes.heuristic import HeuristicScheme
-from test_config_bounds import cli_error
-from test_controller import CPU, FakeConfig, toy_batch
-from test_explicit_credit import EXPLICIT, FakeGuidance, training_batch
+from tests.test_config_bounds import cli_error
+from tests.controller.test_controller import CPU, FakeConfig, toy_batch
+from tests.controller.test_explicit_credit import EXPLICIT, FakeGuidance, training_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_SCHEMES = [
@@ -205,7 +206,8 @@ def test_benchmark_cells_keep_their_keys_with_the_opt_in():
 
 
 # --------------------------------------------------------------------------------------------
-# the registries' listings with the package (tests/test_schemes.py, test_config_bounds.py)
+# the registries' listings with the package (tests/schemes/test_schemes.py,
+# tests/test_config_bounds.py)
 
 
 def test_unknown_scheme_lists_all_six():
@@ -254,7 +256,7 @@ def test_plugin_values_are_refused_before_the_data_set_loads(capsys, args, messa
 
 
 # --------------------------------------------------------------------------------------------
-# the controller with the package (tests/test_controller.py, test_explicit_credit.py)
+# the controller with the package (tests/controller/test_controller.py, test_explicit_credit.py)
 
 
 def test_controller_state_with_the_product():
@@ -324,7 +326,8 @@ def test_loss_features_are_refused_with_the_reason():
     with pytest.raises(
         ValueError,
         match="'controller_state' = 'loss_features' is not supported with controller_credit "
-        "'explicit' \\(its loss history exists for training rows only\\); allowed there: 'paper', 'paper_product'",
+        "'explicit' \\(its loss history exists for training rows only\\); "
+        "allowed there: 'paper', 'paper_product'",
     ):
         SCHEMES.get("autodenoise_s")(FakeConfig(controller_state="loss_features", **EXPLICIT), CPU)
 

@@ -1,6 +1,6 @@
 """``controller_credit: user`` (per-user rewards; ``import recbole_autodenoise.experimental``):
 the credit's gradient on hand-built tensors, then short runs on ML-100K. Moved from
-tests/test_user_credit_and_diagnostics.py unchanged."""
+tests/evaluation/test_user_credit_and_diagnostics.py unchanged."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 import recbole_autodenoise as rad
 import recbole_autodenoise.experimental  # noqa: F401  (registers the user credit)
 from recbole_autodenoise.schemes import SCHEMES, Batch
-from conftest import assert_float_close
-from tests.test_controller import CPU, FakeConfig, generator
+from tests.conftest import assert_float_close
+from tests.controller.test_controller import CPU, FakeConfig, generator
 from tests.test_trainer import assert_resume_reproduces, build, fresh_model
-from tests.test_user_credit_and_diagnostics import SMALL
+from tests.evaluation.test_user_credit_and_diagnostics import SMALL
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +147,8 @@ def test_user_credit_trains_end_to_end(model):
     assert 0.0 < result["ndcg@20"] < 1.0
     first, second = trainer.history
     users = train._dataset.user_num - 1
-    # the reward is the clean validation GAUC of a one-epoch model: near chance, never outside (0, 1)
+    # the reward is the clean validation GAUC of a one-epoch model: near chance, never outside
+    # (0, 1)
     assert 0.4 < first["controller_reward"] < 1.0 and first["controller_mean_abs_advantage"] == 0.0
     assert (
         0 < second["controller_users_rewarded"] <= users
