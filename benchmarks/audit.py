@@ -17,9 +17,10 @@ orderings: ERM_RE >= ERM on every model and DCF < ERM on GMF and NeuMF (test NDC
 Not in their configs, so chosen here: epochs (GMF and NeuMF 50, LightGCN 300, CDAE 500: the
 epochs of their DeCA configs and their README's commands; ``--epochs`` overrides them for smoke
 runs, as a separate cell), and CDAE's hidden activation (their CDAE model file is not published).
-``--extra`` adds rows for this plugin's own candidates (AutoDenoise-S with epoch credit; the
-explicit controller, which learns from half of each user's validation rows and selects on the
-other half) on GMF, NeuMF and LightGCN (the controller needs item embeddings: none on CDAE).
+``--extra`` adds rows for this plugin's AutoDenoise-S (epoch credit, its reward read from the
+validation set as given) on GMF, NeuMF and LightGCN (the controller needs item embeddings: none on
+CDAE). The explicit controller cannot run here: its clean guiding batches hold positives only,
+which this plugin refuses for pointwise models (label 1 positives beside label 0 negatives).
 """
 
 from __future__ import annotations
@@ -62,13 +63,7 @@ METHODS = ("ERM", "ERM_RE", "TCE", "RCE", "DCF")
 # our method name -> the method column of their reported/ml100k-<MODEL>.csv
 REPORTED_NAMES = {"ERM": "ERM", "ERM_RE": "ERMrevised", "TCE": "TCE", "RCE": "RCE", "DCF": "DCF"}
 # --extra: name -> (scheme, overrides on top of the model's ERM file); not on CDAE
-EXTRA = {
-    "AutoDenoise-S": ("autodenoise_s", {}),
-    "Explicit": (
-        "autodenoise_s",
-        {"controller_credit": "explicit", "clean_valid_guide_ratio": 0.5},
-    ),
-}
+EXTRA = {"AutoDenoise-S": ("autodenoise_s", {})}
 EXTRA_MODELS = ("GMF", "NeuMF", "LightGCN")
 SEEDS = (2023, 2024, 2025)
 METRICS = ("ndcg@20", "recall@20")
