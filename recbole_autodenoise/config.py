@@ -775,12 +775,14 @@ def check_values(config) -> None:
 def check_plugin_values(config) -> None:
     """The plugin's choices by name (``denoise_scheme``, ``controller_credit``, ``eval_protocol``)
     against their registries (and an experimental ``controller_state`` or ``controller_prior``
-    before that package is imported), then every key of the chosen scheme: the scheme is built
-    once on the CPU and dropped, so its own checks run before any data loads."""
+    before that package is imported), ``valid_selection`` and ``presplit_mask_valid_in_test``,
+    then every key of the chosen scheme: the scheme is built once on the CPU and dropped, so its
+    own checks run before any data loads."""
     import torch
 
     from recbole_autodenoise.controller import CREDITS, PRIORS, STATES
-    from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS
+    from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS, check_presplit_mask
+    from recbole_autodenoise.evaluation.valid_loss import read_selection
     from recbole_autodenoise.schemes import SCHEMES
 
     for key, registry in (("denoise_scheme", SCHEMES), ("controller_credit", CREDITS)):
@@ -798,6 +800,8 @@ def check_plugin_values(config) -> None:
         lambda v: isinstance(v, str) and v in EVAL_PROTOCOLS,
         f"one of {list(EVAL_PROTOCOLS)}",
     )
+    read_selection(config)
+    check_presplit_mask(config)
     SCHEMES.get(config["denoise_scheme"])(config, torch.device("cpu"))
 
 

@@ -12,7 +12,10 @@ alignment, virtual meta steps). Evaluation never applies weights; the weight stu
 ``evaluation.weights``.
 
 Early stopping is RecBole's with the guard of ``stopping.py`` (``stopping_min_epochs``);
-``stopping_summary`` says how a run ended.
+``stopping_summary`` says how a run ended. With ``valid_selection`` other than ``metric`` the
+validation score is the validation loss of ``evaluation.valid_loss`` (lower is better), added to
+each validation result as ``valid_loss``; RecBole's early stopping and best-model saving then
+follow it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from recbole_autodenoise.diagnostics import Diagnosis
 from recbole_autodenoise.evaluation import per_query, reward
 from recbole_autodenoise.evaluation.metrics import check_metrics, ensure_metric
 from recbole_autodenoise.evaluation.per_user import CleanAUC
+from recbole_autodenoise.evaluation.valid_loss import ValidationLoss
 from recbole_autodenoise.evaluation.weights import WeightStudy
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
 from recbole_autodenoise.losses import PerSampleLoss
@@ -83,7 +87,11 @@ class AutoDenoiseTrainer(Trainer):
         check_metrics(config, model)
         # before RecBole's ensure_dir, which fails with a bare OSError
         checkpoints.check_checkpoint_dir(config)
+        self.valid_loss = ValidationLoss.from_config(config)
         super().__init__(config, model)
+        if self.valid_loss is not None:  # the lowest validation loss is the best
+            self.valid_metric_bigger = False
+            self.best_valid_score = float("inf")
         # RecBole's <model>-<local time>.pth is shared by two runs started in the same second
         # under DDP every rank reads the best model rank 0 writes
         unique = checkpoints.unique_checkpoint_file(self.checkpoint_dir, config["model"])
@@ -149,6 +157,8 @@ class AutoDenoiseTrainer(Trainer):
                 "(set_data, or the first fit): pass that bundle's train loader"
             )
         self.train_data, data = train_data, self.data
+        if self.valid_loss is not None and self.valid_loss.users is None and valid_data:
+            self.valid_loss.setup(train_data._dataset, valid_data._dataset)
         if not self._is_set_up:
             self.scheme.batches_per_epoch = len(train_data)
             self.scheme.setup(train_data._dataset, None if data is None else data.valid_rows)
@@ -272,6 +282,11 @@ class AutoDenoiseTrainer(Trainer):
             ),
             row_ids=interaction[ROW_FIELD] if ROW_FIELD in interaction.interaction else None,
             canary=interaction[CANARY_FIELD] if CANARY_FIELD in interaction.interaction else None,
+            labels=(
+                interaction[self.config["LABEL_FIELD"]].float()
+                if self.config["LABEL_FIELD"] in interaction.interaction
+                else None
+            ),
         )
 
     def _check_nan(self, loss) -> None:
@@ -291,6 +306,10 @@ class AutoDenoiseTrainer(Trainer):
             )
         finally:
             self._collect_auc = None
+        if self.valid_loss is not None:
+            valid_score = self.valid_loss.compute(self.model, self._epoch, self.scheme)
+            valid_result = type(valid_result)(valid_result)
+            valid_result["valid_loss"] = valid_score
         self._valid_per_query = self.last_per_query  # before a guide pass evaluates again
         evaluate = partial(super()._valid_epoch, show_progress=show_progress)
         learn_from, guide_score = rewards.learn_from(valid_result, evaluate)

@@ -17,6 +17,11 @@ evaluation is one query per target row and masks nothing; that is kept: ``intera
 ``user`` leave sequential models alone, and ``user_first`` keeps one target row per user (see
 ``first_rows``).
 
+Pre-split data may give a (user, item) pair to both validation and test (``prepare --split-files
+--allow-valid-test-overlap``); such a test item is relevant and unmasked, unless
+``presplit_mask_valid_in_test`` masks every validation item at test (``mask_validation_items``):
+it then stays relevant but can never be hit, as in the EvalDenoisingRec study's test.
+
 With ``clean_valid_guide_ratio`` > 0 the validation loader covers the *select* part of the clean
 validation set and the bundle's ``training.guide`` loader the *guide* part (see ``guide.py`` and
 ``bundle.py``). The test rows reach the test loaders only: no attribute of the training loader,
@@ -34,6 +39,7 @@ from recbole.sampler import RepeatableSampler, Sampler
 from recbole.utils import ModelType
 
 from recbole_autodenoise import distributed
+from recbole_autodenoise.checks import read_key
 from recbole_autodenoise.data.bundle import DataBundle, TrainingData, remember
 
 EVAL_PROTOCOLS = ("user_first", "interaction", "user")
@@ -190,6 +196,53 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
     return samplers
 
 
+def check_presplit_mask(config) -> bool:
+    """``presplit_mask_valid_in_test``: true or false; true needs pre-split files and full-sort
+    evaluation of a general model."""
+    mask = read_key(
+        config, "presplit_mask_valid_in_test", lambda v: isinstance(v, bool), "true or false"
+    )
+    if mask and config["benchmark_filename"] is None:
+        raise ValueError(
+            "config key 'presplit_mask_valid_in_test' = True needs pre-split files "
+            "(benchmark_filename): only a given split can hold a pair in validation and test; "
+            "use presplit_mask_valid_in_test: false"
+        )
+    if mask and config["MODEL_TYPE"] != ModelType.GENERAL:
+        raise ValueError(
+            f"config key 'presplit_mask_valid_in_test' = True masks a general model's full-sort "
+            f"test; model {config['model']} is {config['MODEL_TYPE'].name.lower()}: use "
+            "presplit_mask_valid_in_test: false"
+        )
+    return mask
+
+
+def mask_validation_items(loader, valid_rows) -> int:
+    """Add each user's ``valid_rows`` items that are also its relevant test items to its masked
+    history in the full-sort test ``loader`` (every protocol's loader reads
+    ``uid2history_item``): they stay relevant, and never rank. Returns the number of pairs."""
+    if not isinstance(loader, FullSortEvalDataLoader):
+        raise ValueError("presplit_mask_valid_in_test needs full-sort evaluation (eval_args mode)")
+    dataset = loader._dataset
+    users = valid_rows[dataset.uid_field].numpy()
+    items = valid_rows[dataset.iid_field].numpy()
+    by_user: dict[int, set[int]] = {}
+    for user, item in zip(users.tolist(), items.tolist()):
+        by_user.setdefault(user, set()).add(item)
+    added = 0
+    for uid in loader.uid_list.tolist():
+        positives = loader.uid2positive_item[uid]
+        if positives is None or uid not in by_user:
+            continue
+        both = [item for item in positives.tolist() if item in by_user[uid]]
+        if both:
+            history = loader.uid2history_item[uid]
+            extra = torch.tensor(both, dtype=history.dtype)
+            loader.uid2history_item[uid] = torch.cat([history, extra])
+            added += len(both)
+    return added
+
+
 def test_protocols(config, dataset=None) -> tuple[str, ...]:
     """The protocols ``quick_start.run`` reports on test: ``user`` is ``interaction`` for sequential
     models; without ``dataset``'s time field (pre-split files may lack it) no ``user_first``."""
@@ -277,5 +330,8 @@ def _prepare(config, dataset, protocol):
     full = isinstance(test_data, FullSortEvalDataLoader)
     names = test_protocols(config, dataset) if full else (protocol,)
     by_protocol = {name: protocol_loader(name, config, test_data) for name in names}
+    if config["presplit_mask_valid_in_test"]:
+        for loader in {id(loader): loader for loader in by_protocol.values()}.values():
+            mask_validation_items(loader, split.valid_rated.inter_feat)
     valid_data = protocol_loader(protocol, config, valid_data)
     return split, train_data, valid_data, guide_data, by_protocol

@@ -9,9 +9,14 @@ import inspect
 from functools import lru_cache
 from typing import Any
 
+from recbole_autodenoise.model.pointwise import CDAEPointwise, LightGCNPointwise
 from recbole_autodenoise.model.softmax_mf import SoftmaxMF
 
-PLUGIN_MODELS = {"SoftmaxMF": SoftmaxMF}
+PLUGIN_MODELS = {
+    "SoftmaxMF": SoftmaxMF,
+    "LightGCNPointwise": LightGCNPointwise,
+    "CDAEPointwise": CDAEPointwise,
+}
 
 # RecBole's model packages, without exlib_recommender (its import needs lightgbm and xgboost)
 MODEL_PACKAGES = (
@@ -68,4 +73,11 @@ def get_model(name: str) -> type:
     return check_model(name)
 
 
-__all__ = ["PLUGIN_MODELS", "SoftmaxMF", "check_model", "get_model"]
+__all__ = [
+    "PLUGIN_MODELS",
+    "CDAEPointwise",
+    "LightGCNPointwise",
+    "SoftmaxMF",
+    "check_model",
+    "get_model",
+]

@@ -1,5 +1,8 @@
 """ADT-RL, reweighted loss (Wang et al.): weight = p^beta with p the model's probability of the
-observed positive. For BPR and cross-entropy losses p = exp(-loss), so weight = exp(-beta * loss)."""
+observed positive. For BPR and cross-entropy losses p = exp(-loss), so weight = exp(-beta * loss).
+For binary cross-entropy on labelled rows (a pointwise model with sampled negatives) exp(-beta *
+loss) is sigmoid(y)^beta on a positive and (1 - sigmoid(y))^beta on a negative: the authors'
+R-CE weight, with their ``alpha`` as ``adt_beta``."""
 
 from __future__ import annotations
 
@@ -19,3 +22,6 @@ class ReweightedLossScheme(WeightingScheme):
 
     def weights(self, batch: Batch) -> torch.Tensor:
         return torch.exp(-self.beta * batch.losses)
+
+    def validation_weights(self, losses, labels) -> torch.Tensor:
+        return torch.exp(-self.beta * losses)

@@ -3,9 +3,12 @@
 As in the ADT authors' code: in each batch the ``drop_rate`` fraction of samples with the largest
 loss is dropped, ``drop_rate`` growing linearly (``np.linspace(0, max, num_gradual)``) and then
 staying at ``adt_max_drop_rate``; the loss is the mean over the kept samples, so kept samples get
-weight B / kept. Here every sample is a positive (its negatives inside its loss), so the rate is a
-fraction of positives; the authors' batches add one sampled negative per positive, ranked by
-``loss * label`` so that negatives never drop, so their rate r drops about 2r of their positives.
+weight B / kept. With pairwise or cross-entropy losses every sample is a positive (its negatives
+inside its loss), so the rate is a fraction of positives. Where the batch holds labelled rows
+(``Batch.labels``: a pointwise model trained on one sampled negative per positive, as the
+authors' binary cross-entropy), samples are ranked by ``loss * label`` as in their code: a
+negative never drops, and the rate r is a fraction of the whole batch (about 2r of its
+positives with one negative each).
 
 ``adt_gradual_unit`` says what ``adt_num_gradual`` counts: ``iteration`` (the ADT authors' unit,
 30,000 by default, chosen for million-interaction sets) or ``epoch`` (the scheme converts epochs
@@ -31,11 +34,16 @@ def drop_rate_at(iteration: int, max_drop_rate: float, num_gradual: int) -> floa
     return max_drop_rate * iteration / max(num_gradual - 1, 1)
 
 
-def truncation_weights(losses: torch.Tensor, drop_rate: float) -> torch.Tensor:
+def truncation_weights(
+    losses: torch.Tensor, drop_rate: float, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """B / kept on the int((1 - drop_rate) B) samples of lowest rank, 0 on the rest; the rank is
+    the loss, or ``loss * label`` where ``labels`` are given (negatives rank lowest, never drop)."""
     size = losses.numel()
     keep = max(int((1 - drop_rate) * size), 1)
+    ranked = losses if labels is None else losses * labels
     weights = torch.zeros_like(losses)
-    weights[torch.argsort(losses)[:keep]] = size / keep
+    weights[torch.argsort(ranked)[:keep]] = size / keep
     return weights
 
 
@@ -77,7 +85,12 @@ class TruncatedLossScheme(WeightingScheme):
         return rate
 
     def weights(self, batch: Batch) -> torch.Tensor:
-        return truncation_weights(batch.losses, self.next_drop_rate())
+        return truncation_weights(batch.losses, self.next_drop_rate(), batch.labels)
+
+    def validation_weights(self, losses, labels) -> torch.Tensor:
+        """Truncation at the drop rate the next training batch gets (the schedule not advanced)."""
+        rate = drop_rate_at(self.iteration, self.max_drop_rate, self.gradual_iterations)
+        return truncation_weights(losses, rate, labels)
 
     def state_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration}

@@ -35,6 +35,10 @@ class Batch:
     # 1.0 on the rows the scheme added to the batch itself (``WeightingScheme.augment``,
     # ``rows.CANARY_FIELD``), else 0.0, shape [B]
     canary: torch.Tensor | None = None
+    # the label of each sample (1.0 observed, 0.0 sampled negative) where the model trains
+    # pointwise on labelled rows (RecBole's LABEL_FIELD, e.g. NeuMF with one sampled negative per
+    # positive), shape [B]; None where every sample is a positive (BPR, cross-entropy)
+    labels: torch.Tensor | None = None
 
 
 class WeightingScheme:
@@ -104,6 +108,14 @@ class WeightingScheme:
 
     def weights(self, batch: Batch) -> torch.Tensor | None:
         raise NotImplementedError
+
+    def validation_weights(
+        self, losses: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """Weights of validation samples for ``valid_selection: loss_scheme`` (the validation loss
+        weighted as this scheme weights a training batch now, without advancing its state);
+        ``None``: the plain mean."""
+        return None
 
     def observe_user_rewards(self, rewards: torch.Tensor) -> None:
         """Each user's clean-validation AUC ([num_users], NaN where none), just before

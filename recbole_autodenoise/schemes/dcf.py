@@ -28,8 +28,11 @@ pairwise and the sequential models' cross-entropy losses have no label a weight 
 this scheme does what the code does: the relabelled share stays in the loss, unchanged
 (``dcf_relabel_ratio: 0`` drops the whole share instead). Their batches hold one sampled negative
 per positive, which never drops (its loss counts as 0), so their r is a fraction of positives and
-negatives together; here every sample is a positive (its negatives inside its loss), so r is the
-fraction of positives dropped, as in ADT-TL.
+negatives together; with pairwise or cross-entropy losses every sample is a positive (its negatives
+inside its loss), so r is the fraction of positives dropped, as in ADT-TL. Where the batch holds
+labelled rows (``Batch.labels``: a pointwise model with sampled negatives) a negative's damped loss
+is 0 as in their code: its mean and lower bound are 0, it never drops, and only the positives' rows
+(whose id the negatives of that row share) update the store.
 
 Memory: 8 bytes per training interaction (float32 running mean and count) plus the int64 row id
 column (``rows.add_row_ids``).
@@ -159,11 +162,21 @@ class DCFScheme(TruncatedLossScheme):
             )
         rows = batch.row_ids.to(self.store.mean.device).long()
         self.store.begin(batch.epoch, self.time_step)
+        losses = batch.losses.detach()
+        positive = None
+        if batch.labels is not None:
+            positive = (batch.labels > 0).to(rows.device)
+            losses = losses * batch.labels
         mean, lower = self.store.lower_bounds(
-            rows, batch.losses.detach(), batch.epoch, self.co_lambda_at(batch.epoch)
+            rows, losses, batch.epoch, self.co_lambda_at(batch.epoch)
         )
+        if positive is not None:
+            mean, lower = mean * positive, lower * positive
         weights, below = dcf_selection(lower, self.next_drop_rate(), self.relabel_ratio)
-        self.store.update(rows, mean, below)
+        if positive is None:
+            self.store.update(rows, mean, below)
+        else:
+            self.store.update(rows[positive], mean[positive], below[positive])
         return weights.to(batch.losses.device)
 
     def state_dict(self) -> dict[str, Any]:

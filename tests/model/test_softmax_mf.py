@@ -99,7 +99,7 @@ def test_unknown_model_lists_the_plugin_models_too():
         rad.make_config("NoSuchModelAtAll", "ml-100k")
     assert "unknown model 'NoSuchModelAtAll'" in str(
         info.value
-    ) and "the plugin's: SoftmaxMF" in str(info.value)
+    ) and "the plugin's: CDAEPointwise, LightGCNPointwise, SoftmaxMF" in str(info.value)
     with pytest.raises(
         ValueError,
         match="unknown model 'softmaxmf': not a RecBole or plugin model; did you mean 'SoftmaxMF'",
