@@ -16,12 +16,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, SHARED_DATA, assert_float_close
+from tests.conftest import FAST, SHARED_DATA, assert_float_close
 from recbole.data.interaction import Interaction
 from recbole.utils import init_seed
-from test_controller import CPU, FakeConfig
-from test_controller_prior import FakeTrainSet
-from test_presplit import TEST, VALID, convert, presplit_config
+from tests.controller.test_controller import CPU, FakeConfig
+from tests.controller.test_controller_prior import FakeTrainSet
+from tests.data.test_presplit import TEST, VALID, convert, presplit_config
 
 import recbole_autodenoise
 from benchmarks import audit
@@ -277,7 +277,7 @@ def test_validation_items_in_the_test_file_are_masked_on_request(tmp_path, mask)
     """u1's validation item i4 is also its test item: relevant either way, masked only on
     request."""
     from recbole_autodenoise.prepare import prepare_split
-    from test_presplit import write_raw
+    from tests.data.test_presplit import write_raw
 
     raw = write_raw(tmp_path / "raw", test=TEST + [("u1", "i4", 5)])
     prepare_split(raw, "tiny", tmp_path / "data", allow_valid_test_overlap=True)
@@ -295,7 +295,7 @@ def test_validation_items_in_the_test_file_are_masked_on_request(tmp_path, mask)
 # --- benchmarks.audit ---------------------------------------------------------------------
 def audit_data(tmp_path):
     """A folder shaped as EvalDenoisingRec's (the tiny split's files, a reported table)."""
-    from test_presplit import write_raw
+    from tests.data.test_presplit import write_raw
 
     folder = tmp_path / "edr"
     paths = write_raw(folder)
