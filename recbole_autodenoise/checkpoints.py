@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from recbole.utils import set_color
 
-from recbole_autodenoise import distributed
+from recbole_autodenoise import distributed, options
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.registry import (
     EXPERIMENTAL_OPT_IN,
@@ -183,14 +183,7 @@ def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 def check_checkpoint_dir(config) -> Path:
     """The ``checkpoint_dir`` folder, created if missing; a ValueError if it cannot hold checkpoints."""
-    from recbole_autodenoise.checks import read_key
-
-    path = read_key(
-        config,
-        "checkpoint_dir",
-        lambda v: isinstance(v, (str, os.PathLike)) and str(v) != "",
-        "a folder path",
-    )
+    path = options.read(config, "checkpoint_dir")
     return check_writable_folder(path, f"config key 'checkpoint_dir' = {str(path)!r}")
 
 

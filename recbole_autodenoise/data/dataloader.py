@@ -33,10 +33,21 @@ from recbole.data.utils import get_dataloader
 from recbole.sampler import RepeatableSampler, Sampler
 from recbole.utils import ModelType
 
-from recbole_autodenoise import distributed
+from recbole_autodenoise import distributed, options
 from recbole_autodenoise.data.bundle import DataBundle, TrainingData, remember
+from recbole_autodenoise.options import Option
 
 EVAL_PROTOCOLS = ("user_first", "interaction", "user")
+OPTIONS = options.declare(
+    Option(
+        "eval_protocol",
+        "str",
+        "user_first",
+        "user_first (paper: one query per user, its first clean held-out item) | interaction "
+        "(one query per clean held-out interaction) | user (RecBole)",
+        choices=EVAL_PROTOCOLS,
+    ),
+)
 # RecBole's dataset/dataloader caches: pickles (loading one runs whatever it holds) whose
 # staleness check ignores the plugin's keys (a changed clean_rating_threshold reused the old split)
 CACHE_KEYS = ("save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path")
@@ -240,9 +251,7 @@ def prepare_data(config, dataset) -> DataBundle:
     the training loader is sharded (``distributed.py``).
     """
     check_no_caches(config)
-    protocol = config["eval_protocol"]
-    if protocol not in EVAL_PROTOCOLS:
-        raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
+    protocol = options.read(config, "eval_protocol")
     with distributed.whole_sets(config):  # under DDP every rank evaluates whole sets: exact metrics
         split, train, select, guide, by_protocol = _prepare(config, dataset, protocol)
     training = TrainingData(
