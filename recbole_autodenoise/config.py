@@ -1,15 +1,15 @@
 """Building a RecBole ``Config`` with the plugin's property files, and strict reading of our keys.
 
 RecBole silently returns ``None`` for a key nobody set and never complains about a misspelt one;
-here every plugin key has a default in ``properties/overall.yaml``, is read once and checked; a key
-one typo from a RecBole, model, data set or plugin key is an error, and so is a key no component
-defines unless a user config file declares it (a key of the user's own model); the RecBole keys
-users set most are type- and range-checked; the plugin's choices (scheme, credit, protocol) are
-looked up in their registries and the chosen scheme checks its keys; a model name that is not
-RecBole's gets the close ones; and keys the chosen scheme does not read are reported once as a
-warning. Config input is bounded: files of at most ``MAX_CONFIG_BYTES``, UTF-8, plain YAML without
-duplicate keys, nesting, value counts (aliases expanded) and integers within limits. All before any
-data loads.
+here every plugin key is declared once by the component that reads it (``options``), with its
+default in ``properties/overall.yaml``; a key one typo from a RecBole, model, data set or plugin
+key is an error, and so is a key no component defines unless a user config file declares it (a
+key of the user's own model); every declared value is checked (the RecBole keys users set most
+too), then the rules between keys of the components the run uses (``check_options``); a model
+name that is not RecBole's gets the close ones; and keys the chosen scheme does not read are
+reported once as a warning. Config input is bounded: files of at most ``MAX_CONFIG_BYTES``, UTF-8,
+plain YAML without duplicate keys, nesting, value counts (aliases expanded) and integers within
+limits. All before any data loads.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def recbole_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
-# set by the multi-process launcher for each rank, never a default (RecBole reads its presence as "a rank")
+# set by the multi-process launcher for each rank, never a default (RecBole reads its presence as
+# "a rank")
 LAUNCHER_KEYS = frozenset({"local_rank"})
 
 # keys RecBole 1.2.1's models and data transforms read (``config[key]``, ``None`` when unset)
@@ -536,7 +537,8 @@ class SafeConfig(Config):
 
     def _init_device(self):
         """RecBole's, except for a rank of a multi-process run (``local_rank`` set by the launcher):
-        ``distributed.join_process_group`` joins with ``ddp_backend`` (gloo on CPUs) instead of NCCL."""
+        ``distributed.join_process_group`` joins with ``ddp_backend`` (gloo on CPUs) instead of
+        NCCL."""
         final = self.final_config_dict
         local_rank = final.pop("local_rank", None)
         super()._init_device()  # gpu_id, CUDA_VISIBLE_DEVICES, single-process device
@@ -551,9 +553,9 @@ def negatives_follow_loss_type(
     final: dict[str, Any], model_class: type, user_keys: Iterable[str]
 ) -> None:
     """Training negatives as the model's ``loss_type`` needs them, unless the user set
-    ``train_neg_sample_args``: a sequential model whose input type comes from ``loss_type`` (RecBole's
-    rule) gets none with ``CE`` (RecBole refuses negatives there) and RecBole's default (one uniform
-    negative) otherwise. Models with a fixed ``input_type`` keep RecBole's default."""
+    ``train_neg_sample_args``: a sequential model whose input type comes from ``loss_type``
+    (RecBole's rule) gets none with ``CE`` (RecBole refuses negatives there) and RecBole's default
+    (one uniform negative) otherwise. Models with a fixed ``input_type`` keep RecBole's default."""
     from recbole.utils import ModelType
 
     if "train_neg_sample_args" in user_keys or hasattr(model_class, "input_type"):
@@ -722,7 +724,8 @@ def make_config(
         )
     except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
         raise ValueError(
-            f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}"
+            f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): "
+            f"{error}"
         ) from None
     check_options(config)
     check_output_paths(config)

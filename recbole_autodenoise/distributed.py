@@ -202,7 +202,8 @@ def join_process_group(config) -> None:
     final["world_size"] = world_size
     if name == "nccl" and len(str(final["gpu_id"]).split(",")) < int(final["nproc"]):
         raise ValueError(
-            f"config key 'gpu_id' = {final['gpu_id']!r} lists fewer GPUs than nproc = {final['nproc']}"
+            f"config key 'gpu_id' = {final['gpu_id']!r} lists fewer GPUs than nproc = "
+            f"{final['nproc']}"
         )
     dist.init_process_group(
         backend=name,
@@ -234,10 +235,11 @@ PARENT_POLL_SECONDS = 0.5  # how often a rank checks that its launcher is alive
 
 
 def launch(fn: Callable, nproc: int, args: tuple) -> Any:
-    """``torch.multiprocessing.spawn(fn, args + (queue,), nproc)`` as RecBole's ``run`` does; returns
-    what a rank put on ``queue`` (rank 0's results; ``None`` if none did). The queue is read while
-    the ranks run: a message bigger than the pipe's buffer would otherwise block its writer for
-    ever. When a rank dies or raises, spawn stops the others and this raises one ``RankFailed``.
+    """``torch.multiprocessing.spawn(fn, args + (queue,), nproc)`` as RecBole's ``run`` does;
+    returns what a rank put on ``queue`` (rank 0's results; ``None`` if none did). The queue is
+    read while the ranks run: a message bigger than the pipe's buffer would otherwise block its
+    writer for ever. When a rank dies or raises, spawn stops the others and this raises one
+    ``RankFailed``.
 
     The ranks end with the launcher. SIGINT, SIGTERM or SIGHUP to the launcher (where not ignored)
     sends SIGTERM to every rank, waits ``STOP_GRACE_SECONDS`` and kills those left; the signal then
@@ -398,7 +400,8 @@ def shard_training(config, train_data):
 
     if not isinstance(train_data, TrainDataLoader):
         raise ValueError(
-            f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}"
+            "multi-process training supports RecBole's TrainDataLoader, not "
+            f"{type(train_data).__name__}"
         )
     return type(train_data)(
         config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle
@@ -473,15 +476,16 @@ def check_supported(config, scheme, diagnostics: bool) -> None:
         return
     if scheme.needs_guidance or diagnostics:
         raise ValueError(
-            f"denoise_scheme {config['denoise_scheme']!r} with per-batch guidance (l2rw, controller_credit 'meta' or 'explicit', "
-            "denoise_diagnostics) is single-process only: its virtual steps run on each rank's model copy "
-            "outside DDP's gradient synchronisation; run with nproc: 1"
+            f"denoise_scheme {config['denoise_scheme']!r} with per-batch guidance (l2rw, "
+            "controller_credit 'meta' or 'explicit', denoise_diagnostics) is single-process only: "
+            "its virtual steps run on each rank's model copy outside DDP's gradient "
+            "synchronisation; run with nproc: 1"
         )
     reason = getattr(getattr(scheme, "credit", None), "single_process_reason", None)
     if reason:
         raise ValueError(
-            f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only ({reason}); "
-            "run with nproc: 1"
+            f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only "
+            f"({reason}); run with nproc: 1"
         )
     reason = getattr(getattr(scheme, "features", None), "single_process_reason", None)
     if reason:

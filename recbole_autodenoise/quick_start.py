@@ -179,7 +179,8 @@ def run(
 def _launch(
     config, model, dataset, config_files, config_dict, saved, resume
 ) -> dict[str, Any] | None:
-    """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results back."""
+    """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results
+    back."""
     nproc, world_size = distributed.process_counts(config)
     overrides = {**(config_dict or {}), "world_size": world_size}
     return distributed.launch(

@@ -134,7 +134,8 @@ class AutoDenoiseTrainer(Trainer):
             float(config["clean_rating_threshold"]),
             config["LABEL_FIELD"],
         )
-        # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no ratings to study
+        # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no
+        # ratings to study
         self._rows_are_interactions = config["model"] not in USER_LEVEL_MODELS
         self.history: list[dict[str, Any]] = []
         self._epoch = 0
@@ -399,7 +400,8 @@ class AutoDenoiseTrainer(Trainer):
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         """RecBole's, with the best model read through the checksummed, ``weights_only`` loader.
-        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files).
+        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its
+        files).
         Keeps the evaluation's per-query ranks in ``last_per_query`` (``evaluation.per_query``)."""
         distributed.check_whole_set(eval_data, self.config)
         if load_best_model and eval_data:

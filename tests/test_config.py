@@ -86,7 +86,7 @@ def test_make_config_rejects_misspelt_key_in_a_file(tmp_path):
         make_config("BPR", "ml-100k", config_files=[str(path)])
 
 
-# --------------------------------------------------------------------------- config files and models
+# ------------------------------------------------------------------------ config files and models
 
 
 def test_malformed_yaml_names_the_file(tmp_path):

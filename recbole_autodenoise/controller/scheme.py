@@ -52,7 +52,8 @@ def parse_reward_metric(value: Any, topk: list[int]) -> str:
     name, _, k = value.lower().partition("@")
     if name not in ranking:
         raise ValueError(
-            f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of {ranking}"
+            f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of "
+            f"{ranking}"
         )
     needs_k = "rec.topk" in register.metric_information[name]
     if needs_k and (not k.isdigit() or int(k) not in topk):
@@ -413,7 +414,8 @@ class ControllerScheme(WeightingScheme):
         )  # states from before loss features are the paper's
         if saved_kind != self.state_kind:
             raise ValueError(
-                f"the saved controller was trained with controller_state={saved_kind!r}, this run uses {self.state_kind!r}"
+                f"the saved controller was trained with controller_state={saved_kind!r}, this "
+                f"run uses {self.state_kind!r}"
             )
         self._load_prior(state)
         self.generator.set_state(state["generator"].cpu())

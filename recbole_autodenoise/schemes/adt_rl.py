@@ -1,5 +1,6 @@
 """ADT-RL, reweighted loss (Wang et al.): weight = p^beta with p the model's probability of the
-observed positive. For BPR and cross-entropy losses p = exp(-loss), so weight = exp(-beta * loss)."""
+observed positive. For BPR and cross-entropy losses p = exp(-loss), so weight =
+exp(-beta * loss)."""
 
 from __future__ import annotations
 

@@ -44,9 +44,10 @@ class WeightingScheme:
 
     Subclasses declare the keys they read (``OPTIONS``) and the rules between keys that hold where
     they run (``RULES``); ``__init__`` checks them all (``check_config``) before a subclass reads
-    ``config[key]``. A scheme may look at the training set once in ``setup``, return detached weights in ``weights`` (``None`` means
-    "unweighted": the model's own loss is used untouched), may learn from the clean validation
-    result in ``after_evaluation``, and expose everything a resumed run needs in ``state_dict``.
+    ``config[key]``. A scheme may look at the training set once in ``setup``, returns detached
+    weights in ``weights`` (``None`` means "unweighted": the model's own loss is used untouched),
+    may learn from the clean validation result in ``after_evaluation``, and exposes everything a
+    resumed run needs in ``state_dict``.
     With ``needs_guidance`` the trainer fills ``Batch.guidance`` (per-sample alignment with the
     clean gradient, virtual meta steps; ``recbole_autodenoise.guidance``).
     """
@@ -64,7 +65,8 @@ class WeightingScheme:
     # the rows those clean batches come from: "clean" (the clean guide set) or "explicit" (the
     # validation period's rated rows, high and low); see ``guidance.guide_dataset``
     guide_rows: str = "clean"
-    # does ``after_evaluation`` read the reward (``reward_metric``) from the clean validation result?
+    # does ``after_evaluation`` read the reward (``reward_metric``) from the clean validation
+    # result?
     needs_reward: bool = False
     # does ``after_evaluation`` need each user's clean-validation reward (``observe_user_rewards``)?
     needs_user_rewards: bool = False

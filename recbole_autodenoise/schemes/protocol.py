@@ -62,14 +62,16 @@ def check_protocol(config: Any) -> None:
     readers = scheme.rating_readers(config)
     if readers and not allowed:
         raise ValueError(
-            f"{_settings(readers)} reads the training rows' ratings (a diagnostic, never a denoising "
-            f"method): set {OPT_IN}: true to run it (its results then say reads_training_ratings: true)"
+            f"{_settings(readers)} reads the training rows' ratings (a diagnostic, never a "
+            f"denoising method): set {OPT_IN}: true to run it (its results then say "
+            "reads_training_ratings: true)"
         )
     learners = scheme.validation_learners(config)
     ratio = config[GUIDE_RATIO]
     if learners and is_number(ratio) and ratio == 0:
         raise ValueError(
-            f"{_settings(learners)} learns from the clean validation rows, and {GUIDE_RATIO} = {ratio!r} "
-            f"makes them the rows that select the epoch: set {GUIDE_RATIO} to {SUGGESTED_GUIDE_RATIO} "
-            "(half of each user's clean validation rows teach, the other half select)"
+            f"{_settings(learners)} learns from the clean validation rows, and {GUIDE_RATIO} = "
+            f"{ratio!r} makes them the rows that select the epoch: set {GUIDE_RATIO} to "
+            f"{SUGGESTED_GUIDE_RATIO} (half of each user's clean validation rows teach, the other "
+            "half select)"
         )

@@ -128,7 +128,8 @@ class Credit:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned (after ``on_build`` where the state has a policy)."""
+        """Restore what ``state_dict`` returned (after ``on_build`` where the state has a
+        policy)."""
 
 
 CREDITS: Registry[type[Credit]] = Registry("controller_credit", experimental=("meta", "user"))

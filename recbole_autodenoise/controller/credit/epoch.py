@@ -2,7 +2,8 @@
 
 Sum of grad log pi(w|s) over every sample since the last validation, scaled by (R - b) / |D|
 with R the clean-validation ``reward_metric`` and b its moving average (0 at the start, as in
-Algorithm 1, or the first reward with ``baseline_init: first_reward``, making the first advantage 0).
+Algorithm 1, or the first reward with ``baseline_init: first_reward``, making the first advantage
+0).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class EpochCredit(Credit):
         reward = float(valid_result[reward_key])
         if not math.isfinite(reward):
             logger.warning(
-                "epoch %d: reward %s = %r is not finite; controller update skipped (controller and baseline unchanged)",
+                "epoch %d: reward %s = %r is not finite; controller update skipped (controller "
+                "and baseline unchanged)",
                 epoch,
                 reward_key,
                 reward,
