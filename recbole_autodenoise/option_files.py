@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Sequence
 
 from recbole_autodenoise import options
-from recbole_autodenoise.config import EXPERIMENTAL_FILE, OVERALL_FILE, option_owners
+from recbole_autodenoise.config import (
+    EXPERIMENTAL_FILE,
+    OVERALL_FILE,
+    declared_rules,
+    option_owners,
+)
 from recbole_autodenoise.files import atomic_write
 
 GUIDE_FILE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
@@ -57,9 +62,7 @@ def expected() -> dict[Path, str]:
     ]
     apart = [option for option, _, experimental in found if experimental]
     owned = [(option, name + (" (experimental)" if e else "")) for option, name, e in found]
-    rules: list[options.Rule] = []
-    for owner, _ in option_owners():
-        rules += options.own(owner, "RULES")
+    rules = declared_rules()
     texts = {
         OVERALL_FILE: options.rewrite_yaml(OVERALL_FILE.read_text(encoding="utf-8"), plugin),
         EXPERIMENTAL_FILE: options.rewrite_yaml(

@@ -32,9 +32,9 @@ class Option:
 
     The values: ``check`` (a predicate) with ``allowed`` (the words a message names them by), or
     ``choices`` (fixed names), or ``registry`` (its registered names, after ``choices``).
-    ``renamed`` maps old values to ``(new value, what it means)``: an old value is refused naming
-    the new one. ``recbole``: RecBole's key, with RecBole's default; the plugin only checks it,
-    where it is set."""
+    ``renamed`` holds ``(old value, new value, what the new one means)``: an old value is refused
+    naming the new one. ``recbole``: RecBole's key, with RecBole's default; the plugin only checks
+    it, where it is set."""
 
     name: str
     type: str  # what the docs call the value: bool, int, float, str, list, path

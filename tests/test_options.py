@@ -264,6 +264,7 @@ def test_the_command_line_exits_2_before_any_data_loads(tmp_path, capsys, arg, m
     err = capsys.readouterr().err
     assert time.perf_counter() - started < QUICK
     assert (code, err) == (2, f"error: {message}\n")
+    assert not Path("log").exists()  # RecBole's log starts with the data; nothing was logged
 
 
 # --- the files written from the declarations ------------------------------------------------------
