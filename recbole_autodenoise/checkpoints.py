@@ -2,8 +2,8 @@
 
 * ``check_checkpoint_dir``: the ``checkpoint_dir`` key is a folder that exists (or is created) and
   can be written, checked before training so a run is never lost to an unwritable location.
-* ``unique_checkpoint_file``: RecBole names a checkpoint ``<model>-<local time>.pth``, which two runs
-  started in the same second in one folder share; the process id and a random suffix (from
+* ``unique_checkpoint_file``: RecBole names a checkpoint ``<model>-<local time>.pth``, which two
+  runs started in the same second in one folder share; the process id and a random suffix (from
   ``uuid4``, which never touches the seeded random generators) keep every run's name its own.
   Beside the best model ``X.pth`` (RecBole's semantics), ``X-latest.pth`` holds the state after the
   last finished epoch, from which ``--resume`` continues.
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from recbole.utils import set_color
 
-from recbole_autodenoise import distributed
+from recbole_autodenoise import distributed, options
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.registry import (
     EXPERIMENTAL_OPT_IN,
@@ -182,20 +182,15 @@ def atomic_torch_save(state: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def check_checkpoint_dir(config) -> Path:
-    """The ``checkpoint_dir`` folder, created if missing; a ValueError if it cannot hold checkpoints."""
-    from recbole_autodenoise.checks import read_key
-
-    path = read_key(
-        config,
-        "checkpoint_dir",
-        lambda v: isinstance(v, (str, os.PathLike)) and str(v) != "",
-        "a folder path",
-    )
+    """The ``checkpoint_dir`` folder, created if missing; a ValueError if it cannot hold
+    checkpoints."""
+    path = options.read(config, "checkpoint_dir")
     return check_writable_folder(path, f"config key 'checkpoint_dir' = {str(path)!r}")
 
 
 def check_writable_folder(path: str | os.PathLike, described: str) -> Path:
-    """``path`` as a folder, created if missing, in which a file can be written (probed, then removed)."""
+    """``path`` as a folder, created if missing, in which a file can be written (probed, then
+    removed)."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{described} is a file: expected a folder (created if missing)")
@@ -206,7 +201,8 @@ def check_writable_folder(path: str | os.PathLike, described: str) -> Path:
         os.remove(probe)
     except OSError as error:
         raise ValueError(
-            f"{described} cannot hold checkpoints: {type(error).__name__}: {error.strerror or error}"
+            f"{described} cannot hold checkpoints: {type(error).__name__}: "
+            f"{error.strerror or error}"
         ) from None
     return folder
 

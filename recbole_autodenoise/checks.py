@@ -1,13 +1,13 @@
-"""Reading one config key with a check, and the checks the plugin's keys use.
+"""The value checks the options use (``options.Option.check``).
 
-A leaf module: the components that read their own keys (schemes, the controller, the data hooks,
-the trainer) import it, never ``config``, which builds the whole ``Config``.
+A leaf module: the components that declare options import it, never ``config``, which builds the
+whole ``Config``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 
 def is_number(value: Any) -> bool:
@@ -33,16 +33,3 @@ def is_int(value: Any) -> bool:
 
 def positive_int(value: Any) -> bool:
     return is_int(value) and value >= 1
-
-
-def read_key(config, key: str, check: Callable[[Any], bool], allowed: str) -> Any:
-    """Read one key, failing with the key, the value and what is allowed."""
-    value = config[key]
-    if value is None and key not in config.final_config_dict:
-        raise ValueError(
-            f"config key '{key}' is missing (expected {allowed}); "
-            "is properties/overall.yaml loaded?"
-        )
-    if not check(value):
-        raise ValueError(f"config key '{key}' = {value!r} is invalid: expected {allowed}")
-    return value

@@ -1,15 +1,15 @@
 """Building a RecBole ``Config`` with the plugin's property files, and strict reading of our keys.
 
 RecBole silently returns ``None`` for a key nobody set and never complains about a misspelt one;
-here every plugin key has a default in ``properties/overall.yaml``, is read once and checked; a key
-one typo from a RecBole, model, data set or plugin key is an error, and so is a key no component
-defines unless a user config file declares it (a key of the user's own model); the RecBole keys
-users set most are type- and range-checked; the plugin's choices (scheme, credit, protocol) are
-looked up in their registries and the chosen scheme checks its keys; a model name that is not
-RecBole's gets the close ones; and keys the chosen scheme does not read are reported once as a
-warning. Config input is bounded: files of at most ``MAX_CONFIG_BYTES``, UTF-8, plain YAML without
-duplicate keys, nesting, value counts (aliases expanded) and integers within limits. All before any
-data loads.
+here every plugin key is declared once by the component that reads it (``options``), with its
+default in ``properties/overall.yaml``; a key one typo from a RecBole, model, data set or plugin
+key is an error, and so is a key no component defines unless a user config file declares it (a
+key of the user's own model); every declared value is checked (the RecBole keys users set most
+too), then the rules between keys of the components the run uses (``check_options``); a model
+name that is not RecBole's gets the close ones; and keys the chosen scheme does not read are
+reported once as a warning. Config input is bounded: files of at most ``MAX_CONFIG_BYTES``, UTF-8,
+plain YAML without duplicate keys, nesting, value counts (aliases expanded) and integers within
+limits. All before any data loads.
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ import ast
 import difflib
 import os
 import re
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import yaml
 from recbole.config import Config
 
-from recbole_autodenoise import compat
-from recbole_autodenoise.checks import is_int, non_negative, positive, positive_int, read_key
+from recbole_autodenoise import compat, options
+from recbole_autodenoise.checks import positive_int
 from recbole_autodenoise.evaluation.metrics import register_metrics
 from recbole_autodenoise.model import check_model
+from recbole_autodenoise.options import Option, Rule
 from recbole_autodenoise.registry import (
     EXPERIMENTAL_OPT_IN,
     EXPERIMENTAL_PROPERTY_FILE,
@@ -42,6 +44,30 @@ OVERALL_FILE = PROPERTIES_DIR / "overall.yaml"
 # recbole_autodenoise.experimental's keys: known (and loaded) only once that package is imported
 EXPERIMENTAL_FILE = EXPERIMENTAL_PROPERTY_FILE
 EXPERIMENTAL_KEY = "experimental"
+
+# the keys of the config itself: the opt-in to experiments and the results file
+EXPERIMENTAL = Option(
+    EXPERIMENTAL_KEY,
+    "bool",
+    False,
+    "true: import recbole_autodenoise.experimental, what the research log reports as no gain "
+    "(l2rw, controller_credit user / meta, controller_state paper_product / loss_features, "
+    "controller_prior adt_tl, explicit_canaries, explicit_weight_power); its keys are in "
+    "experimental.yaml",
+    lambda v: isinstance(v, bool),
+    "true or false",
+)
+OPTIONS = options.declare(
+    EXPERIMENTAL,
+    Option(
+        "results_file",
+        "str",
+        None,
+        "write the run's results as JSON here",
+        lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""),
+        "a file path",
+    ),
+)
 
 
 def plugin_files() -> list[Path]:
@@ -86,7 +112,8 @@ def recbole_keys() -> frozenset[str]:
     return frozenset(keys)
 
 
-# set by the multi-process launcher for each rank, never a default (RecBole reads its presence as "a rank")
+# set by the multi-process launcher for each rank, never a default (RecBole reads its presence as
+# "a rank")
 LAUNCHER_KEYS = frozenset({"local_rank"})
 
 # keys RecBole 1.2.1's models and data transforms read (``config[key]``, ``None`` when unset)
@@ -510,7 +537,8 @@ class SafeConfig(Config):
 
     def _init_device(self):
         """RecBole's, except for a rank of a multi-process run (``local_rank`` set by the launcher):
-        ``distributed.join_process_group`` joins with ``ddp_backend`` (gloo on CPUs) instead of NCCL."""
+        ``distributed.join_process_group`` joins with ``ddp_backend`` (gloo on CPUs) instead of
+        NCCL."""
         final = self.final_config_dict
         local_rank = final.pop("local_rank", None)
         super()._init_device()  # gpu_id, CUDA_VISIBLE_DEVICES, single-process device
@@ -525,9 +553,9 @@ def negatives_follow_loss_type(
     final: dict[str, Any], model_class: type, user_keys: Iterable[str]
 ) -> None:
     """Training negatives as the model's ``loss_type`` needs them, unless the user set
-    ``train_neg_sample_args``: a sequential model whose input type comes from ``loss_type`` (RecBole's
-    rule) gets none with ``CE`` (RecBole refuses negatives there) and RecBole's default (one uniform
-    negative) otherwise. Models with a fixed ``input_type`` keep RecBole's default."""
+    ``train_neg_sample_args``: a sequential model whose input type comes from ``loss_type``
+    (RecBole's rule) gets none with ``CE`` (RecBole refuses negatives there) and RecBole's default
+    (one uniform negative) otherwise. Models with a fixed ``input_type`` keep RecBole's default."""
     from recbole.utils import ModelType
 
     if "train_neg_sample_args" in user_keys or hasattr(model_class, "input_type"):
@@ -696,10 +724,10 @@ def make_config(
         )
     except yaml.YAMLError as error:  # RecBole's own property files, read with our safe loader
         raise ValueError(
-            f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): {error}"
+            f"config yaml for model '{model}', dataset '{dataset}' refused (plain YAML only): "
+            f"{error}"
         ) from None
-    check_values(config)
-    check_plugin_values(config)
+    check_options(config)
     check_output_paths(config)
     warn_ignored_keys(config["denoise_scheme"], set(user_values))
     return config
@@ -716,32 +744,11 @@ def opt_in_experimental(
         values.update(file_settings)
     values.update(overrides)
     value = values.get(EXPERIMENTAL_KEY, False)
-    if not isinstance(value, bool):
-        raise ValueError(
-            f"config key {EXPERIMENTAL_KEY!r} = {value!r} is invalid: expected true or false"
-        )
+    problem = EXPERIMENTAL.problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     if value:
         import recbole_autodenoise.experimental  # noqa: F401  (registers what it holds)
-
-
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-# RecBole's keys users set most, checked here because RecBole checks none of them
-VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (positive_int, "an integer >= 1"),
-    "learning_rate": (positive, "a finite number > 0"),
-    "weight_decay": (non_negative, "a finite number >= 0"),
-    "train_batch_size": (positive_int, "an integer >= 1"),
-    "eval_batch_size": (positive_int, "an integer >= 1"),
-    # 0: stop at the first validation without gain (RecBole's early_stopping stops when steps > it)
-    "stopping_step": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-    "embedding_size": (positive_int, "an integer >= 1"),
-    "seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-    "state": (
-        lambda v: v is None or (isinstance(v, str) and v.lower() in LOG_LEVELS),
-        f"a log level, one of {list(LOG_LEVELS)} (any case)",
-    ),
-}
 
 
 def check_topk(value: Any) -> None:
@@ -752,18 +759,87 @@ def check_topk(value: Any) -> None:
         )
 
 
-def check_values(config) -> None:
-    """Types and ranges of ``VALUE_CHECKS``, and ``valid_metric``: one of ``metrics``, its @K among
-    ``topk``."""
-    for key, (check, allowed) in VALUE_CHECKS.items():
-        if key in config.final_config_dict:
-            read_key(config, key, check, allowed)
+def option_owners() -> list[tuple[Any, str]]:
+    """Every component that declares options (``OPTIONS``) or rules (``RULES``), with the name the
+    guide gives it: the config's own keys, the data, evaluation, the trainer, multi-process
+    training, the protocol checks, then every registered scheme, credit, state and prior and
+    their bases."""
+    from recbole_autodenoise import distributed, trainer
+    from recbole_autodenoise.controller import CREDITS, PRIORS, STATES
+    from recbole_autodenoise.data import dataloader, dataset
+    from recbole_autodenoise.evaluation import valid_loss
+    from recbole_autodenoise.schemes import SCHEMES, base, protocol
+
+    owners: list[tuple[Any, str]] = [
+        (options, "RecBole (checked by options.py)"),
+        (sys.modules[__name__], "config.py"),
+        (base, "schemes/base.py"),
+        (dataset.CleanFeedbackMixin, "data/dataset.py CleanFeedbackMixin"),
+        (dataloader, "data/dataloader.py"),
+        (valid_loss, "evaluation/valid_loss.py"),
+        (trainer.AutoDenoiseTrainer, "trainer.py AutoDenoiseTrainer"),
+        (distributed, "distributed.py"),
+        (protocol, "schemes/protocol.py"),
+    ]
+    seen = {id(owner) for owner, _ in owners}
+    for registry in (SCHEMES, CREDITS, STATES, PRIORS):
+        for name in registry.names():
+            for klass in reversed(registry.get(name).__mro__):
+                if id(klass) in seen or not (options.own(klass) or options.own(klass, "RULES")):
+                    continue
+                seen.add(id(klass))
+                path = klass.__module__.removeprefix("recbole_autodenoise.").replace(".", "/")
+                owners.append((klass, f"{path}.py {klass.__name__}"))
+    return owners
+
+
+def declared_options() -> list[tuple[Option, str]]:
+    """Every declared option in force (those of ``recbole_autodenoise.experimental`` once it is
+    imported), with its owner's name."""
+    return [(option, name) for owner, name in option_owners() for option in options.own(owner)]
+
+
+def declared_rules() -> list[Rule]:
+    """Every declared rule in force."""
+    return [rule for owner, _ in option_owners() for rule in options.own(owner, "RULES")]
+
+
+def check_options(config) -> None:
+    """Every declared value and the rules of the components the run uses, before any data loads:
+    RecBole's keys that are set and ``valid_metric`` (one of ``metrics``, its @K among ``topk``);
+    the names of a registry first (an unknown scheme or credit lists the registered ones); every
+    other option, whichever component reads it; then the rules of the data, multi-process
+    training and the configured scheme (with its credit, state and prior)."""
+    from recbole_autodenoise import distributed
+    from recbole_autodenoise.data import dataloader
+    from recbole_autodenoise.data.dataset import CleanFeedbackMixin
+    from recbole_autodenoise.evaluation import valid_loss
+    from recbole_autodenoise.schemes import SCHEMES
+
+    declared = declared_options()
+    for option, _ in declared:
+        if option.recbole and option.name in config.final_config_dict:
+            option.read(config)
+    check_valid_metric(config)
+    for option, _ in declared:
+        unknown = option.unknown_name(config[option.name])
+        if unknown is not None:
+            raise ValueError(unknown)
+    options.check(config, [option for option, _ in declared if not option.recbole])
+    rules = [*CleanFeedbackMixin.RULES, *dataloader.RULES, *valid_loss.RULES, *distributed.RULES]
+    options.check(config, (), rules)
+    SCHEMES.get(config["denoise_scheme"]).check_config(config)
+
+
+def check_valid_metric(config) -> None:
+    """``valid_metric``: one of ``metrics``, its @K among ``topk``."""
     metric = config["valid_metric"]
     if isinstance(metric, str) and "@" in metric:
         k = metric.split("@", 1)[1]
         if not k.isdigit() or int(k) not in config["topk"]:
             raise ValueError(
-                f"config key 'valid_metric' = {metric!r} is invalid: its @K must be one of topk {config['topk']}"
+                f"config key 'valid_metric' = {metric!r} is invalid: its @K must be one of topk "
+                f"{config['topk']}"
             )
     metrics = list(config["metrics"])
     if str(metric).split("@")[0].lower() not in [name.lower() for name in metrics]:
@@ -772,48 +848,11 @@ def check_values(config) -> None:
         )
 
 
-def check_plugin_values(config) -> None:
-    """The plugin's choices by name (``denoise_scheme``, ``controller_credit``, ``eval_protocol``)
-    against their registries (and an experimental ``controller_state`` or ``controller_prior``
-    before that package is imported), ``valid_selection`` and ``presplit_mask_valid_in_test``,
-    then every key of the chosen scheme: the scheme is built once on the CPU and dropped, so its
-    own checks run before any data loads."""
-    import torch
-
-    from recbole_autodenoise.controller import CREDITS, PRIORS, STATES
-    from recbole_autodenoise.data.dataloader import EVAL_PROTOCOLS, check_presplit_mask
-    from recbole_autodenoise.evaluation.valid_loss import read_selection
-    from recbole_autodenoise.schemes import SCHEMES
-
-    for key, registry in (("denoise_scheme", SCHEMES), ("controller_credit", CREDITS)):
-        name = read_key(
-            config, key, lambda v: isinstance(v, str), f"a name, one of {registry.names()}"
-        )
-        registry.get(name)  # an unknown name fails listing the registered ones
-    for key, registry in (("controller_state", STATES), ("controller_prior", PRIORS)):
-        name = config[key]  # an experimental name is refused whichever scheme runs
-        if isinstance(name, str) and name in registry.experimental and name not in registry:
-            raise ValueError(registry.unknown(name))
-    read_key(
-        config,
-        "eval_protocol",
-        lambda v: isinstance(v, str) and v in EVAL_PROTOCOLS,
-        f"one of {list(EVAL_PROTOCOLS)}",
-    )
-    read_selection(config)
-    check_presplit_mask(config)
-    SCHEMES.get(config["denoise_scheme"])(config, torch.device("cpu"))
-
-
 def check_output_paths(config) -> None:
     """``results_file`` names a file (not ending in '/'), and neither it nor ``checkpoint_dir``
     would create a folder only to leave it by '..'."""
     results = config["results_file"]
     if results is not None:
-        if not isinstance(results, (str, os.PathLike)) or not os.fspath(results):
-            raise ValueError(
-                f"config key 'results_file' = {results!r} is invalid: expected a file path"
-            )
         if os.fspath(results).endswith(("/", os.sep)):
             raise ValueError(
                 f"config key 'results_file' = {os.fspath(results)!r} is invalid: it "
@@ -843,7 +882,7 @@ def warn_ignored_keys(scheme: Any, user_keys: set[str]) -> None:
     from recbole_autodenoise.schemes import SCHEMES, ignored_keys
 
     if not isinstance(scheme, str) or scheme not in SCHEMES:
-        return  # check_plugin_values reports an unknown scheme, listing the available ones
+        return  # check_options reports an unknown scheme, listing the available ones
     ignored = ignored_keys(scheme, user_keys)
     if ignored:
         warnings.warn(

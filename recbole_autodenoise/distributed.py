@@ -51,7 +51,87 @@ import torch
 import torch.distributed as dist
 from torch.utils.data.distributed import DistributedSampler
 
+from recbole_autodenoise import options
+from recbole_autodenoise.options import Option, Rule
+
 BACKENDS = ("auto", "gloo", "nccl")
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_ranks(config) -> None:
+    """This machine's ranks, ``offset`` to ``offset + nproc - 1``, lie within ``world_size``."""
+    nproc, offset = config["nproc"], config["offset"]
+    world_size = nproc if config["world_size"] == -1 else config["world_size"]
+    if offset + nproc > world_size:
+        raise ValueError(
+            f"config keys 'offset' = {offset} and 'nproc' = {nproc} ask for ranks up to "
+            f"{offset + nproc - 1}, but 'world_size' = {world_size}: expected offset + nproc <= "
+            "world_size"
+        )
+
+
+OPTIONS = options.declare(
+    Option(
+        "nproc",
+        "int",
+        1,
+        "processes on this machine (RecBole's); > 1 trains data-parallel",
+        lambda v: _int(v) and v >= 1,
+        "an integer >= 1 (processes on this machine)",
+    ),
+    Option(
+        "world_size",
+        "int",
+        -1,
+        "processes on all machines; -1: nproc (RecBole's)",
+        lambda v: _int(v) and (v == -1 or v >= 1),
+        "-1 (= nproc) or an integer >= 1 (processes on all machines)",
+    ),
+    Option(
+        "ip",
+        "str",
+        "localhost",
+        "address of the machine running rank 0 (RecBole's)",
+        lambda v: isinstance(v, str) and v != "",
+        "the address of the rank-0 machine",
+    ),
+    Option(
+        "port",
+        "int",
+        5678,
+        "free TCP port on that machine for the process group (RecBole's)",
+        lambda v: (_int(v) and 0 < v < 65536) or (isinstance(v, str) and v.isdigit()),
+        "a TCP port number",
+    ),
+    Option(
+        "offset",
+        "int",
+        0,
+        "global rank of this machine's first process (RecBole's group_offset)",
+        lambda v: _int(v) and v >= 0,
+        "an integer >= 0 (this machine's first rank)",
+    ),
+    Option(
+        "ddp_backend",
+        "str",
+        "auto",
+        "auto (nccl where the run uses CUDA, else gloo) | gloo (CPU processes) | nccl (one GPU "
+        "per process)",
+        choices=BACKENDS,
+    ),
+    Option(
+        "ddp_timeout",
+        "int",
+        600,
+        "seconds a rank waits for the others in a collective before the run stops with an error",
+        lambda v: _int(v) and v >= 1,
+        "an integer >= 1 (seconds a rank waits for the others)",
+    ),
+)
+RULES = (Rule(("offset", "nproc", "world_size"), "offset + nproc <= world_size", check_ranks),)
 
 
 def is_distributed(config) -> bool:
@@ -76,45 +156,15 @@ def rank_seed(config) -> int:
 
 
 # --- settings ---------------------------------------------------------------------------------
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def process_counts(config) -> tuple[int, int]:
     """(nproc, world_size) as RecBole's ``run`` reads them: ``world_size: -1`` means ``nproc``."""
-    from recbole_autodenoise.checks import read_key
-
-    nproc = read_key(
-        config, "nproc", lambda v: _int(v) and v >= 1, "an integer >= 1 (processes on this machine)"
-    )
-    world_size = read_key(
-        config,
-        "world_size",
-        lambda v: _int(v) and (v == -1 or v >= 1),
-        "-1 (= nproc) or an integer >= 1 (processes on all machines)",
-    )
-    offset = read_key(
-        config,
-        "offset",
-        lambda v: _int(v) and v >= 0,
-        "an integer >= 0 (this machine's first rank)",
-    )
-    world_size = nproc if world_size == -1 else world_size
-    if offset + nproc > world_size:
-        raise ValueError(
-            f"config keys 'offset' = {offset} and 'nproc' = {nproc} ask for ranks up to {offset + nproc - 1}, "
-            f"but 'world_size' = {world_size}: expected offset + nproc <= world_size"
-        )
-    read_key(
-        config, "ip", lambda v: isinstance(v, str) and v != "", "the address of the rank-0 machine"
-    )
-    read_key(
-        config,
-        "port",
-        lambda v: (_int(v) and 0 < v < 65536) or (isinstance(v, str) and v.isdigit()),
-        "a TCP port number",
-    )
-    return nproc, world_size
+    for key in ("nproc", "world_size", "offset"):
+        options.read(config, key)
+    check_ranks(config)
+    options.read(config, "ip")
+    options.read(config, "port")
+    nproc, world_size = config["nproc"], config["world_size"]
+    return nproc, nproc if world_size == -1 else world_size
 
 
 def wants_processes(config) -> bool:
@@ -125,9 +175,7 @@ def wants_processes(config) -> bool:
 
 def backend(config) -> str:
     """``ddp_backend`` resolved: ``auto`` is ``nccl`` where the run uses CUDA, else ``gloo``."""
-    from recbole_autodenoise.checks import read_key
-
-    name = read_key(config, "ddp_backend", lambda v: v in BACKENDS, f"one of {list(BACKENDS)}")
+    name = options.read(config, "ddp_backend")
     cuda = bool(config["use_gpu"]) and torch.cuda.is_available()
     if name == "auto":
         return "nccl" if cuda else "gloo"
@@ -140,14 +188,7 @@ def backend(config) -> str:
 
 
 def timeout(config) -> datetime.timedelta:
-    from recbole_autodenoise.checks import read_key
-
-    seconds = read_key(
-        config,
-        "ddp_timeout",
-        lambda v: _int(v) and v >= 1,
-        "an integer >= 1 (seconds a rank waits for the others)",
-    )
+    seconds = options.read(config, "ddp_timeout")
     return datetime.timedelta(seconds=seconds)
 
 
@@ -161,7 +202,8 @@ def join_process_group(config) -> None:
     final["world_size"] = world_size
     if name == "nccl" and len(str(final["gpu_id"]).split(",")) < int(final["nproc"]):
         raise ValueError(
-            f"config key 'gpu_id' = {final['gpu_id']!r} lists fewer GPUs than nproc = {final['nproc']}"
+            f"config key 'gpu_id' = {final['gpu_id']!r} lists fewer GPUs than nproc = "
+            f"{final['nproc']}"
         )
     dist.init_process_group(
         backend=name,
@@ -193,10 +235,11 @@ PARENT_POLL_SECONDS = 0.5  # how often a rank checks that its launcher is alive
 
 
 def launch(fn: Callable, nproc: int, args: tuple) -> Any:
-    """``torch.multiprocessing.spawn(fn, args + (queue,), nproc)`` as RecBole's ``run`` does; returns
-    what a rank put on ``queue`` (rank 0's results; ``None`` if none did). The queue is read while
-    the ranks run: a message bigger than the pipe's buffer would otherwise block its writer for
-    ever. When a rank dies or raises, spawn stops the others and this raises one ``RankFailed``.
+    """``torch.multiprocessing.spawn(fn, args + (queue,), nproc)`` as RecBole's ``run`` does;
+    returns what a rank put on ``queue`` (rank 0's results; ``None`` if none did). The queue is
+    read while the ranks run: a message bigger than the pipe's buffer would otherwise block its
+    writer for ever. When a rank dies or raises, spawn stops the others and this raises one
+    ``RankFailed``.
 
     The ranks end with the launcher. SIGINT, SIGTERM or SIGHUP to the launcher (where not ignored)
     sends SIGTERM to every rank, waits ``STOP_GRACE_SECONDS`` and kills those left; the signal then
@@ -357,7 +400,8 @@ def shard_training(config, train_data):
 
     if not isinstance(train_data, TrainDataLoader):
         raise ValueError(
-            f"multi-process training supports RecBole's TrainDataLoader, not {type(train_data).__name__}"
+            "multi-process training supports RecBole's TrainDataLoader, not "
+            f"{type(train_data).__name__}"
         )
     return type(train_data)(
         config, train_data._dataset, train_data._sampler, shuffle=train_data.shuffle
@@ -432,15 +476,16 @@ def check_supported(config, scheme, diagnostics: bool) -> None:
         return
     if scheme.needs_guidance or diagnostics:
         raise ValueError(
-            f"denoise_scheme {config['denoise_scheme']!r} with per-batch guidance (l2rw, controller_credit 'meta' or 'explicit', "
-            "denoise_diagnostics) is single-process only: its virtual steps run on each rank's model copy "
-            "outside DDP's gradient synchronisation; run with nproc: 1"
+            f"denoise_scheme {config['denoise_scheme']!r} with per-batch guidance (l2rw, "
+            "controller_credit 'meta' or 'explicit', denoise_diagnostics) is single-process only: "
+            "its virtual steps run on each rank's model copy outside DDP's gradient "
+            "synchronisation; run with nproc: 1"
         )
     reason = getattr(getattr(scheme, "credit", None), "single_process_reason", None)
     if reason:
         raise ValueError(
-            f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only ({reason}); "
-            "run with nproc: 1"
+            f"config key 'controller_credit' = {scheme.credit_mode!r} is single-process only "
+            f"({reason}); run with nproc: 1"
         )
     reason = getattr(getattr(scheme, "features", None), "single_process_reason", None)
     if reason:

@@ -17,9 +17,8 @@ from typing import Any, Sequence
 
 from recbole.utils import init_logger, init_seed
 
-from recbole_autodenoise import distributed
+from recbole_autodenoise import distributed, options
 from recbole_autodenoise.checkpoints import check_checkpoint_dir, load_resumable, plain_config
-from recbole_autodenoise.checks import read_key
 from recbole_autodenoise.config import make_config, plugin_keys
 from recbole_autodenoise.data import DataBundle, create_dataset, prepare_data
 from recbole_autodenoise.data.dataloader import check_no_caches
@@ -180,7 +179,8 @@ def run(
 def _launch(
     config, model, dataset, config_files, config_dict, saved, resume
 ) -> dict[str, Any] | None:
-    """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results back."""
+    """RecBole's ``run`` for several processes: ``nproc`` ranks spawned here, rank 0's results
+    back."""
     nproc, world_size = distributed.process_counts(config)
     overrides = {**(config_dict or {}), "world_size": world_size}
     return distributed.launch(
@@ -208,7 +208,7 @@ def _run_rank(
 
 def check_evaluate_test(config) -> bool:
     """The ``evaluate_test`` key: true or false."""
-    return read_key(config, "evaluate_test", lambda v: isinstance(v, bool), "true or false")
+    return options.read(config, "evaluate_test")
 
 
 def _test(trainer, bundle: DataBundle, config, saved: bool, show_progress: bool) -> dict[str, Any]:

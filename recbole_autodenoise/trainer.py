@@ -28,9 +28,9 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_autodenoise import checkpoints, distributed, stopping
+from recbole_autodenoise import checkpoints, distributed, options, stopping
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
-from recbole_autodenoise.checks import positive, positive_int, read_key
+from recbole_autodenoise.checks import is_int, positive_int
 from recbole_autodenoise.controller import parse_reward_metric
 from recbole_autodenoise.data.bundle import DataBundle, TrainingData, training_data_of
 from recbole_autodenoise.diagnostics import Diagnosis
@@ -41,6 +41,7 @@ from recbole_autodenoise.evaluation.valid_loss import ValidationLoss
 from recbole_autodenoise.evaluation.weights import WeightStudy
 from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
 from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.options import Option
 from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.default import DefaultScheme
@@ -49,31 +50,54 @@ from recbole_autodenoise.schemes.default import DefaultScheme
 class AutoDenoiseTrainer(Trainer):
     """Trains a RecBole model on ``mean(w * loss)`` with ``w`` from ``denoise_scheme``."""
 
+    OPTIONS = options.declare(
+        Option(
+            "stopping_min_epochs",
+            "int",
+            10,
+            "early stopping cannot end a run before this many epochs have trained (0: no minimum)",
+            lambda v: is_int(v) and v >= 0,
+            "an integer >= 0 (0: no minimum)",
+        ),
+        Option(
+            "evaluate_test",
+            "bool",
+            True,
+            "false: the run never evaluates the clean test set",
+            lambda v: isinstance(v, bool),
+            "true or false",
+        ),
+        Option(
+            "guide_batch_size",
+            "int",
+            2048,
+            "explicit credit and diagnostics: clean (explicit: rated) validation interactions per "
+            "guiding batch",
+            positive_int,
+            "a positive integer",
+        ),
+        Option(
+            "denoise_diagnostics",
+            "bool",
+            False,
+            "per validation: alignment of TP / FP / injected samples' gradients with the clean "
+            "gradient",
+            lambda v: isinstance(v, bool),
+            "true or false",
+        ),
+    )
+
     def __init__(self, config, model) -> None:
         # the settings as the run chose them, before this trainer adds the reward's metric: a
         # checkpoint records them and a resume must match them (``checkpoints.check_same_settings``)
         self.run_config = checkpoints.plain_config(config)
-        self.scheme_name = read_key(
-            config, "denoise_scheme", lambda v: isinstance(v, str), "a scheme name"
-        )
-        scheme_cls = SCHEMES.get(
-            self.scheme_name
-        )  # an unknown name fails listing the available ones
-        self.guide_learning_rate = float(
-            read_key(config, "learning_rate", positive, "a number > 0")
-        )
-        self.guide_batch_size = read_key(
-            config, "guide_batch_size", positive_int, "a positive integer"
-        )
-        self.diagnostics = read_key(
-            config, "denoise_diagnostics", lambda v: isinstance(v, bool), "true or false"
-        )
-        self.stopping_min_epochs = read_key(
-            config,
-            "stopping_min_epochs",
-            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-            "an integer >= 0 (0: no minimum)",
-        )
+        options.check(config, self.OPTIONS)
+        self.scheme_name = options.read(config, "denoise_scheme")
+        scheme_cls = SCHEMES.get(self.scheme_name)
+        self.guide_learning_rate = float(options.read(config, "learning_rate"))
+        self.guide_batch_size = config["guide_batch_size"]
+        self.diagnostics = config["denoise_diagnostics"]
+        self.stopping_min_epochs = config["stopping_min_epochs"]
         # built before RecBole's Trainer so the reward metric can join ``metrics`` if needed
         self.scheme = scheme_cls(config, config["device"])
         distributed.check_supported(config, self.scheme, self.diagnostics)
@@ -118,7 +142,8 @@ class AutoDenoiseTrainer(Trainer):
             float(config["clean_rating_threshold"]),
             config["LABEL_FIELD"],
         )
-        # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no ratings to study
+        # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no
+        # ratings to study
         self._rows_are_interactions = config["model"] not in USER_LEVEL_MODELS
         self.history: list[dict[str, Any]] = []
         self._epoch = 0
@@ -394,7 +419,8 @@ class AutoDenoiseTrainer(Trainer):
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         """RecBole's, with the best model read through the checksummed, ``weights_only`` loader.
-        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its files).
+        Under DDP rank 0 reads it and sends it to the other ranks (other machines need not see its
+        files).
         Keeps the evaluation's per-query ranks in ``last_per_query`` (``evaluation.per_query``)."""
         distributed.check_whole_set(eval_data, self.config)
         if load_best_model and eval_data:

@@ -68,8 +68,8 @@ def ddp_overrides(scheme: str, **extra) -> dict:
     ],
 )
 def test_bad_multi_process_settings_fail_naming_the_key(overrides, message):
-    config = rad.make_config("BPR", "ml-100k", None, {**FAST, **overrides})
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message):  # make_config refuses them
+        config = rad.make_config("BPR", "ml-100k", None, {**FAST, **overrides})
         distributed.process_counts(config)
         distributed.backend(config)
         distributed.timeout(config)

@@ -117,8 +117,11 @@ def test_a_run_that_never_stops_hits_the_cap(monkeypatch, tiny):
 @pytest.mark.parametrize("value", [-1, 2.5, True, "ten", None])
 def test_bad_minimum_raises_naming_the_key(tiny, value):
     settings = {"data_path": str(tiny), "state": "WARNING", "topk": [5], "valid_metric": "NDCG@5"}
-    config = rad.make_config("BPR", "tiny", config_dict={**settings, "stopping_min_epochs": value})
+    config = rad.make_config("BPR", "tiny", config_dict=settings)
     train, _, _ = rad.data_preparation(config, rad.create_dataset(config))
+    with pytest.raises(ValueError, match=f"'stopping_min_epochs' = {value!r}"):
+        rad.make_config("BPR", "tiny", config_dict={**settings, "stopping_min_epochs": value})
+    config["stopping_min_epochs"] = value  # a config changed after make_config: the trainer checks
     with pytest.raises(ValueError, match=f"'stopping_min_epochs' = {value!r}"):
         rad.AutoDenoiseTrainer(config, fresh_model(config, train))
 

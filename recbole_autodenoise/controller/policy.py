@@ -20,7 +20,8 @@ _HERMITE = np.polynomial.hermite_e.hermegauss(40)
 
 
 def _trunk_inputs(trunk: nn.Sequential, state: torch.Tensor) -> list[torch.Tensor]:
-    """The input of every layer of ``trunk`` and, last, its output (the same calls as ``trunk(state)``)."""
+    """The input of every layer of ``trunk`` and, last, its output (the same calls as
+    ``trunk(state)``)."""
     values = [state]
     for layer in trunk:
         values.append(layer(values[-1]))
@@ -51,7 +52,8 @@ def _trunk_backward(
 
 
 def _linear_score(hidden: torch.Tensor, grad: torch.Tensor) -> list[torch.Tensor]:
-    """Sum over rows of d(grad . head(hidden)) / d (head.weight, head.bias); ``grad`` is [B, out]."""
+    """Sum over rows of d(grad . head(hidden)) / d (head.weight, head.bias); ``grad`` is
+    [B, out]."""
     return [grad.t() @ hidden, grad.sum(0)]
 
 
@@ -101,7 +103,8 @@ class Policy(nn.Module):
     def _head_score(
         self, hidden: torch.Tensor, outputs: tuple[torch.Tensor, ...], action: torch.Tensor
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(sum over rows of d log pi / d head parameters, in order; d log pi / d hidden per row)."""
+        """(sum over rows of d log pi / d head parameters, in order; d log pi / d hidden per
+        row)."""
         raise NotImplementedError
 
     def log_prob(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -186,7 +189,8 @@ def _softplus_mean(mu: float, std: float) -> float:
 class SoftPolicy(Policy):
     """w ~ N(mu, sigma^2) with a mean head and a softplus variance head; weight = softplus(w).
 
-    Initially sigma = ``init_std`` and mu solves E[softplus(w)] = 1 (mu = log(e - 1) when sigma -> 0).
+    Initially sigma = ``init_std`` and mu solves E[softplus(w)] = 1 (mu = log(e - 1) when
+    sigma -> 0).
     """
 
     def __init__(self, input_size: int, hidden_size: int, init_std: float) -> None:
@@ -281,7 +285,8 @@ class ReinforceAccumulator:
         self.count += log_probs.numel()
 
     def add_grads(self, grads: list[torch.Tensor], rows: int) -> None:
-        """Add sum_j grad log pi(w_j|s_j) over ``rows`` samples, already computed (``Policy.sample_scored``)."""
+        """Add sum_j grad log pi(w_j|s_j) over ``rows`` samples, already computed
+        (``Policy.sample_scored``)."""
         for total, grad in zip(self.sums, grads):
             total.add_(grad)
         self.count += rows

@@ -17,8 +17,10 @@ exp(-adt_beta * loss); the soft controller starts with expected output exactly 1
 starts at the prior. The hard controller's weights {0, 1, 2, ...} cannot start at 1 for every
 sample, and a credit with a ``prior_refusal`` cannot take a prior: both are refused with it.
 
-Credits, states and priors are found in their registries; each one's keys are read and checked
-whichever of them a run uses (``read_options``, or the prior scheme's own constructor)."""
+Credits, states and priors are found in their registries. ``ControllerScheme`` declares the keys
+that choose them (``controller_credit``, ``controller_state``, ``controller_prior``); the options of
+every registered credit, state and prior are checked whichever of them a run uses, and the rules of
+the ones it uses (``check_config``)."""
 
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ from recbole.evaluator import register
 from recbole.utils import EvaluatorType
 
 from recbole_autodenoise import distributed
-from recbole_autodenoise.checks import fraction, non_negative, positive, positive_int, read_key
+from recbole_autodenoise.checks import fraction, non_negative, positive, positive_int
 from recbole_autodenoise.controller.credit import CREDITS, ControllerHandle, Credit
 from recbole_autodenoise.controller.policy import Policy, ReinforceAccumulator
 from recbole_autodenoise.controller.prior import PRIORS
 from recbole_autodenoise.controller.state import STATES, StateFeatures
-from recbole_autodenoise.registry import Registry
+from recbole_autodenoise.options import Option, Rule, along_mro, declare
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, mean_one
 
 
@@ -50,7 +52,8 @@ def parse_reward_metric(value: Any, topk: list[int]) -> str:
     name, _, k = value.lower().partition("@")
     if name not in ranking:
         raise ValueError(
-            f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of {ranking}"
+            f"config key 'reward_metric' = {value!r} is not a ranking metric; expected one of "
+            f"{ranking}"
         )
     needs_k = "rec.topk" in register.metric_information[name]
     if needs_k and (not k.isdigit() or int(k) not in topk):
@@ -60,14 +63,35 @@ def parse_reward_metric(value: Any, topk: list[int]) -> str:
     return f"{name}@{int(k)}" if needs_k else name
 
 
-def read_choice(config: Any, key: str, registry: Registry, extra: tuple[str, ...] = ()) -> str:
-    """``key``'s value, one of ``extra`` or a name of ``registry``; an experimental name that is not
-    registered says how to register it."""
-    value = config[key]
-    if isinstance(value, str) and value not in registry and value in registry.experimental:
-        raise ValueError(f"config key {key!r} = {value!r}: {registry.unknown(value)}")
-    allowed = [*extra, *registry.names()]
-    return read_key(config, key, lambda v: isinstance(v, str) and v in allowed, f"one of {allowed}")
+def check_reward_metric(config: Any) -> None:
+    parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
+
+
+def check_other_credits_at_default(config: Any) -> None:
+    """The ``exclusive`` keys of every mode but the running one keep their default."""
+    mode = config["controller_credit"]
+    for name in CREDITS.names():
+        if name == mode:
+            continue
+        credit = CREDITS.get(name)
+        for option in credit.declared_options():
+            value = config[option.name]
+            if option.name in credit.exclusive and value != option.default:
+                raise ValueError(
+                    f"config key {option.name!r} = {value!r} applies to controller_credit "
+                    f"{name!r} only (this run uses {mode!r}); leave it at {option.default!r}"
+                )
+
+
+def check_prior_fits_credit(config: Any) -> None:
+    """A credit with a ``prior_refusal`` takes no prior."""
+    prior, mode = config["controller_prior"], config["controller_credit"]
+    refusal = CREDITS.get(mode).prior_refusal
+    if prior != "none" and refusal is not None:
+        raise ValueError(
+            f"config key 'controller_prior' = {prior!r} is not supported with controller_credit "
+            f"{mode!r} ({refusal}); allowed there: 'none'"
+        )
 
 
 class ControllerScheme(WeightingScheme):
@@ -76,37 +100,144 @@ class ControllerScheme(WeightingScheme):
     controller through a ``ControllerHandle``; the state is computed by a ``StateFeatures`` object
     chosen by ``controller_state``."""
 
-    config_keys = (
-        "controller_hidden_size",
-        "controller_learning_rate",
-        "controller_weight_decay",
-        "baseline_decay",
-        "reward_metric",
-        "controller_credit",
-        "controller_state",
-        "controller_prior",
+    OPTIONS = declare(
+        Option(
+            "controller_hidden_size",
+            "int",
+            64,
+            "AutoDenoise: width of the controller's two-layer MLP",
+            positive_int,
+            "a positive integer",
+        ),
+        Option(
+            "controller_learning_rate",
+            "float",
+            0.001,
+            "AutoDenoise: Adam learning rate of the controller",
+            positive,
+            "a number > 0",
+        ),
+        Option(
+            "controller_weight_decay",
+            "float",
+            0.0,
+            "AutoDenoise: L2 penalty on the controller (lambda_2)",
+            non_negative,
+            "a number >= 0",
+        ),
+        Option(
+            "baseline_decay",
+            "float",
+            0.9,
+            "moving-average baseline b <- decay*b + (1-decay)*R",
+            fraction,
+            "a number in [0, 1)",
+        ),
+        Option(
+            "reward_metric",
+            "str",
+            "GAUC",
+            "clean-validation metric used as reward (any ranking metric)",
+            allowed="a RecBole ranking metric",
+        ),
+        Option(
+            "controller_credit",
+            "str",
+            "epoch",
+            "AutoDenoise: epoch (paper's Eq. 10 REINFORCE) | supervised (diagnostic, reads the "
+            "ratings: the controller fitted to them) | explicit (the controller fitted to the "
+            "validation period's ratings, high and low)",
+            registry=CREDITS,
+            lists_unknown=True,
+        ),
+        Option(
+            "controller_oracle_state",
+            "bool",
+            False,
+            "diagnostic only: append each sample's true-positive flag (rating >= "
+            "clean_rating_threshold) to the controller's state",
+            lambda v: isinstance(v, bool),
+            "true or false",
+        ),
+        Option(
+            "controller_state",
+            "str",
+            "paper",
+            "AutoDenoise: paper (e_u, e_v, loss, epoch)",
+            registry=STATES,
+        ),
+        Option(
+            "controller_prior",
+            "str",
+            "none",
+            "AutoDenoise-S: none | adt_rl (weight = exp(-adt_beta * loss) * controller output); "
+            "mean 1 per batch; not with autodenoise_h or controller_credit supervised",
+            choices=("none",),
+            registry=PRIORS,
+        ),
+    )
+    RULES = (
+        Rule(
+            ("reward_metric", "topk"),
+            "@K with K in topk where the metric takes one (NDCG@20; GAUC takes none)",
+            check_reward_metric,
+        ),
+        Rule(
+            ("controller_credit",),
+            "the keys of the other modes (baseline_init, explicit_*) stay at their defaults",
+            check_other_credits_at_default,
+        ),
+        Rule(
+            ("controller_prior", "controller_credit"),
+            "none with a credit that refuses a prior (supervised)",
+            check_prior_fits_credit,
+        ),
     )
     needs_representations = True
     learns_from_validation = True
 
+    @classmethod
+    def declared_options(cls) -> list[Option]:
+        """The options of this class and its bases, and those of every registered credit, state
+        and prior: checked whichever of them a run uses."""
+        found = super().declared_options()
+        parts = [
+            registry.get(name)
+            for registry in (CREDITS, STATES, PRIORS)
+            for name in registry.names()
+        ]
+        for part in parts:
+            found += [option for option in part.declared_options() if option not in found]
+        return found
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """Every declared option, the rules of this class and its bases, then those of the credit,
+        state and prior the run uses."""
+        super().check_config(config)
+        credit = CREDITS.get(config["controller_credit"])
+        state = STATES.get(config["controller_state"])
+        rules = along_mro(credit, "RULES") + along_mro(state, "RULES")
+        if config["controller_prior"] != "none":
+            rules += along_mro(PRIORS.get(config["controller_prior"]), "RULES")
+        for rule in rules:
+            rule.check(config)
+
     def __init__(self, config, device) -> None:
-        super().__init__(config, device)
-        self.hidden_size = read_key(
-            config, "controller_hidden_size", positive_int, "a positive integer"
-        )
-        self.learning_rate = read_key(config, "controller_learning_rate", positive, "a number > 0")
-        self.weight_decay = read_key(
-            config, "controller_weight_decay", non_negative, "a number >= 0"
-        )
-        baseline_decay = read_key(config, "baseline_decay", fraction, "a number in [0, 1)")
+        super().__init__(config, device)  # checks every key it reads below
+        self.hidden_size = config["controller_hidden_size"]
+        self.learning_rate = config["controller_learning_rate"]
+        self.weight_decay = config["controller_weight_decay"]
+        baseline_decay = config["baseline_decay"]
         reward_key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
-        self.credit_mode = read_choice(config, "controller_credit", CREDITS)
-        self.oracle_state = read_key(
-            config, "controller_oracle_state", lambda v: isinstance(v, bool), "true or false"
-        )
-        options = self._read_credit_options(config)
-        features = self._read_state(config)
-        self._read_prior(config)
+        self.credit_mode = config["controller_credit"]
+        self.oracle_state = config["controller_oracle_state"]
+        credit = CREDITS.get(self.credit_mode)
+        features = self._build_state(config)
+        self.prior = config["controller_prior"]
+        self.prior_scheme: WeightingScheme | None = None
+        if self.prior != "none":
+            self.prior_scheme = PRIORS.get(self.prior)(config, device)
         generator = torch.Generator(device=device)
         # under DDP each rank draws its own shard's weights
         generator.manual_seed(distributed.rank_seed(config))
@@ -119,22 +250,12 @@ class ControllerScheme(WeightingScheme):
             features=features,
         )
         self.input_size: int | None = None
-        self.credit: Credit = CREDITS.get(self.credit_mode)(self.controller, options)
+        self.credit: Credit = credit(self.controller, credit.read_options(config))
         self.reads_ratings = self.oracle_state or self.credit.reads_ratings
         self.needs_guidance = self.credit.needs_guidance
         self.guide_rows = self.credit.guide_rows
         self.needs_user_rewards = self.credit.needs_user_rewards
         self.needs_reward = self.credit.needs_reward
-
-    @classmethod
-    def read_keys(cls) -> frozenset[str]:
-        """``config_keys`` of this class and its bases, and those of every registered credit,
-        state and prior."""
-        own = super().read_keys()
-        parts = [CREDITS.get(name).config_keys for name in CREDITS.names()]
-        parts += [STATES.get(name).config_keys for name in STATES.names()]
-        parts += [PRIORS.get(name).read_keys() for name in PRIORS.names()]
-        return own.union(*parts)
 
     @classmethod
     def _credit_class(cls, config) -> type[Credit] | None:
@@ -162,46 +283,14 @@ class ControllerScheme(WeightingScheme):
             return []
         return [("controller_credit", credit.name)]
 
-    def _read_credit_options(self, config) -> dict[str, Any]:
-        """Every registered mode's keys, checked; a key another mode owns must keep its
-        ``neutral`` value. Returns the running mode's options."""
-        chosen: dict[str, Any] = {}
-        for name in CREDITS.names():
-            credit = CREDITS.get(name)
-            options = credit.read_options(config)
-            if name == self.credit_mode:
-                chosen = options
-                continue
-            for key, neutral in credit.neutral.items():
-                if options[key] != neutral:
-                    raise ValueError(
-                        f"config key {key!r} = {options[key]!r} applies to controller_credit "
-                        f"{name!r} only (this run uses {self.credit_mode!r}); "
-                        f"leave it at {neutral!r}"
-                    )
-        return chosen
-
-    def _read_state(self, config) -> StateFeatures:
-        """``controller_state`` and every registered state's keys; the running state."""
-        self.state_kind = read_choice(config, "controller_state", STATES)
-        options = {name: STATES.get(name).read_options(config) for name in STATES.names()}
-        features = STATES.get(self.state_kind)(options[self.state_kind])
+    def _build_state(self, config) -> StateFeatures:
+        """The running state (``controller_state``) with its options."""
+        self.state_kind = config["controller_state"]
+        state = STATES.get(self.state_kind)
+        features = state(state.read_options(config))
         if not features.needs_representations:
             self.needs_representations = False  # the state replaces e_u and e_v
         return features
-
-    def _read_prior(self, config) -> None:
-        """``controller_prior``; every registered prior scheme is built, so each of its keys is
-        checked whichever prior the run uses."""
-        self.prior = read_choice(config, "controller_prior", PRIORS, extra=("none",))
-        priors = {name: PRIORS.get(name)(config, self.device) for name in PRIORS.names()}
-        self.prior_scheme: WeightingScheme | None = priors.get(self.prior)
-        refusal = CREDITS.get(self.credit_mode).prior_refusal
-        if self.prior != "none" and refusal is not None:
-            raise ValueError(
-                f"config key 'controller_prior' = {self.prior!r} is not supported with controller_credit "
-                f"{self.credit_mode!r} ({refusal}); allowed there: 'none'"
-            )
 
     # the handle's policy, optimiser and generator, where the trainer, the tests and older callers
     # look for them
@@ -325,7 +414,8 @@ class ControllerScheme(WeightingScheme):
         )  # states from before loss features are the paper's
         if saved_kind != self.state_kind:
             raise ValueError(
-                f"the saved controller was trained with controller_state={saved_kind!r}, this run uses {self.state_kind!r}"
+                f"the saved controller was trained with controller_state={saved_kind!r}, this "
+                f"run uses {self.state_kind!r}"
             )
         self._load_prior(state)
         self.generator.set_state(state["generator"].cpu())

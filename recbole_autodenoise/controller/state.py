@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from recbole_autodenoise.options import Option, along_mro
 from recbole_autodenoise.registry import Registry
 from recbole_autodenoise.schemes.base import Batch
 
@@ -31,21 +32,27 @@ class StateFeatures:
     """Computes the controller's state of a training batch, and of rows that are not training
     rows (``of_rows``: the explicit credit's rated rows) where the state has a meaning for them.
 
-    Subclasses declare the keys they read (``config_keys``, checked by ``read_options`` whichever
-    state a run uses), look at the training set once in ``setup`` and expose what a resumed run
-    needs in ``state_dict`` (merged into the scheme's state: keys must not clash with its own).
+    Subclasses declare the keys they read (``OPTIONS``; the scheme checks those of every registered
+    state, whichever a run uses, and gives the running state ``read_options``), look at the
+    training set once in ``setup`` and expose what a resumed run needs in ``state_dict`` (merged
+    into the scheme's state: keys must not clash with its own).
     """
 
     name: ClassVar[str] = ""
-    config_keys: ClassVar[tuple[str, ...]] = ()
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
     needs_representations: ClassVar[bool] = True  # does the state hold e_u and e_v?
     held_out_rows: ClassVar[bool] = True  # does ``of_rows`` give a state to rows never trained on?
     single_process_reason: ClassVar[str | None] = None  # why it cannot run under DDP, if it cannot
 
     @classmethod
+    def declared_options(cls) -> list[Option]:
+        """The options of this state and its bases."""
+        return along_mro(cls)
+
+    @classmethod
     def read_options(cls, config: Any) -> dict[str, Any]:
         """This state's keys, read and checked."""
-        return {}
+        return {option.name: option.read(config) for option in cls.declared_options()}
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options

@@ -38,11 +38,30 @@ from recbole.data.utils import get_dataloader
 from recbole.sampler import RepeatableSampler, Sampler
 from recbole.utils import ModelType
 
-from recbole_autodenoise import distributed
-from recbole_autodenoise.checks import read_key
+from recbole_autodenoise import distributed, options
 from recbole_autodenoise.data.bundle import DataBundle, TrainingData, remember
+from recbole_autodenoise.options import Option, Rule
 
 EVAL_PROTOCOLS = ("user_first", "interaction", "user")
+OPTIONS = options.declare(
+    Option(
+        "presplit_mask_valid_in_test",
+        "bool",
+        False,
+        "pre-split data (benchmark_filename): at test, also mask a user's validation items that "
+        "the test file holds (relevant, never hit)",
+        check=lambda value: isinstance(value, bool),
+        allowed="true or false",
+    ),
+    Option(
+        "eval_protocol",
+        "str",
+        "user_first",
+        "user_first (paper: one query per user, its first clean held-out item) | interaction "
+        "(one query per clean held-out interaction) | user (RecBole)",
+        choices=EVAL_PROTOCOLS,
+    ),
+)
 # RecBole's dataset/dataloader caches: pickles (loading one runs whatever it holds) whose
 # staleness check ignores the plugin's keys (a changed clean_rating_threshold reused the old split)
 CACHE_KEYS = ("save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path")
@@ -53,9 +72,10 @@ def check_no_caches(config) -> None:
     set_keys = {key: config[key] for key in CACHE_KEYS if config[key] not in (None, False)}
     if set_keys:
         raise ValueError(
-            f"caches are off: they are pickles and ignore the plugin's keys; got {set_keys}, allowed: "
-            "save_dataset and save_dataloaders False, dataset_save_path and dataloaders_save_path unset "
-            "(the split is rebuilt on every run and never read from saved/)"
+            f"caches are off: they are pickles and ignore the plugin's keys; got {set_keys}, "
+            "allowed: save_dataset and save_dataloaders False, dataset_save_path and "
+            "dataloaders_save_path unset (the split is rebuilt on every run and never read from "
+            "saved/)"
         )
 
 
@@ -110,7 +130,8 @@ class InteractionFullSortEvalDataLoader(FullSortEvalDataLoader):
 
 
 def first_rows(dataset):
-    """A copy of ``dataset`` holding each user's chronologically first row (the ``user_first`` query).
+    """A copy of ``dataset`` holding each user's chronologically first row (the ``user_first``
+    query).
 
     Timestamps are compared as RecBole stores them; a tie goes to the earliest row in the
     dataset's order, which RecBole's stable sorts keep chronological per user (its split sorts by
@@ -121,8 +142,9 @@ def first_rows(dataset):
     time_field = dataset.time_field
     if time_field is None or time_field not in dataset.inter_feat.columns:
         raise ValueError(
-            f"eval_protocol=user_first needs a timestamp field (load_col inter: timestamp) to find each "
-            f"user's first held-out interaction; data set [{dataset.dataset_name}] has time field {time_field!r}"
+            "eval_protocol=user_first needs a timestamp field (load_col inter: timestamp) to find "
+            f"each user's first held-out interaction; data set [{dataset.dataset_name}] has time "
+            f"field {time_field!r}"
         )
     users = dataset.inter_feat[dataset.uid_field].numpy()
     order = np.argsort(dataset.inter_feat[time_field].numpy(), kind="stable")
@@ -196,25 +218,30 @@ def phase_samplers(config, train, valid_rated, test_rated) -> list:
     return samplers
 
 
-def check_presplit_mask(config) -> bool:
-    """``presplit_mask_valid_in_test``: true or false; true needs pre-split files and full-sort
-    evaluation of a general model."""
-    mask = read_key(
-        config, "presplit_mask_valid_in_test", lambda v: isinstance(v, bool), "true or false"
-    )
-    if mask and config["benchmark_filename"] is None:
+def _check_presplit_mask(config) -> None:
+    """``presplit_mask_valid_in_test: true`` needs pre-split files and full-sort evaluation of a
+    general model."""
+    if config["presplit_mask_valid_in_test"] and config["benchmark_filename"] is None:
         raise ValueError(
             "config key 'presplit_mask_valid_in_test' = True needs pre-split files "
             "(benchmark_filename): only a given split can hold a pair in validation and test; "
             "use presplit_mask_valid_in_test: false"
         )
-    if mask and config["MODEL_TYPE"] != ModelType.GENERAL:
+    if config["presplit_mask_valid_in_test"] and config["MODEL_TYPE"] != ModelType.GENERAL:
         raise ValueError(
             f"config key 'presplit_mask_valid_in_test' = True masks a general model's full-sort "
             f"test; model {config['model']} is {config['MODEL_TYPE'].name.lower()}: use "
             "presplit_mask_valid_in_test: false"
         )
-    return mask
+
+
+RULES = (
+    Rule(
+        ("presplit_mask_valid_in_test", "benchmark_filename"),
+        "true needs pre-split files and a general model",
+        _check_presplit_mask,
+    ),
+)
 
 
 def mask_validation_items(loader, valid_rows) -> int:
@@ -293,9 +320,7 @@ def prepare_data(config, dataset) -> DataBundle:
     the training loader is sharded (``distributed.py``).
     """
     check_no_caches(config)
-    protocol = config["eval_protocol"]
-    if protocol not in EVAL_PROTOCOLS:
-        raise ValueError(f"eval_protocol={protocol!r} is not one of {list(EVAL_PROTOCOLS)}")
+    protocol = options.read(config, "eval_protocol")
     with distributed.whole_sets(config):  # under DDP every rank evaluates whole sets: exact metrics
         split, train, select, guide, by_protocol = _prepare(config, dataset, protocol)
     training = TrainingData(

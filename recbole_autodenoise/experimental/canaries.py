@@ -1,19 +1,20 @@
-"""Canaries (``explicit_canaries``): stray clicks the method plants itself, trained beside the real rows.
+"""Canaries (``explicit_canaries``): stray clicks the method plants itself, trained beside the
+real rows.
 
 The explicit credit's stray-click rows (``explicit_negatives``) are held-out rows: the recommender
 never trained on them, so their loss and embeddings look unlike those of any training row, and a
-controller fitted to them learns "never trained on" as much as "stray click" (injected noise, which
-*is* trained on, kept 0.76 of a true positive's weight). A canary is a training row's copy whose item
-is replaced by one its user never interacted with in training or validation (the test split is not
-reachable from the training dataset), drawn in proportion to the item's
+controller fitted to them learns "never trained on" as much as "stray click" (injected noise,
+which *is* trained on, kept 0.76 of a true positive's weight). A canary is a training row's copy
+whose item is replaced by one its user never interacted with in training or validation (the test
+split is not reachable from the training dataset), drawn in proportion to the item's
 training popularity, as a stray click on the catalogue would be. A fixed share
 (``explicit_canaries``) of the training rows each gets one canary with a fixed item, drawn once from
 the run's seed; whenever the source row is in a training batch its canary joins that batch, so the
 recommender trains on canaries every epoch (with the weights the controller gives them), as on real
-noise. The controller is then also fitted to tell each canary (label 0) from its source row (label 1):
-same user, same moment, both trained on. The method knows which rows it planted; it never reads a
-training row's rating. Canaries are flagged ``CANARY_FIELD`` = 1 (``rows``) and belong to no group
-of the weight study (``diagnostics.sample_groups``).
+noise. The controller is then also fitted to tell each canary (label 0) from its source row
+(label 1): same user, same moment, both trained on. The method knows which rows it planted; it
+never reads a training row's rating. Canaries are flagged ``CANARY_FIELD`` = 1 (``rows``) and
+belong to no group of the weight study (``diagnostics.sample_groups``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def draw_avoiding(
     except NoFreeItem as stuck:
         raise ValueError(
             f"explicit_canaries: could not draw an unseen item for user(s) {stuck.users} "
-            f"in {MAX_REDRAWS} rounds: they have (almost) every item; lower explicit_canaries or use 0"
+            f"in {MAX_REDRAWS} rounds: they have (almost) every item; lower explicit_canaries or "
+            "use 0"
         ) from None
     return items.numpy()
 

@@ -17,29 +17,38 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.checks import fraction, positive, read_key
+from recbole_autodenoise.checks import fraction, positive
 from recbole_autodenoise.controller.credit import CREDITS
 from recbole_autodenoise.controller.credit.explicit import ExplicitCredit
 from recbole_autodenoise.experimental.canaries import Canaries, canary_labels
+from recbole_autodenoise.options import Option, declare
 
 
 @CREDITS.extend("explicit")
 class ExplicitCreditExtras(ExplicitCredit):
-    config_keys = (*ExplicitCredit.config_keys, "explicit_canaries", "explicit_weight_power")
-    neutral = {**ExplicitCredit.neutral, "explicit_canaries": 0, "explicit_weight_power": 1}
+    OPTIONS = declare(
+        Option(
+            "explicit_canaries",
+            "float",
+            0.0,
+            "controller_credit explicit: share in [0, 1) of training rows that get a planted "
+            "stray click (same user and moment, a popularity-drawn item the user never had), "
+            "trained on and fitted as 0 against its source row's 1",
+            fraction,
+            "a number in [0, 1)",
+        ),
+        Option(
+            "explicit_weight_power",
+            "float",
+            1.0,
+            "controller_credit explicit: training weights are the controller's P(rated >= "
+            "threshold | state) to this power (> 1 sharpens), then mean 1 per batch",
+            positive,
+            "a number > 0",
+        ),
+    )
+    exclusive = (*ExplicitCredit.exclusive, "explicit_canaries", "explicit_weight_power")
     zero_label_hint = "set explicit_negatives >= 1 (or explicit_canaries > 0)"
-
-    @classmethod
-    def read_options(cls, config) -> dict[str, Any]:
-        """The explicit credit's keys, ``explicit_canaries`` and ``explicit_weight_power``."""
-        options = super().read_options(config)
-        options["explicit_canaries"] = read_key(
-            config, "explicit_canaries", fraction, "a number in [0, 1)"
-        )
-        options["explicit_weight_power"] = read_key(
-            config, "explicit_weight_power", positive, "a number > 0"
-        )
-        return options
 
     @classmethod
     def has_zero_labels(cls, options: dict[str, Any]) -> bool:

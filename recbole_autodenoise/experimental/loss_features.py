@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.checks import fraction, read_key
+from recbole_autodenoise.checks import fraction
 from recbole_autodenoise.controller.state import StateFeatures, register_state
+from recbole_autodenoise.options import Option, declare
 from recbole_autodenoise.rows import add_row_ids, load_rows, mean_by
 from recbole_autodenoise.schemes.base import Batch
 
@@ -156,20 +157,23 @@ class LossFeatures(StateFeatures):
     """loss, loss standardised within the user's batch samples, per-row loss EMA and EMA of squared
     deviation, user and item mean-loss ranks, epoch (``LossStore.features``)."""
 
-    config_keys = ("loss_ema_decay",)
+    OPTIONS = declare(
+        Option(
+            "loss_ema_decay",
+            "float",
+            0.9,
+            "controller_state loss_features: decay d of the per-row loss EMA, ema <- d*ema + "
+            "(1-d)*loss, in [0, 1)",
+            fraction,
+            "a number in [0, 1)",
+        ),
+    )
     needs_representations = False  # the loss features replace e_u and e_v
     held_out_rows = False  # its loss history exists for training rows only
     single_process_reason = (
         "its per-row loss history would be split across ranks (each epoch "
         "gives every rank other rows)"
     )
-
-    @classmethod
-    def read_options(cls, config) -> dict[str, Any]:
-        """``loss_ema_decay``: the per-row loss EMA's decay."""
-        return {
-            "loss_ema_decay": read_key(config, "loss_ema_decay", fraction, "a number in [0, 1)")
-        }
 
     def __init__(self, options: dict[str, Any]) -> None:
         super().__init__(options)

@@ -43,9 +43,14 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.checks import positive_int, read_key
+from recbole_autodenoise.checks import positive_int
 from recbole_autodenoise.controller.credit import Credit, register_credit
-from recbole_autodenoise.experimental.meta_step import guided_meta_step, read_virtual_step
+from recbole_autodenoise.experimental.meta_step import (
+    VIRTUAL_STEPS,
+    check_followed_learner,
+    guided_meta_step,
+)
+from recbole_autodenoise.options import Option, Rule, declare
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 
 
@@ -54,19 +59,41 @@ class MetaCredit(Credit):
     needs_guidance = True
     learns_from_validation_rows = True
     prior_refusal = "its virtual step would ignore the prior"
-    config_keys = ("meta_interval", "meta_normalize_weights", "meta_virtual_step")
-
-    @classmethod
-    def read_options(cls, config) -> dict[str, Any]:
-        """``meta_interval``, ``meta_normalize_weights`` and ``meta_virtual_step`` (checked against
-        the run's ``learner`` where this credit runs)."""
-        return {
-            "meta_interval": read_key(config, "meta_interval", positive_int, "a positive integer"),
-            "meta_normalize_weights": read_key(
-                config, "meta_normalize_weights", lambda v: isinstance(v, bool), "true or false"
-            ),
-            "meta_virtual_step": read_virtual_step(config, config["controller_credit"]),
-        }
+    OPTIONS = declare(
+        Option(
+            "meta_interval",
+            "int",
+            1,
+            "controller_credit meta: update the controller every this many batches",
+            positive_int,
+            "a positive integer",
+        ),
+        Option(
+            "meta_normalize_weights",
+            "bool",
+            True,
+            "controller_credit meta: rescale each batch's weights to mean 1 (false: raw "
+            "controller weights)",
+            lambda v: isinstance(v, bool),
+            "true or false",
+        ),
+        Option(
+            "meta_virtual_step",
+            "str",
+            "sgd",
+            "controller_credit meta: the virtual step: sgd (learning_rate * g, Learning to "
+            "Reweight's) | optimizer (the real optimiser's next step from its state; learner "
+            "adam, adamw or sgd)",
+            choices=VIRTUAL_STEPS,
+        ),
+    )
+    RULES = (
+        Rule(
+            ("meta_virtual_step", "learner"),
+            "optimizer needs learner adam, adamw or sgd (with controller_credit meta)",
+            check_followed_learner,
+        ),
+    )
 
     def __init__(self, controller, options) -> None:
         super().__init__(controller, options)
@@ -101,8 +128,9 @@ class MetaCredit(Credit):
         for param, grad in zip(params, step.controller_grads):
             param.grad = grad
         optimizer.step()
-        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta' (after an optimizer
-        # step: -B / alpha * d L / d w_i, the same sign convention, positive where up-weighting helps)
+        # d L / d w_i = -(alpha / B) a_i, with the clean gradient taken at theta' (after an
+        # optimizer step: -B / alpha * d L / d w_i, the same sign convention, positive where
+        # up-weighting helps)
         alignment = step.weight_grads * (-len(weights) / guidance.learning_rate)
         update = torch.stack(
             [

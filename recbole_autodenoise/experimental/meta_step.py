@@ -16,7 +16,6 @@ from recbole.data.interaction import Interaction
 from torch import nn
 from torch.func import functional_call
 
-from recbole_autodenoise.checks import read_key
 from recbole_autodenoise.guidance import (
     Guidance,
     clean_loss,
@@ -24,6 +23,7 @@ from recbole_autodenoise.guidance import (
     trainable_parameters,
 )
 from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.options import read
 
 
 class _CleanLossModule(nn.Module):
@@ -100,21 +100,23 @@ FOLLOWED_LEARNERS = ("adam", "adamw", "sgd")
 def read_virtual_step(config: Any, credit_mode: str) -> str:
     """``meta_virtual_step``, checked against the values and, for ``optimizer`` with
     ``controller_credit: meta``, against the run's ``learner``."""
-    value = read_key(
-        config,
-        "meta_virtual_step",
-        lambda v: isinstance(v, str) and v in VIRTUAL_STEPS,
-        f"one of {list(VIRTUAL_STEPS)}",
-    )
+    value = read(config, "meta_virtual_step")
+    if credit_mode == "meta":
+        check_followed_learner(config)
+    return value
+
+
+def check_followed_learner(config: Any) -> None:
+    """``meta_virtual_step: optimizer`` follows learner adam, adamw or sgd only."""
+    value = config["meta_virtual_step"]
     learner = config["learner"]
     followed = str(learner).lower() in FOLLOWED_LEARNERS
-    if value == "optimizer" and credit_mode == "meta" and not followed:
+    if value == "optimizer" and not followed:
         raise ValueError(
             f"config key 'meta_virtual_step' = {value!r} is invalid with learner {learner!r}: "
             f"expected 'sgd' (the virtual step follows learner "
             f"{' | '.join(FOLLOWED_LEARNERS)} only)"
         )
-    return value
 
 
 def _sgd_step(param: torch.Tensor, grad: torch.Tensor, group: dict, state: dict) -> torch.Tensor:

@@ -6,7 +6,8 @@ drowned by everybody else's. Here each user's own clean-validation AUC R_u (what
 taken on that user's training samples (sequential models: the user of each training row):
 
 .. math::
-    \\nabla_\\Phi J = \\frac{1}{|D|} \\sum_{j \\in D} (R_{u_j} - b_{u_j}) \\nabla_\\Phi \\log \\pi_\\Phi(w_j \\mid s_j)
+    \\nabla_\\Phi J = \\frac{1}{|D|} \\sum_{j \\in D} (R_{u_j} - b_{u_j})
+        \\nabla_\\Phi \\log \\pi_\\Phi(w_j \\mid s_j)
 
 R_u is only known at the next validation, so the state, action and user of every sample since
 the last validation are kept, on the training device, and the gradient is taken in one pass then:
@@ -48,7 +49,8 @@ class UserCredit(Credit):
     def record(self, state: torch.Tensor, action: torch.Tensor, batch) -> None:
         if batch.user_ids is None:
             raise ValueError(
-                "controller_credit: user needs the user id of every training sample (Batch.user_ids)"
+                "controller_credit: user needs the user id of every training sample "
+                "(Batch.user_ids)"
             )
         self.states.append(state.detach())
         self.actions.append(action.detach())
@@ -74,7 +76,8 @@ class UserCredit(Credit):
         fresh = seen & torch.isnan(self.baseline)
         advantage = torch.where(seen & ~fresh, rewards - self.baseline, torch.zeros_like(rewards))
         local_samples = sum(len(u) for u in self.users)
-        # under DDP: |D| and the gradient over every rank's samples (rewards are the whole clean set's)
+        # under DDP: |D| and the gradient over every rank's samples (rewards are the whole clean
+        # set's)
         samples = int(
             distributed.all_reduce_sum(
                 torch.tensor(local_samples, dtype=torch.int64, device=device)

@@ -20,4 +20,4 @@ from recbole_autodenoise.schemes.base import (
     register_scheme,
 )
 
-__all__ = ["SCHEMES", "Batch", "WeightingScheme", "register_scheme"]
+__all__ = ["SCHEMES", "Batch", "WeightingScheme", "ignored_keys", "register_scheme"]

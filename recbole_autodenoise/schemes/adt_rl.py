@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import torch
 
-from recbole_autodenoise.checks import non_negative, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import non_negative
+from recbole_autodenoise.options import Option
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 
 @register_scheme("adt_rl")
 class ReweightedLossScheme(WeightingScheme):
-    config_keys = ("adt_beta",)
+    OPTIONS = options.declare(
+        Option(
+            "adt_beta",
+            "float",
+            0.2,
+            "ADT-RL: weight = p^beta = exp(-beta * loss)",
+            non_negative,
+            "a number >= 0",
+        ),
+    )
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        self.beta = read_key(config, "adt_beta", non_negative, "a number >= 0")
+        self.beta = config["adt_beta"]
 
     def weights(self, batch: Batch) -> torch.Tensor:
         return torch.exp(-self.beta * batch.losses)

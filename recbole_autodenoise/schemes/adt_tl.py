@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.checks import fraction, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import fraction, positive_int
+from recbole_autodenoise.options import Option
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 GRADUAL_UNITS = ("iteration", "epoch")
@@ -49,23 +51,39 @@ def truncation_weights(
 
 @register_scheme("adt_tl")
 class TruncatedLossScheme(WeightingScheme):
-    config_keys = ("adt_max_drop_rate", "adt_num_gradual", "adt_gradual_unit")
+    OPTIONS = options.declare(
+        Option(
+            "adt_max_drop_rate",
+            "float",
+            0.2,
+            "ADT-TL and DCF: final fraction of large-loss samples dropped per batch",
+            fraction,
+            "a number in [0, 1)",
+        ),
+        Option(
+            "adt_num_gradual",
+            "int",
+            30000,
+            "ADT-TL and DCF: iterations (or epochs, see adt_gradual_unit) over which the drop rate "
+            "grows from 0",
+            positive_int,
+            "a positive integer",
+        ),
+        Option(
+            "adt_gradual_unit",
+            "str",
+            "iteration",
+            "ADT-TL and DCF: what adt_num_gradual counts: iteration (the ADT authors') | epoch "
+            "(training batches per epoch times it)",
+            choices=GRADUAL_UNITS,
+        ),
+    )
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        self.max_drop_rate = read_key(config, "adt_max_drop_rate", fraction, "a number in [0, 1)")
-        self.num_gradual = read_key(
-            config,
-            "adt_num_gradual",
-            lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
-            "a positive integer",
-        )
-        self.gradual_unit = read_key(
-            config,
-            "adt_gradual_unit",
-            lambda v: v in GRADUAL_UNITS,
-            f"one of {list(GRADUAL_UNITS)}",
-        )
+        self.max_drop_rate = config["adt_max_drop_rate"]
+        self.num_gradual = config["adt_num_gradual"]
+        self.gradual_unit = config["adt_gradual_unit"]
         self.gradual_iterations = self.num_gradual if self.gradual_unit == "iteration" else None
         self.iteration = 0
 

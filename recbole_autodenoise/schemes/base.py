@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from recbole_autodenoise import options
+from recbole_autodenoise.options import Option, Rule
 from recbole_autodenoise.registry import Registry
 
 if TYPE_CHECKING:
@@ -44,18 +46,21 @@ class Batch:
 class WeightingScheme:
     """Gives every training sample a weight; the loss is ``mean(w * loss)``.
 
-    Subclasses read their config keys in ``__init__`` (and fail there on bad values), may look at
-    the training set once in ``setup``, return detached weights in ``weights`` (``None`` means
-    "unweighted": the model's own loss is used untouched), may learn from the clean validation
-    result in ``after_evaluation``, and expose everything a resumed run needs in ``state_dict``.
+    Subclasses declare the keys they read (``OPTIONS``) and the rules between keys that hold where
+    they run (``RULES``); ``__init__`` checks them all (``check_config``) before a subclass reads
+    ``config[key]``. A scheme may look at the training set once in ``setup``, returns detached
+    weights in ``weights`` (``None`` means "unweighted": the model's own loss is used untouched),
+    may learn from the clean validation result in ``after_evaluation``, and exposes everything a
+    resumed run needs in ``state_dict``.
     With ``needs_guidance`` the trainer fills ``Batch.guidance`` (per-sample alignment with the
     clean gradient, virtual meta steps; ``recbole_autodenoise.guidance``).
     """
 
     name: ClassVar[str] = ""
-    # the plugin keys this class reads (its bases' come on top; ``read_keys``): a user who sets
+    # the options this class reads (its bases' come on top; ``declared_options``): a user who sets
     # another scheme's key gets a warning that it is ignored
-    config_keys: ClassVar[tuple[str, ...]] = ()
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
+    RULES: ClassVar[tuple[Rule, ...]] = ()  # rules between keys that hold where the scheme runs
     needs_representations: ClassVar[bool] = False  # does ``weights`` need e_u and e_v?
     learns_from_validation: ClassVar[bool] = False
     # does ``weights`` need ``batch.guidance`` (clean batches, alignments, meta steps)? A class
@@ -64,7 +69,8 @@ class WeightingScheme:
     # the rows those clean batches come from: "clean" (the clean guide set) or "explicit" (the
     # validation period's rated rows, high and low); see ``guidance.guide_dataset``
     guide_rows: str = "clean"
-    # does ``after_evaluation`` read the reward (``reward_metric``) from the clean validation result?
+    # does ``after_evaluation`` read the reward (``reward_metric``) from the clean validation
+    # result?
     needs_reward: bool = False
     # does ``after_evaluation`` need each user's clean-validation reward (``observe_user_rewards``)?
     needs_user_rewards: bool = False
@@ -74,8 +80,19 @@ class WeightingScheme:
     batches_per_epoch: int | None = None
 
     def __init__(self, config: Any, device: torch.device) -> None:
+        type(self).check_config(config)
         self.config = config
         self.device = device
+
+    @classmethod
+    def declared_options(cls) -> list[Option]:
+        """The options of this class and its bases."""
+        return options.along_mro(cls)
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        """Every declared option's value, then the rules of this class and its bases."""
+        options.check(config, cls.declared_options(), options.along_mro(cls, "RULES"))
 
     @classmethod
     def rating_readers(cls, config: Any) -> list[tuple[str, Any]]:
@@ -93,8 +110,8 @@ class WeightingScheme:
 
     @classmethod
     def read_keys(cls) -> frozenset[str]:
-        """``config_keys`` of this class and its bases."""
-        return frozenset(key for klass in cls.__mro__ for key in vars(klass).get("config_keys", ()))
+        """The names of ``declared_options``."""
+        return frozenset(option.name for option in cls.declared_options())
 
     def setup(self, train_dataset: Any, held_out: Any = None) -> None:
         """Called once before training with RecBole's training dataset and every validation row,
@@ -153,6 +170,18 @@ def effective_fraction(weights: torch.Tensor) -> torch.Tensor:
 
 
 SCHEMES: Registry[type[WeightingScheme]] = Registry("denoise_scheme", experimental=("l2rw",))
+
+OPTIONS = options.declare(
+    Option(
+        "denoise_scheme",
+        "str",
+        "default",
+        "default | heuristic | adt_tl | adt_rl | dcf | autodenoise_h | autodenoise_s | oracle "
+        "(diagnostic: reads the ratings)",
+        registry=SCHEMES,
+        lists_unknown=True,
+    ),
+)
 
 
 def ignored_keys(scheme: str, user_keys: set[str]) -> list[str]:

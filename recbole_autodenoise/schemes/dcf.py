@@ -45,7 +45,9 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.checks import fraction, is_number, positive_int, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import fraction, is_number, positive_int
+from recbole_autodenoise.options import Option
 from recbole_autodenoise.rows import add_row_ids, load_rows, mean_by
 from recbole_autodenoise.schemes.adt_tl import TruncatedLossScheme
 from recbole_autodenoise.schemes.base import Batch, register_scheme
@@ -125,21 +127,48 @@ class DCFStore:
 
 @register_scheme("dcf")
 class DCFScheme(TruncatedLossScheme):
-    config_keys = ("dcf_co_lambda", "dcf_lambda_horizon", "dcf_time_step", "dcf_relabel_ratio")
+    OPTIONS = options.declare(
+        Option(
+            "dcf_co_lambda",
+            "float",
+            0.0001,
+            "DCF: lambda (sigma^2) of the loss bound, in [0, 1)",
+            fraction,
+            "a number in [0, 1)",
+        ),
+        Option(
+            "dcf_lambda_horizon",
+            "int",
+            10,
+            "DCF: epochs in which lambda falls linearly to 0",
+            positive_int,
+            "a positive integer",
+        ),
+        Option(
+            "dcf_time_step",
+            "int",
+            3,
+            "DCF: epochs per cycle; each cycle restarts the per-row damped mean loss and counts",
+            positive_int,
+            "a positive integer",
+        ),
+        Option(
+            "dcf_relabel_ratio",
+            "float",
+            0.05,
+            "DCF: share rho in [0, 1] of the dropped that is kept instead (highest bounds; their "
+            "code's 'relabel' keeps the label)",
+            lambda v: is_number(v) and 0 <= v <= 1,
+            "a number in [0, 1]",
+        ),
+    )
 
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        self.co_lambda = read_key(config, "dcf_co_lambda", fraction, "a number in [0, 1)")
-        self.time_step = read_key(config, "dcf_time_step", positive_int, "a positive integer")
-        self.relabel_ratio = read_key(
-            config,
-            "dcf_relabel_ratio",
-            lambda v: is_number(v) and 0 <= v <= 1,
-            "a number in [0, 1]",
-        )
-        self.lambda_horizon = read_key(
-            config, "dcf_lambda_horizon", positive_int, "a positive integer"
-        )
+        self.co_lambda = config["dcf_co_lambda"]
+        self.time_step = config["dcf_time_step"]
+        self.relabel_ratio = config["dcf_relabel_ratio"]
+        self.lambda_horizon = config["dcf_lambda_horizon"]
         self.store: DCFStore | None = None
         self._pending_store: dict[str, Any] | None = None
 

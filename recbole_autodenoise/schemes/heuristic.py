@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from recbole_autodenoise.checks import non_negative, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import non_negative
+from recbole_autodenoise.options import Option
 from recbole_autodenoise.schemes.base import Batch, WeightingScheme, register_scheme
 
 
@@ -27,11 +29,21 @@ def inverse_frequency_weights(
 
 @register_scheme("heuristic")
 class HeuristicScheme(WeightingScheme):
+    OPTIONS = options.declare(
+        Option(
+            "heuristic_alpha",
+            "float",
+            1.0,
+            "Heuristic: weight proportional to 1 / f^alpha (item frequency f), mean 1; 1 is the "
+            "paper's, 0 is Default",
+            non_negative,
+            "a number >= 0 (1: the paper's 1/f)",
+        ),
+    )
+
     def __init__(self, config, device) -> None:
         super().__init__(config, device)
-        self.alpha = float(
-            read_key(config, "heuristic_alpha", non_negative, "a number >= 0 (1: the paper's 1/f)")
-        )
+        self.alpha = float(config["heuristic_alpha"])
 
     def setup(self, train_dataset, held_out=None) -> None:
         items = train_dataset.inter_feat[train_dataset.iid_field]

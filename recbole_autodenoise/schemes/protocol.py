@@ -15,10 +15,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from recbole_autodenoise.checks import is_number, read_key
+from recbole_autodenoise import options
+from recbole_autodenoise.checks import is_number
+from recbole_autodenoise.options import Option
 from recbole_autodenoise.schemes.base import SCHEMES, WeightingScheme
 
 OPT_IN = "allow_rating_diagnostics"
+OPTIONS = options.declare(
+    Option(
+        OPT_IN,
+        "bool",
+        False,
+        "allow the diagnostics that read training ratings",
+        lambda v: isinstance(v, bool),
+        "true or false",
+    ),
+)
 GUIDE_RATIO = "clean_valid_guide_ratio"
 SUGGESTED_GUIDE_RATIO = 0.5
 
@@ -43,21 +55,23 @@ def reads_training_ratings(config: Any) -> bool:
 def check_protocol(config: Any) -> None:
     """Refuse a rating-reading diagnostic without ``allow_rating_diagnostics: true``, and a
     scheme or credit that learns from the validation rows with ``clean_valid_guide_ratio`` 0."""
-    allowed = read_key(config, OPT_IN, lambda v: isinstance(v, bool), "true or false")
+    allowed = options.read(config, OPT_IN)
     scheme = _scheme_class(config)
     if scheme is None:
         return
     readers = scheme.rating_readers(config)
     if readers and not allowed:
         raise ValueError(
-            f"{_settings(readers)} reads the training rows' ratings (a diagnostic, never a denoising "
-            f"method): set {OPT_IN}: true to run it (its results then say reads_training_ratings: true)"
+            f"{_settings(readers)} reads the training rows' ratings (a diagnostic, never a "
+            f"denoising method): set {OPT_IN}: true to run it (its results then say "
+            "reads_training_ratings: true)"
         )
     learners = scheme.validation_learners(config)
     ratio = config[GUIDE_RATIO]
     if learners and is_number(ratio) and ratio == 0:
         raise ValueError(
-            f"{_settings(learners)} learns from the clean validation rows, and {GUIDE_RATIO} = {ratio!r} "
-            f"makes them the rows that select the epoch: set {GUIDE_RATIO} to {SUGGESTED_GUIDE_RATIO} "
-            "(half of each user's clean validation rows teach, the other half select)"
+            f"{_settings(learners)} learns from the clean validation rows, and {GUIDE_RATIO} = "
+            f"{ratio!r} makes them the rows that select the epoch: set {GUIDE_RATIO} to "
+            f"{SUGGESTED_GUIDE_RATIO} (half of each user's clean validation rows teach, the other "
+            "half select)"
         )

@@ -7,6 +7,7 @@ timestamp order (``order: TO``), whatever the order of the rows in the file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.error import URLError
 
@@ -297,16 +298,21 @@ def test_threshold_leaving_test_empty(tmp_path):
 
 @pytest.mark.parametrize("threshold", ["high", True, None, [3]])
 def test_non_numeric_threshold(tmp_path, threshold):
-    config = tiny_config(tmp_path, clean_rating_threshold=threshold)
-    with pytest.raises(ValueError, match="clean_rating_threshold must be a number"):
-        create_dataset(config)
+    with pytest.raises(  # make_config refuses it, before any data loads
+        ValueError,
+        match=f"config key 'clean_rating_threshold' = {re.escape(repr(threshold))} is invalid: "
+        "expected a number",
+    ):
+        create_dataset(tiny_config(tmp_path, clean_rating_threshold=threshold))
 
 
 @pytest.mark.parametrize("field", ["", 3])
 def test_bad_rating_field(tmp_path, field):
-    config = tiny_config(tmp_path, clean_rating_field=field)
-    with pytest.raises(ValueError, match="clean_rating_field must be a field name"):
-        create_dataset(config)
+    with pytest.raises(  # make_config refuses it, before any data loads
+        ValueError,
+        match=f"config key 'clean_rating_field' = {field!r} is invalid: expected a field name",
+    ):
+        create_dataset(tiny_config(tmp_path, clean_rating_field=field))
 
 
 def _offline(monkeypatch):

@@ -121,10 +121,10 @@ def fake(dataset) -> list[tuple]:
 )
 def test_bad_noise_keys(tmp_path, key, value, allowed):
     write_inter(tmp_path, "noisy", RAW)
-    config = recbole_autodenoise.make_config(
-        "BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, key: value}
-    )
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info:  # make_config refuses it, before any data loads
+        config = recbole_autodenoise.make_config(
+            "BPR", "noisy", config_dict={"data_path": str(tmp_path), **NO_FILTER, key: value}
+        )
         create_dataset(config)
     message = str(info.value)
     assert f"'{key}'" in message and repr(value) in message and allowed in message
@@ -133,12 +133,12 @@ def test_bad_noise_keys(tmp_path, key, value, allowed):
 @pytest.mark.parametrize("value", [1, 1.0, 1.5, -0.1, "half", True, None, float("nan")])
 def test_bad_guide_ratio(tmp_path, value):
     write_inter(tmp_path, "noisy", RAW)
-    config = recbole_autodenoise.make_config(
-        "BPR",
-        "noisy",
-        config_dict={"data_path": str(tmp_path), **NO_FILTER, "clean_valid_guide_ratio": value},
-    )
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info:  # make_config refuses it, before any data loads
+        config = recbole_autodenoise.make_config(
+            "BPR",
+            "noisy",
+            config_dict={"data_path": str(tmp_path), **NO_FILTER, "clean_valid_guide_ratio": value},
+        )
         create_dataset(config)
     message = str(info.value)
     assert "'clean_valid_guide_ratio'" in message and repr(value) in message and "[0, 1)" in message
@@ -171,17 +171,17 @@ def test_noise_rate_beyond_every_untrained_pair_is_refused_before_any_draw(tmp_p
 def test_noise_needs_the_chronological_per_user_split(tmp_path):
     write_inter(tmp_path, "noisy", RAW)
     split = {"split": {"RS": [4, 1, 1]}, "order": "RO", "group_by": "user", "mode": "full"}
-    config = recbole_autodenoise.make_config(
-        "BPR",
-        "noisy",
-        config_dict={
-            "data_path": str(tmp_path),
-            **NO_FILTER,
-            "noise_rate": 0.1,
-            "eval_args": split,
-        },
-    )
     with pytest.raises(ValueError, match=r"noise_rate=0.1 needs eval_args .*order='RO'"):
+        config = recbole_autodenoise.make_config(
+            "BPR",
+            "noisy",
+            config_dict={
+                "data_path": str(tmp_path),
+                **NO_FILTER,
+                "noise_rate": 0.1,
+                "eval_args": split,
+            },
+        )
         create_dataset(config)
 
 

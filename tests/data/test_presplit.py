@@ -403,21 +403,21 @@ def test_timed_pre_split_files_keep_user_first(tmp_path):
     ],
 )
 def test_bad_pre_split_settings_are_refused(tmp_path, overrides, error, message):
-    config = presplit_config(convert(tmp_path), **overrides)
-    with pytest.raises(error, match=message):
-        create_dataset(config)
+    folder = convert(tmp_path)
+    with pytest.raises(error, match=message):  # make_config refuses what needs no data
+        create_dataset(presplit_config(folder, **overrides))
 
 
 def test_as_given_needs_pre_split_files(tmp_path):
-    config = presplit_config(
-        convert(tmp_path), benchmark_filename=None, clean_presplit_filter="as_given"
-    )
-    with pytest.raises(
+    folder = convert(tmp_path)
+    with pytest.raises(  # make_config refuses it, before any data loads
         ValueError,
         match=r"'clean_presplit_filter' = 'as_given' needs pre-split "
         r"files \(benchmark_filename\)",
     ):
-        create_dataset(config)
+        create_dataset(
+            presplit_config(folder, benchmark_filename=None, clean_presplit_filter="as_given")
+        )
 
 
 def test_one_file_without_timestamps_is_refused_for_the_chronological_split(tmp_path):

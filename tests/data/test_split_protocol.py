@@ -228,8 +228,8 @@ def test_split_seed_can_move_a_tied_boundary(tmp_path):
 
 @pytest.mark.parametrize("value", [-1, 1.5, "zero", True, None])
 def test_bad_split_seed(tmp_path, value):
-    config = config_for(tmp_path, "ties", TIE_ROWS, split_seed=value)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info:  # make_config refuses it, before any data loads
+        config = config_for(tmp_path, "ties", TIE_ROWS, split_seed=value)
         create_dataset(config)
     assert "'split_seed'" in str(info.value) and repr(value) in str(info.value)
 
@@ -403,8 +403,8 @@ def same_rows(a, b) -> bool:
     [("clean_valid_guide_as_train", True), ("clean_valid_guide_order", "chronological")],
 )
 def test_guide_options_need_a_guide_part(tmp_path, key, value):
-    config = config_for(tmp_path, "guide", GUIDE, **{key: value})
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info:  # make_config refuses it, before any data loads
+        config = config_for(tmp_path, "guide", GUIDE, **{key: value})
         create_dataset(config)
     message = str(info.value)
     assert f"'{key}'" in message and "clean_valid_guide_ratio" in message and repr(value) in message
@@ -419,8 +419,8 @@ def test_guide_options_need_a_guide_part(tmp_path, key, value):
     ],
 )
 def test_bad_guide_option_values(tmp_path, key, value, allowed):
-    config = config_for(tmp_path, "guide", GUIDE, clean_valid_guide_ratio=0.5, **{key: value})
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError) as info:  # make_config refuses it, before any data loads
+        config = config_for(tmp_path, "guide", GUIDE, clean_valid_guide_ratio=0.5, **{key: value})
         create_dataset(config)
     message = str(info.value)
     assert f"'{key}'" in message and repr(value) in message and allowed in message

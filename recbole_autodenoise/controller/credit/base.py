@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from recbole_autodenoise.controller.policy import Policy
+from recbole_autodenoise.options import Option, Rule, along_mro
 from recbole_autodenoise.controller.state import StateFeatures
 from recbole_autodenoise.registry import Registry
 from recbole_autodenoise.schemes.base import Batch
@@ -42,16 +43,17 @@ class Credit:
     them); ``after_evaluation`` after each validation (returns values to log). ``state_dict``
     holds whatever a resumed run needs; it is merged into the scheme's state, so keys must not
     clash with the scheme's own (``generator``, ``policy``, ``optimizer``, ``input_size``,
-    ``credit``). A mode reads its own keys in ``read_options`` (``config_keys``); the scheme calls
-    it for every registered mode, whichever runs, and refuses a value other than ``neutral``'s
+    ``credit``). A mode declares its keys in ``OPTIONS`` (the scheme checks those of every
+    registered mode, whichever runs, and gives the running mode ``read_options``) and the rules
+    that hold where it runs in ``RULES``; the keys in ``exclusive`` must stay at their default
     where another mode runs.
     """
 
     name: ClassVar[str] = ""
-    # the plugin keys this mode reads (``read_options``); the scheme's ``read_keys`` includes them
-    config_keys: ClassVar[tuple[str, ...]] = ()
-    # key -> the value that leaves the option off: a run of another mode must leave it there
-    neutral: ClassVar[dict[str, Any]] = {}
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()  # the keys this mode reads (its bases' on top)
+    RULES: ClassVar[tuple[Rule, ...]] = ()  # rules between keys that hold where this mode runs
+    # keys whose default leaves the option off: a run of another mode must leave them there
+    exclusive: ClassVar[tuple[str, ...]] = ()
     # why the mode cannot take a ``controller_prior``, if it cannot
     prior_refusal: ClassVar[str | None] = None
     needs_guidance: ClassVar[bool] = False  # does ``before_weights`` need ``batch.guidance``?
@@ -77,9 +79,14 @@ class Credit:
     )
 
     @classmethod
+    def declared_options(cls) -> list[Option]:
+        """The options of this mode and its bases."""
+        return along_mro(cls)
+
+    @classmethod
     def read_options(cls, config: Any) -> dict[str, Any]:
-        """This mode's keys, read and checked (for every registered mode, whichever runs)."""
-        return {}
+        """This mode's keys, read and checked."""
+        return {option.name: option.read(config) for option in cls.declared_options()}
 
     def __init__(self, controller: ControllerHandle, options: dict[str, Any]) -> None:
         self.controller = controller
@@ -121,7 +128,8 @@ class Credit:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned (after ``on_build`` where the state has a policy)."""
+        """Restore what ``state_dict`` returned (after ``on_build`` where the state has a
+        policy)."""
 
 
 CREDITS: Registry[type[Credit]] = Registry("controller_credit", experimental=("meta", "user"))

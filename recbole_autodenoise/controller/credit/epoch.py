@@ -2,7 +2,8 @@
 
 Sum of grad log pi(w|s) over every sample since the last validation, scaled by (R - b) / |D|
 with R the clean-validation ``reward_metric`` and b its moving average (0 at the start, as in
-Algorithm 1, or the first reward with ``baseline_init: first_reward``, making the first advantage 0).
+Algorithm 1, or the first reward with ``baseline_init: first_reward``, making the first advantage
+0).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import torch
 
-from recbole_autodenoise.checks import read_key
 from recbole_autodenoise.controller.credit.base import Credit, register_credit
 from recbole_autodenoise.controller.policy import ReinforceAccumulator
+from recbole_autodenoise.options import Option, declare
 
 # the controller's logger since before credit modes existed: filters set on it keep working
 logger = logging.getLogger("recbole_autodenoise.schemes.autodenoise")
@@ -27,19 +28,17 @@ class EpochCredit(Credit):
     needs_reward = True
     # learns from the validation result as the paper's Algorithm 1 does, on one validation set
     # under the paper's protocol, so ``learns_from_validation_rows`` stays False: not refused there
-    neutral = {"baseline_init": "zero"}
-
-    @classmethod
-    def read_options(cls, config) -> dict[str, Any]:
-        """``baseline_init``: b before the first reward."""
-        return {
-            "baseline_init": read_key(
-                config,
-                "baseline_init",
-                lambda v: isinstance(v, str) and v in BASELINE_INITS,
-                f"one of {list(BASELINE_INITS)}",
-            )
-        }
+    OPTIONS = declare(
+        Option(
+            "baseline_init",
+            "str",
+            "zero",
+            "controller_credit epoch: b before the first reward: zero (paper's Algorithm 1) | "
+            "first_reward (first advantage 0)",
+            choices=BASELINE_INITS,
+        ),
+    )
+    exclusive = ("baseline_init",)
 
     def __init__(self, controller, options) -> None:
         super().__init__(controller, options)
@@ -64,7 +63,8 @@ class EpochCredit(Credit):
         reward = float(valid_result[reward_key])
         if not math.isfinite(reward):
             logger.warning(
-                "epoch %d: reward %s = %r is not finite; controller update skipped (controller and baseline unchanged)",
+                "epoch %d: reward %s = %r is not finite; controller update skipped (controller "
+                "and baseline unchanged)",
                 epoch,
                 reward_key,
                 reward,

@@ -29,13 +29,38 @@ from typing import Any
 import torch
 from recbole.data.interaction import cat_interactions
 
-from recbole_autodenoise.checks import is_int, read_key
-from recbole_autodenoise.controller.credit.base import register_credit
+from recbole_autodenoise.checks import is_int
+from recbole_autodenoise.controller.credit.base import CREDITS, register_credit
 from recbole_autodenoise.controller.credit.supervised import SupervisedCredit
 from recbole_autodenoise.controller.state import STATES
 from recbole_autodenoise.diagnostics import sample_groups
+from recbole_autodenoise.options import Option, Rule, declare
 
 EXPLICIT_LABELS = ("rating", "observed")
+
+
+def check_zero_labels(config) -> None:
+    """``explicit_labels: observed`` needs rows labelled 0 besides the rated rows."""
+    credit = CREDITS.get("explicit")  # the registered class (a package may extend it)
+    if config["explicit_labels"] == "observed" and not credit.has_zero_labels(
+        credit.read_options(config)
+    ):
+        raise ValueError(
+            "config key 'explicit_labels' = 'observed' labels every rated row 1, so the fit "
+            f"needs rows labelled 0: {credit.zero_label_hint}"
+        )
+
+
+def check_state_has_held_out_rows(config) -> None:
+    """The state must give a state to rows never trained on (the rated rows)."""
+    name = config["controller_state"]
+    if not STATES.get(name).held_out_rows:
+        allowed = ", ".join(repr(n) for n in STATES.names() if STATES.get(n).held_out_rows)
+        raise ValueError(
+            f"config key 'controller_state' = {name!r} is not supported with "
+            "controller_credit 'explicit' (its loss history exists for training rows only); "
+            f"allowed there: {allowed}"
+        )
 
 
 @register_credit("explicit")
@@ -45,32 +70,47 @@ class ExplicitCredit(SupervisedCredit):
     learns_from_validation_rows = True
     guide_rows = "explicit"
     prior_refusal = None
-    config_keys = ("explicit_negatives", "explicit_labels")
-    neutral = {"explicit_negatives": 0, "explicit_labels": "rating"}
+    OPTIONS = declare(
+        Option(
+            "explicit_negatives",
+            "int",
+            0,
+            "controller_credit explicit: per rated row, this many rows of the same user with an "
+            "item never trained on (popularity-drawn), labelled 0",
+            lambda v: is_int(v) and v >= 0,
+            "an integer >= 0",
+        ),
+        Option(
+            "explicit_labels",
+            "str",
+            "rating",
+            "explicit credit: rating (>= threshold: 1) | observed (1)",
+            choices=EXPLICIT_LABELS,
+            renamed=(("interaction", "observed", "every rated row labelled 1: no rating is used"),),
+        ),
+    )
+    RULES = (
+        Rule(
+            ("explicit_labels", "explicit_negatives"),
+            "observed needs explicit_negatives >= 1 (with controller_credit explicit)",
+            check_zero_labels,
+        ),
+        Rule(
+            ("controller_state",),
+            "with controller_credit explicit: a state of rows never trained on",
+            check_state_has_held_out_rows,
+        ),
+    )
+    exclusive = ("explicit_negatives", "explicit_labels")
     # what gives the fit rows labelled 0 besides the rated ones (``explicit_labels: observed``)
     zero_label_hint = "set explicit_negatives >= 1"
 
     @classmethod
     def read_options(cls, config) -> dict[str, Any]:
-        """``explicit_negatives`` and ``explicit_labels`` (the old value ``interaction`` is refused
-        naming its new one), and the ratings' field and threshold (the data's keys)."""
-        negatives = read_key(
-            config, "explicit_negatives", lambda v: is_int(v) and v >= 0, "an integer >= 0"
-        )
-        if config["explicit_labels"] == "interaction":
-            raise ValueError(
-                "config key 'explicit_labels' = 'interaction' was renamed 'observed' (every rated "
-                "row labelled 1: no rating is used); set explicit_labels: observed"
-            )
-        labels = read_key(
-            config,
-            "explicit_labels",
-            lambda v: isinstance(v, str) and v in EXPLICIT_LABELS,
-            f"one of {list(EXPLICIT_LABELS)}",
-        )
+        """The declared keys (``explicit_labels``' old value ``interaction`` is refused naming its
+        new one), and the ratings' field and threshold (the data's keys)."""
         return {
-            "explicit_negatives": negatives,
-            "explicit_labels": labels,
+            **super().read_options(config),
             "rating_field": config["clean_rating_field"],
             "threshold": config["clean_rating_threshold"],
         }
@@ -82,21 +122,6 @@ class ExplicitCredit(SupervisedCredit):
 
     def __init__(self, controller, options) -> None:
         super().__init__(controller, options)
-        if options["explicit_labels"] == "observed" and not self.has_zero_labels(options):
-            raise ValueError(
-                "config key 'explicit_labels' = 'observed' labels every rated row 1, so the fit "
-                f"needs rows labelled 0: {self.zero_label_hint}"
-            )
-        features = controller.features
-        if not features.held_out_rows:
-            allowed = ", ".join(
-                repr(name) for name in STATES.names() if STATES.get(name).held_out_rows
-            )
-            raise ValueError(
-                f"config key 'controller_state' = {features.name!r} is not supported with "
-                "controller_credit 'explicit' (its loss history exists for training rows only); "
-                f"allowed there: {allowed}"
-            )
         self.rating_field = options["rating_field"]
         self.threshold = float(options["threshold"])
 

@@ -40,11 +40,13 @@ class SupervisedCredit(Credit):
         self.fit(*self.examples(state, batch))
 
     def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(states, 0/1 labels) the controller is fitted to before this batch's weights are drawn."""
+        """(states, 0/1 labels) the controller is fitted to before this batch's weights are
+        drawn."""
         if batch.true_positive is None:
             raise ValueError(
                 "controller_credit 'supervised' needs batch.true_positive: train with "
-                "AutoDenoiseTrainer, which fills it from clean_rating_field for schemes that read ratings"
+                "AutoDenoiseTrainer, which fills it from clean_rating_field for schemes that "
+                "read ratings"
             )
         return state, batch.true_positive
 
