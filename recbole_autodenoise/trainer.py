@@ -1,15 +1,12 @@
 """``AutoDenoiseTrainer``: RecBole's ``Trainer`` with per-sample weights from a weighting scheme.
 
-Only the hooks RecBole offers are overridden: ``_train_epoch`` passes a weighted ``loss_func``,
-``_valid_epoch`` lets the scheme learn from the clean validation result (or from the data
-bundle's guide loader: the guide part of the clean validation set where the data pipeline split
-one off, the whole clean validation set under ``eval_protocol: user_first``), and
-the checkpoint hooks write the state ``checkpoints.py`` defines: the best model ``<name>.pth``
-(saved on improvement, read by ``evaluate(load_best_model=True)``) and ``<name>-latest.pth``, the
-full state after every finished epoch, from which ``resume_checkpoint`` continues exactly.
-Schemes with ``needs_guidance`` get a ``Guidance`` per batch (clean batches, per-sample
-alignment, virtual meta steps). Evaluation never applies weights; the weight study is
-``evaluation.weights``.
+Only RecBole's hooks are overridden, each calling ``super()``: ``_train_epoch`` passes the
+weighted ``loss_func`` of ``weighting.BatchWeighting``; ``_valid_epoch`` lets the scheme learn
+from the clean validation result or from the data bundle's guide loader (``evaluation.reward``,
+``after_validation``); the checkpoint hooks write the state ``checkpoints.py`` defines: the best
+model ``<name>.pth`` (saved on improvement, read by ``evaluate(load_best_model=True)``) and
+``<name>-latest.pth``, the full state after every finished epoch, from which
+``resume_checkpoint`` continues exactly. Evaluation never applies weights.
 
 Early stopping is RecBole's with the guard of ``stopping.py`` (``stopping_min_epochs``);
 ``stopping_summary`` says how a run ended. With ``valid_selection`` other than ``metric`` the
@@ -26,25 +23,19 @@ from typing import Any
 
 import torch
 from recbole.trainer import Trainer
-from recbole.utils import set_color
 
-from recbole_autodenoise import checkpoints, distributed, options, stopping
-from recbole_autodenoise.adapters import USER_LEVEL_MODELS
+from recbole_autodenoise import after_validation, checkpoints, distributed, options, stopping
 from recbole_autodenoise.checks import is_int, positive_int
-from recbole_autodenoise.controller import parse_reward_metric
-from recbole_autodenoise.data.bundle import DataBundle, TrainingData, training_data_of
+from recbole_autodenoise.data.bundle import DataBundle, TrainingData, training_data_for
 from recbole_autodenoise.diagnostics import Diagnosis
 from recbole_autodenoise.evaluation import per_query, reward
-from recbole_autodenoise.evaluation.metrics import check_metrics, ensure_metric
+from recbole_autodenoise.evaluation.metrics import check_metrics
 from recbole_autodenoise.evaluation.per_user import CleanAUC
 from recbole_autodenoise.evaluation.valid_loss import ValidationLoss
-from recbole_autodenoise.evaluation.weights import WeightStudy
-from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
-from recbole_autodenoise.losses import PerSampleLoss
+from recbole_autodenoise.guidance import CleanBatches
 from recbole_autodenoise.options import Option
-from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
-from recbole_autodenoise.schemes import SCHEMES, Batch
-from recbole_autodenoise.schemes.default import DefaultScheme
+from recbole_autodenoise.schemes import SCHEMES
+from recbole_autodenoise.weighting import BatchWeighting
 
 
 class AutoDenoiseTrainer(Trainer):
@@ -93,21 +84,13 @@ class AutoDenoiseTrainer(Trainer):
         self.run_config = checkpoints.plain_config(config)
         options.check(config, self.OPTIONS)
         self.scheme_name = options.read(config, "denoise_scheme")
-        scheme_cls = SCHEMES.get(self.scheme_name)
-        self.guide_learning_rate = float(options.read(config, "learning_rate"))
         self.guide_batch_size = config["guide_batch_size"]
         self.diagnostics = config["denoise_diagnostics"]
         self.stopping_min_epochs = config["stopping_min_epochs"]
         # built before RecBole's Trainer so the reward metric can join ``metrics`` if needed
-        self.scheme = scheme_cls(config, config["device"])
+        self.scheme = SCHEMES.get(self.scheme_name)(config, config["device"])
         distributed.check_supported(config, self.scheme, self.diagnostics)
-        self.reward_key = None
-        if self.scheme.needs_reward:
-            self.reward_key = parse_reward_metric(
-                config["reward_metric"], list(config["topk"] or [])
-            )
-            if self.reward_key != "gauc":  # GAUC is computed here (evaluation.reward)
-                ensure_metric(config, self.reward_key)
+        self.reward_key = reward.reward_key(config, self.scheme)
         check_metrics(config, model)
         # before RecBole's ensure_dir, which fails with a bare OSError
         checkpoints.check_checkpoint_dir(config)
@@ -122,9 +105,7 @@ class AutoDenoiseTrainer(Trainer):
         self.saved_model_file = distributed.broadcast_object(unique)
         self.latest_model_file = checkpoints.latest_file(self.saved_model_file)
         self.evaluator = per_query.RecordingEvaluator(config)
-        self.last_per_query: dict[str, Any] | None = (
-            None  # ``per_query.record`` of the last evaluation
-        )
+        self.last_per_query: dict[str, Any] | None = None  # ``per_query.record``: last evaluation
         self._valid_per_query: dict[str, Any] | None = None  # that of the last validation
         self.best_valid_per_query: dict[str, Any] | None = None  # that of the best validation
         self.best_epoch: int | None = None
@@ -133,28 +114,20 @@ class AutoDenoiseTrainer(Trainer):
         self._trained_epoch: int | None = None  # the last epoch trained by this process
         self._latest_epoch: int | None = None  # the epoch whose state latest_model_file holds
         self._last_valid_result = None
-        self.sample_loss = None if scheme_cls is DefaultScheme else PerSampleLoss(model)
         self.diagnosis = Diagnosis(model, config, self.device) if self.diagnostics else None
-        if scheme_cls.needs_representations:
-            self.sample_loss.check_representations()
-        self.study = WeightStudy(
-            config["clean_rating_field"],
-            float(config["clean_rating_threshold"]),
-            config["LABEL_FIELD"],
-        )
-        # user-level training batches (MultiVAE, ENMF, ...; only the default scheme) hold no
-        # ratings to study
-        self._rows_are_interactions = config["model"] not in USER_LEVEL_MODELS
+        self.weighting = BatchWeighting(config, model, self.scheme, self.optimizer, self.diagnosis)
+        self.sample_loss, self.study = self.weighting.sample_loss, self.weighting.study
         self.history: list[dict[str, Any]] = []
         self._epoch = 0
-        self._is_set_up = False
         self.pending: dict[str, Any] = {}  # what a resume read for fit: "rng", "guide"
         self.train_data = None
         self.data: TrainingData | None = None  # the training side of the data (set_data)
-        self.clean_batches: CleanBatches | None = (
-            None  # built in fit() for schemes with needs_guidance
-        )
         self._collect_auc: CleanAUC | None = None
+
+    @property
+    def clean_batches(self) -> CleanBatches | None:
+        """The guiding batches of schemes with ``needs_guidance`` (built in ``fit``), else None."""
+        return self.weighting.clean_batches
 
     # --- training -------------------------------------------------------------------------
     def set_data(self, bundle: DataBundle) -> None:
@@ -174,43 +147,14 @@ class AutoDenoiseTrainer(Trainer):
         show_progress=False,
         callback_fn=None,
     ):
-        if self.data is None:
-            self.data = training_data_of(train_data)
-        elif self.data.train is not train_data:
-            raise ValueError(
-                "fit() got another training loader than this trainer's data "
-                "(set_data, or the first fit): pass that bundle's train loader"
-            )
-        self.train_data, data = train_data, self.data
+        self.data, self.train_data = training_data_for(self.data, train_data), train_data
         if self.valid_loss is not None and self.valid_loss.users is None and valid_data:
             self.valid_loss.setup(train_data._dataset, valid_data._dataset)
-        if not self._is_set_up:
-            self.scheme.batches_per_epoch = len(train_data)
-            self.scheme.setup(train_data._dataset, None if data is None else data.valid_rows)
-            self._is_set_up = True
-        if self.scheme.needs_guidance and self.clean_batches is None:
-            self.clean_batches = CleanBatches(
-                guide_dataset(data, valid_data, self.scheme.guide_rows),
-                self.model,
-                self.guide_batch_size,
-                int(self.config["seed"]),
-                self.device,
-                exclude=train_data._dataset,
-            )
-        if self.diagnosis is not None:
-            self.diagnosis.setup(
-                guide_dataset(data, valid_data), self.guide_batch_size, train_data._dataset
-            )
+        self.weighting.setup(self.data, train_data, valid_data, self.guide_batch_size)
         checkpoints.restore_pending(self)
         self._saving = saved
-        result = super().fit(
-            train_data,
-            valid_data,
-            verbose,
-            saved,
-            show_progress,
-            self._after_validation(callback_fn, verbose),
-        )
+        callback = self._after_validation(callback_fn, verbose)
+        result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback)
         if self._trained_epoch is not None:
             self._save_latest(self._trained_epoch, verbose)
         return result
@@ -228,91 +172,21 @@ class AutoDenoiseTrainer(Trainer):
         return callback
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if (
-            self._trained_epoch is not None
-        ):  # an epoch without validation (eval_step > 1) is finished too
+        if self._trained_epoch is not None:  # an epoch without validation (eval_step > 1) ended
             self._save_latest(self._trained_epoch, verbose=False)
         self._epoch = epoch_idx
         self.study.begin_epoch()
         start = time()
-        loss = super()._train_epoch(
-            train_data,
-            epoch_idx,
-            loss_func=loss_func or self._weighted_loss,
-            show_progress=show_progress,
-        )
-        train_loss = float(sum(loss) if isinstance(loss, tuple) else loss)
-        if distributed.is_distributed(
-            self.config
-        ):  # every rank's samples: the weight study and mean loss
-            self.study.sum_over_ranks()
-            summed = distributed.all_reduce_sum(
-                torch.tensor(train_loss, dtype=torch.float64, device=self.device)
-            )
-            train_loss = float(summed) / self.config["world_size"]
-        record = {"epoch": epoch_idx, "train_seconds": time() - start, "train_loss": train_loss}
-        record.update(WeightStudy.summary(self.study.epoch))
-        self.history.append(record)
+        loss_func = loss_func or self._weighted_loss
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        summary = self.weighting.end_epoch(loss)  # every rank's samples under DDP
+        self.history.append({"epoch": epoch_idx, "train_seconds": time() - start, **summary})
         self._trained_epoch = epoch_idx
         return loss
 
     def _weighted_loss(self, interaction) -> torch.Tensor:
-        if self.diagnosis is not None:
-            self.diagnosis.observe_training_batch(interaction)
-        interaction = self.scheme.augment(interaction)
-        if self.sample_loss is None:
-            if self._rows_are_interactions:
-                self.study.add(None, interaction)
-            return self.model.calculate_loss(interaction)
-        if self.clean_batches is None:
-            sample = self.sample_loss(
-                interaction, with_representations=self.scheme.needs_representations
-            )
-            weights = self.scheme.weights(self._batch(interaction, sample))
-        else:
-            # the forward whose graph guidance differentiates twice must avoid cuDNN RNN kernels
-            with double_backward_safe(self.model):
-                sample = self.sample_loss(
-                    interaction, with_representations=self.scheme.needs_representations
-                )
-                guidance = Guidance(
-                    self.model,
-                    self.sample_loss,
-                    self.clean_batches,
-                    self.guide_learning_rate,
-                    interaction,
-                    sample.losses,
-                    self.optimizer,
-                )
-                weights = self.scheme.weights(self._batch(interaction, sample, guidance))
-        self.study.add(weights, interaction)
-        if weights is None:
-            return sample.weighted(torch.ones_like(sample.losses))
-        return sample.weighted(weights)
-
-    def _batch(self, interaction, sample, guidance: Guidance | None = None) -> Batch:
-        return Batch(
-            losses=sample.losses.detach(),
-            item_ids=interaction[self.model.ITEM_ID],
-            epoch=self._epoch,
-            epoch_fraction=self._epoch / max(self.epochs, 1),
-            user_repr=sample.user_repr,
-            item_repr=sample.item_repr,
-            guidance=guidance,
-            user_ids=interaction[self.model.USER_ID]
-            if self.model.USER_ID in interaction.interaction
-            else None,
-            true_positive=(
-                self.study.true_positive(interaction) if self.scheme.reads_ratings else None
-            ),
-            row_ids=interaction[ROW_FIELD] if ROW_FIELD in interaction.interaction else None,
-            canary=interaction[CANARY_FIELD] if CANARY_FIELD in interaction.interaction else None,
-            labels=(
-                interaction[self.config["LABEL_FIELD"]].float()
-                if self.config["LABEL_FIELD"] in interaction.interaction
-                else None
-            ),
-        )
+        """``mean(w * loss)`` of one training batch (``weighting.BatchWeighting.loss``)."""
+        return self.weighting.loss(interaction, self._epoch)
 
     def _check_nan(self, loss) -> None:
         if torch.isnan(loss):
@@ -326,9 +200,7 @@ class AutoDenoiseTrainer(Trainer):
         rewards = reward.RewardPass(self, None if self.data is None else self.data.guide)
         self._collect_auc = rewards.collector
         try:
-            valid_score, valid_result = super()._valid_epoch(
-                valid_data, show_progress=show_progress
-            )
+            valid_score, valid_result = super()._valid_epoch(valid_data, show_progress)
         finally:
             self._collect_auc = None
         if self.valid_loss is not None:
@@ -337,33 +209,8 @@ class AutoDenoiseTrainer(Trainer):
             valid_result["valid_loss"] = valid_score
         self._valid_per_query = self.last_per_query  # before a guide pass evaluates again
         evaluate = partial(super()._valid_epoch, show_progress=show_progress)
-        learn_from, guide_score = rewards.learn_from(valid_result, evaluate)
-        if guide_score is not None:
-            self.tensorboard.add_scalar("AutoDenoise/guide_score", guide_score, self._epoch)
-        logs = self.scheme.after_evaluation(learn_from, self._epoch)
-        for key, value in logs.items():
-            self.tensorboard.add_scalar(f"AutoDenoise/{key}", value, self._epoch)
-        if logs:
-            self.logger.info(
-                set_color("controller", "blue")
-                + ": "
-                + ", ".join(f"{k}={v:.6f}" for k, v in logs.items())
-            )
-        diagnostics = {} if self.diagnosis is None else self.diagnosis.run()
-        if distributed.is_distributed(self.config):
-            diagnostics["rank_digests"] = distributed.check_agreement(
-                f"the model, controller and baseline after epoch {self._epoch}",
-                checkpoints.shared_state_digest(self.model, self.scheme),
-            )
-        if self.history:
-            self.history[-1].update(
-                valid_seconds=time() - start,
-                valid_score=float(valid_score),
-                **{f"controller_{k}": v for k, v in logs.items()},
-                **diagnostics,
-            )
-            if guide_score is not None:
-                self.history[-1]["guide_score"] = float(guide_score)
+        learned = rewards.learn_from(valid_result, evaluate)
+        after_validation.learn_and_record(self, self._epoch, learned, valid_score, start)
         # RecBole's fit passes cur_step to early_stopping right after this validation
         self.cur_step = stopping.held_patience(
             self.cur_step, self._epoch, self.stopping_min_epochs, self.stopping_step

@@ -79,3 +79,17 @@ def training_data_of(train_loader: Any) -> TrainingData | None:
         return _TRAINING_OF.get(train_loader)
     except TypeError:  # an object that cannot be weakly referenced was never remembered
         return None
+
+
+def training_data_for(current: TrainingData | None, train_loader: Any) -> TrainingData | None:
+    """The training side a trainer that holds ``current`` (``None``: none yet) trains on with
+    ``train_loader``: ``current``, which must be that loader's, or else the side
+    ``data_preparation`` built with it (``training_data_of``)."""
+    if current is None:
+        return training_data_of(train_loader)
+    if current.train is not train_loader:
+        raise ValueError(
+            "fit() got another training loader than this trainer's data "
+            "(set_data, or the first fit): pass that bundle's train loader"
+        )
+    return current

@@ -113,9 +113,8 @@ def _block_auc(
 
 
 def sort_rows(values: torch.Tensor) -> torch.Tensor:
-    """Each row sorted ascending. On the CPU by NumPy, whose vectorised sort is about 10x faster
-    than ``torch.sort`` there (a 610 x 2,270 score matrix: 0.03 s against 0.28 s); the sorted
-    values, and so every count taken from them, are the same."""
+    """Each row sorted ascending. On the CPU by NumPy's vectorised sort, faster than
+    ``torch.sort`` there; the sorted values, and so every count taken from them, are the same."""
     if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
         return torch.from_numpy(np.sort(values.detach().numpy(), axis=1))
     return torch.sort(values, dim=1).values
@@ -123,8 +122,7 @@ def sort_rows(values: torch.Tensor) -> torch.Tensor:
 
 def count_per_row(mask: torch.Tensor) -> torch.Tensor:
     """The number of True entries in each row of a [rows, N] bool mask (int64). On the CPU by
-    NumPy, whose boolean row sum is about 5x faster than torch's there (2,048 x 9,700: 0.05 s
-    against 0.22 s, one thread); the counts are the same integers."""
+    NumPy's boolean row sum, faster than torch's there; the counts are the same integers."""
     if mask.device.type == "cpu":
         return torch.from_numpy(mask.numpy().sum(1, dtype=np.int64))
     return mask.sum(1)
@@ -171,8 +169,8 @@ def _row_counts(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row of ``scores`` ([rows, N]) against ``own`` ([rows, 1]): the numbers of infinite
     entries, of entries below ``own`` and of entries equal to it (int64). On the CPU by NumPy,
-    whose comparisons and boolean row sums are several times faster than torch's there; the
-    counts are the same integers."""
+    whose comparisons and boolean row sums are faster than torch's there; the counts are the same
+    integers."""
     if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64):
         values, own = scores.detach().numpy(), own.detach().numpy()
         masks = (np.isinf(values), values < own, values == own)

@@ -15,8 +15,22 @@ from typing import Any, Callable
 
 import torch
 
+from recbole_autodenoise.controller import parse_reward_metric
 from recbole_autodenoise.data.dataloader import InteractionFullSortEvalDataLoader
+from recbole_autodenoise.evaluation.metrics import ensure_metric
 from recbole_autodenoise.evaluation.per_user import CleanAUC
+
+
+def reward_key(config: Any, scheme: Any) -> str | None:
+    """The metric ``scheme``'s reward reads (``reward_metric``: 'gauc', 'ndcg@20', ...), or
+    ``None`` for a scheme without ``needs_reward``. A metric RecBole computes joins ``metrics``
+    (``config`` changes); GAUC is computed here (``clean_auc``)."""
+    if not scheme.needs_reward:
+        return None
+    key = parse_reward_metric(config["reward_metric"], list(config["topk"] or []))
+    if key != "gauc":
+        ensure_metric(config, key)
+    return key
 
 
 def accumulator(trainer) -> CleanAUC:

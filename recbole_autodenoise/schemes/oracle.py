@@ -1,4 +1,4 @@
-"""Oracle (issue 17): a diagnostic that reads the ratings, never a denoising method.
+"""Oracle: a diagnostic that reads the ratings, never a denoising method.
 
 Weight 0 for every training sample that is not a true positive (rating below
 ``clean_rating_threshold``, or injected by ``noise_rate``), 1 otherwise, rescaled to mean 1 per

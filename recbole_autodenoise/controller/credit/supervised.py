@@ -8,10 +8,9 @@ that batch's weights are drawn. The real step uses the drawn weights rescaled to
 ``oracle`` does. The weights tend to P(true positive | state): how well a controller that sees
 this ``controller_state`` could tell true from false positives *if its credit were perfect*.
 
-It answers issue 13's first question. Run beside ``default``, ``oracle`` and AutoDenoise with the
-same state: if it does not beat Default, the state (not the credit) is what stops a learned
-denoiser; if it does, a better credit could get there. Single-process only (each rank would fit
-its own shard)."""
+Run beside ``default``, ``oracle`` and AutoDenoise with the same state: if it does not beat
+Default, the state (not the credit) is what stops a learned denoiser; if it does, a better credit
+could get there. Single-process only (each rank would fit its own shard)."""
 
 from __future__ import annotations
 
