@@ -180,7 +180,9 @@ def test_resume_rejects_a_checkpoint_of_another_scheme():
     [
         (
             {"denoise_scheme": "magic"},
-            "adt_rl, adt_tl, autodenoise_h, autodenoise_s, dcf, default, heuristic",
+            "denoise_scheme' = 'magic' is invalid: expected one of "
+            r"\['adt_rl', 'adt_tl', 'autodenoise_h', 'autodenoise_s', 'dcf', 'default', "
+            "'heuristic'",
         ),
         ({"topk": [10, 5000]}, "topk"),
         (
