@@ -46,7 +46,8 @@ from benchmarks.grid import (
     read_rows,
     run_grid,
 )
-from recbole_autodenoise.arguments import MAX_SEED, check_output_path, positive_seconds
+from recbole_autodenoise import arguments
+from recbole_autodenoise.arguments import check_output_path, positive_seconds
 
 DATASET = "evaldenoisingrec-ml100k"
 SPLIT_FILES = ("ml100k.train.rating", "ml100k.valid.rating", "ml100k.test.negative")
@@ -74,26 +75,6 @@ DEVICE_OVERRIDES = {"cpu": {"gpu_id": ""}, "cuda": {"gpu_id": "0"}}
 
 
 # --- arguments -------------------------------------------------------------------------------
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer seed") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range: expected 0 to {MAX_SEED}")
-    return value
-
-
-def _epochs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 1 <= value <= 100_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is out of range: expected 1 to 100000")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.audit",
@@ -108,7 +89,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    p.add_argument("--seeds", nargs="+", type=_seed, default=list(SEEDS))
+    p.add_argument("--seeds", nargs="+", type=arguments.seed, default=list(SEEDS))
     p.add_argument(
         "--out",
         default=f"benchmarks/results/{DATASET}.jsonl",
@@ -117,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--epochs",
-        type=_epochs,
+        type=arguments.count(100_000),
         default=None,
         help="train every cell this many epochs (smoke runs; other cells than the full ones)",
     )

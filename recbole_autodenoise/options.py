@@ -183,6 +183,21 @@ def along_mro(cls: type, attribute: str = "OPTIONS") -> list:
     return found
 
 
+class Owner:
+    """A component class that declares options (``OPTIONS``): its own and its bases', read and
+    checked by name."""
+
+    @classmethod
+    def declared_options(cls) -> list[Option]:
+        """The options of this class and its bases."""
+        return along_mro(cls)
+
+    @classmethod
+    def read_options(cls, config: Any) -> dict[str, Any]:
+        """This class's keys, read and checked."""
+        return {option.name: option.read(config) for option in cls.declared_options()}
+
+
 def check(config: Any, options: Iterable[Option], rules: Iterable[Rule] = ()) -> None:
     """Every value of ``options``, then every rule of ``rules``."""
     for option in options:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from recbole_autodenoise.options import Option, along_mro
+from recbole_autodenoise.options import Option, Owner
 from recbole_autodenoise.registry import Registry
 from recbole_autodenoise.schemes.base import Batch
 
@@ -28,7 +28,7 @@ def controller_state(
     return torch.cat(columns, dim=1).detach()
 
 
-class StateFeatures:
+class StateFeatures(Owner):
     """Computes the controller's state of a training batch, and of rows that are not training
     rows (``of_rows``: the explicit credit's rated rows) where the state has a meaning for them.
 
@@ -43,16 +43,6 @@ class StateFeatures:
     needs_representations: ClassVar[bool] = True  # does the state hold e_u and e_v?
     held_out_rows: ClassVar[bool] = True  # does ``of_rows`` give a state to rows never trained on?
     single_process_reason: ClassVar[str | None] = None  # why it cannot run under DDP, if it cannot
-
-    @classmethod
-    def declared_options(cls) -> list[Option]:
-        """The options of this state and its bases."""
-        return along_mro(cls)
-
-    @classmethod
-    def read_options(cls, config: Any) -> dict[str, Any]:
-        """This state's keys, read and checked."""
-        return {option.name: option.read(config) for option in cls.declared_options()}
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options

@@ -43,7 +43,7 @@ class Batch:
     labels: torch.Tensor | None = None
 
 
-class WeightingScheme:
+class WeightingScheme(options.Owner):
     """Gives every training sample a weight; the loss is ``mean(w * loss)``.
 
     Subclasses declare the keys they read (``OPTIONS``) and the rules between keys that hold where
@@ -83,11 +83,6 @@ class WeightingScheme:
         type(self).check_config(config)
         self.config = config
         self.device = device
-
-    @classmethod
-    def declared_options(cls) -> list[Option]:
-        """The options of this class and its bases."""
-        return options.along_mro(cls)
 
     @classmethod
     def check_config(cls, config: Any) -> None:

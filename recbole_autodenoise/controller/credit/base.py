@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from recbole_autodenoise.controller.policy import Policy
-from recbole_autodenoise.options import Option, Rule, along_mro
+from recbole_autodenoise.options import Option, Owner, Rule
 from recbole_autodenoise.controller.state import StateFeatures
 from recbole_autodenoise.registry import Registry
 from recbole_autodenoise.schemes.base import Batch
@@ -31,7 +31,7 @@ class ControllerHandle:
     optimizer: torch.optim.Optimizer | None = None
 
 
-class Credit:
+class Credit(Owner):
     """Turns what the controller did into updates of the controller.
 
     Owned by a ``ControllerScheme``, which calls, in this order: ``setup`` once with the training
@@ -77,16 +77,6 @@ class Credit:
     single_process_reason: ClassVar[str | None] = (
         None  # why the mode cannot run under DDP, if it cannot
     )
-
-    @classmethod
-    def declared_options(cls) -> list[Option]:
-        """The options of this mode and its bases."""
-        return along_mro(cls)
-
-    @classmethod
-    def read_options(cls, config: Any) -> dict[str, Any]:
-        """This mode's keys, read and checked."""
-        return {option.name: option.read(config) for option in cls.declared_options()}
 
     def __init__(self, controller: ControllerHandle, options: dict[str, Any]) -> None:
         self.controller = controller
