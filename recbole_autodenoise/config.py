@@ -809,12 +809,12 @@ def check_options(config) -> None:
     RecBole's keys that are set and ``valid_metric`` (one of ``metrics``, its @K among ``topk``);
     the names of a registry first (an unknown scheme or credit lists the registered ones); every
     other option, whichever component reads it; then the rules of the data, multi-process
-    training and the configured scheme (with its credit, state and prior)."""
+    training and the configured scheme (with its credit, state and prior), then the protocol's."""
     from recbole_autodenoise import distributed
     from recbole_autodenoise.data import dataloader
     from recbole_autodenoise.data.dataset import CleanFeedbackMixin
     from recbole_autodenoise.evaluation import valid_loss
-    from recbole_autodenoise.schemes import SCHEMES
+    from recbole_autodenoise.schemes import SCHEMES, protocol
 
     declared = declared_options()
     for option, _ in declared:
@@ -829,6 +829,7 @@ def check_options(config) -> None:
     rules = [*CleanFeedbackMixin.RULES, *dataloader.RULES, *valid_loss.RULES, *distributed.RULES]
     options.check(config, (), rules)
     SCHEMES.get(config["denoise_scheme"]).check_config(config)
+    options.check(config, (), protocol.RULES)  # after the scheme's own, more specific, rules
 
 
 def check_valid_metric(config) -> None:

@@ -24,7 +24,6 @@ from recbole_autodenoise.data import DataBundle, create_dataset, prepare_data
 from recbole_autodenoise.data.dataloader import check_no_caches
 from recbole_autodenoise.files import atomic_write
 from recbole_autodenoise.model import get_model
-from recbole_autodenoise.schemes.protocol import check_protocol
 from recbole_autodenoise.trainer import AutoDenoiseTrainer
 
 TABLE_METRICS = ("precision", "recall", "f1", "ndcg")
@@ -164,7 +163,6 @@ def run(
     returned (``None`` on a machine without rank 0)."""
     started = time()
     config = make_config(model, dataset, config_files, config_dict)
-    check_protocol(config)  # rating-reading diagnostics opted in; no learning on the selecting rows
     check_evaluate_test(config)
     check_no_caches(config)
     if resume is not None:  # the checkpoint's settings against these, before any data or output

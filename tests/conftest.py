@@ -29,6 +29,14 @@ FAST = {
 
 FAST_TIER_MAX_INTER_BYTES = 200_000
 
+# What a scheme or credit that learns from the clean validation rows needs on tiny data: a
+# guide/select split, and a third of each user's rows in validation so that users have two or more
+# clean validation rows to split.
+GUIDED_TINY = {
+    "clean_valid_guide_ratio": 0.5,
+    "eval_args": {"split": {"RS": [1, 1, 1]}, "order": "TO", "group_by": "user", "mode": "full"},
+}
+
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):

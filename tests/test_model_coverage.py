@@ -143,6 +143,7 @@ def tiny_config(model: str, scheme: str, data_path: str, **overrides):
             "topk": [5, 10],
             "valid_metric": "NDCG@10",
             "seed": 7,
+            "allow_rating_diagnostics": True,  # the oracle is among the covered schemes
             **SMALL,
             **overrides,
         },
@@ -255,7 +256,9 @@ def test_traditional_models_are_refused(model, tiny):
     ],
 )
 def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, reason, tiny):
-    config, recommender, (train_data, valid_data, _) = build(model, "l2rw", tiny)
+    config, recommender, (train_data, valid_data, _) = build(
+        model, "l2rw", tiny, clean_valid_guide_ratio=0.5
+    )
     trainer = AutoDenoiseTrainer(config, recommender)
     with pytest.raises(ValueError, match=f"model {model} {reason}"):
         trainer.fit(train_data, valid_data, saved=False, verbose=False)
@@ -266,7 +269,11 @@ def test_clean_guided_schemes_take_a_pointwise_model_with_a_cross_entropy_loss(t
     """SoftmaxMF is pointwise (no sampled negatives) but its loss is cross-entropy over all items:
     clean batches of positives feed it (explicit credit, one epoch)."""
     config, recommender, (train_data, valid_data, _) = build(
-        "SoftmaxMF", "autodenoise_s", tiny, controller_credit="explicit"
+        "SoftmaxMF",
+        "autodenoise_s",
+        tiny,
+        controller_credit="explicit",
+        clean_valid_guide_ratio=0.5,
     )
     trainer = AutoDenoiseTrainer(config, recommender)
     trainer.fit(train_data, valid_data, saved=False, verbose=False)

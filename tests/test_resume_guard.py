@@ -20,6 +20,7 @@ import recbole_autodenoise.experimental  # noqa: F401  (l2rw below: experimental
 import recbole_autodenoise as rad
 from recbole_autodenoise import checkpoints, cli, files, quick_start
 from recbole_autodenoise.checkpoints import check_resumable, load_trainer_checkpoint, plain_config
+from tests.conftest import GUIDED_TINY
 from tests.test_checkpoints import TINY, fake_checkpoint, tiny_trainer
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
@@ -217,12 +218,12 @@ def test_a_scheme_state_that_does_not_fit_is_one_error(tmp_path):
 
 @pytest.mark.slow
 def test_a_guided_run_needs_its_guide_state(tmp_path):
-    first, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme="l2rw")
+    first, train, valid = tiny_trainer(tmp_path, epochs=1, denoise_scheme="l2rw", **GUIDED_TINY)
     first.fit(train, valid)
     checkpoint = checkpoints.load_checkpoint(first.latest_model_file)
     del checkpoint["denoise"]["guide"]
     checkpoints.atomic_torch_save(checkpoint, first.latest_model_file)
-    again, _, _ = tiny_trainer(tmp_path, epochs=2, denoise_scheme="l2rw")
+    again, _, _ = tiny_trainer(tmp_path, epochs=2, denoise_scheme="l2rw", **GUIDED_TINY)
     with pytest.raises(
         ValueError, match="is malformed: it has no denoise.guide entry, which this run needs"
     ):

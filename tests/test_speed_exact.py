@@ -316,7 +316,7 @@ def train_ml100k(scheme: str, reference: bool, **overrides):
     [
         ("autodenoise_s", {}),
         ("autodenoise_h", {}),
-        ("autodenoise_s", {"controller_credit": "user"}),
+        ("autodenoise_s", {"controller_credit": "user", "clean_valid_guide_ratio": 0.5}),
     ],
 )
 @pytest.mark.slow

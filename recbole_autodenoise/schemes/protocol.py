@@ -1,5 +1,5 @@
-"""Protocol checks on a run's scheme settings, from the config alone, before any data loads
-(``quick_start.run`` calls ``check_protocol`` right after the config is made).
+"""Protocol rules on a run's scheme settings, from the config alone, before any data loads
+(``config.check_options`` checks ``RULES`` after the scheme's own rules).
 
 - Diagnostics that read the training rows' ratings (``denoise_scheme: oracle``,
   ``controller_credit: supervised``, ``controller_oracle_state: true``: each class's
@@ -17,7 +17,7 @@ from typing import Any
 
 from recbole_autodenoise import options
 from recbole_autodenoise.checks import is_number
-from recbole_autodenoise.options import Option
+from recbole_autodenoise.options import Option, Rule
 from recbole_autodenoise.schemes.base import SCHEMES, WeightingScheme
 
 OPT_IN = "allow_rating_diagnostics"
@@ -55,18 +55,28 @@ def reads_training_ratings(config: Any) -> bool:
 def check_protocol(config: Any) -> None:
     """Refuse a rating-reading diagnostic without ``allow_rating_diagnostics: true``, and a
     scheme or credit that learns from the validation rows with ``clean_valid_guide_ratio`` 0."""
+    check_rating_readers(config)
+    check_validation_learners(config)
+
+
+def check_rating_readers(config: Any) -> None:
+    """Refuse a rating-reading diagnostic without ``allow_rating_diagnostics: true``."""
     allowed = options.read(config, OPT_IN)
     scheme = _scheme_class(config)
-    if scheme is None:
-        return
-    readers = scheme.rating_readers(config)
+    readers = scheme.rating_readers(config) if scheme is not None else []
     if readers and not allowed:
         raise ValueError(
             f"{_settings(readers)} reads the training rows' ratings (a diagnostic, never a "
             f"denoising method): set {OPT_IN}: true to run it (its results then say "
             "reads_training_ratings: true)"
         )
-    learners = scheme.validation_learners(config)
+
+
+def check_validation_learners(config: Any) -> None:
+    """Refuse a scheme or credit that learns from the clean validation rows at
+    ``clean_valid_guide_ratio`` 0 (those rows would also select the epoch)."""
+    scheme = _scheme_class(config)
+    learners = scheme.validation_learners(config) if scheme is not None else []
     ratio = config[GUIDE_RATIO]
     if learners and is_number(ratio) and ratio == 0:
         raise ValueError(
@@ -75,3 +85,15 @@ def check_protocol(config: Any) -> None:
             f"{SUGGESTED_GUIDE_RATIO} (half of each user's clean validation rows teach, the other "
             "half select)"
         )
+
+
+RULES = (
+    Rule(
+        (OPT_IN, "denoise_scheme"), "true to run a rating-reading diagnostic", check_rating_readers
+    ),
+    Rule(
+        (GUIDE_RATIO, "denoise_scheme"),
+        "> 0 where a scheme or credit learns from validation rows",
+        check_validation_learners,
+    ),
+)

@@ -15,10 +15,11 @@ import recbole_autodenoise  # noqa: F401  (compat patches, metric registration)
 from recbole_autodenoise.data.bundle import training_data_of
 from recbole_autodenoise.schemes import SCHEMES, Batch
 from recbole_autodenoise.schemes.base import mean_one
+from tests.conftest import GUIDED_TINY
 from tests.test_checkpoints import tiny_trainer
 from tests.controller.test_controller import CPU, FakeConfig
 
-EXPLICIT = {"controller_credit": "explicit"}
+EXPLICIT = {"controller_credit": "explicit", **GUIDED_TINY}  # it learns from the guide part
 
 
 def signal_repr(good: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -144,6 +144,7 @@ def test_a_short_run_fits_the_ratings_and_resumes_the_stats(tmp_path):
         denoise_scheme="autodenoise_s",
         epochs=2,
         controller_learning_rate=0.01,
+        allow_rating_diagnostics=True,
         **SUPERVISED,
     )
     trainer.fit(train, valid, saved=False)

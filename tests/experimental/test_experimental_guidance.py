@@ -364,7 +364,7 @@ def test_bad_credit_keys_raise(name, key, value):
 @pytest.mark.slow
 def test_meta_credit_trains_end_to_end(model, scheme):
     config, train, valid, test = build(
-        model, denoise_scheme=scheme, controller_credit="meta", **SMALL
+        model, denoise_scheme=scheme, controller_credit="meta", clean_valid_guide_ratio=0.5, **SMALL
     )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
@@ -410,4 +410,5 @@ def test_resume_reproduces_an_uninterrupted_guided_run(scheme):
         meta_interval=2,
         stopping_step=10,
         user_inter_num_interval="[10,60]",
+        clean_valid_guide_ratio=0.5,
     )

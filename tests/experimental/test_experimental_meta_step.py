@@ -23,7 +23,7 @@ from recbole_autodenoise.experimental.meta_step import (
 )
 from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import mean_one
-from tests.conftest import float_tolerance
+from tests.conftest import GUIDED_TINY, float_tolerance
 from tests.test_checkpoints import tiny_trainer
 from tests.controller.test_controller import CPU, FakeConfig
 
@@ -312,6 +312,7 @@ def test_training_follows_the_real_adam(tmp_path, name):
         denoise_scheme=name,
         controller_credit="meta",
         meta_virtual_step="optimizer",
+        **GUIDED_TINY,
     )
     trainer.fit(train, valid)
     record = trainer.history[-1]

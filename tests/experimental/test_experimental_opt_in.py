@@ -144,7 +144,7 @@ def test_the_key_imports_the_package_in_a_fresh_process(tmp_path):
         import sys
         import recbole_autodenoise as rad
         settings = {{"denoise_scheme": "autodenoise_s", "controller_credit": "user",
-                     "meta_interval": 2}}
+                     "meta_interval": 2, "clean_valid_guide_ratio": 0.5}}
         try:
             rad.make_config("BPR", "ml-100k", config_dict=settings)
         except ValueError as error:

@@ -139,7 +139,11 @@ def test_user_credit_learns_to_down_weight_marked_samples(name):
 @pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 def test_user_credit_trains_end_to_end(model):
     config, train, valid, test = build(
-        model, denoise_scheme="autodenoise_s", controller_credit="user", **SMALL
+        model,
+        denoise_scheme="autodenoise_s",
+        controller_credit="user",
+        clean_valid_guide_ratio=0.5,
+        **SMALL,
     )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
@@ -152,7 +156,8 @@ def test_user_credit_trains_end_to_end(model):
     assert 0.4 < first["controller_reward"] < 1.0 and first["controller_mean_abs_advantage"] == 0.0
     assert (
         0 < second["controller_users_rewarded"] <= users
-        and second["controller_credited_fraction"] > 0.9
+        # the samples of users with no row in the select part get no credit (about 13 % here)
+        and second["controller_credited_fraction"] > 0.8
     )
 
 
@@ -165,6 +170,7 @@ def test_clean_auc_is_recbole_gauc_and_averages_per_user(protocol):
         "BPR",
         denoise_scheme="autodenoise_s",
         controller_credit="user",
+        clean_valid_guide_ratio=0.5,
         eval_protocol=protocol,
         metrics=["NDCG", "GAUC"],
         **SMALL,
@@ -196,4 +202,5 @@ def test_resume_reproduces_user_credit_with_noise_and_diagnostics():
         noise_rate=0.1,
         denoise_diagnostics=True,
         user_inter_num_interval="[10,60]",
+        clean_valid_guide_ratio=0.5,
     )

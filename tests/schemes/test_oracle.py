@@ -65,7 +65,12 @@ def test_oracle_reads_ratings_and_fails_without_them():
 @pytest.mark.parametrize("model", ["BPR", "GRU4Rec", "SASRec"])
 def test_one_epoch_on_ml100k_drops_false_positives_and_injected_rows(model):
     config, train, valid, test = build(
-        model, epochs=1, user_inter_num_interval="[10,60]", denoise_scheme="oracle", noise_rate=0.1
+        model,
+        epochs=1,
+        user_inter_num_interval="[10,60]",
+        denoise_scheme="oracle",
+        noise_rate=0.1,
+        allow_rating_diagnostics=True,
     )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))
     trainer.fit(train, valid, saved=False)
@@ -87,6 +92,7 @@ def test_controller_oracle_state_end_to_end_on_bpr():
         user_inter_num_interval="[10,60]",
         denoise_scheme="autodenoise_s",
         controller_oracle_state=True,
+        allow_rating_diagnostics=True,
         baseline_init="first_reward",
     )
     trainer = rad.AutoDenoiseTrainer(config, fresh_model(config, train))

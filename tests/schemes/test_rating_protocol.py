@@ -234,3 +234,22 @@ def test_a_validation_learner_on_one_set_is_refused_before_any_data_loads(tmp_pa
     err = capsys.readouterr().err
     assert "'controller_credit' = 'explicit' learns from the clean validation rows" in err
     assert "set clean_valid_guide_ratio to 0.5" in err
+
+
+def test_make_config_checks_the_protocol_after_the_scheme_rules(tmp_path):
+    """The protocol rules live in ``make_config`` (every entry point: ``run``, ``select``, the
+    benchmarks) and come after the scheme's own rules."""
+    from recbole_autodenoise.config import make_config
+
+    common = {**TINY, "data_path": str(tmp_path / "missing")}
+    with pytest.raises(ValueError, match="'denoise_scheme' = 'oracle' reads the training rows"):
+        make_config("BPR", "tiny", config_dict={**common, "denoise_scheme": "oracle"})
+    with pytest.raises(ValueError, match="'denoise_scheme' = 'l2rw' learns from the clean"):
+        make_config("BPR", "tiny", config_dict={**common, "denoise_scheme": "l2rw"})
+    config = make_config(
+        "BPR",
+        "tiny",
+        config_dict={**common, "denoise_scheme": "l2rw", "clean_valid_guide_ratio": 0.5},
+    )
+    assert config["clean_valid_guide_ratio"] == 0.5
+    assert not (tmp_path / "missing").exists()
