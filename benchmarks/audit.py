@@ -12,7 +12,9 @@ finished cell appended to ``--out`` (JSON lines) at once: re-running the command
 cells, retries failed ones and continues stopped ones (``benchmarks.grid``). The table printed at
 the end sets ours (mean and min-max over the seeds) beside theirs, says for each cell whether
 theirs lies within our seed spread or our mean within 10 % of theirs, and checks the study's two
-orderings: ERM_RE >= ERM on every model and DCF < ERM on GMF and NeuMF (test NDCG@20).
+orderings: ERM_RE >= ERM on every model and DCF < ERM on GMF and NeuMF (test NDCG@20). UDT (the
+audit's user- and interaction-level reweighting, ``denoise_scheme: udt``) runs on GMF, NeuMF and
+LightGCN; not on CDAE.
 
 Not in their configs, so chosen here: epochs (GMF and NeuMF 50, LightGCN 300, CDAE 500: the
 epochs of their DeCA configs and their README's commands; ``--epochs`` overrides them for smoke
@@ -60,9 +62,19 @@ MODELS = {
     "LightGCN": "LightGCNPointwise",
     "CDAE": "CDAEPointwise",
 }
-METHODS = ("ERM", "ERM_RE", "TCE", "RCE", "DCF")
+METHODS = ("ERM", "ERM_RE", "TCE", "RCE", "DCF", "UDT")
 # our method name -> the method column of their reported/ml100k-<MODEL>.csv
-REPORTED_NAMES = {"ERM": "ERM", "ERM_RE": "ERMrevised", "TCE": "TCE", "RCE": "RCE", "DCF": "DCF"}
+REPORTED_NAMES = {
+    "ERM": "ERM",
+    "ERM_RE": "ERMrevised",
+    "TCE": "TCE",
+    "RCE": "RCE",
+    "DCF": "DCF",
+    "UDT": "UDT",
+}
+# methods run on some models only: UDT's per-interaction weights are not built for CDAE, whose
+# training rows are whole users in their code
+METHOD_MODELS = {"UDT": ("GMF", "NeuMF", "LightGCN")}
 # --extra: name -> (scheme, overrides on top of the model's ERM file); not on CDAE
 EXTRA = {"AutoDenoise-S": ("autodenoise_s", {})}
 EXTRA_MODELS = ("GMF", "NeuMF", "LightGCN")
@@ -176,7 +188,12 @@ def make_cells(
     common = dict(overrides or {})
     if epochs is not None:
         common["epochs"] = epochs
-    rows = [(model, method) for model in models for method in methods]
+    rows = [
+        (model, method)
+        for model in models
+        for method in methods
+        if model in METHOD_MODELS.get(method, MODELS)
+    ]
     if extra:
         rows += [(m, name) for m in models if m in EXTRA_MODELS for name in EXTRA]
     cells: dict[Cell, tuple[str, str]] = {}

@@ -330,6 +330,10 @@ def yaml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return value
+    if isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return "[" + ", ".join(repr(v) for v in value) + "]"
     raise TypeError(f"no property-file form for the default {value!r}")
 
 

@@ -382,7 +382,7 @@ def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys, mai
     assert time.perf_counter() - started < QUICK
     assert message == (
         "unknown denoise_scheme 'bogus'; available: adt_rl, adt_tl, autodenoise_h, autodenoise_s, "
-        "dcf, default, heuristic, oracle"
+        "dcf, default, heuristic, oracle, udt"
     )
 
 

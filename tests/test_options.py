@@ -245,7 +245,7 @@ def test_the_rules_of_an_unused_scheme_do_not_apply():
         (
             "--denoise_scheme=bogus",
             "unknown denoise_scheme 'bogus'; available: adt_rl, adt_tl, autodenoise_h, "
-            "autodenoise_s, dcf, default, heuristic, l2rw, oracle",
+            "autodenoise_s, dcf, default, heuristic, l2rw, oracle, udt",
         ),
         (
             "--controller_credit=bogus",

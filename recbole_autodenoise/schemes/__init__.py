@@ -11,6 +11,7 @@ from recbole_autodenoise.schemes import (  # noqa: F401  (registers the built-in
     default,
     heuristic,
     oracle,
+    udt,
 )
 from recbole_autodenoise.schemes.base import (
     SCHEMES,

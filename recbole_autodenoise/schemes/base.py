@@ -171,8 +171,8 @@ OPTIONS = options.declare(
         "denoise_scheme",
         "str",
         "default",
-        "default | heuristic | adt_tl | adt_rl | dcf | autodenoise_h | autodenoise_s | oracle "
-        "(diagnostic: reads the ratings)",
+        "default | heuristic | adt_tl | adt_rl | dcf | udt | autodenoise_h | autodenoise_s | "
+        "oracle (diagnostic: reads the ratings)",
         registry=SCHEMES,
         lists_unknown=True,
     ),

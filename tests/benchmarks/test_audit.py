@@ -317,7 +317,7 @@ def audit_data(tmp_path):
         (["--seeds", "1", "1"], "--seeds 1 1 names one twice"),
         (["--epochs", "0"], "argument --epochs: '0' is out of range"),
         (["--models", "MF"], "argument --models: invalid choice: 'MF'"),
-        (["--methods", "UDT"], "argument --methods: invalid choice: 'UDT'"),
+        (["--methods", "DeCA"], "argument --methods: invalid choice: 'DeCA'"),
         (["--seeds", "-1"], "argument --seeds: '-1' is out of range"),
     ],
 )
@@ -439,3 +439,11 @@ def test_one_tiny_audit_cell_end_to_end(tmp_path, capsys):
     assert table["cells"][0]["metrics"]["ndcg@20"]["ours"]["n"] == 1
     assert audit.main(argv) == 0  # the finished cell is skipped
     assert "1 already finished" in capsys.readouterr().out
+
+
+def test_udt_runs_on_the_models_it_is_built_for(tmp_path):
+    """UDT's cells take its method file on GMF, NeuMF and LightGCN; CDAE gets none."""
+    cells = audit.make_cells(["GMF", "LightGCN", "CDAE"], ["UDT"], [7], tmp_path)
+    assert list(cells.values()) == [("GMF", "UDT"), ("LightGCN", "UDT")]
+    first = next(iter(cells))
+    assert first.scheme == "udt" and first.config_files[1].endswith("evaldenoisingrec/GMF-UDT.yaml")

@@ -233,7 +233,7 @@ def test_an_unknown_scheme_lists_the_registered_ones_before_any_data(capsys):
     message = cli_error(capsys, "--denoise_scheme=bogus")
     assert message == (
         "unknown denoise_scheme 'bogus'; available: adt_rl, adt_tl, autodenoise_h, autodenoise_s, "
-        "dcf, default, heuristic, l2rw, oracle"
+        "dcf, default, heuristic, l2rw, oracle, udt"
     )
 
 
