@@ -72,8 +72,8 @@ REPORTED_NAMES = {
     "DCF": "DCF",
     "UDT": "UDT",
 }
-# methods run on some models only: UDT's per-interaction weights are not built for CDAE, whose
-# training rows are whole users in their code
+# methods run on some models only: UDT's CDAE variant (their separate code/CDAE/, batches of whole
+# users) is not built here
 METHOD_MODELS = {"UDT": ("GMF", "NeuMF", "LightGCN")}
 # --extra: name -> (scheme, overrides on top of the model's ERM file); not on CDAE
 EXTRA = {"AutoDenoise-S": ("autodenoise_s", {})}
