@@ -10,8 +10,8 @@ value of ``udt_temperatures`` and ``udt_user_factors``. A training positive (u, 
 number: mean 1 over them before the factor); a sampled negative, or a positive whose softmax
 underflows to 0, weighs ``U_factor(u)``. The weights apply from the third epoch (epoch 2); the
 first two use weight 1, as the authors' code does. The recorded losses and the weights are dense
-[users, items] tensors on the CPU (ML-1M: about 90 MB each). Where every row is a positive (BPR,
-cross-entropy models) there are no negatives; the rest is the same.
+[users, items] float32 tensors on the scheme's device (4 bytes per (user, item) pair each). Where
+every row is a positive (BPR, cross-entropy models) there are no negatives; the rest is the same.
 
 One difference from the authors' code, on purpose: their per-user sum is an indexed ``+=`` that
 keeps one of a user's losses per batch; here every row's loss is summed.
@@ -109,10 +109,10 @@ class UserDenoisingScheme(WeightingScheme):
         users, items = int(train_dataset.user_num), int(train_dataset.item_num)
         feat = train_dataset.inter_feat
         self.positives = torch.bincount(
-            feat[train_dataset.uid_field].long(), minlength=users
+            feat[train_dataset.uid_field].long().to(self.device), minlength=users
         ).double()
-        self.user_loss = torch.zeros(users, dtype=torch.float64)
-        self.latest = torch.full((users, items), float("inf"))
+        self.user_loss = torch.zeros(users, dtype=torch.float64, device=self.device)
+        self.latest = torch.full((users, items), float("inf"), device=self.device)
         if self._pending is not None:
             self.load_state_dict(self._pending)
             self._pending = None
@@ -137,13 +137,13 @@ class UserDenoisingScheme(WeightingScheme):
         if self.epoch is not None and batch.epoch != self.epoch:
             self._finish_epoch()
         self.epoch = batch.epoch
-        users = batch.user_ids.long().cpu()
-        items = batch.item_ids.long().cpu()
-        losses = batch.losses.detach().cpu()
+        users = batch.user_ids.long().to(self.device)
+        items = batch.item_ids.long().to(self.device)
+        losses = batch.losses.detach().to(self.device)
         positive = (
             torch.ones_like(losses, dtype=torch.bool)
             if batch.labels is None
-            else (batch.labels > 0).cpu()
+            else (batch.labels > 0).to(self.device)
         )
         self.user_loss.index_add_(0, users, losses.double())
         self.latest[users[positive], items[positive]] = losses[positive].float()
@@ -173,4 +173,4 @@ class UserDenoisingScheme(WeightingScheme):
         self.epoch = saved["epoch"]
         self.user_loss.copy_(saved["user_loss"])
         self.latest.copy_(saved["latest"])
-        self.factors = None if saved["factors"] is None else saved["factors"].clone()
+        self.factors = None if saved["factors"] is None else saved["factors"].to(self.device)
