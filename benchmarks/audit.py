@@ -20,9 +20,9 @@ Not in their configs, so chosen here: epochs (GMF and NeuMF 50, LightGCN 300, CD
 epochs of their DeCA configs and their README's commands; ``--epochs`` overrides them for smoke
 runs, as a separate cell), and CDAE's hidden activation (their CDAE model file is not published).
 ``--extra`` adds rows for this plugin's AutoDenoise-S (epoch credit, its reward read from the
-validation set as given) on GMF, NeuMF and LightGCN (the controller needs item embeddings: none on
-CDAE). The explicit controller cannot run here: its clean guiding batches hold positives only,
-which this plugin refuses for pointwise models (label 1 positives beside label 0 negatives).
+validation set as given) and its explicit controller (``select``'s candidate ``explicit``: fitted
+to the ratings of half of each user's validation rows, the other half selecting the epoch) on GMF,
+NeuMF and LightGCN (the controller needs item embeddings: none on CDAE).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ from benchmarks.grid import (
 )
 from recbole_autodenoise import arguments
 from recbole_autodenoise.arguments import check_output_path, positive_seconds
+from recbole_autodenoise.select.candidates import BUILTIN as CANDIDATES
+from recbole_autodenoise.select.command import SELECT_RATIO
 
 DATASET = "evaldenoisingrec-ml100k"
 SPLIT_FILES = ("ml100k.train.rating", "ml100k.valid.rating", "ml100k.test.negative")
@@ -76,7 +78,14 @@ REPORTED_NAMES = {
 # users) is not built here
 METHOD_MODELS = {"UDT": ("GMF", "NeuMF", "LightGCN")}
 # --extra: name -> (scheme, overrides on top of the model's ERM file); not on CDAE
-EXTRA = {"AutoDenoise-S": ("autodenoise_s", {})}
+EXTRA = {
+    "AutoDenoise-S": ("autodenoise_s", {}),
+    # select's candidate "explicit", on select's default split
+    "Explicit": (
+        CANDIDATES["explicit"].scheme,
+        {**CANDIDATES["explicit"].settings, "clean_valid_guide_ratio": SELECT_RATIO},
+    ),
+}
 EXTRA_MODELS = ("GMF", "NeuMF", "LightGCN")
 SEEDS = (2023, 2024, 2025)
 METRICS = ("ndcg@20", "recall@20")

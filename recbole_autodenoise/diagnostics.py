@@ -19,7 +19,7 @@ from recbole.data.interaction import Interaction
 
 from recbole_autodenoise.rows import CANARY_FIELD
 from recbole_autodenoise.data import INJECTED_FIELD
-from recbole_autodenoise.guidance import CleanBatches, per_sample_alignment
+from recbole_autodenoise.guidance import CleanBatches, negatives_per_row, per_sample_alignment
 from recbole_autodenoise.losses import PerSampleLoss
 
 GROUPS = ("tp", "fp", "injected")
@@ -64,6 +64,7 @@ class Diagnosis:
         self.rating_field = config["clean_rating_field"]
         self.threshold = float(config["clean_rating_threshold"])
         self.seed = int(config["seed"])
+        self.negatives = negatives_per_row(config)
         self.sample_loss = PerSampleLoss(model)
         self.rows: Interaction | None = None
         self.clean: Interaction | None = None
@@ -78,6 +79,7 @@ class Diagnosis:
                     self.seed,
                     self.device,
                     exclude=train_dataset,
+                    negatives=self.negatives,
                 )
             )
 

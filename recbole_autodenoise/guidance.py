@@ -118,24 +118,45 @@ def clean_loss(model: nn.Module, interaction: Interaction) -> torch.Tensor:
     return sum(loss) if isinstance(loss, tuple) else loss
 
 
-def check_clean_batches_fit(model: nn.Module) -> None:
-    """Clean batches are held-out positives in the training format of BPR / CE models: refuse the
-    models whose training rows need what they cannot carry."""
-    name = type(model).__name__
-    cross_entropy = any(isinstance(module, nn.CrossEntropyLoss) for module in model.children())
-    if getattr(model, "input_type", None) == InputType.POINTWISE and not cross_entropy:
+def pointwise_label(model: nn.Module) -> str | None:
+    """The label field of a model that trains pointwise on labelled rows (label 1 positives and
+    label 0 sampled negatives: NeuMF, DMF, LightGCNPointwise, ...); ``None`` for BPR models and for
+    pointwise models whose loss is cross-entropy over all items (SoftmaxMF). Raises for a pointwise
+    model that names no label field (``LABEL``)."""
+    if getattr(model, "input_type", None) != InputType.POINTWISE:
+        return None
+    if any(isinstance(module, nn.CrossEntropyLoss) for module in model.children()):
+        return None
+    label = getattr(model, "LABEL", None)
+    if not isinstance(label, str):
         raise ValueError(
-            f"model {name} trains pointwise (label 1 positives and label 0 sampled negatives); "
-            "clean guiding batches (l2rw, controller_credit: meta or explicit, "
-            "denoise_diagnostics) are positives only and "
-            "support BPR and cross-entropy models"
+            f"model {type(model).__name__} trains pointwise but names no label field "
+            "(model.LABEL); clean guiding batches (l2rw, controller_credit: meta or explicit, "
+            "denoise_diagnostics) label their rows through it"
         )
+    return label
+
+
+def check_clean_batches_fit(model: nn.Module) -> None:
+    """Clean batches are held-out positives in the training format of BPR, cross-entropy and
+    labelled pointwise models: refuse the models whose training rows need what they cannot
+    carry."""
+    pointwise_label(model)
     if hasattr(model, "MASK_ITEM_SEQ"):
         raise ValueError(
-            f"model {name} trains on masked sequences built by a batch transform; "
+            f"model {type(model).__name__} trains on masked sequences built by a batch transform; "
             "clean guiding batches "
             "(l2rw, controller_credit: meta, denoise_diagnostics) carry no masked positions"
         )
+
+
+def negatives_per_row(config: Any) -> int:
+    """Sampled negatives per positive in the training rows (``train_neg_sample_args``'
+    ``sample_num``; 0 where training samples none)."""
+    neg = config["train_neg_sample_args"] or {}
+    if neg.get("distribution", "none") == "none":
+        return 0
+    return int(neg.get("sample_num", 1))
 
 
 class CleanBatches:
@@ -146,7 +167,10 @@ class CleanBatches:
     loss get a random ``NEG_ITEM_ID`` per row, uniform over ids 1 .. item_num - 1 (0 is padding)
     except the row's own item and, given ``exclude`` (the training dataset), the user's training
     items, as RecBole's training sampler draws them; so ``model.calculate_loss`` works on the batch
-    as on a training batch. Sequential clean rows already carry their ``item_id_list`` and
+    as on a training batch. Models trained pointwise on labelled rows (``pointwise_label``) get the
+    clean rows labelled 1 followed by ``negatives`` copies of them labelled 0 whose item is drawn
+    the same way (RecBole's training rows: each positive and its sampled negatives); ``positives``
+    gives back the rows labelled 1. Sequential clean rows already carry their ``item_id_list`` and
     ``item_length``. The random state lives in ``state_dict`` so a resumed run draws the same
     batches.
     """
@@ -161,8 +185,11 @@ class CleanBatches:
         seed: int,
         device: torch.device | str,
         exclude: Any | None = None,
+        negatives: int = 1,
     ) -> None:
         check_clean_batches_fit(model)
+        self.label_field = pointwise_label(model)
+        self.negatives = int(negatives) if self.label_field is not None else 0
         self.device = torch.device(device)
         # the clean rows stay on the model's device: a batch is one gather there, no host copy
         self.rows = {
@@ -210,7 +237,34 @@ class CleanBatches:
         batch = {field: values[index] for field, values in self.rows.items()}
         if self.neg_field is not None:
             batch[self.neg_field] = self._negatives(batch[self.user_field], batch[self.item_field])
+        if self.label_field is not None:
+            batch = self._labelled(batch)
         return Interaction(batch)
+
+    def _labelled(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The rows labelled 1, then ``negatives`` copies labelled 0 with a drawn negative item."""
+        rows = len(batch[self.item_field])
+        copies = {
+            field: values.repeat(self.negatives, *([1] * (values.dim() - 1)))
+            for field, values in batch.items()
+        }
+        if self.negatives:
+            items = copies[self.item_field]
+            copies[self.item_field] = self._negatives(copies[self.user_field], items).to(
+                items.dtype
+            )
+        labelled = {field: torch.cat([values, copies[field]]) for field, values in batch.items()}
+        labels = torch.zeros(rows * (1 + self.negatives), device=self.device)
+        labels[:rows] = 1.0
+        labelled[self.label_field] = labels
+        return labelled
+
+    def positives(self, batch: Interaction) -> Interaction:
+        """The rows of one of this stream's batches that are clean rows (labelled 1); the whole
+        batch where the model's rows carry no label."""
+        if self.label_field is None:
+            return batch
+        return batch[batch[self.label_field] > 0]
 
     def _negatives(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Uniform ids in 1 .. num_items - 1, redrawn where they hit the row's item or (with
@@ -343,6 +397,10 @@ class Guidance:
         if self._clean is None:
             self._clean = next(self.clean_batches)
         return self._clean
+
+    def clean_positives(self) -> Interaction:
+        """The clean rows of ``clean_batch`` (labelled batches: without the sampled negatives)."""
+        return self.clean_batches.positives(self.clean_batch())
 
     def alignment(self) -> torch.Tensor:
         """a_i for every sample of the batch, shape [B], detached."""

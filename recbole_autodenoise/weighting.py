@@ -19,7 +19,13 @@ from recbole_autodenoise import distributed, options
 from recbole_autodenoise.adapters import USER_LEVEL_MODELS
 from recbole_autodenoise.diagnostics import Diagnosis
 from recbole_autodenoise.evaluation.weights import WeightStudy
-from recbole_autodenoise.guidance import CleanBatches, Guidance, double_backward_safe, guide_dataset
+from recbole_autodenoise.guidance import (
+    CleanBatches,
+    Guidance,
+    double_backward_safe,
+    guide_dataset,
+    negatives_per_row,
+)
 from recbole_autodenoise.losses import PerSampleLoss
 from recbole_autodenoise.rows import CANARY_FIELD, ROW_FIELD
 from recbole_autodenoise.schemes import Batch, WeightingScheme
@@ -74,6 +80,7 @@ class BatchWeighting:
                 int(self.config["seed"]),
                 self.device,
                 exclude=train_data._dataset,
+                negatives=negatives_per_row(self.config),
             )
         if self.diagnosis is not None:
             self.diagnosis.setup(guide_dataset(data, valid_data), batch_size, train_data._dataset)

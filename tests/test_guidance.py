@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from recbole.data.interaction import Interaction
+from recbole.utils import InputType
 from torch import nn
 
 import recbole_autodenoise as rad
@@ -24,6 +25,7 @@ from recbole_autodenoise.guidance import (
     NoFreeItem,
     clean_loss,
     guide_dataset,
+    negatives_per_row,
     per_sample_alignment,
     redraw_avoiding,
 )
@@ -32,7 +34,14 @@ from recbole_autodenoise.schemes import SCHEMES
 from recbole_autodenoise.schemes.base import effective_fraction, mean_one
 from tests.conftest import float_tolerance
 from tests.controller.test_controller import FakeConfig
-from tests.test_losses import FakeBPR, FakeSequential, bpr_interaction, seq_interaction
+from tests.test_losses import (
+    FakeBPR,
+    FakePointwise,
+    FakeSequential,
+    bpr_interaction,
+    pointwise_interaction,
+    seq_interaction,
+)
 from tests.test_trainer import build, fresh_model
 
 CPU = torch.device("cpu")
@@ -263,6 +272,88 @@ def test_clean_batches_sequential_rows_go_as_they_are():
     batch = next(stream)
     assert "neg_item_id" not in batch.interaction and batch["item_id_list"].shape == (4, 3)
     FakeSequential().calculate_loss(batch)
+
+
+class FakeLabelled(FakePointwise):
+    """A pointwise model on labelled rows (NeuMF's shape): BCE on logits, ``LABEL`` = "label"."""
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self) -> None:
+        super().__init__(nn.BCEWithLogitsLoss())
+
+
+def test_clean_batches_of_a_pointwise_model_are_positives_then_labelled_negatives():
+    """Each clean row labelled 1, then ``negatives`` copies of the rows labelled 0 whose item is a
+    drawn negative avoiding the row's item and the user's training items (RecBole's training
+    rows of NeuMF)."""
+    known = {0: {1, 2}, 1: {3}, 2: set()}
+    exclude = train_set([(u, i) for u, items in known.items() for i in items])
+    stream = CleanBatches(
+        fake_dataset(12), FakeLabelled(), 4, seed=5, device=CPU, exclude=exclude, negatives=2
+    )
+    for _ in range(50):
+        batch = next(stream)
+        assert len(batch) == 12 and "neg_item_id" not in batch.interaction
+        assert batch["label"].tolist() == [1.0] * 4 + [0.0] * 8
+        for field in ("user_id", "rating"):  # the negatives copy their rows, twice, in order
+            assert batch[field][4:].tolist() == batch[field][:4].tolist() * 2
+        items, users = batch["item_id"].tolist(), batch["user_id"].tolist()
+        for row in range(4, 12):
+            assert items[row] not in known[users[row]] and items[row] != items[row % 4]
+        positives = stream.positives(batch)
+        assert len(positives) == 4 and torch.equal(positives["item_id"], batch["item_id"][:4])
+    assert FakeLabelled().calculate_loss(batch).item() > 0
+
+
+def test_clean_batches_without_sampled_negatives_are_labelled_positives():
+    stream = CleanBatches(fake_dataset(6), FakeLabelled(), 4, seed=1, device=CPU, negatives=0)
+    batch = next(stream)
+    assert len(batch) == 4 and batch["label"].tolist() == [1.0] * 4
+
+
+def test_clean_batches_of_other_models_carry_no_label():
+    stream = CleanBatches(fake_dataset(6), FakeBPR(), 4, seed=1, device=CPU, negatives=3)
+    batch = next(stream)
+    assert "label" not in batch.interaction and len(batch) == 4
+    assert stream.positives(batch) is batch
+
+
+def test_a_pointwise_model_without_a_label_field_is_refused():
+    model = FakeLabelled()
+    model.LABEL = None
+    with pytest.raises(ValueError, match="model FakeLabelled trains pointwise but names no label"):
+        CleanBatches(fake_dataset(6), model, 4, seed=1, device=CPU)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ({"distribution": "uniform", "sample_num": 3}, 3),
+        ({"distribution": "uniform", "sample_num": 1}, 1),
+        ({"distribution": "none", "sample_num": 1}, 0),
+        (None, 0),
+    ],
+)
+def test_negatives_per_row_follows_the_training_sampler(args, expected):
+    assert negatives_per_row({"train_neg_sample_args": args}) == expected
+
+
+def test_alignment_equals_direct_computation_on_labelled_clean_batches():
+    model = perturbed(FakeLabelled(), 4)
+    dataset = SimpleNamespace(
+        inter_feat=Interaction(
+            {"user_id": torch.tensor([0, 1, 2, 0, 1]), "item_id": torch.tensor([1, 2, 3, 4, 1])}
+        ),
+        item_num=5,
+    )
+    clean = next(CleanBatches(dataset, model, 5, seed=2, device=CPU))
+    assert clean["label"].tolist() == [1.0] * 5 + [0.0] * 5
+    clean = Interaction({**clean.interaction, "label": clean["label"].double()})  # float64 model
+    train = {**pointwise_interaction(), "label": pointwise_interaction()["label"].double()}
+    got = per_sample_alignment(model, PerSampleLoss(model), train, clean)
+    torch.testing.assert_close(got, direct_alignment(model, train, clean), rtol=1e-5, atol=1e-10)
+    assert float(got.abs().min()) > 1e-4
 
 
 def test_clean_batches_cover_each_pass_and_are_seeded():

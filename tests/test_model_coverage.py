@@ -247,21 +247,49 @@ def test_traditional_models_are_refused(model, tiny):
         data_preparation(config, create_dataset(config))
 
 
-@pytest.mark.parametrize(
-    "model, reason",
-    [
-        ("NeuMF", "trains pointwise"),
-        ("DMF", "trains pointwise"),
-        ("BERT4Rec", "trains on masked sequences"),
-    ],
-)
-def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(model, reason, tiny):
+def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(tiny):
     config, recommender, (train_data, valid_data, _) = build(
-        model, "l2rw", tiny, clean_valid_guide_ratio=0.5
+        "BERT4Rec", "l2rw", tiny, clean_valid_guide_ratio=0.5
     )
     trainer = AutoDenoiseTrainer(config, recommender)
-    with pytest.raises(ValueError, match=f"model {model} {reason}"):
+    with pytest.raises(ValueError, match="model BERT4Rec trains on masked sequences"):
         trainer.fit(train_data, valid_data, saved=False, verbose=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["NeuMF", "DMF"])
+def test_explicit_credit_trains_a_pointwise_model_and_leaves_its_negatives_at_one(model, tiny):
+    """Labelled models: the clean batches hold the guide rows labelled 1 and sampled negatives
+    labelled 0; the explicit credit fits the rated rows and weights positives only."""
+    config, recommender, (train_data, valid_data, _) = build(
+        model,
+        "autodenoise_s",
+        tiny,
+        controller_credit="explicit",
+        explicit_negatives=1,
+        clean_valid_guide_ratio=0.5,
+    )
+    trainer = AutoDenoiseTrainer(config, recommender)
+    seen = []
+    real = trainer.scheme.credit.real_weights
+
+    def spy(weights):
+        sampled = trainer.scheme.credit._sampled
+        out = real(weights)
+        seen.append((sampled, out))
+        return out
+
+    trainer.scheme.credit.real_weights = spy
+    trainer.fit(train_data, valid_data, saved=False, verbose=False)
+    clean = next(trainer.clean_batches)
+    label = config["LABEL_FIELD"]
+    assert set(clean[label].tolist()) == {0.0, 1.0}
+    assert int((clean[label] > 0).sum()) * 2 == len(clean)  # one negative per rated row
+    assert seen and all(sampled is not None and sampled.any() for sampled, _ in seen)
+    for sampled, weights in seen:
+        assert bool((weights[sampled] == 1).all())
+        assert float(weights[~sampled].mean()) == pytest.approx(1.0, abs=1e-4)
+    assert math.isfinite(trainer.history[-1]["controller_fit_mse"])
 
 
 @pytest.mark.slow

@@ -407,15 +407,24 @@ def test_table_verdicts_and_orderings_on_hand_made_rows(tmp_path):
 def test_cells_take_the_method_files_and_the_extra_candidates(tmp_path):
     cells = audit.make_cells(["GMF", "CDAE"], ["TCE"], [7], tmp_path, epochs=2, extra=True)
     names = list(cells.values())
-    assert names == [("GMF", "TCE"), ("CDAE", "TCE"), ("GMF", "AutoDenoise-S")]  # none on CDAE
+    # none on CDAE
+    assert names == [("GMF", "TCE"), ("CDAE", "TCE"), ("GMF", "AutoDenoise-S"), ("GMF", "Explicit")]
     first = next(iter(cells))
     assert (first.model, first.scheme, first.overrides) == ("NeuMF", "adt_tl", {"epochs": 2})
     assert first.config_files[1].endswith("evaldenoisingrec/GMF-TCE.yaml")
-    extra = list(cells)[-1]
-    assert (extra.scheme, extra.config_files[1].rsplit("/", 1)[1]) == (
-        "autodenoise_s",
-        "GMF-ERM.yaml",
-    )
+    paper, explicit = list(cells)[-2:]
+    for extra in (paper, explicit):
+        assert (extra.scheme, extra.config_files[1].rsplit("/", 1)[1]) == (
+            "autodenoise_s",
+            "GMF-ERM.yaml",
+        )
+    assert paper.overrides == {"epochs": 2}
+    # select's candidate, on select's split
+    assert explicit.overrides == {
+        **audit.CANDIDATES["explicit"].settings,
+        "clean_valid_guide_ratio": 0.5,
+        "epochs": 2,
+    }
 
 
 @pytest.mark.slow

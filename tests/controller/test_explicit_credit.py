@@ -48,6 +48,9 @@ class FakeGuidance:
     def clean_batch(self) -> Interaction:
         return self.rows
 
+    def clean_positives(self) -> Interaction:
+        return self.rows
+
     def sample_loss(self, rows: Interaction, with_representations: bool = False):
         assert rows is self.rows and with_representations
         self.asked += 1
@@ -100,6 +103,24 @@ def test_the_prior_multiplies_the_fitted_weights():
     weights = scheme.weights(batch)
     # one small fitting step from an expected weight of 1 everywhere: close to ADT-RL's weights
     torch.testing.assert_close(weights, mean_one(torch.exp(-0.5 * batch.losses)), rtol=0, atol=0.05)
+
+
+def test_on_labelled_batches_sampled_negatives_keep_weight_one():
+    """Pointwise models: the fit sees rated interactions only, so each sampled negative (label 0)
+    of a training batch keeps weight 1 and the positives are rescaled to mean 1 among them."""
+    scheme = SCHEMES.get("autodenoise_s")(
+        FakeConfig(**EXPLICIT, controller_learning_rate=0.01), CPU
+    )
+    for step in range(40):
+        batch, good = training_batch(step, FakeGuidance(step))
+        batch.labels = (torch.arange(len(good)) % 2 == 0).float()
+        weights = scheme.weights(batch)
+        negatives = batch.labels == 0
+        assert torch.equal(weights[negatives], torch.ones(int(negatives.sum())))
+        assert weights[~negatives].mean().item() == pytest.approx(1.0, abs=1e-5)
+    positives = ~negatives
+    # what the explicit rows taught still separates the positives
+    assert (weights[positives & (good > 0)].mean() - weights[positives & (good == 0)].mean()) > 0.3
 
 
 def test_without_guidance_it_fails_clearly():

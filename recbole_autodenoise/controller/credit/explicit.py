@@ -16,6 +16,10 @@ not a diagnostic. ``controller_prior: adt_rl`` multiplies ADT-RL's exp(-adt_beta
 item the user never trained on (drawn as the item of a random training row: in proportion to its
 popularity), labelled 0: the stray clicks a rating slice cannot show, so the controller also
 learns to down-weight implicit rows that look like them (``CleanBatches.unobserved``).
+Models trained pointwise on labelled rows (NeuMF, LightGCNPointwise, ...): the rated rows are fitted
+as positives (label 1, their loss that of a positive), the controller weights the training
+positives (rescaled to mean 1 among them) and every sampled negative keeps weight 1: the fit sees
+interactions only, so its weight says nothing of a sampled item.
 ``explicit_labels: observed`` labels every rated row 1, low-rated ones too, so only the stray
 clicks are 0s and no rating is used: the controller learns "a held-out interaction rather than a
 sampled item", not "liked", for models that learn from the low-rated interactions too (the
@@ -35,6 +39,7 @@ from recbole_autodenoise.controller.credit.supervised import SupervisedCredit
 from recbole_autodenoise.controller.state import STATES
 from recbole_autodenoise.diagnostics import sample_groups
 from recbole_autodenoise.options import Option, Rule, declare
+from recbole_autodenoise.schemes.base import mean_one
 
 EXPLICIT_LABELS = ("rating", "observed")
 
@@ -124,6 +129,8 @@ class ExplicitCredit(SupervisedCredit):
         super().__init__(controller, options)
         self.rating_field = options["rating_field"]
         self.threshold = float(options["threshold"])
+        # the current batch's sampled negatives (labelled batches), from ``examples``
+        self._sampled: torch.Tensor | None = None
 
     def examples(self, state: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor]:
         guidance = batch.guidance
@@ -132,7 +139,9 @@ class ExplicitCredit(SupervisedCredit):
                 "controller_credit 'explicit' needs the explicit rows' batches: "
                 "train with AutoDenoiseTrainer (it provides Batch.guidance)"
             )
-        rows = guidance.clean_batch()
+        # sampled negatives of labelled (pointwise) batches: weight 1 in ``real_weights``
+        self._sampled = None if batch.labels is None else batch.labels <= 0
+        rows = guidance.clean_positives()
         labels = self._labels(rows)
         copies = self.options["explicit_negatives"]
         # stray clicks: the same users and moments with items they never trained on, label 0
@@ -145,6 +154,17 @@ class ExplicitCredit(SupervisedCredit):
             sample.user_repr, sample.item_repr, sample.losses.detach(), batch.epoch_fraction
         )
         return explicit, labels.to(explicit.dtype)
+
+    def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
+        """The drawn weights, with each sampled negative of a labelled batch at 1 and the positives
+        rescaled to mean 1 among them."""
+        sampled, self._sampled = self._sampled, None
+        if sampled is None:
+            return super().real_weights(weights)
+        positive = ~sampled
+        return self.counted(
+            torch.ones_like(weights).masked_scatter(positive, mean_one(weights[positive]))
+        )
 
     def _labels(self, rows) -> torch.Tensor:
         """1 for a rated row rated >= the threshold, else 0; with ``explicit_labels: observed``

@@ -63,7 +63,10 @@ class SupervisedCredit(Credit):
         )
 
     def real_weights(self, weights: torch.Tensor) -> torch.Tensor:
-        weights = mean_one(weights)
+        return self.counted(mean_one(weights))
+
+    def counted(self, weights: torch.Tensor) -> torch.Tensor:
+        """``weights`` (the real step's), their effective fraction added to the statistics."""
         self.stats = self.stats.to(weights.device)
         self.stats[2] += effective_fraction(weights)
         return weights
