@@ -85,6 +85,24 @@ def refusal(model_class: type) -> str | None:
     return next((REFUSED[name] for name in names if name in REFUSED), None)
 
 
+def check_weightable(config) -> None:
+    """A ``denoise_scheme`` other than ``default`` weights training samples: refuse, before any data
+    loads, a model whose class is refused per-sample weighting (``refusal``). The model's loss
+    module is checked once the model is built (``losses.PerSampleLoss``)."""
+    model_class = getattr(config, "model_class", None)
+    scheme = config["denoise_scheme"]
+    if model_class is None or scheme == "default":
+        return
+    register_recbole_models()
+    reason = refusal(model_class)
+    if reason is not None:
+        raise ValueError(
+            f"config key 'denoise_scheme' = {scheme!r} weights training samples, and model "
+            f"{model_class.__name__} is not supported for per-sample weighting: {reason}; "
+            "allowed with it: 'default'"
+        )
+
+
 # --- recording a functional loss -------------------------------------------------------------
 
 

@@ -810,7 +810,7 @@ def check_options(config) -> None:
     the names of a registry first (an unknown scheme or credit lists the registered ones); every
     other option, whichever component reads it; then the rules of the data, multi-process
     training and the configured scheme (with its credit, state and prior), then the protocol's."""
-    from recbole_autodenoise import distributed
+    from recbole_autodenoise import adapters, distributed
     from recbole_autodenoise.data import dataloader
     from recbole_autodenoise.data.dataset import CleanFeedbackMixin
     from recbole_autodenoise.evaluation import valid_loss
@@ -830,6 +830,7 @@ def check_options(config) -> None:
     options.check(config, (), rules)
     SCHEMES.get(config["denoise_scheme"]).check_config(config)
     options.check(config, (), protocol.RULES)  # after the scheme's own, more specific, rules
+    adapters.check_weightable(config)
 
 
 def check_valid_metric(config) -> None:

@@ -235,3 +235,20 @@ def test_read_key_explicit_none_is_a_bad_value_not_a_missing_key():
     with pytest.raises(ValueError) as info:
         read_key(config, "adt_beta", positive, "a positive number")
     assert "None" in str(info.value) and "missing" not in str(info.value)
+
+
+@pytest.mark.parametrize("model", ["MultiVAE", "ENMF", "SimpleX"])
+def test_a_weighting_scheme_on_a_model_refused_per_sample_weighting_fails_before_data(model):
+    make_config(model, "never-loaded", config_dict={"denoise_scheme": "default"})
+    with pytest.raises(
+        ValueError,
+        match=f"config key 'denoise_scheme' = 'adt_rl' weights training samples, and model "
+        f"{model} is not supported for per-sample weighting: .*allowed with it: 'default'",
+    ):
+        make_config(model, "never-loaded", config_dict={"denoise_scheme": "adt_rl"})
+
+
+def test_a_registered_loss_adapter_lifts_the_refusal_of_its_base_class():
+    """CDAEPointwise is a CDAE (refused: user-level batches) with its own adapter."""
+    config = make_config("CDAEPointwise", "never-loaded", config_dict={"denoise_scheme": "adt_rl"})
+    assert config["denoise_scheme"] == "adt_rl"

@@ -230,13 +230,14 @@ def test_supported_model_trains_with_every_scheme(model, scheme, tiny):
 def test_default_only_models_train_and_refuse_weighting_with_the_reason(model, tiny):
     config, recommender, loaders = build(model, "default", tiny)
     check_one_epoch(config, recommender, loaders)
+    refused = f"model {model} is not supported for per-sample weighting: .*{DEFAULT_ONLY[model]}"
     for scheme in ("adt_rl", "autodenoise_s"):
-        config, recommender, _ = build(model, scheme, tiny)
-        with pytest.raises(
-            ValueError,
-            match=f"model {model} is not supported for per-sample weighting: .*"
-            f"{DEFAULT_ONLY[model]}",
-        ):
+        # from the config alone, before any data loads ...
+        with pytest.raises(ValueError, match=f"'denoise_scheme' = '{scheme}' .*{refused}"):
+            tiny_config(model, scheme, tiny)
+        # ... and by the trainer, for a config built otherwise
+        config["denoise_scheme"] = scheme
+        with pytest.raises(ValueError, match=refused):
             AutoDenoiseTrainer(config, recommender)
 
 

@@ -438,6 +438,11 @@ def test_cell_keys_follow_the_settings_and_the_config_files_contents(tmp_path):
             "unknown config key 'learning_rat'; did you mean 'learning_rate'?",
         ),
         (["--model=BPRR"], "unknown model 'BPRR'"),
+        (
+            ["--model=MultiVAE"],
+            "candidate 'adt_rl' (as given): config key 'denoise_scheme' = 'adt_rl' weights "
+            "training samples, and model MultiVAE is not supported for per-sample weighting",
+        ),
         (["stray"], "unrecognised argument 'stray'"),
         (["--candidates-file=missing.yaml"], "candidates file not found: missing.yaml"),
         (["--config_files=missing.yaml"], "config file not found"),
