@@ -414,10 +414,20 @@ def _record_scores(
 def valid_scores(
     result: dict[str, Any], metric: str
 ) -> tuple[float, np.ndarray | None, str | None]:
-    """A train cell's mean validation score at its best epoch, its per-query scores where the run
-    kept them, and their users' digest."""
+    """A train cell's mean validation ``metric`` at its best epoch, its per-query scores where the
+    run kept them, and their users' digest. Without per-query scores the mean is the best epoch's
+    ``metric`` (``best_valid_result``), never ``best_valid_score``: a run that picks its epoch by a
+    validation loss (``valid_selection``) scores that loss there."""
     found = _record_scores(result.get("valid_per_query"), metric)
-    return found or (float(result["best_valid_score"]), None, None)
+    if found:
+        return found
+    best = result.get("best_valid_result") or {}
+    if metric not in best:
+        raise ValueError(
+            f"the cell's result has no validation {metric} at its best epoch "
+            f"(best_valid_result holds {sorted(best)})"
+        )
+    return float(best[metric]), None, None
 
 
 def test_scores(

@@ -567,3 +567,16 @@ def test_a_cell_records_the_commit_that_computed_it(tmp_path, monkeypatch):
     assert child.main(["train", str(spec), str(tmp_path / "out.json")]) == 0
     found = json.loads((tmp_path / "out.json").read_text())
     assert found == {"best_valid_score": 0.5, "commit": "abc123"}
+
+
+def test_without_per_query_scores_the_valid_score_is_the_best_epochs_metric_not_its_loss():
+    """A run that picks its epoch by a validation loss (valid_selection: loss) keeps that loss as
+    best_valid_score; select ranks by the metric at that epoch."""
+    result = {
+        "best_valid_score": 0.58,  # a BCE loss
+        "best_valid_result": {"ndcg@20": 0.0745, "valid_loss": 0.58},
+        "valid_per_query": None,
+    }
+    assert command.valid_scores(result, "ndcg@20") == (0.0745, None, None)
+    with pytest.raises(ValueError, match=r"no validation recall@20 at its best epoch"):
+        command.valid_scores(result, "recall@20")
