@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -456,3 +459,56 @@ def test_udt_runs_on_the_models_it_is_built_for(tmp_path):
     assert list(cells.values()) == [("GMF", "UDT"), ("LightGCN", "UDT")]
     first = next(iter(cells))
     assert first.scheme == "udt" and first.config_files[1].endswith("evaldenoisingrec/GMF-UDT.yaml")
+
+
+AUDIT_SELECT = Path(__file__).resolve().parents[2] / "benchmarks" / "audit_select.sh"
+
+
+def run_audit_select(tmp_path, *models):
+    """The script with a stand-in ``python`` that records its arguments (one call per line)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    shim = bin_dir / "python"
+    shim.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n', encoding="utf-8")
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", str(AUDIT_SELECT), "split", str(tmp_path / "work"), *models],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return done, lines
+
+
+@pytest.mark.slow
+def test_audit_select_runs_the_registered_select_per_model(tmp_path):
+    done, calls = run_audit_select(tmp_path, "GMF")
+    assert done.returncode == 0, done.stderr
+    prepare, select = calls
+    assert prepare.startswith("-m recbole_autodenoise.prepare --name evaldenoisingrec-ml100k")
+    assert "--allow-valid-test-overlap --split-files split/ml100k.train.rating" in prepare
+    assert select.split() == [
+        "-m",
+        "recbole_autodenoise.select",
+        "--model=NeuMF",
+        "--dataset=evaldenoisingrec-ml100k",
+        f"--data_path={tmp_path / 'work' / 'data'}",
+        "--config_files=benchmarks/properties/evaldenoisingrec/protocol.yaml",
+        "benchmarks/properties/evaldenoisingrec/GMF-ERM.yaml",
+        "--tune=0",
+        "--seed=2023",
+        "--seeds=3",
+        "--test=recommended",
+        "--jobs=1",
+        f"--out={tmp_path / 'work' / 'select-GMF.json'}",
+    ]
+
+
+@pytest.mark.slow
+def test_audit_select_refuses_a_model_outside_the_plan_before_any_work(tmp_path):
+    done, calls = run_audit_select(tmp_path, "GMF", "LightGCN")
+    assert done.returncode == 2 and "error: model LightGCN is not in the plan" in done.stderr
+    assert calls == [] and not (tmp_path / "work").exists()
