@@ -169,7 +169,8 @@ class CleanBatches:
     items, as RecBole's training sampler draws them; so ``model.calculate_loss`` works on the batch
     as on a training batch. Models trained pointwise on labelled rows (``pointwise_label``) get the
     clean rows labelled 1 followed by ``negatives`` copies of them labelled 0 whose item is drawn
-    the same way (RecBole's training rows: each positive and its sampled negatives); ``positives``
+    as the BPR negatives are, uniformly (the shape of RecBole's training rows, each positive and its
+    sampled negatives; uniform whatever ``train_neg_sample_args``' distribution); ``positives``
     gives back the rows labelled 1. Sequential clean rows already carry their ``item_id_list`` and
     ``item_length``. The random state lives in ``state_dict`` so a resumed run draws the same
     batches.
