@@ -831,6 +831,7 @@ def check_options(config) -> None:
     SCHEMES.get(config["denoise_scheme"]).check_config(config)
     options.check(config, (), protocol.RULES)  # after the scheme's own, more specific, rules
     adapters.check_weightable(config)
+    protocol.check_guidance_fits(config)
 
 
 def check_valid_metric(config) -> None:

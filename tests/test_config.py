@@ -252,3 +252,39 @@ def test_a_registered_loss_adapter_lifts_the_refusal_of_its_base_class():
     """CDAEPointwise is a CDAE (refused: user-level batches) with its own adapter."""
     config = make_config("CDAEPointwise", "never-loaded", config_dict={"denoise_scheme": "adt_rl"})
     assert config["denoise_scheme"] == "adt_rl"
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (
+            {"denoise_scheme": "autodenoise_s", "controller_credit": "explicit"},
+            "'controller_credit' = 'explicit' draws clean guiding batches, which carry no masked",
+        ),
+        (
+            {"denoise_scheme": "adt_rl", "denoise_diagnostics": True},
+            "'denoise_diagnostics' = True draws clean guiding batches, which carry no masked",
+        ),
+    ],
+)
+def test_clean_guiding_batches_on_masked_sequences_fail_before_data(settings, message):
+    base = {"clean_valid_guide_ratio": 0.5, "loss_type": "CE"}
+    with pytest.raises(ValueError, match=message):
+        make_config("BERT4Rec", "never-loaded", config_dict={**base, **settings})
+    make_config("BERT4Rec", "never-loaded", config_dict={**base, "denoise_scheme": "adt_rl"})
+    make_config("SASRec", "never-loaded", config_dict={**base, **settings})
+
+
+def test_clean_guiding_batches_in_a_multi_process_run_fail_before_data():
+    settings = {"denoise_scheme": "autodenoise_s", "clean_valid_guide_ratio": 0.5}
+    with pytest.raises(
+        ValueError,
+        match="'controller_credit' = 'explicit' draws clean guiding batches, and those are "
+        "single-process only",
+    ):
+        make_config(
+            "BPR",
+            "never-loaded",
+            config_dict={**settings, "controller_credit": "explicit", "nproc": 2},
+        )
+    make_config("BPR", "never-loaded", config_dict={**settings, "nproc": 2})  # the epoch credit

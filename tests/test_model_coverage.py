@@ -249,9 +249,24 @@ def test_traditional_models_are_refused(model, tiny):
 
 
 def test_clean_guided_schemes_refuse_models_their_batches_cannot_feed(tiny):
+    # from the config alone, before any data loads ...
+    with pytest.raises(
+        ValueError,
+        match="config key 'controller_credit' = 'explicit' draws clean guiding batches, which "
+        "carry no masked positions; model BERT4Rec trains on masked sequences",
+    ):
+        tiny_config(
+            "BERT4Rec",
+            "autodenoise_s",
+            tiny,
+            controller_credit="explicit",
+            clean_valid_guide_ratio=0.5,
+        )
+    # ... and by the clean batches, for a config built otherwise
     config, recommender, (train_data, valid_data, _) = build(
-        "BERT4Rec", "l2rw", tiny, clean_valid_guide_ratio=0.5
+        "BERT4Rec", "autodenoise_s", tiny, clean_valid_guide_ratio=0.5
     )
+    config["controller_credit"] = "explicit"
     trainer = AutoDenoiseTrainer(config, recommender)
     with pytest.raises(ValueError, match="model BERT4Rec trains on masked sequences"):
         trainer.fit(train_data, valid_data, saved=False, verbose=False)

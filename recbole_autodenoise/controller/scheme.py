@@ -283,6 +283,12 @@ class ControllerScheme(WeightingScheme):
             return []
         return [("controller_credit", credit.name)]
 
+    @classmethod
+    def guidance_users(cls, config) -> list[tuple[str, Any]]:
+        """``controller_credit`` where its mode draws clean guiding batches (explicit, meta)."""
+        credit = cls._credit_class(config)
+        return [("controller_credit", credit.name)] if credit and credit.needs_guidance else []
+
     def _build_state(self, config) -> StateFeatures:
         """The running state (``controller_state``) with its options."""
         self.state_kind = config["controller_state"]

@@ -104,6 +104,13 @@ class WeightingScheme(options.Owner):
         return [("denoise_scheme", cls.name)] if cls.learns_from_validation else []
 
     @classmethod
+    def guidance_users(cls, config: Any) -> list[tuple[str, Any]]:
+        """The (key, value) settings with which this scheme, as ``config`` sets it, draws clean
+        guiding batches (``needs_guidance``); from the config alone, so that
+        ``guidance.check_guidance_fits`` can check them before any data loads."""
+        return [("denoise_scheme", cls.name)] if cls.needs_guidance else []
+
+    @classmethod
     def read_keys(cls) -> frozenset[str]:
         """The names of ``declared_options``."""
         return frozenset(option.name for option in cls.declared_options())

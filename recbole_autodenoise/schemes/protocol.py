@@ -9,6 +9,9 @@
   ``controller_credit`` ``meta``, ``user``, ``explicit``: ``validation_learners``) needs a
   guide/select split (``clean_valid_guide_ratio`` > 0), so that the rows it learns from are not
   the rows that select the epoch.
+- What draws clean guiding batches (``guidance_users``: ``l2rw``, ``controller_credit`` ``explicit``
+  or ``meta``; ``denoise_diagnostics``) is refused with a model trained on masked sequences and in
+  a multi-process run (``check_guidance_fits``).
 """
 
 from __future__ import annotations
@@ -97,3 +100,32 @@ RULES = (
         check_validation_learners,
     ),
 )
+
+
+MASKED_SEQUENCES = "mask_itemseq"  # RecBole's batch transform of BERT4Rec-like models
+
+
+def check_guidance_fits(config: Any) -> None:
+    """From the config alone, before any data loads: the settings that draw clean guiding batches
+    (the scheme's ``guidance_users``, ``denoise_diagnostics``) are refused with a model trained on
+    masked sequences (``transform: mask_itemseq``: the batches carry no masked positions) and in a
+    multi-process run (their virtual steps run outside DDP's gradient synchronisation)."""
+    scheme = _scheme_class(config)
+    users = scheme.guidance_users(config) if scheme is not None else []
+    if config["denoise_diagnostics"] is True:
+        users.append(("denoise_diagnostics", True))
+    if not users:
+        return
+    key, value = users[0]
+    setting = f"config key {key!r} = {value!r} draws clean guiding batches"
+    if config["transform"] == MASKED_SEQUENCES:
+        raise ValueError(
+            f"{setting}, which carry no masked positions; model {config['model']} trains on "
+            f"masked sequences (transform: {MASKED_SEQUENCES})"
+        )
+    # a rank of a multi-process run (``distributed.is_distributed``), or its launcher
+    if config["single_spec"] is False or int(config["nproc"] or 1) > 1:
+        raise ValueError(
+            f"{setting}, and those are single-process only: their virtual steps run on each "
+            "rank's model copy outside DDP's gradient synchronisation; run with nproc: 1"
+        )
