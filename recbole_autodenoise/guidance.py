@@ -137,17 +137,18 @@ def pointwise_label(model: nn.Module) -> str | None:
     return label
 
 
-def check_clean_batches_fit(model: nn.Module) -> None:
+def check_clean_batches_fit(model: nn.Module) -> str | None:
     """Clean batches are held-out positives in the training format of BPR, cross-entropy and
     labelled pointwise models: refuse the models whose training rows need what they cannot
-    carry."""
-    pointwise_label(model)
+    carry; return the label field of a labelled pointwise model (``pointwise_label``)."""
+    label = pointwise_label(model)
     if hasattr(model, "MASK_ITEM_SEQ"):
         raise ValueError(
             f"model {type(model).__name__} trains on masked sequences built by a batch transform; "
             "clean guiding batches "
             "(l2rw, controller_credit: meta, denoise_diagnostics) carry no masked positions"
         )
+    return label
 
 
 def negatives_per_row(config: Any) -> int:
@@ -188,8 +189,7 @@ class CleanBatches:
         exclude: Any | None = None,
         negatives: int = 1,
     ) -> None:
-        check_clean_batches_fit(model)
-        self.label_field = pointwise_label(model)
+        self.label_field = check_clean_batches_fit(model)
         self.negatives = int(negatives) if self.label_field is not None else 0
         self.device = torch.device(device)
         # the clean rows stay on the model's device: a batch is one gather there, no host copy
@@ -245,16 +245,19 @@ class CleanBatches:
     def _labelled(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The rows labelled 1, then ``negatives`` copies labelled 0 with a drawn negative item."""
         rows = len(batch[self.item_field])
-        copies = {
-            field: values.repeat(self.negatives, *([1] * (values.dim() - 1)))
-            for field, values in batch.items()
-        }
+        labelled = dict(batch)
         if self.negatives:
+            copies = {
+                field: values.repeat(self.negatives, *([1] * (values.dim() - 1)))
+                for field, values in batch.items()
+            }
             items = copies[self.item_field]
             copies[self.item_field] = self._negatives(copies[self.user_field], items).to(
                 items.dtype
             )
-        labelled = {field: torch.cat([values, copies[field]]) for field, values in batch.items()}
+            labelled = {
+                field: torch.cat([values, copies[field]]) for field, values in batch.items()
+            }
         labels = torch.zeros(rows * (1 + self.negatives), device=self.device)
         labels[:rows] = 1.0
         labelled[self.label_field] = labels
